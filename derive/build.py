@@ -1,0 +1,55 @@
+"""Building a set's outputs: derivations, checks, LaTeX, PDF and JSON.
+
+Every file is written atomically; a failure leaves earlier outputs byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from derive.errors import NoTexEngineError
+from derive.fsutil import atomic_write
+from derive.problems import Problem, get_problem
+from derive.render import pdf
+from derive.render.document import render
+from derive.render.latex import KeyPrinter
+from derive.sets import ProblemSet
+
+FORMATS = ("pdf", "tex", "json")
+
+
+def export(pset: ProblemSet, problems: list[Problem]) -> dict:
+    """The JSON document of a set's derived results and checks (stable keys)."""
+    printer = KeyPrinter(pset.notation)
+    out = {"set": pset.id, "title": pset.title, "problems": {}}
+    for p in problems:
+        results = {
+            key: {"latex": printer.doprint(r.expr), "sympy": r.srepr(), "value": r.value}
+            for key, r in p.results.items()
+        }
+        checks = [c.as_dict() for c in p.checks]
+        out["problems"][p.key] = {"title": p.title, "results": results, "checks": checks}
+    return out
+
+
+def build(pset: ProblemSet, out_dir: Path, fmt: str = "pdf") -> list[Path]:
+    """Build ``pset`` in format ``fmt`` into ``out_dir/<set id>/``; return the files written."""
+    if fmt == "pdf" and pdf.find_engine() is None:
+        raise NoTexEngineError(pdf.INSTALL_HINT)
+    problems = [get_problem(key) for key in pset.problems]
+    target = out_dir / pset.id
+    if fmt == "json":
+        path = target / "derivations.json"
+        text = json.dumps(export(pset, problems), indent=2, ensure_ascii=True) + "\n"
+        atomic_write(path, text.encode())
+        return [path]
+    source = render(pset, problems)
+    if fmt == "tex":
+        path = target / "answer-key.tex"
+        atomic_write(path, source.encode())
+        return [path]
+    path = target / "answer-key.pdf"
+    pdf.compile_pdf(source, path)
+    atomic_write(target / "answer-key.tex", source.encode())
+    return [path, target / "answer-key.tex"]

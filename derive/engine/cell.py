@@ -1,0 +1,155 @@
+"""A recurrent cell as data.
+
+A cell is an ordered list of assignments ``u = E`` evaluated once per time step.  Each
+right-hand side ``E`` is a SymPy expression in
+
+* the step's inputs (``x``),
+* the previous values of the carried states (``h_prev``, ``c_prev``),
+* the parameters (weights and biases), shared by every step,
+* variables assigned earlier in the same step.
+
+Read as scalars, the assignments are the univariate cell of the handouts.  Read as vectors,
+a product of a weight with other factors is a matrix-vector product, any other product is
+elementwise (Hadamard), and functions apply elementwise: the same data gives both forms.
+
+Time enters only when a derivation needs it: ``at(u, k)`` is ``u`` at step ``t + k`` as the
+SymPy function application ``u(t + k)``, so shifting a result by a step is ``subs(t, t+1)``
+and a sum over steps is a real ``Sum`` over ``t``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import sympy as sp
+
+from derive.errors import InputError
+
+t = sp.Symbol("t", integer=True)
+T = sp.Symbol("T", integer=True, positive=True)
+#: The loss, as a symbol: it appears only inside derivative notation.
+L = sp.Symbol("L")
+
+Kind = Literal["input", "state", "gate", "weight", "bias"]
+
+
+def timed(name: str, k: int | sp.Expr = 0) -> sp.Expr:
+    """The quantity called ``name`` at step ``t + k`` (an applied SymPy function)."""
+    return sp.Function(name)(t + k)
+
+
+def bar(name: str, k: int | sp.Expr = 0) -> sp.Expr:
+    """The adjoint dL/d(name) at step ``t + k``."""
+    return sp.Function("bar:" + name)(t + k)
+
+
+def loss_grad(name: str, k: int | sp.Expr = 0) -> sp.Expr:
+    """The direct partial derivative of the loss by ``name`` at step ``t + k``."""
+    return sp.Function("dL:" + name)(t + k)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A recurrent cell: ordered assignments over inputs, previous states and parameters.
+
+    Parameters
+    ----------
+    name
+        Registry name of the cell (``lstm``).
+    inputs
+        Input symbols of one step.
+    states
+        Carried states, each one of the assigned variables; ``prev[s]`` is the symbol
+        that stands for its value at the previous step.
+    params
+        Parameters with their kind: ``weight`` multiplies a variable (a matrix in vector
+        form) and ``bias`` is added (a vector).
+    assignments
+        ``(variable, expression)`` pairs in evaluation order.
+    loss_on
+        Variables the loss reads directly at every step (the hidden state).
+    """
+
+    name: str
+    inputs: tuple[sp.Symbol, ...]
+    states: tuple[sp.Symbol, ...]
+    prev: dict[sp.Symbol, sp.Symbol]
+    params: dict[sp.Symbol, Literal["weight", "bias"]]
+    assignments: tuple[tuple[sp.Symbol, sp.Expr], ...]
+    loss_on: tuple[sp.Symbol, ...]
+    sizes: dict[sp.Symbol, Literal["input", "hidden"]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    # -- structure -----------------------------------------------------------------------
+    @property
+    def variables(self) -> tuple[sp.Symbol, ...]:
+        """Assigned variables in evaluation order."""
+        return tuple(u for u, _ in self.assignments)
+
+    @property
+    def weights(self) -> tuple[sp.Symbol, ...]:
+        return tuple(p for p, kind in self.params.items() if kind == "weight")
+
+    def rhs(self, u: sp.Symbol) -> sp.Expr:
+        return dict(self.assignments)[u]
+
+    def kind(self, s: sp.Symbol) -> Kind:
+        """What role symbol ``s`` plays in the cell."""
+        if s in self.params:
+            return self.params[s]
+        if s in self.inputs:
+            return "input"
+        if s in self.states or s in self.prev.values():
+            return "state"
+        if s in self.variables:
+            return "gate"
+        raise KeyError(s)
+
+    def state_of(self, s: sp.Symbol) -> sp.Symbol | None:
+        """The state whose previous value ``s`` stands for, if any."""
+        for state, p in self.prev.items():
+            if p == s:
+                return state
+        return None
+
+    def consumers(self, v: sp.Symbol) -> tuple[sp.Symbol, ...]:
+        """Assigned variables whose right-hand side reads ``v``."""
+        return tuple(u for u, e in self.assignments if v in e.free_symbols)
+
+    # -- time ----------------------------------------------------------------------------
+    def at_step(self, k: int = 0) -> dict[sp.Symbol, sp.Expr]:
+        """Substitution from the cell's local symbols to quantities at step ``t + k``."""
+        sub: dict[sp.Symbol, sp.Expr] = {s: timed(s.name, k) for s in self.inputs}
+        sub.update({u: timed(u.name, k) for u in self.variables})
+        sub.update({p: timed(s.name, k - 1) for s, p in self.prev.items()})
+        return sub
+
+    def forward_rewrites(self) -> dict[sp.Expr, sp.Symbol]:
+        """``{f(z): u}`` for every assignment ``u = f(z)`` with ``f`` elementwise.
+
+        Applying it to a derivative writes sigma'(z) as ``i*(1 - i)`` and tanh'(z) as
+        ``1 - g**2``: in terms of the forward quantities, as an answer key does.
+        """
+        return {e: u for u, e in self.assignments if isinstance(e, sp.Function)}
+
+    # -- checks --------------------------------------------------------------------------
+    def _validate(self) -> None:
+        known = set(self.inputs) | set(self.prev.values()) | set(self.params)
+        for u, e in self.assignments:
+            unknown = e.free_symbols - known
+            if unknown:
+                names = ", ".join(sorted(s.name for s in unknown))
+                raise InputError(
+                    f"cell {self.name!r}: the assignment of {u} reads {names} before it is "
+                    "assigned; allowed are inputs, previous states, parameters and earlier "
+                    "assignments"
+                )
+            known.add(u)
+        for s in self.states:
+            if s not in self.variables or s not in self.prev:
+                raise InputError(
+                    f"cell {self.name!r}: state {s} needs an assignment and a previous symbol"
+                )

@@ -1,0 +1,292 @@
+"""Numbers from a cell: the forward pass, and the derived adjoint equations evaluated.
+
+The forward pass reads the cell's assignments directly (a product with a weight is a
+matrix-vector product, other products are elementwise).  It knows nothing of derivatives,
+so finite differences and complex steps of it are independent checks of the adjoints.
+
+Two evaluators of the *derived* equations run the backward sweep t = T, ..., 1:
+
+* ``ScalarSweep`` compiles the scalar adjoint equations once per cell with
+  ``sympy.lambdify(..., cse=True)``; it works elementwise, so a batch of sequences is a
+  batch of arrays.
+* ``VectorSweep`` evaluates the matrix-notation equations of ``VectorAdjoints`` with NumPy,
+  vectors as ``(n, 1)`` columns.
+
+Both use the same convention: step 0 holds the initial states; the loss reads
+``dL/d(name)(t)`` from ``loss_grads[name][t]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import sympy as sp
+from sympy.core.function import AppliedUndef
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+
+from derive.engine.adjoint import Adjoints
+from derive.engine.cell import Cell, t
+from derive.engine.functions import NUMERIC
+from derive.engine.vector import VectorAdjoints
+
+Array = np.ndarray
+Trajectory = dict[str, list]
+
+
+def _functions(backend: str) -> dict:
+    if backend == "mpmath":
+        return {f: np.vectorize(v["mpmath"], otypes=[object]) for f, v in NUMERIC.items()}
+    if backend == "numpy":
+        return {f: v["numpy"] for f, v in NUMERIC.items()}
+    raise ValueError(f"unknown backend {backend!r}; use 'numpy' or 'mpmath'")
+
+
+# -- the forward pass ------------------------------------------------------------------------
+def evaluate(cell: Cell, e: sp.Expr, env: Mapping[sp.Symbol, object], fns: dict):
+    """Value of a right-hand side of ``cell`` read as vectors, from symbol values ``env``."""
+    if e.is_Symbol:
+        return env[e]
+    if e.is_Number:
+        return float(e) if e.is_Integer or e.is_Float else e.evalf()
+    if isinstance(e, sp.Add):
+        return sum(evaluate(cell, a, env, fns) for a in e.args)
+    if isinstance(e, sp.Mul):
+        weights = [f for f in e.args if f.is_Symbol and cell.kind(f) == "weight"]
+        rest = [evaluate(cell, f, env, fns) for f in e.args if f not in weights]
+        prod = rest[0]
+        for r in rest[1:]:
+            prod = prod * r
+        return _matvec(env[weights[0]], prod) if weights else prod
+    if isinstance(e, sp.Pow) and e.exp.is_Integer:
+        return evaluate(cell, e.base, env, fns) ** int(e.exp)
+    return fns[type(e)](evaluate(cell, e.args[0], env, fns))
+
+
+def _matvec(w, v):
+    # Scalars stand for 1x1 matrices: the univariate cell of the handouts.
+    return w * v if np.ndim(w) == 0 else w @ v
+
+
+def forward(
+    cell: Cell,
+    params: Mapping[str, Array],
+    inputs: Mapping[str, Sequence[Array]],
+    initial: Mapping[str, Array],
+    backend: str = "numpy",
+    perturb: Mapping[tuple[str, int], Array] | None = None,
+) -> Trajectory:
+    """Run the cell over a sequence.
+
+    Parameters
+    ----------
+    params
+        Weights as ``(rows, cols)`` arrays, biases as ``(n, 1)`` columns; scalars for the
+        univariate cell.  A leading batch axis runs many sequences at once.
+    inputs
+        Each input's values at steps 1..T.
+    initial
+        Each state's value at step 0.
+    backend
+        ``numpy`` (real or complex arrays) or ``mpmath`` (object arrays of ``mpf``).
+    perturb
+        ``{(variable, step): delta}`` added to a variable right after it is computed: the
+        derivative of the loss by that delta is the variable's adjoint at that step.
+
+    Returns
+    -------
+    dict
+        Every input and assigned variable as a list over steps 0..T (index 0 holds the
+        initial states; other variables there are zero).
+    """
+    fns = _functions(backend)
+    perturb = perturb or {}
+    steps = len(next(iter(inputs.values())))
+    env = {sp.Symbol(k): v for k, v in params.items()}
+    traj: Trajectory = {x.name: [0 * inputs[x.name][0], *inputs[x.name]] for x in cell.inputs}
+    for u in cell.variables:
+        traj[u.name] = [initial[u.name] if u in cell.states else None]
+    for k in range(1, steps + 1):
+        for x in cell.inputs:
+            env[x] = traj[x.name][k]
+        for s, p in cell.prev.items():
+            env[p] = traj[s.name][k - 1]
+        for u, e in cell.assignments:
+            env[u] = evaluate(cell, e, env, fns)
+            if (u.name, k) in perturb:
+                env[u] = env[u] + perturb[u.name, k]
+            traj[u.name].append(env[u])
+    for u in cell.variables:  # gates have no value at step 0
+        if traj[u.name][0] is None:
+            traj[u.name][0] = 0 * traj[u.name][1]
+    return traj
+
+
+def loss(traj: Trajectory, loss_grads: Mapping[str, Sequence[Array]]):
+    """The loss L = sum over steps and loss variables of a_t . v_t (a scalar)."""
+    total = 0
+    for name, weights in loss_grads.items():
+        for k, a in enumerate(weights, start=1):
+            v = a * traj[name][k]
+            # Sum over the vector's entries only: a leading batch axis stays.
+            total = total + (np.sum(v, axis=(-2, -1)) if np.ndim(v) >= 2 else v)
+    return total
+
+
+# -- evaluating the derived equations ---------------------------------------------------------
+@dataclass
+class Gradients:
+    """The result of a backward sweep: adjoints per step and parameter gradients."""
+
+    bars: dict[str, list]  # adjoint of every variable and input, steps 0..T
+    params: dict[str, object]
+    initial: dict[str, object]
+
+
+_NAME = re.compile(r"^(?P<prefix>bar:|dL:)?(?P<name>\w+)(@(?P<k>-?\d+))?$")
+
+
+class ScalarSweep:
+    """The scalar adjoint equations compiled to one NumPy function per step."""
+
+    def __init__(self, adjoints: Adjoints, backend: str = "numpy") -> None:
+        self.adj = adjoints
+        self.cell = adjoints.cell
+        # lambdify prints sigma(z) as a call to a function named "sigma".
+        names = {f.__name__: fn for f, fn in _functions(backend).items()}
+        self.modules = [names, "mpmath" if backend == "mpmath" else "numpy"]
+
+    @cached_property
+    def _compiled(self) -> tuple[list[sp.Expr], Callable, list[str]]:
+        exprs: dict[sp.Expr, sp.Expr] = {}
+        for a in self.adj.variables.values():  # sweep order: later bars read earlier ones
+            exprs[a.lhs] = a.expr.xreplace(exprs)
+        outs = dict(exprs)
+        outs.update({a.lhs: a.expr.xreplace(exprs) for a in self.adj.inputs.values()})
+        for name, a in self.adj.params.items():
+            outs[sp.Symbol("bar:" + name)] = a.expr.function.xreplace(exprs)
+        atoms = set()
+        for e in outs.values():
+            atoms |= e.atoms(AppliedUndef) | (e.free_symbols - {t})
+        args = sorted(atoms, key=sp.default_sort_key)
+        dummies = [sp.Dummy(str(a)) for a in args]
+        sub = dict(zip(args, dummies, strict=True))
+        fn = sp.lambdify(dummies, [e.xreplace(sub) for e in outs.values()], self.modules, cse=True)
+        return args, fn, [str(k) for k in outs]
+
+    @cached_property
+    def _initial(self) -> dict[str, Callable]:
+        out = {}
+        for s in self.cell.states:
+            e = self.adj.variables[s.name].from_next_step
+            args = sorted(e.atoms(AppliedUndef) | (e.free_symbols - {t}), key=sp.default_sort_key)
+            out[s.name] = (args, sp.lambdify(args, e, self.modules))
+        return out
+
+    def run(self, traj: Trajectory, params: Mapping[str, object], loss_grads: Mapping) -> Gradients:
+        """Backward sweep over a trajectory of scalars (or of equal-shaped arrays)."""
+        args, fn, names = self._compiled
+        steps = len(traj[self.cell.inputs[0].name]) - 1
+        zero = 0 * traj[self.cell.variables[0].name][1]
+        bars: dict[str, list] = {n: [zero] * (steps + 2) for n in _bar_names(self.cell)}
+        grads = {p: zero for p in params}
+
+        def value(a, k):
+            if a.is_Symbol:
+                return params[a.name]
+            m = _NAME.match(a.func.__name__)
+            step = k + int(a.args[0] - t)
+            if m["prefix"] == "bar:":
+                return bars[m["name"]][step]
+            if m["prefix"] == "dL:":
+                return loss_grads[m["name"]][step - 1] if 1 <= step <= steps else zero
+            series = traj[m["name"]]
+            return series[step] if step <= steps else zero
+
+        for k in range(steps, 0, -1):
+            out = fn(*[value(a, k) for a in args])
+            for n, v in zip(names, out, strict=True):
+                if n.startswith("bar:") and "(" in n:
+                    bars[n[4 : n.index("(")]][k] = v
+                else:
+                    grads[n[4:]] = grads[n[4:]] + v
+        initial = {s: f(*[value(a, 0) for a in a_args]) for s, (a_args, f) in self._initial.items()}
+        return Gradients(bars, grads, initial)
+
+
+class VectorSweep:
+    """The matrix-notation adjoint equations evaluated with NumPy, one step at a time."""
+
+    def __init__(self, adjoints: VectorAdjoints, backend: str = "numpy") -> None:
+        self.adj = adjoints
+        self.cell = adjoints.cell
+        self.fns = _functions(backend)
+
+    def _eval(self, e, lookup: Callable):
+        if isinstance(e, sp.MatrixSymbol):
+            return lookup(e.name)
+        if e.is_Number:
+            return float(e)
+        if isinstance(e, sp.OneMatrix):
+            return 1.0  # broadcasts against the vector it is added to
+        if isinstance(e, sp.Transpose):
+            return self._eval(e.arg, lookup).T
+        if isinstance(e, sp.MatMul):
+            vals = [self._eval(a, lookup) for a in e.args]
+            out = vals[0]
+            for v in vals[1:]:
+                out = out * v if np.ndim(out) == 0 or np.ndim(v) == 0 else out @ v
+            return out
+        if isinstance(e, sp.MatAdd):
+            return sum(self._eval(a, lookup) for a in e.args)
+        if isinstance(e, sp.HadamardProduct):
+            vals = [self._eval(a, lookup) for a in e.args]
+            out = vals[0]
+            for v in vals[1:]:
+                out = out * v
+            return out
+        if isinstance(e, sp.HadamardPower):
+            return self._eval(e.base, lookup) ** int(e.exp)
+        if isinstance(e, ElementwiseApplyFunction):
+            fn = type(e.function.expr)
+            return self.fns[fn](self._eval(e.expr, lookup))
+        raise TypeError(f"cannot evaluate {type(e).__name__}")
+
+    def run(self, traj: Trajectory, params: Mapping[str, Array], loss_grads: Mapping) -> Gradients:
+        """Backward sweep over a trajectory of ``(n, 1)`` columns."""
+        steps = len(traj[self.cell.inputs[0].name]) - 1
+        bars: dict[str, list] = {n: [0 * traj[n][1]] * (steps + 2) for n in _bar_names(self.cell)}
+        grads = {p: 0 * v for p, v in params.items()}
+
+        def lookup_at(k):
+            def lookup(name):
+                m = _NAME.match(name)
+                if m["k"] is None:
+                    return params[m["name"]]
+                step = k + int(m["k"])
+                if m["prefix"] == "bar:":
+                    return bars[m["name"]][step]
+                if m["prefix"] == "dL:":
+                    return loss_grads[m["name"]][step - 1]
+                series = traj[m["name"]]
+                return series[step] if step <= steps else 0 * series[1]
+
+            return lookup
+
+        for k in range(steps, 0, -1):
+            look = lookup_at(k)
+            for n, e in {**self.adj.variables, **self.adj.inputs}.items():
+                bars[n][k] = self._eval(e, look)
+            for p, e in self.adj.params.items():
+                grads[p] = grads[p] + self._eval(e, look)
+        initial = {
+            s.name: self._eval(self.adj.initial(s.name), lookup_at(0)) for s in self.cell.states
+        }
+        return Gradients(bars, grads, initial)
+
+
+def _bar_names(cell: Cell) -> list[str]:
+    return [u.name for u in cell.variables] + [x.name for x in cell.inputs]

@@ -1,0 +1,94 @@
+"""Validation of untrusted numeric input (JSON files), with messages that name the field.
+
+Nothing here evaluates text: values must already be JSON numbers.  Every failure raises
+``InputError`` naming the field path (``weights.w_ix[1][0]``) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from derive.errors import InputError
+
+__all__ = ["InputError"]
+
+
+def read_json(path: str, stdin_text: str | None = None) -> Any:
+    """Parse JSON from ``path`` (``-`` for standard input)."""
+    where = "standard input" if path == "-" else path
+    try:
+        text = stdin_text if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {where}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+
+
+def _reject_constant(name: str):
+    raise InputError(f"non-finite number {name} in the input; only finite numbers are allowed")
+
+
+def number(value: Any, field: str) -> float:
+    """A finite real number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(f"{field}: expected a finite number, got {_show(value)}")
+    if not math.isfinite(value):
+        raise InputError(f"{field}: expected a finite number, got {value}")
+    return float(value)
+
+
+def vector(value: Any, field: str, size: int | None = None) -> np.ndarray:
+    """A list of finite numbers as an ``(n, 1)`` column."""
+    if not isinstance(value, list) or not value:
+        raise InputError(f"{field}: expected a non-empty list of numbers, got {_show(value)}")
+    if size is not None and len(value) != size:
+        raise InputError(f"{field}: expected {size} numbers, got {len(value)}")
+    return np.array([[number(v, f"{field}[{i}]")] for i, v in enumerate(value)])
+
+
+def matrix(
+    value: Any, field: str, shape: tuple[int | None, int | None] = (None, None)
+) -> np.ndarray:
+    """A list of equal-length rows of finite numbers."""
+    if not isinstance(value, list) or not value or not all(isinstance(r, list) for r in value):
+        raise InputError(
+            f"{field}: expected a matrix as a non-empty list of rows, got {_show(value)}"
+        )
+    widths = {len(r) for r in value}
+    if len(widths) != 1 or 0 in widths:
+        raise InputError(f"{field}: ragged matrix; every row needs the same, nonzero length")
+    out = np.array(
+        [[number(v, f"{field}[{i}][{j}]") for j, v in enumerate(r)] for i, r in enumerate(value)]
+    )
+    rows, cols = shape
+    if (rows is not None and out.shape[0] != rows) or (cols is not None and out.shape[1] != cols):
+        want = f"{rows if rows is not None else 'any'}x{cols if cols is not None else 'any'}"
+        raise InputError(f"{field}: expected a {want} matrix, got {out.shape[0]}x{out.shape[1]}")
+    return out
+
+
+def mapping(value: Any, field: str, required: list[str], optional: list[str] = ()) -> Mapping:
+    """An object with exactly the ``required`` keys, plus any of ``optional``."""
+    if not isinstance(value, dict):
+        raise InputError(f"{field}: expected an object, got {_show(value)}")
+    missing = [k for k in required if k not in value]
+    if missing:
+        raise InputError(f"{field}: missing key {missing[0]!r}; required are {', '.join(required)}")
+    unknown = sorted(set(value) - set(required) - set(optional))
+    if unknown:
+        allowed = ", ".join([*required, *optional])
+        raise InputError(f"{field}: unknown key {unknown[0]!r}; allowed are {allowed}")
+    return value
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,21 @@
+"""The registry of problems: key -> class.  Adding a problem is one line here."""
+
+from __future__ import annotations
+
+from derive.errors import InputError
+from derive.problems.base import Problem, Result
+from derive.problems.lstm import LSTM
+
+REGISTRY: dict[str, type[Problem]] = {
+    "lstm": LSTM,
+}
+
+
+def get_problem(key: str) -> Problem:
+    """A fresh instance of the registered problem ``key``."""
+    if key not in REGISTRY:
+        raise InputError(f"unknown problem {key!r}; known problems: {', '.join(REGISTRY)}")
+    return REGISTRY[key]()
+
+
+__all__ = ["REGISTRY", "Problem", "Result", "get_problem"]

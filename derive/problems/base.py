@@ -1,0 +1,65 @@
+"""What every problem provides: derived results, checks, and data for its template.
+
+A problem is one module under ``derive/problems/`` with one class registered in
+``derive/problems/__init__.py`` and one template ``templates/problems/<key>.tex.j2``; the
+registry key, module, template and test id are the same snake_case noun.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, ClassVar
+
+import sympy as sp
+
+from derive.verify import Check
+
+
+@dataclass(frozen=True)
+class Result:
+    """One derived result: ``lhs = expr``, optionally with a chain-rule form first.
+
+    ``value`` is a plain number or list when the result is numeric (JSON export), else None.
+    """
+
+    key: str
+    expr: Any
+    lhs: Any = None
+    chain: Any = None
+    value: Any = None
+
+    def srepr(self) -> str:
+        return sp.srepr(self.expr)
+
+
+class Problem(ABC):
+    """A derivation problem: results from the engine, checks from independent routes."""
+
+    key: ClassVar[str]
+    title: ClassVar[str]
+
+    @cached_property
+    def results(self) -> dict[str, Result]:
+        """Derived results by stable key (the JSON export's keys)."""
+        return self.derive()
+
+    @cached_property
+    def checks(self) -> list[Check]:
+        """Every verification of this problem's claims."""
+        return self.verify()
+
+    @abstractmethod
+    def derive(self) -> dict[str, Result]: ...
+
+    @abstractmethod
+    def verify(self) -> list[Check]: ...
+
+    def context(self) -> dict[str, Any]:
+        """Data the template formats (SymPy objects pass through the ``tex`` filter)."""
+        return {"results": self.results, "checks": self.checks}
+
+    @property
+    def template(self) -> str:
+        return f"problems/{self.key}.tex.j2"

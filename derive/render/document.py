@@ -1,0 +1,113 @@
+"""Jinja2 rendering of answer keys: templates only format what the engine derived.
+
+Delimiters never clash with TeX braces: ``((* block *))``, ``((( variable )))`` and
+``((= comment =))``, as in nbconvert's LaTeX templates.  ``StrictUndefined`` makes a typo
+in a template fail the build instead of printing nothing.
+
+Filters handed to templates:
+
+* ``tex``: a SymPy object in the set's notation;
+* ``terms``: the terms of a sum as separate LaTeX strings (for line breaks), each after
+  the first with its sign;
+* ``esc``: plain text with LaTeX's special characters escaped, so it prints verbatim;
+* ``sci``: a float in scientific notation for tables.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import sympy as sp
+
+from derive.render.latex import KeyPrinter, Notation
+from derive.verify import evidence_table
+
+_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "{": r"\{",
+    "}": r"\}",
+    "$": r"\$",
+    "&": r"\&",
+    "#": r"\#",
+    "^": r"\textasciicircum{}",
+    "_": r"\_",
+    "%": r"\%",
+    "~": r"\textasciitilde{}",
+    "|": r"\textbar{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+}
+
+
+def escape(text: str) -> str:
+    """Plain text safe to put in a LaTeX document: it prints exactly as written."""
+    return "".join(_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def sci(value: float) -> str:
+    """``1.2e-12`` as ``1.2\\times 10^{-12}`` (LaTeX math), or ``0`` / ``\\infty``."""
+    if value == 0:
+        return "0"
+    if not math.isfinite(value):
+        return r"\infty"
+    mantissa, exponent = f"{value:.1e}".split("e")
+    return r"%s\times 10^{%d}" % (mantissa, int(exponent))
+
+
+def template_dir() -> Path:
+    """The templates: inside an installed package, or at the top of a source checkout."""
+    packaged = Path(__file__).resolve().parent.parent / "templates"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "templates"
+
+
+def environment(notation: Notation) -> jinja2.Environment:
+    """A Jinja environment whose ``tex`` filters print in ``notation``."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(template_dir()),
+        block_start_string="((*",
+        block_end_string="*))",
+        variable_start_string="(((",
+        variable_end_string=")))",
+        comment_start_string="((=",
+        comment_end_string="=))",
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    printer = KeyPrinter(notation)
+    env.filters["tex"] = printer.doprint
+    env.filters["terms"] = lambda e: _terms(printer, e)
+    env.filters["esc"] = escape
+    env.filters["sci"] = sci
+    env.filters["evidence"] = evidence_table
+    return env
+
+
+def _terms(printer: KeyPrinter, expr: Any) -> list[str]:
+    args = expr.args if isinstance(expr, sp.Add | sp.MatAdd) else (expr,)
+    out = []
+    for i, a in enumerate(args):
+        s = printer.doprint(a)
+        if i and not s.startswith("-"):
+            s = "+ " + s
+        elif i:
+            s = "- " + s[1:].lstrip()
+        out.append(s)
+    return out
+
+
+def render(pset, problems: list) -> str:
+    """The LaTeX source of ``pset``'s answer key."""
+    env = environment(pset.notation)
+    body = []
+    for number, problem in enumerate(problems, start=1):
+        tpl = env.get_template(problem.template)
+        body.append(tpl.render(number=number, problem=problem, **problem.context()))
+    return env.get_template("answer_key.tex.j2").render(pset=pset, body="\n".join(body))

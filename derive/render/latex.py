@@ -1,0 +1,220 @@
+"""LaTeX for derived results, in the notation of the set that shows them.
+
+One printer, ``KeyPrinter``, a subclass of SymPy's ``LatexPrinter``.  It reads the engine's
+naming conventions (``i(t+1)`` for a quantity at a step, ``bar:i`` for its adjoint, ``dL:h``
+for the loss's direct partial, ``i@1`` for a vector at a step) and spells every symbol
+through the set's ``Notation``: CSC421 writes ``w_{ix}`` and ``i^{(t)}``, CSE 891 writes
+``w_{xi}``, the LMU exercise writes ``C_t``.  Symbol spellings are validated before they
+reach the printer, since ``sympy.latex`` prints names verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import sympy as sp
+from sympy.core.function import AppliedUndef
+from sympy.printing.latex import LatexPrinter
+
+from derive.engine.cell import t
+from derive.errors import InputError
+
+_PLAIN = r"[A-Za-z0-9_{}^ ,.'()+\-]*"
+_GREEK = (
+    "alpha|beta|gamma|delta|epsilon|eta|theta|kappa|lambda|mu|nu|xi|rho|sigma|tau|phi|chi|psi"
+    "|omega|Gamma|Delta|Theta|Lambda|Xi|Sigma|Phi|Psi|Omega"
+)
+# Letters, digits and a little punctuation, after at most one Greek-letter command (or a
+# \tilde, \hat or \mathbf of one letter): no command that reads or writes files (\input,
+# \write18) can be spelled.
+_SAFE = re.compile(rf"^(\\({_GREEK})(?![A-Za-z])|\\(tilde|hat|mathbf)\{{[A-Za-z]\}})?{_PLAIN}$")
+_NAME = re.compile(r"^(?P<prefix>bar:|dL:)?(?P<name>\w+)(@(?P<k>-?\d+))?$")
+
+
+def check_fragment(text: str, where: str) -> str:
+    """Accept ``text`` as a symbol spelling only if it is a safe, balanced LaTeX fragment."""
+    depth = 0
+    for ch in text:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            break
+    if depth != 0 or not _SAFE.match(text):
+        raise InputError(
+            f"{where}: {text!r} is not an allowed symbol spelling; allowed are letters, digits, "
+            "_ ^ { } ( ) + - , . ' with balanced braces, optionally after one Greek-letter "
+            "command such as \\alpha"
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class Notation:
+    """How a set spells its symbols.
+
+    Parameters
+    ----------
+    symbols
+        Engine name -> LaTeX spelling (``w_ix`` -> ``w_{xi}``).  Names not listed print as
+        SymPy would.
+    time
+        ``superscript`` writes ``h^{(t)}``, ``subscript`` writes ``h_{t}``.
+    """
+
+    symbols: dict[str, str] = field(default_factory=dict)
+    time: Literal["superscript", "subscript"] = "superscript"
+
+    def __post_init__(self) -> None:
+        for name, spelling in self.symbols.items():
+            check_fragment(spelling, f"notation.symbols.{name}")
+        if self.time not in ("superscript", "subscript"):
+            raise InputError(
+                f"notation.time: {self.time!r} is not allowed; use 'superscript' or 'subscript'"
+            )
+
+    def base(self, name: str, vector: bool = False) -> str:
+        spelled = self.symbols.get(name)
+        if spelled is None:
+            spelled = sp.latex(sp.Symbol(name))
+        return spelled
+
+    def at(self, name: str, offset: sp.Expr | int | None) -> str:
+        """``name`` at step ``t + offset`` (no step for ``None``)."""
+        base = self.base(name)
+        if offset is None:
+            return base
+        step = sp.latex(t + offset)
+        if self.time == "subscript":
+            return f"{base}_{{{step}}}"
+        return f"{base}^{{({step})}}"
+
+
+class KeyPrinter(LatexPrinter):
+    """``sympy.latex`` with the engine's naming conventions and a set's notation."""
+
+    def __init__(self, notation: Notation | None = None, **settings) -> None:
+        self.notation = notation or Notation()
+        settings.setdefault("order", "none")  # print sums in the order they were built
+        settings.setdefault("symbol_names", {})
+        settings["symbol_names"] = {
+            sp.Symbol(n): s for n, s in self.notation.symbols.items()
+        } | settings["symbol_names"]
+        super().__init__(settings)
+
+    def _decorate(self, prefix: str | None, core: str) -> str:
+        if prefix == "bar:":
+            return r"\overline{%s}" % core
+        if prefix == "dL:":
+            return r"\frac{\partial \mathcal{L}}{\partial %s}" % core
+        return core
+
+    def _print_Function(self, expr, exp=None):
+        if not isinstance(expr, AppliedUndef):
+            return super()._print_Function(expr, exp)
+        m = _NAME.match(expr.func.__name__)
+        if m is None:
+            return super()._print_Function(expr, exp)
+        core = self.notation.at(m["name"], expr.args[0] - t)
+        out = self._decorate(m["prefix"], core)
+        return out if exp is None else r"\left(%s\right)^{%s}" % (out, exp)
+
+    def _print_Symbol(self, expr, style="plain"):
+        m = _NAME.match(expr.name)
+        if m and m["prefix"]:
+            return self._decorate(m["prefix"], self.notation.base(m["name"]))
+        return super()._print_Symbol(expr, style)
+
+    def _print_MatrixSymbol(self, expr):
+        m = _NAME.match(expr.name)
+        if m is None:
+            return super()._print_MatrixSymbol(expr)
+        if m["k"] is None and expr.shape[1] != 1:  # a weight matrix: W_{ix} for w_{ix}
+            base = self.notation.base(m["name"])
+            return self._decorate(m["prefix"], base[:1].upper() + base[1:])
+        offset = None if m["k"] is None else int(m["k"])
+        return self._decorate(m["prefix"], self.notation.at(m["name"], offset))
+
+    def _print_Derivative(self, expr):
+        ((var, count),) = expr.variable_count
+        num = self._print(expr.expr)
+        den = self._print(var)
+        power = "" if count == 1 else f"^{{{count}}}"
+        return r"\frac{\partial%s %s}{\partial %s%s}" % (power, num, den, power)
+
+    def _print_Transpose(self, expr):
+        arg = self._print(expr.arg)
+        if not isinstance(expr.arg, sp.MatrixSymbol):
+            arg = r"\left(%s\right)" % arg
+        elif "^" in arg:  # x^{(t)} already has a superscript
+            arg = "{%s}" % arg
+        return r"%s^{\top}" % arg
+
+    def _print_Mul(self, expr):
+        # An answer key writes bar u, then the forward quantities, then the weights:
+        # bar i i (1 - i) w_ih, not w_ih (1 - i) bar i i.
+        coeff, factors = expr.as_coeff_mul()
+        if coeff != 1 or any(f.is_Pow and f.exp.is_negative for f in factors):
+            return super()._print_Mul(expr)
+        inside = set().union(*[f.atoms(AppliedUndef) for f in factors if f.is_Add or f.is_Pow])
+        # In a plain product such as a pre-activation term, the weight leads: w_ix x.
+        plain = not inside and not any(_rank_adjoint(f) for f in factors)
+        ordered = sorted(
+            factors, key=lambda f: -1 if plain and f.is_Symbol else _factor_rank(f, inside)
+        )
+        return " ".join(
+            r"\left(%s\right)" % self._print(f) if f.is_Add else self._print(f) for f in ordered
+        )
+
+    def _print_OneMatrix(self, expr):
+        return r"\mathbf{1}"
+
+    def _print_HadamardProduct(self, expr):
+        # Adjoints first, as an answer key writes bar u * du/dv.
+        args = sorted(expr.args, key=_hadamard_rank)
+        return r" \odot ".join(self.parenthesize(a, 50) for a in args)
+
+    def _print_HadamardPower(self, expr):
+        return r"%s^{\odot %s}" % (self.parenthesize(expr.base, 1000), self._print(expr.exp))
+
+    def _print_ElementwiseApplyFunction(self, expr):
+        fn = expr.function.expr.func
+        return self._print(fn(sp.Symbol("__arg__"))).replace(
+            self._print(sp.Symbol("__arg__")), self._print(expr.expr)
+        )
+
+    def _print_MatAdd(self, expr):
+        # 1 - u reads better than -u + 1.
+        args = sorted(expr.args, key=lambda a: not isinstance(a, sp.OneMatrix))
+        out = self._print(args[0])
+        for a in args[1:]:
+            s = self._print(a)
+            out += " " + s if s.startswith("-") else " + " + s
+        return out.replace("+ -", "- ")
+
+
+def _hadamard_rank(a) -> int:
+    """Order in an elementwise product: adjoint, quantities, derivative factors."""
+    if isinstance(a, sp.MatrixSymbol):
+        return 0 if a.name.startswith("bar:") else 1
+    return 2
+
+
+def _rank_adjoint(f) -> bool:
+    return isinstance(f, AppliedUndef) and f.func.__name__.startswith(("bar:", "dL:"))
+
+
+def _factor_rank(f, inside: set) -> int:
+    """Order of a factor in a product: adjoint, gate, its derivative factor, the rest."""
+    if _rank_adjoint(f):
+        return 0
+    if isinstance(f, AppliedUndef):
+        return 1 if f in inside else 3
+    if f.is_Symbol:
+        return 4
+    return 2 if f.is_Add or f.is_Pow else 3
+
+
+def tex(expr, notation: Notation | None = None) -> str:
+    """LaTeX of ``expr`` in ``notation``."""
+    return KeyPrinter(notation).doprint(expr)

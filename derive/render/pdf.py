@@ -1,0 +1,202 @@
+"""Compile LaTeX source to PDF with latexmk and pdflatex, safely and reproducibly.
+
+Contract for callers:
+
+* The source is compiled as job ``answer-key`` in a fresh temporary directory, so it
+  cannot rely on files next to the destination; ``\\input`` and ``\\include`` may only
+  name files below that directory (``openin_any=p``), and absolute paths are refused.
+* Shell escape is off, whatever the user's TeX configuration or ``latexmkrc`` says.
+* Dates are pinned to the Unix epoch (``SOURCE_DATE_EPOCH=0``, ``FORCE_SOURCE_DATE=1``),
+  so ``\\today`` prints 1 January 1970; do not use it in an answer key.
+* No preamble line is needed for reproducibility: with ``SOURCE_DATE_EPOCH`` set,
+  pdfTeX derives the trailer ``/ID`` from the date and the job name only, and the job
+  name is fixed, so compiling the same source twice gives byte-identical PDFs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+from derive.errors import DeriveError, LatexError, NoTexEngineError
+from derive.fsutil import atomic_write, make_parent
+
+JOB_NAME = "answer-key"
+INSTALL_HINT = (
+    "no LaTeX engine found (need latexmk and pdflatex on PATH); on Debian install one "
+    "with: apt-get install --no-install-recommends texlive-latex-base "
+    "texlive-latex-recommended latexmk"
+)
+PDFLATEX_OPTIONS = (
+    "-no-shell-escape",
+    "-halt-on-error",
+    "-interaction=nonstopmode",
+    "-file-line-error",
+)
+MAX_ERROR_LINES = 20
+CONTEXT_LINES = 2
+# TeX error lines: "! message" or, with -file-line-error, "./file.tex:12: message".
+_ERROR_LINE = re.compile(r"^(!|\S[^:]*:\d+: )")
+
+
+def find_engine() -> str | None:
+    """Find the LaTeX engine.
+
+    Returns
+    -------
+    str or None
+        Path of latexmk if it and pdflatex are both on PATH, else None.
+    """
+    latexmk = shutil.which("latexmk")
+    # latexmk only drives the build; without pdflatex it would fail later and vaguely.
+    if latexmk and shutil.which("pdflatex"):
+        return latexmk
+    return None
+
+
+def compile_pdf(tex: str, dest: Path, *, timeout: float = 120.0) -> None:
+    """Compile LaTeX source `tex` to the PDF file `dest`, safely and reproducibly.
+
+    Parameters
+    ----------
+    tex : str
+        Complete LaTeX document.
+    dest : Path
+        Where to write the PDF; replaced atomically, untouched on any failure.
+    timeout : float
+        Seconds before the whole LaTeX process group is killed.
+
+    Raises
+    ------
+    NoTexEngineError
+        latexmk or pdflatex is not on PATH.
+    InputError
+        The directory of `dest` cannot be created or written.
+    LatexError
+        LaTeX failed or timed out; the message carries the relevant log lines.
+    """
+    engine = find_engine()
+    if engine is None:
+        raise NoTexEngineError(INSTALL_HINT)
+    make_parent(dest)
+    with tempfile.TemporaryDirectory(prefix="derive-latex-") as tmp:
+        work = Path(tmp)
+        (work / f"{JOB_NAME}.tex").write_text(tex, encoding="utf-8")
+        status, output = _run(_command(engine), work, timeout)
+        # Only the exit status counts: a failed rerun leaves the previous run's PDF.
+        if status != 0:
+            excerpt = _log_excerpt(work / f"{JOB_NAME}.log", output)
+            raise LatexError(f"LaTeX failed (latexmk exit status {status}):\n{excerpt}")
+        pdf = work / f"{JOB_NAME}.pdf"
+        if not pdf.is_file():  # defensive: latexmk itself exits nonzero for this
+            raise LatexError(f"LaTeX produced no PDF:\n{_tail(output)}")
+        _install(pdf, dest)
+
+
+def pdf_text(path: Path) -> str:
+    """Extract the text of a PDF with ``pdftotext -layout``.
+
+    Parameters
+    ----------
+    path : Path
+        The PDF file.
+
+    Returns
+    -------
+    str
+        The text, laid out roughly as on the page.
+
+    Raises
+    ------
+    DeriveError
+        pdftotext is missing or cannot read the file.
+    """
+    exe = shutil.which("pdftotext")
+    if exe is None:
+        raise DeriveError("pdftotext not found; on Debian: apt-get install poppler-utils")
+    proc = subprocess.run(
+        [exe, "-layout", str(path), "-"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise DeriveError(f"pdftotext failed on {path}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _command(engine: str) -> list[str]:
+    # -norc: a user's latexmkrc could redefine $pdflatex (e.g. turn on shell escape)
+    # or change the build, which would break both safety and reproducibility.
+    return [engine, "-norc", "-pdf", *PDFLATEX_OPTIONS, f"{JOB_NAME}.tex"]
+
+
+def _tex_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # TEXMFOUTPUT is an extra directory that paranoid mode still lets TeX use.
+    env.pop("TEXMFOUTPUT", None)
+    env.update(
+        openin_any="p",  # read only below the working directory, no absolute paths
+        openout_any="p",  # likewise for writing
+        SOURCE_DATE_EPOCH="0",  # fixed dates and, through them, a fixed /ID
+        FORCE_SOURCE_DATE="1",  # also pin \today and \time, not only PDF metadata
+        max_print_line="10000",  # unwrapped log lines keep "file:line:" intact
+    )
+    return env
+
+
+def _run(cmd: list[str], cwd: Path, timeout: float) -> tuple[int, str]:
+    # A new session puts latexmk and every pdflatex it starts in one process group,
+    # so a timeout (or Ctrl-C, which the group no longer receives) can kill them all.
+    with subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=_tex_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise LatexError(
+                f"LaTeX timed out after {timeout:g} s (an infinite loop in the source?); killed it"
+            ) from None
+        except BaseException:
+            _kill_group(proc)
+            raise
+    return proc.returncode, out.decode("utf-8", errors="replace")
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # the group has already gone
+    proc.communicate()  # reap latexmk and drain the pipe
+
+
+def _log_excerpt(log: Path, output: str) -> str:
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.is_file() else []
+    starts = [i for i, line in enumerate(lines) if _ERROR_LINE.match(line)]
+    keep = sorted({j for i in starts for j in range(i, i + 1 + CONTEXT_LINES)})
+    picked = [lines[j] for j in keep if j < len(lines)]
+    if not picked:  # no log, or no recognisable error in it: show what latexmk said
+        return _tail(output)
+    return "\n".join(picked[:MAX_ERROR_LINES])
+
+
+def _tail(output: str) -> str:
+    return "\n".join(output.splitlines()[-MAX_ERROR_LINES:])
+
+
+def _install(pdf: Path, dest: Path) -> None:
+    atomic_write(dest, pdf.read_bytes())

@@ -1,0 +1,231 @@
+"""Tests for derive.render.pdf; they run the real latexmk and pdflatex.
+
+Without a TeX engine the compiling tests fail (NoTexEngineError) rather than skip.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from derive.errors import DeriveError, InputError, LatexError, NoTexEngineError
+from derive.render.pdf import _log_excerpt, compile_pdf, find_engine, pdf_text
+
+OLD = b"%PDF-1.5 previous answer key\n"
+
+
+def doc(body: str) -> str:
+    """A minimal article with `body` starting on line 4 of the source."""
+    return (
+        "\\documentclass{article}\n"
+        "\\usepackage{amsmath}\n"
+        "\\begin{document}\n"
+        f"{body}\n"
+        "\\end{document}\n"
+    )
+
+
+def fails(tex: str, dest: Path, **kwargs: float) -> LatexError:
+    with pytest.raises(LatexError) as info:
+        compile_pdf(tex, dest, **kwargs)
+    assert info.value.exit_code == 4
+    return info.value
+
+
+def test_amsmath_document_compiles(tmp_path: Path) -> None:
+    dest = tmp_path / "out" / "key.pdf"  # parent is created on demand
+    body = "Answer key 42 \\today\n\\begin{align}x^2 &= 4\\\\ x &= \\pm 2\\end{align}"
+    compile_pdf(doc(body), dest)
+    text = pdf_text(dest)
+    assert "Answer key 42" in text
+    assert "January 1, 1970" in text  # FORCE_SOURCE_DATE pins \today as well
+    assert dest.read_bytes().startswith(b"%PDF-")
+    assert [p.name for p in dest.parent.iterdir()] == ["key.pdf"]
+
+
+def test_two_compiles_are_byte_identical(tmp_path: Path) -> None:
+    tex = doc("Same source $\\int_0^1 x\\,dx = \\tfrac12$ \\today")
+    compile_pdf(tex, tmp_path / "a.pdf")
+    compile_pdf(tex, tmp_path / "b.pdf")
+    first, second = (tmp_path / "a.pdf").read_bytes(), (tmp_path / "b.pdf").read_bytes()
+    assert b"/ID" in first  # identical with an /ID, not by leaving it out
+    assert first == second
+
+
+def test_error_reports_log_lines_and_keeps_dest(tmp_path: Path) -> None:
+    dest = tmp_path / "key.pdf"
+    dest.write_bytes(OLD)
+    err = fails(doc("fine\n\\undefinedmacro"), dest)
+    assert "answer-key.tex:5: Undefined control sequence" in str(err)
+    assert "\\undefinedmacro" in str(err)  # the context line after the error
+    assert len(str(err).splitlines()) <= 21
+    assert dest.read_bytes() == OLD
+    assert [p.name for p in tmp_path.iterdir()] == ["key.pdf"]
+
+
+def test_failed_rerun_does_not_install_stale_pdf(tmp_path: Path) -> None:
+    # Run 1 succeeds and writes a PDF; the label makes latexmk rerun, and run 2 fails
+    # before shipping a page, so the first run's PDF is still in the work directory.
+    body = "\\makeatletter\\ifdefined\\r@x \\undefinedmacro\\fi\\makeatother\n"
+    dest = tmp_path / "key.pdf"
+    fails(doc(body + "\\section{A}\\label{x}"), dest)
+    assert not dest.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def processes_in(directory: Path) -> list[int]:
+    """Pids of processes whose working directory is `directory` or below it."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cwd = os.readlink(proc / "cwd")
+        except OSError:  # not a process, gone, or not ours
+            continue
+        if cwd.startswith(f"{directory}/"):
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_infinite_loop_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "work"  # the TemporaryDirectory goes here, so we can watch it
+    work.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(work))
+    caught: list[LatexError] = []
+
+    def compile_loop() -> None:
+        try:
+            compile_pdf(doc("\\def\\x{\\x}\\x"), tmp_path / "key.pdf", timeout=3)
+        except LatexError as exc:
+            caught.append(exc)
+
+    # A thread, so a pdflatex that survives (and holds the pipe open) fails the test
+    # instead of hanging it.
+    start = time.monotonic()
+    thread = threading.Thread(target=compile_loop, daemon=True)
+    thread.start()
+    thread.join(30)
+    survivors = processes_in(work)
+    for pid in survivors:  # don't leave a looping TeX behind when this test fails
+        os.kill(pid, signal.SIGKILL)
+    assert survivors == []
+    assert time.monotonic() - start < 30
+    assert len(caught) == 1
+    assert "timed out after 3 s" in str(caught[0])
+    assert caught[0].exit_code == 4
+    assert list(tmp_path.iterdir()) == [work]
+    assert list(work.iterdir()) == []
+
+
+def test_absolute_input_is_refused(tmp_path: Path) -> None:
+    dest = tmp_path / "key.pdf"
+    err = fails(doc("\\input{/etc/passwd}"), dest)
+    assert "root:" not in str(err)
+    assert ":/bin/" not in str(err)  # no other passwd line either
+    assert not dest.exists()
+
+
+def test_readable_file_outside_work_dir_is_refused(tmp_path: Path) -> None:
+    # Valid TeX, so without openin_any=p this compiles and the secret is in the PDF.
+    secret = tmp_path / "secret.tex"
+    secret.write_text("SECRETWORD\n")
+    dest = tmp_path / "key.pdf"
+    err = fails(doc(f"\\input{{{secret}}}"), dest)
+    assert "SECRETWORD" not in str(err)
+    assert not dest.exists()
+
+
+def test_write_outside_work_dir_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "written.tex"
+    body = f"\\newwrite\\f\\immediate\\openout\\f={target}\\immediate\\write\\f{{x}}"
+    with pytest.raises(LatexError):
+        compile_pdf(doc(body), tmp_path / "key.pdf")
+    assert not target.exists()
+
+
+def test_shell_escape_is_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # shell_escape=t in the environment turns on \write18 unless the command line
+    # says otherwise; the compile must still refuse it.
+    monkeypatch.setenv("shell_escape", "t")
+    marker = tmp_path / "MARKER"
+    compile_pdf(doc(f"\\immediate\\write18{{touch {marker}}}done"), tmp_path / "k.pdf")
+    assert "done" in pdf_text(tmp_path / "k.pdf")
+    assert not marker.exists()
+
+
+def test_user_latexmkrc_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A latexmkrc could redefine the engine command (e.g. with -shell-escape).
+    home = tmp_path / "home"
+    (home / ".config" / "latexmk").mkdir(parents=True)
+    for rc in (home / ".latexmkrc", home / ".config" / "latexmk" / "latexmkrc"):
+        rc.write_text("$pdflatex = 'false %O %S';\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    compile_pdf(doc("rc ignored"), tmp_path / "key.pdf")
+    assert "rc ignored" in pdf_text(tmp_path / "key.pdf")
+
+
+def test_no_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert find_engine() is None
+    with pytest.raises(NoTexEngineError) as info:
+        compile_pdf(doc("x"), tmp_path / "key.pdf")
+    assert info.value.exit_code == 3
+    message = str(info.value)
+    assert "\n" not in message
+    assert (
+        "apt-get install --no-install-recommends texlive-latex-base "
+        "texlive-latex-recommended latexmk" in message
+    )
+    assert not (tmp_path / "key.pdf").exists()
+
+
+def test_find_engine_returns_latexmk() -> None:
+    engine = find_engine()
+    assert engine is not None
+    assert Path(engine).name == "latexmk"
+
+
+def test_parent_is_a_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(InputError) as info:
+        compile_pdf(doc("x"), blocker / "sub" / "key.pdf")
+    assert str(blocker) in str(info.value)
+    assert blocker.read_text() == "not a directory"
+
+
+def test_dest_is_a_directory(tmp_path: Path) -> None:
+    # Fails only at os.replace, after the temporary copy was made: it must be removed.
+    (tmp_path / "key.pdf").mkdir()
+    with pytest.raises(InputError):
+        compile_pdf(doc("x"), tmp_path / "key.pdf")
+    assert [p.name for p in tmp_path.iterdir()] == ["key.pdf"]
+    assert list((tmp_path / "key.pdf").iterdir()) == []
+
+
+def test_log_excerpt_is_capped(tmp_path: Path) -> None:
+    log = tmp_path / "answer-key.log"
+    log.write_text("".join(f"! error {i}\nl.{i} context\n\n" for i in range(30)))
+    excerpt = _log_excerpt(log, "ignored").splitlines()
+    assert excerpt[:3] == ["! error 0", "l.0 context", ""]
+    assert len(excerpt) == 20
+
+
+def test_log_excerpt_without_log_uses_output_tail(tmp_path: Path) -> None:
+    output = "\n".join(f"line {i}" for i in range(50))
+    excerpt = _log_excerpt(tmp_path / "missing.log", output).splitlines()
+    assert excerpt == [f"line {i}" for i in range(30, 50)]
+
+
+def test_pdf_text_without_pdftotext(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(DeriveError, match="pdftotext"):
+        pdf_text(tmp_path / "any.pdf")
