@@ -140,7 +140,11 @@ class LSTM(Problem):
         limit = [c for c in self.checks if c.claim.endswith("_limit")]
         vector = [c for c in self.checks if c.claim.startswith("vector_")]
         scalar = [c for c in self.checks if c not in limit and c not in vector]
-        return [("Scalar form", scalar), ("Vector form, with biases", vector), ("Optional part", limit)]
+        return [
+            ("Scalar form", scalar),
+            ("Vector form, with biases", vector),
+            ("Optional part", limit),
+        ]
 
     def _map_entries(self) -> list[tuple[sp.Expr, sp.Expr, sp.Expr]]:
         jac = self.results["backward_map"].expr

@@ -1,0 +1,122 @@
+"""The ``derive`` command line: list, build, check, grad.
+
+User mistakes (a bad file, an unknown name, a missing TeX engine) print one line on
+standard error and exit with a nonzero status, without a traceback:
+
+    1  a verification failed (``check``)
+    2  bad input or usage
+    3  no TeX engine for ``--format pdf``
+    4  LaTeX failed
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from derive.errors import EXIT_CHECK_FAILED, DeriveError, InputError
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from derive.problems import REGISTRY
+    from derive.sets import bundled
+
+    for pset in bundled().values():
+        print(f"set      {pset.id:14s} {pset.title} [{', '.join(pset.problems)}]")
+    for key, cls in REGISTRY.items():
+        print(f"problem  {key:14s} {cls.title}")
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from derive.build import build
+    from derive.sets import bundled, get_set
+
+    names = args.sets or list(bundled())
+    sets = [get_set(n) for n in names]  # every name is checked before anything is built
+    for pset in sets:
+        for path in build(pset, Path(args.out), args.format):
+            print(path)
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from derive.problems import REGISTRY, get_problem
+
+    problems = [get_problem(k) for k in (args.problems or list(REGISTRY))]
+    rows = [(f"{p.key}:{c.claim}", c) for p in problems for c in p.checks]
+    wc = max([len("claim")] + [len(n) for n, _ in rows])
+    wm = max([len("method")] + [len(c.method) for _, c in rows])
+    head = f"{'claim':{wc}s}  {'method':{wm}s}  {'worst error':>11s}  {'tolerance':>9s}"
+    print(f"{head}  result  sizes")
+    failed = 0
+    for name, c in rows:
+        failed += not c.passed
+        verdict = "pass" if c.passed else "FAIL"
+        print(
+            f"{name:{wc}s}  {c.method:{wm}s}  {c.max_rel_error:11.1e}  {c.tolerance:9.0e}  "
+            f"{verdict:6s}  {c.sizes}"
+        )
+    total = len(rows)
+    print(f"{total - failed} passed, {failed} failed")
+    return EXIT_CHECK_FAILED if failed else 0
+
+
+def _cmd_grad(args: argparse.Namespace) -> int:
+    from derive.inputs import read_json
+    from derive.problems import REGISTRY, get_problem
+
+    problem = get_problem(args.problem)
+    if not hasattr(problem, "grad"):
+        able = [k for k, cls in REGISTRY.items() if hasattr(cls, "grad")]
+        raise InputError(
+            f"problem {args.problem!r} has no numeric gradient; "
+            f"problems with one: {', '.join(able)}"
+        )
+    stdin_text = sys.stdin.read() if args.input == "-" else None
+    data = read_json(args.input, stdin_text)
+    json.dump(problem.grad(data), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    top = argparse.ArgumentParser(
+        prog="derive", description="Derive, verify and typeset deep-learning answer keys."
+    )
+    sub = top.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="bundled problem sets and problems").set_defaults(func=_cmd_list)
+
+    b = sub.add_parser("build", help="build answer keys (default: every bundled set, PDF)")
+    b.add_argument("sets", nargs="*", metavar="SET", help="bundled set id or set file (.toml)")
+    b.add_argument("--out", default="build", metavar="DIR", help="output directory (build/)")
+    b.add_argument("--format", default="pdf", choices=("pdf", "tex", "json"))
+    b.set_defaults(func=_cmd_build)
+
+    c = sub.add_parser("check", help="run every verification; nonzero exit if one fails")
+    c.add_argument("problems", nargs="*", metavar="PROBLEM")
+    c.set_defaults(func=_cmd_check)
+
+    g = sub.add_parser("grad", help="evaluate a problem's derived gradient on numbers (JSON)")
+    g.add_argument("problem", metavar="PROBLEM")
+    g.add_argument("--input", required=True, metavar="FILE", help="JSON file, or - for stdin")
+    g.set_defaults(func=_cmd_grad)
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DeriveError as exc:
+        print(f"derive: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
