@@ -24,12 +24,24 @@ def read_json(path: str, stdin_text: str | None = None) -> Any:
     where = "standard input" if path == "-" else path
     try:
         text = stdin_text if path == "-" else Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise InputError(f"cannot read {where}: not UTF-8 text") from None
+    except OSError as exc:
         raise InputError(f"cannot read {where}: {exc.strerror or exc}") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
         raise InputError(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except RecursionError:
+        raise InputError(f"{where}: JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer beyond Python's digit limit
+        raise InputError(f"{where}: unreadable number: {exc}") from None
+
+
+def _parse_int(digits: str) -> int | float:
+    # Integers past float64's range (about 309 digits) can never be used; reading them as
+    # inf lets the field check name the field, and avoids Python's 4300-digit limit.
+    return int(digits) if len(digits) <= 310 else math.inf
 
 
 def _reject_constant(name: str):
@@ -40,9 +52,13 @@ def number(value: Any, field: str) -> float:
     """A finite real number."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InputError(f"{field}: expected a finite number, got {_show(value)}")
-    if not math.isfinite(value):
-        raise InputError(f"{field}: expected a finite number, got {value}")
-    return float(value)
+    try:
+        out = float(value)
+    except OverflowError:  # an integer beyond the float range
+        out = math.inf
+    if not math.isfinite(out):
+        raise InputError(f"{field}: expected a finite number, got {_show(value)}")
+    return out
 
 
 def vector(value: Any, field: str, size: int | None = None) -> np.ndarray:
@@ -89,6 +105,19 @@ def mapping(value: Any, field: str, required: list[str], optional: list[str] = (
     return value
 
 
+def finite_output(values: Any, what: str) -> Any:
+    """``values`` unchanged if every number in it is finite, else an ``InputError``."""
+    arr = np.asarray(values, dtype=float) if not isinstance(values, dict) else None
+    if arr is not None and not np.all(np.isfinite(arr)):
+        raise InputError(
+            f"{what}: the result overflows float64 for these inputs; scale the inputs down "
+            "(entries of order 1e150 or more overflow)"
+        )
+    return values
+
+
 def _show(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**40:
+        return f"an integer with {len(str(abs(value)))} digits"
     text = json.dumps(value) if not isinstance(value, float) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

@@ -176,7 +176,9 @@ class VectorCell:
         raise InputError(f"no derivative rule for {type(e).__name__}")
 
 
-_d = sp.Dummy("d")
+# A plain symbol, not a Dummy: a Dummy gets a new index per process and would make
+# the exported srepr strings differ between two builds.
+_d = sp.Symbol("z")
 
 
 def _hadamard(vecs: list) -> sp.MatrixExpr:

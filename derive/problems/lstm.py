@@ -263,9 +263,15 @@ def grad(problem: LSTM, data: Any) -> dict:
     """Parse a ``derive grad lstm`` input, run the forward pass and the derived sweep."""
     top = inp.mapping(data, "input", ["weights", "x", "h0", "c0", "dL_dh"])
     weights = inp.mapping(top["weights"], "weights", list(WEIGHTS), list(BIASES))
-    if isinstance(weights["w_ix"], list):
-        return _grad_vector(problem, top, weights)
-    return _grad_scalar(problem, top, weights)
+    # Overflow is reported below as one clear error, not as NumPy warnings.
+    with np.errstate(all="ignore"):
+        if isinstance(weights["w_ix"], list):
+            out = _grad_vector(problem, top, weights)
+        else:
+            out = _grad_scalar(problem, top, weights)
+    for key, value in [("h", out["h"]), ("c", out["c"]), *out["grad"].items()]:
+        inp.finite_output(value, f"grad lstm ({key})")
+    return out
 
 
 def _sequence(value: Any, field: str) -> list:

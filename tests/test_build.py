@@ -1,0 +1,197 @@
+"""Tests for building answer keys (``derive build``): JSON export, LaTeX and PDF outputs.
+
+These run the real latexmk and pdflatex; the PDF is built once per module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sympy as sp
+
+import derive.build
+from derive.cli import main
+from derive.problems import get_problem
+from derive.render.pdf import pdf_text
+
+REPO = Path(__file__).resolve().parents[1]
+SET = "csc421_hw3"
+WEIGHT_BARS = [f"w_{g}{s}_bar" for g in "ifog" for s in "xh"]
+ACTIVATION_BARS = ["h_bar", "c_bar", "g_bar", "o_bar", "f_bar", "i_bar"]
+CHECK_KEYS = {"claim", "method", "sizes", "max_rel_error", "tolerance", "passed"}
+BROKEN = "\\documentclass{article}\\begin{document}\\undefinedmacro\\end{document}"
+
+
+@pytest.fixture(scope="module")
+def pdf_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pdf") / "out"
+    assert main(["build", SET, "--out", str(out)]) == 0  # pdf is the default format
+    return out / SET
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("json") / "out"
+    assert main(["build", SET, "--out", str(out), "--format", "json"]) == 0
+    path = out / SET / "derivations.json"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["derivations.json"]
+    return json.loads(path.read_text(encoding="ascii"))
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return get_problem("lstm")
+
+
+# -- JSON ----------------------------------------------------------------------------------------
+def test_json_schema(exported: dict) -> None:
+    assert set(exported) == {"set", "title", "problems"}
+    assert exported["set"] == SET
+    assert exported["title"] == "Written Homework 3 --- Answer Key"
+    assert set(exported["problems"]) == {"lstm"}
+    lstm = exported["problems"]["lstm"]
+    assert set(lstm) == {"title", "results", "checks"}
+    assert lstm["title"] == "LSTM gradient (backprop through time)"
+    for key, result in lstm["results"].items():
+        assert set(result) == {"latex", "sympy", "value"}, key
+        assert isinstance(result["latex"], str) and result["latex"], key
+        assert isinstance(result["sympy"], str) and result["sympy"], key
+    assert lstm["checks"], "no checks exported"
+    for check in lstm["checks"]:
+        assert set(check) == CHECK_KEYS
+        assert isinstance(check["claim"], str) and isinstance(check["method"], str)
+        assert isinstance(check["max_rel_error"], float)
+        assert isinstance(check["tolerance"], float)
+        assert isinstance(check["passed"], bool)
+
+
+def test_json_has_every_adjoint(exported: dict) -> None:
+    results = exported["problems"]["lstm"]["results"]
+    for key in [*ACTIVATION_BARS, *WEIGHT_BARS, "x_bar", "h0_bar", "c0_bar"]:
+        assert key in results, key
+    for key in [*ACTIVATION_BARS, *WEIGHT_BARS, "b_i_bar", "b_g_bar"]:
+        assert f"vector_{key}" in results, key
+    # The weight gradient is a sum over time of the gate adjoint times the input.
+    assert "Sum" in results["w_ix_bar"]["sympy"]
+    assert results["backward_map_limit"]["value"] == [[0, 0], [0, 1]]
+
+
+def test_json_checks_all_pass(exported: dict) -> None:
+    checks = exported["problems"]["lstm"]["checks"]
+    assert len(checks) > 100
+    failed = [c["claim"] for c in checks if not c["passed"]]
+    assert failed == []
+    for c in checks:
+        assert 0 <= c["max_rel_error"] <= c["tolerance"], c["claim"]
+    claims = {c["claim"] for c in checks}
+    assert {"h_bar", "w_gh_bar", "vector_b_f_bar", "h_bar_limit", "c_bar_limit"} <= claims
+
+
+def test_json_sympy_is_the_srepr_of_the_derived_results(exported: dict, problem) -> None:
+    results = exported["problems"]["lstm"]["results"]
+    assert set(results) == set(problem.results)
+    for key, result in results.items():
+        assert result["sympy"] == sp.srepr(problem.results[key].expr), key
+
+
+def test_json_latex_matches_a_fresh_derivation(exported: dict, problem) -> None:
+    from derive.render.latex import KeyPrinter
+    from derive.sets import get_set
+
+    printer = KeyPrinter(get_set(SET).notation)
+    results = exported["problems"]["lstm"]["results"]
+    for key in [*ACTIVATION_BARS, *WEIGHT_BARS]:
+        assert results[key]["latex"] == printer.doprint(problem.results[key].expr), key
+
+
+def _json_build_in_subprocess(out: Path, seed: str) -> bytes:
+    env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=str(REPO))
+    cmd = [sys.executable, "-m", "derive", "build", SET, "--out", str(out), "--format", "json"]
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+    return (out / SET / "derivations.json").read_bytes()
+
+
+def test_json_is_identical_across_processes(tmp_path: Path) -> None:
+    first = _json_build_in_subprocess(tmp_path / "a", "1")
+    second = _json_build_in_subprocess(tmp_path / "b", "2")
+    assert first == second
+
+
+# -- LaTeX -----------------------------------------------------------------------------------------
+def test_two_tex_builds_are_byte_identical(tmp_path: Path, capsys) -> None:
+    for name in ("a", "b"):
+        assert main(["build", SET, "--out", str(tmp_path / name), "--format", "tex"]) == 0
+    out, _ = capsys.readouterr()
+    first = (tmp_path / "a" / SET / "answer-key.tex").read_bytes()
+    second = (tmp_path / "b" / SET / "answer-key.tex").read_bytes()
+    assert out.splitlines() == [str(tmp_path / n / SET / "answer-key.tex") for n in "ab"]
+    assert first == second
+    assert first.startswith(b"\\documentclass")
+    assert first.rstrip().endswith(b"\\end{document}")
+
+
+def test_tex_build_is_identical_in_another_process(tmp_path: Path, pdf_dir: Path) -> None:
+    env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(REPO))
+    out = tmp_path / "other"
+    cmd = [sys.executable, "-m", "derive", "build", SET, "--out", str(out), "--format", "tex"]
+    subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True)
+    # The PDF build also writes its source; it is the same as a tex-only build.
+    assert (out / SET / "answer-key.tex").read_bytes() == (pdf_dir / "answer-key.tex").read_bytes()
+
+
+# -- PDF -------------------------------------------------------------------------------------------
+def test_pdf_build_writes_pdf_and_source(pdf_dir: Path) -> None:
+    assert sorted(p.name for p in pdf_dir.iterdir()) == ["answer-key.pdf", "answer-key.tex"]
+    data = (pdf_dir / "answer-key.pdf").read_bytes()
+    assert data.startswith(b"%PDF-")
+    assert b"/ID" in data
+
+
+def test_two_pdf_builds_are_byte_identical(tmp_path: Path, pdf_dir: Path) -> None:
+    assert main(["build", SET, "--out", str(tmp_path), "--format", "pdf"]) == 0
+    again = (tmp_path / SET / "answer-key.pdf").read_bytes()
+    assert again == (pdf_dir / "answer-key.pdf").read_bytes()
+    assert (tmp_path / SET / "answer-key.tex").read_bytes() == (
+        pdf_dir / "answer-key.tex"
+    ).read_bytes()
+
+
+def test_pdf_text_has_the_results(pdf_dir: Path, exported: dict) -> None:
+    text = pdf_text(pdf_dir / "answer-key.pdf")
+    for word in ("Written Homework 3", "Problem 1", "LSTM", "Verification", "pass", "Vector form"):
+        assert word in text, word
+    assert "FAIL" not in text
+    # The evidence table has one row per claim, each ending in its verdict "pass".
+    rows = [line for line in text.splitlines() if re.search(r"\bpass\s*$", line)]
+    claims = {c["claim"] for c in exported["problems"]["lstm"]["checks"]}
+    assert len(rows) == len(claims) > 30
+
+
+# -- LaTeX failure -------------------------------------------------------------------------------
+def test_latex_failure_keeps_previous_pdf(tmp_path: Path, pdf_dir: Path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    shutil.copytree(pdf_dir, out / SET)
+    before = {p.name: p.read_bytes() for p in (out / SET).iterdir()}
+    monkeypatch.setattr(derive.build, "render", lambda pset, problems: BROKEN)
+    status = main(["build", SET, "--out", str(out), "--format", "pdf"])
+    stdout, err = capsys.readouterr()
+    assert (status, stdout) == (4, "")
+    assert err.startswith("derive: error: LaTeX failed")
+    assert "Undefined control sequence" in err
+    assert "Traceback" not in err
+    after = {p.name: p.read_bytes() for p in (out / SET).iterdir()}
+    assert after == before  # same files, same bytes: no debris, no half-written PDF
+
+
+def test_latex_failure_patch_is_effective(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The broken source really reaches the tex output (so the patch above is live)."""
+    monkeypatch.setattr(derive.build, "render", lambda pset, problems: BROKEN)
+    assert main(["build", SET, "--out", str(tmp_path), "--format", "tex"]) == 0
+    assert (tmp_path / SET / "answer-key.tex").read_text(encoding="utf-8") == BROKEN

@@ -1,0 +1,286 @@
+"""The engine's rules, each against a route that does not share its code.
+
+* local partials against hand-written derivatives;
+* the scalar adjoints against ``sympy.diff`` of the loss unrolled over a few steps (the
+  slow route the engine exists to avoid, fine as an oracle for T <= 3);
+* the vector form against the scalar form (all sizes 1) and against ``autograd``;
+* the engine on a second cell (a GRU, written here as data) with no engine change;
+* a deliberately wrong adjoint is caught by the gradient checks.
+"""
+
+from __future__ import annotations
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+import sympy as sp
+from autograd import grad as autograd_grad
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+
+import derive.engine.adjoint as adjoint_module
+from derive.engine.adjoint import Adjoints, local_partial
+from derive.engine.cell import Cell, bar, loss_grad, t, timed
+from derive.engine.functions import sigma
+from derive.engine.numeric import ScalarSweep, VectorSweep, forward
+from derive.engine.vector import VectorAdjoints
+from derive.errors import InputError
+from derive.gradcheck import Case, check_case, gradient_checks
+from derive.problems.lstm import WEIGHTS, lstm_cell
+
+LSTM = lstm_cell()
+
+
+def sym(name: str) -> sp.Symbol:
+    return sp.Symbol(name)
+
+
+# -- local rules -------------------------------------------------------------------------------
+def test_sigma_derivative_is_written_through_the_gate():
+    i, w_ih = sym("i"), sym("w_ih")
+    got = local_partial(LSTM, i, sym("h_prev"), 1)
+    want = timed("i", 1) * (1 - timed("i", 1)) * w_ih  # by hand: sigma' = sigma (1 - sigma)
+    assert sp.simplify(got - want) == 0
+
+
+def test_tanh_derivative_is_written_through_the_gate():
+    got = local_partial(LSTM, sym("g"), sym("x"), 0)
+    assert sp.simplify(got - (1 - timed("g") ** 2) * sym("w_gx")) == 0
+
+
+def test_tanh_of_cell_state_stays_explicit():
+    # h = o tanh(c): no variable holds tanh(c), so 1 - tanh(c)^2 must remain.
+    got = local_partial(LSTM, sym("h"), sym("c"), 0)
+    assert sp.simplify(got - timed("o") * (1 - sp.tanh(timed("c")) ** 2)) == 0
+
+
+def test_adjoint_terms_follow_the_consumers():
+    adj = Adjoints(LSTM).variables
+    assert adj["h"].loss_term == loss_grad("h")
+    assert sorted((term.consumer.name, term.step) for term in adj["h"].terms) == [
+        ("f", 1),
+        ("g", 1),
+        ("i", 1),
+        ("o", 1),
+    ]
+    assert sorted((term.consumer.name, term.step) for term in adj["c"].terms) == [
+        ("c", 1),
+        ("h", 0),
+    ]
+    # By hand: bar f(t) = bar c(t) c(t-1).
+    assert sp.simplify(adj["f"].expr - bar("c") * timed("c", -1)) == 0
+
+
+def test_weight_gradient_matches_the_hand_derivation():
+    got = Adjoints(LSTM).params["w_ix"].expr
+    i = timed("i")
+    want = sp.Sum(
+        bar("i") * i * (1 - i) * timed("x"), (t, 1, sp.Symbol("T", integer=True, positive=True))
+    )
+    assert sp.simplify(got.function - want.function) == 0
+    assert got.limits == want.limits
+
+
+def test_limit_of_backward_map_matches_the_hand_argument(problems):
+    # By hand: with f = 1, i = 0, o = 0, bar c(t) = bar c(t+1) and bar h(t) gets nothing
+    # from step t+1, so the map (bar h, bar c)(t+1) -> (bar h, bar c)(t) is [[0, 0], [0, 1]].
+    r = problems["lstm"].results
+    assert r["backward_map_limit"].value == [[0, 0], [0, 1]]
+    assert sp.simplify(r["c_bar_limit"].expr - bar("c", 1)) == 0
+    assert sp.simplify(r["h_bar_limit"].expr - loss_grad("h")) == 0
+
+
+def test_a_cell_reading_an_unassigned_symbol_is_rejected():
+    x, h, hp, w = sp.symbols("x h h_prev w")
+    with pytest.raises(InputError, match="reads z before it is assigned"):
+        Cell("bad", (x,), (h,), {h: hp}, {w: "weight"}, ((h, sp.tanh(w * x + sym("z"))),), (h,))
+
+
+# -- scalar adjoints against the unrolled recurrence --------------------------------------------
+def unrolled_loss(steps: int):
+    """L = sum a_t h_t with the LSTM written out over ``steps`` steps (SymPy)."""
+    w = {n: sym(n) for n in WEIGHTS}
+    xs = sp.symbols(f"x1:{steps + 1}")
+    a = sp.symbols(f"a1:{steps + 1}")
+    h, c = sym("h0"), sym("c0")
+    total = 0
+    for k in range(steps):
+        i = sigma(w["w_ix"] * xs[k] + w["w_ih"] * h)
+        f = sigma(w["w_fx"] * xs[k] + w["w_fh"] * h)
+        o = sigma(w["w_ox"] * xs[k] + w["w_oh"] * h)
+        g = sp.tanh(w["w_gx"] * xs[k] + w["w_gh"] * h)
+        c = f * c + i * g
+        h = o * sp.tanh(c)
+        total += a[k] * h
+    return total, w, xs, a
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_scalar_adjoints_match_unrolled_diff(steps, rng):
+    loss, w, xs, a = unrolled_loss(steps)
+    values = {s: float(v) for s, v in zip(w.values(), rng.uniform(-1.5, 1.5, 8), strict=True)}
+    values |= {s: float(v) for s, v in zip(xs, rng.normal(size=steps), strict=True)}
+    values |= {s: float(v) for s, v in zip(a, rng.normal(size=steps), strict=True)}
+    values |= {sym("h0"): 0.3, sym("c0"): -0.4}
+    # Differentiate with sigma opaque (fast), then substitute numbers and only then write
+    # sigma out: evaluating the numeric tree at 30 digits takes milliseconds.
+    logistic = sp.Lambda(sym("z"), 1 / (1 + sp.exp(-sym("z"))))
+
+    def at_values(e):
+        return float(e.subs(values).replace(sigma, logistic).evalf(30))
+
+    traj = forward(
+        LSTM,
+        {k.name: values[k] for k in w.values()},
+        {"x": [values[s] for s in xs]},
+        {"h": 0.3, "c": -0.4},
+    )
+    got = ScalarSweep(Adjoints(LSTM)).run(
+        traj, {k.name: values[k] for k in w.values()}, {"h": [values[s] for s in a]}
+    )
+    for name, s in w.items():
+        want = at_values(sp.diff(loss, s))
+        assert got.params[name] == pytest.approx(want, rel=1e-11, abs=1e-14), name
+    for name in ("h0", "c0"):
+        want = at_values(sp.diff(loss, sym(name)))
+        assert got.initial[name[0]] == pytest.approx(want, rel=1e-11, abs=1e-14), name
+
+
+# -- the vector form ---------------------------------------------------------------------------
+def to_scalar(e):
+    """A vector-form expression with every size 1, as a scalar expression."""
+    if isinstance(e, sp.MatrixSymbol):
+        prefix_name, _, k = e.name.partition("@")
+        return (
+            sp.Function(prefix_name)(t + int(k))
+            if k
+            else sp.Symbol(
+                prefix_name.split(":")[-1] if not prefix_name.startswith("bar:") else prefix_name
+            )
+        )
+    if isinstance(e, sp.OneMatrix):
+        return sp.S.One
+    if isinstance(e, sp.Transpose):
+        return to_scalar(e.arg)
+    if isinstance(e, sp.MatMul | sp.HadamardProduct):
+        return sp.Mul(*[to_scalar(a) for a in e.args])
+    if isinstance(e, sp.MatAdd):
+        return sp.Add(*[to_scalar(a) for a in e.args])
+    if isinstance(e, sp.HadamardPower):
+        return to_scalar(e.base) ** e.exp
+    if isinstance(e, ElementwiseApplyFunction):
+        return e.function.expr.func(to_scalar(e.expr))
+    if e.is_Number:
+        return e
+    raise TypeError(type(e))
+
+
+def test_vector_form_reduces_to_scalar_form():
+    scalar = Adjoints(LSTM)
+    vector = VectorAdjoints(LSTM)
+    for name, adj in scalar.variables.items():
+        assert sp.simplify(to_scalar(vector.variables[name]) - adj.expr) == 0, name
+    for name, adj in scalar.params.items():
+        assert sp.simplify(to_scalar(vector.params[name]) - adj.expr.function) == 0, name
+
+
+def test_vector_shapes_are_stated():
+    shapes = VectorAdjoints(lstm_cell(biases=True)).shapes()
+    n_h, n_x = (
+        sp.Symbol("n_h", integer=True, positive=True),
+        sp.Symbol("n_x", integer=True, positive=True),
+    )
+    assert shapes["w_ix"] == (n_h, n_x)
+    assert shapes["w_ih"] == (n_h, n_h)
+    assert shapes["b_i"] == (n_h, 1)
+    assert shapes["x"] == (n_x, 1)
+
+
+def autograd_lstm_loss(params, xs, h0, c0, a):
+    """The LSTM loss in autograd.numpy, written independently of the engine."""
+
+    def sig(z):
+        return 0.5 * (anp.tanh(0.5 * z) + 1.0)
+
+    h, c, total = h0, c0, 0.0
+    for x, ak in zip(xs, a, strict=True):
+        i = sig(params["w_ix"] @ x + params["w_ih"] @ h + params["b_i"])
+        f = sig(params["w_fx"] @ x + params["w_fh"] @ h + params["b_f"])
+        o = sig(params["w_ox"] @ x + params["w_oh"] @ h + params["b_o"])
+        g = anp.tanh(params["w_gx"] @ x + params["w_gh"] @ h + params["b_g"])
+        c = f * c + i * g
+        h = o * anp.tanh(c)
+        total = total + anp.sum(ak * h)
+    return total
+
+
+@pytest.mark.parametrize("steps,n_h,n_x", [(1, 2, 3), (6, 3, 2), (20, 4, 4)])
+def test_vector_adjoints_match_autograd(steps, n_h, n_x, rng):
+    cell = lstm_cell(biases=True)
+    params = {}
+    for p in cell.params:
+        cols = (n_x if p.name.endswith("x") else n_h) if p.name.startswith("w_") else 1
+        params[p.name] = rng.uniform(-2, 2, (n_h, cols))
+    xs = [rng.normal(size=(n_x, 1)) for _ in range(steps)]
+    a = [rng.normal(size=(n_h, 1)) for _ in range(steps)]
+    h0, c0 = rng.normal(size=(n_h, 1)), rng.normal(size=(n_h, 1))
+    want = autograd_grad(autograd_lstm_loss)(params, xs, h0, c0, a)
+    traj = forward(cell, params, {"x": xs}, {"h": h0, "c": c0})
+    got = VectorSweep(VectorAdjoints(cell)).run(traj, params, {"h": a})
+    for name in params:
+        np.testing.assert_allclose(got.params[name], want[name], rtol=1e-10, atol=1e-13)
+    want_h0 = autograd_grad(autograd_lstm_loss, 2)(params, xs, h0, c0, a)
+    np.testing.assert_allclose(got.initial["h"], want_h0, rtol=1e-10, atol=1e-13)
+
+
+# -- genericity: a GRU as data, no engine change -------------------------------------------------
+def gru_cell() -> Cell:
+    x, h, hp, z, r, n = sp.symbols("x h h_prev z r n")
+    w = {k: sym(k) for k in ("w_zx", "w_zh", "w_rx", "w_rh", "w_nx", "w_nh")}
+    return Cell(
+        "gru",
+        (x,),
+        (h,),
+        {h: hp},
+        {s: "weight" for s in w.values()},
+        (
+            (z, sigma(w["w_zx"] * x + w["w_zh"] * hp)),
+            (r, sigma(w["w_rx"] * x + w["w_rh"] * hp)),
+            (n, sp.tanh(w["w_nx"] * x + w["w_nh"] * (r * hp))),
+            (h, (1 - z) * hp + z * n),
+        ),
+        (h,),
+    )
+
+
+def test_engine_differentiates_a_gru_written_as_data():
+    cases = [
+        Case(1, seed=1),
+        Case(9, seed=2),
+        Case(3, seed=3),
+        Case(9, 3, 2, seed=4),
+        Case(2, 2, 2, seed=5),
+    ]
+    rows = gradient_checks(gru_cell(), cases)
+    assert {c.method for c in rows} == {
+        "complex step",
+        "central difference",
+        "mpmath 50 digits",
+        "float64 vs mpmath",
+    }
+    failed = [(c.claim, c.method, c.max_rel_error) for c in rows if not c.passed]
+    assert not failed
+
+
+# -- the checks can fail -----------------------------------------------------------------------
+def test_gradient_checks_catch_a_wrong_adjoint(monkeypatch):
+    real = adjoint_module.local_partial
+
+    def wrong(cell, u, v, step):
+        d = real(cell, u, v, step)
+        # A classic slip: forgetting the forget gate on the cell-state path.
+        return sp.S.One if (u.name, v.name) == ("c", "c_prev") else d
+
+    monkeypatch.setattr(adjoint_module, "local_partial", wrong)
+    errors = check_case(LSTM, Case(6, seed=3), ("complex step",))
+    assert errors["c_bar", "complex step"] > 1e-3
+    assert errors["w_ix_bar", "complex step"] > 1e-3
