@@ -1,0 +1,82 @@
+"""Rendering: every template renders, notation is honoured, text and symbols are safe."""
+
+from __future__ import annotations
+
+import jinja2
+import pytest
+import sympy as sp
+
+from derive.engine.cell import bar, timed
+from derive.errors import InputError
+from derive.problems import REGISTRY
+from derive.render.document import environment, escape, render, sci
+from derive.render.latex import Notation, check_fragment, tex
+from derive.sets import bundled, parse_set
+
+
+@pytest.mark.parametrize("key", list(REGISTRY))
+def test_every_problem_template_renders(key, problems):
+    env = environment(Notation())
+    out = env.get_template(problems[key].template).render(
+        number=1, problem=problems[key], **problems[key].context()
+    )
+    assert problems[key].title.split()[0] in out
+    assert "\\begin{longtable}" in out  # the evidence table is there
+
+
+@pytest.mark.parametrize("set_id", list(bundled()))
+def test_every_bundled_set_renders_its_problems(set_id, problems):
+    pset = bundled()[set_id]
+    source = render(pset, [problems[k] for k in pset.problems])
+    assert source.startswith("\\documentclass")
+    assert source.count("\\section*{Problem") == len(pset.problems)
+
+
+def test_undefined_template_variable_fails_the_build():
+    env = environment(Notation())
+    with pytest.raises(jinja2.UndefinedError):
+        env.from_string("((( missing )))").render()
+
+
+def test_set_notation_reaches_the_printer():
+    cse = Notation({"w_ix": "w_{xi}"}, time="subscript")
+    assert tex(sp.Symbol("w_ix"), cse) == "w_{xi}"
+    assert tex(bar("h", 1), cse) == "\\overline{h_{t + 1}}"
+    assert tex(timed("c", -1), Notation()) == "c^{(t - 1)}"
+
+
+def test_sum_of_adjoint_terms_prints_adjoint_first(problems):
+    out = tex(problems["lstm"].results["w_ix_bar"].expr, Notation({"w_ix": "w_{ix}"}))
+    assert out.startswith("\\sum_{t=1}^{T} \\overline{i^{(t)}} i^{(t)}")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\\input{/etc/passwd}", "\\write18{ls}", "w_{ix", "w}_{ix}{", "\\alphainput", "a\\\\b", "$x$"],
+)
+def test_unsafe_symbol_spellings_are_rejected(text):
+    with pytest.raises(InputError, match="not an allowed symbol spelling"):
+        check_fragment(text, "notation.symbols.w_ix")
+
+
+@pytest.mark.parametrize("text", ["w_{xi}", "\\alpha_{1}", "C_t", "\\tilde{h}", "W^{(2)}"])
+def test_safe_symbol_spellings_are_accepted(text):
+    assert check_fragment(text, "x") == text
+
+
+def test_free_text_is_escaped_to_print_verbatim():
+    assert escape("50% of $x_1 & {y}") == r"50\% of \$x\_1 \& \{y\}"
+    assert escape("\\input{a}") == r"\textbackslash{}input\{a\}"
+
+
+def test_sci_formats_for_tables():
+    assert sci(1.23e-12) == r"1.2\times 10^{-12}"
+    assert sci(0.0) == "0"
+    assert sci(float("inf")) == r"\infty"
+
+
+def test_bad_notation_in_a_set_file_is_rejected():
+    text = 'id="s"\ntitle="t"\ncourse="c"\nsource="s"\nproblems=["lstm"]\n'
+    text += '[notation.symbols]\nw_ix = "\\\\input{x}"\n'
+    with pytest.raises(InputError, match=r"notation.symbols.w_ix"):
+        parse_set(text, "my.toml")
