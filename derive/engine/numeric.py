@@ -136,6 +136,15 @@ def loss(traj: Trajectory, loss_grads: Mapping[str, Sequence[Array]]):
     return total
 
 
+def evaluate_at(expr, traj: Trajectory, params: Mapping[str, float], k: int):
+    """A derived scalar expression (or matrix) at step t = k of a scalar trajectory."""
+    sub = {}
+    for a in sp.Matrix([expr]).atoms(AppliedUndef):
+        sub[a] = traj[a.func.__name__][k + int(a.args[0] - t)]
+    sub |= {sp.Symbol(n): v for n, v in params.items()}
+    return expr.xreplace(sub).evalf()
+
+
 # -- evaluating the derived equations ---------------------------------------------------------
 @dataclass
 class Gradients:

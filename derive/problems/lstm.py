@@ -13,7 +13,7 @@ Everything below is derived by the engine from this data; nothing is typed in.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import sympy as sp
@@ -22,11 +22,11 @@ from derive import inputs as inp
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, T, bar, t, timed
 from derive.engine.functions import sigma
-from derive.engine.numeric import ScalarSweep, VectorSweep, forward
+from derive.engine.numeric import ScalarSweep, VectorSweep, evaluate_at, forward
 from derive.engine.vector import VectorAdjoints
 from derive.gradcheck import Case, gradient_checks, make_data, probes, reference
 from derive.problems.base import Problem, Result
-from derive.verify import Check
+from derive.verify import Check, rel_error
 
 GATES = ("i", "f", "o", "g")
 WEIGHTS = tuple(f"w_{g}{s}" for g in GATES for s in ("x", "h"))
@@ -73,6 +73,11 @@ class LSTM(Problem):
 
     key = "lstm"
     title = "LSTM gradient (backprop through time)"
+    # The limit matrix is backward_map with the gates substituted; the saturated-gate runs
+    # check what it says about the adjoints.
+    covered_by: ClassVar[dict[str, tuple[str, ...]]] = {
+        "backward_map_limit": ("backward_map", "h_bar_limit", "c_bar_limit")
+    }
 
     def __init__(self, cases: list[Case] | None = None) -> None:
         self.cases = cases
@@ -137,7 +142,7 @@ class LSTM(Problem):
         return self.vector_adjoints.shapes()
 
     def _check_groups(self) -> list[tuple[str, list[Check]]]:
-        limit = [c for c in self.checks if c.claim.endswith("_limit")]
+        limit = [c for c in self.checks if c.claim.endswith("_limit") or c.claim == "backward_map"]
         vector = [c for c in self.checks if c.claim.startswith("vector_")]
         scalar = [c for c in self.checks if c not in limit and c not in vector]
         return [
@@ -193,7 +198,30 @@ class LSTM(Problem):
         vector = [c for c in cases if c.vector]
         rows = gradient_checks(self.cell, scalar)
         rows += gradient_checks(self.vector_cell, vector, prefix="vector_")
-        return rows + self._limit_checks()
+        return rows + self._map_checks() + self._limit_checks()
+
+    def _map_checks(self, steps: int = 8) -> list[Check]:
+        """The backward map J against complex-step derivatives of the forward pass.
+
+        For a loss that reads only step K, L = α h(K) + β c(K), the adjoints at K are
+        h_bar = α and c_bar = β + α o(K)(1 - tanh²c(K)), and the adjoints at K-1 (read off
+        the forward pass by complex-step probes on h(K-1) and c(K-1)) must be J times them.
+        """
+        worst = 0.0
+        for case in (Case(steps, seed=14), Case(steps, scale=5, seed=15)):
+            data = make_data(self.cell, case)
+            params = {k: float(v[0, 0]) for k, v in data.params.items()}
+            xs = [float(v[0, 0]) for v in data.inputs["x"]]
+            init = {k: float(v[0, 0]) for k, v in data.initial.items()}
+            traj = forward(self.cell, params, {"x": xs}, init)
+            jac = self.results["backward_map"].expr
+            for k in range(2, steps + 1):
+                derived = np.array(evaluate_at(jac, traj, params, k - 1), dtype=float)
+                worst = max(
+                    worst, rel_error(derived, _map_by_probes(self.cell, params, xs, init, k))
+                )
+        sizes = f"T={steps}, every step, |w| up to 1,5, seeds 14,15"
+        return [Check("backward_map", "complex step on the forward pass", sizes, worst, 1e-11)]
 
     def _limit_checks(self, steps: int = 50) -> list[Check]:
         """Evidence for the limit from the forward pass alone, on saturated gates.
@@ -239,6 +267,23 @@ class LSTM(Problem):
     def grad(self, data: Any) -> dict:
         """Evaluate the derived adjoints on the numbers of a ``derive grad lstm`` input."""
         return grad(self, data)
+
+
+def _map_by_probes(cell: Cell, params: dict, xs: list, init: dict, k: int) -> np.ndarray:
+    """J at step k-1 from the forward pass alone: complex-step probes on h(k-1), c(k-1)."""
+    step = 1e-30
+    out = {}
+    for name in ("h", "c"):  # d(h(k), c(k)) / d(name at k-1), for k >= 2
+        traj = forward(cell, params, {"x": xs[:k]}, init, perturb={(name, k - 1): 1j * step})
+        out[name] = (np.imag(traj["h"][k]) / step, np.imag(traj["c"][k]) / step)
+    base = forward(cell, params, {"x": xs[:k]}, init)
+    o, c = base["o"][k], base["c"][k]
+    q = o * (1 - np.tanh(c) ** 2)  # c_bar(k) when the loss is h(k)
+    # Loss beta c(k): (h_bar, c_bar)(k) = (0, 1), so column 2 of J is (dL/dh(k-1), dL/dc(k-1)).
+    col2 = np.array([out["h"][1], out["c"][1]])
+    # Loss h(k): (h_bar, c_bar)(k) = (1, q), so J (1, q) = (dL/dh(k-1), dL/dc(k-1)).
+    col1 = np.array([out["h"][0], out["c"][0]]) - q * col2
+    return np.column_stack([col1, col2])
 
 
 #: Weights that drive the gates to the limit of the optional question (with x = 1).
