@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from derive.errors import NoTexEngineError
+from derive.errors import ChecksFailedError, NoTexEngineError
 from derive.fsutil import atomic_write
 from derive.problems import Problem, get_problem
 from derive.render import pdf
@@ -33,15 +33,35 @@ def export(pset: ProblemSet, problems: list[Problem]) -> dict:
     return out
 
 
+def failed_checks(problems: list[Problem]) -> list[str]:
+    """``problem:claim (method)`` of every failing check."""
+    return [f"{p.key}:{c.claim} ({c.method})" for p in problems for c in p.checks if not c.passed]
+
+
 def build(pset: ProblemSet, out_dir: Path, fmt: str = "pdf") -> list[Path]:
-    """Build ``pset`` in format ``fmt`` into ``out_dir/<set id>/``; return the files written."""
+    """Build ``pset`` in format ``fmt`` into ``out_dir/<set id>/``; return the files written.
+
+    If a check fails, the outputs are still written (the key marks the claim FAIL) and
+    ``ChecksFailedError`` is raised afterwards, so the command exits nonzero.
+    """
     if fmt == "pdf" and pdf.find_engine() is None:
         raise NoTexEngineError(pdf.INSTALL_HINT)
     problems = [get_problem(key) for key in pset.problems]
-    target = out_dir / pset.id
+    written = _write(pset, problems, out_dir / pset.id, fmt)
+    failed = failed_checks(problems)
+    if failed:
+        raise ChecksFailedError(
+            f"{pset.id}: {len(failed)} check(s) failed, marked FAIL in {written[0]}: "
+            + "; ".join(failed[:5])
+        )
+    return written
+
+
+def _write(pset: ProblemSet, problems: list[Problem], target: Path, fmt: str) -> list[Path]:
     if fmt == "json":
         path = target / "derivations.json"
-        text = json.dumps(export(pset, problems), indent=2, ensure_ascii=True) + "\n"
+        text = json.dumps(export(pset, problems), indent=2, ensure_ascii=True, allow_nan=False)
+        text += "\n"
         atomic_write(path, text.encode())
         return [path]
     source = render(pset, problems)

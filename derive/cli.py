@@ -83,12 +83,19 @@ def _cmd_grad(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"derive: error: {message} (see 'derive --help')\n")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
-    top = argparse.ArgumentParser(
+    top = _Parser(
         prog="derive", description="Derive, verify and typeset deep-learning answer keys."
     )
-    sub = top.add_subparsers(dest="command", required=True)
+    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="bundled problem sets and problems").set_defaults(func=_cmd_list)
 
     b = sub.add_parser("build", help="build answer keys (default: every bundled set, PDF)")

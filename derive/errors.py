@@ -35,3 +35,9 @@ class LatexError(DeriveError):
     """LaTeX ran and failed; the message carries the relevant lines of its log."""
 
     exit_code = EXIT_LATEX_FAILED
+
+
+class ChecksFailedError(DeriveError):
+    """A verification failed: the result it checks must not be trusted."""
+
+    exit_code = EXIT_CHECK_FAILED

@@ -39,7 +39,8 @@ class Check:
             "claim": self.claim,
             "method": self.method,
             "sizes": self.sizes,
-            "max_rel_error": self.max_rel_error,
+            # JSON has no inf or NaN: an error that could not be measured is null.
+            "max_rel_error": self.max_rel_error if math.isfinite(self.max_rel_error) else None,
             "tolerance": self.tolerance,
             "passed": self.passed,
         }

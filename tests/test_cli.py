@@ -626,3 +626,19 @@ def test_tex_and_json_without_tex_engine(no_tex, tmp_path: Path, capsys, fmt, na
     assert out == f"{path}\n"
     assert path.stat().st_size > 1000
     assert sorted(p.name for p in path.parent.iterdir()) == [name]
+
+
+def test_build_with_a_failing_check_exits_1_and_writes_valid_json(tmp_path, capsys, monkeypatch):
+    from derive.problems.lstm import LSTM
+    from derive.verify import Check
+
+    bad = Check("h_bar", "planted failure", "none", float("inf"), 1e-12)
+    monkeypatch.setattr(LSTM, "verify", lambda self: [bad])
+    status = main(["build", "csc421_hw3", "--out", str(tmp_path), "--format", "json"])
+    _, err = capsys.readouterr()
+    assert status == 1
+    assert "1 check(s) failed" in err and "lstm:h_bar (planted failure)" in err
+    text = (tmp_path / "csc421_hw3" / "derivations.json").read_text()
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert data["problems"]["lstm"]["checks"][0]["max_rel_error"] is None
+    assert data["problems"]["lstm"]["checks"][0]["passed"] is False

@@ -284,3 +284,18 @@ def test_gradient_checks_catch_a_wrong_adjoint(monkeypatch):
     errors = check_case(LSTM, Case(6, seed=3), ("complex step",))
     assert errors["c_bar", "complex step"] > 1e-3
     assert errors["w_ix_bar", "complex step"] > 1e-3
+
+
+@pytest.mark.parametrize("name", ["z'", "c@1", "bar:x", "1x"])
+def test_cell_symbol_names_are_plain(name):
+    h, hp = sp.symbols("h h_prev")
+    with pytest.raises(InputError, match="symbol name"):
+        Cell("bad", (sp.Symbol(name),), (h,), {h: hp}, {}, ((h, sp.tanh(hp)),), (h,))
+
+
+def test_a_wrong_limit_fails_its_checks(monkeypatch):
+    import derive.problems.lstm as lstm_module
+
+    monkeypatch.setattr(lstm_module, "LIMIT", {"f": 0, "i": 0, "o": 0})
+    failed = {c.claim for c in lstm_module.LSTM()._limit_checks() if not c.passed}
+    assert {"backward_map_limit", "c_bar_limit"} <= failed

@@ -80,3 +80,17 @@ def test_bad_notation_in_a_set_file_is_rejected():
     text += '[notation.symbols]\nw_ix = "\\\\input{x}"\n'
     with pytest.raises(InputError, match=r"notation.symbols.w_ix"):
         parse_set(text, "my.toml")
+
+
+SET_HEAD = 'title="t"\ncourse="c"\nsource="s"\nproblems=["lstm"]\n'
+
+
+@pytest.mark.parametrize("set_id", ["../../escaped", "a/b", "", "Upper", "x" * 70])
+def test_set_id_cannot_leave_the_output_folder(set_id):
+    with pytest.raises(InputError, match=r"id .* is not allowed"):
+        parse_set(f'id="{set_id}"\n' + SET_HEAD, "evil.toml")
+
+
+def test_notation_must_be_a_table():
+    with pytest.raises(InputError, match="notation must be a table"):
+        parse_set('id="s"\nnotation="oops"\n' + SET_HEAD, "my.toml")

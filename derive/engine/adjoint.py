@@ -76,7 +76,16 @@ class Adjoint:
     @property
     def from_next_step(self) -> sp.Expr:
         """The terms that arrive from step t+1: all an initial state (t = 0) receives."""
-        return sp.Add(*[term.value for term in self.terms if term.step == 1])
+        return self._later(lambda e: e)
+
+    @property
+    def at_initial_step(self) -> sp.Expr:
+        """The adjoint of the state's initial value (t = 0), terms in consumer order."""
+        return self._later(lambda e: e.subs(t, 0))
+
+    def _later(self, map_term) -> sp.Expr:
+        later = [map_term(term.value) for term in self.terms if term.step == 1]
+        return sp.Add(*later, evaluate=False) if len(later) > 1 else sp.Add(*later)
 
 
 def local_partial(cell: Cell, u: sp.Symbol, v: sp.Symbol, step: int) -> sp.Expr:

@@ -19,12 +19,15 @@ and a sum over steps is a real ``Sum`` over ``t``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from typing import Literal
 
 import sympy as sp
 
 from derive.errors import InputError
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 t = sp.Symbol("t", integer=True)
 T = sp.Symbol("T", integer=True, positive=True)
@@ -78,7 +81,6 @@ class Cell:
     params: dict[sp.Symbol, Literal["weight", "bias"]]
     assignments: tuple[tuple[sp.Symbol, sp.Expr], ...]
     loss_on: tuple[sp.Symbol, ...]
-    sizes: dict[sp.Symbol, Literal["input", "hidden"]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._validate()
@@ -137,6 +139,16 @@ class Cell:
 
     # -- checks --------------------------------------------------------------------------
     def _validate(self) -> None:
+        names = [*self.inputs, *self.prev.values(), *self.params, *self.variables]
+        for s in names:
+            # Names become function names like "bar:c" and "c@1"; keep them plain.
+            if not _NAME.match(s.name):
+                raise InputError(
+                    f"cell {self.name!r}: symbol name {s.name!r} is not allowed; use a letter "
+                    "followed by letters, digits or _"
+                )
+        if len({s.name for s in names}) != len(names):
+            raise InputError(f"cell {self.name!r}: a symbol name is used twice")
         known = set(self.inputs) | set(self.prev.values()) | set(self.params)
         for u, e in self.assignments:
             unknown = e.free_symbols - known

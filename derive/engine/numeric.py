@@ -207,7 +207,7 @@ class ScalarSweep:
             if a.is_Symbol:
                 return params[a.name]
             m = _NAME.match(a.func.__name__)
-            step = k + int(a.args[0] - t)
+            step = _step(k + int(a.args[0] - t))
             if m["prefix"] == "bar:":
                 return bars[m["name"]][step]
             if m["prefix"] == "dL:":
@@ -275,7 +275,7 @@ class VectorSweep:
                 m = _NAME.match(name)
                 if m["k"] is None:
                     return params[m["name"]]
-                step = k + int(m["k"])
+                step = _step(k + int(m["k"]))
                 if m["prefix"] == "bar:":
                     return bars[m["name"]][step]
                 if m["prefix"] == "dL:":
@@ -295,6 +295,13 @@ class VectorSweep:
             s.name: self._eval(self.adj.initial(s.name), lookup_at(0)) for s in self.cell.states
         }
         return Gradients(bars, grads, initial)
+
+
+def _step(k: int) -> int:
+    # A negative index would silently read the end of a Python list.
+    if k < 0:
+        raise IndexError(f"an equation reads step {k}, before the sequence starts")
+    return k
 
 
 def _bar_names(cell: Cell) -> list[str]:

@@ -181,6 +181,19 @@ class VectorCell:
 _d = sp.Symbol("z")
 
 
+def at_absolute_step(expr, step: int):
+    """``expr`` with every quantity at t+k renamed to the fixed step ``step + k``.
+
+    Used for display only (``bar h(0) = ...``): the name ``h@=1`` prints as ``h^{(1)}``.
+    """
+    sub = {}
+    for m in expr.atoms(sp.MatrixSymbol):
+        base, sep, k = m.name.partition("@")
+        if sep and not k.startswith("="):
+            sub[m] = sp.MatrixSymbol(f"{base}@={step + int(k)}", *m.shape)
+    return expr.xreplace(sub)
+
+
 def _hadamard(vecs: list) -> sp.MatrixExpr:
     flat = []
     for v in vecs:  # keep one flat product: a ∘ b ∘ c, not (a ∘ b) ∘ c

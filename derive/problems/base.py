@@ -39,8 +39,6 @@ class Problem(ABC):
 
     key: ClassVar[str]
     title: ClassVar[str]
-    #: Results whose evidence is other claims' checks: key -> those claims.
-    covered_by: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     @cached_property
     def results(self) -> dict[str, Result]:

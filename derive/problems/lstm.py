@@ -13,18 +13,25 @@ Everything below is derived by the engine from this data; nothing is typed in.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import sympy as sp
 
 from derive import inputs as inp
 from derive.engine.adjoint import Adjoints
-from derive.engine.cell import Cell, T, bar, t, timed
+from derive.engine.cell import Cell, T, bar, loss_grad, t, timed
 from derive.engine.functions import sigma
 from derive.engine.numeric import ScalarSweep, VectorSweep, evaluate_at, forward
-from derive.engine.vector import VectorAdjoints
-from derive.gradcheck import Case, gradient_checks, make_data, probes, reference
+from derive.engine.vector import VectorAdjoints, at_absolute_step
+from derive.gradcheck import (
+    Case,
+    backward_map_by_probes,
+    gradient_checks,
+    make_data,
+    probes,
+    reference,
+)
 from derive.problems.base import Problem, Result
 from derive.verify import Check, rel_error
 
@@ -73,11 +80,6 @@ class LSTM(Problem):
 
     key = "lstm"
     title = "LSTM gradient (backprop through time)"
-    # The limit matrix is backward_map with the gates substituted; the saturated-gate runs
-    # check what it says about the adjoints.
-    covered_by: ClassVar[dict[str, tuple[str, ...]]] = {
-        "backward_map_limit": ("backward_map", "h_bar_limit", "c_bar_limit")
-    }
 
     def __init__(self, cases: list[Case] | None = None) -> None:
         self.cases = cases
@@ -108,7 +110,7 @@ class LSTM(Problem):
         x = self.adjoints.inputs["x"]
         out["x_bar"] = Result("x_bar", x.expr, x.lhs, x.chain)
         for s in self.cell.states:
-            e = self.adjoints.variables[s.name].from_next_step.subs(t, 0)
+            e = self.adjoints.variables[s.name].at_initial_step
             out[f"{s.name}0_bar"] = Result(f"{s.name}0_bar", e, bar(s.name).subs(t, 0))
         va = self.vector_adjoints
         for name, e in {**va.variables, **va.inputs}.items():
@@ -116,6 +118,10 @@ class LSTM(Problem):
         for name, e in va.params.items():
             lhs = sp.MatrixSymbol("bar:" + name, *va.vc.shape(sp.Symbol(name)))
             out[f"vector_{name}_bar"] = Result(f"vector_{name}_bar", sp.Sum(e, (t, 1, T)), lhs)
+        for s in self.cell.states:
+            e = at_absolute_step(va.initial(s.name), 0)
+            lhs = sp.MatrixSymbol(f"bar:{s.name}@=0", *va.vc.shape(s))
+            out[f"vector_{s.name}0_bar"] = Result(f"vector_{s.name}0_bar", e, lhs)
         out.update(self._limit())
         return out
 
@@ -173,6 +179,7 @@ class LSTM(Problem):
             "weights": [r[f"{w}_bar"] for w in WEIGHTS],
             "vector_adjoints": [r[f"vector_{v.name}_bar"] for v in reversed(self.cell.variables)],
             "vector_params": [r[f"vector_{p}_bar"] for p in (*WEIGHTS, *BIASES)],
+            "vector_rest": [r[k] for k in ("vector_x_bar", "vector_h0_bar", "vector_c0_bar")],
             "shapes": [(vc.sym(sp.Symbol(n)), *shape) for n, shape in self.shapes().items()],
             "limit": {timed(g): v for g, v in LIMIT.items()},
             "inputs": [timed(x.name) for x in self.cell.inputs],
@@ -181,6 +188,8 @@ class LSTM(Problem):
             "backward_map_entries": self._map_entries(),
             "check_groups": self._check_groups(),
             "limit_power": lim**50,
+            "limit_c_gain": lim[-1, -1],
+            "limit_h_from_next": list(lim[0, :]),
             "limit_idempotent": bool((lim * lim - lim).is_zero_matrix),
         }
 
@@ -201,67 +210,68 @@ class LSTM(Problem):
         return rows + self._map_checks() + self._limit_checks()
 
     def _map_checks(self, steps: int = 8) -> list[Check]:
-        """The backward map J against complex-step derivatives of the forward pass.
-
-        For a loss that reads only step K, L = α h(K) + β c(K), the adjoints at K are
-        h_bar = α and c_bar = β + α o(K)(1 - tanh²c(K)), and the adjoints at K-1 (read off
-        the forward pass by complex-step probes on h(K-1) and c(K-1)) must be J times them.
-        """
+        """The derived backward map J against J read off the forward pass at every step."""
         worst = 0.0
+        jac = self.results["backward_map"].expr
         for case in (Case(steps, seed=14), Case(steps, scale=5, seed=15)):
-            data = make_data(self.cell, case)
-            params = {k: float(v[0, 0]) for k, v in data.params.items()}
-            xs = [float(v[0, 0]) for v in data.inputs["x"]]
-            init = {k: float(v[0, 0]) for k, v in data.initial.items()}
+            params, xs, init = _scalar_data(self.cell, case)
             traj = forward(self.cell, params, {"x": xs}, init)
-            jac = self.results["backward_map"].expr
             for k in range(2, steps + 1):
-                derived = np.array(evaluate_at(jac, traj, params, k - 1), dtype=float)
-                worst = max(
-                    worst, rel_error(derived, _map_by_probes(self.cell, params, xs, init, k))
-                )
+                probed = backward_map_by_probes(self.cell, params, {"x": xs}, init, k)
+                worst = max(worst, _compare_at(jac, traj, params, k - 1, probed))
         sizes = f"T={steps}, every step, |w| up to 1,5, seeds 14,15"
         return [Check("backward_map", "complex step on the forward pass", sizes, worst, 1e-11)]
 
-    def _limit_checks(self, steps: int = 50) -> list[Check]:
-        """Evidence for the limit from the forward pass alone, on saturated gates.
+    def _limit_checks(self, steps: int = 30) -> list[Check]:
+        """The limit results against the forward pass of a run with saturated gates.
 
-        With x = 1 at every step and |w_fx| = |w_ix| = |w_ox| = 25, the gates sit within
-        1.4e-11 of f = 1, i = 0, o = 0.  Complex-step probes of the forward pass (not the
-        derived equations) then give (1) every h̄(t), to compare with dL/dh(t), and (2) the
-        gain dc(T)/dc(0) of the cell state over all steps, which is 1 exactly when c_bar passes
-        back unchanged: it neither vanishes nor explodes.
+        With x = 1 at every step, w_fx = 25 and w_ix = w_ox = -25, every gate is within
+        1.4e-11 of f = 1, i = 0, o = 0.  At each step, J is read off the forward pass by
+        complex-step probes and compared with (1) the derived limit of J and (2) the
+        coefficients of the derived limits of bar h and bar c; and the derived limit of
+        bar h (the loss's direct term alone) is compared with complex-step adjoints.
         """
         case = Case(steps, seed=13)
+        params, xs, init = _scalar_data(self.cell, case)
+        params.update(SATURATING)
+        xs = [1.0] * steps
+        r = self.results
+        nxt = [bar(s.name, 1) for s in self.cell.states]
+        rows = {
+            s.name: sp.Matrix([r[f"{s.name}_bar_limit"].expr]).jacobian(nxt)
+            for s in self.cell.states
+        }
+        lim = np.array(r["backward_map_limit"].value, dtype=float)
+        err = {"backward_map_limit": 0.0, "h_bar_limit": 0.0, "c_bar_limit": 0.0}
+        for k in range(2, steps + 1):
+            probed = backward_map_by_probes(self.cell, params, {"x": xs}, init, k)
+            err["backward_map_limit"] = max(
+                err["backward_map_limit"], float(np.max(np.abs(probed - lim)))
+            )
+            for i, s in enumerate(self.cell.states):
+                got = np.array(rows[s.name].tolist(), dtype=float).ravel()
+                err[f"{s.name}_bar_limit"] = max(
+                    err[f"{s.name}_bar_limit"], float(np.max(np.abs(probed[i] - got)))
+                )
+        sizes = f"T={steps}, x=1, w_fx = 25, w_ix = w_ox = -25, seed {case.seed}, every step"
+        method = "complex step on the forward pass: J at saturated gates"
+        checks = [Check(k, method, sizes, v, 1e-8) for k, v in err.items()]
+        return [*checks, self._loss_term_check(case, params, xs, init, sizes)]
+
+    def _loss_term_check(self, case, params, xs, init, sizes) -> Check:
+        """bar h(t) in the limit is the loss's direct term: derived form vs complex step."""
         data = make_data(self.cell, case)
-        data.params.update({k: np.array([[v]]) for k, v in SATURATING.items()})
-        data.inputs["x"] = [np.ones((1, 1)) for _ in range(steps)]
+        data.params.update({k: np.array([[v]]) for k, v in params.items()})
+        data.inputs["x"] = [np.array([[v]]) for v in xs]
         plist = probes(self.cell, case, data)
         ref = reference(self.cell, data, plist, "complex step")
         h_bar = ref[np.array([p[0] == "h_bar" for p in plist])]
-        a = np.concatenate([v.ravel() for v in data.loss_grads["h"]])
-        h_rest = np.max(np.abs(h_bar - a)) / np.max(np.abs(a))
-        step = 1e-30
-        init = {"h": data.initial["h"], "c": data.initial["c"] + 1j * step}
-        traj = forward(self.cell, data.params, data.inputs, init)
-        gain = float(np.imag(traj["c"][steps][0, 0]) / step)
-        sizes = f"T={steps}, x=1, w_fx = 25, w_ix = w_ox = -25, seed {case.seed}"
-        return [
-            Check(
-                "h_bar_limit",
-                "complex step: max|h_bar(t) - dL/dh(t)| / max|dL/dh|",
-                sizes,
-                float(h_rest),
-                1e-8,
-            ),
-            Check(
-                "c_bar_limit",
-                f"complex step: |dc(T)/dc(0) - 1| (gain {gain:.12f})",
-                sizes,
-                abs(gain - 1.0),
-                1e-8,
-            ),
-        ]
+        a = [float(v[0, 0]) for v in data.loss_grads["h"]]
+        expr = self.results["h_bar_limit"].expr
+        derived = [float(expr.xreplace({loss_grad("h"): a[k]})) for k in range(case.T)]
+        err = float(np.max(np.abs(h_bar - derived)) / np.max(np.abs(a)))
+        method = "complex step: bar h(t) against its derived limit"
+        return Check("h_bar_limit", method, sizes, err, 1e-8)
 
     # -- numbers ------------------------------------------------------------------------------
     def grad(self, data: Any) -> dict:
@@ -269,21 +279,21 @@ class LSTM(Problem):
         return grad(self, data)
 
 
-def _map_by_probes(cell: Cell, params: dict, xs: list, init: dict, k: int) -> np.ndarray:
-    """J at step k-1 from the forward pass alone: complex-step probes on h(k-1), c(k-1)."""
-    step = 1e-30
-    out = {}
-    for name in ("h", "c"):  # d(h(k), c(k)) / d(name at k-1), for k >= 2
-        traj = forward(cell, params, {"x": xs[:k]}, init, perturb={(name, k - 1): 1j * step})
-        out[name] = (np.imag(traj["h"][k]) / step, np.imag(traj["c"][k]) / step)
-    base = forward(cell, params, {"x": xs[:k]}, init)
-    o, c = base["o"][k], base["c"][k]
-    q = o * (1 - np.tanh(c) ** 2)  # c_bar(k) when the loss is h(k)
-    # Loss beta c(k): (h_bar, c_bar)(k) = (0, 1), so column 2 of J is (dL/dh(k-1), dL/dc(k-1)).
-    col2 = np.array([out["h"][1], out["c"][1]])
-    # Loss h(k): (h_bar, c_bar)(k) = (1, q), so J (1, q) = (dL/dh(k-1), dL/dc(k-1)).
-    col1 = np.array([out["h"][0], out["c"][0]]) - q * col2
-    return np.column_stack([col1, col2])
+def _scalar_data(cell: Cell, case: Case) -> tuple[dict, list, dict]:
+    data = make_data(cell, case)
+    params = {k: float(v[0, 0]) for k, v in data.params.items()}
+    xs = [float(v[0, 0]) for v in data.inputs["x"]]
+    return params, xs, {k: float(v[0, 0]) for k, v in data.initial.items()}
+
+
+def _compare_at(expr, traj, params, k: int, ref: np.ndarray) -> float:
+    """Error of a derived expression evaluated at step k against ``ref``; inf if it
+    cannot be evaluated there (a wrong step index reads past the sequence)."""
+    try:
+        got = np.array(evaluate_at(expr, traj, params, k), dtype=float)
+    except (IndexError, KeyError, TypeError):
+        return float("inf")
+    return rel_error(got, ref)
 
 
 #: Weights that drive the gates to the limit of the optional question (with x = 1).

@@ -30,7 +30,8 @@ _GREEK = (
 # \tilde, \hat or \mathbf of one letter): no command that reads or writes files (\input,
 # \write18) can be spelled.
 _SAFE = re.compile(rf"^(\\({_GREEK})(?![A-Za-z])|\\(tilde|hat|mathbf)\{{[A-Za-z]\}})?{_PLAIN}$")
-_NAME = re.compile(r"^(?P<prefix>bar:|dL:)?(?P<name>\w+)(@(?P<k>-?\d+))?$")
+# "bar:c@1" is bar c at t+1; "c@=0" is c at the fixed step 0.
+_NAME = re.compile(r"^(?P<prefix>bar:|dL:)?(?P<name>\w+)(@(?P<abs>=)?(?P<k>-?\d+))?$")
 
 
 def check_fragment(text: str, where: str) -> str:
@@ -73,7 +74,7 @@ class Notation:
                 f"notation.time: {self.time!r} is not allowed; use 'superscript' or 'subscript'"
             )
 
-    def base(self, name: str, vector: bool = False) -> str:
+    def base(self, name: str) -> str:
         spelled = self.symbols.get(name)
         if spelled is None:
             spelled = sp.latex(sp.Symbol(name))
@@ -106,7 +107,9 @@ class KeyPrinter(LatexPrinter):
         if prefix == "bar:":
             return r"\overline{%s}" % core
         if prefix == "dL:":
-            return r"\frac{\partial \mathcal{L}}{\partial %s}" % core
+            # The loss's direct dependence on one step: L = sum_t ell^(t), so the direct
+            # term of bar h(t) is d ell^(t) / d h(t) (bar h itself is the total derivative).
+            return r"\frac{\partial \ell%s}{\partial %s}" % (_step_mark(core), core)
         return core
 
     def _print_Function(self, expr, exp=None):
@@ -133,6 +136,8 @@ class KeyPrinter(LatexPrinter):
             base = self.notation.base(m["name"])
             return self._decorate(m["prefix"], base[:1].upper() + base[1:])
         offset = None if m["k"] is None else int(m["k"])
+        if m["abs"]:  # a fixed step: t + offset with t = 0
+            offset -= t
         return self._decorate(m["prefix"], self.notation.at(m["name"], offset))
 
     def _print_Derivative(self, expr):
@@ -198,6 +203,14 @@ def _hadamard_rank(a) -> int:
     if isinstance(a, sp.MatrixSymbol):
         return 0 if a.name.startswith("bar:") else 1
     return 2
+
+
+def _step_mark(core: str) -> str:
+    """The step decoration of a printed quantity (``^{(t)}`` or ``_{t}``), for ell."""
+    for mark in ("^{(", "_{"):
+        if mark in core:
+            return core[core.index(mark) :]
+    return ""
 
 
 def _rank_adjoint(f) -> bool:

@@ -6,6 +6,7 @@ evaluates anything).  The bundled sets live beside this module, one file each.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -16,6 +17,7 @@ from derive.problems import REGISTRY
 from derive.render.latex import Notation
 
 _KEYS = {"id", "title", "course", "source", "problems", "notation"}
+_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ def parse_set(text: str, where: str) -> ProblemSet:
     for key in ("id", "title", "course", "source"):
         if not isinstance(data.get(key), str):
             raise InputError(f"{where}: {key} must be a string")
+    if not _ID.match(data["id"]):
+        raise InputError(
+            f"{where}: id {data['id']!r} is not allowed; use lowercase letters, digits and _, "
+            "starting with a letter (it names the output folder)"
+        )
     problems = data.get("problems")
     if not isinstance(problems, list) or not problems:
         raise InputError(f"{where}: problems must be a non-empty list of problem names")
@@ -53,6 +60,13 @@ def parse_set(text: str, where: str) -> ProblemSet:
                 f"{where}: problems: unknown problem {p!r}; known: {', '.join(REGISTRY)}"
             )
     notation = data.get("notation", {})
+    if not isinstance(notation, dict):
+        raise InputError(f"{where}: notation must be a table with keys time and symbols")
+    unknown = sorted(set(notation) - {"time", "symbols"})
+    if unknown:
+        raise InputError(
+            f"{where}: notation: unknown key {unknown[0]!r}; allowed are symbols, time"
+        )
     symbols = notation.get("symbols", {})
     if not isinstance(symbols, dict) or not all(isinstance(v, str) for v in symbols.values()):
         raise InputError(f"{where}: notation.symbols must map names to strings")
