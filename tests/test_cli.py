@@ -448,10 +448,10 @@ def test_grad_bad_input_on_stdin_names_standard_input(capsys, monkeypatch) -> No
 
 
 def test_grad_unknown_problem(tmp_path: Path, capsys) -> None:
-    status = main(["grad", "gru", "--input", str(write_json(tmp_path, SCALAR))])
+    status = main(["grad", "nosuch", "--input", str(write_json(tmp_path, SCALAR))])
     out, err = capsys.readouterr()
     assert (status, out) == (2, "")
-    assert err == "derive: error: unknown problem 'gru'; known problems: lstm\n"
+    assert err == "derive: error: unknown problem 'nosuch'; known problems: lstm, gru\n"
 
 
 def test_grad_nonexistent_input_file(tmp_path: Path, capsys) -> None:
@@ -592,10 +592,10 @@ def test_check_lstm_passes(capsys) -> None:
 
 
 def test_check_unknown_problem(capsys) -> None:
-    status = main(["check", "gru"])
+    status = main(["check", "nosuch"])
     out, err = capsys.readouterr()
     assert (status, out) == (2, "")
-    assert err == "derive: error: unknown problem 'gru'; known problems: lstm\n"
+    assert err == "derive: error: unknown problem 'nosuch'; known problems: lstm, gru\n"
 
 
 # -- no TeX engine ---------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from derive.engine.numeric import ScalarSweep, VectorSweep, forward
 from derive.engine.vector import VectorAdjoints
 from derive.errors import InputError
 from derive.gradcheck import Case, check_case, gradient_checks
+from derive.problems.gru import gru_cell
 from derive.problems.lstm import WEIGHTS, lstm_cell
 
 LSTM = lstm_cell()
@@ -233,25 +234,6 @@ def test_vector_adjoints_match_autograd(steps, n_h, n_x, rng):
 
 
 # -- genericity: a GRU as data, no engine change -------------------------------------------------
-def gru_cell() -> Cell:
-    x, h, hp, z, r, n = sp.symbols("x h h_prev z r n")
-    w = {k: sym(k) for k in ("w_zx", "w_zh", "w_rx", "w_rh", "w_nx", "w_nh")}
-    return Cell(
-        "gru",
-        (x,),
-        (h,),
-        {h: hp},
-        {s: "weight" for s in w.values()},
-        (
-            (z, sigma(w["w_zx"] * x + w["w_zh"] * hp)),
-            (r, sigma(w["w_rx"] * x + w["w_rh"] * hp)),
-            (n, sp.tanh(w["w_nx"] * x + w["w_nh"] * (r * hp))),
-            (h, (1 - z) * hp + z * n),
-        ),
-        (h,),
-    )
-
-
 def test_engine_differentiates_a_gru_written_as_data():
     cases = [
         Case(1, seed=1),
@@ -299,3 +281,46 @@ def test_a_wrong_limit_fails_its_checks(monkeypatch):
     monkeypatch.setattr(lstm_module, "LIMIT", {"f": 0, "i": 0, "o": 0})
     failed = {c.claim for c in lstm_module.LSTM()._limit_checks() if not c.passed}
     assert {"backward_map_limit", "c_bar_limit"} <= failed
+
+
+def test_gru_grad_command_matches_autograd(rng):
+    """derive grad gru (the generic parser and the derived vector sweep) against autograd."""
+    from derive.problems import get_problem
+
+    n_h, n_x, steps = 3, 2, 5
+    shapes = {"w_zx": (n_h, n_x), "w_zh": (n_h, n_h), "w_rx": (n_h, n_x), "w_rh": (n_h, n_h)}
+    shapes |= {"w_nx": (n_h, n_x), "w_nh": (n_h, n_h)}
+    params = {k: rng.uniform(-1.5, 1.5, s) for k, s in shapes.items()}
+    params |= {k: rng.normal(size=(n_h, 1)) for k in ("b_z", "b_r", "b_n")}
+    xs = [rng.normal(size=(n_x, 1)) for _ in range(steps)]
+    a = [rng.normal(size=(n_h, 1)) for _ in range(steps)]
+    h0 = rng.normal(size=(n_h, 1))
+
+    def loss(p, h):
+        def sig(z):
+            return 0.5 * (anp.tanh(0.5 * z) + 1.0)
+
+        total = 0.0
+        for x, ak in zip(xs, a, strict=True):
+            z = sig(p["w_zx"] @ x + p["w_zh"] @ h + p["b_z"])
+            r = sig(p["w_rx"] @ x + p["w_rh"] @ h + p["b_r"])
+            n = anp.tanh(p["w_nx"] @ x + p["w_nh"] @ (r * h) + p["b_n"])
+            h = (1 - z) * h + z * n
+            total = total + anp.sum(ak * h)
+        return total
+
+    data = {
+        "weights": {
+            k: v.tolist() if k.startswith("w") else v.ravel().tolist() for k, v in params.items()
+        },
+        "x": [v.ravel().tolist() for v in xs],
+        "h0": h0.ravel().tolist(),
+        "dL_dh": [v.ravel().tolist() for v in a],
+    }
+    out = get_problem("gru").grad(data)
+    want = autograd_grad(loss)(params, h0)
+    for k in params:
+        got = np.array(out["grad"][k]).reshape(want[k].shape)
+        np.testing.assert_allclose(got, want[k], rtol=1e-10, atol=1e-13)
+    want_h0 = autograd_grad(loss, 1)(params, h0)
+    np.testing.assert_allclose(np.array(out["grad"]["h0"]), want_h0.ravel(), rtol=1e-10, atol=1e-13)
