@@ -19,6 +19,9 @@ import numpy as np
 import pytest
 
 from derive.cli import main
+from derive.problems import REGISTRY
+
+KNOWN = ", ".join(REGISTRY)
 
 REPO = Path(__file__).resolve().parents[1]
 GATES = ("i", "f", "o", "g")
@@ -451,7 +454,7 @@ def test_grad_unknown_problem(tmp_path: Path, capsys) -> None:
     status = main(["grad", "nosuch", "--input", str(write_json(tmp_path, SCALAR))])
     out, err = capsys.readouterr()
     assert (status, out) == (2, "")
-    assert err == "derive: error: unknown problem 'nosuch'; known problems: lstm, gru\n"
+    assert err == f"derive: error: unknown problem 'nosuch'; known problems: {KNOWN}\n"
 
 
 def test_grad_nonexistent_input_file(tmp_path: Path, capsys) -> None:
@@ -595,7 +598,7 @@ def test_check_unknown_problem(capsys) -> None:
     status = main(["check", "nosuch"])
     out, err = capsys.readouterr()
     assert (status, out) == (2, "")
-    assert err == "derive: error: unknown problem 'nosuch'; known problems: lstm, gru\n"
+    assert err == f"derive: error: unknown problem 'nosuch'; known problems: {KNOWN}\n"
 
 
 # -- no TeX engine ---------------------------------------------------------------------------------

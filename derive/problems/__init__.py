@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from derive.errors import InputError
 from derive.problems.base import Problem, Result
+from derive.problems.eigen_power import EigenPower
 from derive.problems.gru import GRU
 from derive.problems.lstm import LSTM
 
 REGISTRY: dict[str, type[Problem]] = {
     "lstm": LSTM,
     "gru": GRU,
+    "eigen_power": EigenPower,
 }
 
 

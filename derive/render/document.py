@@ -48,11 +48,13 @@ def escape(text: str) -> str:
 
 
 def sci(value: float) -> str:
-    """``1.2e-12`` as ``1.2\\times 10^{-12}`` (LaTeX math), or ``0`` / ``\\infty``."""
+    """``1.2e-12`` as ``1.2\\times 10^{-12}`` (LaTeX math); plain for 0.001 to 9999."""
     if value == 0:
         return "0"
     if not math.isfinite(value):
         return r"\infty"
+    if 1e-3 <= abs(value) < 1e4:  # plain numbers read better in this range
+        return f"{value:.3g}"
     mantissa, exponent = f"{value:.1e}".split("e")
     return r"%s\times 10^{%d}" % (mantissa, int(exponent))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal
 
 import sympy as sp
@@ -170,6 +171,21 @@ class KeyPrinter(LatexPrinter):
         return " ".join(
             r"\left(%s\right)" % self._print(f) if f.is_Add else self._print(f) for f in ordered
         )
+
+    def _print_Rational(self, expr):
+        # A rational with a terminating decimal expansion prints as that decimal, as a
+        # handout writes it (0.58, not 29/50); others stay fractions.
+        q = int(expr.q)
+        for f in (2, 5):
+            while q % f == 0:
+                q //= f
+        if q != 1:
+            return super()._print_Rational(expr)
+        digits = 0
+        while (expr * 10**digits).q != 1:
+            digits += 1
+        text = f"{Decimal(int(expr.p)) / Decimal(int(expr.q)):.{digits}f}"
+        return text
 
     def _print_OneMatrix(self, expr):
         return r"\mathbf{1}"
