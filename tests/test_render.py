@@ -94,3 +94,12 @@ def test_set_id_cannot_leave_the_output_folder(set_id):
 def test_notation_must_be_a_table():
     with pytest.raises(InputError, match="notation must be a table"):
         parse_set('id="s"\nnotation="oops"\n' + SET_HEAD, "my.toml")
+
+
+def test_log_plot_places_points_on_a_log_axis():
+    from derive.render.plot import log_plot
+
+    plot = log_plot({"a": [(0, 1.0), (10, 100.0)], "b": [(5, 10.0)]}, "x", "y", 100, 60)
+    assert plot.series[0][2] == ["(0,0)", "(100,60)"]  # 10^0 at the bottom, 10^2 at the top
+    assert plot.series[1][2] == ["(50,30)"]  # 10^1 halfway up
+    assert [label for _, _, label in plot.yticks] == ["$10^{0}$", "$10^{1}$", "$10^{2}$"]

@@ -16,6 +16,7 @@ import numpy as np
 import sympy as sp
 
 from derive.problems.base import Problem, Result
+from derive.render.plot import Plot, log_plot
 from derive.verify import Check, rel_error
 
 #: The handout's W and the decomposition it states (LMU exercise 5-2 c), as printed.
@@ -272,7 +273,17 @@ class EigenPower(Problem):
             "given_lambda": self.given_lambda,
             "regimes": regimes,
             "norm_steps": (1, 10, self.n, 100),
+            "plot": self.norm_plot(),
         }
+
+    def norm_plot(self, steps: int = 40) -> Plot:
+        """||W^k||_2 against k for the three regimes, computed with numpy (log scale)."""
+        series = {}
+        for name, m in self.regimes().items():
+            w = np.array(m.tolist(), dtype=float)
+            norms = [np.linalg.norm(np.linalg.matrix_power(w, k), 2) for k in range(1, steps + 1)]
+            series[name] = list(zip(range(1, steps + 1), norms, strict=True))
+        return log_plot(series, "power k", "spectral norm of the k-th power")
 
 
 def _rows(m: sp.Matrix) -> list[list[Any]]:

@@ -1,0 +1,92 @@
+"""Plots as data for LaTeX's own ``picture`` environment (no TikZ, no extra packages).
+
+``log_plot`` maps computed series to picture coordinates on a log-scaled y axis; the
+template macro ``log_plot`` only places the marks.  Keeping the mapping here keeps
+arithmetic out of templates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+#: Marks for successive series: LaTeX code placed at each point.
+MARKS = (r"\circle*{1.6}", r"\circle{2.2}", r"\makebox(0,0){\tiny$\times$}")
+
+
+@dataclass(frozen=True)
+class Plot:
+    r"""A plot in picture units (1 unit = 1 mm), every position a ready "(x,y)" string.
+
+    Positions are strings because the template writes ``\put (x,y)``: computing them
+    here keeps arithmetic out of the template.
+    """
+
+    box: str  # "(width,height)(x0,y0)" of the picture environment
+    axes: tuple[str, str]  # "\put" positions and line specs of the two axes
+    series: list[tuple[str, str, list[str]]]  # (label, mark, positions)
+    xticks: list[tuple[str, str, str]]  # (tick position, label position, label)
+    yticks: list[tuple[str, str, str]]
+    xlabel: tuple[str, str]  # (position, text)
+    ylabel: tuple[str, str]
+
+
+def log_plot(
+    series: dict[str, list[tuple[float, float]]],
+    xlabel: str,
+    ylabel: str,
+    width: int = 110,
+    height: int = 60,
+) -> Plot:
+    """Place ``series`` {label: [(x, y > 0), ...]} on a linear x and a log10 y axis."""
+    xs = [x for pts in series.values() for x, _ in pts]
+    logs = [math.log10(y) for pts in series.values() for _, y in pts]
+    x0, x1 = min(xs), max(xs)
+    lo, hi = math.floor(min(logs)), math.ceil(max(logs))
+    hi = hi if hi > lo else lo + 1
+
+    def px(x: float) -> float:
+        return round((x - x0) / (x1 - x0) * width, 2)
+
+    def py(y: float) -> float:
+        return round((math.log10(y) - lo) / (hi - lo) * height, 2)
+
+    placed = [
+        (label, MARKS[i % len(MARKS)], [_at(px(x), py(y)) for x, y in pts])
+        for i, (label, pts) in enumerate(series.items())
+    ]
+    step = max(1, (hi - lo) // 6)
+    yticks = [
+        (_at(0, py(10.0**e)), _at(-1.5, py(10.0**e)), f"$10^{{{e}}}$")
+        for e in range(lo, hi + 1, step)
+    ]
+    xstep = _nice_step(x1 - x0)
+    xticks = [(_at(px(x), 0), _at(px(x), -3), f"{x:g}") for x in _range(x0, x1, xstep)]
+    return Plot(
+        box=f"({width + 16},{height + 14})(-14,-10)",
+        axes=(f"{{\\line(1,0){{{width}}}}}", f"{{\\line(0,1){{{height}}}}}"),
+        series=placed,
+        xticks=xticks,
+        yticks=yticks,
+        xlabel=(_at(width / 2, -9), xlabel),
+        ylabel=(_at(-13, height + 4), ylabel),
+    )
+
+
+def _at(x: float, y: float) -> str:
+    return f"({x:g},{y:g})"
+
+
+def _nice_step(span: float) -> float:
+    raw = span / 5
+    mag = 10 ** math.floor(math.log10(raw))
+    return next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+
+
+def _range(a: float, b: float, step: float) -> list[float]:
+    start = math.ceil(a / step) * step
+    out = []
+    while start <= b + 1e-9:
+        out.append(start)
+        start += step
+    return out
