@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from derive.errors import InputError
 from derive.problems.base import Problem, Result
+from derive.problems.binary_adder import BinaryAdder
 from derive.problems.eigen_power import EigenPower
 from derive.problems.gru import GRU
 from derive.problems.lstm import LSTM
@@ -12,6 +13,7 @@ REGISTRY: dict[str, type[Problem]] = {
     "lstm": LSTM,
     "gru": GRU,
     "eigen_power": EigenPower,
+    "binary_adder": BinaryAdder,
 }
 
 

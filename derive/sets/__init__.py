@@ -16,7 +16,7 @@ from derive.errors import InputError
 from derive.problems import REGISTRY
 from derive.render.latex import Notation
 
-_KEYS = {"id", "title", "course", "source", "problems", "notation"}
+_KEYS = {"id", "title", "course", "source", "problems", "notation", "out_of_scope"}
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
@@ -30,6 +30,7 @@ class ProblemSet:
     source: str
     problems: tuple[str, ...]
     notation: Notation
+    out_of_scope: tuple[str, ...] = ()
 
 
 def parse_set(text: str, where: str) -> ProblemSet:
@@ -70,6 +71,9 @@ def parse_set(text: str, where: str) -> ProblemSet:
     symbols = notation.get("symbols", {})
     if not isinstance(symbols, dict) or not all(isinstance(v, str) for v in symbols.values()):
         raise InputError(f"{where}: notation.symbols must map names to strings")
+    skipped = data.get("out_of_scope", [])
+    if not isinstance(skipped, list) or not all(isinstance(v, str) for v in skipped):
+        raise InputError(f"{where}: out_of_scope must be a list of strings")
     return ProblemSet(
         data["id"],
         data["title"],
@@ -77,6 +81,7 @@ def parse_set(text: str, where: str) -> ProblemSet:
         data["source"],
         tuple(problems),
         Notation(symbols=dict(symbols), time=notation.get("time", "superscript")),
+        tuple(skipped),
     )
 
 

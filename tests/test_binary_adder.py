@@ -1,0 +1,178 @@
+"""The binary adder: derived weights add, the handout's verdict, the table, the key renders."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from derive.problems.binary_adder import (
+    HANDOUT_WEIGHTS,
+    BinaryAdder,
+    addition_check,
+    candidates,
+    solve_unit,
+)
+from derive.render.document import environment, render
+from derive.render.latex import Notation
+from derive.render.pdf import compile_pdf, pdf_text
+from derive.sets import ProblemSet
+
+KEYS = ["U", "W", "b_h", "V", "b_y"]
+
+# Written by hand from S = x1 + x2 + c: h_i = [S >= i], y = S mod 2, c_out = [S >= 2].
+#            x1 x2 c  h1 h2 h3 y  c_out
+TABLE = [
+    [0, 0, 0, 0, 0, 0, 0, 0],
+    [0, 0, 1, 1, 0, 0, 1, 0],
+    [0, 1, 0, 1, 0, 0, 1, 0],
+    [0, 1, 1, 1, 1, 0, 0, 1],
+    [1, 0, 0, 1, 0, 0, 1, 0],
+    [1, 0, 1, 1, 1, 0, 0, 1],
+    [1, 1, 0, 1, 1, 0, 0, 1],
+    [1, 1, 1, 1, 1, 1, 1, 1],
+]
+
+
+@pytest.fixture(scope="module")
+def problem() -> BinaryAdder:
+    return BinaryAdder()
+
+
+def doubled(value) -> list:
+    """2 x a result value as plain ints (every derived weight is a multiple of 1/2)."""
+    if isinstance(value, list):
+        return [doubled(v) for v in value]
+    f = 2 * Fraction(str(value))
+    assert f.denominator == 1
+    return int(f)
+
+
+def add_with(values: dict, a: int, b: int, n: int) -> int:
+    """Run the network on a + b (n bits, LSB first, one padding step) in plain ints.
+
+    All parameters are doubled, which leaves the sign of every pre-activation unchanged.
+    """
+    u, w, b_h, v, b_y = (doubled(values[k]) for k in KEYS)
+    h, out = [0, 0, 0], 0
+    for t in range(n + 1):
+        x = [(a >> t) & 1, (b >> t) & 1]
+        z = [
+            sum(u[i][j] * x[j] for j in range(2)) + sum(w[i][k] * h[k] for k in range(3)) + b_h[i]
+            for i in range(3)
+        ]
+        h = [int(zi > 0) for zi in z]
+        out |= int(sum(v[i] * h[i] for i in range(3)) + b_y > 0) << t
+    return out
+
+
+def test_derived_weights_add_every_small_pair(problem):
+    values = {k: problem.results[k].value for k in KEYS}
+    for n in range(1, 6):
+        for a, b in itertools.product(range(2**n), repeat=2):
+            assert add_with(values, a, b, n) == a + b, (a, b, n)
+
+
+def test_derived_weights_add_long_random_numbers(problem, rng):
+    values = {k: problem.results[k].value for k in KEYS}
+    for _ in range(200):
+        a, b = (int.from_bytes(rng.bytes(12), "little") for _ in range(2))
+        assert add_with(values, a, b, 96) == a + b
+
+
+def test_derived_weights_are_the_smallest_design(problem):
+    r = problem.results
+    assert r["U"].value == [[1, 1], [1, 1], [1, 1]]
+    assert r["W"].value == [[0, 1, 0], [0, 1, 0], [0, 1, 0]]
+    assert r["b_h"].value == ["-1/2", "-3/2", "-5/2"]
+    assert r["V"].value == [1, -1, 1]
+    assert r["b_y"].value == "-1/2"
+    json.dumps({k: v.value for k, v in r.items()}, allow_nan=False)  # plain JSON values
+
+
+def test_search_is_deterministic():
+    assert BinaryAdder().results["b_h"].value == BinaryAdder().results["b_h"].value
+    order = candidates(2, 1)
+    assert order[0] == (0, 0)
+    assert [sum(map(abs, w)) for w in order] == sorted(sum(map(abs, w)) for w in order)
+
+
+def test_solve_unit_finds_an_and_gate():
+    rows = [((x1, x2), x1 & x2) for x1, x2 in itertools.product((0, 1), repeat=2)]
+    sol = solve_unit(rows)
+    assert sol.weights == (1, 1)
+    assert sol.bias == Fraction(-3, 2) and sol.margin == Fraction(1, 2)
+
+
+def test_solve_unit_reports_an_impossible_unit():
+    xor = [((x1, x2), x1 ^ x2) for x1, x2 in itertools.product((0, 1), repeat=2)]
+    with pytest.raises(ValueError, match="no integer weights"):
+        solve_unit(xor)
+
+
+def test_truth_table_matches_the_hand_written_table(problem):
+    assert problem.results["truth_table"].value == TABLE
+
+
+def test_handout_weights_add(problem):
+    assert problem.results["given_weights_ok"].value is True
+    assert problem.context()["given_equal"] is True
+    values = {k: HANDOUT_WEIGHTS[k] for k in KEYS}
+    values["b_h"] = [str(Fraction(v)) for v in values["b_h"]]
+    values["b_y"] = str(Fraction(values["b_y"]))
+    assert all(add_with(values, a, b, 4) == a + b for a in range(16) for b in range(16))
+
+
+def test_broken_weight_is_caught_by_the_exhaustive_check(problem):
+    good = addition_check(problem.weights, "U", "derived")
+    assert good.passed and good.max_rel_error == 0
+    broken = addition_check(problem.weights.replace(b_y="1/2"), "U", "broken")
+    assert not broken.passed and broken.max_rel_error > 0
+    # A broken carry (h2 fires at S >= 1) is caught as well.
+    carry = problem.weights.replace(b_h=["-1/2", "-1/2", "-5/2"])
+    assert not addition_check(carry, "U", "broken carry").passed
+
+
+def test_broken_handout_gets_the_verdict_false():
+    p = BinaryAdder(given=HANDOUT_WEIGHTS | {"b_y": "0.5"})
+    assert p.results["given_weights_ok"].value is False
+    (row,) = [c for c in p.checks if c.claim == "given_weights_ok"]
+    assert row.passed  # the simulation agrees: some sums are wrong
+    assert "wrong sums = 0" not in row.method
+
+
+def test_every_check_passes_and_covers_every_result(problem):
+    failed = [(c.claim, c.method, c.max_rel_error) for c in problem.checks if not c.passed]
+    assert not failed
+    assert set(problem.results) <= {c.claim for c in problem.checks}
+    assert all(c.tolerance == 0 for c in problem.checks)
+
+
+def test_template_renders(problem):
+    env = environment(Notation())
+    out = env.get_template(problem.template).render(number=1, problem=problem, **problem.context())
+    assert "Binary addition" in out
+    assert "W_{xh}" in out and "W_{hh}" in out and "W_{hy}" in out
+    assert "\\begin{longtable}" in out
+    assert "FAIL" not in out
+
+
+def test_pdf_compiles(problem, tmp_path: Path):
+    pset = ProblemSet("adder", "Adder key", "Course", "seeds", ("binary_adder",), Notation())
+    dest = tmp_path / "key.pdf"
+    compile_pdf(render(pset, [problem]), dest)
+    text = pdf_text(dest)
+    assert "Binary addition" in text
+    assert "pass" in text
+    assert "FAIL" not in text
+
+
+def test_template_says_when_the_handout_is_wrong():
+    p = BinaryAdder(given=HANDOUT_WEIGHTS | {"b_y": "0.5"})
+    out = (
+        environment(Notation()).get_template(p.template).render(number=2, problem=p, **p.context())
+    )
+    assert "do not add" in out
