@@ -8,12 +8,14 @@ from derive.problems.binary_adder import BinaryAdder
 from derive.problems.eigen_power import EigenPower
 from derive.problems.gru import GRU
 from derive.problems.lstm import LSTM
+from derive.problems.lstm_cell import LSTMCell
 
 REGISTRY: dict[str, type[Problem]] = {
     "lstm": LSTM,
     "gru": GRU,
     "eigen_power": EigenPower,
     "binary_adder": BinaryAdder,
+    "lstm_cell": LSTMCell,
 }
 
 
