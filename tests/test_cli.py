@@ -20,6 +20,7 @@ import pytest
 
 from derive.cli import main
 from derive.problems import REGISTRY
+from derive.sets import bundled
 
 KNOWN = ", ".join(REGISTRY)
 
@@ -540,7 +541,8 @@ def test_build_unknown_set(previous: Path, capsys, fmt: str) -> None:
     status = main(argv)
     out, err = capsys.readouterr()
     assert (status, out) == (2, "")
-    assert err == "derive: error: unknown set 'nosuchset'; bundled sets: csc421_hw3\n"
+    sets = ", ".join(bundled())
+    assert err == f"derive: error: unknown set 'nosuchset'; bundled sets: {sets}\n"
     assert unchanged(previous)
 
 

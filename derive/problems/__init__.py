@@ -9,6 +9,7 @@ from derive.problems.eigen_power import EigenPower
 from derive.problems.gru import GRU
 from derive.problems.lstm import LSTM
 from derive.problems.lstm_cell import LSTMCell
+from derive.problems.vanilla_rnn import VanillaRNN
 
 REGISTRY: dict[str, type[Problem]] = {
     "lstm": LSTM,
@@ -16,6 +17,7 @@ REGISTRY: dict[str, type[Problem]] = {
     "eigen_power": EigenPower,
     "binary_adder": BinaryAdder,
     "lstm_cell": LSTMCell,
+    "vanilla_rnn": VanillaRNN,
 }
 
 

@@ -1,0 +1,220 @@
+"""The vanilla RNN problem: its results against independent routes, its checks, its key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+import sympy as sp
+from autograd import grad
+
+from derive.errors import InputError
+from derive.problems.vanilla_rnn import (
+    Diag,
+    OrderedProduct,
+    Partial,
+    Values,
+    VanillaRNN,
+    d,
+    engine_vjp,
+    evaluate,
+    j,
+    jacobian_from_vjp,
+    k,
+    layer_cell,
+    n,
+    random_sequence,
+)
+from derive.render.document import environment, render
+from derive.render.latex import Notation, tex
+from derive.render.pdf import compile_pdf, pdf_text
+from derive.sets import ProblemSet
+
+
+@pytest.fixture(scope="module")
+def problem() -> VanillaRNN:
+    """The default problem (T = 3), derived and checked once."""
+    p = VanillaRNN()
+    assert p.checks  # run the checks once, here
+    return p
+
+
+def autograd_gradient(seq) -> np.ndarray:
+    """dL/dW by the autograd package, from a forward pass written independently here."""
+
+    def loss(w):
+        h, total = seq.h0, 0.0
+        for x, a in zip(seq.xs, seq.a, strict=True):
+            h = 1 / (1 + anp.exp(-(anp.dot(w, h) + anp.dot(seq.U, x))))
+            total = total + anp.sum(a * h)
+        return total
+
+    return grad(loss)(seq.W)
+
+
+def terms(expr) -> tuple:
+    return expr.args if isinstance(expr, sp.MatAdd) else (expr,)
+
+
+# -- results against independent routes --------------------------------------------------------
+def test_layer_jacobian_matches_the_hand_written_formula(problem, rng):
+    jac = problem.results["jacobian_y_x"].expr
+    assert jac.shape == (n, d)
+    for size_n, size_d in [(1, 1), (4, 3), (2, 7), (9, 9)]:
+        w = rng.normal(size=(size_n, size_d))
+        x = rng.normal(size=(size_d, 1))
+        y = 1 / (1 + np.exp(-w @ x))
+        values = Values({"W": w, "x": x, "y": y}, {}, [], {}, {n: size_n, d: size_d})
+        expected = np.diag((y * (1 - y)).ravel()) @ w
+        np.testing.assert_allclose(evaluate(jac, values), expected, rtol=1e-14, atol=0)
+
+
+def test_layer_jacobian_is_diag_times_w(problem):
+    # The key prints exactly diag(y ⊙ (1 - y)) W: a diagonal matrix, then W.
+    jac = problem.results["jacobian_y_x"].expr
+    diag, w = jac.args
+    assert isinstance(diag, Diag) and w == sp.MatrixSymbol("W", n, d)
+    assert tex(jac) == r"\operatorname{diag}\left(y \odot \left(\mathbf{1} - y\right)\right) W"
+
+
+@pytest.mark.parametrize(
+    "size_n, size_d, steps, seed", [(1, 1, 1, 31), (3, 2, 4, 32), (5, 5, 7, 33), (10, 4, 10, 34)]
+)
+def test_gradient_matches_autograd(problem, size_n, size_d, steps, seed):
+    seq = random_sequence(size_n, size_d, steps, seed)
+    got = problem.gradient(problem.results["dL_dW"].expr, seq)
+    np.testing.assert_allclose(got, autograd_gradient(seq), rtol=1e-11, atol=1e-13)
+
+
+def test_expanded_sum_matches_autograd(problem):
+    seq = random_sequence(4, 3, problem.T, 35)
+    got = problem.gradient(problem.results["dL_dW_T3"].expr, seq)
+    np.testing.assert_allclose(got, autograd_gradient(seq), rtol=1e-11, atol=1e-13)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5])
+def test_expansion_has_one_term_per_pair_k_le_t(steps):
+    p = VanillaRNN(T=steps)
+    r = p.results[f"dL_dW_T{steps}"]
+    assert len(terms(r.expr)) == len(terms(r.chain)) == steps * (steps + 1) // 2
+
+
+def test_expansion_is_the_chain_form_with_the_per_step_jacobians(problem):
+    # Substituting diag(σ'(j)) W for every ∂h(j)/∂h(j-1) and the immediate partial turns the
+    # chain form, term by term, into the explicit form.
+    steps = problem.rnn_rules
+    r = problem.results["dL_dW_T3"]
+
+    def explicit(e):
+        if e.immediate:
+            return steps["immediate"].xreplace({k: e.num.step})
+        return steps["per_step"].xreplace({j: e.num.step})
+
+    def is_jacobian(e):
+        return isinstance(e, Partial) and e.num.name == "h"
+
+    def flat(e):
+        return sp.MatMul(
+            *[f for a in e.args for f in (a.args if isinstance(a, sp.MatMul) else [a])]
+        )
+
+    substituted = [flat(c.replace(is_jacobian, explicit)) for c in terms(r.chain)]
+    assert substituted == list(terms(r.expr))
+
+
+def test_longest_term_has_t_minus_k_factors_diag_w(problem):
+    # The t = 3, k = 1 term: ∂ℓ(3)/∂h(3) diag(σ'(3)) W diag(σ'(2)) W (diag(σ'(1)) ⊗ h(0)ᵀ).
+    term = terms(problem.results["dL_dW_T3"].expr)[3]
+    names = [type(a).__name__ for a in term.args]
+    assert names == ["Partial", "Diag", "MatrixSymbol", "Diag", "MatrixSymbol", "KroneckerProduct"]
+
+
+def test_ordered_product_puts_the_latest_step_left(problem):
+    per_step = problem.rnn_rules["per_step"]  # diag(σ'(j)) W
+    steps = [f.args[0].args[0].step for f in OrderedProduct(per_step, j, 2, 4).factors()]
+    assert steps == [4, 3, 2]
+    assert OrderedProduct(per_step, j, 3, 2).factors() == []  # k = t: the identity
+
+
+# -- the checks catch wrong formulas -----------------------------------------------------------
+def test_every_check_passes_and_covers_every_result(problem):
+    failed = [(c.claim, c.method, c.max_rel_error) for c in problem.checks if not c.passed]
+    assert not failed
+    assert set(problem.results) <= {c.claim for c in problem.checks}
+
+
+def test_transposed_w_in_the_jacobian_product_is_caught(problem):
+    w = sp.MatrixSymbol("W", n, n)
+    wrong = problem.results["dL_dW"].expr.xreplace({w: w.T})
+    checks = problem.gradient_checks("dL_dW", wrong)
+    assert checks and not any(c.passed for c in checks)
+    wrong_t3 = problem.results["dL_dW_T3"].expr.xreplace({w: w.T})
+    assert not any(c.passed for c in problem.gradient_checks("dL_dW_T3", wrong_t3))
+
+
+def test_jacobian_product_in_the_wrong_order_is_caught(problem):
+    # The earliest step on the left: F(k+1) ... F(t) instead of F(t) ... F(k+1).
+    e = problem.results["dL_dW"].expr
+    prod = next(iter(e.atoms(OrderedProduct)))
+    lo, hi = prod.args[2:]
+    reversed_order = prod.factor.xreplace({j: lo + hi - j})
+    wrong = e.xreplace({prod: OrderedProduct(reversed_order, j, lo, hi)})
+    assert not any(c.passed for c in problem.gradient_checks("dL_dW", wrong))
+
+
+def test_jacobian_without_sigma_prime_is_caught(problem):
+    jac = problem.results["jacobian_y_x"].expr
+    wrong = jac.args[1]  # W alone: the factor diag(σ') forgotten
+    assert not any(c.passed for c in problem._layer_checks(wrong))
+
+
+# -- the Jacobian-from-VJP rule ----------------------------------------------------------------
+def test_jacobian_from_vjp_reads_the_engine_vjp():
+    vjp, gbar = engine_vjp(layer_cell(), "y", "x")
+    jac = jacobian_from_vjp(vjp, gbar)
+    assert isinstance(jac, sp.MatMul) and isinstance(jac.args[0], Diag)
+    vjp_w, gbar = engine_vjp(layer_cell(), "y", "W")
+    assert isinstance(jacobian_from_vjp(vjp_w, gbar), sp.KroneckerProduct)
+
+
+def test_jacobian_from_vjp_rejects_a_non_linear_vjp():
+    g = sp.MatrixSymbol("gbar", n, 1)
+    with pytest.raises(InputError, match="not linear"):
+        jacobian_from_vjp(sp.HadamardProduct(g, g), g)
+
+
+# -- inputs ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [0, 9, -1, 2.5, "3", True, None])
+def test_bad_step_count_is_rejected_with_the_allowed_range(bad):
+    with pytest.raises(InputError, match=r"T: expected a whole number of steps from 1 to 8"):
+        VanillaRNN(T=bad)
+
+
+def test_other_step_count_is_derived_and_checked():
+    p = VanillaRNN(T=4)
+    assert "dL_dW_T4" in p.results and "dL_dW_T3" not in p.results
+    assert all(c.passed for c in p.checks)
+
+
+# -- rendering ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("time", ["superscript", "subscript"])
+def test_template_renders(problem, time):
+    env = environment(Notation(time=time))
+    out = env.get_template(problem.template).render(number=1, problem=problem, **problem.context())
+    assert problem.title.split()[0] in out
+    assert "\\begin{longtable}" in out
+    assert "typo" in out and r"\partial h_k / \partial h_k" in out
+    assert out.count(r"\\") >= 2 * 6  # the six written-out terms, twice, one per line
+    step = "h_{k - 1}" if time == "subscript" else "h^{(k - 1)}"
+    assert step in out
+
+
+def test_pdf_compiles_with_passing_evidence(problem, tmp_path: Path):
+    pset = ProblemSet("lmu_ex5", "Exercise 5", "Deep Learning", "LMU", ("vanilla_rnn",), Notation())
+    dest = tmp_path / "key.pdf"
+    compile_pdf(render(pset, [problem]), dest)
+    text = pdf_text(dest)
+    assert "pass" in text and "FAIL" not in text
+    assert "Written out for T = 3" in text
