@@ -58,12 +58,19 @@ class EigenPower(Problem):
     key = "eigen_power"
     title = "Matrix powers and eigenvalues (vanishing and exploding gradients)"
 
-    def __init__(self, w: list[list[str]] = HANDOUT_W, n: int = HANDOUT_N) -> None:
+    def __init__(
+        self,
+        w: list[list[str]] = HANDOUT_W,
+        n: int = HANDOUT_N,
+        given_q: list[list[str]] = HANDOUT_Q,
+        given_lambda: list[str] = HANDOUT_LAMBDA,
+    ) -> None:
         self.w_text = w
         self.w = rational_matrix(w)
         self.n = n
-        self.given_q = rational_matrix(HANDOUT_Q)
-        self.given_lambda = sp.diag(*[sp.Rational(v) for v in HANDOUT_LAMBDA])
+        # The decomposition the handout states, checked against W (not trusted).
+        self.given_q = rational_matrix(given_q)
+        self.given_lambda = sp.diag(*[sp.Rational(v) for v in given_lambda])
 
     @cached_property
     def decomposition(self) -> tuple[sp.Matrix, sp.Matrix]:
