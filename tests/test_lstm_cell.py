@@ -1,7 +1,7 @@
 """LMU exercise 5-3 (``lstm_cell``): dC_t/dC_{t-1}, the f = 1, i = 0 limit, the signs.
 
 * the derived Jacobian against ``autograd.jacobian`` of an LSTM step written here;
-* the VJP-to-Jacobian rules and the interval arithmetic on small cases;
+* the interval arithmetic on small cases (the VJP-to-Jacobian rules: test_jacobian.py);
 * a Jacobian without the h_{t-1} path is caught by the problem's own checks;
 * the template renders in the LMU notation and without it, and the PDF compiles.
 """
@@ -18,14 +18,13 @@ from autograd import jacobian
 
 from derive.engine.cell import Cell
 from derive.engine.functions import sigma
+from derive.engine.jacobian import Diag
 from derive.engine.vector import n_h
 from derive.errors import InputError
 from derive.problems.lstm_cell import (
-    Diag,
     LSTMCell,
     Range,
     StepData,
-    _jacobian,
     _power,
     evaluate,
     ranges,
@@ -103,20 +102,6 @@ def test_row_sums_equal_the_jacobian_for_one_unit(problem, rng):
 def test_handout_formula_as_printed_is_flagged(problem):
     assert problem.handout["row_sums_error"] < 1e-12
     assert problem.handout["printed_error"] > 0.1
-
-
-def test_jacobian_rules_read_a_vjp_back_as_a_matrix():
-    g, d, e = (sp.MatrixSymbol(s, n_h, 1) for s in ("bar:c@0", "d@0", "e@0"))
-    w = sp.MatrixSymbol("W", n_h, n_h)
-    assert _jacobian(g, g) == sp.Identity(n_h)
-    assert _jacobian(sp.HadamardProduct(g, d), g) == Diag(d)
-    assert _jacobian(w.T * sp.HadamardProduct(g, d), g) == sp.MatMul(Diag(d), w)
-    nested = sp.HadamardProduct(w.T * sp.HadamardProduct(g, d), e)
-    assert _jacobian(nested, g) == sp.MatMul(sp.MatMul(Diag(d), w), Diag(e))
-    with pytest.raises(InputError, match="not linear"):
-        _jacobian(sp.MatAdd(sp.HadamardProduct(g, d), e), g)
-    with pytest.raises(InputError, match="not linear"):
-        _jacobian(sp.HadamardProduct(g, g), g)
 
 
 def test_a_jacobian_without_the_hidden_state_path_is_caught(problem):

@@ -10,20 +10,17 @@ import pytest
 import sympy as sp
 from autograd import grad
 
+from derive.engine.jacobian import Diag
 from derive.errors import InputError
 from derive.problems.vanilla_rnn import (
-    Diag,
     OrderedProduct,
     Partial,
     Values,
     VanillaRNN,
     d,
-    engine_vjp,
     evaluate,
     j,
-    jacobian_from_vjp,
     k,
-    layer_cell,
     n,
     random_sequence,
 )
@@ -168,21 +165,6 @@ def test_jacobian_without_sigma_prime_is_caught(problem):
     jac = problem.results["jacobian_y_x"].expr
     wrong = jac.args[1]  # W alone: the factor diag(σ') forgotten
     assert not any(c.passed for c in problem._layer_checks(wrong))
-
-
-# -- the Jacobian-from-VJP rule ----------------------------------------------------------------
-def test_jacobian_from_vjp_reads_the_engine_vjp():
-    vjp, gbar = engine_vjp(layer_cell(), "y", "x")
-    jac = jacobian_from_vjp(vjp, gbar)
-    assert isinstance(jac, sp.MatMul) and isinstance(jac.args[0], Diag)
-    vjp_w, gbar = engine_vjp(layer_cell(), "y", "W")
-    assert isinstance(jacobian_from_vjp(vjp_w, gbar), sp.KroneckerProduct)
-
-
-def test_jacobian_from_vjp_rejects_a_non_linear_vjp():
-    g = sp.MatrixSymbol("gbar", n, 1)
-    with pytest.raises(InputError, match="not linear"):
-        jacobian_from_vjp(sp.HadamardProduct(g, g), g)
 
 
 # -- inputs ------------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ spells them.
 * (b) Which quantities are always positive is decided by interval arithmetic over the
   cell's assignments (σ maps onto (0, 1), tanh onto (-1, 1)), then sampled.
 * (d) The vector-Jacobian product of C_t by C_{t-1} comes from ``VectorCell.vjp`` (a
-  reverse sweep over the assignments); it is linear in the cotangent, and each of its terms
-  ``Aᵀ(ḡ ∘ d)`` is read as the Jacobian ``diag(d) A``.
+  reverse sweep over the assignments, ``derive.engine.jacobian.vjp_of``); it is linear in
+  the cotangent, and each of its terms ``Aᵀ(ḡ ∘ d)`` is read as the Jacobian ``diag(d) A``
+  (``jacobian_from_vjp``).
 * (c) The limit f_t = 1, i_t = 0 of that Jacobian is the identity, so dC_t/dC_k = I.
 
 Checks: complex step and central differences of an independent NumPy step (written with
@@ -33,10 +34,10 @@ import mpmath
 import numpy as np
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
-from sympy.matrices.expressions.diagonal import DiagMatrix
 
 from derive.engine.cell import Cell, t, timed
 from derive.engine.functions import sigma
+from derive.engine.jacobian import Diag, jacobian_from_vjp, vjp_of
 from derive.engine.vector import ONE, VectorCell, n_h
 from derive.errors import InputError
 from derive.problems.base import Problem, Result
@@ -182,72 +183,7 @@ def ranges(cell: Cell) -> dict[sp.Symbol, Range]:
     return {u: known[u] for u in cell.variables}
 
 
-# -- (d) the Jacobian from the engine's reverse-mode rules ---------------------------------------
-class Diag(DiagMatrix):
-    """diag(v): the square matrix with the vector v on its diagonal."""
-
-    def _latex(self, printer) -> str:
-        return r"\operatorname{diag}\left(%s\right)" % printer._print(self.args[0])
-
-    def doit(self, **hints):
-        v = self.args[0].doit(**hints)
-        if isinstance(v, sp.OneMatrix):
-            return sp.Identity(v.shape[0])
-        if isinstance(v, sp.ZeroMatrix):
-            return sp.ZeroMatrix(v.shape[0], v.shape[0])
-        return Diag(v)
-
-
-def vjp_through(cell: Cell, out: sp.Symbol, wrt: sp.Symbol) -> tuple[sp.MatrixExpr, Any]:
-    """The cotangent of ``wrt`` when ``out``'s is ḡ, by a reverse sweep of ``VectorCell.vjp``.
-
-    Returns the vector-Jacobian product and the matrix symbol standing for ḡ.
-    """
-    vc = VectorCell(cell)
-    gbar = vc.bar(out, 0)
-    cot: dict[sp.Symbol, list] = {out: [gbar]}
-    for u, e in reversed(cell.assignments):
-        if u not in cot:
-            continue
-        g_u = cot[u][0] if len(cot[u]) == 1 else sp.MatAdd(*cot[u])
-        for v in (*cell.variables, wrt):
-            if v != u and v in e.free_symbols:
-                part = vc.vjp(e, v, g_u, 0, u)
-                if part is not None:
-                    cot.setdefault(v, []).append(part)
-    parts = cot.get(wrt, [])
-    if not parts:
-        raise InputError(f"{out} does not depend on {wrt}")
-    return (parts[0] if len(parts) == 1 else sp.MatAdd(*parts)), gbar
-
-
-def _jacobian(e, gbar) -> sp.MatrixExpr:
-    """J with ``e = Jᵀ ḡ``, for ``e`` linear in ḡ: the rules read a VJP back as a matrix.
-
-    ḡ -> I;  ḡ ∘ d -> diag(d);  F ∘ d -> J_F diag(d);  P F -> J_F Pᵀ (so Aᵀ(ḡ ∘ d) gives
-    diag(d) A);  sums term by term.
-    """
-    if e == gbar:
-        return sp.Identity(gbar.shape[0])
-    if gbar not in e.atoms(sp.MatrixSymbol):
-        raise InputError(f"not linear in {gbar}: a term does not contain it: {e}")
-    if isinstance(e, sp.MatAdd):
-        return sp.MatAdd(*[_jacobian(a, gbar) for a in e.args])
-    if isinstance(e, sp.HadamardProduct):
-        inner = [a for a in e.args if gbar in a.atoms(sp.MatrixSymbol)]
-        if len(inner) != 1:
-            raise InputError(f"not linear in {gbar}: {e}")
-        rest = [a for a in e.args if a is not inner[0]]
-        d = Diag(rest[0] if len(rest) == 1 else sp.HadamardProduct(*rest))
-        return d if inner[0] == gbar else sp.MatMul(_jacobian(inner[0], gbar), d)
-    if isinstance(e, sp.MatMul):
-        *left, last = e.args
-        if any(gbar in a.atoms(sp.MatrixSymbol) for a in left):
-            raise InputError(f"ḡ must be the rightmost factor of {e}")
-        return sp.MatMul(_jacobian(last, gbar), sp.MatMul(*left).T)
-    raise InputError(f"no rule to read a Jacobian off {type(e).__name__} in {e}")
-
-
+# -- (d) the engine's Jacobian, ordered and applied for display --------------------------------
 def _gate_rank(term, weights: list[str]) -> int:
     names = {m.name for m in term.atoms(sp.MatrixSymbol)}
     return min((weights.index(n) + 1 for n in names if n in weights), default=0)
@@ -499,12 +435,12 @@ class LSTMCell(Problem):
     @cached_property
     def vjp(self) -> tuple[sp.MatrixExpr, sp.MatrixSymbol]:
         c, c_prev = sp.Symbol("c"), self.cell.prev[sp.Symbol("c")]
-        return vjp_through(self.cell, c, c_prev)
+        return vjp_of(self.cell, c, c_prev)
 
     @cached_property
     def jacobian(self) -> sp.MatrixExpr:
         weights = [w.name for w in self.cell.weights]
-        return _ordered(_jacobian(*self.vjp), weights)
+        return _ordered(jacobian_from_vjp(*self.vjp), weights)
 
     @cached_property
     def limit(self) -> dict[sp.MatrixSymbol, sp.MatrixExpr]:

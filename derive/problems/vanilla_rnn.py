@@ -12,7 +12,7 @@ row; reshaped row by row it is the n×n gradient.
 Derivation, in steps, each from the engine's reverse-mode rules (``VectorCell.vjp``):
 
 1. (5-1 a) the one-assignment cell y = σ(W x) gives x̄ = Wᵀ(ḡ ⊙ y ⊙ (1 - y)); reading
-   the Jacobian off a VJP (``jacobian_from_vjp``) gives ∂y/∂x = diag(y ⊙ (1 - y)) W.
+   the Jacobian off a VJP (``derive.engine.jacobian``) gives ∂y/∂x = diag(y ⊙ (1 - y)) W.
 2. The RNN cell gives, by the same rules, the per-step Jacobian ∂h^(j)/∂h^(j-1) =
    diag(σ'^(j)) W and the immediate partial ∂⁺h^(k)/∂W = diag(σ'^(k)) ⊗ h^(k-1)ᵀ (h^(k-1)
    held fixed), with σ'^(j) = h^(j) ⊙ (1 - h^(j)).
@@ -39,6 +39,7 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 from derive.engine.cell import Cell, t
 from derive.engine.cell import T as T_END
 from derive.engine.functions import sigma
+from derive.engine.jacobian import Diag, jacobian_from_vjp, matmul, vjp_of
 from derive.engine.numeric import VectorSweep
 from derive.engine.numeric import forward as engine_forward
 from derive.engine.vector import VectorAdjoints, VectorCell, n_h, n_x
@@ -123,20 +124,6 @@ class Partial(MatrixExpr):
         return r"\frac{\partial%s %s}{\partial %s}" % (plus, num, den)
 
 
-class Diag(MatrixExpr):
-    """diag(v): the square matrix with the vector v on its diagonal."""
-
-    def __new__(cls, v: sp.MatrixExpr) -> Diag:
-        return sp.Basic.__new__(cls, v)
-
-    @property
-    def shape(self) -> tuple[sp.Expr, sp.Expr]:
-        return (self.args[0].rows, self.args[0].rows)
-
-    def _latex(self, printer) -> str:
-        return r"\operatorname{diag}\left(%s\right)" % printer._print(self.args[0])
-
-
 class OrderedProduct(MatrixExpr):
     """F(hi) F(hi - 1) ... F(lo): a product of matrices, latest step on the left.
 
@@ -208,88 +195,6 @@ def rnn_cell() -> Cell:
         assignments=((h, sigma(w * h_prev + u * x)),),
         loss_on=(h,),
     )
-
-
-def engine_vjp(cell: Cell, out: str, wrt: str) -> tuple[sp.MatrixExpr, sp.MatrixSymbol]:
-    """The engine's vector-Jacobian product of ``out``'s assignment by ``wrt``, and ḡ.
-
-    Returns
-    -------
-    (vjp, gbar)
-        The cotangent of ``wrt`` at step t, linear in the cotangent ``gbar`` of ``out``.
-    """
-    vc = VectorCell(cell)
-    u = sp.Symbol(out)
-    gbar = sp.MatrixSymbol("gbar", *vc.shape(u))
-    return vc.vjp(cell.rhs(u), sp.Symbol(wrt), gbar, 0, u), gbar
-
-
-# -- a Jacobian read off a VJP -----------------------------------------------------------------
-def jacobian_from_vjp(vjp: sp.MatrixExpr, gbar: sp.MatrixSymbol) -> sp.MatrixExpr:
-    """The Jacobian J of a map whose VJP is ``vjp`` = Jᵀ ḡ (linear in ``gbar``).
-
-    Rules, with K the Jacobian of the part f that holds ḡ:
-
-        ḡ        ->  I
-        Aᵀ f     ->  K A               (a matrix applied to f)
-        f ⊙ v    ->  K diag(v)         (so Aᵀ(ḡ ⊙ v) -> diag(v) A)
-        f rᵀ     ->  K ⊗ rᵀ            (an outer product: the cotangent of a matrix M,
-                                        whose entries count row by row, vec(M) = f ⊗ r)
-        c f, f+g ->  c K, K + K_g
-
-    Raises
-    ------
-    InputError
-        For a VJP outside these forms.
-    """
-    if vjp == gbar:
-        return sp.Identity(gbar.rows)
-    if isinstance(vjp, sp.MatAdd):
-        return sp.MatAdd(*[jacobian_from_vjp(a, gbar) for a in vjp.args])
-    if isinstance(vjp, sp.HadamardProduct):
-        inner, others = _split_on(vjp.args, gbar)
-        rest = others[0] if len(others) == 1 else sp.HadamardProduct(*others)
-        return _matmul(jacobian_from_vjp(inner, gbar), Diag(rest))
-    if isinstance(vjp, sp.MatMul):
-        coeff, factors = vjp.as_coeff_matrices()
-        i = _holder(factors, gbar)
-        left, f, right = factors[:i], factors[i], factors[i + 1 :]
-        jac = jacobian_from_vjp(f, gbar)
-        if right:
-            r = right[0] if len(right) == 1 else sp.MatMul(*right)
-            if left or f.cols != 1 or r.rows != 1:
-                raise InputError(f"no Jacobian rule for the product {vjp}: not f rᵀ")
-            jac = sp.KroneckerProduct(jac, r)
-        if left:
-            jac = _matmul(jac, (left[0] if len(left) == 1 else sp.MatMul(*left)).T)
-        return jac if coeff == 1 else coeff * jac
-    raise InputError(
-        f"no Jacobian rule for {type(vjp).__name__} in {vjp}: add one to jacobian_from_vjp"
-    )
-
-
-def _holder(args, gbar) -> int:
-    held = [i for i, a in enumerate(args) if a.has(gbar)]
-    if len(held) != 1:
-        raise InputError(f"the VJP is not linear in {gbar}: {len(held)} factors hold it")
-    return held[0]
-
-
-def _split_on(args, gbar) -> tuple[Any, list]:
-    i = _holder(args, gbar)
-    return args[i], [a for m, a in enumerate(args) if m != i]
-
-
-def _matmul(*factors) -> sp.MatrixExpr:
-    """A flat product without identity factors (SymPy's MatMul nests and keeps I)."""
-    flat = []
-    for f in factors:
-        if isinstance(f, sp.Identity):
-            continue
-        flat.extend(f.args if isinstance(f, sp.MatMul) else [f])
-    if not flat:
-        raise ValueError("empty product: its size is unknown here")
-    return flat[0] if len(flat) == 1 else sp.MatMul(*flat)
 
 
 # -- engine symbols to the write-up's ----------------------------------------------------------
@@ -443,7 +348,7 @@ def _instantiate(e, env: dict):
         for a in e.args:
             got = _instantiate(a, {})
             parts.extend(got if isinstance(got, list) else [got])
-        return _matmul(*parts)
+        return matmul(*parts)
     return e
 
 
@@ -571,7 +476,7 @@ class VanillaRNN(Problem):
     @cached_property
     def layer(self) -> dict[str, Any]:
         """Step 1: the layer's VJP from the engine and the Jacobian read off it."""
-        vjp, gbar = engine_vjp(layer_cell(), "y", "x")
+        vjp, gbar = vjp_of(layer_cell(), "y", "x", gbar="gbar")
         return {
             "vjp": _relabel(vjp),
             "gbar": gbar,
@@ -582,8 +487,8 @@ class VanillaRNN(Problem):
     def rnn_rules(self) -> dict[str, Any]:
         """Step 2: per-step Jacobian at j and immediate partial at k, with σ' named."""
         cell = rnn_cell()
-        vjp_h, gbar = engine_vjp(cell, "h", "h_prev")
-        vjp_w, _ = engine_vjp(cell, "h", "W")
+        vjp_h, gbar = vjp_of(cell, "h", "h_prev", gbar="gbar")
+        vjp_w, _ = vjp_of(cell, "h", "W", gbar="gbar")
         per_step = _relabel(jacobian_from_vjp(vjp_h, gbar), j)
         immediate = _relabel(jacobian_from_vjp(vjp_w, gbar), k)
         # The engine writes σ'(z) through the forward value, h ⊙ (1 - h): name it σ'.
