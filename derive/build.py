@@ -38,15 +38,23 @@ def failed_checks(problems: list[Problem]) -> list[str]:
     return [f"{p.key}:{c.claim} ({c.method})" for p in problems for c in p.checks if not c.passed]
 
 
-def build(pset: ProblemSet, out_dir: Path, fmt: str = "pdf") -> list[Path]:
+def build(
+    pset: ProblemSet, out_dir: Path, fmt: str = "pdf", cache: dict[str, Problem] | None = None
+) -> list[Path]:
     """Build ``pset`` in format ``fmt`` into ``out_dir/<set id>/``; return the files written.
 
     If a check fails, the outputs are still written (the key marks the claim FAIL) and
-    ``ChecksFailedError`` is raised afterwards, so the command exits nonzero.
+    ``ChecksFailedError`` is raised afterwards, so the command exits nonzero.  ``cache``
+    shares derived problems between the sets of one run (a problem in three sets is
+    derived and checked once).
     """
     if fmt == "pdf" and pdf.find_engine() is None:
         raise NoTexEngineError(pdf.INSTALL_HINT)
-    problems = [get_problem(key) for key in pset.problems]
+    cache = {} if cache is None else cache
+    for key in pset.problems:
+        if key not in cache:
+            cache[key] = get_problem(key)
+    problems = [cache[key] for key in pset.problems]
     written = _write(pset, problems, out_dir / pset.id, fmt)
     failed = failed_checks(problems)
     if failed:

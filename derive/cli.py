@@ -37,8 +37,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     names = args.sets or list(bundled())
     sets = [get_set(n) for n in names]  # every name is checked before anything is built
+    cache: dict = {}
     for pset in sets:
-        for path in build(pset, Path(args.out), args.format):
+        for path in build(pset, Path(args.out), args.format, cache):
             print(path)
     return 0
 

@@ -197,3 +197,14 @@ def test_latex_failure_patch_is_effective(tmp_path: Path, monkeypatch, capsys) -
     monkeypatch.setattr(derive.build, "render", lambda pset, problems: BROKEN)
     assert main(["build", SET, "--out", str(tmp_path), "--format", "tex"]) == 0
     assert (tmp_path / SET / "answer-key.tex").read_text(encoding="utf-8") == BROKEN
+
+
+def test_a_problem_shared_by_sets_is_checked_once_per_run(tmp_path: Path, monkeypatch) -> None:
+    from derive.problems.lstm import LSTM
+
+    calls = []
+    real = LSTM.verify
+    monkeypatch.setattr(LSTM, "verify", lambda self: calls.append(1) or real(self))
+    status = main(["build", "csc421_hw3", "hw7", "--out", str(tmp_path), "--format", "tex"])
+    assert status == 0
+    assert len(calls) == 1
