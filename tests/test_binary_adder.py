@@ -87,9 +87,9 @@ def test_derived_weights_are_the_smallest_design(problem):
     r = problem.results
     assert r["U"].value == [[1, 1], [1, 1], [1, 1]]
     assert r["W"].value == [[0, 1, 0], [0, 1, 0], [0, 1, 0]]
-    assert r["b_h"].value == ["-1/2", "-3/2", "-5/2"]
+    assert r["b_h"].value == [-0.5, -1.5, -2.5]
     assert r["V"].value == [1, -1, 1]
-    assert r["b_y"].value == "-1/2"
+    assert r["b_y"].value == -0.5
     json.dumps({k: v.value for k, v in r.items()}, allow_nan=False)  # plain JSON values
 
 

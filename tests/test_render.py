@@ -103,3 +103,15 @@ def test_log_plot_places_points_on_a_log_axis():
     assert plot.series[0][2] == ["(0,0)", "(100,60)"]  # 10^0 at the bottom, 10^2 at the top
     assert plot.series[1][2] == ["(50,30)"]  # 10^1 halfway up
     assert [label for _, _, label in plot.yticks] == ["$10^{0}$", "$10^{1}$", "$10^{2}$"]
+
+
+def test_terminating_rationals_print_as_exact_decimals():
+    from fractions import Fraction
+
+    from derive.problems.eigen_power import EigenPower
+
+    # W^30 has 30-digit decimals: Decimal's default 28-digit precision would round them.
+    for entry in EigenPower().results["W_power"].expr:
+        assert Fraction(tex(entry)) == Fraction(str(entry))
+    assert tex(sp.Rational(-3, 8)) == "-0.375"
+    assert tex(sp.Rational(1, 3)) == "\\frac{1}{3}"

@@ -1,4 +1,4 @@
-"""A hard-threshold RNN that adds two binary numbers (CSC421 hw7 q1, CSE 891 hw3 q1).
+"""A hard-threshold RNN that adds two binary numbers (Homework 7 q1, CSE 891 hw3 q1).
 
 The network has two inputs, three hidden units and one output:
 
@@ -52,7 +52,7 @@ N_HIDDEN = 3
 N_MAX = 8  # exhaustive simulation of all pairs of n-bit numbers, n = 1..N_MAX
 BOUND = 2  # integer weights are searched in [-BOUND, BOUND]
 
-#: The weights printed in the CSC421 hw7 official key (question 1), exactly as written.
+#: The weights printed in the official Homework 7 solutions (question 1), exactly as written.
 #: Data to be checked (``given_weights_ok``); nothing is derived from them.
 HANDOUT_WEIGHTS: dict[str, Any] = {
     "U": [["1", "1"], ["1", "1"], ["1", "1"]],
@@ -498,4 +498,7 @@ def _flat(m: sp.Matrix) -> list[Any]:
 
 def _value(v: Any) -> Any:
     v = sp.Rational(v)
-    return int(v) if v.is_Integer else str(v)  # exact: "p/q"
+    if v.is_Integer:
+        return int(v)
+    # A JSON number when a float holds it exactly (-1/2 is -0.5); else exact text "p/q".
+    return float(v) if sp.Rational(float(v)) == v else str(v)

@@ -269,9 +269,21 @@ class EigenPower(Problem):
             regimes.append(
                 (name, m, [sp.Rational(v) for v in value["eigenvalues"]], value["norm_powers"])
             )
+        w, given = self.w, r["given_product"].expr
+        wrong = [
+            (f"({i + 1},{j + 1})", given[i, j], w[i, j])
+            for i in range(w.rows)
+            for j in range(w.cols)
+            if given[i, j] != w[i, j]
+        ]
+        largest = max(abs(v) for v in lam.diagonal())
         return {
             **super().context(),
             "n": self.n,
+            "given_wrong_entries": wrong,
+            "sign_flips_only": all(g == -v for _, g, v in wrong),
+            "largest_eigenvalue": largest,
+            "power_shrinks": bool(largest < 1),
             "lambda_n": sp.diag(
                 *[sp.UnevaluatedExpr(lam[i, i]) ** self.n for i in range(lam.rows)]
             ),

@@ -1,6 +1,7 @@
 """A gated recurrent unit, added purely as data: the engine derives and checks the rest.
 
-Per step t (Cho et al., 2014, with the reset gate applied before the recurrent weight):
+Per step t (the convention of PyTorch's GRU, with the reset gate applied before the
+recurrent weight; Cho et al. 2014 write the same unit with z and 1 - z exchanged):
 
     z = σ(w_zx x + w_zh h_prev)            update gate
     r = σ(w_rx x + w_rh h_prev)            reset gate

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Literal
 
 import sympy as sp
@@ -184,8 +183,11 @@ class KeyPrinter(LatexPrinter):
         digits = 0
         while (expr * 10**digits).q != 1:
             digits += 1
-        text = f"{Decimal(int(expr.p)) / Decimal(int(expr.q)):.{digits}f}"
-        return text
+        # Integer arithmetic: exact for any number of digits (Decimal would round at 28).
+        scaled = abs(int(expr.p)) * 10**digits // int(expr.q)
+        whole, frac = divmod(scaled, 10**digits)
+        sign = "-" if expr.p < 0 else ""
+        return f"{sign}{whole}.{frac:0{digits}d}" if digits else f"{sign}{whole}"
 
     def _print_OneMatrix(self, expr):
         return r"\mathbf{1}"
