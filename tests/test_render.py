@@ -115,3 +115,22 @@ def test_terminating_rationals_print_as_exact_decimals():
         assert Fraction(tex(entry)) == Fraction(str(entry))
     assert tex(sp.Rational(-3, 8)) == "-0.375"
     assert tex(sp.Rational(1, 3)) == "\\frac{1}{3}"
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ("[labels.lstm]\nweight = 3\n", r"labels.lstm.weight: allowed are text values"),
+        ('[labels.lstm]\nsummary = "x"\n', r"labels.lstm.summary: allowed are text values"),
+        ('[labels.gru]\nweight = "x"\n', r"labels.gru: not a problem of this set"),
+    ],
+)
+def test_bad_labels_are_rejected(labels, message):
+    with pytest.raises(InputError, match=message):
+        parse_set('id="s"\n' + SET_HEAD + labels, "my.toml")
+
+
+def test_set_labels_rename_headings(problems):
+    pset = bundled()["cse891_hw3"]
+    source = render(pset, [problems[k] for k in pset.problems])
+    assert "2. The update equation for the weight $\\overline{w_{xi}}$" in source

@@ -111,5 +111,6 @@ def render(pset, problems: list) -> str:
     body = []
     for number, problem in enumerate(problems, start=1):
         tpl = env.get_template(problem.template)
-        body.append(tpl.render(number=number, problem=problem, **problem.context()))
+        labels = pset.labels.get(problem.key, {})
+        body.append(tpl.render(number=number, problem=problem, labels=labels, **problem.context()))
     return env.get_template("answer_key.tex.j2").render(pset=pset, body="\n".join(body))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -16,7 +16,9 @@ from derive.errors import InputError
 from derive.problems import REGISTRY
 from derive.render.latex import Notation
 
-_KEYS = {"id", "title", "course", "source", "problems", "notation", "out_of_scope"}
+_KEYS = {"id", "title", "course", "source", "problems", "notation", "out_of_scope", "labels"}
+#: Headings a set may rename, per problem, to follow its handout's numbering and words.
+LABELS = {"lstm": ("adjoints", "weight", "optional")}
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
@@ -31,6 +33,7 @@ class ProblemSet:
     problems: tuple[str, ...]
     notation: Notation
     out_of_scope: tuple[str, ...] = ()
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 def parse_set(text: str, where: str) -> ProblemSet:
@@ -71,6 +74,7 @@ def parse_set(text: str, where: str) -> ProblemSet:
     symbols = notation.get("symbols", {})
     if not isinstance(symbols, dict) or not all(isinstance(v, str) for v in symbols.values()):
         raise InputError(f"{where}: notation.symbols must map names to strings")
+    labels = _labels(data.get("labels", {}), problems, where)
     skipped = data.get("out_of_scope", [])
     if not isinstance(skipped, list) or not all(isinstance(v, str) for v in skipped):
         raise InputError(f"{where}: out_of_scope must be a list of strings")
@@ -82,7 +86,27 @@ def parse_set(text: str, where: str) -> ProblemSet:
         tuple(problems),
         Notation(symbols=dict(symbols), time=notation.get("time", "superscript")),
         tuple(skipped),
+        labels,
     )
+
+
+def _labels(value, problems: list[str], where: str) -> dict[str, dict[str, str]]:
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: labels must be a table of problem names")
+    for problem, table in value.items():
+        allowed = LABELS.get(problem, ())
+        if problem not in problems or not isinstance(table, dict):
+            raise InputError(
+                f"{where}: labels.{problem}: not a problem of this set with labels; "
+                f"allowed are {', '.join(p for p in problems if p in LABELS) or 'none'}"
+            )
+        for key, text in table.items():
+            if key not in allowed or not isinstance(text, str):
+                raise InputError(
+                    f"{where}: labels.{problem}.{key}: allowed are text values for "
+                    f"{', '.join(allowed)}"
+                )
+    return value
 
 
 def bundled() -> dict[str, ProblemSet]:
