@@ -47,6 +47,15 @@ def eigendecomposition(w: sp.Matrix) -> tuple[sp.Matrix, sp.Matrix]:
     return sp.Matrix.hstack(*cols), sp.diag(*values)
 
 
+def spectral_norm(m: sp.Matrix) -> float:
+    """||m||_2, exactly: the square root of the largest eigenvalue of m^T m, then a float."""
+    return float(sp.sqrt(max((m.T * m).eigenvals(multiple=True))))
+
+
+def _slug(name: str) -> str:
+    return name.replace(", ", "_")
+
+
 def symmetric_with_eigenvalues(q: sp.Matrix, values: list[sp.Expr]) -> sp.Matrix:
     """Q diag(values) Q^T: a matrix with the same eigenvectors and chosen eigenvalues."""
     return q * sp.diag(*values) * q.T
@@ -84,6 +93,8 @@ class EigenPower(Problem):
             "contracting": self.w,
             "expanding": symmetric_with_eigenvalues(q, [small, large + sp.Rational(1, 5)]),
             "unit": symmetric_with_eigenvalues(q, [1, 1]),
+            # All eigenvalues 1 but a single eigenvector: not diagonalizable (a Jordan block).
+            "unit, defective": sp.Matrix([[1, 1], [0, 1]]),
         }
 
     # -- derivation ---------------------------------------------------------------------------
@@ -112,9 +123,9 @@ class EigenPower(Problem):
         out.update(self._induction())
         for name, m in self.regimes().items():
             values = sorted(m.eigenvals(multiple=True))
-            norms = [float(max(abs(v) for v in values)) ** k for k in (1, 10, n, 100)]
-            out[f"regime_{name}"] = Result(
-                f"regime_{name}",
+            norms = [spectral_norm(m**k) for k in (1, 10, n, 100)]
+            out[f"regime_{_slug(name)}"] = Result(
+                f"regime_{_slug(name)}",
                 sp.Matrix([values]),
                 m,
                 value={"eigenvalues": [str(v) for v in values], "norm_powers": norms},
@@ -248,8 +259,9 @@ class EigenPower(Problem):
         )
 
     def _regime_check(self, name: str, m: sp.Matrix) -> Check:
-        """||W^k||_2 by numpy against max|lambda|^k (equal for a symmetric matrix)."""
+        """||W^k||_2 by numpy (float64 powers, SVD) against the exact value."""
         w = np.array(m.tolist(), dtype=float)
+        name = _slug(name)
         expected = [float(v) for v in self.results[f"regime_{name}"].value["norm_powers"]]
         got = [np.linalg.norm(np.linalg.matrix_power(w, k), 2) for k in (1, 10, self.n, 100)]
         return Check(
@@ -265,7 +277,7 @@ class EigenPower(Problem):
         r = self.results
         regimes = []
         for name, m in self.regimes().items():
-            value = r[f"regime_{name}"].value
+            value = r[f"regime_{_slug(name)}"].value
             regimes.append(
                 (name, m, [sp.Rational(v) for v in value["eigenvalues"]], value["norm_powers"])
             )
@@ -293,6 +305,8 @@ class EigenPower(Problem):
             "regimes": regimes,
             "norm_steps": (1, 10, self.n, 100),
             "plot": self.norm_plot(),
+            "defective": self.regimes()["unit, defective"],
+            "defective_power": self.regimes()["unit, defective"] ** sp.Symbol("k", positive=True),
         }
 
     def norm_plot(self, steps: int = 40) -> Plot:

@@ -11,7 +11,12 @@ import math
 from dataclasses import dataclass
 
 #: Marks for successive series: LaTeX code placed at each point.
-MARKS = (r"\circle*{1.6}", r"\circle{2.2}", r"\makebox(0,0){\tiny$\times$}")
+MARKS = (
+    r"\circle*{1.6}",
+    r"\circle{2.2}",
+    r"\makebox(0,0){\tiny$\times$}",
+    r"\makebox(0,0){\rule{1.3mm}{1.3mm}}",
+)
 
 
 @dataclass(frozen=True)
