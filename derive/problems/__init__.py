@@ -9,6 +9,7 @@ from derive.problems.eigen_power import EigenPower
 from derive.problems.gru import GRU
 from derive.problems.lstm import LSTM
 from derive.problems.lstm_cell import LSTMCell
+from derive.problems.momentum import Momentum
 from derive.problems.vanilla_rnn import VanillaRNN
 
 REGISTRY: dict[str, type[Problem]] = {
@@ -18,6 +19,7 @@ REGISTRY: dict[str, type[Problem]] = {
     "binary_adder": BinaryAdder,
     "lstm_cell": LSTMCell,
     "vanilla_rnn": VanillaRNN,
+    "momentum": Momentum,
 }
 
 

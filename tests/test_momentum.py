@@ -1,0 +1,117 @@
+"""momentum: the inverse, the factored Jacobian, det = beta^D, and the rendered key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from derive.problems.momentum import (
+    BETA,
+    D,
+    H,
+    Momentum,
+    alpha,
+    beta,
+    block_det,
+    fd_jacobian,
+    forward,
+    second_factor,
+)
+from derive.render.document import environment, render
+from derive.render.latex import Notation
+from derive.render.pdf import compile_pdf, pdf_text
+from derive.sets import ProblemSet
+
+
+@pytest.fixture(scope="module")
+def problem() -> Momentum:
+    return Momentum()
+
+
+@pytest.mark.parametrize("n", [1, 4, 30])
+def test_inverse_undoes_the_forward_map(problem, rng, n):
+    inv = problem.inverse_map()
+    s = rng.standard_normal(2 * n)
+    np.testing.assert_allclose(inv(forward(s)), s, rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(forward(inv(s)), s, rtol=1e-13, atol=1e-14)
+
+
+def test_inverse_solves_theta_first(problem):
+    r = problem.results
+    theta_next, p_next = sp.symbols("theta^(k+1) p^(k+1)")
+    assert sp.simplify(r["inverse_theta"].expr - (theta_next - p_next)) == 0
+    # p needs the gradient at the recovered theta, i.e. at theta' - p'.
+    assert "GradJ(-p^(k+1) + theta^(k+1))" in str(r["inverse_p"].expr)
+
+
+@pytest.mark.parametrize("n", [1, 3, 10, 40])
+def test_det_is_beta_to_the_d_numerically(rng, n):
+    s = rng.standard_normal(2 * n)
+    sign, logdet = np.linalg.slogdet(fd_jacobian(forward, s))
+    assert sign == 1
+    assert logdet == pytest.approx(n * np.log(BETA), rel=1e-7)
+
+
+def test_symbolic_det_is_beta_to_the_d(problem):
+    assert sp.simplify(problem.results["det_jacobian"].expr - beta**D) == 0
+    assert problem.results["factor_dets"].expr == sp.Tuple(1, beta**D)
+
+
+def test_block_det_refuses_a_non_triangular_matrix():
+    eye = sp.Identity(D)
+    full = sp.BlockMatrix([[eye, eye], [-alpha * H, beta * eye]])
+    with pytest.raises(ValueError, match="not block-triangular"):
+        block_det(full)
+
+
+def test_every_check_passes(problem):
+    assert all(c.passed for c in problem.checks)
+    assert set(problem.results) <= {c.claim for c in problem.checks}
+
+
+class WrongFirstFactor(Momentum):
+    """beta I replaced by I in F1: the student's slip a check must catch."""
+
+    @property
+    def factors(self):
+        eye = sp.Identity(D)
+        wrong = sp.BlockMatrix([[eye, sp.ZeroMatrix(D, D)], [-alpha * H, eye]])
+        return second_factor(), wrong
+
+
+def test_a_wrong_factor_is_caught():
+    p = WrongFirstFactor()
+    assert p.results["det_jacobian"].expr == 1
+    failed = {c.claim for c in p.checks if not c.passed}
+    assert {"jacobian_factors", "det_jacobian"} <= failed
+
+
+def test_reversal_error_grows_with_steps(problem):
+    errors = [e for _, e in problem.results["reversal_error"].value]
+    assert errors[-1] > 1e4 * errors[0]
+    assert problem.results["volume_factor"].value["grow"] == pytest.approx(BETA**-1000)
+
+
+def test_template_renders(problem):
+    env = environment(Notation())
+    out = env.get_template(problem.template).render(
+        number=1, problem=problem, labels={}, **problem.context()
+    )
+    assert "Reversibility" in out
+    assert "\\beta^{D}" in out
+    assert "sample solution is wrong" in out
+    assert "\\begin{longtable}" in out
+    assert "FAIL" not in out
+
+
+def test_pdf_compiles(problem, tmp_path: Path):
+    pset = ProblemSet("tmp", "T", "C", "S", ("momentum",), Notation())
+    dest = tmp_path / "key.pdf"
+    compile_pdf(render(pset, [problem]), dest)
+    text = pdf_text(dest)
+    assert "Reversibility" in text
+    assert "pass" in text
+    assert "FAIL" not in text
