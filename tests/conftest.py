@@ -17,3 +17,16 @@ def rng() -> np.random.Generator:
 def problems() -> dict:
     """Every registered problem, with results derived and checks run once."""
     return {key: get_problem(key) for key in REGISTRY}
+
+
+def key_pdf_text(problem, tmp_path, notation=None) -> str:
+    """Typeset ``problem`` alone as an answer key and return the PDF's text."""
+    from derive.render.document import render
+    from derive.render.latex import Notation
+    from derive.render.pdf import compile_pdf, pdf_text
+    from derive.sets import ProblemSet
+
+    pset = ProblemSet("key", "Key", "Course", "test", (problem.key,), notation or Notation())
+    dest = tmp_path / "key.pdf"
+    compile_pdf(render(pset, [problem]), dest)
+    return pdf_text(dest)

@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from conftest import key_pdf_text
 
 from derive.problems.binary_adder import (
     HANDOUT_WEIGHTS,
@@ -16,10 +17,8 @@ from derive.problems.binary_adder import (
     candidates,
     solve_unit,
 )
-from derive.render.document import environment, render
+from derive.render.document import environment
 from derive.render.latex import Notation
-from derive.render.pdf import compile_pdf, pdf_text
-from derive.sets import ProblemSet
 
 KEYS = ["U", "W", "b_h", "V", "b_y"]
 
@@ -161,10 +160,7 @@ def test_template_renders(problem):
 
 
 def test_pdf_compiles(problem, tmp_path: Path):
-    pset = ProblemSet("adder", "Adder key", "Course", "seeds", ("binary_adder",), Notation())
-    dest = tmp_path / "key.pdf"
-    compile_pdf(render(pset, [problem]), dest)
-    text = pdf_text(dest)
+    text = key_pdf_text(problem, tmp_path)
     assert "Binary addition" in text
     assert "pass" in text
     assert "FAIL" not in text

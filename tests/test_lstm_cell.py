@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import sympy as sp
 from autograd import jacobian
+from conftest import key_pdf_text
 
 from derive.engine.cell import Cell
 from derive.engine.functions import sigma
@@ -30,10 +31,8 @@ from derive.problems.lstm_cell import (
     ranges,
     step_env,
 )
-from derive.render.document import environment, render
+from derive.render.document import environment
 from derive.render.latex import Notation
-from derive.render.pdf import compile_pdf, pdf_text
-from derive.sets import ProblemSet
 
 LMU = Notation(symbols={"c": "C", "g": "\\tilde{C}"}, time="subscript")
 
@@ -201,12 +200,7 @@ def test_template_takes_its_spellings_from_the_notation(problem):
 
 
 def test_pdf_compiles_and_every_check_passes(problem, tmp_path: Path):
-    pset = ProblemSet(
-        "lmu_5", "Exercise 5 --- Answer Key", "LMU", "LMU sheet 5", ("lstm_cell",), LMU
-    )
-    dest = tmp_path / "key.pdf"
-    compile_pdf(render(pset, [problem]), dest)
-    text = pdf_text(dest)
+    text = key_pdf_text(problem, tmp_path, LMU)
     assert "Problem 1" in text and "LSTM cell" in text
     assert "pass" in text
     assert "FAIL" not in text

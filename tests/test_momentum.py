@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sympy as sp
+from conftest import key_pdf_text
 
 from derive.problems.momentum import (
     BETA,
@@ -20,10 +21,8 @@ from derive.problems.momentum import (
     forward,
     second_factor,
 )
-from derive.render.document import environment, render
+from derive.render.document import environment
 from derive.render.latex import Notation
-from derive.render.pdf import compile_pdf, pdf_text
-from derive.sets import ProblemSet
 
 
 @pytest.fixture(scope="module")
@@ -108,10 +107,7 @@ def test_template_renders(problem):
 
 
 def test_pdf_compiles(problem, tmp_path: Path):
-    pset = ProblemSet("tmp", "T", "C", "S", ("momentum",), Notation())
-    dest = tmp_path / "key.pdf"
-    compile_pdf(render(pset, [problem]), dest)
-    text = pdf_text(dest)
+    text = key_pdf_text(problem, tmp_path)
     assert "Reversibility" in text
     assert "pass" in text
     assert "FAIL" not in text

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import sympy as sp
 from autograd import grad
+from conftest import key_pdf_text
 
 from derive.engine.jacobian import Diag
 from derive.errors import InputError
@@ -24,10 +25,8 @@ from derive.problems.vanilla_rnn import (
     n,
     random_sequence,
 )
-from derive.render.document import environment, render
+from derive.render.document import environment
 from derive.render.latex import Notation, tex
-from derive.render.pdf import compile_pdf, pdf_text
-from derive.sets import ProblemSet
 
 
 @pytest.fixture(scope="module")
@@ -194,9 +193,6 @@ def test_template_renders(problem, time):
 
 
 def test_pdf_compiles_with_passing_evidence(problem, tmp_path: Path):
-    pset = ProblemSet("lmu_ex5", "Exercise 5", "Deep Learning", "LMU", ("vanilla_rnn",), Notation())
-    dest = tmp_path / "key.pdf"
-    compile_pdf(render(pset, [problem]), dest)
-    text = pdf_text(dest)
+    text = key_pdf_text(problem, tmp_path)
     assert "pass" in text and "FAIL" not in text
     assert "Written out for T = 3" in text
