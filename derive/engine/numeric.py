@@ -18,10 +18,11 @@ Both use the same convention: step 0 holds the initial states; the loss reads
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, reduce
 
 import numpy as np
 import sympy as sp
@@ -31,6 +32,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, t
 from derive.engine.functions import NUMERIC
+from derive.engine.jacobian import Diag
 from derive.engine.vector import VectorAdjoints
 
 Array = np.ndarray
@@ -226,6 +228,77 @@ class ScalarSweep:
         return Gradients(bars, grads, initial)
 
 
+class MatrixEvaluator:
+    """Numbers from a SymPy matrix expression: the one evaluator every problem uses.
+
+    Parameters
+    ----------
+    symbol
+        Value of a ``MatrixSymbol`` (looked up by the caller's naming scheme).
+    fns
+        Numeric form of each elementwise function, by SymPy class.
+    sizes
+        Numbers for symbolic dimensions; without them ``OneMatrix`` evaluates to ``1.0``,
+        which broadcasts against the vector it meets.
+
+    A problem with matrix-expression classes of its own subclasses this and overrides
+    ``rule``, which is tried first.
+    """
+
+    def __init__(self, symbol: Callable, fns: Mapping, sizes: Mapping | None = None) -> None:
+        self.symbol = symbol
+        self.fns = fns
+        self.sizes = dict(sizes or {})
+
+    def rule(self, e):
+        """A subclass's rule for ``e``, or ``NotImplemented`` to use the general ones."""
+        return NotImplemented
+
+    def __call__(self, e):
+        special = self.rule(e)
+        if special is not NotImplemented:
+            return special
+        if isinstance(e, sp.MatrixSymbol):
+            return self.symbol(e)
+        if e.is_Number:
+            return float(e) if e.is_real else complex(e)
+        if isinstance(e, sp.OneMatrix | sp.Identity | sp.ZeroMatrix):
+            return self._constant(e)
+        if isinstance(e, Diag):
+            return np.diag(np.ravel(self(e.args[0])))
+        if isinstance(e, sp.Transpose):
+            return self(e.arg).T
+        if isinstance(e, sp.MatMul):
+            return reduce(_matmul, [self(a) for a in e.args])
+        if isinstance(e, sp.MatAdd):
+            return sum(self(a) for a in e.args)
+        if isinstance(e, sp.HadamardProduct):
+            return reduce(operator.mul, [self(a) for a in e.args])
+        if isinstance(e, sp.HadamardPower):
+            return self(e.base) ** int(e.exp)
+        if isinstance(e, sp.KroneckerProduct):
+            return reduce(np.kron, [self(a) for a in e.args])
+        if isinstance(e, ElementwiseApplyFunction):
+            return self.fns[type(e.function.expr)](self(e.expr))
+        raise TypeError(f"cannot evaluate {type(e).__name__}: add a rule for it")
+
+    def _constant(self, e):
+        try:
+            rows, cols = (int(sp.sympify(s).xreplace(self.sizes)) for s in e.shape)
+        except TypeError:  # symbolic size: only a vector of ones can stand in (broadcast)
+            if isinstance(e, sp.OneMatrix):
+                return 1.0
+            raise
+        if isinstance(e, sp.Identity):
+            return np.eye(rows)
+        return (np.ones if isinstance(e, sp.OneMatrix) else np.zeros)((rows, cols))
+
+
+def _matmul(a, b):
+    # Numbers scale; arrays multiply as matrices.
+    return a * b if np.ndim(a) == 0 or np.ndim(b) == 0 else a @ b
+
+
 class VectorSweep:
     """The matrix-notation adjoint equations evaluated with NumPy, one step at a time."""
 
@@ -235,34 +308,7 @@ class VectorSweep:
         self.fns = _functions(backend)
 
     def _eval(self, e, lookup: Callable):
-        if isinstance(e, sp.MatrixSymbol):
-            return lookup(e.name)
-        if e.is_Number:
-            return float(e)
-        if isinstance(e, sp.OneMatrix):
-            return 1.0  # broadcasts against the vector it is added to
-        if isinstance(e, sp.Transpose):
-            return self._eval(e.arg, lookup).T
-        if isinstance(e, sp.MatMul):
-            vals = [self._eval(a, lookup) for a in e.args]
-            out = vals[0]
-            for v in vals[1:]:
-                out = out * v if np.ndim(out) == 0 or np.ndim(v) == 0 else out @ v
-            return out
-        if isinstance(e, sp.MatAdd):
-            return sum(self._eval(a, lookup) for a in e.args)
-        if isinstance(e, sp.HadamardProduct):
-            vals = [self._eval(a, lookup) for a in e.args]
-            out = vals[0]
-            for v in vals[1:]:
-                out = out * v
-            return out
-        if isinstance(e, sp.HadamardPower):
-            return self._eval(e.base, lookup) ** int(e.exp)
-        if isinstance(e, ElementwiseApplyFunction):
-            fn = type(e.function.expr)
-            return self.fns[fn](self._eval(e.expr, lookup))
-        raise TypeError(f"cannot evaluate {type(e).__name__}")
+        return MatrixEvaluator(lambda m: lookup(m.name), self.fns)(e)
 
     def run(self, traj: Trajectory, params: Mapping[str, Array], loss_grads: Mapping) -> Gradients:
         """Backward sweep over a trajectory of ``(n, 1)`` columns."""

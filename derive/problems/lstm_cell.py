@@ -36,8 +36,10 @@ import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive.engine.cell import Cell, t, timed
+from derive.engine.functions import NUMERIC as ENGINE_NUMERIC
 from derive.engine.functions import sigma
 from derive.engine.jacobian import Diag, jacobian_from_vjp, vjp_of
+from derive.engine.numeric import MatrixEvaluator
 from derive.engine.vector import ONE, VectorCell, n_h
 from derive.errors import InputError
 from derive.problems.base import Problem, Result
@@ -242,13 +244,10 @@ def _elementwise(fn: type, v: sp.MatrixExpr) -> ElementwiseApplyFunction:
 
 
 # -- numbers: the derived expressions and an independent NumPy step ------------------------------
-def _np_sigma(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # 1/(1 + e^-z) without overflow; analytic
-
+_np_sigma = ENGINE_NUMERIC[sigma]["numpy"]
 
 NUMERIC = {
-    sigma: _np_sigma,
-    sp.tanh: np.tanh,
+    **{f: forms["numpy"] for f, forms in ENGINE_NUMERIC.items()},
     SigmaPrime: lambda z: _np_sigma(z) * (1 - _np_sigma(z)),
     TanhPrime: lambda z: 1 - np.tanh(z) ** 2,
 }
@@ -256,33 +255,7 @@ NUMERIC = {
 
 def evaluate(e, env: dict[str, np.ndarray]):
     """A derived matrix expression evaluated with NumPy; ``env`` maps symbol names to arrays."""
-    if isinstance(e, sp.MatrixSymbol):
-        return env[e.name]
-    if e.is_Number:
-        return complex(e) if not e.is_real else float(e)
-    if isinstance(e, sp.OneMatrix):
-        return np.ones((int(e.shape[0].subs(n_h, env["n_h"])), 1))
-    if isinstance(e, sp.Identity):
-        return np.eye(int(e.shape[0].subs(n_h, env["n_h"])))
-    if isinstance(e, Diag):
-        return np.diag(evaluate(e.args[0], env).ravel())
-    if isinstance(e, sp.Transpose):
-        return evaluate(e.arg, env).T
-    if isinstance(e, sp.MatMul):
-        out = 1.0
-        for a in e.args:
-            v = evaluate(a, env)
-            out = out * v if np.ndim(out) == 0 or np.ndim(v) == 0 else out @ v
-        return out
-    if isinstance(e, sp.MatAdd):
-        return sum(evaluate(a, env) for a in e.args)
-    if isinstance(e, sp.HadamardProduct):
-        return math.prod((evaluate(a, env) for a in e.args), start=1.0)
-    if isinstance(e, sp.HadamardPower):
-        return evaluate(e.base, env) ** int(e.exp)
-    if isinstance(e, ElementwiseApplyFunction):
-        return NUMERIC[type(e.function.expr)](evaluate(e.expr, env))
-    raise TypeError(f"cannot evaluate {type(e).__name__}")
+    return MatrixEvaluator(lambda m: env[m.name], NUMERIC, {n_h: env["n_h"]})(e)
 
 
 @dataclass(frozen=True)

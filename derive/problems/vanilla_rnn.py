@@ -38,9 +38,9 @@ from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from derive.engine.cell import Cell, t
 from derive.engine.cell import T as T_END
-from derive.engine.functions import sigma
+from derive.engine.functions import NUMERIC, sigma
 from derive.engine.jacobian import Diag, jacobian_from_vjp, matmul, vjp_of
-from derive.engine.numeric import VectorSweep
+from derive.engine.numeric import MatrixEvaluator, VectorSweep
 from derive.engine.numeric import forward as engine_forward
 from derive.engine.vector import VectorAdjoints, VectorCell, n_h, n_x
 from derive.errors import InputError
@@ -259,51 +259,37 @@ class Values:
 
 def evaluate(e: Any, values: Values, env: dict | None = None) -> Any:
     """The number (array) a derived expression stands for; ``env`` fixes bound indices."""
-    env = env or {}
-    if isinstance(e, AtStep):
-        step = int(e.step.xreplace(env))
-        if e.name in values.definitions:
-            index, body = values.definitions[e.name]
-            return evaluate(body, values, {**env, index: sp.Integer(step)})
-        return values.series[e.name][step]
-    if isinstance(e, sp.MatrixSymbol):
-        return values.params[e.name]
-    if isinstance(e, Partial):
-        if isinstance(e.num, AtStep) and e.num.name == "ell":
-            return values.loss_rows[int(e.num.step.xreplace(env))]
-        raise TypeError(f"{e} is a symbol of the chain rule, not a number: substitute it")
-    if isinstance(e, StepSum):
-        return _sum_over(e.function, list(reversed(e.limits)), values, env)
-    if e.is_Number:
-        return float(e)
-    if isinstance(e, sp.Transpose):
-        return evaluate(e.arg, values, env).T
-    if isinstance(e, sp.MatMul):
-        out = None
-        for a in e.args:
-            v = evaluate(a, values, env)
-            out = v if out is None else (out * v if np.ndim(out) == 0 else out @ v)
-        return out
-    if isinstance(e, sp.MatAdd):
-        return sum(evaluate(a, values, env) for a in e.args)
-    if isinstance(e, sp.HadamardProduct):
-        return np.prod([evaluate(a, values, env) for a in e.args], axis=0)
-    if isinstance(e, sp.OneMatrix | sp.Identity):
-        rows, cols = (int(sp.sympify(s).xreplace(values.sizes)) for s in e.shape)
-        return np.ones((rows, cols)) if isinstance(e, sp.OneMatrix) else np.eye(rows)
-    if isinstance(e, Diag):
-        return np.diag(evaluate(e.args[0], values, env).ravel())
-    if isinstance(e, sp.KroneckerProduct):
-        a, b = (evaluate(x, values, env) for x in e.args)
-        return np.kron(a, b)
-    if isinstance(e, OrderedProduct):
-        lo, hi = (int(a.xreplace(env)) for a in e.args[2:])
-        size = int(sp.sympify(e.rows).xreplace(values.sizes))
-        out = np.eye(size)
-        for v in range(hi, lo - 1, -1):  # latest step on the left
-            out = out @ evaluate(e.factor, values, {**env, e.index: sp.Integer(v)})
-        return out
-    raise TypeError(f"cannot evaluate {type(e).__name__}: add it to vanilla_rnn.evaluate")
+    return _Evaluator(values, env or {})(e)
+
+
+class _Evaluator(MatrixEvaluator):
+    """The engine's evaluator plus this problem's classes: steps, sums and products."""
+
+    def __init__(self, values: Values, env: dict) -> None:
+        super().__init__(lambda m: values.params[m.name], {sigma: _logistic}, values.sizes)
+        self.values, self.env = values, env
+
+    def rule(self, e):
+        values, env = self.values, self.env
+        if isinstance(e, AtStep):
+            step = int(e.step.xreplace(env))
+            if e.name in values.definitions:
+                index, body = values.definitions[e.name]
+                return _Evaluator(values, {**env, index: sp.Integer(step)})(body)
+            return values.series[e.name][step]
+        if isinstance(e, Partial):
+            if isinstance(e.num, AtStep) and e.num.name == "ell":
+                return values.loss_rows[int(e.num.step.xreplace(env))]
+            raise TypeError(f"{e} is a symbol of the chain rule, not a number: substitute it")
+        if isinstance(e, StepSum):
+            return _sum_over(e.function, list(reversed(e.limits)), values, env)
+        if isinstance(e, OrderedProduct):
+            lo, hi = (int(a.xreplace(env)) for a in e.args[2:])
+            out = np.eye(int(sp.sympify(e.rows).xreplace(values.sizes)))
+            for v in range(hi, lo - 1, -1):  # latest step on the left
+                out = out @ _Evaluator(values, {**env, e.index: sp.Integer(v)})(e.factor)
+            return out
+        return NotImplemented
 
 
 def _sum_over(body, limits, values: Values, env: dict):
@@ -383,8 +369,8 @@ def case_data(case: tuple) -> SequenceData:
     return random_sequence(size_n, size_d, steps, seed, scale)
 
 
-def _logistic(z):
-    return 1 / (1 + np.exp(-z))  # analytic: complex steps pass through
+# The engine's numeric sigma: analytic (complex steps pass through) and overflow-free.
+_logistic = NUMERIC[sigma]["numpy"]
 
 
 def states(seq: SequenceData, w: np.ndarray | None = None) -> list[np.ndarray]:
