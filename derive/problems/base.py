@@ -63,3 +63,19 @@ class Problem(ABC):
     @property
     def template(self) -> str:
         return f"problems/{self.key}.tex.j2"
+
+
+def json_number(v: Any) -> Any:
+    """An exact value for JSON: an int, a float when a float holds it exactly (-1/2 is
+    -0.5), else the exact text "p/q" (or the value's text when it is not rational)."""
+    v = sp.sympify(v)
+    if v.is_Integer:
+        return int(v)
+    if v.is_Rational:
+        return float(v) if sp.Rational(float(v)) == v else str(v)
+    return float(v) if v.is_number and v.is_real else str(v)
+
+
+def json_rows(m: sp.Matrix) -> list[list[Any]]:
+    """A matrix as a list of rows of ``json_number`` values."""
+    return [[json_number(v) for v in row] for row in m.tolist()]

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from derive.problems.base import Problem, Result
+from derive.problems.base import Problem, Result, json_number, json_rows
 from derive.verify import Check
 
 N_HIDDEN = 3
@@ -114,7 +114,7 @@ def code(s: int) -> tuple[int, ...]:
     return tuple(int(s >= i) for i in range(1, N_HIDDEN + 1))
 
 
-def hidden_rows(unit: int) -> list[Row]:
+def hiddenjson_rows(unit: int) -> list[Row]:
     """Every (x1, x2, h(t-1)) hidden unit ``unit`` (1-based) can see, with its target bit."""
     rows = []
     for s_prev in range(4):
@@ -124,7 +124,7 @@ def hidden_rows(unit: int) -> list[Row]:
     return rows
 
 
-def output_rows() -> list[Row]:
+def outputjson_rows() -> list[Row]:
     """Every hidden code h(t) the output unit can see, with its target bit [S odd]."""
     return [(code(s), s % 2) for s in range(4)]
 
@@ -320,8 +320,8 @@ class BinaryAdder(Problem):
     def __init__(self, bound: int = BOUND, given: dict[str, Any] = HANDOUT_WEIGHTS) -> None:
         self.bound = bound
         self.given = Weights.parse(given)
-        self.hidden = [solve_unit(hidden_rows(i), bound) for i in range(1, N_HIDDEN + 1)]
-        self.output = solve_unit(output_rows(), bound)
+        self.hidden = [solve_unit(hiddenjson_rows(i), bound) for i in range(1, N_HIDDEN + 1)]
+        self.output = solve_unit(outputjson_rows(), bound)
 
     @property
     def weights(self) -> Weights:
@@ -356,10 +356,15 @@ class BinaryAdder(Problem):
             "V": sp.Matrix([wt.V]),
         }
         out = {
-            k: Result(k, m, sp.Symbol(k), value=_flat(m) if k in ("b_h", "V") else _rows(m))
+            k: Result(
+                k,
+                m,
+                sp.Symbol(k),
+                value=[json_number(v) for v in m] if k in ("b_h", "V") else json_rows(m),
+            )
             for k, m in mats.items()
         }
-        out["b_y"] = Result("b_y", sp.Rational(wt.b_y), sp.Symbol("b_y"), value=_value(wt.b_y))
+        out["b_y"] = Result("b_y", sp.Rational(wt.b_y), sp.Symbol("b_y"), value=json_number(wt.b_y))
         table = self.truth_table(wt)
         out["truth_table"] = Result("truth_table", sp.Matrix(table), value=table)
         ok = wrong_transitions(self.given)[0] == 0
@@ -411,8 +416,8 @@ class BinaryAdder(Problem):
 
     def _minimality(self) -> list[Check]:
         """No integer weights with a smaller L1 norm realize a unit (numpy enumeration)."""
-        units = [(f"h{i + 1}", hidden_rows(i + 1), s) for i, s in enumerate(self.hidden)]
-        units.append(("y", output_rows(), self.output))
+        units = [(f"h{i + 1}", hiddenjson_rows(i + 1), s) for i, s in enumerate(self.hidden)]
+        units.append(("y", outputjson_rows(), self.output))
         out = []
         for name, rows, sol in units:
             norm = sum(map(abs, sol.weights))
@@ -486,19 +491,3 @@ class BinaryAdder(Problem):
             "given_equal": self.given == self.weights,
             "n_max": N_MAX,
         }
-
-
-def _rows(m: sp.Matrix) -> list[list[Any]]:
-    return [[_value(v) for v in row] for row in m.tolist()]
-
-
-def _flat(m: sp.Matrix) -> list[Any]:
-    return [_value(v) for v in m]
-
-
-def _value(v: Any) -> Any:
-    v = sp.Rational(v)
-    if v.is_Integer:
-        return int(v)
-    # A JSON number when a float holds it exactly (-1/2 is -0.5); else exact text "p/q".
-    return float(v) if sp.Rational(float(v)) == v else str(v)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from derive.problems.base import Problem, Result
+from derive.problems.base import Problem, Result, json_rows
 from derive.render.plot import Plot, log_plot
 from derive.verify import Check, rel_error
 
@@ -107,12 +107,12 @@ class EigenPower(Problem):
         # A common slip: eigenvectors written as rows.  Is the transpose of the given Q right?
         transposed = self.given_q.T * self.given_lambda * self.given_q.T.inv() == self.w
         out = {
-            "W": Result("W", self.w, sp.Symbol("W"), value=_rows(self.w)),
-            "Q": Result("Q", q, sp.Symbol("Q"), value=_rows(q)),
-            "Lambda": Result("Lambda", lam, sp.Symbol("Lambda"), value=_rows(lam)),
-            "Q_inv": Result("Q_inv", q.inv(), sp.Symbol("Q^{-1}"), value=_rows(q.inv())),
-            "W_power": Result("W_power", power, sp.Symbol(f"W^{{{n}}}"), value=_rows(power)),
-            "given_product": Result("given_product", given, None, value=_rows(given)),
+            "W": Result("W", self.w, sp.Symbol("W"), value=json_rows(self.w)),
+            "Q": Result("Q", q, sp.Symbol("Q"), value=json_rows(q)),
+            "Lambda": Result("Lambda", lam, sp.Symbol("Lambda"), value=json_rows(lam)),
+            "Q_inv": Result("Q_inv", q.inv(), sp.Symbol("Q^{-1}"), value=json_rows(q.inv())),
+            "W_power": Result("W_power", power, sp.Symbol(f"W^{{{n}}}"), value=json_rows(power)),
+            "given_product": Result("given_product", given, None, value=json_rows(given)),
             "given_decomposition_ok": Result(
                 "given_decomposition_ok", sp.true if ok else sp.false, value=ok
             ),
@@ -317,18 +317,6 @@ class EigenPower(Problem):
             norms = [np.linalg.norm(np.linalg.matrix_power(w, k), 2) for k in range(1, steps + 1)]
             series[name] = list(zip(range(1, steps + 1), norms, strict=True))
         return log_plot(series, "power k", "spectral norm of the k-th power")
-
-
-def _rows(m: sp.Matrix) -> list[list[Any]]:
-    return [[_value(v) for v in row] for row in m.tolist()]
-
-
-def _value(v: sp.Expr) -> Any:
-    if v.is_Integer:
-        return int(v)
-    if v.is_Rational:
-        return str(v)  # exact: "p/q"
-    return float(v) if v.is_number else str(v)
 
 
 def _fraction_power(w: sp.Matrix, n: int) -> list[list[Fraction]]:
