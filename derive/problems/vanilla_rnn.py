@@ -44,7 +44,7 @@ from derive.engine.numeric import MatrixEvaluator, VectorSweep
 from derive.engine.numeric import forward as engine_forward
 from derive.engine.vector import VectorAdjoints, VectorCell, n_h, n_x
 from derive.errors import InputError
-from derive.problems.base import Problem, Result
+from derive.problems.base import Problem, Result, json_number
 from derive.verify import Check, rel_error
 
 #: Sizes of the write-up: h, y ∈ R^n and x ∈ R^d.
@@ -260,6 +260,17 @@ class Values:
 def evaluate(e: Any, values: Values, env: dict | None = None) -> Any:
     """The number (array) a derived expression stands for; ``env`` fixes bound indices."""
     return _Evaluator(values, env or {})(e)
+
+
+def sigma_prime_max() -> Result:
+    """The largest value of sigma'(z), derived: sigma' = s(1 - s) with s = sigma(z) in
+    (0, 1), maximised at its critical point (the ends give 0)."""
+    z, u = sp.Symbol("z"), sp.Symbol("s")
+    derivative = sp.diff(sigma(z), z).subs(sigma(z), u)  # s (1 - s), from sigma's own rule
+    candidates = [derivative.subs(u, c) for c in sp.solve(sp.diff(derivative, u), u)]
+    candidates += [derivative.subs(u, 0), derivative.subs(u, 1)]
+    top = max(candidates)
+    return Result("sigma_prime_max", top, sp.Symbol(r"\max\sigma'"), value=json_number(top))
 
 
 class _Evaluator(MatrixEvaluator):
@@ -525,6 +536,7 @@ class VanillaRNN(Problem):
         stepwise = chain["sum"].xreplace({chain["across"]: chain["across_rule"]})
         key = f"dL_dW_T{self.T}"
         out[key] = Result(key, expand_steps(explicit, self.T), lhs, expand_steps(stepwise, self.T))
+        out["sigma_prime_max"] = sigma_prime_max()
         return out
 
     # -- verification --------------------------------------------------------------------------
@@ -565,6 +577,7 @@ class VanillaRNN(Problem):
     def verify(self) -> list[Check]:
         r = self.results
         rows = self._layer_checks(r["jacobian_y_x"].expr)
+        rows += self._bound_checks(float(r["sigma_prime_max"].value))
         rows += self.gradient_checks("dL_dW", r["dL_dW"].expr)
         rows.append(self._sweep_check(r["dL_dW"].expr))
         key = f"dL_dW_T{self.T}"
@@ -597,6 +610,36 @@ class VanillaRNN(Problem):
         sizes += "; seeds " + ",".join(str(s) for *_, s in LAYER_CASES)
         return [
             Check("jacobian_y_x", f"{m} on sigma(Wx)", sizes, e, TOL[m]) for m, e in worst.items()
+        ]
+
+    def _bound_checks(self, bound: float) -> list[Check]:
+        """sigma' <= bound on a dense grid, and ||diag(sigma'_j) W||_2 <= bound ||W||_2."""
+        z = np.linspace(-40, 40, 800_001)  # contains 0, where the maximum sits
+        s = _logistic(z)
+        grid = float(abs(np.max(s * (1 - s)) - bound) / bound)
+        excess = 0.0
+        for case in GRADIENT_CASES:
+            seq = case_data(case)
+            hs = states(seq)
+            limit = bound * np.linalg.norm(seq.W, 2)
+            for h in hs[1:]:
+                factor = np.diag((h * (1 - h)).ravel()) @ seq.W
+                excess = max(excess, np.linalg.norm(factor, 2) / limit - 1.0)
+        return [
+            Check(
+                "sigma_prime_max",
+                "max of sigma(z)(1 - sigma(z)) on a grid, |z| <= 40",
+                "800001 points",
+                grid,
+                1e-12,
+            ),
+            Check(
+                "sigma_prime_max",
+                "||diag(sigma'_j) W||_2 / (bound ||W||_2) - 1 at every step",
+                _describe(GRADIENT_CASES),
+                max(excess, 0.0),
+                1e-12,
+            ),
         ]
 
     def _sweep_check(self, expr: Any) -> Check:
@@ -636,6 +679,7 @@ class VanillaRNN(Problem):
             ]
             + [(jac.lhs, *jac.expr.shape)],
             "sigma_prime": sp_j,
+            "sigma_prime_max": self.results["sigma_prime_max"].expr,
             "sigma_prime_def": fprime,
             "vjp_h": rules["vjp_h"],
             "vjp_w": rules["vjp_w"],
