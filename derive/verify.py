@@ -32,7 +32,8 @@ class Check:
 
     @property
     def passed(self) -> bool:
-        return math.isfinite(self.max_rel_error) and self.max_rel_error <= self.tolerance
+        # bool(): a numpy error would give np.bool_, which JSON cannot hold.
+        return bool(math.isfinite(self.max_rel_error) and self.max_rel_error <= self.tolerance)
 
     def as_dict(self) -> dict:
         return {
@@ -40,8 +41,10 @@ class Check:
             "method": self.method,
             "sizes": self.sizes,
             # JSON has no inf or NaN: an error that could not be measured is null.
-            "max_rel_error": self.max_rel_error if math.isfinite(self.max_rel_error) else None,
-            "tolerance": self.tolerance,
+            "max_rel_error": (
+                float(self.max_rel_error) if math.isfinite(self.max_rel_error) else None
+            ),
+            "tolerance": float(self.tolerance),
             "passed": self.passed,
         }
 

@@ -324,3 +324,15 @@ def test_gru_grad_command_matches_autograd(rng):
         np.testing.assert_allclose(got, want[k], rtol=1e-10, atol=1e-13)
     want_h0 = autograd_grad(loss, 1)(params, h0)
     np.testing.assert_allclose(np.array(out["grad"]["h0"]), want_h0.ravel(), rtol=1e-10, atol=1e-13)
+
+
+def test_a_check_with_numpy_numbers_exports_plain_json():
+    """Errors computed by numpy must not leak np.float64/np.bool_ into the JSON export."""
+    import json
+
+    from derive.verify import Check
+
+    row = Check("x", "m", "s", np.float64(1e-3), np.float64(1e-2)).as_dict()
+    assert json.loads(json.dumps(row))["passed"] is True
+    assert type(row["passed"]) is bool and type(row["max_rel_error"]) is float
+    assert Check("x", "m", "s", np.float64(np.inf), 1.0).as_dict()["max_rel_error"] is None
