@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from derive.errors import ChecksFailedError, NoTexEngineError
 from derive.fsutil import atomic_write
-from derive.problems import Problem, get_problem
+from derive.problems import Problem
 from derive.render import pdf
 from derive.render.document import render
 from derive.render.latex import KeyPrinter
@@ -33,6 +34,22 @@ def export(pset: ProblemSet, problems: list[Problem]) -> dict:
     return out
 
 
+def make_problems(pset: ProblemSet, cache: dict[str, Problem]) -> list[Problem]:
+    """``pset``'s problems with its parameters, reusing instances with equal parameters."""
+    out = []
+    for key in pset.problems:
+        ident = key + ":" + canonical(pset.params.get(key, {}))
+        if ident not in cache:
+            cache[ident] = pset.make_problem(key)
+        out.append(cache[ident])
+    return out
+
+
+def canonical(value: Any) -> str:
+    """A stable text of raw set-file data (Decimals as written, keys sorted)."""
+    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=True)
+
+
 def failed_checks(problems: list[Problem]) -> list[str]:
     """``problem:claim (method)`` of every failing check."""
     return [f"{p.key}:{c.claim} ({c.method})" for p in problems for c in p.checks if not c.passed]
@@ -50,11 +67,7 @@ def build(
     """
     if fmt == "pdf" and pdf.find_engine() is None:
         raise NoTexEngineError(pdf.INSTALL_HINT)
-    cache = {} if cache is None else cache
-    for key in pset.problems:
-        if key not in cache:
-            cache[key] = get_problem(key)
-    problems = [cache[key] for key in pset.problems]
+    problems = make_problems(pset, {} if cache is None else cache)
     written = _write(pset, problems, out_dir / pset.id, fmt)
     failed = failed_checks(problems)
     if failed:

@@ -186,7 +186,7 @@ def test_list_shows_bundled_set_and_problem(capsys) -> None:
     assert main(["list"]) == 0
     out, err = capsys.readouterr()
     assert err == ""
-    assert re.search(r"^set\s+csc421_hw3\s.*\[lstm\]$", out, re.M), out
+    assert re.search(r"^set\s+csc421_hw3\s.*\[lstm(, [a-z_]+)*\]$", out, re.M), out
     assert re.search(r"^problem\s+lstm\s+LSTM", out, re.M), out
 
 

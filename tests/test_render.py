@@ -87,12 +87,12 @@ SET_HEAD = 'title="t"\ncourse="c"\nsource="s"\nproblems=["lstm"]\n'
 
 @pytest.mark.parametrize("set_id", ["../../escaped", "a/b", "", "Upper", "x" * 70])
 def test_set_id_cannot_leave_the_output_folder(set_id):
-    with pytest.raises(InputError, match=r"id .* is not allowed"):
+    with pytest.raises(InputError, match=r"id: .*(is not allowed|expected a non-empty string)"):
         parse_set(f'id="{set_id}"\n' + SET_HEAD, "evil.toml")
 
 
 def test_notation_must_be_a_table():
-    with pytest.raises(InputError, match="notation must be a table"):
+    with pytest.raises(InputError, match="notation: expected a table"):
         parse_set('id="s"\nnotation="oops"\n' + SET_HEAD, "my.toml")
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import sympy as sp
 
+from derive.params import Param, resolve
 from derive.verify import Check
 
 
@@ -39,6 +40,14 @@ class Problem(ABC):
 
     key: ClassVar[str]
     title: ClassVar[str]
+    #: Parameters a set file may give (each defaults to the handout's value).
+    PARAMS: ClassVar[tuple[Param, ...]] = ()
+
+    @classmethod
+    def from_params(cls, given: dict[str, Any] | None = None, where: str = "") -> Problem:
+        """An instance from raw set-file values; ``where`` prefixes error messages."""
+        values = resolve(cls.PARAMS, given or {}, where or f"params.{cls.key}")
+        return cls(**values)
 
     @cached_property
     def results(self) -> dict[str, Result]:

@@ -9,22 +9,34 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from derive.errors import InputError
-from derive.problems import REGISTRY
+from derive.params import show
+from derive.problems import REGISTRY, Problem
 from derive.render.latex import Notation
 
-_KEYS = {"id", "title", "course", "source", "problems", "notation", "out_of_scope", "labels"}
+_KEYS = {
+    "id", "title", "course", "source", "problems", "notation", "out_of_scope", "labels",
+    "params", "vary",
+}
 #: Headings a set may rename, per problem, to follow its handout's numbering and words.
 LABELS = {"lstm": ("adjoints", "weight", "optional")}
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+#: Free text longer than this is surely a mistake (a pasted file, say).
+MAX_TEXT = 300
 
 
 @dataclass(frozen=True)
 class ProblemSet:
-    """One handout's answer key: id, title, course, problems in order, notation."""
+    """One handout's answer key: id, title, course, problems in order, notation.
+
+    ``params`` holds each problem's parameters as written in the set file (validated; the
+    problem parses them again when built), ``vary`` the ranges per-student variants draw from.
+    """
 
     id: str
     title: str
@@ -34,60 +46,110 @@ class ProblemSet:
     notation: Notation
     out_of_scope: tuple[str, ...] = ()
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    vary: dict[str, dict[str, Any]] = field(default_factory=dict)
+    where: str = ""
+
+    def make_problem(self, key: str) -> Problem:
+        """An instance of problem ``key`` with this set's parameters."""
+        return REGISTRY[key].from_params(self.params.get(key, {}), f"{self.where}: params.{key}")
 
 
 def parse_set(text: str, where: str) -> ProblemSet:
     """A ``ProblemSet`` from TOML ``text``; ``where`` names the file in messages."""
     try:
-        data = tomllib.loads(text)
+        # Decimal floats: "0.1" is exactly 1/10, and "inf"/"nan" are caught as non-finite.
+        data = tomllib.loads(text, parse_float=Decimal)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{where}: not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - _KEYS)
-    if unknown:
-        raise InputError(
-            f"{where}: unknown key {unknown[0]!r}; allowed are {', '.join(sorted(_KEYS))}"
-        )
+    _known_keys(data, _KEYS, where, "")
     for key in ("id", "title", "course", "source"):
-        if not isinstance(data.get(key), str):
-            raise InputError(f"{where}: {key} must be a string")
+        _text(data.get(key), where, key)
     if not _ID.match(data["id"]):
         raise InputError(
-            f"{where}: id {data['id']!r} is not allowed; use lowercase letters, digits and _, "
-            "starting with a letter (it names the output folder)"
+            f"{where}: id: {data['id']!r} is not allowed; use lowercase letters, digits and _, "
+            "starting with a letter, at most 64 characters (it names the output folder)"
         )
-    problems = data.get("problems")
-    if not isinstance(problems, list) or not problems:
-        raise InputError(f"{where}: problems must be a non-empty list of problem names")
-    for p in problems:
-        if p not in REGISTRY:
-            raise InputError(
-                f"{where}: problems: unknown problem {p!r}; known: {', '.join(REGISTRY)}"
-            )
-    notation = data.get("notation", {})
-    if not isinstance(notation, dict):
-        raise InputError(f"{where}: notation must be a table with keys time and symbols")
-    unknown = sorted(set(notation) - {"time", "symbols"})
-    if unknown:
-        raise InputError(
-            f"{where}: notation: unknown key {unknown[0]!r}; allowed are symbols, time"
-        )
-    symbols = notation.get("symbols", {})
-    if not isinstance(symbols, dict) or not all(isinstance(v, str) for v in symbols.values()):
-        raise InputError(f"{where}: notation.symbols must map names to strings")
-    labels = _labels(data.get("labels", {}), problems, where)
+    problems = _problems(data.get("problems"), where)
     skipped = data.get("out_of_scope", [])
-    if not isinstance(skipped, list) or not all(isinstance(v, str) for v in skipped):
-        raise InputError(f"{where}: out_of_scope must be a list of strings")
-    return ProblemSet(
+    if not isinstance(skipped, list):
+        raise InputError(f"{where}: out_of_scope: expected a list of strings")
+    for i, item in enumerate(skipped):
+        _text(item, where, f"out_of_scope[{i}]")
+    pset = ProblemSet(
         data["id"],
         data["title"],
         data["course"],
         data["source"],
         tuple(problems),
-        Notation(symbols=dict(symbols), time=notation.get("time", "superscript")),
+        _notation(data.get("notation", {}), where),
         tuple(skipped),
-        labels,
+        _labels(data.get("labels", {}), problems, where),
+        _per_problem(data.get("params", {}), problems, where, "params"),
+        _per_problem(data.get("vary", {}), problems, where, "vary"),
+        where,
     )
+    for key in problems:  # parse every parameter now: a bad value fails before any output
+        REGISTRY[key].from_params(pset.params.get(key, {}), f"{where}: params.{key}")
+    return pset
+
+
+def _known_keys(table: dict, allowed: set[str], where: str, path: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise InputError(
+            f"{where}: {path}{unknown[0]}: unknown key; allowed are {', '.join(sorted(allowed))}"
+        )
+
+
+def _text(value: Any, where: str, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{where}: {path}: expected a non-empty string, got {show(value)}")
+    if len(value) > MAX_TEXT or any(ord(c) < 32 and c not in "\t" for c in value):
+        raise InputError(
+            f"{where}: {path}: expected one line of text of at most {MAX_TEXT} characters"
+        )
+    return value
+
+
+def _problems(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise InputError(f"{where}: problems: expected a non-empty list of problem names")
+    for i, p in enumerate(value):
+        if p not in REGISTRY:
+            raise InputError(
+                f"{where}: problems[{i}]: unknown problem {show(p)}; known: {', '.join(REGISTRY)}"
+            )
+    if len(set(value)) != len(value):
+        raise InputError(f"{where}: problems: a problem may appear only once")
+    return value
+
+
+def _notation(value: Any, where: str) -> Notation:
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: notation: expected a table with keys time and symbols")
+    _known_keys(value, {"time", "symbols"}, where, "notation.")
+    symbols = value.get("symbols", {})
+    if not isinstance(symbols, dict) or not all(isinstance(v, str) for v in symbols.values()):
+        raise InputError(f"{where}: notation.symbols: expected a table of strings")
+    try:
+        return Notation(symbols=dict(symbols), time=value.get("time", "superscript"))
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
+def _per_problem(value: Any, problems: list[str], where: str, name: str) -> dict[str, dict]:
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: {name}: expected a table of problem names")
+    for key, table in value.items():
+        if key not in problems:
+            raise InputError(
+                f"{where}: {name}.{key}: not a problem of this set; allowed are "
+                f"{', '.join(problems)}"
+            )
+        if not isinstance(table, dict):
+            raise InputError(f"{where}: {name}.{key}: expected a table of parameters")
+    return value
 
 
 def _labels(value, problems: list[str], where: str) -> dict[str, dict[str, str]]:

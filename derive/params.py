@@ -1,0 +1,213 @@
+"""Problem parameters from set files: declared kinds, exact parsing, messages that name the field.
+
+A problem declares its parameters as ``PARAMS = (Param(...), ...)``; a set file gives values
+as plain TOML data.  Nothing here evaluates text: numbers are integers, TOML decimals (read
+as ``Decimal`` by the set parser, so ``0.1`` is exactly 1/10) or strings matching a strict
+pattern (``"3/5"``, ``"-0.25"``, ``"1e-3"``), converted to SymPy rationals.  Every failure
+raises ``InputError`` naming the key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import sympy as sp
+
+from derive.errors import InputError
+
+#: An exact number written as text: an integer, a fraction or a decimal with a short exponent
+#: (the exponent bound keeps "1e999999999" from building a billion-digit integer).
+_NUMBER = re.compile(
+    r"^[+-]?(\d{1,30}(/\d{1,30})?|\d{0,30}\.\d{1,30}(e[+-]?\d{1,3})?|\d{1,30}e[+-]?\d{1,3})$",
+    re.IGNORECASE,
+)
+#: Largest magnitude an exact entry may have, and the largest denominator (beyond these an
+#: answer key is unreadable and exact arithmetic slow).
+MAX_ABS = 10**6
+MAX_DEN = 10**6
+
+
+def show(value: Any) -> str:
+    """A short, safe rendering of a bad value for a message."""
+    text = repr(str(value) if isinstance(value, Decimal) else value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Kind:
+    """How one parameter's value is checked and converted."""
+
+    def parse(self, value: Any, where: str) -> Any:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def fail(self, value: Any, where: str, why: str = "") -> InputError:
+        detail = f" ({why})" if why else ""
+        return InputError(f"{where}: expected {self.describe()}, got {show(value)}{detail}")
+
+
+@dataclass(frozen=True)
+class Int(Kind):
+    """An integer in ``[lo, hi]`` (booleans and floats are refused: 3.0 is not a size)."""
+
+    lo: int
+    hi: int
+
+    def parse(self, value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(value, where)
+        if not self.lo <= value <= self.hi:
+            raise self.fail(value, where, "out of range")
+        return value
+
+    def describe(self) -> str:
+        return f"an integer from {self.lo} to {self.hi}"
+
+
+@dataclass(frozen=True)
+class Exact(Kind):
+    """An exact rational number, optionally bounded: ``lo < x < hi`` when ``open``."""
+
+    lo: sp.Rational | None = None
+    hi: sp.Rational | None = None
+    open: bool = False
+
+    def parse(self, value: Any, where: str) -> sp.Rational:
+        x = exact_number(value, where)
+        low = self.lo is not None and (x <= self.lo if self.open else x < self.lo)
+        high = self.hi is not None and (x >= self.hi if self.open else x > self.hi)
+        if low or high:
+            raise self.fail(value, where, "out of range")
+        return x
+
+    def describe(self) -> str:
+        lt = "<" if self.open else "<="
+        if self.lo is not None and self.hi is not None:
+            return f"an exact number with {self.lo} {lt} x {lt} {self.hi}"
+        return "an exact number (integer, decimal, or a fraction as text like \"3/5\")"
+
+
+def exact_number(value: Any, where: str) -> sp.Rational:
+    """An integer, a TOML decimal, or a string like "3/5" as an exact SymPy rational."""
+    allowed = 'an exact number: an integer, a decimal, or a fraction as text like "3/5"'
+    if isinstance(value, bool):
+        raise InputError(f"{where}: expected {allowed}, got {show(value)}")
+    if isinstance(value, int):
+        x = Fraction(value)
+    elif isinstance(value, Decimal):
+        if not value.is_finite():
+            raise InputError(f"{where}: expected a finite number, got {show(value)}")
+        if abs(value.adjusted()) > 30:
+            raise InputError(f"{where}: {show(value)} is out of range; |x| <= {MAX_ABS}")
+        x = Fraction(value)
+    elif isinstance(value, float):  # only from callers that bypass the Decimal parser
+        raise InputError(f"{where}: expected {allowed}; a binary float {value!r} is not exact")
+    elif isinstance(value, str) and _NUMBER.match(value.strip()):
+        text = value.strip()
+        if "/" in text and int(text.split("/")[1]) == 0:
+            raise InputError(f"{where}: {show(value)} divides by zero")
+        x = Fraction(text)
+    else:
+        raise InputError(f"{where}: expected {allowed}, got {show(value)}")
+    if abs(x) > MAX_ABS or x.denominator > MAX_DEN:
+        raise InputError(
+            f"{where}: {show(value)} is out of range; allowed are |x| <= {MAX_ABS} with "
+            f"denominator <= {MAX_DEN}"
+        )
+    return sp.Rational(x.numerator, x.denominator)
+
+
+@dataclass(frozen=True)
+class Matrix(Kind):
+    """A matrix of exact numbers given as a list of equal-length rows."""
+
+    rows: int | None = None
+    cols: int | None = None
+    max_size: int = 8
+
+    def parse(self, value: Any, where: str) -> sp.Matrix:
+        if not isinstance(value, list) or not value or not all(isinstance(r, list) for r in value):
+            raise self.fail(value, where)
+        widths = {len(r) for r in value}
+        if len(widths) != 1 or 0 in widths:
+            raise InputError(
+                f"{where}: ragged matrix (row lengths {[len(r) for r in value]}); every row "
+                "needs the same, nonzero length"
+            )
+        n, m = len(value), widths.pop()
+        wrong = (self.rows and n != self.rows) or (self.cols and m != self.cols)
+        if wrong or max(n, m) > self.max_size:
+            raise InputError(f"{where}: expected {self.describe()}, got a {n}x{m} matrix")
+        return sp.Matrix(
+            [
+                [exact_number(v, f"{where}[{i}][{j}]") for j, v in enumerate(r)]
+                for i, r in enumerate(value)
+            ]
+        )
+
+    def describe(self) -> str:
+        rows = self.rows or f"1..{self.max_size}"
+        cols = self.cols or f"1..{self.max_size}"
+        return f"a {rows}x{cols} matrix of exact numbers (a list of rows)"
+
+
+@dataclass(frozen=True)
+class Choice(Kind):
+    """One of a fixed set of strings."""
+
+    values: tuple[str, ...]
+
+    def parse(self, value: Any, where: str) -> str:
+        if value not in self.values:
+            raise self.fail(value, where)
+        return value
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(repr(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class Custom(Kind):
+    """A kind whose parser lives with its problem (e.g. a CNN's layer list)."""
+
+    parser: Callable[[Any, str], Any]
+    description: str
+
+    def parse(self, value: Any, where: str) -> Any:
+        return self.parser(value, where)
+
+    def describe(self) -> str:
+        return self.description
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a problem: name, kind, default (the handout's value), meaning."""
+
+    name: str
+    kind: Kind
+    default: Any
+    doc: str
+    #: Stable, human-readable text of a parsed value (for variant indexes and digests).
+    text: Callable[[Any], str] = field(default=lambda v: str(v), compare=False)
+
+
+def resolve(
+    params: Sequence[Param], given: dict[str, Any], where: str
+) -> dict[str, Any]:
+    """Parsed values for every parameter: ``given`` (raw set-file data) over the defaults."""
+    names = [p.name for p in params]
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        allowed = ", ".join(names) if names else "none (this problem has no parameters)"
+        raise InputError(f"{where}.{unknown[0]}: unknown parameter; allowed are {allowed}")
+    return {
+        p.name: p.kind.parse(given[p.name], f"{where}.{p.name}") if p.name in given else p.default
+        for p in params
+    }
