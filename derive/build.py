@@ -5,17 +5,22 @@ Every file is written atomically; a failure leaves earlier outputs byte-identica
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from derive.errors import ChecksFailedError, NoTexEngineError
+from derive.errors import ChecksFailedError, InputError, NoTexEngineError
 from derive.fsutil import atomic_write
 from derive.problems import Problem
 from derive.render import pdf
 from derive.render.document import render
 from derive.render.latex import KeyPrinter
 from derive.sets import ProblemSet
+from derive.variants import Version, versions
 
 FORMATS = ("pdf", "tex", "json")
 
@@ -56,19 +61,33 @@ def failed_checks(problems: list[Problem]) -> list[str]:
 
 
 def build(
-    pset: ProblemSet, out_dir: Path, fmt: str = "pdf", cache: dict[str, Problem] | None = None
+    pset: ProblemSet,
+    out_dir: Path,
+    fmt: str = "pdf",
+    cache: dict[str, Problem] | None = None,
+    *,
+    handout: bool = False,
+    target: Path | None = None,
+    version: str = "",
 ) -> list[Path]:
     """Build ``pset`` in format ``fmt`` into ``out_dir/<set id>/``; return the files written.
 
-    If a check fails, the outputs are still written (the key marks the claim FAIL) and
+    ``handout`` builds the students' version (questions and given data only) instead of the
+    answer key.  If a check fails, the key is still written (it marks the claim FAIL) and
     ``ChecksFailedError`` is raised afterwards, so the command exits nonzero.  ``cache``
-    shares derived problems between the sets of one run (a problem in three sets is
-    derived and checked once).
+    shares derived problems between the sets of one run (a problem in three sets is derived
+    and checked once).  ``target`` overrides the output folder; ``version`` labels a variant.
     """
+    if handout and fmt == "json":
+        raise InputError("--handout: a handout has no derivations to export; use pdf or tex")
     if fmt == "pdf" and pdf.find_engine() is None:
         raise NoTexEngineError(pdf.INSTALL_HINT)
     problems = make_problems(pset, {} if cache is None else cache)
-    written = _write(pset, problems, out_dir / pset.id, fmt)
+    target = out_dir / pset.id if target is None else target
+    if handout:
+        source = render(pset, problems, handout=True, version=version)
+        return _write_document(source, target / "handout", fmt)
+    written = _write(pset, problems, target, fmt, version)
     failed = failed_checks(problems)
     if failed:
         raise ChecksFailedError(
@@ -78,19 +97,82 @@ def build(
     return written
 
 
-def _write(pset: ProblemSet, problems: list[Problem], target: Path, fmt: str) -> list[Path]:
+def _write(
+    pset: ProblemSet, problems: list[Problem], target: Path, fmt: str, version: str
+) -> list[Path]:
     if fmt == "json":
         path = target / "derivations.json"
         text = json.dumps(export(pset, problems), indent=2, ensure_ascii=True, allow_nan=False)
         text += "\n"
         atomic_write(path, text.encode())
         return [path]
-    source = render(pset, problems)
+    return _write_document(render(pset, problems, version=version), target / "answer-key", fmt)
+
+
+def _write_document(source: str, stem: Path, fmt: str) -> list[Path]:
+    """``stem.tex``, and ``stem.pdf`` for pdf (compiled first: a LaTeX error writes nothing)."""
+    tex = stem.with_suffix(".tex")
     if fmt == "tex":
-        path = target / "answer-key.tex"
-        atomic_write(path, source.encode())
-        return [path]
-    path = target / "answer-key.pdf"
+        atomic_write(tex, source.encode())
+        return [tex]
+    path = stem.with_suffix(".pdf")
     pdf.compile_pdf(source, path)
-    atomic_write(target / "answer-key.tex", source.encode())
-    return [path, target / "answer-key.tex"]
+    atomic_write(tex, source.encode())
+    return [path, tex]
+
+
+def build_variants(
+    pset: ProblemSet,
+    out_dir: Path,
+    students: list[str],
+    seed: str,
+    fmt: str = "pdf",
+    jobs: int = 2,
+) -> list[Path]:
+    """One verified answer key and handout per student, and ``index.csv`` mapping them.
+
+    Versions land in ``out_dir/<set id>/variants/<student>/``; ``jobs`` processes build
+    them in parallel (the outputs do not depend on the order).  Every parameter of every
+    version is parsed before anything is built.
+    """
+    if fmt == "json":
+        raise InputError("--variants: builds answer keys and handouts; use --format pdf or tex")
+    if fmt == "pdf" and pdf.find_engine() is None:
+        raise NoTexEngineError(pdf.INSTALL_HINT)
+    chosen = versions(pset, students, seed)
+    for v in chosen:  # a drawn value the problem rejects fails here, before any output
+        make_problems(v.pset, {})
+    root = out_dir / pset.id / "variants"
+    tasks = [(v, root / v.student, fmt) for v in chosen]
+    if jobs > 1 and len(tasks) > 1:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
+            outcomes = list(pool.map(_build_version, tasks))
+    else:
+        outcomes = [_build_version(t) for t in tasks]
+    index = root / "index.csv"
+    atomic_write(index, _index_csv(chosen, seed, fmt).encode())
+    failed = [f"{v.student}: {msg}" for v, (_, msg) in zip(chosen, outcomes, strict=True) if msg]
+    if failed:
+        raise ChecksFailedError(f"{len(failed)} version(s) failed a check: " + "; ".join(failed))
+    return [index] + [p for files, _ in outcomes for p in files]
+
+
+def _build_version(task: tuple[Version, Path, str]) -> tuple[list[Path], str]:
+    version, target, fmt = task
+    files = build(version.pset, target, fmt, handout=True, target=target, version=version.student)
+    try:
+        files = build(version.pset, target, fmt, target=target, version=version.student) + files
+    except ChecksFailedError as exc:
+        return files, str(exc)
+    return files, ""
+
+
+def _index_csv(chosen: list[Version], seed: str, ext: str) -> str:
+    """Student -> version number, files (relative to the index) and drawn parameters."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(["student", "version", "seed", "answer_key", "handout", "parameters"])
+    for v in chosen:
+        key, handout = f"{v.student}/answer-key.{ext}", f"{v.student}/handout.{ext}"
+        out.writerow([v.student, v.number, seed, key, handout, v.digest()])
+    return buf.getvalue()

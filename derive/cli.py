@@ -1,4 +1,4 @@
-"""The ``derive`` command line: list, build, check, grad.
+"""The ``derive`` command line: list, build, new, check, grad.
 
 User mistakes (a bad file, an unknown name, a missing TeX engine) print one line on
 standard error and exit with a nonzero status, without a traceback:
@@ -32,16 +32,61 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from derive.build import build
+    from derive.build import build, build_variants
     from derive.sets import bundled, get_set
+    from derive.variants import numbered
 
     names = args.sets or list(bundled())
     sets = [get_set(n) for n in names]  # every name is checked before anything is built
+    if args.variants is not None or args.students is not None:
+        if len(sets) != 1 or args.handout:
+            raise InputError("--variants/--students: give exactly one set (and no --handout)")
+        if args.variants is not None and args.students is not None:
+            raise InputError("give either --variants N or --students FILE, not both")
+        students = numbered(args.variants) if args.students is None else _roster(args.students)
+        out = Path(args.out)
+        files = build_variants(sets[0], out, students, args.seed, args.format, args.jobs)
+        print("\n".join(map(str, files)))
+        return 0
     cache: dict = {}
     for pset in sets:
-        for path in build(pset, Path(args.out), args.format, cache):
+        for path in build(pset, Path(args.out), args.format, cache, handout=args.handout):
             print(path)
     return 0
+
+
+def _roster(path: str) -> list[str]:
+    """Student ids, one per line; blank lines and lines starting with # are skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"--students: cannot read {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"--students: cannot read {path}: {exc.strerror or exc}") from None
+    lines = [line.strip() for line in text.splitlines()]
+    return [s for s in lines if s and not s.startswith("#")]
+
+
+def _cmd_new(args: argparse.Namespace) -> int:
+    from derive.fsutil import atomic_write
+    from derive.sets import starter
+
+    dest = Path(args.file if args.file.endswith(".toml") else args.file + ".toml")
+    if dest.exists() and not args.force:
+        raise InputError(f"{dest} exists; pass --force to replace it")
+    atomic_write(dest, starter(dest.stem).encode())
+    print(dest)
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 up, got {value}")
+    return value
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -103,7 +148,17 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("sets", nargs="*", metavar="SET", help="bundled set id or set file (.toml)")
     b.add_argument("--out", default="build", metavar="DIR", help="output directory (build/)")
     b.add_argument("--format", default="pdf", choices=("pdf", "tex", "json"))
+    b.add_argument("--handout", action="store_true", help="the students' version: no solutions")
+    b.add_argument("--variants", type=_positive, metavar="N", help="N per-student versions")
+    b.add_argument("--students", metavar="FILE", help="one version per id in FILE (a roster)")
+    b.add_argument("--seed", default="0", metavar="S", help="seed of the variants (text)")
+    b.add_argument("--jobs", type=_positive, default=2, metavar="N", help="parallel builds (2)")
     b.set_defaults(func=_cmd_build)
+
+    n = sub.add_parser("new", help="write a commented starter set file")
+    n.add_argument("file", metavar="SET", help="set id or file name (.toml added)")
+    n.add_argument("--force", action="store_true", help="replace an existing file")
+    n.set_defaults(func=_cmd_new)
 
     c = sub.add_parser("check", help="run every verification; nonzero exit if one fails")
     c.add_argument("problems", nargs="*", metavar="PROBLEM")

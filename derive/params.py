@@ -211,3 +211,24 @@ def resolve(
         p.name: p.kind.parse(given[p.name], f"{where}.{p.name}") if p.name in given else p.default
         for p in params
     }
+
+
+def to_toml(value: Any) -> str:
+    """A parsed parameter value written back as TOML (exact numbers as text "p/q")."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, sp.Integer):
+        return str(int(value))
+    if isinstance(value, sp.Rational):
+        return f'"{value}"'
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, sp.MatrixBase):
+        return to_toml(value.tolist())
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(to_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {to_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {type(value).__name__}")

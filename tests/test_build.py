@@ -184,7 +184,7 @@ def test_latex_failure_keeps_previous_pdf(tmp_path: Path, pdf_dir: Path, capsys,
     out = tmp_path / "out"
     shutil.copytree(pdf_dir, out / SET)
     before = {p.name: p.read_bytes() for p in (out / SET).iterdir()}
-    monkeypatch.setattr(derive.build, "render", lambda pset, problems: BROKEN)
+    monkeypatch.setattr(derive.build, "render", lambda pset, problems, **kw: BROKEN)
     status = main(["build", SET, "--out", str(out), "--format", "pdf"])
     stdout, err = capsys.readouterr()
     assert (status, stdout) == (4, "")
@@ -197,7 +197,7 @@ def test_latex_failure_keeps_previous_pdf(tmp_path: Path, pdf_dir: Path, capsys,
 
 def test_latex_failure_patch_is_effective(tmp_path: Path, monkeypatch, capsys) -> None:
     """The broken source really reaches the tex output (so the patch above is live)."""
-    monkeypatch.setattr(derive.build, "render", lambda pset, problems: BROKEN)
+    monkeypatch.setattr(derive.build, "render", lambda pset, problems, **kw: BROKEN)
     assert main(["build", SET, "--out", str(tmp_path), "--format", "tex"]) == 0
     assert (tmp_path / SET / "answer-key.tex").read_text(encoding="utf-8") == BROKEN
 

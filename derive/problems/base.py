@@ -69,9 +69,17 @@ class Problem(ABC):
         """Data the template formats (SymPy objects pass through the ``tex`` filter)."""
         return {"results": self.results, "checks": self.checks}
 
+    def question_data(self) -> dict[str, Any]:
+        """The data the question states (a handout shows these and nothing derived)."""
+        return {}
+
     @property
     def template(self) -> str:
         return f"problems/{self.key}.tex.j2"
+
+    @property
+    def question_template(self) -> str:
+        return f"problems/{self.key}.question.tex.j2"
 
 
 def json_number(v: Any) -> Any:

@@ -105,12 +105,26 @@ def _terms(printer: KeyPrinter, expr: Any) -> list[str]:
     return out
 
 
-def render(pset, problems: list) -> str:
-    """The LaTeX source of ``pset``'s answer key."""
+def render(pset, problems: list, *, handout: bool = False, version: str = "") -> str:
+    """The LaTeX source of ``pset``'s answer key, or of its student handout.
+
+    A handout renders each problem's question template only, with the data the question
+    gives (``Problem.question_data``); nothing derived reaches it.  ``version`` names a
+    per-student variant in the title.
+    """
     env = environment(pset.notation)
     body = []
     for number, problem in enumerate(problems, start=1):
+        common = {"number": number, "problem": problem, "data": problem.question_data()}
+        try:  # TEMPORARY until every problem has a question template
+            question = env.get_template(problem.question_template).render(**common)
+        except jinja2.TemplateNotFound:
+            question = ""
+        if handout:
+            body.append(question)
+            continue
         tpl = env.get_template(problem.template)
         labels = pset.labels.get(problem.key, {})
-        body.append(tpl.render(number=number, problem=problem, labels=labels, **problem.context()))
-    return env.get_template("answer_key.tex.j2").render(pset=pset, body="\n".join(body))
+        body.append(tpl.render(question=question, labels=labels, **common, **problem.context()))
+    page = "handout.tex.j2" if handout else "answer_key.tex.j2"
+    return env.get_template(page).render(pset=pset, body="\n".join(body), version=version)

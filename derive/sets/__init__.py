@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from derive.errors import InputError
-from derive.params import show
+from derive.params import show, to_toml
 from derive.problems import REGISTRY, Problem
 from derive.render.latex import Notation
 
@@ -190,3 +190,40 @@ def get_set(name: str) -> ProblemSet:
     if path.suffix == ".toml" and path.is_file():
         return parse_set(path.read_text(encoding="utf-8"), str(path))
     raise InputError(f"unknown set {name!r}; bundled sets: {', '.join(sets)}")
+
+
+def starter(name: str) -> str:
+    """A commented set file listing every problem, its parameters and their defaults."""
+    set_id = re.sub(r"[^a-z0-9_]", "_", name.lower()).lstrip("_0123456789") or "my_set"
+    lines = [
+        f"# A derive problem set.  Build its answer key with:  derive build {name}.toml",
+        "# and the students' handout with:  derive build {name}.toml --handout".replace(
+            "{name}", name
+        ),
+        "# Every parameter below is optional; without it the problem uses the handout's value.",
+        "# Numbers are exact: integers, decimals, or fractions as text (\"3/5\").",
+        "",
+        f'id = "{set_id[:64]}"          # names the output folder build/<id>/',
+        'title = "Homework 1 --- Answer Key"',
+        'course = "My course"',
+        'source = "my own handout"',
+        'problems = ["eigen_power", "momentum"]   # in order; known: ' + ", ".join(REGISTRY),
+        "",
+        "[notation]",
+        'time = "superscript"   # h^{(t)}; or "subscript" for h_t',
+        "# [notation.symbols]    # how symbols are spelled, e.g. w_ix = \"w_{xi}\"",
+    ]
+    for key, cls in REGISTRY.items():
+        if not cls.PARAMS:
+            continue
+        lines += ["", f"# [params.{key}]   # {cls.title}"]
+        lines += [f"# {p.name} = {to_toml(p.default)}   # {p.doc}" for p in cls.PARAMS]
+    lines += [
+        "",
+        "# Per-student versions (derive build FILE --variants 30 --seed S) draw each listed",
+        "# parameter from a list of values or a range:",
+        "# [vary.eigen_power]",
+        "# n = { min = 10, max = 40 }",
+        "",
+    ]
+    return "\n".join(lines)
