@@ -158,6 +158,21 @@ class Matrix(Kind):
 
 
 @dataclass(frozen=True)
+class Vector(Kind):
+    """A list of ``size`` exact numbers."""
+
+    size: int
+
+    def parse(self, value: Any, where: str) -> list[sp.Rational]:
+        if not isinstance(value, list) or len(value) != self.size:
+            raise self.fail(value, where)
+        return [exact_number(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+    def describe(self) -> str:
+        return f"a list of {self.size} exact numbers"
+
+
+@dataclass(frozen=True)
 class Choice(Kind):
     """One of a fixed set of strings."""
 
@@ -194,8 +209,8 @@ class Param:
     kind: Kind
     default: Any
     doc: str
-    #: Stable, human-readable text of a parsed value (for variant indexes and digests).
-    text: Callable[[Any], str] = field(default=lambda v: str(v), compare=False)
+    #: Candidate raw values from a problem-specific ``[vary]`` table (see derive.variants).
+    generate: Callable[[Any, str], list[Any]] | None = field(default=None, compare=False)
 
 
 def resolve(

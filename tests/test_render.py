@@ -11,16 +11,15 @@ from derive.errors import InputError
 from derive.problems import REGISTRY
 from derive.render.document import environment, escape, render, sci
 from derive.render.latex import Notation, check_fragment, tex
-from derive.sets import bundled, parse_set
+from derive.sets import ProblemSet, bundled, parse_set
 
 
 @pytest.mark.parametrize("key", list(REGISTRY))
 def test_every_problem_template_renders(key, problems):
-    env = environment(Notation())
-    out = env.get_template(problems[key].template).render(
-        number=1, problem=problems[key], **problems[key].context()
-    )
+    pset = ProblemSet("one", "One", "Course", "test", (key,), Notation())
+    out = render(pset, [problems[key]])
     assert problems[key].title.split()[0] in out
+    assert out.count("\\section*{Problem 1") == 1  # the question holds the one heading
     assert "\\begin{longtable}" in out  # the evidence table is there
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import sympy as sp
 
+from derive.errors import InputError
 from derive.params import Param, resolve
 from derive.verify import Check
 
@@ -44,10 +45,20 @@ class Problem(ABC):
     PARAMS: ClassVar[tuple[Param, ...]] = ()
 
     @classmethod
-    def from_params(cls, given: dict[str, Any] | None = None, where: str = "") -> Problem:
-        """An instance from raw set-file values; ``where`` prefixes error messages."""
-        values = resolve(cls.PARAMS, given or {}, where or f"params.{cls.key}")
-        return cls(**values)
+    def parse_params(cls, given: dict[str, Any] | None = None, source: str = "") -> dict:
+        """Parsed values of every parameter (defaults filled in); cheap, builds nothing."""
+        prefix = f"{source}: " if source else ""
+        return resolve(cls.PARAMS, given or {}, f"{prefix}params.{cls.key}")
+
+    @classmethod
+    def from_params(cls, given: dict[str, Any] | None = None, source: str = "") -> Problem:
+        """An instance from raw set-file values; ``source`` (a file) prefixes messages."""
+        prefix = f"{source}: " if source else ""
+        values = cls.parse_params(given, source)
+        try:
+            return cls(**values)
+        except InputError as exc:  # a property the values lack (W not diagonalizable, ...)
+            raise InputError(f"{prefix}{exc}") from None
 
     @cached_property
     def results(self) -> dict[str, Result]:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from derive.errors import InputError
+from derive.params import Int, Matrix, Param, Vector, exact_number
 from derive.problems.base import Problem, Result, json_rows
 from derive.render.plot import Plot, log_plot
 from derive.verify import Check, rel_error
@@ -24,6 +26,10 @@ HANDOUT_W = [["0.58", "0.24"], ["0.24", "0.72"]]
 HANDOUT_Q = [["0.8", "-0.6"], ["0.6", "0.8"]]
 HANDOUT_LAMBDA = ["0.4", "0.9"]
 HANDOUT_N = 30
+#: Largest power a set may ask for (exact entries of W^n grow with n).
+MAX_N = 200
+#: The eigenvector directions of generated matrices: a rotation with rational cos and sin.
+ROTATION = ("4/5", "3/5")
 
 
 def rational_matrix(rows: list[list[str]]) -> sp.Matrix:
@@ -32,19 +38,58 @@ def rational_matrix(rows: list[list[str]]) -> sp.Matrix:
 
 
 def eigendecomposition(w: sp.Matrix) -> tuple[sp.Matrix, sp.Matrix]:
-    """Q (unit eigenvectors as columns) and Λ, eigenvalues in increasing order, exactly."""
+    """Q (eigenvectors as columns) and Λ, eigenvalues in increasing order, exactly.
+
+    Eigenvectors are scaled to unit length when their lengths are rational (then a symmetric
+    W has Q^-1 = Q^T); otherwise to a first nonzero entry of 1, which keeps Q free of nested
+    radicals.  A fixed sign (first nonzero entry positive) makes Q unique.
+    """
     pairs = sorted(w.eigenvects(), key=lambda p: p[0])
     cols, values = [], []
     for value, multiplicity, vectors in pairs:
-        for v in vectors:
-            v = v / sp.sqrt((v.T * v)[0])
-            # A fixed sign (first nonzero entry positive) makes Q unique.
-            first = next(x for x in v if x != 0)
-            cols.append(sp.simplify(v * sp.sign(first)))
-            values.append(value)
         if len(vectors) < multiplicity:
             raise ValueError("matrix is not diagonalizable")
+        for v in vectors:
+            first = next(x for x in v if x != 0)
+            cols.append((v / first).applyfunc(sp.radsimp))
+            values.append(value)
+    lengths = [sp.sqrt(sp.radsimp((c.T * c)[0])) for c in cols]
+    if all(n.is_Rational for n in lengths):
+        cols = [c / n for c, n in zip(cols, lengths, strict=True)]
     return sp.Matrix.hstack(*cols), sp.diag(*values)
+
+
+def symmetric_candidates(spec: Any, where: str) -> list[list[list[str]]]:
+    """Symmetric W = R diag(a, b) R^T for every pair of eigenvalues on two grids.
+
+    ``spec`` is ``{eigenvalues = [{min, max, step}, {min, max, step}], rotation = [c, s]}``
+    (rotation optional, c^2 + s^2 = 1, default 4/5, 3/5): rational eigenvectors keep W^n exact.
+    """
+    if not isinstance(spec, dict) or set(spec) - {"eigenvalues", "rotation"}:
+        raise InputError(f"{where}: expected a table with keys eigenvalues and rotation")
+    c, s = (exact_number(v, f"{where}.rotation") for v in spec.get("rotation", ROTATION))
+    if c**2 + s**2 != 1:
+        raise InputError(f"{where}.rotation: cos^2 + sin^2 must be exactly 1, got {c}, {s}")
+    grids = spec.get("eigenvalues")
+    if not isinstance(grids, list) or len(grids) != 2:
+        raise InputError(f"{where}.eigenvalues: expected two ranges {{min, max, step}}")
+    values = [_grid(g, f"{where}.eigenvalues[{i}]") for i, g in enumerate(grids)]
+    rot = sp.Matrix([[c, -s], [s, c]])
+    out = []
+    for a in values[0]:
+        for b in values[1]:
+            w = with_eigenvalues(rot, [a, b])
+            out.append([[str(v) for v in row] for row in w.tolist()])
+    return out
+
+
+def _grid(spec: Any, where: str) -> list[sp.Rational]:
+    if not isinstance(spec, dict) or set(spec) != {"min", "max", "step"}:
+        raise InputError(f"{where}: expected a table {{min, max, step}}")
+    lo, hi, step = (exact_number(spec[k], f"{where}.{k}") for k in ("min", "max", "step"))
+    if step <= 0 or hi < lo or (hi - lo) / step > 100:
+        raise InputError(f"{where}: expected min <= max and 0 < step, at most 100 steps")
+    return [lo + i * step for i in range(int((hi - lo) / step) + 1)]
 
 
 def spectral_norm(m: sp.Matrix) -> float:
@@ -56,9 +101,9 @@ def _slug(name: str) -> str:
     return name.replace(", ", "_")
 
 
-def symmetric_with_eigenvalues(q: sp.Matrix, values: list[sp.Expr]) -> sp.Matrix:
-    """Q diag(values) Q^T: a matrix with the same eigenvectors and chosen eigenvalues."""
-    return q * sp.diag(*values) * q.T
+def with_eigenvalues(q: sp.Matrix, values: list[sp.Expr]) -> sp.Matrix:
+    """Q diag(values) Q^-1: a matrix with the eigenvectors Q and chosen eigenvalues."""
+    return (q * sp.diag(*values) * q.inv()).applyfunc(sp.radsimp)
 
 
 class EigenPower(Problem):
@@ -67,32 +112,67 @@ class EigenPower(Problem):
     key = "eigen_power"
     title = "Matrix powers and eigenvalues (vanishing and exploding gradients)"
 
+    PARAMS = (
+        Param("W", Matrix(2, 2), rational_matrix(HANDOUT_W), "the matrix whose powers are taken",
+              generate=symmetric_candidates),
+        Param("n", Int(1, MAX_N), HANDOUT_N, "the power asked for"),
+        Param("given_Q", Matrix(2, 2), None,
+              "a stated eigenvector matrix to check (default: the handout's, for its W)"),
+        Param("given_Lambda", Vector(2), None, "the eigenvalues stated with given_Q"),
+    )
+
     def __init__(
         self,
-        w: list[list[str]] = HANDOUT_W,
+        W: sp.Matrix | None = None,  # noqa: N803 - the handout's W
         n: int = HANDOUT_N,
-        given_q: list[list[str]] = HANDOUT_Q,
-        given_lambda: list[str] = HANDOUT_LAMBDA,
+        given_Q: sp.Matrix | None = None,  # noqa: N803
+        given_Lambda: list | None = None,  # noqa: N803
     ) -> None:
-        self.w_text = w
-        self.w = rational_matrix(w)
+        self.w = rational_matrix(HANDOUT_W) if W is None else sp.Matrix(W)
         self.n = n
-        # The decomposition the handout states, checked against W (not trusted).
-        self.given_q = rational_matrix(given_q)
-        self.given_lambda = sp.diag(*[sp.Rational(v) for v in given_lambda])
+        q, lam = given_Q, given_Lambda
+        if (q is None) != (lam is None):
+            raise InputError("params.eigen_power: give both given_Q and given_Lambda, or neither")
+        if q is None and self.w == rational_matrix(HANDOUT_W):
+            q, lam = rational_matrix(HANDOUT_Q), HANDOUT_LAMBDA
+        # A decomposition stated with the question, checked against W (not trusted).
+        self.given_q = None if q is None else sp.Matrix(q)
+        self.given_lambda = None if lam is None else sp.diag(*[sp.Rational(v) for v in lam])
+        if self.given_q is not None and self.given_q.det() == 0:
+            raise InputError(
+                "params.eigen_power.given_Q: singular; the eigenvectors must be independent"
+            )
+        _ = self.decomposition  # fail now, with the field named, if W cannot be diagonalized
 
     @cached_property
     def decomposition(self) -> tuple[sp.Matrix, sp.Matrix]:
-        return eigendecomposition(self.w)
+        if any(not v.is_real for v in self.w.eigenvals()):
+            raise InputError(
+                f"params.eigen_power.W: {self.w.tolist()} has complex eigenvalues; the problem "
+                "needs a matrix diagonalizable over the reals (a symmetric one always is)"
+            )
+        try:
+            return eigendecomposition(self.w)
+        except ValueError:
+            raise InputError(
+                f"params.eigen_power.W: {self.w.tolist()} is not diagonalizable (a repeated "
+                "eigenvalue with a single eigenvector); the problem needs a diagonalizable matrix"
+            ) from None
 
     def regimes(self) -> dict[str, sp.Matrix]:
-        """Three matrices with W's eigenvectors: contracting, expanding, unit eigenvalues."""
+        """Matrices with W's eigenvectors: contracting, expanding, unit eigenvalues.
+
+        W itself stands for its own regime; the others rescale or shift its eigenvalues.
+        """
         q, lam = self.decomposition
         small, large = lam[0, 0], lam[1, 1]
+        top = max(abs(small), abs(large))
+        shrink = sp.Rational(9, 10) / top if top >= 1 else 1
+        grow = 0 if top > 1 else 1 - top + sp.Rational(1, 5)
         return {
-            "contracting": self.w,
-            "expanding": symmetric_with_eigenvalues(q, [small, large + sp.Rational(1, 5)]),
-            "unit": symmetric_with_eigenvalues(q, [1, 1]),
+            "contracting": with_eigenvalues(q, [small * shrink, large * shrink]),
+            "expanding": with_eigenvalues(q, [small, large + grow]),
+            "unit": with_eigenvalues(q, [1, 1]),
             # All eigenvalues 1 but a single eigenvector: not diagonalizable (a Jordan block).
             "unit, defective": sp.Matrix([[1, 1], [0, 1]]),
         }
@@ -101,25 +181,17 @@ class EigenPower(Problem):
     def derive(self) -> dict[str, Result]:
         q, lam = self.decomposition
         n = self.n
-        power = q * lam**n * q.inv()
-        given = self.given_q * self.given_lambda * self.given_q.inv()
-        ok = given == self.w
-        # A common slip: eigenvectors written as rows.  Is the transpose of the given Q right?
-        transposed = self.given_q.T * self.given_lambda * self.given_q.T.inv() == self.w
+        # radsimp + expand: irrational eigenvalues cancel back to W^n's rational entries.
+        power = (q * lam**n * q.inv()).applyfunc(lambda v: sp.expand(sp.radsimp(v)))
         out = {
             "W": Result("W", self.w, sp.Symbol("W"), value=json_rows(self.w)),
             "Q": Result("Q", q, sp.Symbol("Q"), value=json_rows(q)),
             "Lambda": Result("Lambda", lam, sp.Symbol("Lambda"), value=json_rows(lam)),
             "Q_inv": Result("Q_inv", q.inv(), sp.Symbol("Q^{-1}"), value=json_rows(q.inv())),
             "W_power": Result("W_power", power, sp.Symbol(f"W^{{{n}}}"), value=json_rows(power)),
-            "given_product": Result("given_product", given, None, value=json_rows(given)),
-            "given_decomposition_ok": Result(
-                "given_decomposition_ok", sp.true if ok else sp.false, value=ok
-            ),
-            "given_q_transposed_ok": Result(
-                "given_q_transposed_ok", sp.true if transposed else sp.false, value=transposed
-            ),
         }
+        if self.given_q is not None:
+            out.update(self._given())
         out.update(self._induction())
         for name, m in self.regimes().items():
             values = sorted(m.eigenvals(multiple=True))
@@ -131,6 +203,22 @@ class EigenPower(Problem):
                 value={"eigenvalues": [str(v) for v in values], "norm_powers": norms},
             )
         return out
+
+    def _given(self) -> dict[str, Result]:
+        """The stated decomposition, multiplied out exactly; and the rows-for-columns slip."""
+        given = self.given_q * self.given_lambda * self.given_q.inv()
+        ok = given == self.w
+        # A common slip: eigenvectors written as rows.  Is the transpose of the given Q right?
+        transposed = self.given_q.T * self.given_lambda * self.given_q.T.inv() == self.w
+        return {
+            "given_product": Result("given_product", given, None, value=json_rows(given)),
+            "given_decomposition_ok": Result(
+                "given_decomposition_ok", sp.true if ok else sp.false, value=ok
+            ),
+            "given_q_transposed_ok": Result(
+                "given_q_transposed_ok", sp.true if transposed else sp.false, value=transposed
+            ),
+        }
 
     def _induction(self) -> dict[str, Result]:
         """The inductive step as an identity in symbols, and the claim for small n."""
@@ -154,21 +242,22 @@ class EigenPower(Problem):
         rows = []
         # Eigenpairs and reconstruction, in exact arithmetic.
         pairs = max(
-            abs(float(sp.Matrix(self.w * q[:, i] - lam[i, i] * q[:, i]).norm()))
-            for i in range(q.cols)
+            _exact_norm(self.w * q[:, i] - lam[i, i] * q[:, i]) for i in range(q.cols)
         )
-        rows.append(Check("Q", "exact: max |W q_i - lambda_i q_i|", "2x2, rationals", pairs, 0.0))
-        recon = float((q * lam * q.inv() - self.w).norm())
-        rows.append(Check("Lambda", "exact: |Q Lambda Q^-1 - W|", "2x2, rationals", recon, 0.0))
-        parsed = max(
-            abs(Fraction(str(self.w[i, j])) - Fraction(v))
-            for i, row in enumerate(self.w_text)
-            for j, v in enumerate(row)
-        )
+        rows.append(Check("Q", "exact: max |W q_i - lambda_i q_i|", "2x2, exact", pairs, 0.0))
+        recon = _exact_norm(q * lam * q.inv() - self.w)
+        rows.append(Check("W", "exact: |Q Lambda Q^-1 - W|", "2x2, exact", recon, 0.0))
+        eig = np.linalg.eigvals(np.array(self.w.tolist(), dtype=float))
         rows.append(
-            Check("W", "Fractions: W against the decimals as written", "2x2", float(parsed), 0.0)
+            Check(
+                "Lambda",
+                "numpy.linalg.eigvals of float W",
+                "2x2",
+                rel_error(np.sort(eig.real), np.array(lam.diagonal(), dtype=float).ravel()),
+                1e-13,
+            )
         )
-        inverse = float((r["Q_inv"].expr * q - sp.eye(q.rows)).norm())
+        inverse = _exact_norm(r["Q_inv"].expr * q - sp.eye(q.rows))
         rows.append(Check("Q_inv", "exact: |Q^-1 Q - I|", "2x2, rationals", inverse, 0.0))
         # W^n: exact by repeated multiplication in Fractions; float by numpy.
         exact = _fraction_power(self.w, self.n)
@@ -195,7 +284,27 @@ class EigenPower(Problem):
                 1e-12,
             )
         )
-        # The handout's decomposition: the verdict against an independent float product.
+        if self.given_q is not None:
+            rows += self._given_checks()
+        # The induction: the step identity is zero; the claim holds for n = 1..6 in symbols.
+        rows.append(
+            Check(
+                "induction_step",
+                "simplify: step identity is the zero matrix",
+                "symbolic 2x2, symbolic n",
+                0.0 if r["induction_step"].expr.is_zero_matrix else 1.0,
+                0.0,
+            )
+        )
+        rows.append(self._induction_small_n())
+        for name, m in self.regimes().items():
+            rows.append(self._regime_check(name, m))
+        return rows
+
+    def _given_checks(self) -> list[Check]:
+        """The stated decomposition's verdicts against independent float64 products."""
+        r = self.results
+        rows = []
         qg = np.array(self.given_q.tolist(), dtype=float)
         prod = (
             qg
@@ -224,26 +333,14 @@ class EigenPower(Problem):
                 0.0,
             )
         )
-        qt = qg.T @ np.diag(np.diag(np.array(self.given_lambda.tolist(), dtype=float))) @ qg
+        lam_g = np.diag(np.diag(np.array(self.given_lambda.tolist(), dtype=float)))
+        qt = qg.T @ lam_g @ np.linalg.inv(qg.T)
         t_mismatch = float(np.max(np.abs(qt - np.array(self.w.tolist(), dtype=float))))
         agrees = (t_mismatch < 1e-12) == bool(r["given_q_transposed_ok"].value)
         method = f"float64 product with Q transposed: max deviation {t_mismatch:.1e}"
         rows.append(
             Check("given_q_transposed_ok", method, "handout's Q, Lambda", float(not agrees), 0.0)
         )
-        # The induction: the step identity is zero; the claim holds for n = 1..6 in symbols.
-        rows.append(
-            Check(
-                "induction_step",
-                "simplify: step identity is the zero matrix",
-                "symbolic 2x2, symbolic n",
-                0.0 if r["induction_step"].expr.is_zero_matrix else 1.0,
-                0.0,
-            )
-        )
-        rows.append(self._induction_small_n())
-        for name, m in self.regimes().items():
-            rows.append(self._regime_check(name, m))
         return rows
 
     def _induction_small_n(self) -> Check:
@@ -272,16 +369,23 @@ class EigenPower(Problem):
             1e-10,
         )
 
+    def question_data(self) -> dict[str, Any]:
+        return {
+            "W": self.w,
+            "n": self.n,
+            "given_q": self.given_q,
+            "given_lambda": self.given_lambda,
+        }
+
     def context(self) -> dict[str, Any]:
-        lam = self.decomposition[1]
+        q, lam = self.decomposition
         r = self.results
         regimes = []
         for name, m in self.regimes().items():
-            value = r[f"regime_{_slug(name)}"].value
-            regimes.append(
-                (name, m, [sp.Rational(v) for v in value["eigenvalues"]], value["norm_powers"])
-            )
-        w, given = self.w, r["given_product"].expr
+            result = r[f"regime_{_slug(name)}"]
+            regimes.append((name, m, list(result.expr), result.value["norm_powers"]))
+        w = self.w
+        given = r["given_product"].expr if "given_product" in r else w
         wrong = [
             (f"({i + 1},{j + 1})", given[i, j], w[i, j])
             for i in range(w.rows)
@@ -300,6 +404,8 @@ class EigenPower(Problem):
                 *[sp.UnevaluatedExpr(lam[i, i]) ** self.n for i in range(lam.rows)]
             ),
             "power_decimal": r["W_power"].expr.evalf(6),
+            "orthogonal": q.T == r["Q_inv"].expr,
+            "terminating": all(_terminating(v) for v in self.w),
             "given_q": self.given_q,
             "given_lambda": self.given_lambda,
             "regimes": regimes,
@@ -317,6 +423,16 @@ class EigenPower(Problem):
             norms = [np.linalg.norm(np.linalg.matrix_power(w, k), 2) for k in range(1, steps + 1)]
             series[name] = list(zip(range(1, steps + 1), norms, strict=True))
         return log_plot(series, "power k", "spectral norm of the k-th power")
+
+
+def _terminating(v: sp.Rational) -> bool:
+    """True when ``v`` has a finite decimal expansion (denominator 2^a 5^b)."""
+    return v.is_Rational and set(sp.factorint(v.q)) <= {2, 5}
+
+
+def _exact_norm(m: sp.Matrix) -> float:
+    """|m| after exact simplification: 0.0 exactly when m is the zero matrix."""
+    return float(m.applyfunc(lambda v: sp.simplify(sp.radsimp(v))).norm())
 
 
 def _fraction_power(w: sp.Matrix, n: int) -> list[list[Fraction]]:

@@ -52,7 +52,7 @@ class ProblemSet:
 
     def make_problem(self, key: str) -> Problem:
         """An instance of problem ``key`` with this set's parameters."""
-        return REGISTRY[key].from_params(self.params.get(key, {}), f"{self.where}: params.{key}")
+        return REGISTRY[key].from_params(self.params.get(key, {}), self.where)
 
 
 def parse_set(text: str, where: str) -> ProblemSet:
@@ -90,7 +90,7 @@ def parse_set(text: str, where: str) -> ProblemSet:
         where,
     )
     for key in problems:  # parse every parameter now: a bad value fails before any output
-        REGISTRY[key].from_params(pset.params.get(key, {}), f"{where}: params.{key}")
+        REGISTRY[key].parse_params(pset.params.get(key, {}), where)
     return pset
 
 
