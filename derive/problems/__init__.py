@@ -5,6 +5,7 @@ from __future__ import annotations
 from derive.errors import InputError
 from derive.problems.base import Problem, Result
 from derive.problems.binary_adder import BinaryAdder
+from derive.problems.cnn_params import CNNParams
 from derive.problems.eigen_power import EigenPower
 from derive.problems.gru import GRU
 from derive.problems.lstm import LSTM
@@ -20,6 +21,7 @@ REGISTRY: dict[str, type[Problem]] = {
     "lstm_cell": LSTMCell,
     "vanilla_rnn": VanillaRNN,
     "momentum": Momentum,
+    "cnn_params": CNNParams,
 }
 
 

@@ -217,7 +217,12 @@ def starter(name: str) -> str:
         if not cls.PARAMS:
             continue
         lines += ["", f"# [params.{key}]   # {cls.title}"]
-        lines += [f"# {p.name} = {to_toml(p.default)}   # {p.doc}" for p in cls.PARAMS]
+        lines += [
+            f"# {p.name} = {to_toml(p.default)}   # {p.doc}"
+            if p.default is not None
+            else f"# {p.name} = ...   # optional: {p.doc}"
+            for p in cls.PARAMS
+        ]
     lines += [
         "",
         "# Per-student versions (derive build FILE --variants 30 --seed S) draw each listed",
