@@ -188,6 +188,23 @@ class Choice(Kind):
 
 
 @dataclass(frozen=True)
+class Raw(Kind):
+    """A list or table passed on unparsed: the problem's constructor validates it whole
+    (a layer list, say, is only valid relative to the input shape)."""
+
+    type: type
+    description: str
+
+    def parse(self, value: Any, where: str) -> Any:
+        if not isinstance(value, self.type):
+            raise self.fail(value, where)
+        return value
+
+    def describe(self) -> str:
+        return self.description
+
+
+@dataclass(frozen=True)
 class Custom(Kind):
     """A kind whose parser lives with its problem (e.g. a CNN's layer list)."""
 

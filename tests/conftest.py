@@ -30,3 +30,13 @@ def key_pdf_text(problem, tmp_path, notation=None) -> str:
     dest = tmp_path / "key.pdf"
     compile_pdf(render(pset, [problem]), dest)
     return pdf_text(dest)
+
+
+def key_tex(problem, notation=None, handout: bool = False) -> str:
+    """The LaTeX of ``problem`` alone as an answer key (or its handout)."""
+    from derive.render.document import render
+    from derive.render.latex import Notation
+    from derive.sets import ProblemSet
+
+    pset = ProblemSet("key", "Key", "Course", "test", (problem.key,), notation or Notation())
+    return render(pset, [problem], handout=handout)

@@ -8,7 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from conftest import key_pdf_text
+from conftest import key_pdf_text, key_tex
 
 from derive.problems.binary_adder import (
     HANDOUT_WEIGHTS,
@@ -17,8 +17,6 @@ from derive.problems.binary_adder import (
     candidates,
     solve_unit,
 )
-from derive.render.document import environment
-from derive.render.latex import Notation
 
 KEYS = ["U", "W", "b_h", "V", "b_y"]
 
@@ -151,8 +149,7 @@ def test_every_check_passes_and_covers_every_result(problem):
 
 
 def test_template_renders(problem):
-    env = environment(Notation())
-    out = env.get_template(problem.template).render(number=1, problem=problem, **problem.context())
+    out = key_tex(problem)
     assert "Binary addition" in out
     assert "W_{xh}" in out and "W_{hh}" in out and "W_{hy}" in out
     assert "\\begin{longtable}" in out
@@ -168,7 +165,5 @@ def test_pdf_compiles(problem, tmp_path: Path):
 
 def test_template_says_when_the_handout_is_wrong():
     p = BinaryAdder(given=HANDOUT_WEIGHTS | {"b_y": "0.5"})
-    out = (
-        environment(Notation()).get_template(p.template).render(number=2, problem=p, **p.context())
-    )
+    out = key_tex(p)
     assert "do not add" in out

@@ -23,8 +23,9 @@ from derive.problems.cnn_params import (
     numpy_trace,
     scaled_copy,
 )
-from derive.render.document import environment
+from derive.render.document import render
 from derive.render.latex import Notation
+from derive.sets import ProblemSet
 
 
 @pytest.fixture(scope="module")
@@ -424,8 +425,7 @@ def test_big_network_skips_only_the_forward_pass():
 
 # -- rendering ------------------------------------------------------------------------------------
 def _render(p: CNNParams) -> str:
-    env = environment(Notation())
-    return env.get_template(p.template).render(number=3, problem=p, labels={}, **p.context())
+    return render(ProblemSet("one", "One", "Course", "test", ("cnn_params",), Notation()), [p])
 
 
 def test_template_renders(problem):

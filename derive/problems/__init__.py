@@ -10,7 +10,9 @@ from derive.problems.eigen_power import EigenPower
 from derive.problems.gru import GRU
 from derive.problems.lstm import LSTM
 from derive.problems.lstm_cell import LSTMCell
+from derive.problems.mdrnn import MDRNN
 from derive.problems.momentum import Momentum
+from derive.problems.pixelcnn_mdrnn import PixelCNNMDRNN
 from derive.problems.vanilla_rnn import VanillaRNN
 
 REGISTRY: dict[str, type[Problem]] = {
@@ -21,7 +23,9 @@ REGISTRY: dict[str, type[Problem]] = {
     "lstm_cell": LSTMCell,
     "vanilla_rnn": VanillaRNN,
     "momentum": Momentum,
+    "mdrnn": MDRNN,
     "cnn_params": CNNParams,
+    "pixelcnn_mdrnn": PixelCNNMDRNN,
 }
 
 

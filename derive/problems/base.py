@@ -58,7 +58,10 @@ class Problem(ABC):
         try:
             return cls(**values)
         except InputError as exc:  # a property the values lack (W not diagonalizable, ...)
-            raise InputError(f"{prefix}{exc}") from None
+            text = str(exc)
+            if not text.startswith("params."):  # constructors name the field alone
+                text = f"params.{cls.key}.{text}"
+            raise InputError(f"{prefix}{text}") from None
 
     @cached_property
     def results(self) -> dict[str, Result]:

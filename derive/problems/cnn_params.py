@@ -37,7 +37,7 @@ from derive.engine.layers import (
     with_channels,
 )
 from derive.errors import InputError
-from derive.params import Custom, Param, show
+from derive.params import Param, Raw
 from derive.problems.base import Problem, Result
 from derive.verify import Check
 
@@ -206,18 +206,6 @@ def forward_cost(net: Network) -> int:
     return cost
 
 
-def _listed(value: Any, where: str) -> list:
-    if not isinstance(value, list):
-        raise InputError(f"{where}: expected a list, got {show(value)}")
-    return value
-
-
-def _table(value: Any, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise InputError(f"{where}: expected a table, got {show(value)}")
-    return value
-
-
 # -- the problem ----------------------------------------------------------------------------------
 class CNNParams(Problem):
     """Output shapes and parameter counts of every layer of a feed-forward CNN, and the total."""
@@ -226,12 +214,12 @@ class CNNParams(Problem):
     title = "Parameters of a convolutional network"
 
     PARAMS = (
-        Param("input_shape", Custom(_listed, "a list [H, W, C]"), HANDOUT_INPUT,
+        Param("input_shape", Raw(list, "a list [H, W, C]"), HANDOUT_INPUT,
               "input height, width and channels"),
-        Param("layers", Custom(_listed, "a list of layers"), HANDOUT_LAYERS,
+        Param("layers", Raw(list, "a list of layers"), HANDOUT_LAYERS,
               'layers in order: "conv3-64", "conv5x5-32/p2/s1/nobias", "maxpool2", '
               '"avgpool3/s2", "fc-1024", "relu", "flatten", "softmax", or tables'),
-        Param("defaults", Custom(_table, "a table"), None,
+        Param("defaults", Raw(dict, "a table"), None,
               "conv_padding, conv_stride, pool_kernel, pool_stride, pool_padding"),
     )
 

@@ -24,7 +24,11 @@ _KEYS = {
     "params", "vary",
 }
 #: Headings a set may rename, per problem, to follow its handout's numbering and words.
-LABELS = {"lstm": ("adjoints", "weight", "optional")}
+LABELS = {
+    "lstm": ("adjoints", "weight", "optional"),
+    "mdrnn": ("weights", "steps", "compare"),
+    "pixelcnn_mdrnn": ("pixelcnn", "mdrnn", "compare"),
+}
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 #: Free text longer than this is surely a mistake (a pasted file, say).
 MAX_TEXT = 300

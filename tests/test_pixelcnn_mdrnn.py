@@ -1,0 +1,184 @@
+"""pixelcnn_mdrnn: connections, steps, masks, receptive fields and the rendered key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+from conftest import key_pdf_text, key_tex
+
+from derive.errors import InputError
+from derive.problems.pixelcnn_mdrnn import (
+    EXAMPLE,
+    H,
+    PixelCNNMDRNN,
+    W,
+    c,
+    col,
+    d,
+    k,
+    mask,
+    mask_array,
+    row,
+)
+
+
+@pytest.fixture(scope="module")
+def problem() -> PixelCNNMDRNN:
+    return PixelCNNMDRNN()
+
+
+def same(a, b) -> bool:
+    return sp.expand(a - b) == 0
+
+
+def test_mdrnn_closed_forms(problem):
+    r = problem.results
+    # By hand: per layer, HW input edges, H(W - 1) west and (H - 1)W north, k^2 each.
+    assert same(r["mdrnn_connections"].expr, d * k**2 * (H * W + H * (W - 1) + (H - 1) * W))
+    # By hand: layer l at (i, j) is ready at step (i - 1) + (j - 1) + l.
+    assert same(r["mdrnn_steps"].expr, H + W + d - 2)
+    assert same(r["literal_mdrnn_steps"].expr, d)
+    assert same(r["mdrnn_connections_order"].expr.args[0], d * k**2 * H * W)
+    assert same(r["mdrnn_steps_order"].expr.args[0], H + W + d)
+
+
+def test_pixelcnn_closed_forms_at_k_3(problem):
+    r = problem.results
+    # By hand for k = 3: mask A is (-1,-1), (-1,0), (-1,1), (0,-1); mask B adds (0,0).
+    # Offset (a, b) fits (H - |a|)(W - |b|) positions.
+    s_a = (H - 1) * (W - 1) + (H - 1) * W + (H - 1) * (W - 1) + H * (W - 1)
+    s_b = s_a + H * W
+    assert same(r["pixelcnn_connections"].expr.subs(k, 3), c**2 * (s_a + (d - 1) * s_b))
+    assert same(r["pixelcnn_steps"].expr, d)
+    assert same(r["pixelcnn_steps_order"].expr.args[0], d)
+    assert same(r["pixelcnn_connections_order"].expr.args[0], d * k**2 * H * W * c**2)
+    first_b, all_a = r["pixelcnn_mask_change"].expr
+    assert same(first_b, c**2 * H * W)
+    assert same(all_a, (d - 1) * c**2 * H * W)
+
+
+def test_masks_match_the_usual_arrays():
+    # By hand: the raster-order masks of a 3x3 filter.
+    assert (mask_array(3, "A") == [[1, 1, 1], [1, 0, 0], [0, 0, 0]]).all()
+    assert (mask_array(3, "B") == [[1, 1, 1], [1, 1, 0], [0, 0, 0]]).all()
+    for size in (1, 3, 5, 7):
+        for kind in "AB":
+            r = size // 2
+            rows, cols = np.nonzero(mask_array(size, kind))
+            ones = {(int(a) - r, int(b) - r) for a, b in zip(rows, cols, strict=True)}
+            assert set(mask(size, kind)) == ones
+
+
+def test_receptive_field_and_blind_spot(problem):
+    r = problem.results
+    # By hand for k = 3: each layer moves the view at most one column left; a row up allows
+    # one column further right.  Row -a (a = 1..d) spans d + a + 1 columns, the pixel's row
+    # d: (3d^2 + 5d)/2 pixels; row -a misses d - a columns at the right: d(d - 1)/2.
+    assert same(r["pixelcnn_receptive_field"].expr, (3 * d**2 + 5 * d) / 2)
+    assert same(r["pixelcnn_blind_spot"].expr, d * (d - 1) / 2)
+    table = r["pixelcnn_receptive_field"].value["table"]
+    assert [row_[2] for row_ in table] == [0, 1, 3, 6]
+    assert r["pixelcnn_blind_spot"].value["cells"] == [
+        (6, 9),
+        (7, 8),
+        (7, 9),
+        (8, 7),
+        (8, 8),
+        (8, 9),
+    ]
+    # By hand: the MDRNN sees the i x j quadrant and misses (i - 1)(W - j) above-right.
+    context, missed = r["mdrnn_context"].expr
+    assert same(context, row * col)
+    assert same(missed, (row - 1) * (W - col))
+    assert r["mdrnn_context"].value["figure"] == [9 * 5, 8 * 4]
+
+
+def test_every_check_passes(problem):
+    assert all(ch.passed for ch in problem.checks)
+    assert set(problem.results) <= {ch.claim for ch in problem.checks}
+
+
+class SlowPixelCNN(PixelCNNMDRNN):
+    """Claims the PixelCNN sweeps the image like an RNN: the simulation must object."""
+
+    @property
+    def fits(self):
+        return {**super().fits, "pixelcnn_steps": H + W + d - 2}
+
+
+class NoBorders(PixelCNNMDRNN):
+    """Claims HW k^2 connections per layer of the MDRNN, ignoring borders."""
+
+    @property
+    def fits(self):
+        return {**super().fits, "mdrnn_connections": 3 * d * k**2 * H * W}
+
+
+def test_wrong_claims_are_caught():
+    failed = {ch.claim for ch in SlowPixelCNN().checks if not ch.passed}
+    assert "pixelcnn_steps" in failed
+    failed = {ch.claim for ch in NoBorders().checks if not ch.passed}
+    assert "mdrnn_connections" in failed
+
+
+def test_other_figure_sizes():
+    p = PixelCNNMDRNN(image=[6, 7], layers=2, kernel=5, pixel=[6, 2])
+    assert p.results["pixelcnn_receptive_field"].value["kernel"] == 5
+    assert len(p.figure()) == 6 and len(p.figure()[0]) == 7
+    assert all(ch.passed for ch in p.checks)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"image": [0, 9]}, r"image\[0\] \(H\): expected a whole number from 1 to 16"),
+        ({"image": [9, 17]}, r"image\[1\] \(W\): expected a whole number from 1 to 16"),
+        ({"image": [True, 9]}, r"image\[0\] \(H\)"),
+        ({"image": [9]}, r"image: expected \[H, W\]"),
+        ({"image": "9x9"}, r"image: expected \[H, W\]"),
+        ({"layers": 0}, r"layers: expected a whole number from 1 to 8"),
+        ({"layers": 2.5}, r"layers: expected a whole number from 1 to 8"),
+        ({"layers": 10**9}, r"layers: expected a whole number from 1 to 8"),
+        ({"kernel": 4}, r"kernel: expected an odd filter size, one of \(3, 5, 7\)"),
+        ({"kernel": True}, r"kernel: expected an odd filter size"),
+        ({"kernel": 9}, r"kernel: expected an odd filter size"),
+        ({"pixel": [10, 1]}, r"pixel\[0\] \(row\): expected a whole number from 1 to 9"),
+        ({"pixel": [1, 0]}, r"pixel\[1\] \(column\): expected a whole number from 1 to 9"),
+        ({"pixel": 5}, r"pixel: expected \[row, column\]"),
+        ({"example": {"H": 32}}, r"example: expected a table with exactly the keys H, W, d, k, c"),
+        ({"example": {**EXAMPLE, "x": 1}}, r"example: expected a table with exactly the keys"),
+        ({"example": {**EXAMPLE, "H": 0}}, r"example.H: expected a whole number from 1 to 10000"),
+        ({"example": {**EXAMPLE, "d": 10_001}}, r"example.d: expected a whole number from 1 to"),
+        ({"example": {**EXAMPLE, "c": -1}}, r"example.c: expected a whole number"),
+        ({"example": {**EXAMPLE, "k": 4}}, r"example.k: expected an odd filter size, got 4"),
+        ({"example": {**EXAMPLE, "k": 9, "H": 3}}, r"example.k: the filter must fit the image"),
+    ],
+)
+def test_bad_sizes_are_refused(kwargs, field):
+    with pytest.raises(InputError, match=field):
+        PixelCNNMDRNN(**kwargs)
+
+
+def test_template_renders(problem):
+    out = key_tex(problem)
+    assert r"\mathcal{O}" in out
+    assert "Two slips in the handout" in out
+    assert "FAIL" not in out
+
+
+def test_pdf_contains_the_answers(problem, tmp_path: Path):
+    text = key_pdf_text(problem, tmp_path)
+    flat = " ".join(text.split())
+    v = problem.context()["at_example"]
+    assert "PixelCNN against MDRNN" in flat
+    assert "H + W + d − 2" in flat
+    assert f"{v['pixelcnn_connections']} {v['mdrnn_connections']}" in flat
+    assert "Two slips in the handout" in flat
+    assert "x(i−1,j)" in flat  # the handout's literal equation, flagged
+    assert "“a PixelCNN”" in flat
+    assert "blind spot" in flat
+    assert "pass" in flat
+    assert "FAIL" not in flat
