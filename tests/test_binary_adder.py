@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import key_pdf_text, key_tex
 
+from derive.errors import InputError
 from derive.problems.binary_adder import (
     HANDOUT_WEIGHTS,
     BinaryAdder,
@@ -134,7 +135,7 @@ def test_broken_weight_is_caught_by_the_exhaustive_check(problem):
 
 
 def test_broken_handout_gets_the_verdict_false():
-    p = BinaryAdder(given=HANDOUT_WEIGHTS | {"b_y": "0.5"})
+    p = BinaryAdder(given_weights=HANDOUT_WEIGHTS | {"b_y": "0.5"})
     assert p.results["given_weights_ok"].value is False
     (row,) = [c for c in p.checks if c.claim == "given_weights_ok"]
     assert row.passed  # the simulation agrees: some sums are wrong
@@ -164,6 +165,42 @@ def test_pdf_compiles(problem, tmp_path: Path):
 
 
 def test_template_says_when_the_handout_is_wrong():
-    p = BinaryAdder(given=HANDOUT_WEIGHTS | {"b_y": "0.5"})
+    p = BinaryAdder(given_weights=HANDOUT_WEIGHTS | {"b_y": "0.5"})
     out = key_tex(p)
     assert "do not add" in out
+
+
+def test_the_cse891_example_is_added_step_by_step():
+    """CSE 891 states 0101101 + 0111010 = 1100111, i.e. 45 + 58 = 103, with output bits
+    1, 1, 1, 0, 0, 1, 1 (least significant first); read off the handout by hand."""
+    p = BinaryAdder.from_params({"example": [45, 58]})
+    assert p.results["example_sum"].value == {"bits": [1, 1, 1, 0, 0, 1, 1], "sum": 103}
+    row = next(c for c in p.checks if c.claim == "example_sum")
+    assert row.passed and row.max_rel_error == 0
+    out = key_tex(p)
+    assert "The worked example" in out and "103" in out
+    assert "The worked example" not in key_tex(p, handout=True)
+
+
+def test_bits_sets_the_exhaustive_range():
+    p = BinaryAdder.from_params({"bits": 3})
+    # Pairs of n-bit numbers for n = 1..3: 4 + 16 + 64 = 84 sums.
+    assert any("84 sums" in c.sizes for c in p.checks)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"bits": 0}, r"params\.binary_adder\.bits: expected an integer from 1 to 10"),
+        ({"example": [1]}, r"params\.binary_adder\.example: expected a list \[a, b\]"),
+        ({"example": [3, -1]}, r"params\.binary_adder\.example\[1\]: expected a whole number"),
+        ({"given_weights": {"U": []}}, r"given_weights: expected a table with exactly the keys"),
+        (
+            {"given_weights": HANDOUT_WEIGHTS | {"V": ["1", "x", "1"]}},
+            r"params\.binary_adder\.given_weights\.V\[1\]: expected an exact number",
+        ),
+    ],
+)
+def test_bad_parameters_are_refused(given, message):
+    with pytest.raises(InputError, match=message):
+        BinaryAdder.from_params(given, "set.toml")

@@ -55,7 +55,7 @@ def problem():
 def test_json_schema(exported: dict) -> None:
     assert set(exported) == {"set", "title", "problems"}
     assert exported["set"] == SET
-    assert exported["title"] == "Written Homework 3 --- Answer Key"
+    assert exported["title"] == "Written Homework 3"
     assert list(exported["problems"]) == list(get_set(SET).problems)
     lstm = exported["problems"]["lstm"]
     assert set(lstm) == {"title", "results", "checks"}

@@ -45,11 +45,15 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from derive.errors import InputError
+from derive.params import Int, Param, Raw, exact_number, show
 from derive.problems.base import Problem, Result, json_number, json_rows
 from derive.verify import Check
 
 N_HIDDEN = 3
 N_MAX = 8  # exhaustive simulation of all pairs of n-bit numbers, n = 1..N_MAX
+MAX_BITS = 10  # 4^10 pairs of 10-bit numbers: about a second of numpy
+MAX_EXAMPLE_BITS = 32
 BOUND = 2  # integer weights are searched in [-BOUND, BOUND]
 
 #: The weights printed in the official Homework 7 solutions (question 1), exactly as written.
@@ -76,19 +80,18 @@ class Weights:
     b_y: Fraction
 
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> Weights:
-        """Weights from numbers or decimal strings (``"-0.5"``), never through floats."""
+    def parse(cls, data: Any, where: str = "given_weights") -> Weights:
+        """Weights from integers, decimals or fraction strings ("-1/2"), never through floats.
 
-        def vec(v: list) -> tuple[Fraction, ...]:
-            return tuple(Fraction(str(x)) for x in v)
-
-        return cls(
-            tuple(vec(r) for r in data["U"]),
-            tuple(vec(r) for r in data["W"]),
-            vec(data["b_h"]),
-            vec(data["V"]),
-            Fraction(str(data["b_y"])),
-        )
+        ``data`` is untrusted (a set file): keys, shapes and every entry are checked.
+        """
+        shapes = {"U": (3, 2), "W": (3, 3), "b_h": (3,), "V": (3,), "b_y": ()}
+        if not isinstance(data, dict) or set(data) != set(shapes):
+            raise InputError(
+                f"{where}: expected a table with exactly the keys {', '.join(shapes)}"
+            )
+        out = {k: _entries(data[k], shape, f"{where}.{k}") for k, shape in shapes.items()}
+        return cls(**out)
 
     def replace(self, **changes: Any) -> Weights:
         """A copy with some parameters changed (``b_y="1/2"``), e.g. to break it on purpose."""
@@ -109,6 +112,21 @@ class Weights:
 
 
 # -- the design as rows of threshold inequalities -------------------------------------------
+def _entries(value: Any, shape: tuple[int, ...], where: str) -> Any:
+    """Exact entries of a scalar, vector or matrix of the given shape (nested tuples)."""
+    if not shape:
+        if isinstance(value, Fraction):
+            return value
+        if isinstance(value, float) and math.isfinite(value):
+            return Fraction(value)  # a JSON value of ours: the float's exact binary value
+        x = exact_number(value, where)
+        return Fraction(int(x.p), int(x.q))
+    if not isinstance(value, list | tuple) or len(value) != shape[0]:
+        size = "x".join(map(str, shape))
+        raise InputError(f"{where}: expected {size} numbers (nested lists), got {show(value)}")
+    return tuple(_entries(v, shape[1:], f"{where}[{i}]") for i, v in enumerate(value))
+
+
 def code(s: int) -> tuple[int, ...]:
     """The hidden state that stands for S = s: (s >= 1, s >= 2, s >= 3)."""
     return tuple(int(s >= i) for i in range(1, N_HIDDEN + 1))
@@ -310,6 +328,34 @@ def _minimal_count(rows: list[Row], bound: int, norm: int) -> tuple[int, int]:
     return int((feasible & (l1 < norm)).sum()), int((feasible & (l1 == norm)).sum())
 
 
+def _example(value: list) -> tuple[int, int]:
+    where = "params.binary_adder.example"
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise InputError(f"{where}: expected a list [a, b] of two whole numbers, got {show(value)}")
+    for i, v in enumerate(value):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**MAX_EXAMPLE_BITS:
+            raise InputError(
+                f"{where}[{i}]: expected a whole number from 0 to 2^{MAX_EXAMPLE_BITS} - 1, "
+                f"got {show(v)}"
+            )
+    return value[0], value[1]
+
+
+def run(weights: Weights, a: int, b: int) -> list[tuple[int, int, tuple[int, ...], int]]:
+    """The network on a and b, least significant bit first, one padding step at the end.
+
+    Rows (x1, x2, h(t), y(t)), exact arithmetic, one per step.
+    """
+    steps = max(a.bit_length(), b.bit_length(), 1) + 1
+    h: tuple[int, ...] = (0,) * N_HIDDEN
+    rows = []
+    for t in range(steps):
+        x = ((a >> t) & 1, (b >> t) & 1)
+        h, y = weights.step(h, x)
+        rows.append((*x, h, y))
+    return rows
+
+
 # -- the problem ------------------------------------------------------------------------------
 class BinaryAdder(Problem):
     """Weights of a threshold RNN that adds binary numbers, found by an exact search."""
@@ -317,9 +363,26 @@ class BinaryAdder(Problem):
     key = "binary_adder"
     title = "Binary addition with a hard-threshold RNN"
 
-    def __init__(self, bound: int = BOUND, given: dict[str, Any] = HANDOUT_WEIGHTS) -> None:
+    PARAMS = (
+        Param("bits", Int(1, MAX_BITS), N_MAX,
+              "every pair of n-bit numbers, n = 1..bits, is added in the checks"),
+        Param("example", Raw(list, "a list [a, b] of two whole numbers"), None,
+              f"a worked example: add a and b (0 <= a, b < 2^{MAX_EXAMPLE_BITS}) step by step"),
+        Param("given_weights", Raw(dict, "a table U, W, b_h, V, b_y"), HANDOUT_WEIGHTS,
+              "weights stated with the question, checked (not trusted)"),
+    )
+
+    def __init__(
+        self,
+        bits: int = N_MAX,
+        example: list[int] | None = None,
+        given_weights: dict[str, Any] = HANDOUT_WEIGHTS,
+        bound: int = BOUND,
+    ) -> None:
+        self.bits = bits
+        self.example = None if example is None else _example(example)
         self.bound = bound
-        self.given = Weights.parse(given)
+        self.given = Weights.parse(given_weights)
         self.hidden = [solve_unit(hiddenjson_rows(i), bound) for i in range(1, N_HIDDEN + 1)]
         self.output = solve_unit(outputjson_rows(), bound)
 
@@ -369,6 +432,12 @@ class BinaryAdder(Problem):
         out["truth_table"] = Result("truth_table", sp.Matrix(table), value=table)
         ok = wrong_transitions(self.given)[0] == 0
         out["given_weights_ok"] = Result("given_weights_ok", sp.true if ok else sp.false, value=ok)
+        if self.example is not None:
+            bits = [y for *_, y in run(wt, *self.example)]
+            total = sum(y << t for t, y in enumerate(bits))
+            out["example_sum"] = Result(
+                "example_sum", sp.Integer(total), sp.Symbol("y"), value={"bits": bits, "sum": total}
+            )
         return out
 
     # -- verification -------------------------------------------------------------------------
@@ -376,28 +445,28 @@ class BinaryAdder(Problem):
         r = self.results
         # Check what the results say, not the solver's internals.
         wt = Weights.parse({k: r[k].value for k in ("U", "W", "b_h", "V", "b_y")})
-        sim = simulate(wt)
+        sim = simulate(wt, self.bits)
         wrong, states = wrong_transitions(wt)
         rows = [
-            _sum_check(sim, "U", "derived weights"),
+            _sum_check(sim, "U", "derived weights", self.bits),
             Check(
                 "W",
                 "numpy: steps where h(t) is not the code of S(t) (h2 = carry)",
-                _sizes(sim),
+                _sizes(sim, self.bits),
                 float(sim.state_mismatches),
                 0.0,
             ),
             Check(
                 "b_h",
                 f"numpy: hidden z exactly at 0 (min |z| = {sim.min_abs_z})",
-                _sizes(sim),
+                _sizes(sim, self.bits),
                 float(sim.hidden_ties),
                 0.0,
             ),
             Check(
                 "b_y",
                 f"numpy: output r exactly at 0 (min |r| = {sim.min_abs_r})",
-                _sizes(sim),
+                _sizes(sim, self.bits),
                 float(sim.output_ties),
                 0.0,
             ),
@@ -412,6 +481,18 @@ class BinaryAdder(Problem):
         rows.extend(self._minimality())
         rows.extend(self._table_checks(wt, r["truth_table"].value))
         rows.append(self._given_check(bool(r["given_weights_ok"].value)))
+        if self.example is not None:
+            a, b = self.example
+            got = r["example_sum"].value["sum"]
+            rows.append(
+                Check(
+                    "example_sum",
+                    f"Python integers: |network - (a + b)|, a + b = {a + b}",
+                    f"a = {a}, b = {b}",
+                    float(abs(got - (a + b))),
+                    0.0,
+                )
+            )
         return rows
 
     def _minimality(self) -> list[Check]:
@@ -458,17 +539,29 @@ class BinaryAdder(Problem):
 
     def _given_check(self, verdict: bool) -> Check:
         """The handout's weights simulated; error = sums that contradict the verdict."""
-        sim = simulate(self.given)
+        sim = simulate(self.given, self.bits)
         # If the verdict is "they add", every wrong sum contradicts it; if it is "they do
         # not", the simulation must find at least one wrong sum.
         error = sim.wrong_sums if verdict else int(sim.wrong_sums == 0)
         return Check(
             "given_weights_ok",
             f"numpy, exact integers: handout's weights, wrong sums = {sim.wrong_sums}",
-            _sizes(sim),
+            _sizes(sim, self.bits),
             float(error),
             0.0,
         )
+
+    def question_data(self) -> dict[str, Any]:
+        if self.example is None:
+            return {"example": None}
+        a, b = self.example
+        steps = max(a.bit_length(), b.bit_length(), 1) + 1
+        return {
+            "example": (a, b, a + b),
+            "steps": steps,
+            # Integer addition, not the network: the target the question states.
+            "bits": [[(v >> t) & 1 for t in range(steps)] for v in (a, b, a + b)],
+        }
 
     def context(self) -> dict[str, Any]:
         r = self.results
@@ -489,5 +582,7 @@ class BinaryAdder(Problem):
             ],
             "table_rows": [(row, row[0] + row[1] + row[2]) for row in r["truth_table"].value],
             "given_equal": self.given == self.weights,
-            "n_max": N_MAX,
+            "n_max": self.bits,
+            "example": self.example,
+            "example_rows": None if self.example is None else run(self.weights, *self.example),
         }

@@ -208,7 +208,7 @@ def starter(name: str) -> str:
         "# Numbers are exact: integers, decimals, or fractions as text (\"3/5\").",
         "",
         f'id = "{set_id[:64]}"          # names the output folder build/<id>/',
-        'title = "Homework 1 --- Answer Key"',
+        'title = "Homework 1"   # the key adds "Answer Key", the handout does not',
         'course = "My course"',
         'source = "my own handout"',
         'problems = ["eigen_power", "momentum"]   # in order; known: ' + ", ".join(REGISTRY),
