@@ -72,6 +72,7 @@ def test_sci_formats_for_tables():
     assert sci(1.23e-12) == r"1.2\times 10^{-12}"
     assert sci(0.0) == "0"
     assert sci(float("inf")) == r"\infty"
+    assert sci(1743.2) == "1743" and sci(999.0) == "999" and sci(12345.0) == r"1.2\times 10^{4}"
 
 
 def test_bad_notation_in_a_set_file_is_rejected():

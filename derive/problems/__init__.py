@@ -13,6 +13,7 @@ from derive.problems.lstm_cell import LSTMCell
 from derive.problems.mdrnn import MDRNN
 from derive.problems.momentum import Momentum
 from derive.problems.pixelcnn_mdrnn import PixelCNNMDRNN
+from derive.problems.resnet_bn import ResnetBN
 from derive.problems.vanilla_rnn import VanillaRNN
 
 REGISTRY: dict[str, type[Problem]] = {
@@ -25,6 +26,7 @@ REGISTRY: dict[str, type[Problem]] = {
     "momentum": Momentum,
     "mdrnn": MDRNN,
     "cnn_params": CNNParams,
+    "resnet_bn": ResnetBN,
     "pixelcnn_mdrnn": PixelCNNMDRNN,
 }
 

@@ -53,8 +53,10 @@ def sci(value: float) -> str:
         return "0"
     if not math.isfinite(value):
         return r"\infty"
-    if 1e-3 <= abs(value) < 1e4:  # plain numbers read better in this range
+    if 1e-3 <= abs(value) < 1e3:  # plain numbers read better in this range
         return f"{value:.3g}"
+    if 1e3 <= abs(value) < 1e4:  # .3g would switch to exponent form here (1.74e+03)
+        return f"{value:.0f}"
     mantissa, exponent = f"{value:.1e}".split("e")
     return r"%s\times 10^{%d}" % (mantissa, int(exponent))
 
@@ -109,13 +111,19 @@ def render(pset, problems: list, *, handout: bool = False, version: str = "") ->
     """The LaTeX source of ``pset``'s answer key, or of its student handout.
 
     A handout renders each problem's question template only, with the data the question
-    gives (``Problem.question_data``); nothing derived reaches it.  ``version`` names a
-    per-student variant in the title.
+    gives (``Problem.question_data``) and the set's part labels; nothing derived reaches
+    it.  ``version`` names a per-student variant in the title.
     """
     env = environment(pset.notation)
     body = []
     for number, problem in enumerate(problems, start=1):
-        common = {"number": number, "problem": problem, "data": problem.question_data()}
+        common = {
+            "number": number,
+            "problem": problem,
+            "data": problem.question_data(),
+            # The set's part headings, so that question and solution number parts alike.
+            "labels": pset.labels.get(problem.key, {}),
+        }
         try:  # TEMPORARY until every problem has a question template
             question = env.get_template(problem.question_template).render(**common)
         except jinja2.TemplateNotFound:
@@ -124,7 +132,6 @@ def render(pset, problems: list, *, handout: bool = False, version: str = "") ->
             body.append(question)
             continue
         tpl = env.get_template(problem.template)
-        labels = pset.labels.get(problem.key, {})
-        body.append(tpl.render(question=question, labels=labels, **common, **problem.context()))
+        body.append(tpl.render(question=question, **common, **problem.context()))
     page = "handout.tex.j2" if handout else "answer_key.tex.j2"
     return env.get_template(page).render(pset=pset, body="\n".join(body), version=version)
