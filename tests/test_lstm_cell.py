@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import sympy as sp
 from autograd import jacobian
-from conftest import key_pdf_text
+from conftest import key_pdf_text, key_tex
 
 from derive.engine.cell import Cell
 from derive.engine.functions import sigma
@@ -31,7 +31,6 @@ from derive.problems.lstm_cell import (
     ranges,
     step_env,
 )
-from derive.render.document import environment
 from derive.render.latex import Notation
 
 LMU = Notation(symbols={"c": "C", "g": "\\tilde{C}"}, time="subscript")
@@ -180,8 +179,7 @@ def test_every_check_passes_and_every_result_has_one(problem):
 
 # -- rendering ----------------------------------------------------------------------------------
 def _render_problem(problem, notation: Notation) -> str:
-    env = environment(notation)
-    return env.get_template(problem.template).render(number=1, problem=problem, **problem.context())
+    return key_tex(problem, notation)
 
 
 def test_template_renders_in_the_lmu_notation(problem):

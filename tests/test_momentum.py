@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sympy as sp
-from conftest import key_pdf_text
+from conftest import key_pdf_text, key_tex
 
 from derive.problems.momentum import (
     BETA,
@@ -21,8 +21,6 @@ from derive.problems.momentum import (
     forward,
     second_factor,
 )
-from derive.render.document import environment
-from derive.render.latex import Notation
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +93,7 @@ def test_reversal_error_grows_with_steps(problem):
 
 
 def test_template_renders(problem):
-    env = environment(Notation())
-    out = env.get_template(problem.template).render(
-        number=1, problem=problem, labels={}, **problem.context()
-    )
+    out = key_tex(problem)
     assert "Reversibility" in out
     assert "\\beta^{D}" in out
     assert "sample solution is wrong" in out

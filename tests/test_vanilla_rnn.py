@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sympy as sp
 from autograd import grad
-from conftest import key_pdf_text
+from conftest import key_pdf_text, key_tex
 
 from derive.engine.jacobian import Diag
 from derive.errors import InputError
@@ -25,7 +25,6 @@ from derive.problems.vanilla_rnn import (
     n,
     random_sequence,
 )
-from derive.render.document import environment
 from derive.render.latex import Notation, tex
 
 
@@ -182,8 +181,7 @@ def test_other_step_count_is_derived_and_checked():
 # -- rendering ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("time", ["superscript", "subscript"])
 def test_template_renders(problem, time):
-    env = environment(Notation(time=time))
-    out = env.get_template(problem.template).render(number=1, problem=problem, **problem.context())
+    out = key_tex(problem, Notation(time=time))
     assert problem.title.split()[0] in out
     assert "\\begin{longtable}" in out
     assert "typo" in out and r"\partial h_k / \partial h_k" in out

@@ -13,9 +13,11 @@ The vector form adds biases b_z, b_r, b_n.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sympy as sp
 
-from derive.engine.cell import Cell
+from derive.engine.cell import Cell, bar
 from derive.engine.functions import sigma
 from derive.problems.recurrent import RecurrentProblem
 
@@ -55,3 +57,12 @@ class GRU(RecurrentProblem):
 
     def make_cell(self, biases: bool) -> Cell:
         return gru_cell(biases)
+
+    def question_data(self) -> dict[str, Any]:
+        """The recurrent question's data and the state adjoints that part (c) relates."""
+        states = self.cell.states
+        return {
+            **super().question_data(),
+            "states_now": [bar(s.name) for s in states],
+            "states_next": [bar(s.name, 1) for s in states],
+        }

@@ -112,6 +112,10 @@ class LSTM(RecurrentProblem):
             "limit_idempotent": bool((lim * lim - lim).is_zero_matrix),
         }
 
+    def question_data(self) -> dict[str, Any]:
+        """The recurrent question's data and the gate values of the optional part."""
+        return {**super().question_data(), "limit": {timed(g): v for g, v in LIMIT.items()}}
+
     def _limit_checks(self, steps: int = 30) -> list[Check]:
         """The limit results against the forward pass of a run with saturated gates.
 

@@ -654,6 +654,31 @@ class LSTMCell(Problem):
             "run": self.saturated_run,
         }
 
+    def question_data(self) -> dict[str, Any]:
+        """The given step (its assignments as vectors), the quantities named, the limit of
+        (c) and the handout's abbreviation delta of (d)."""
+        c, j, k = sp.Function("c"), sp.Symbol("j", integer=True), sp.Symbol("k", integer=True)
+        h_prev = self.sym("h_prev")
+        show = {self.vc.sym(sp.Symbol("h_prev")): h_prev}
+        lhs = {u: h_prev if u.name == "h_prev" else self.sym(u.name) for u in self.cell.variables}
+        equations = [
+            (lhs[u], self.vc.to_vec(e, 0).xreplace(show)) for u, e in self.cell.assignments
+        ]
+        q = {n: self.sym(n) for n in FIGURE}
+        q |= {"c_prev": self.sym("c", -1), "o_prev": self.sym("o", -1), "h_prev": h_prev}
+        q |= {"x": self.sym("x"), "C_t": timed("c"), "C_k": c(k)}
+        for g in GATES:
+            q[f"W_{g}h"] = self.vc.sym(sp.Symbol(f"W_{g}h"))
+            q[f"W_{g}x"] = self.vc.sym(sp.Symbol(f"W_{g}x"))
+        return {
+            "equations": equations,
+            "q": q,
+            "figure": [q[n] for n in FIGURE],
+            "limit": list(self.limit.items()),
+            "chain": sp.Product(sp.Derivative(c(j), c(j - 1)), (j, k + 1, t)),
+            "delta": sp.HadamardProduct(q["o_prev"], _elementwise(TanhPrime, q["c_prev"])),
+        }
+
     def samples_row(self, name: str) -> tuple[str, str]:
         """The smallest sampled value of ``name`` in float64 and in mpmath, as LaTeX."""
         return self.samples["float64"][name][1], self.samples["mpmath"][name][1]

@@ -425,6 +425,27 @@ class Momentum(Problem):
             ),
         ]
 
+    def question_data(self) -> dict[str, Any]:
+        """The two updates (the given map), the state and its next value."""
+
+        def tidy(e: sp.Expr) -> sp.Expr:
+            # Display order only: α, β before what they scale, θ before p in a sum.
+            if isinstance(e, sp.Mul):
+                factors = sorted(map(tidy, e.args), key=lambda a: a not in (alpha, beta, -1))
+                return sp.Mul(*factors, evaluate=False)
+            if isinstance(e, sp.Add):
+                return sp.Add(*sorted(map(tidy, e.args), key=lambda a: a != theta), evaluate=False)
+            return e
+
+        return {
+            "updates": [sp.Eq(u.lhs, tidy(u.rhs), evaluate=False) for u in updates()],
+            "theta": theta,
+            "p": p,
+            "theta_next": theta_next,
+            "p_next": p_next,
+            "D": D,
+        }
+
     def context(self) -> dict[str, Any]:
         f2, f1 = self.factors
         r = self.results

@@ -149,6 +149,19 @@ class RecurrentProblem(Problem):
             "check_groups": [(n, g) for n, g in self.check_groups() if g],
         }
 
+    def question_data(self) -> dict[str, Any]:
+        """The given cell (its assignments at step t) and the quantities the parts ask for."""
+        step = self.cell.at_step(0)
+        return {
+            "forward": [(step[u], e.xreplace(step)) for u, e in self.cell.assignments],
+            "inputs": [timed(x.name) for x in self.cell.inputs],
+            "loss_on": [timed(v.name) for v in self.cell.loss_on],
+            # Asked for, not answered: the adjoints' names, latest assignment first.
+            "adjoints": [bar(v.name) for v in reversed(self.cell.variables)],
+            "weights": [sp.Symbol(w) for w in self.weights],
+            "weight_bar": sp.Symbol("bar:" + self.weights[0]),
+        }
+
     # -- verification -------------------------------------------------------------------------
     def default_cases(self) -> list[Case]:
         scalar = [Case(1, seed=1), Case(2, seed=2), Case(7, seed=3), Case(50, seed=4)]

@@ -655,6 +655,21 @@ class VanillaRNN(Problem):
         method = "engine BPTT sweep (adjoint recursion)"
         return Check("dL_dW", method, _describe(GRADIENT_CASES), worst, TOL["float64"])
 
+    def question_data(self) -> dict[str, Any]:
+        """The given RNN and layer (equations and sizes), T, and the derivatives asked for."""
+        x, y = sp.MatrixSymbol("x", d, 1), sp.MatrixSymbol("y", n, 1)
+        w, u = sp.MatrixSymbol("W", n, n), sp.MatrixSymbol("U", n, d)
+        return {
+            "T": self.T,
+            "rnn_forward": forward_equation(rnn_cell(), t),
+            "layer_forward": forward_equation(layer_cell()),
+            "rnn_sizes": [(m, *m.shape) for m in (h_at(t), AtStep("x", d, 1, t), w, u)],
+            "layer_sizes": [(m, *m.shape) for m in (y, x, sp.MatrixSymbol("W", n, d))],
+            "jacobian": Partial(y, x),
+            "gradient": Partial(sp.MatrixSymbol("L", 1, 1), w),
+            "q": {"h_0": h_at(0), "h_t": h_at(t), "ell_t": AtStep("ell", 1, 1, t)},
+        }
+
     # -- what the template formats -------------------------------------------------------------
     def context(self) -> dict[str, Any]:
         layer, rules, chain = self.layer, self.rnn_rules, self.chain

@@ -124,10 +124,7 @@ def render(pset, problems: list, *, handout: bool = False, version: str = "") ->
             # The set's part headings, so that question and solution number parts alike.
             "labels": pset.labels.get(problem.key, {}),
         }
-        try:  # TEMPORARY until every problem has a question template
-            question = env.get_template(problem.question_template).render(**common)
-        except jinja2.TemplateNotFound:
-            question = ""
+        question = env.get_template(problem.question_template).render(**common)
         if handout:
             body.append(question)
             continue
