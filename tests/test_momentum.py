@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +107,29 @@ def test_pdf_compiles(problem, tmp_path: Path):
     assert "Reversibility" in text
     assert "pass" in text
     assert "FAIL" not in text
+
+
+def test_set_file_numbers_drive_the_experiments():
+    m = Momentum.from_params({"beta": "1/2", "volume_D": 10, "alpha": "0.25"})
+    # beta^-D = 2^10 exactly.
+    assert m.results["volume_factor"].value["grow"] == 1024.0
+    assert m.results["det_jacobian"].expr == beta**D  # the derivation stays symbolic
+    assert all(c.passed for c in m.checks)
+    # Halving per step, 300 reversed steps lose everything in float64: reported, JSON-safe.
+    assert m.results["reversal_error"].value[-1] == [300, None]
+    json.dumps([r.value for r in m.results.values()], allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ({"beta": 1}, r"params\.momentum\.beta: expected an exact number with 1/2 <= x <= 99/100"),
+        ({"alpha": "-0.1"}, r"momentum\.alpha: expected an exact number with 0 <= x <= 1/2"),
+        ({"volume_D": 0}, r"params\.momentum\.volume_D: expected an integer from 1 to 5000"),
+    ],
+)
+def test_bad_parameters_are_refused(given, message):
+    from derive.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        Momentum.from_params(given)

@@ -28,11 +28,13 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from derive.params import Exact, Int, Param
 from derive.problems.base import Problem, Result
 from derive.verify import Check, rel_error
 
 #: Sizes and constants of the numeric experiments.
 ALPHA, BETA = 0.1, 0.9
+ALPHA_EXACT, BETA_EXACT = sp.Rational(1, 10), sp.Rational(9, 10)
 VOLUME_D = 1000
 REVERSAL_D = 8
 REVERSAL_STEPS = (1, 10, 50, 100, 200, 300)
@@ -168,7 +170,25 @@ class Momentum(Problem):
     key = "momentum"
     title = "Reversibility of gradient descent with momentum"
 
-    def __init__(self) -> None:
+    PARAMS = (
+        # Bounds keep the experiments' trajectories finite in float64 (a larger step diverges
+        # on the test function) and the 50-digit reference meaningful.
+        Param("alpha", Exact(sp.Integer(0), sp.Rational(1, 2)), ALPHA_EXACT,
+              "learning rate of the numeric experiments (0 <= alpha <= 1/2)"),
+        Param("beta", Exact(sp.Rational(1, 2), sp.Rational(99, 100)), BETA_EXACT,
+              "momentum of the numeric experiments (1/2 <= beta <= 99/100)"),
+        Param("volume_D", Int(1, 5000), VOLUME_D, "D of the volume factor beta^D"),
+    )
+
+    def __init__(
+        self,
+        alpha: sp.Rational = ALPHA_EXACT,
+        beta: sp.Rational = BETA_EXACT,
+        volume_D: int = VOLUME_D,  # noqa: N803 - the handout's D
+    ) -> None:
+        #: The numbers of the experiments (the derivation itself is symbolic).
+        self.a, self.b, self.volume_d = float(alpha), float(beta), volume_D
+        self.exact_b = sp.Rational(beta)
         #: Seconds spent on the explicit determinants (filled by ``verify``).
         self.timings: dict[str, float] = {}
 
@@ -184,6 +204,15 @@ class Momentum(Problem):
         pp_at_theta = sp.together(pp_at_theta)  # one fraction over β, as written by hand
         return th, pp_at_theta, pp_at_theta.subs(theta, th)
 
+    @property
+    def reversal_digits(self) -> int:
+        """Reversing k steps amplifies rounding by up to beta^-k: 40 digits beyond that."""
+        return 40 + math.ceil(REVERSAL_STEPS[-1] * math.log10(1 / self.b))
+
+    def _beta_mp(self) -> mpmath.mpf:
+        """β exactly as given, in the current mpmath precision (not through a float)."""
+        return mpmath.mpf(int(self.exact_b.p)) / int(self.exact_b.q)
+
     @cached_property
     def factors(self) -> tuple[sp.BlockMatrix, sp.BlockMatrix]:
         """(F2, F1): the Jacobian is F2·F1."""
@@ -194,7 +223,8 @@ class Momentum(Problem):
         f2, f1 = self.factors
         det1, det2 = block_det(f1), block_det(f2)
         det = det2 * det1
-        shrink = mpmath.mpf(BETA) ** VOLUME_D
+        with mpmath.workdps(30):  # beta^D to float64 accuracy (a 53-bit power loses digits)
+            shrink = self._beta_mp() ** self.volume_d
         return {
             "inverse_theta": Result("inverse_theta", th, theta),
             "inverse_p": Result("inverse_p", p_expr, p, chain=p_chain),
@@ -209,8 +239,8 @@ class Momentum(Problem):
                 "volume_factor",
                 sp.Float(str(shrink), 6),
                 value={
-                    "beta": BETA,
-                    "D": VOLUME_D,
+                    "beta": self.b,
+                    "D": self.volume_d,
                     "shrink": float(shrink),
                     "grow": float(1 / shrink),
                 },
@@ -223,7 +253,11 @@ class Momentum(Problem):
                         for k, e in zip(REVERSAL_STEPS, self.reversal[0], strict=True)
                     ]
                 ),
-                value=[[k, e] for k, e in zip(REVERSAL_STEPS, self.reversal[0], strict=True)],
+                # JSON has no inf: a run that overflowed (nothing recovered) is null.
+                value=[
+                    [k, e if math.isfinite(e) else None]
+                    for k, e in zip(REVERSAL_STEPS, self.reversal[0], strict=True)
+                ],
             ),
         }
 
@@ -236,17 +270,21 @@ class Momentum(Problem):
         out64 = []
         for k in REVERSAL_STEPS:
             s = s0.copy()
-            for _ in range(k):
-                s = forward(s)
-            for _ in range(k):
-                s = inv(s)
-            out64.append(float(np.linalg.norm(s - s0) / np.linalg.norm(s0)))
+            # A small beta can amplify rounding past float64's range: that is the finding,
+            # reported as an infinite error, not a warning.
+            with np.errstate(over="ignore", invalid="ignore"):
+                for _ in range(k):
+                    s = forward(s, self.a, self.b)
+                for _ in range(k):
+                    s = inv(s, self.a, self.b)
+                err = float(np.linalg.norm(s - s0) / np.linalg.norm(s0))
+            out64.append(err if math.isfinite(err) else math.inf)
         # The same experiment in 50 digits: the inverse is exact, so the float64 error is
         # rounding amplified by the inverse, not a wrong formula.
-        with mpmath.workdps(50):
+        with mpmath.workdps(self.reversal_digits):
             th0 = [mpmath.mpf(float(x)) for x in s0[:REVERSAL_D]]
             p0 = [mpmath.mpf(float(x)) for x in s0[REVERSAL_D:]]
-            a, b = mpmath.mpf(ALPHA), mpmath.mpf(BETA)
+            a, b = mpmath.mpf(self.a), mpmath.mpf(self.b)
 
             def g(x):
                 u = [v - CENTER for v in x]
@@ -291,10 +329,11 @@ class Momentum(Problem):
         worst_fi = 0.0
         for n in (1, 3, 17, 50):
             s = rng.standard_normal(2 * n)
-            back = inv(forward(s))
+            back = inv(forward(s, self.a, self.b), self.a, self.b)
             worst_t = max(worst_t, rel_error(back[:n], s[:n]))
             worst_p = max(worst_p, rel_error(back[n:], s[n:]))
-            worst_fi = max(worst_fi, rel_error(forward(inv(s)), s))
+            there = forward(inv(s, self.a, self.b), self.a, self.b)
+            worst_fi = max(worst_fi, rel_error(there, s))
         sizes = "D = 1, 3, 17, 50; non-quadratic J"
         rows.append(Check("inverse_theta", "float64: f^-1(f(s)) against s", sizes, worst_t, 1e-12))
         rows.append(Check("inverse_p", "float64: f^-1(f(s)) against s", sizes, worst_p, 1e-12))
@@ -305,12 +344,12 @@ class Momentum(Problem):
         # Volume factor: float power against 50-digit mpmath.
         v = self.results["volume_factor"].value
         with mpmath.workdps(50):
-            ref = mpmath.mpf(BETA) ** (-VOLUME_D)
+            ref = self._beta_mp() ** (-self.volume_d)
             rows.append(
                 Check(
                     "volume_factor",
                     "mpmath 50 digits: beta^-D",
-                    f"beta = {BETA}, D = {VOLUME_D}",
+                    f"beta = {self.exact_b}, D = {self.volume_d}",
                     float(abs(mpmath.mpf(v["grow"]) - ref) / ref),
                     1e-14,
                 )
@@ -318,7 +357,7 @@ class Momentum(Problem):
         rows.append(
             Check(
                 "reversal_error",
-                "mpmath 50 digits: the same k steps reversed",
+                f"mpmath {self.reversal_digits} digits: the same k steps reversed",
                 f"D = {REVERSAL_D}, k = {REVERSAL_STEPS[-1]}",
                 self.reversal[1][0],
                 1e-25,
@@ -401,13 +440,13 @@ class Momentum(Problem):
         dims = (1, 2, 5, 13, 50)
         for n in dims:
             s = rng.standard_normal(2 * n)
-            jac = fd_jacobian(forward, s)
+            jac = fd_jacobian(lambda v: forward(v, self.a, self.b), s)
             hess = hess_j(s[:n])
-            values = {alpha: ALPHA, beta: BETA}
+            values = {alpha: self.a, beta: self.b}
             factors = explicit(_at(f2, n), n, hess, values) @ explicit(_at(f1, n), n, hess, values)
             worst_j = max(worst_j, rel_error(jac, factors))
             sign, logdet = np.linalg.slogdet(jac)
-            claim = float(det_expr.subs({D: n, beta: BETA}))
+            claim = float(det_expr.subs({D: n, beta: self.b}))
             # |log det - log claim| is the relative error of det; a wrong sign is an error.
             err = abs(logdet - math.log(claim)) if claim > 0 and sign == 1 else math.inf
             worst_det = max(worst_det, err)
@@ -461,7 +500,8 @@ class Momentum(Problem):
             "reversal": r["reversal_error"].value,
             "reversal_d": REVERSAL_D,
             "reversal_mp": self.reversal[1][0],
-            "alpha_value": ALPHA,
+            "alpha_value": self.a,
+            "reversal_digits": self.reversal_digits,
         }
 
 

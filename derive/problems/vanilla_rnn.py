@@ -44,6 +44,7 @@ from derive.engine.numeric import MatrixEvaluator, VectorSweep
 from derive.engine.numeric import forward as engine_forward
 from derive.engine.vector import VectorAdjoints, VectorCell, n_h, n_x
 from derive.errors import InputError
+from derive.params import Int, Param
 from derive.problems.base import Problem, Result, json_number
 from derive.verify import Check, rel_error
 
@@ -463,6 +464,8 @@ class VanillaRNN(Problem):
 
     key = "vanilla_rnn"
     title = "Backpropagation through time in a vanilla RNN (sums of Jacobian products)"
+
+    PARAMS = (Param("T", Int(1, MAX_T), 3, "sequence length of the written-out sum (5-2 a)"),)
 
     def __init__(self, T: int = 3) -> None:  # noqa: N803 - the handout's T
         if isinstance(T, bool) or not isinstance(T, int) or not 1 <= T <= MAX_T:
