@@ -542,7 +542,8 @@ def test_build_unknown_set(previous: Path, capsys, fmt: str) -> None:
     out, err = capsys.readouterr()
     assert (status, out) == (2, "")
     sets = ", ".join(bundled())
-    assert err == f"derive: error: unknown set 'nosuchset'; bundled sets: {sets}\n"
+    hint = "(or a set file NAME.toml)"
+    assert err == f"derive: error: unknown set 'nosuchset'; bundled sets: {sets} {hint}\n"
     assert unchanged(previous)
 
 

@@ -385,3 +385,19 @@ def test_new_writes_a_starter_that_builds(tmp_path: Path, capsys):
     )
     assert main(["new", str(dest)]) == 2  # never overwrites without --force
     assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("missing.toml", r"cannot read set file .*missing\.toml: No such file"),
+        ("latin1.toml", r"cannot read .*latin1\.toml: not UTF-8 text"),
+    ],
+)
+def test_unreadable_set_files(tmp_path: Path, capsys, name, message):
+    (tmp_path / "latin1.toml").write_bytes(b'title = "caf\xe9"\n')
+    assert main(["build", str(tmp_path / name), "--out", str(tmp_path / "o")]) == 2
+    import re
+
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()

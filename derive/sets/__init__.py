@@ -191,9 +191,17 @@ def get_set(name: str) -> ProblemSet:
     if name in sets:
         return sets[name]
     path = Path(name)
-    if path.suffix == ".toml" and path.is_file():
-        return parse_set(path.read_text(encoding="utf-8"), str(path))
-    raise InputError(f"unknown set {name!r}; bundled sets: {', '.join(sets)}")
+    if path.suffix != ".toml":
+        raise InputError(
+            f"unknown set {name!r}; bundled sets: {', '.join(sets)} (or a set file NAME.toml)"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"cannot read {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise InputError(f"cannot read set file {path}: {exc.strerror or exc}") from None
+    return parse_set(text, str(path))
 
 
 def starter(name: str) -> str:
