@@ -8,12 +8,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from derive.errors import ChecksFailedError, InputError, NoTexEngineError
+from derive.errors import ChecksFailedError, DeriveError, InputError, NoTexEngineError
 from derive.fsutil import atomic_write
 from derive.problems import Problem
 from derive.render import pdf
@@ -60,6 +61,59 @@ def failed_checks(problems: list[Problem]) -> list[str]:
     return [f"{p.key}:{c.claim} ({c.method})" for p in problems for c in p.checks if not c.passed]
 
 
+@dataclass
+class Prepared:
+    """A build whose derivations, checks and LaTeX source are done; ``write`` compiles and
+    writes it.  Splitting the two lets LaTeX for one set run while the next set is derived."""
+
+    pset: ProblemSet
+    problems: list[Problem]
+    target: Path
+    fmt: str
+    handout: bool
+    version: str
+    source: str | None
+
+    def write(self) -> list[Path]:
+        """Write the outputs; raise ``ChecksFailedError`` after writing if a check failed."""
+        if self.handout:
+            return _write_document(self.source, self.target / "handout", self.fmt)
+        if self.fmt == "json":
+            written = _write_json(self.pset, self.problems, self.target)
+        else:
+            written = _write_document(self.source, self.target / "answer-key", self.fmt)
+        failed = failed_checks(self.problems)
+        if failed:
+            raise ChecksFailedError(
+                f"{self.pset.id}: {len(failed)} check(s) failed, marked FAIL in {written[0]}: "
+                + "; ".join(failed[:5])
+            )
+        return written
+
+
+def prepare(
+    pset: ProblemSet,
+    out_dir: Path,
+    fmt: str = "pdf",
+    cache: dict[str, Problem] | None = None,
+    *,
+    handout: bool = False,
+    target: Path | None = None,
+    version: str = "",
+) -> Prepared:
+    """Derive, check and render ``pset``; nothing is written yet (see ``build``)."""
+    if handout and fmt == "json":
+        raise InputError("--handout: a handout has no derivations to export; use pdf or tex")
+    if fmt == "pdf" and pdf.find_engine() is None:
+        raise NoTexEngineError(pdf.INSTALL_HINT)
+    problems = make_problems(pset, {} if cache is None else cache)
+    target = out_dir / pset.id if target is None else target
+    source = None
+    if fmt != "json":
+        source = render(pset, problems, handout=handout, version=version)
+    return Prepared(pset, problems, target, fmt, handout, version, source)
+
+
 def build(
     pset: ProblemSet,
     out_dir: Path,
@@ -78,35 +132,41 @@ def build(
     shares derived problems between the sets of one run (a problem in three sets is derived
     and checked once).  ``target`` overrides the output folder; ``version`` labels a variant.
     """
-    if handout and fmt == "json":
-        raise InputError("--handout: a handout has no derivations to export; use pdf or tex")
-    if fmt == "pdf" and pdf.find_engine() is None:
-        raise NoTexEngineError(pdf.INSTALL_HINT)
-    problems = make_problems(pset, {} if cache is None else cache)
-    target = out_dir / pset.id if target is None else target
-    if handout:
-        source = render(pset, problems, handout=True, version=version)
-        return _write_document(source, target / "handout", fmt)
-    written = _write(pset, problems, target, fmt, version)
-    failed = failed_checks(problems)
-    if failed:
-        raise ChecksFailedError(
-            f"{pset.id}: {len(failed)} check(s) failed, marked FAIL in {written[0]}: "
-            + "; ".join(failed[:5])
-        )
+    prepared = prepare(
+        pset, out_dir, fmt, cache, handout=handout, target=target, version=version
+    )
+    return prepared.write()
+
+
+def build_many(
+    sets: list[ProblemSet], out_dir: Path, fmt: str = "pdf", *, handout: bool = False
+) -> list[Path]:
+    """Build several sets, each set's LaTeX running while the next set is derived.
+
+    Problems shared by sets are derived once.  Every set is attempted; the first error
+    (in set order) is raised after all have finished.
+    """
+    cache: dict[str, Problem] = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:  # latexmk runs as a subprocess
+        futures = [
+            pool.submit(prepare(p, out_dir, fmt, cache, handout=handout).write) for p in sets
+        ]
+    written, errors = [], []
+    for future in futures:
+        try:
+            written += future.result()
+        except DeriveError as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
     return written
 
 
-def _write(
-    pset: ProblemSet, problems: list[Problem], target: Path, fmt: str, version: str
-) -> list[Path]:
-    if fmt == "json":
-        path = target / "derivations.json"
-        text = json.dumps(export(pset, problems), indent=2, ensure_ascii=True, allow_nan=False)
-        text += "\n"
-        atomic_write(path, text.encode())
-        return [path]
-    return _write_document(render(pset, problems, version=version), target / "answer-key", fmt)
+def _write_json(pset: ProblemSet, problems: list[Problem], target: Path) -> list[Path]:
+    path = target / "derivations.json"
+    text = json.dumps(export(pset, problems), indent=2, ensure_ascii=True, allow_nan=False)
+    atomic_write(path, (text + "\n").encode())
+    return [path]
 
 
 def _write_document(source: str, stem: Path, fmt: str) -> list[Path]:

@@ -32,7 +32,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
-    from derive.build import build, build_variants
+    from derive.build import build_many, build_variants
     from derive.sets import bundled, get_set
     from derive.variants import numbered
 
@@ -48,10 +48,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         files = build_variants(sets[0], out, students, args.seed, args.format, args.jobs)
         print("\n".join(map(str, files)))
         return 0
-    cache: dict = {}
-    for pset in sets:
-        for path in build(pset, Path(args.out), args.format, cache, handout=args.handout):
-            print(path)
+    for path in build_many(sets, Path(args.out), args.format, handout=args.handout):
+        print(path)
     return 0
 
 
