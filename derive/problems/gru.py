@@ -49,6 +49,21 @@ def gru_cell(biases: bool = False) -> Cell:
     )
 
 
+def gru_step(w: dict, x: Any, h_prev: Any, lib: Any, bump: dict) -> dict:
+    """One GRU step typed from the equations above, without the engine: the independent
+    forward pass that checks a worked example.  ``lib`` supplies exp and tanh (math, cmath
+    or mpmath); ``bump`` adds a number to a variable right after it is computed."""
+
+    def sig(z):  # the textbook form; the engine uses the tanh form instead
+        return 1 / (1 + lib.exp(-z))
+
+    z = sig(w["w_zx"] * x + w["w_zh"] * h_prev) + bump.get("z", 0)
+    r = sig(w["w_rx"] * x + w["w_rh"] * h_prev) + bump.get("r", 0)
+    n = lib.tanh(w["w_nx"] * x + w["w_nh"] * (r * h_prev)) + bump.get("n", 0)
+    h = (1 - z) * h_prev + z * n + bump.get("h", 0)
+    return {"z": z, "r": r, "n": n, "h": h}
+
+
 class GRU(RecurrentProblem):
     """Backprop-through-time equations of the GRU, scalar and vector form."""
 
@@ -57,6 +72,9 @@ class GRU(RecurrentProblem):
 
     def make_cell(self, biases: bool) -> Cell:
         return gru_cell(biases)
+
+    def plain_step(self, w: dict, x: dict, prev: dict, lib: Any, bump: dict) -> dict:
+        return gru_step(w, x["x"], prev["h"], lib, bump)
 
     def question_data(self) -> dict[str, Any]:
         """The recurrent question's data and the state adjoints that part (c) relates."""

@@ -4,43 +4,108 @@
 variable at step t in chain-rule and simplified form, the gradient of every parameter, the
 adjoints of the inputs and initial states, the same in matrix notation with biases, the
 backward map J of the states' adjoints, their checks, and ``grad`` on numbers.  A problem
-for a new cell (LSTM, GRU, ...) is a subclass that only supplies the cell.
+for a new cell (LSTM, GRU, ...) is a subclass that only supplies the cell, and a plain
+step function (``plain_step``) if it is to carry a worked example.
+
+**Worked example** (parameter ``example``, from a set file).  Given scalar weights, an
+input sequence, initial states and the weights a_t of a linear loss L = sum_t a_t h_t, the
+derived equations are evaluated in float64 by the engine's compiled sweep (the same code
+as ``derive grad``): forward values and adjoints per step and the weights' gradients.
+They are checked against a forward pass written out by hand (``plain_step``, no engine),
+differentiated by complex step and by 50-digit mpmath central differences.
 """
 
 from __future__ import annotations
 
+import cmath
+import math
 from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import mpmath
 import numpy as np
 import sympy as sp
 
 from derive import inputs as inp
 from derive.engine.adjoint import Adjoints
-from derive.engine.cell import Cell, T, bar, t, timed
-from derive.engine.numeric import ScalarSweep, VectorSweep, evaluate_at, forward
+from derive.engine.cell import Cell, T, bar, loss_grad, t, timed
+from derive.engine.functions import NUMERIC
+from derive.engine.numeric import (
+    Gradients,
+    ScalarSweep,
+    VectorSweep,
+    evaluate,
+    evaluate_at,
+    forward,
+)
 from derive.engine.vector import VectorAdjoints, at_absolute_step, n_h, n_x
+from derive.errors import InputError
 from derive.gradcheck import (
     METHODS,
+    SATURATED,
     Case,
     backward_map_by_probes,
     gradient_checks,
     make_data,
 )
+from derive.params import Param, Raw, exact_number, show
 from derive.problems.base import Problem, Result
 from derive.verify import Check, rel_error
+
+#: A worked example's longest sequence.
+EXAMPLE_MAX_T = 20
+#: The largest magnitude of any number of a worked example.
+EXAMPLE_MAX_ABS = 10
+#: The largest |pre-activation| of a gate in a worked example.  Beyond it the slopes
+#: sigma'(z) = u(1 - u) and 1 - u^2 (below 2.5e-3 and 2.5e-5 at 6) are differences of
+#: numbers near 1, float64 keeps few of their digits, and when every gate saturates even
+#: the largest gradient is made of them: at |z| = 8 the worst constructed case reached a
+#: third of the saturated tolerance, at 10 it failed; at 6 it stays 50 times below.
+EXAMPLE_MAX_Z = 6.0
+#: The largest |z| of any sigma(z) or tanh(z) in an example that counts as unsaturated:
+#: sigma'(3) = 0.045 and tanh'(3) = 0.0099 (the house's mild cases, |w| <= 1 and x of order
+#: 1, stay about this far in).  Beyond it the checks use the saturated tolerances.
+SATURATION = 3.0
+#: The complex step of the example's checks: no subtraction, so any tiny h will do.
+STEP = 1e-30
 
 
 class RecurrentProblem(Problem):
     """Backprop-through-time equations of a recurrent cell, scalar and vector form."""
 
-    def __init__(self, cases: list[Case] | None = None) -> None:
+    PARAMS = (
+        Param(
+            "example",
+            Raw(dict, "a table with weights, the input sequence, initial states and dL_dh"),
+            None,
+            "a worked numeric example, as for derive grad: every weight by name (weights = "
+            "{...}), the inputs x (1 to 20 steps), the initial states (h0, ...) and dL_dh, the "
+            "loss's coefficient of h at each step",
+        ),
+    )
+
+    def __init__(self, example: dict | None = None, cases: list[Case] | None = None) -> None:
         self.cases = cases
+        where = f"params.{self.key}.example"
+        self.example = None if example is None else parse_example(self.cell, example, where)
+        if self.example is not None:
+            self._refuse_saturated_gates(where)
 
     @abstractmethod
     def make_cell(self, biases: bool) -> Cell:
         """The cell as data; ``biases`` adds bias vectors (the vector form)."""
+
+    def plain_step(self, w: dict, x: dict, prev: dict, lib: Any, bump: dict) -> dict:
+        """One step of the cell written out by hand: the independent forward pass.
+
+        ``w`` holds the weights, ``x`` the inputs and ``prev`` the states of the previous
+        step; ``lib`` supplies ``exp`` and ``tanh`` (math, cmath or mpmath); ``bump`` adds a
+        number to a variable right after it is computed.  Returns every assigned variable.
+        """
+        raise NotImplementedError(f"{self.key}: a worked example needs a plain_step")
 
     @cached_property
     def cell(self) -> Cell:
@@ -57,6 +122,11 @@ class RecurrentProblem(Problem):
     @cached_property
     def vector_adjoints(self) -> VectorAdjoints:
         return VectorAdjoints(self.vector_cell)
+
+    @cached_property
+    def scalar_sweep(self) -> ScalarSweep:
+        """The scalar adjoint equations compiled once (``derive grad`` and the example)."""
+        return ScalarSweep(self.adjoints)
 
     @property
     def weights(self) -> list[str]:
@@ -78,6 +148,8 @@ class RecurrentProblem(Problem):
         out.update(self._derive_vector())
         cols, jac = adj.backward_map()
         out["backward_map"] = Result("backward_map", jac, sp.Matrix(cols))
+        if self.example is not None:
+            out.update(self._derive_example())
         return out
 
     def _derive_vector(self) -> dict[str, Result]:
@@ -93,6 +165,99 @@ class RecurrentProblem(Problem):
             out[f"vector_{s.name}0_bar"] = Result(f"vector_{s.name}0_bar", e, lhs)
         return out
 
+    # -- the worked example -------------------------------------------------------------------
+    @cached_property
+    def example_trajectory(self) -> dict:
+        """The example's forward pass by the engine (float64): every variable per step."""
+        w, x, init, _ = self.example.floats()
+        return forward(self.cell, w, x, init)
+
+    @cached_property
+    def example_sweep(self) -> Gradients:
+        """The derived adjoint equations evaluated on the example (float64)."""
+        w, _, _, a = self.example.floats()
+        return self.scalar_sweep.run(self.example_trajectory, w, a)
+
+    def example_arguments(self) -> list[tuple[int, str, bool, float]]:
+        """(step, variable, whether it is a gate, |z|) for every sigma(z) and tanh(z) in
+        the example's forward pass: a gate is a variable assigned sigma(z) or tanh(z)."""
+        traj, cell = self.example_trajectory, self.cell
+        w = self.example.floats()[0]
+        fns = {f: v["numpy"] for f, v in NUMERIC.items()}
+        out = []
+        for k in range(1, self.example.steps + 1):
+            env = {sp.Symbol(n): v for n, v in w.items()}
+            env |= {x: traj[x.name][k] for x in cell.inputs}
+            env |= {p: traj[s.name][k - 1] for s, p in cell.prev.items()}
+            env |= {u: traj[u.name][k] for u in cell.variables}
+            for u, e in cell.assignments:
+                for f in e.atoms(*NUMERIC):
+                    z = abs(float(evaluate(cell, f.args[0], env, fns)))
+                    out.append((k, u.name, f == e, z))
+        return out
+
+    def _refuse_saturated_gates(self, where: str) -> None:
+        for k, name, gate, z in self.example_arguments():
+            if gate and z > EXAMPLE_MAX_Z:
+                raise InputError(
+                    f"{where}: the gate {name} saturates at step {k} (|pre-activation| = "
+                    f"{z:.3g}); a worked example keeps every gate within |z| <= "
+                    f"{EXAMPLE_MAX_Z:g}, where float64 still resolves its slope well enough to "
+                    "check the example: use smaller weights, inputs or h0"
+                )
+
+    def _derive_example(self) -> dict[str, Result]:
+        """Forward values, adjoints per step and weight gradients of the example (float64)."""
+        traj, g = self.example_trajectory, self.example_sweep
+        steps = range(1, self.example.steps + 1)
+        names = [v.name for v in self.cell.variables]
+        fwd = {v: [float(traj[v][k]) for k in steps] for v in names}
+        adj = {v: [float(g.bars[v][k]) for k in steps] for v in reversed(names)}
+        grad = {w: float(g.params[w]) for w in self.weights}
+        return {
+            "example_forward": Result("example_forward", _float_rows(fwd.values()), value=fwd),
+            "example_adjoints": Result("example_adjoints", _float_rows(adj.values()), value=adj),
+            "example_grad": Result("example_grad", _float_rows([grad.values()]), value=grad),
+        }
+
+    def _example_context(self) -> dict[str, Any] | None:
+        """The example's tables for the key: given numbers exact, computed ones to 6 digits."""
+        ex = self.example
+        if ex is None:
+            return None
+        r = self.results
+        fwd, adj = r["example_forward"].value, r["example_adjoints"].value
+        steps = range(ex.steps)
+        return {
+            **self._example_question(),
+            "forward_head": [timed(x) for x in ex.inputs] + [timed(v) for v in fwd],
+            "forward_rows": [
+                (k + 1, [s[k] for s in ex.inputs.values()], [sig6(s[k]) for s in fwd.values()])
+                for k in steps
+            ],
+            "adjoint_head": [loss_grad(v) for v in ex.loss] + [bar(v) for v in adj],
+            "adjoint_rows": [
+                (k + 1, [s[k] for s in ex.loss.values()], [sig6(s[k]) for s in adj.values()])
+                for k in steps
+            ],
+            "grad": [(sp.Symbol("bar:" + w), sig6(v)) for w, v in r["example_grad"].value.items()],
+        }
+
+    def _example_question(self) -> dict[str, Any] | None:
+        """The example's given numbers, exact, as a question states them."""
+        ex = self.example
+        if ex is None:
+            return None
+        given = {**ex.inputs, **ex.loss}
+        return {
+            "T": ex.steps,
+            "weights": [(sp.Symbol(w), v) for w, v in ex.weights.items()],
+            "initial": [(timed(s, -t), v) for s, v in ex.initial.items()],
+            "head": [timed(x) for x in ex.inputs] + [loss_grad(v) for v in ex.loss],
+            "rows": [(k + 1, [s[k] for s in given.values()]) for k in range(ex.steps)],
+            "loss_on": [timed(v) for v in ex.loss],
+        }
+
     def shapes(self) -> dict[str, tuple]:
         """Shape of every quantity of the vector form."""
         return self.vector_adjoints.shapes()
@@ -102,7 +267,9 @@ class RecurrentProblem(Problem):
         """The checks in the tables the key prints: by form, and saturated apart."""
         groups: dict[str, list[Check]] = {}
         for c in self.checks:
-            if c.method.split(",")[0] not in METHODS:
+            if c.claim.startswith("example_"):
+                name = "Worked example"
+            elif c.method.split(",")[0] not in METHODS:
                 name = "Backward map"
             else:
                 name = (
@@ -111,7 +278,7 @@ class RecurrentProblem(Problem):
                 name += ", saturated weights" if c.method.endswith("saturated") else ""
             groups.setdefault(name, []).append(c)
         order = ["Scalar form", "Scalar form, saturated weights", "Vector form, with biases"]
-        order += ["Vector form, with biases, saturated weights", "Backward map"]
+        order += ["Vector form, with biases, saturated weights", "Backward map", "Worked example"]
         return [(name, groups[name]) for name in order if name in groups]
 
     def _map_entries(self) -> list[tuple[sp.Expr, sp.Expr, sp.Expr]]:
@@ -147,6 +314,7 @@ class RecurrentProblem(Problem):
             "states_next": [bar(s.name, 1) for s in self.cell.states],
             "backward_map_entries": self._map_entries(),
             "check_groups": [(n, g) for n, g in self.check_groups() if g],
+            "example": self._example_context(),
         }
 
     def question_data(self) -> dict[str, Any]:
@@ -160,6 +328,7 @@ class RecurrentProblem(Problem):
             "adjoints": [bar(v.name) for v in reversed(self.cell.variables)],
             "weights": [sp.Symbol(w) for w in self.weights],
             "weight_bar": sp.Symbol("bar:" + self.weights[0]),
+            "example": self._example_question(),
         }
 
     # -- verification -------------------------------------------------------------------------
@@ -174,7 +343,8 @@ class RecurrentProblem(Problem):
         cases = self.cases or self.default_cases()
         rows = gradient_checks(self.cell, [c for c in cases if not c.vector])
         rows += gradient_checks(self.vector_cell, [c for c in cases if c.vector], prefix="vector_")
-        return rows + self._map_checks()
+        rows += self._map_checks()
+        return rows if self.example is None else rows + self._example_checks()
 
     def _map_checks(self, steps: int = 8) -> list[Check]:
         """The derived backward map J against J read off the forward pass at every step."""
@@ -188,6 +358,84 @@ class RecurrentProblem(Problem):
                 worst = max(worst, compare_at(jac, traj, params, k - 1, probed))
         sizes = f"T={steps}, every step, |w| up to 1,5, seeds 14,15"
         return [Check("backward_map", "complex step on the forward pass", sizes, worst, 1e-11)]
+
+    def _example_checks(self) -> list[Check]:
+        """The example's numbers against a forward pass written out by hand (``plain_step``).
+
+        Forward values: that pass in float64.  Gradients and adjoints: its complex-step
+        derivatives and its 50-digit mpmath central differences, the latter also against
+        the derived equations evaluated at 50 digits (which tests the formulas themselves).
+        """
+        ex = self.example
+        w, x, init, _ = ex.floats()
+        names = [v.name for v in self.cell.variables]
+        plain = plain_run(self, w, x, init, math)
+        got = [self.results["example_forward"].value[v] for v in names]
+        err = rel_error(got, [[row[v] for row in plain] for v in names])
+        sizes = f"T={ex.steps}, the example's numbers"
+        method = "float64 vs a forward pass written out by hand"
+        return [
+            Check("example_forward", method, sizes, err, METHODS["complex step"]),
+            *self._example_gradient_checks(),
+        ]
+
+    def _example_gradient_checks(self) -> list[Check]:
+        """``example_grad`` and ``example_adjoints`` by the three routes of _example_checks."""
+        r, (w, x, init, a) = self.results, self.example.floats()
+        probes = self._example_probes()
+        got = [r["example_grad"].value[name] for name in self.weights]
+        got += [v for vals in r["example_adjoints"].value.values() for v in vals]
+        cs = [plain_loss(self, w, x, init, a, cmath, p, 1j * STEP).imag / STEP for p in probes]
+        deep, deep_got = self._example_mpmath(probes)
+        refs = {
+            "complex step of the hand-written pass": cs,
+            "float64 vs 50-digit central differences of that pass": deep,
+        }
+        # Beyond SATURATION float64 keeps fewer digits of the slopes: the house's saturated
+        # tolerances apply.  Both float64 routes measure the same round-off: one tolerance.
+        steep = max(z for *_, z in self.example_arguments())
+        saturated = steep > SATURATION
+        tol = (SATURATED if saturated else METHODS)["complex step"]
+        tail = ", saturated" if saturated else ""
+        sizes = f"T={self.example.steps}, the example's numbers, max |z| = {steep:.3g}"
+        n, rows = len(self.weights), []
+        for claim, part in (("example_grad", slice(0, n)), ("example_adjoints", slice(n, None))):
+            rows += [
+                Check(claim, m + tail, sizes, rel_error(got[part], ref[part]), tol)
+                for m, ref in refs.items()
+            ]
+            err = rel_error(deep_got[part], deep[part])
+            method = "derived equations at 50 digits vs those differences"
+            rows.append(Check(claim, method, sizes, err, METHODS["mpmath 50 digits"]))
+        return rows
+
+    def _example_probes(self) -> list[tuple]:
+        """Every derivative the example checks, in result order: ``("w", name)`` perturbs a
+        weight, ``(k, name)`` a variable right after step k computes it (its adjoint)."""
+        out: list[tuple] = [("w", name) for name in self.weights]
+        adj = self.results["example_adjoints"].value
+        return out + [(k, v) for v in adj for k in range(1, self.example.steps + 1)]
+
+    def _example_mpmath(self, probes: list[tuple]) -> tuple[list, list]:
+        """Central differences of the hand-written pass at 60 digits (h = 1e-25), and the
+        derived equations evaluated at 50 digits, both on the exact given numbers."""
+        with mpmath.workdps(60):
+            h = mpmath.mpf("1e-25")
+            w, x, init, a = self.example.mp()
+            ref = []
+            for p in probes:
+                up = plain_loss(self, w, x, init, a, mpmath, p, h)
+                down = plain_loss(self, w, x, init, a, mpmath, p, -h)
+                ref.append((up - down) / (2 * h))
+        with mpmath.workdps(50):
+            w, x, init, a = self.example.mp()
+            traj = forward(self.cell, w, x, init, "mpmath")
+            g = ScalarSweep(self.adjoints, "mpmath").run(traj, w, a)
+            got = [g.params[n] if k == "w" else g.bars[n][k] for k, n in probes]
+            # The sweep hands back some 0-d object arrays; unwrap them at this precision
+            # (mpf() outside this block would round to 15 digits).
+            got = [mpmath.mpf(np.asarray(v).item()) for v in got]
+        return ref, got
 
     # -- numbers ------------------------------------------------------------------------------
     def grad(self, data: Any) -> dict:
@@ -231,6 +479,161 @@ def compare_at(expr, traj, params, k: int, ref: np.ndarray) -> float:
     return rel_error(got, ref)
 
 
+# -- the worked example: given numbers, the hand-written pass, printing -----------------------
+@dataclass(frozen=True)
+class Example:
+    """A worked example's given numbers, exact as stated (SymPy rationals).
+
+    ``inputs`` and ``loss`` hold one number per step: each input's sequence and, for each
+    variable the loss reads, the weights a_t of L = sum_t a_t v_t.
+    """
+
+    weights: dict[str, sp.Rational]
+    inputs: dict[str, list[sp.Rational]]
+    initial: dict[str, sp.Rational]
+    loss: dict[str, list[sp.Rational]]
+
+    @property
+    def steps(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def _convert(self, number: Callable) -> tuple[dict, dict, dict, dict]:
+        def each(d: dict) -> dict:
+            return {
+                k: [number(v) for v in x] if isinstance(x, list) else number(x)
+                for k, x in d.items()
+            }
+
+        return each(self.weights), each(self.inputs), each(self.initial), each(self.loss)
+
+    def floats(self) -> tuple[dict, dict, dict, dict]:
+        """Weights, inputs, initial states and loss weights in float64."""
+        return self._convert(float)
+
+    def mp(self) -> tuple[dict, dict, dict, dict]:
+        """The same as mpmath numbers at the working precision (exact rationals divided)."""
+        return self._convert(lambda v: mpmath.mpf(int(v.p)) / int(v.q))
+
+
+def parse_example(cell: Cell, raw: Any, where: str) -> Example:
+    """A worked example from untrusted data (a set file), every field checked.
+
+    ``raw`` has the keys of a ``derive grad`` input for the scalar cell: ``weights`` (each
+    weight by name), each input's sequence, each state's initial value as ``<state>0`` and
+    ``dL_d<variable>`` for each variable the loss reads.  Numbers are exact (integers,
+    decimals, fractions as text) with |v| <= EXAMPLE_MAX_ABS; sequences have 1 to
+    EXAMPLE_MAX_T entries, all the same length.
+    """
+    inputs = [x.name for x in cell.inputs]
+    states = [f"{s.name}0" for s in cell.states]
+    losses = [f"dL_d{v.name}" for v in cell.loss_on]
+    _keys(raw, ["weights", *inputs, *states, *losses], where, "key")
+    weights = [p.name for p in cell.weights]
+    _keys(raw["weights"], weights, f"{where}.weights", "weight")
+    seqs = {k: _example_sequence(raw[k], f"{where}.{k}") for k in (*inputs, *losses)}
+    first = next(iter(seqs))
+    for k, v in seqs.items():
+        if len(v) != len(seqs[first]):
+            raise InputError(
+                f"{where}.{k}: expected {len(seqs[first])} numbers, one per step as "
+                f"{first} has, got {len(v)}"
+            )
+    return Example(
+        {k: _example_number(raw["weights"][k], f"{where}.weights.{k}") for k in weights},
+        {k: seqs[k] for k in inputs},
+        {k[:-1]: _example_number(raw[k], f"{where}.{k}") for k in states},
+        {k[len("dL_d") :]: seqs[k] for k in losses},
+    )
+
+
+def _keys(table: Any, required: list[str], where: str, noun: str) -> None:
+    if not isinstance(table, dict):
+        raise InputError(
+            f"{where}: expected a table with the {noun}s {', '.join(required)}, got {show(table)}"
+        )
+    for k in required:
+        if k not in table:
+            raise InputError(f"{where}.{k}: missing; required are {', '.join(required)}")
+    for k in table:
+        if k not in required:
+            # A bias is a natural guess; say why it is refused.
+            why = " (the worked example uses the scalar cell, without biases)"
+            why = why if noun == "weight" and str(k).startswith("b_") else ""
+            raise InputError(f"{where}.{k}: unknown {noun}{why}; allowed are {', '.join(required)}")
+
+
+def _example_sequence(value: Any, where: str) -> list[sp.Rational]:
+    if not isinstance(value, list) or not 1 <= len(value) <= EXAMPLE_MAX_T:
+        got = f"a list of {len(value)}" if isinstance(value, list) else show(value)
+        raise InputError(
+            f"{where}: expected a list of 1 to {EXAMPLE_MAX_T} numbers (one per step), got {got}"
+        )
+    return [_example_number(v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+def _example_number(value: Any, where: str) -> sp.Rational:
+    x = exact_number(value, where)
+    if abs(x) > EXAMPLE_MAX_ABS:
+        raise InputError(
+            f"{where}: {show(value)} is out of range; allowed is |x| <= {EXAMPLE_MAX_ABS}"
+        )
+    return x
+
+
+def plain_run(
+    problem: RecurrentProblem,
+    w: dict,
+    x: dict,
+    init: dict,
+    lib: Any,
+    probe: tuple | None = None,
+    delta: Any = 0,
+) -> list[dict]:
+    """Every variable at every step of the hand-written pass (``problem.plain_step``).
+
+    ``probe`` adds ``delta`` to a weight (``("w", name)``) or to a variable right after
+    step k computes it (``(k, name)``).
+    """
+    w = dict(w)
+    if probe is not None and probe[0] == "w":
+        w[probe[1]] = w[probe[1]] + delta
+    prev, rows = dict(init), []
+    for k in range(1, len(next(iter(x.values()))) + 1):
+        bump = {probe[1]: delta} if probe is not None and probe[0] == k else {}
+        row = problem.plain_step(w, {n: v[k - 1] for n, v in x.items()}, prev, lib, bump)
+        prev = {s: row[s] for s in prev}
+        rows.append(row)
+    return rows
+
+
+def plain_loss(
+    problem: RecurrentProblem,
+    w: dict,
+    x: dict,
+    init: dict,
+    a: dict,
+    lib: Any,
+    probe: tuple | None = None,
+    delta: Any = 0,
+) -> Any:
+    """L = sum_t a_t v_t over the hand-written pass, with ``delta`` added at ``probe``."""
+    rows = plain_run(problem, w, x, init, lib, probe, delta)
+    return sum(ak * row[v] for v, seq in a.items() for ak, row in zip(seq, rows, strict=True))
+
+
+def sig6(value: float) -> str:
+    """``value`` to 6 significant digits as LaTeX math: 0.123457, -2.5, 1.5\\times 10^{-7}."""
+    text = f"{value:.6g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return rf"{mantissa}\times 10^{{{int(exponent)}}}"
+    return "0" if text == "-0" else text
+
+
+def _float_rows(rows) -> sp.Matrix:
+    return sp.Matrix([[sp.Float(v) for v in row] for row in rows])
+
+
 def _sequence(value: Any, field: str) -> list:
     if not isinstance(value, list) or not value:
         raise inp.InputError(f"{field}: expected a non-empty list with one entry per step")
@@ -265,9 +668,9 @@ def _grad_scalar(problem: RecurrentProblem, top: dict, weights: dict) -> dict:
     seqs = {k: [inp.number(v, f"{k}[{i}]") for i, v in enumerate(s)] for k, s in seqs.items()}
     init = {s.name: inp.number(top[f"{s.name}0"], f"{s.name}0") for s in cell.states}
     inputs = {x.name: seqs[x.name] for x in cell.inputs}
-    traj = forward(cell, params, inputs, init)
     loss = {v.name: seqs[f"dL_d{v.name}"] for v in cell.loss_on}
-    g = ScalarSweep(problem.adjoints).run(traj, params, loss)
+    traj = forward(cell, params, inputs, init)
+    g = problem.scalar_sweep.run(traj, params, loss)
     steps = len(next(iter(inputs.values())))
     out = {k: float(v) for k, v in g.params.items()}
     out |= {f"{s}0": float(v) for s, v in g.initial.items()}
