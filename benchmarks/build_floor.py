@@ -1,0 +1,49 @@
+"""1. ``derive build`` against its floor, LaTeX alone on the same files.
+
+Each round runs ``python -m derive build --out DIR`` (every bundled set, PDF) in a cold
+process, then compiles the ``answer-key.tex`` files that build wrote with the build's own
+latexmk command: one after the other (the floor of the target), and two at a time (a
+context row: the build may overlap two sets' LaTeX on two cores).
+"""
+
+from __future__ import annotations
+
+from benchmarks.config import Config
+from benchmarks.floor import compile_all, run_derive
+from benchmarks.timing import Row, at_most, median, timed
+from derive.sets import bundled
+
+TARGET = 2.0
+#: The quick run builds the set that builds fastest (three small problems).
+QUICK_SET = "lmu_ex5"
+
+
+def run(cfg: Config) -> tuple[list[Row], dict]:
+    sets = [QUICK_SET] if cfg.quick else []  # no set named: derive builds every bundled set
+    names = sets or list(bundled())
+    builds, floors, pairs = [], [], []
+    for r in range(cfg.slow_repeats):
+        out = cfg.work / f"build-{r}"
+        builds.append(
+            timed(lambda out=out: run_derive(["build", *sets, "--out", str(out)], cfg.work))[0]
+        )
+        texs = sorted(out.glob("*/answer-key.tex"))
+        if len(texs) != len(names):
+            raise RuntimeError(f"expected {len(names)} answer keys in {out}, found {len(texs)}")
+        floors.append(timed(lambda texs=texs: compile_all(texs))[0])
+        pairs.append(timed(lambda texs=texs: compile_all(texs, 2))[0])
+    build, floor, pair = median(builds), median(floors), median(pairs)
+    detail = (
+        f"build {build:.2f} s (cold process) / LaTeX alone {floor:.2f} s; sets {', '.join(names)}"
+    )
+    rows = [
+        at_most("derive build / LaTeX alone", build / floor, TARGET, "x", detail),
+        Row(
+            "derive build / LaTeX alone, 2 latexmk at a time",
+            build / pair,
+            "x",
+            detail=f"LaTeX alone {pair:.2f} s with two processes",
+        ),
+    ]
+    data = {"sets": names, "build_s": builds, "latex_s": floors, "latex_2_s": pairs}
+    return rows, data
