@@ -124,12 +124,11 @@ def derived(cell: Cell, case: Case, data: Data, backend: str = "numpy") -> dict[
     conv = _to_mp if backend == "mpmath" else (lambda v: v)
     if case.vector:
         d = {k: conv(getattr(data, k)) for k in ("params", "inputs", "initial", "loss_grads")}
-        sweep = VectorSweep(VectorAdjoints(cell), backend)
     else:
         d = {k: _scalars(getattr(data, k)) for k in ("params", "inputs", "initial", "loss_grads")}
         if backend == "mpmath":
             d = {k: _to_mp(v) for k, v in d.items()}
-        sweep = ScalarSweep(Adjoints(cell), backend)
+    sweep = _sweep(cell, backend, case.vector)
     traj = forward(cell, d["params"], d["inputs"], d["initial"], backend)
     g = sweep.run(traj, d["params"], d["loss_grads"])
     out = {}
@@ -138,6 +137,23 @@ def derived(cell: Cell, case: Case, data: Data, backend: str = "numpy") -> dict[
     out.update({f"{p}_bar": _flat([v]) for p, v in g.params.items()})
     out.update({f"{s}0_bar": _flat([v]) for s, v in g.initial.items()})
     return out
+
+
+#: Compiled sweeps by (cell, backend, form): deriving and lambdify-ing once per cell, not
+#: once per case and method, is most of the checks' time otherwise.  The cell is kept with
+#: its sweep so that its id cannot be reused while the entry lives.
+#: An mpmath sweep holds constants made at the precision it was compiled in: key on it too.
+_SWEEPS: dict[tuple[int, str, bool, int], tuple[Cell, ScalarSweep | VectorSweep]] = {}
+
+
+def _sweep(cell: Cell, backend: str, vector: bool) -> ScalarSweep | VectorSweep:
+    key = (id(cell), backend, vector, mpmath.mp.dps if backend == "mpmath" else 0)
+    if key not in _SWEEPS or _SWEEPS[key][0] is not cell:
+        sweep = VectorSweep(VectorAdjoints(cell), backend) if vector else ScalarSweep(
+            Adjoints(cell), backend
+        )
+        _SWEEPS[key] = (cell, sweep)
+    return _SWEEPS[key][1]
 
 
 def _flat(values: list) -> np.ndarray:
