@@ -22,7 +22,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, reduce
+from functools import cache, cached_property, reduce
 
 import numpy as np
 import sympy as sp
@@ -206,24 +206,43 @@ class ScalarSweep:
         grads = {p: zero for p in params}
 
         def value(a, k):
-            if a.is_Symbol:
-                return params[a.name]
-            m = _NAME.match(a.func.__name__)
-            step = _step(k + int(a.args[0] - t))
-            if m["prefix"] == "bar:":
-                return bars[m["name"]][step]
-            if m["prefix"] == "dL:":
-                return loss_grads[m["name"]][step - 1] if 1 <= step <= steps else zero
-            series = traj[m["name"]]
-            return series[step] if step <= steps else zero
+            kind, name, offset = _where(a)
+            if kind == "param":
+                return params[name]
+            step = _step(k + offset)
+            if kind == "bar":
+                return bars[name][step]
+            if kind == "loss":
+                return loss_grads[name][step - 1] if 1 <= step <= steps else zero
+            return traj[name][step] if step <= steps else zero
 
+        # Resolve every argument's kind, name and step offset once, not at every step: the
+        # regex and SymPy arithmetic per argument were most of a sweep's time.
+        where = [_where(a) for a in args]
+        # Each output is an adjoint series (stored at step k) or a parameter (summed).
+        outs = [
+            (bars[n[4 : n.index("(")]], None) if n.startswith("bar:") and "(" in n
+            else (None, n[4:])
+            for n in names
+        ]
         for k in range(steps, 0, -1):
-            out = fn(*[value(a, k) for a in args])
-            for n, v in zip(names, out, strict=True):
-                if n.startswith("bar:") and "(" in n:
-                    bars[n[4 : n.index("(")]][k] = v
+            vals = []
+            for kind, name, offset in where:
+                if kind == "param":
+                    vals.append(params[name])
+                    continue
+                step = _step(k + offset)
+                if kind == "bar":
+                    vals.append(bars[name][step])
+                elif kind == "loss":
+                    vals.append(loss_grads[name][step - 1] if 1 <= step <= steps else zero)
                 else:
-                    grads[n[4:]] = grads[n[4:]] + v
+                    vals.append(traj[name][step] if step <= steps else zero)
+            for (series, grad), v in zip(outs, fn(*vals), strict=True):
+                if series is not None:
+                    series[k] = v
+                else:
+                    grads[grad] = grads[grad] + v
         initial = {s: f(*[value(a, 0) for a in a_args]) for s, (a_args, f) in self._initial.items()}
         return Gradients(bars, grads, initial)
 
@@ -341,6 +360,17 @@ class VectorSweep:
             s.name: self._eval(self.adj.initial(s.name), lookup_at(0)) for s in self.cell.states
         }
         return Gradients(bars, grads, initial)
+
+
+@cache
+def _where(a: sp.Expr) -> tuple[str, str, int]:
+    """(kind, name, step offset) of a sweep argument: a parameter, an adjoint, a direct
+    loss derivative or a forward value, at step t + offset."""
+    if a.is_Symbol:
+        return "param", a.name, 0
+    m = _NAME.match(a.func.__name__)
+    kind = {"bar:": "bar", "dL:": "loss"}.get(m["prefix"] or "", "traj")
+    return kind, m["name"], int(a.args[0] - t)
 
 
 def _step(k: int) -> int:
