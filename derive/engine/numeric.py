@@ -68,6 +68,23 @@ def evaluate(cell: Cell, e: sp.Expr, env: Mapping[sp.Symbol, object], fns: dict)
     return fns[type(e)](evaluate(cell, e.args[0], env, fns))
 
 
+#: Compiled right-hand sides by cell (the cell is kept so that its id is not reused).
+_CELLS: dict[int, tuple[Cell, dict]] = {}
+
+
+def _compiled_cell(cell: Cell) -> dict:
+    """Each assignment's right-hand side as a NumPy function of the values so far."""
+    if id(cell) not in _CELLS or _CELLS[id(cell)][0] is not cell:
+        names = {f.__name__: fn for f, fn in _functions("numpy").items()}
+        out = {}
+        for u, e in cell.assignments:
+            args = sorted(e.free_symbols, key=sp.default_sort_key)
+            f = sp.lambdify(args, e, [names, "numpy"])
+            out[u] = (lambda env, f=f, args=args: f(*[env[a] for a in args]))
+        _CELLS[id(cell)] = (cell, out)
+    return _CELLS[id(cell)][1]
+
+
 def _matvec(w, v):
     # Scalars stand for 1x1 matrices: the univariate cell of the handouts.
     return w * v if np.ndim(w) == 0 else w @ v
@@ -107,6 +124,10 @@ def forward(
     fns = _functions(backend)
     perturb = perturb or {}
     steps = len(next(iter(inputs.values())))
+    # The univariate cell in float64/complex arithmetic runs compiled right-hand sides; the
+    # vector form (matrix products) and mpmath walk the expressions.
+    scalar = backend == "numpy" and all(np.ndim(v) == 0 for v in params.values())
+    step_fns = _compiled_cell(cell) if scalar else None
     env = {sp.Symbol(k): v for k, v in params.items()}
     traj: Trajectory = {x.name: [0 * inputs[x.name][0], *inputs[x.name]] for x in cell.inputs}
     for u in cell.variables:
@@ -117,7 +138,7 @@ def forward(
         for s, p in cell.prev.items():
             env[p] = traj[s.name][k - 1]
         for u, e in cell.assignments:
-            env[u] = evaluate(cell, e, env, fns)
+            env[u] = step_fns[u](env) if step_fns else evaluate(cell, e, env, fns)
             if (u.name, k) in perturb:
                 env[u] = env[u] + perturb[u.name, k]
             traj[u.name].append(env[u])
