@@ -34,9 +34,8 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell
-from derive.engine.numeric import ScalarSweep, VectorSweep, forward, loss
+from derive.engine.numeric import forward, loss, sweep_for
 from derive.engine.vector import VectorAdjoints, n_h, n_x
 from derive.verify import Check, rel_error
 
@@ -128,7 +127,8 @@ def derived(cell: Cell, case: Case, data: Data, backend: str = "numpy") -> dict[
         d = {k: _scalars(getattr(data, k)) for k in ("params", "inputs", "initial", "loss_grads")}
         if backend == "mpmath":
             d = {k: _to_mp(v) for k, v in d.items()}
-    sweep = _sweep(cell, backend, case.vector)
+    # One compiled sweep per cell, backend and form: not once per case and method.
+    sweep = sweep_for(cell, backend, case.vector)
     traj = forward(cell, d["params"], d["inputs"], d["initial"], backend)
     g = sweep.run(traj, d["params"], d["loss_grads"])
     out = {}
@@ -137,23 +137,6 @@ def derived(cell: Cell, case: Case, data: Data, backend: str = "numpy") -> dict[
     out.update({f"{p}_bar": _flat([v]) for p, v in g.params.items()})
     out.update({f"{s}0_bar": _flat([v]) for s, v in g.initial.items()})
     return out
-
-
-#: Compiled sweeps by (cell, backend, form): deriving and lambdify-ing once per cell, not
-#: once per case and method, is most of the checks' time otherwise.  The cell is kept with
-#: its sweep so that its id cannot be reused while the entry lives.
-#: An mpmath sweep holds constants made at the precision it was compiled in: key on it too.
-_SWEEPS: dict[tuple[int, str, bool, int], tuple[Cell, ScalarSweep | VectorSweep]] = {}
-
-
-def _sweep(cell: Cell, backend: str, vector: bool) -> ScalarSweep | VectorSweep:
-    key = (id(cell), backend, vector, mpmath.mp.dps if backend == "mpmath" else 0)
-    if key not in _SWEEPS or _SWEEPS[key][0] is not cell:
-        sweep = VectorSweep(VectorAdjoints(cell), backend) if vector else ScalarSweep(
-            Adjoints(cell), backend
-        )
-        _SWEEPS[key] = (cell, sweep)
-    return _SWEEPS[key][1]
 
 
 def _flat(values: list) -> np.ndarray:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property, reduce
 
+import mpmath
 import numpy as np
 import sympy as sp
 from sympy.core.function import AppliedUndef
@@ -68,21 +69,49 @@ def evaluate(cell: Cell, e: sp.Expr, env: Mapping[sp.Symbol, object], fns: dict)
     return fns[type(e)](evaluate(cell, e.args[0], env, fns))
 
 
-#: Compiled right-hand sides by cell (the cell is kept so that its id is not reused).
-_CELLS: dict[int, tuple[Cell, dict]] = {}
+#: What is compiled once per cell, by (id of the cell, what): the cell is kept with its entry
+#: so that its id cannot be reused while the entry lives.
+_PER_CELL: dict[tuple[int, tuple], tuple[Cell, object]] = {}
+
+
+def per_cell(cell: Cell, what: tuple, make: Callable[[], object]) -> object:
+    """``make()`` once per ``cell`` and ``what``: compiled code every caller shares."""
+    key = (id(cell), what)
+    hit = _PER_CELL.get(key)
+    if hit is None or hit[0] is not cell:
+        hit = _PER_CELL[key] = (cell, make())
+    return hit[1]
+
+
+def sweep_for(cell: Cell, backend: str = "numpy", vector: bool = False):
+    """The cell's compiled backward sweep (scalar or vector form), derived once.
+
+    An mpmath sweep holds constants made at the precision it was compiled in, so the
+    current precision is part of its key.
+    """
+    dps = mpmath.mp.dps if backend == "mpmath" else 0
+
+    def make():
+        if vector:
+            return VectorSweep(VectorAdjoints(cell), backend)
+        return ScalarSweep(Adjoints(cell), backend)
+
+    return per_cell(cell, ("sweep", backend, vector, dps), make)
 
 
 def _compiled_cell(cell: Cell) -> dict:
     """Each assignment's right-hand side as a NumPy function of the values so far."""
-    if id(cell) not in _CELLS or _CELLS[id(cell)][0] is not cell:
+
+    def make() -> dict:
         names = {f.__name__: fn for f, fn in _functions("numpy").items()}
         out = {}
         for u, e in cell.assignments:
             args = sorted(e.free_symbols, key=sp.default_sort_key)
             f = sp.lambdify(args, e, [names, "numpy"])
-            out[u] = (lambda env, f=f, args=args: f(*[env[a] for a in args]))
-        _CELLS[id(cell)] = (cell, out)
-    return _CELLS[id(cell)][1]
+            out[u] = lambda env, f=f, args=args: f(*[env[a] for a in args])
+        return out
+
+    return per_cell(cell, ("forward",), make)
 
 
 def _matvec(w, v):

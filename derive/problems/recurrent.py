@@ -40,6 +40,7 @@ from derive.engine.numeric import (
     evaluate,
     evaluate_at,
     forward,
+    sweep_for,
 )
 from derive.engine.vector import VectorAdjoints, at_absolute_step, n_h, n_x
 from derive.errors import InputError
@@ -123,10 +124,10 @@ class RecurrentProblem(Problem):
     def vector_adjoints(self) -> VectorAdjoints:
         return VectorAdjoints(self.vector_cell)
 
-    @cached_property
+    @property
     def scalar_sweep(self) -> ScalarSweep:
-        """The scalar adjoint equations compiled once (``derive grad`` and the example)."""
-        return ScalarSweep(self.adjoints)
+        """The scalar adjoint equations compiled once per cell (shared with the checks)."""
+        return sweep_for(self.cell)
 
     @property
     def weights(self) -> list[str]:
