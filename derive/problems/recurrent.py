@@ -431,7 +431,7 @@ class RecurrentProblem(Problem):
         with mpmath.workdps(50):
             w, x, init, a = self.example.mp()
             traj = forward(self.cell, w, x, init, "mpmath")
-            g = ScalarSweep(self.adjoints, "mpmath").run(traj, w, a)
+            g = sweep_for(self.cell, "mpmath").run(traj, w, a)
             got = [g.params[n] if k == "w" else g.bars[n][k] for k, n in probes]
             # The sweep hands back some 0-d object arrays; unwrap them at this precision
             # (mpf() outside this block would round to 15 digits).
