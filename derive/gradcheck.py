@@ -19,11 +19,14 @@ Methods and why their tolerances differ:
 
 Tolerances were set from the worst errors measured over the cases of ``derive check``
 for the LSTM and the GRU, with margin for other BLAS builds.  Saturated cases (weights up
-to 10) get their own rows and tolerances: there sigma'(z) = u(1 - u) and 1 - u^2 cancel in
-float64 (relative error about eps / (1 - u^2)), and large higher derivatives raise the
-truncation error of differences.  Measured worst (mild / saturated): complex step
-1.3e-13 / 2.0e-11, central difference 1.7e-6 / 4.6e-4, float64 against 50 digits
-1.5e-14 / 2.0e-11; the 50-digit route stays far below its tolerance in both.
+to 10) get their own rows: large higher derivatives raise the truncation error of
+differences, and the complex-step reference itself loses a little in complex arithmetic.
+The derived side does not: the sweeps evaluate sigma'(z) and tanh'(z) from the
+pre-activation (``numeric.stable_forms``), not as u(1 - u) and 1 - u^2 from the stored
+gate, which cancel near saturation.  Measured worst (mild / saturated): complex step
+9.5e-14 / 3.3e-13, central difference 1.5e-6 / 4.6e-4, float64 against 50 digits
+7.1e-15 / 7.4e-15 (2.0e-11 saturated before the stable forms); the 50-digit route stays
+far below its tolerance in both.
 """
 
 from __future__ import annotations
@@ -46,13 +49,20 @@ METHODS = {
     "mpmath 50 digits": 1e-25,
     "float64 vs mpmath": 1e-13,
 }
-#: Tolerances for saturated cases (|w| > 1), where float64 itself loses accuracy.
+#: Tolerances for saturated cases (|w| > 1), where differences and the complex-step
+#: reference lose accuracy.
 SATURATED = {
-    "complex step": 1e-9,
+    "complex step": 1e-11,
     "central difference": 5e-3,
     "mpmath 50 digits": 1e-25,
-    "float64 vs mpmath": 1e-9,
+    "float64 vs mpmath": 1e-12,
 }
+#: Up to this length every adjoint at every step is probed on its own (one batch entry
+#: each, so the cost grows as T^2); beyond it each adjoint series is checked along
+#: DIRECTIONS random directions over all its steps at once (cost linear in T), while
+#: parameters and initial states are still probed entry by entry.
+EXHAUSTIVE_T = 64
+DIRECTIONS = 3
 #: Methods slow enough (50-digit arithmetic) to run on short sequences only.
 SLOW = ("mpmath 50 digits", "float64 vs mpmath")
 MAX_SLOW_T = 3
@@ -140,6 +150,10 @@ def derived(cell: Cell, case: Case, data: Data, backend: str = "numpy") -> dict[
 
 
 def _flat(values: list) -> np.ndarray:
+    # Steps of equal shape stack into one (steps, ...) array: step-major, as concatenated.
+    shapes = {np.shape(v) for v in values}
+    if len(shapes) == 1:
+        return np.asarray(values).reshape(-1)
     parts = [np.asarray(v).reshape(-1) for v in values]
     return np.concatenate(parts) if parts else np.zeros(0)
 
@@ -156,11 +170,21 @@ def _to_mp(v):
 
 # -- probes: the reference route ---------------------------------------------------------------
 def probes(cell: Cell, case: Case, data: Data) -> list[tuple[str, str, str, int, tuple]]:
-    """(claim, kind, name, step, index) of every entry a check compares, in derived order."""
+    """(claim, kind, name, step, index) of every entry a check compares, in derived order.
+
+    Beyond ``EXHAUSTIVE_T`` steps an adjoint series is probed along random directions:
+    kind ``"<kind> dir"``, step 0 and, in place of the index, the direction, a ``(T, rows)``
+    array of standard normal weights (seeded by the case).
+    """
     out = []
+    rng = np.random.default_rng([case.seed, case.T, 7919])
     for v in [*reversed(cell.variables), *cell.inputs]:
         kind = "input" if v in cell.inputs else "var"
         rows = (case.n_x if kind == "input" else case.n_h) or 1
+        if case.T > EXHAUSTIVE_T:
+            dirs = rng.normal(size=(DIRECTIONS, case.T, rows))
+            out += [(f"{v.name}_bar", f"{kind} dir", v.name, 0, r) for r in dirs]
+            continue
         steps = range(1, case.T + 1)
         out += [(f"{v.name}_bar", kind, v.name, k, (j, 0)) for k in steps for j in range(rows)]
     for p, w in data.params.items():
@@ -171,9 +195,13 @@ def probes(cell: Cell, case: Case, data: Data) -> list[tuple[str, str, str, int,
 
 
 def reference_losses(cell: Cell, data: Data, plist: list, delta, backend: str = "numpy"):
-    """The loss of every probe's perturbed forward pass, as one batch."""
+    """The loss of every probe's perturbed forward pass, as one batch.
+
+    ``delta`` is one step for every probe, or (NumPy) a sequence of one step per probe.
+    """
     batch = len(plist)
     dtype = object if backend == "mpmath" else (complex if np.iscomplexobj(delta) else float)
+    steps_of = list(delta) if isinstance(delta, list | tuple | np.ndarray) else [delta] * batch
     conv = _to_mp if backend == "mpmath" else (lambda v: v)
 
     def lift(a):
@@ -183,7 +211,11 @@ def reference_losses(cell: Cell, data: Data, plist: list, delta, backend: str = 
     inputs = {k: [lift(a) for a in seq] for k, seq in data.inputs.items()}
     initial = {k: lift(v) for k, v in data.initial.items()}
     perturb: dict = {}
+    # Direction probes touch every step: one (T, batch, rows, 1) array per series, split
+    # into steps at the end, instead of T small updates per probe.
+    along: dict[tuple[str, str], np.ndarray] = {}
     for b, (_, kind, name, k, idx) in enumerate(plist):
+        delta = steps_of[b]
         if kind == "param":
             if params[name].ndim == 2:
                 params[name] = lift(data.params[name])
@@ -192,25 +224,55 @@ def reference_losses(cell: Cell, data: Data, plist: list, delta, backend: str = 
             inputs[name][k - 1][(b, *idx)] += delta
         elif kind == "initial":
             initial[name][(b, *idx)] += delta
+        elif kind.endswith(" dir"):
+            steps, rows = idx.shape
+            arr = along.setdefault((kind, name), np.zeros((steps, batch, rows, 1), dtype=dtype))
+            arr[:, b] += delta * idx[:, :, None]
         else:
             rows = next(iter(data.initial.values())).shape[0]  # every variable has n_h rows
             slot = perturb.setdefault((name, k), np.zeros((batch, rows, 1), dtype=dtype))
             slot[(b, *idx)] += delta
+    for (kind, name), arr in along.items():
+        if kind == "input dir":
+            inputs[name] = [x + d for x, d in zip(inputs[name], arr, strict=True)]
+        else:
+            for k, d in enumerate(arr, start=1):
+                perturb[name, k] = perturb[name, k] + d if (name, k) in perturb else d
     loss_grads = {k: [conv(a) for a in seq] for k, seq in data.loss_grads.items()}
     traj = forward(cell, params, inputs, initial, backend, perturb)
     return loss(traj, loss_grads)
 
 
+#: Steps of the float64 methods.
+COMPLEX_H, CENTRAL_H = 1e-30, 1e-6
+
+
+def float_references(cell: Cell, data: Data, plist: list) -> dict[str, np.ndarray]:
+    """Complex step and central difference for every probe, from ONE batched forward pass.
+
+    The batch holds each probe three times, with steps ``ih``, ``+h`` and ``-h``, in complex
+    arithmetic: the per-step cost of a forward pass is mostly fixed overhead, so one pass
+    over 3n probes costs about what one over n does.  A real step in complex arithmetic
+    leaves every imaginary part exactly zero.
+    """
+    n = len(plist)
+    steps = [1j * COMPLEX_H] * n + [CENTRAL_H + 0j] * n + [-CENTRAL_H + 0j] * n
+    losses = reference_losses(cell, data, plist * 3, np.array(steps))
+    up, down = np.real(losses[n : 2 * n]), np.real(losses[2 * n :])
+    return {
+        "complex step": np.imag(losses[:n]) / COMPLEX_H,
+        "central difference": (up - down) / (2 * CENTRAL_H),
+    }
+
+
 def reference(cell: Cell, data: Data, plist: list, method: str) -> np.ndarray:
     """dL/d(probe) for every probe by ``method``."""
     if method == "complex step":
-        h = 1e-30
-        return np.imag(reference_losses(cell, data, plist, 1j * h)) / h
+        return np.imag(reference_losses(cell, data, plist, 1j * COMPLEX_H)) / COMPLEX_H
     if method == "central difference":
-        h = 1e-6
-        up = reference_losses(cell, data, plist, h)
-        down = reference_losses(cell, data, plist, -h)
-        return (up - down) / (2 * h)
+        up = reference_losses(cell, data, plist, CENTRAL_H)
+        down = reference_losses(cell, data, plist, -CENTRAL_H)
+        return (up - down) / (2 * CENTRAL_H)
     if method in SLOW:
         # 60 digits and h = 1e-25: truncation (h^2 times the third derivative) and
         # round-off (1e-60 / h) stay far below the 50 digits of the derived evaluation.
@@ -229,21 +291,43 @@ def check_case(cell: Cell, case: Case, methods=tuple(METHODS)) -> dict[tuple[str
     claims = list(dict.fromkeys(p[0] for p in plist))
     out = {}
     refs: dict[str, np.ndarray] = {}
+    evaluated: dict[str, dict] = {}
+    if {"complex step", "central difference"} <= set(methods):
+        refs |= float_references(cell, data, plist)
     for method in methods:
-        # Both 50-digit methods share one reference.
+        # Both 50-digit methods share one reference; every float64 method one evaluation.
         key = "mpmath" if method in SLOW else method
         if key not in refs:
             refs[key] = reference(cell, data, plist, method)
         ref = refs[key]
-        if method == "mpmath 50 digits":
-            with mpmath.workdps(50):
-                got = derived(cell, case, data, "mpmath")
-        else:
-            got = derived(cell, case, data)
+        backend = "mpmath" if method == "mpmath 50 digits" else "numpy"
+        if backend not in evaluated:
+            with mpmath.workdps(50):  # used by the mpmath backend only
+                evaluated[backend] = derived(cell, case, data, backend)
+        got = evaluated[backend]
         for claim in claims:
             mask = np.array([p[0] == claim for p in plist])
-            out[claim, method] = rel_error(got[claim], ref[mask])
+            out[claim, method] = _error(got[claim], ref[mask], [p for p in plist if p[0] == claim])
     return out
+
+
+def _error(got: np.ndarray, ref: np.ndarray, plist: list) -> float:
+    """Worst error of a claim's derived values against its probes' reference values.
+
+    Entry probes: the mixed relative error.  Direction probes: the derived projection
+    ``r . got`` against the reference, relative to ``|r| . |got|``, the size of the terms
+    the projection sums (a cancelling sum would otherwise inflate the relative error).
+    """
+    if not plist[0][1].endswith(" dir"):
+        return rel_error(got, ref)
+    dirs = np.array([p[4].reshape(-1) for p in plist])
+    proj = dirs @ got
+    # Differences before any conversion to float64 (50-digit values keep their digits).
+    scale = (np.abs(dirs) @ np.abs(got)).astype(float)
+    diff = np.abs(proj - ref).astype(float)
+    if not (np.all(np.isfinite(diff)) and np.all(np.isfinite(scale))):
+        return float("inf")
+    return float(np.max(np.where(scale > 0, diff / np.where(scale > 0, scale, 1), diff)))
 
 
 def gradient_checks(
@@ -272,10 +356,15 @@ def _summary(cases: list[Case]) -> str:
     forms = sorted({"scalar" if not c.vector else f"n_h={c.n_h},n_x={c.n_x}" for c in cases})
     scales = sorted({c.scale for c in cases})
     seeds = sorted({c.seed for c in cases})
-    return (
+    text = (
         f"T in {{{','.join(map(str, lengths))}}}; {'; '.join(forms)}; "
         f"|w| up to {','.join(f'{s:g}' for s in scales)}; seeds {','.join(map(str, seeds))}"
     )
+    if lengths[-1] > EXHAUSTIVE_T:
+        text += (
+            f"; adjoint series beyond T={EXHAUSTIVE_T} along {DIRECTIONS} random directions each"
+        )
+    return text
 
 
 def backward_map_by_probes(cell: Cell, params: dict, inputs: dict, initial: dict, k: int):

@@ -11,6 +11,9 @@ mpmath; both are analytic, so complex-step differentiation applies.
 
 from __future__ import annotations
 
+import cmath
+import math
+
 import mpmath
 import numpy as np
 import sympy as sp
@@ -33,9 +36,35 @@ class sigma(sp.Function):  # noqa: N801 - reads like the math
 
 
 def _np_sigma(z):
-    # 0.5*(1 + tanh(z/2)) equals 1/(1 + exp(-z)) but never overflows for large |z|,
-    # and it is analytic, so it serves complex-step differentiation as well.
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
+    # 1/(1 + e^-z) for Re z >= 0 and e^z/(1 + e^z) below: the exponent's real part is
+    # never positive, so nothing overflows, and both halves keep full *relative* accuracy,
+    # also for sigma near 0 (a closed gate), where 0.5*(1 + tanh(z/2)) loses digits to
+    # cancellation.  Each half is analytic, so complex-step differentiation applies.
+    if isinstance(z, float | complex):  # one number: math/cmath, no array overhead
+        exp = math.exp if isinstance(z, float) else cmath.exp
+        if z.real < 0:
+            e = exp(z)
+            return e / (1.0 + e)
+        return 1.0 / (1.0 + exp(-z))
+    z = np.asarray(z)
+    if z.size == 0 or z.real.min() > -700:
+        # 1/(1 + e^-z) keeps full relative accuracy for either sign; only its overflow far
+        # left (inf, and NaN for complex z) needs the two-sided form below.
+        return 1.0 / (1.0 + np.exp(-z))
+    neg = z.real < 0
+    e = np.exp(np.where(neg, z, -z))
+    return np.where(neg, e, 1.0) / (1.0 + e)
+
+
+def _np_sech(z):
+    # 2 e / (1 + e^2) with e = exp(-|z|) (sign taken on the real part: analytic on each
+    # half-plane): 1/cosh(z) without overflow for large |z|.
+    if isinstance(z, float | complex):
+        exp = math.exp if isinstance(z, float) else cmath.exp
+        e = exp(-z if z.real >= 0 else z)
+        return 2.0 * e / (1.0 + e * e)
+    e = np.exp(np.where(np.real(z) >= 0, -z, z))
+    return 2.0 * e / (1.0 + e * e)
 
 
 #: Elementwise functions the engine can differentiate, with their numeric forms.
@@ -43,5 +72,8 @@ NUMERIC = {
     sigma: {"numpy": _np_sigma, "mpmath": lambda z: 1 / (1 + mpmath.exp(-z))},
     sp.tanh: {"numpy": np.tanh, "mpmath": mpmath.tanh},
 }
+
+#: Functions that appear only in the numeric forms of derivatives (``stable_forms``).
+NUMERIC_ONLY = {sp.sech: {"numpy": _np_sech, "mpmath": mpmath.sech}}
 
 ELEMENTWISE = tuple(NUMERIC)

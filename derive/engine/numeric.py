@@ -32,19 +32,20 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, t
-from derive.engine.functions import NUMERIC
+from derive.engine.functions import NUMERIC, NUMERIC_ONLY, sigma
 from derive.engine.jacobian import Diag
-from derive.engine.vector import VectorAdjoints
+from derive.engine.vector import ONE, VectorAdjoints, VectorCell
 
 Array = np.ndarray
 Trajectory = dict[str, list]
 
 
 def _functions(backend: str) -> dict:
+    forms = NUMERIC | NUMERIC_ONLY
     if backend == "mpmath":
-        return {f: np.vectorize(v["mpmath"], otypes=[object]) for f, v in NUMERIC.items()}
+        return {f: np.vectorize(v["mpmath"], otypes=[object]) for f, v in forms.items()}
     if backend == "numpy":
-        return {f: v["numpy"] for f, v in NUMERIC.items()}
+        return {f: v["numpy"] for f, v in forms.items()}
     raise ValueError(f"unknown backend {backend!r}; use 'numpy' or 'mpmath'")
 
 
@@ -99,19 +100,29 @@ def sweep_for(cell: Cell, backend: str = "numpy", vector: bool = False):
     return per_cell(cell, ("sweep", backend, vector, dps), make)
 
 
-def _compiled_cell(cell: Cell) -> dict:
-    """Each assignment's right-hand side as a NumPy function of the values so far."""
+def _compiled_step(cell: Cell, perturbed: bool) -> Callable:
+    """One step of the univariate cell as ONE compiled NumPy function.
 
-    def make() -> dict:
+    Its arguments are the inputs, the previous states and the parameters (in that order),
+    then, if ``perturbed``, one value added to each variable right after it is computed; it
+    returns every assigned variable in order.  Later right-hand sides read earlier
+    variables through ``cse``, so nothing is computed twice, and a step costs one call.
+    """
+
+    def make() -> Callable:
         names = {f.__name__: fn for f, fn in _functions("numpy").items()}
-        out = {}
+        args = [*cell.inputs, *cell.prev.values(), *cell.params]
+        value: dict[sp.Symbol, sp.Expr] = {}
         for u, e in cell.assignments:
-            args = sorted(e.free_symbols, key=sp.default_sort_key)
-            f = sp.lambdify(args, e, [names, "numpy"])
-            out[u] = lambda env, f=f, args=args: f(*[env[a] for a in args])
-        return out
+            value[u] = e.xreplace(value)
+            if perturbed:
+                delta = sp.Symbol(f"delta_{u.name}")
+                value[u] += delta
+                args.append(delta)
+        outs = [value[u] for u in cell.variables]
+        return sp.lambdify(args, outs, [names, "numpy"], cse=True)
 
-    return per_cell(cell, ("forward",), make)
+    return per_cell(cell, ("step", perturbed), make)
 
 
 def _matvec(w, v):
@@ -154,9 +165,11 @@ def forward(
     perturb = perturb or {}
     steps = len(next(iter(inputs.values())))
     # The univariate cell in float64/complex arithmetic runs compiled right-hand sides; the
-    # vector form (matrix products) and mpmath walk the expressions.
-    scalar = backend == "numpy" and all(np.ndim(v) == 0 for v in params.values())
-    step_fns = _compiled_cell(cell) if scalar else None
+    # vector form (matrix products) and mpmath walk the expressions.  1x1 weights (with or
+    # without a batch axis) are the univariate cell too: there a matrix product is a product.
+    scalar = backend == "numpy" and all(np.shape(v)[-2:] in ((), (1, 1)) for v in params.values())
+    if scalar:
+        return _forward_compiled(cell, params, inputs, initial, perturb)
     env = {sp.Symbol(k): v for k, v in params.items()}
     traj: Trajectory = {x.name: [0 * inputs[x.name][0], *inputs[x.name]] for x in cell.inputs}
     for u in cell.variables:
@@ -167,7 +180,7 @@ def forward(
         for s, p in cell.prev.items():
             env[p] = traj[s.name][k - 1]
         for u, e in cell.assignments:
-            env[u] = step_fns[u](env) if step_fns else evaluate(cell, e, env, fns)
+            env[u] = evaluate(cell, e, env, fns)
             if (u.name, k) in perturb:
                 env[u] = env[u] + perturb[u.name, k]
             traj[u.name].append(env[u])
@@ -177,14 +190,40 @@ def forward(
     return traj
 
 
+def _forward_compiled(cell: Cell, params, inputs, initial, perturb) -> Trajectory:
+    """``forward`` of the univariate cell in float64/complex: one compiled call per step."""
+    steps = len(next(iter(inputs.values())))
+    step = _compiled_step(cell, bool(perturb))
+    fixed = [params[p.name] for p in cell.params]
+    series = [inputs[x.name] for x in cell.inputs]
+    state = [initial[s.name] for s in cell.prev]  # in the order of cell.prev
+    where = [cell.variables.index(s) for s in cell.prev]
+    rows: list[list] = []
+    for k in range(1, steps + 1):
+        extra = [perturb.get((u.name, k), 0) for u in cell.variables] if perturb else []
+        vals = step(*[x[k - 1] for x in series], *state, *fixed, *extra)
+        rows.append(vals)
+        state = [vals[i] for i in where]
+    traj: Trajectory = {x.name: [0 * inputs[x.name][0], *inputs[x.name]] for x in cell.inputs}
+    for i, u in enumerate(cell.variables):
+        column = [r[i] for r in rows]
+        first = initial[u.name] if u in cell.states else 0 * column[0]
+        traj[u.name] = [first, *column]
+    return traj
+
+
 def loss(traj: Trajectory, loss_grads: Mapping[str, Sequence[Array]]):
     """The loss L = sum over steps and loss variables of a_t . v_t (a scalar)."""
     total = 0
     for name, weights in loss_grads.items():
-        for k, a in enumerate(weights, start=1):
-            v = a * traj[name][k]
-            # Sum over the vector's entries only: a leading batch axis stays.
-            total = total + (np.sum(v, axis=(-2, -1)) if np.ndim(v) >= 2 else v)
+        # All steps at once: (T, [batch,] rows, 1) products, summed over steps and over
+        # the vector's entries only (a leading batch axis stays).
+        a = np.asarray(weights)
+        u = np.asarray(traj[name][1 : len(weights) + 1])
+        if u.ndim > a.ndim:  # a batch axis after the step axis: the weights broadcast over it
+            a = a.reshape(a.shape[:1] + (1,) * (u.ndim - a.ndim) + a.shape[1:])
+        v = a * u
+        total = total + np.sum(v, axis=(0, -2, -1) if v.ndim >= 3 else 0)
     return total
 
 
@@ -210,6 +249,53 @@ class Gradients:
 _NAME = re.compile(r"^(?P<prefix>bar:|dL:)?(?P<name>\w+)(@(?P<k>-?\d+))?$")
 
 
+def stable_forms(cell: Cell, expr: sp.Expr) -> sp.Expr:
+    """``expr`` with each derivative factor in a form float64 evaluates to full accuracy.
+
+    The answer key writes sigma'(z) = u(1 - u) and tanh'(z) = 1 - g^2 from the stored gate
+    values; near saturation (u close to 1) ``1 - u`` keeps only the absolute accuracy of
+    ``u``, so every digit lost to the cancellation is lost from the gradient (about
+    eps / (1 - u) relative).  Numbers are computed from the pre-activation instead:
+    ``1 - u = sigma(-z)`` and ``1 - tanh(z)^2 = sech(z)^2``.  Equal as formulas; only the
+    rounding differs.
+    """
+    gates = {u.name: e for u, e in cell.assignments if isinstance(e, sigma | sp.tanh)}
+    sub: dict[sp.Expr, sp.Expr] = {}
+    for a in expr.atoms(AppliedUndef):
+        e = gates.get(a.func.__name__)
+        if e is None:
+            continue
+        z = e.args[0].xreplace(cell.at_step(int(a.args[0] - t)))
+        if isinstance(e, sigma):
+            sub[1 - a] = sigma(-z)
+        else:
+            sub[1 - a**2] = sp.sech(z) ** 2
+    for f in expr.atoms(sp.tanh):
+        sub[1 - f**2] = sp.sech(f.args[0]) ** 2
+    return expr.xreplace(sub)
+
+
+def sweep_outputs(adjoints: Adjoints) -> dict[sp.Expr, sp.Expr]:
+    """What one step of the backward sweep computes, in sweep order, in stable forms.
+
+    Keys are the adjoints at step t (``bar:h(t)``, ...) and ``bar:<param>`` symbols for
+    each parameter's per-step term (summed over steps by the caller); each value reads
+    only forward quantities, loss derivatives, parameters and adjoints at step t + 1 (the
+    adjoints of step t computed before it are substituted in).
+    """
+    cell = adjoints.cell
+    exprs: dict[sp.Expr, sp.Expr] = {}
+    for a in adjoints.variables.values():  # sweep order: later bars read earlier ones
+        exprs[a.lhs] = stable_forms(cell, a.expr).xreplace(exprs)
+    outs = dict(exprs)
+    outs.update(
+        {a.lhs: stable_forms(cell, a.expr).xreplace(exprs) for a in adjoints.inputs.values()}
+    )
+    for name, a in adjoints.params.items():
+        outs[sp.Symbol("bar:" + name)] = stable_forms(cell, a.expr.function).xreplace(exprs)
+    return outs
+
+
 class ScalarSweep:
     """The scalar adjoint equations compiled to one NumPy function per step."""
 
@@ -222,13 +308,7 @@ class ScalarSweep:
 
     @cached_property
     def _compiled(self) -> tuple[list[sp.Expr], Callable, list[str]]:
-        exprs: dict[sp.Expr, sp.Expr] = {}
-        for a in self.adj.variables.values():  # sweep order: later bars read earlier ones
-            exprs[a.lhs] = a.expr.xreplace(exprs)
-        outs = dict(exprs)
-        outs.update({a.lhs: a.expr.xreplace(exprs) for a in self.adj.inputs.values()})
-        for name, a in self.adj.params.items():
-            outs[sp.Symbol("bar:" + name)] = a.expr.function.xreplace(exprs)
+        outs = sweep_outputs(self.adj)
         atoms = set()
         for e in outs.values():
             atoms |= e.atoms(AppliedUndef) | (e.free_symbols - {t})
@@ -242,7 +322,7 @@ class ScalarSweep:
     def _initial(self) -> dict[str, Callable]:
         out = {}
         for s in self.cell.states:
-            e = self.adj.variables[s.name].from_next_step
+            e = stable_forms(self.cell, self.adj.variables[s.name].from_next_step)
             args = sorted(e.atoms(AppliedUndef) | (e.free_symbols - {t}), key=sp.default_sort_key)
             out[s.name] = (args, sp.lambdify(args, e, self.modules))
         return out
@@ -266,31 +346,40 @@ class ScalarSweep:
                 return loss_grads[name][step - 1] if 1 <= step <= steps else zero
             return traj[name][step] if step <= steps else zero
 
-        # Resolve every argument's kind, name and step offset once, not at every step: the
-        # regex and SymPy arithmetic per argument were most of a sweep's time.
+        # Every argument becomes (series, offset), read as series[k + offset]: parameters
+        # are constant series, and the series are padded with zeros where the equations
+        # read before step 1 (loss) or after step T.  The per-step loop is then one list
+        # comprehension and one call.
+        padded: dict[tuple[str, str], list] = {}
+
+        def series(kind: str, name: str) -> list:
+            if (kind, name) not in padded:
+                padded[kind, name] = (
+                    bars[name]
+                    if kind == "bar"  # filled in place as the sweep goes
+                    else [params[name]] * (steps + 2)
+                    if kind == "param"
+                    else [zero, *loss_grads[name][:steps], zero]
+                    if kind == "loss"
+                    else [*traj[name][: steps + 1], zero]
+                )
+            return padded[kind, name]
+
         where = [_where(a) for a in args]
+        _step(1 + min((off for kind, _, off in where if kind != "param"), default=0))
+        reads = [(series(kind, name), offset) for kind, name, offset in where]
         # Each output is an adjoint series (stored at step k) or a parameter (summed).
         outs = [
-            (bars[n[4 : n.index("(")]], None) if n.startswith("bar:") and "(" in n
+            (bars[n[4 : n.index("(")]], None)
+            if n.startswith("bar:") and "(" in n
             else (None, n[4:])
             for n in names
         ]
         for k in range(steps, 0, -1):
-            vals = []
-            for kind, name, offset in where:
-                if kind == "param":
-                    vals.append(params[name])
-                    continue
-                step = _step(k + offset)
-                if kind == "bar":
-                    vals.append(bars[name][step])
-                elif kind == "loss":
-                    vals.append(loss_grads[name][step - 1] if 1 <= step <= steps else zero)
-                else:
-                    vals.append(traj[name][step] if step <= steps else zero)
-            for (series, grad), v in zip(outs, fn(*vals), strict=True):
-                if series is not None:
-                    series[k] = v
+            vals = fn(*[s[k + o] for s, o in reads])
+            for (out, grad), v in zip(outs, vals, strict=True):
+                if out is not None:
+                    out[k] = v
                 else:
                     grads[grad] = grads[grad] + v
         initial = {s: f(*[value(a, 0) for a in a_args]) for s, (a_args, f) in self._initial.items()}
@@ -368,13 +457,57 @@ def _matmul(a, b):
     return a * b if np.ndim(a) == 0 or np.ndim(b) == 0 else a @ b
 
 
+def vector_stable_forms(vc: VectorCell, expr: sp.MatrixExpr) -> sp.MatrixExpr:
+    """The matrix-notation counterpart of ``stable_forms``: ``1 - u`` for ``u = σ(z)`` as
+    ``σ(-z)``, and ``1 - g∘g`` for ``g = tanh(z)`` (or ``tanh(c)``) as ``sech(z)∘sech(z)``."""
+    cell = vc.cell
+    gates = {u.name: e for u, e in cell.assignments if isinstance(e, sigma | sp.tanh)}
+    sub: dict[sp.MatrixExpr, sp.MatrixExpr] = {}
+    for m in expr.atoms(sp.MatrixSymbol):
+        name, sep, k = m.name.partition("@")
+        e = gates.get(name)
+        if not sep or e is None:
+            continue
+        z = vc.to_vec(e.args[0], int(k))
+        if isinstance(e, sigma):
+            sub[ONE - m] = _apply(sigma, -z)
+        else:
+            sub[ONE - sp.HadamardPower(m, 2)] = sp.HadamardPower(_apply(sp.sech, z), 2)
+    for f in expr.atoms(ElementwiseApplyFunction):
+        if isinstance(f.function.expr, sp.tanh):
+            sub[ONE - sp.HadamardPower(f, 2)] = sp.HadamardPower(_apply(sp.sech, f.expr), 2)
+    return expr.xreplace(sub)
+
+
+def _apply(fn: type[sp.Function], m: sp.MatrixExpr) -> sp.MatrixExpr:
+    return ElementwiseApplyFunction(sp.Lambda(_z, fn(_z)), m)
+
+
+_z = sp.Symbol("z")
+
+
 class VectorSweep:
-    """The matrix-notation adjoint equations evaluated with NumPy, one step at a time."""
+    """The matrix-notation adjoint equations evaluated with NumPy, one step at a time.
+
+    The equations are evaluated in ``vector_stable_forms``: the printed ones, with each
+    derivative factor computed from the pre-activation.
+    """
 
     def __init__(self, adjoints: VectorAdjoints, backend: str = "numpy") -> None:
         self.adj = adjoints
         self.cell = adjoints.cell
         self.fns = _functions(backend)
+
+    @cached_property
+    def _equations(self) -> tuple[dict, dict, dict]:
+        vc = self.adj.vc
+
+        def stable(eqs: Mapping) -> dict:
+            return {n: vector_stable_forms(vc, e) for n, e in eqs.items()}
+
+        bars = stable({**self.adj.variables, **self.adj.inputs})
+        initial = stable({s.name: self.adj.initial(s.name) for s in self.cell.states})
+        return bars, stable(self.adj.params), initial
 
     def _eval(self, e, lookup: Callable):
         return MatrixEvaluator(lambda m: lookup(m.name), self.fns)(e)
@@ -400,15 +533,14 @@ class VectorSweep:
 
             return lookup
 
+        bar_eqs, param_eqs, initial_eqs = self._equations
         for k in range(steps, 0, -1):
             look = lookup_at(k)
-            for n, e in {**self.adj.variables, **self.adj.inputs}.items():
+            for n, e in bar_eqs.items():
                 bars[n][k] = self._eval(e, look)
-            for p, e in self.adj.params.items():
+            for p, e in param_eqs.items():
                 grads[p] = grads[p] + self._eval(e, look)
-        initial = {
-            s.name: self._eval(self.adj.initial(s.name), lookup_at(0)) for s in self.cell.states
-        }
+        initial = {s: self._eval(e, lookup_at(0)) for s, e in initial_eqs.items()}
         return Gradients(bars, grads, initial)
 
 
