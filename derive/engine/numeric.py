@@ -198,9 +198,11 @@ def _forward_compiled(cell: Cell, params, inputs, initial, perturb) -> Trajector
     series = [inputs[x.name] for x in cell.inputs]
     state = [initial[s.name] for s in cell.prev]  # in the order of cell.prev
     where = [cell.variables.index(s) for s in cell.prev]
+    # Each variable's perturbation at every step (0 where none), looked up once.
+    deltas = [[perturb.get((u.name, k), 0) for k in range(1, steps + 1)] for u in cell.variables]
     rows: list[list] = []
     for k in range(1, steps + 1):
-        extra = [perturb.get((u.name, k), 0) for u in cell.variables] if perturb else []
+        extra = [d[k - 1] for d in deltas] if perturb else []
         vals = step(*[x[k - 1] for x in series], *state, *fixed, *extra)
         rows.append(vals)
         state = [vals[i] for i in where]
