@@ -8,17 +8,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from derive import workers
 from derive.errors import ChecksFailedError, DeriveError, InputError, NoTexEngineError
 from derive.fsutil import atomic_write
 from derive.problems import Problem
 from derive.render import pdf
-from derive.render.document import render
+from derive.render.document import render, render_page, render_problem
 from derive.render.latex import KeyPrinter
 from derive.sets import ProblemSet
 from derive.variants import Version, versions
@@ -28,16 +30,23 @@ FORMATS = ("pdf", "tex", "json")
 
 def export(pset: ProblemSet, problems: list[Problem]) -> dict:
     """The JSON document of a set's derived results and checks (stable keys)."""
+    entries = {p.key: export_problem(pset, p) for p in problems}
+    return _document(pset, entries)
+
+
+def _document(pset: ProblemSet, entries: dict[str, dict]) -> dict:
+    return {"set": pset.id, "title": pset.title, "problems": entries}
+
+
+def export_problem(pset: ProblemSet, problem: Problem) -> dict:
+    """One problem's entry of ``export``: title, results (LaTeX, SymPy, value), checks."""
     printer = KeyPrinter(pset.notation)
-    out = {"set": pset.id, "title": pset.title, "problems": {}}
-    for p in problems:
-        results = {
-            key: {"latex": printer.doprint(r.expr), "sympy": r.srepr(), "value": r.value}
-            for key, r in p.results.items()
-        }
-        checks = [c.as_dict() for c in p.checks]
-        out["problems"][p.key] = {"title": p.title, "results": results, "checks": checks}
-    return out
+    results = {
+        key: {"latex": printer.doprint(r.expr), "sympy": r.srepr(), "value": r.value}
+        for key, r in problem.results.items()
+    }
+    checks = [c.as_dict() for c in problem.checks]
+    return {"title": problem.title, "results": results, "checks": checks}
 
 
 def make_problems(pset: ProblemSet, cache: dict[str, Problem]) -> list[Problem]:
@@ -73,22 +82,35 @@ class Prepared:
     handout: bool
     version: str
     source: str | None
+    #: Set when the work was done elsewhere (a worker): the JSON entries and failed checks.
+    entries: dict[str, dict] | None = None
+    failed: list[str] | None = None
 
     def write(self) -> list[Path]:
         """Write the outputs; raise ``ChecksFailedError`` after writing if a check failed."""
         if self.handout:
             return _write_document(self.source, self.target / "handout", self.fmt)
         if self.fmt == "json":
-            written = _write_json(self.pset, self.problems, self.target)
+            entries = self.entries
+            if entries is None:
+                entries = {p.key: export_problem(self.pset, p) for p in self.problems}
+            written = _write_json(self.pset, entries, self.target)
         else:
             written = _write_document(self.source, self.target / "answer-key", self.fmt)
-        failed = failed_checks(self.problems)
+        failed = failed_checks(self.problems) if self.failed is None else self.failed
         if failed:
             raise ChecksFailedError(
                 f"{self.pset.id}: {len(failed)} check(s) failed, marked FAIL in {written[0]}: "
                 + "; ".join(failed[:5])
             )
         return written
+
+
+def _check_request(fmt: str, handout: bool) -> None:
+    if handout and fmt == "json":
+        raise InputError("--handout: a handout has no derivations to export; use pdf or tex")
+    if fmt == "pdf" and pdf.find_engine() is None:
+        raise NoTexEngineError(pdf.INSTALL_HINT)
 
 
 def prepare(
@@ -102,10 +124,7 @@ def prepare(
     version: str = "",
 ) -> Prepared:
     """Derive, check and render ``pset``; nothing is written yet (see ``build``)."""
-    if handout and fmt == "json":
-        raise InputError("--handout: a handout has no derivations to export; use pdf or tex")
-    if fmt == "pdf" and pdf.find_engine() is None:
-        raise NoTexEngineError(pdf.INSTALL_HINT)
+    _check_request(fmt, handout)
     problems = make_problems(pset, {} if cache is None else cache)
     target = out_dir / pset.id if target is None else target
     source = None
@@ -132,29 +151,50 @@ def build(
     shares derived problems between the sets of one run (a problem in three sets is derived
     and checked once).  ``target`` overrides the output folder; ``version`` labels a variant.
     """
-    prepared = prepare(
-        pset, out_dir, fmt, cache, handout=handout, target=target, version=version
-    )
+    prepared = prepare(pset, out_dir, fmt, cache, handout=handout, target=target, version=version)
     return prepared.write()
 
 
 def build_many(
-    sets: list[ProblemSet], out_dir: Path, fmt: str = "pdf", *, handout: bool = False
+    sets: list[ProblemSet],
+    out_dir: Path,
+    fmt: str = "pdf",
+    *,
+    handout: bool = False,
+    jobs: int = 1,
 ) -> list[Path]:
-    """Build several sets, each set's LaTeX running while the next set is derived.
+    """Build several sets; with ``jobs`` > 1, problems are worked on in parallel.
 
-    Problems shared by sets are derived once.  Every set is attempted; the first error
-    (in set order) is raised after all have finished.
+    Each distinct problem (key and parameters) is derived, checked and rendered once, for
+    every set that uses it: in a fresh worker process when ``jobs`` > 1 (see
+    ``derive.workers``), else here.  Each set's LaTeX runs in a thread as soon as its
+    problems are ready.  Every set is attempted; the first error (in set order) is raised
+    after all have finished.
     """
+    _check_request(fmt, handout)
     cache: dict[str, Problem] = {}
-    with ThreadPoolExecutor(max_workers=2) as pool:  # latexmk runs as a subprocess
-        futures = [
-            pool.submit(prepare(p, out_dir, fmt, cache, handout=handout).write) for p in sets
-        ]
+    for pset in sets:  # every set's parameters are validated before any work starts
+        make_problems(pset, cache)
+    plan = _plan(sets, fmt, handout)
+    with ExitStack() as stack:
+        if jobs > 1:
+            futures = _submit_all(stack.enter_context(workers.pool(jobs)), plan)
+        else:  # here, when first needed (so errors surface in set order)
+            futures = {i: _Immediate(job, cache[i]) for i, job in plan.items()}
+        latex = stack.enter_context(ThreadPoolExecutor(max_workers=2))
+        outcomes: list = []
+        for pset in sets:
+            try:
+                prepared = _assemble(pset, out_dir, fmt, handout, plan, futures, cache)
+                outcomes.append(latex.submit(prepared.write))
+            except DeriveError as exc:
+                outcomes.append(exc)
     written, errors = [], []
-    for future in futures:
+    for outcome in outcomes:
         try:
-            written += future.result()
+            if isinstance(outcome, DeriveError):
+                raise outcome
+            written += outcome.result()
         except DeriveError as exc:
             errors.append(exc)
     if errors:
@@ -162,9 +202,94 @@ def build_many(
     return written
 
 
-def _write_json(pset: ProblemSet, problems: list[Problem], target: Path) -> list[Path]:
+def _submit_all(pool: Executor, plan: dict[str, _Job]) -> dict[str, Future]:
+    # The slowest jobs first: the recurrent cells' gradient checks dominate a build.
+    order = sorted(plan, key=lambda i: plan[i].key not in SLOW_FIRST)
+    return {i: pool.submit(_run_job, plan[i]) for i in order}
+
+
+#: Problems whose checks take longest (measured by benchmarks/build_floor.py's profile).
+SLOW_FIRST = ("lstm", "gru", "eigen_power", "pixelcnn_mdrnn")
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One problem (key and parameters) to derive, check and render for every set using
+    it, as problem ``number`` of that set."""
+
+    key: str
+    uses: tuple[tuple[ProblemSet, int], ...]
+    fmt: str
+    handout: bool
+
+
+@dataclass(frozen=True)
+class _Done:
+    parts: tuple  # per use: the LaTeX part, or the JSON entry
+    failed: tuple[str, ...]
+
+
+def _ident(pset: ProblemSet, key: str) -> str:
+    return key + ":" + canonical(pset.params.get(key, {}))
+
+
+def _plan(sets: list[ProblemSet], fmt: str, handout: bool) -> dict[str, _Job]:
+    uses: dict[str, list[tuple[ProblemSet, int]]] = {}
+    keys: dict[str, str] = {}
+    for pset in sets:
+        for number, key in enumerate(pset.problems, start=1):
+            ident = _ident(pset, key)
+            uses.setdefault(ident, []).append((pset, number))
+            keys[ident] = key
+    return {i: _Job(keys[i], tuple(u), fmt, handout) for i, u in uses.items()}
+
+
+def _run_job(job: _Job, problem: Problem | None = None) -> _Done:
+    """Derive, check and render one problem for every set that uses it."""
+    if problem is None:
+        problem = job.uses[0][0].make_problem(job.key)
+    if job.fmt == "json":
+        parts = tuple(export_problem(pset, problem) for pset, _ in job.uses)
+    else:
+        parts = tuple(render_problem(pset, problem, n, handout=job.handout) for pset, n in job.uses)
+    failed = () if job.handout else tuple(failed_checks([problem]))
+    return _Done(parts, failed)
+
+
+class _Immediate:
+    """A job run in this process when its result is first asked for."""
+
+    def __init__(self, job: _Job, problem: Problem) -> None:
+        self._job, self._problem = job, problem
+        self._done: _Done | None = None
+
+    def result(self) -> _Done:
+        if self._done is None:
+            self._done = _run_job(self._job, self._problem)
+        return self._done
+
+
+def _assemble(pset, out_dir, fmt, handout, plan, futures, cache) -> Prepared:
+    """A set's ``Prepared`` from its problems' finished jobs."""
+    parts, entries, failed = [], {}, []
+    for number, key in enumerate(pset.problems, start=1):
+        ident = _ident(pset, key)
+        done: _Done = futures[ident].result()
+        use = next(i for i, (s, n) in enumerate(plan[ident].uses) if s is pset and n == number)
+        if fmt == "json":
+            entries[key] = done.parts[use]
+        else:
+            parts.append(done.parts[use])
+        failed += done.failed
+    problems = make_problems(pset, cache)
+    source = None if fmt == "json" else render_page(pset, parts, handout=handout)
+    target = out_dir / pset.id
+    return Prepared(pset, problems, target, fmt, handout, "", source, entries, failed)
+
+
+def _write_json(pset: ProblemSet, entries: dict[str, dict], target: Path) -> list[Path]:
     path = target / "derivations.json"
-    text = json.dumps(export(pset, problems), indent=2, ensure_ascii=True, allow_nan=False)
+    text = json.dumps(_document(pset, entries), indent=2, ensure_ascii=True, allow_nan=False)
     atomic_write(path, (text + "\n").encode())
     return [path]
 

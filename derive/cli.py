@@ -32,6 +32,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    from derive import workers
+
+    if args.jobs > 1:
+        workers.warm_up()  # its import of derive runs beside ours
     from derive.build import build_many, build_variants
     from derive.sets import bundled, get_set
     from derive.variants import numbered
@@ -48,7 +52,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         files = build_variants(sets[0], out, students, args.seed, args.format, args.jobs)
         print("\n".join(map(str, files)))
         return 0
-    for path in build_many(sets, Path(args.out), args.format, handout=args.handout):
+    built = build_many(sets, Path(args.out), args.format, handout=args.handout, jobs=args.jobs)
+    for path in built:
         print(path)
     return 0
 
@@ -150,7 +155,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--variants", type=_positive, metavar="N", help="N per-student versions")
     b.add_argument("--students", metavar="FILE", help="one version per id in FILE (a roster)")
     b.add_argument("--seed", default="0", metavar="S", help="seed of the variants (text)")
-    b.add_argument("--jobs", type=_positive, default=2, metavar="N", help="parallel builds (2)")
+    b.add_argument(
+        "--jobs", type=_positive, default=2, metavar="N", help="worker processes (2; 1: none)"
+    )
     b.set_defaults(func=_cmd_build)
 
     n = sub.add_parser("new", help="write a commented starter set file")

@@ -184,7 +184,7 @@ def test_latex_failure_keeps_previous_pdf(tmp_path: Path, pdf_dir: Path, capsys,
     out = tmp_path / "out"
     shutil.copytree(pdf_dir, out / SET)
     before = {p.name: p.read_bytes() for p in (out / SET).iterdir()}
-    monkeypatch.setattr(derive.build, "render", lambda pset, problems, **kw: BROKEN)
+    monkeypatch.setattr(derive.build, "render_page", lambda pset, body, **kw: BROKEN)
     status = main(["build", SET, "--out", str(out), "--format", "pdf"])
     stdout, err = capsys.readouterr()
     assert (status, stdout) == (4, "")
@@ -197,7 +197,7 @@ def test_latex_failure_keeps_previous_pdf(tmp_path: Path, pdf_dir: Path, capsys,
 
 def test_latex_failure_patch_is_effective(tmp_path: Path, monkeypatch, capsys) -> None:
     """The broken source really reaches the tex output (so the patch above is live)."""
-    monkeypatch.setattr(derive.build, "render", lambda pset, problems, **kw: BROKEN)
+    monkeypatch.setattr(derive.build, "render_page", lambda pset, body, **kw: BROKEN)
     assert main(["build", SET, "--out", str(tmp_path), "--format", "tex"]) == 0
     assert (tmp_path / SET / "answer-key.tex").read_text(encoding="utf-8") == BROKEN
 
@@ -208,6 +208,19 @@ def test_a_problem_shared_by_sets_is_checked_once_per_run(tmp_path: Path, monkey
     calls = []
     real = LSTM.verify
     monkeypatch.setattr(LSTM, "verify", lambda self: calls.append(1) or real(self))
-    status = main(["build", "csc421_hw3", "hw7", "--out", str(tmp_path), "--format", "tex"])
-    assert status == 0
+    args = ["build", "csc421_hw3", "hw7", "--out", str(tmp_path), "--format", "tex"]
+    assert main([*args, "--jobs", "1"]) == 0  # in this process, where the patch is seen
     assert len(calls) == 1
+
+
+def test_parallel_builds_plan_one_job_per_distinct_problem() -> None:
+    """Workers get one job per problem and parameters, listing every set that uses it."""
+    from derive.build import _plan
+    from derive.sets import get_set
+
+    sets = [get_set("csc421_hw3"), get_set("hw7")]
+    plan = _plan(sets, "pdf", False)
+    lstm = [job for job in plan.values() if job.key == "lstm"]
+    assert len(lstm) == 1
+    assert [(s.id, n) for s, n in lstm[0].uses] == [("csc421_hw3", 1), ("hw7", 2)]
+    assert len(plan) == len({(s.id, k) for s in sets for k in s.problems}) - 1

@@ -51,7 +51,8 @@ def _functions(backend: str) -> dict:
 
 # -- the forward pass ------------------------------------------------------------------------
 def evaluate(cell: Cell, e: sp.Expr, env: Mapping[sp.Symbol, object], fns: dict):
-    """Value of a right-hand side of ``cell`` read as vectors, from symbol values ``env``."""
+    """Value of a right-hand side of ``cell`` read as vectors, from symbol values ``env``
+    (the node-by-node reading that ``_vector_step`` compiles)."""
     if e.is_Symbol:
         return env[e]
     if e.is_Number:
@@ -94,10 +95,20 @@ def sweep_for(cell: Cell, backend: str = "numpy", vector: bool = False):
 
     def make():
         if vector:
-            return VectorSweep(VectorAdjoints(cell), backend)
-        return ScalarSweep(Adjoints(cell), backend)
+            return VectorSweep(vector_adjoints_for(cell), backend)
+        return ScalarSweep(adjoints_for(cell), backend)
 
     return per_cell(cell, ("sweep", backend, vector, dps), make)
+
+
+def adjoints_for(cell: Cell) -> Adjoints:
+    """The cell's scalar adjoint equations, derived once per cell."""
+    return per_cell(cell, ("adjoints",), lambda: Adjoints(cell))
+
+
+def vector_adjoints_for(cell: Cell) -> VectorAdjoints:
+    """The cell's matrix-notation adjoint equations, derived once per cell."""
+    return per_cell(cell, ("vector adjoints",), lambda: VectorAdjoints(cell))
 
 
 def _compiled_step(cell: Cell, perturbed: bool) -> Callable:
@@ -161,39 +172,76 @@ def forward(
         Every input and assigned variable as a list over steps 0..T (index 0 holds the
         initial states; other variables there are zero).
     """
-    fns = _functions(backend)
     perturb = perturb or {}
-    steps = len(next(iter(inputs.values())))
-    # The univariate cell in float64/complex arithmetic runs compiled right-hand sides; the
-    # vector form (matrix products) and mpmath walk the expressions.  1x1 weights (with or
-    # without a batch axis) are the univariate cell too: there a matrix product is a product.
+    # The univariate cell in float64/complex arithmetic runs its compiled scalar step
+    # (lambdify); otherwise a generated step reads it as vectors (matrix products), with
+    # NumPy or mpmath functions.  1x1 weights (with or without a batch axis) are the
+    # univariate cell too: there a matrix product is a product.
     scalar = backend == "numpy" and all(np.shape(v)[-2:] in ((), (1, 1)) for v in params.values())
     if scalar:
         return _forward_compiled(cell, params, inputs, initial, perturb)
-    env = {sp.Symbol(k): v for k, v in params.items()}
-    traj: Trajectory = {x.name: [0 * inputs[x.name][0], *inputs[x.name]] for x in cell.inputs}
-    for u in cell.variables:
-        traj[u.name] = [initial[u.name] if u in cell.states else None]
-    for k in range(1, steps + 1):
-        for x in cell.inputs:
-            env[x] = traj[x.name][k]
-        for s, p in cell.prev.items():
-            env[p] = traj[s.name][k - 1]
-        for u, e in cell.assignments:
-            env[u] = evaluate(cell, e, env, fns)
-            if (u.name, k) in perturb:
-                env[u] = env[u] + perturb[u.name, k]
-            traj[u.name].append(env[u])
-    for u in cell.variables:  # gates have no value at step 0
-        if traj[u.name][0] is None:
-            traj[u.name][0] = 0 * traj[u.name][1]
-    return traj
+    return _forward_compiled(cell, params, inputs, initial, perturb, vector=True, backend=backend)
 
 
-def _forward_compiled(cell: Cell, params, inputs, initial, perturb) -> Trajectory:
-    """``forward`` of the univariate cell in float64/complex: one compiled call per step."""
+def _vector_step(cell: Cell, perturbed: bool, backend: str = "numpy") -> Callable:
+    """One step of the cell read as vectors, as ONE generated NumPy function.
+
+    Same arguments and result as ``_compiled_step``; the source spells out what
+    ``evaluate`` does node by node (a product with a weight is ``W @ (...)``, other products
+    elementwise) in the same order of operations, so results are the same to the bit.
+    """
+
+    def make() -> Callable:
+        fns = {f.__name__: fn for f, fn in _functions(backend).items()}
+        names = {
+            s: f"a{i}" for i, s in enumerate([*cell.inputs, *cell.prev.values(), *cell.params])
+        }
+        args = list(names.values())
+        lines = []
+        for i, (u, e) in enumerate(cell.assignments):
+            names[u] = f"v{i}"
+            lines.append(f"    v{i} = {_vector_source(cell, e, names)}")
+            if perturbed:
+                args.append(f"d{i}")
+                lines.append(f"    v{i} = v{i} + d{i}")
+        outs = ", ".join(names[u] for u in cell.variables)
+        src = f"def step({', '.join(args)}):\n" + "\n".join(lines) + f"\n    return ({outs},)\n"
+        # The source is built above from the cell alone (validated names, numbers printed
+        # by repr): no user text is executed; lambdify compiles the same way.
+        space = dict(fns, _matvec=_matvec)
+        exec(compile(src, f"<vector step of {cell.name}>", "exec"), space)
+        return space["step"]
+
+    return per_cell(cell, ("vector step", perturbed, backend), make)
+
+
+def _vector_source(cell: Cell, e: sp.Expr, names: Mapping[sp.Symbol, str]) -> str:
+    """Python source of a right-hand side read as vectors (see ``evaluate``)."""
+    if e.is_Symbol:
+        return names[e]
+    if e.is_Number:
+        return repr(float(e))
+    if isinstance(e, sp.Add):
+        return "(" + " + ".join(_vector_source(cell, a, names) for a in e.args) + ")"
+    if isinstance(e, sp.Mul):
+        weights = [f for f in e.args if f.is_Symbol and cell.kind(f) == "weight"]
+        rest = [_vector_source(cell, f, names) for f in e.args if f not in weights]
+        prod = "(" + " * ".join(rest) + ")"
+        return f"_matvec({names[weights[0]]}, {prod})" if weights else prod
+    if isinstance(e, sp.Pow) and e.exp.is_Integer:
+        return f"({_vector_source(cell, e.base, names)} ** {int(e.exp)})"
+    return f"{type(e).__name__}({_vector_source(cell, e.args[0], names)})"
+
+
+def _forward_compiled(
+    cell: Cell, params, inputs, initial, perturb, vector: bool = False, backend: str = "numpy"
+) -> Trajectory:
+    """``forward`` by one compiled call per step."""
     steps = len(next(iter(inputs.values())))
-    step = _compiled_step(cell, bool(perturb))
+    if vector:
+        step = _vector_step(cell, bool(perturb), backend)
+    else:
+        step = _compiled_step(cell, bool(perturb))
     fixed = [params[p.name] for p in cell.params]
     series = [inputs[x.name] for x in cell.inputs]
     state = [initial[s.name] for s in cell.prev]  # in the order of cell.prev
@@ -459,26 +507,39 @@ def _matmul(a, b):
     return a * b if np.ndim(a) == 0 or np.ndim(b) == 0 else a @ b
 
 
-def vector_stable_forms(vc: VectorCell, expr: sp.MatrixExpr) -> sp.MatrixExpr:
+def vector_stable_forms(
+    vc: VectorCell, expr: sp.MatrixExpr, memo: dict | None = None
+) -> sp.MatrixExpr:
     """The matrix-notation counterpart of ``stable_forms``: ``1 - u`` for ``u = σ(z)`` as
-    ``σ(-z)``, and ``1 - g∘g`` for ``g = tanh(z)`` (or ``tanh(c)``) as ``sech(z)∘sech(z)``."""
-    cell = vc.cell
-    gates = {u.name: e for u, e in cell.assignments if isinstance(e, sigma | sp.tanh)}
+    ``σ(-z)``, and ``1 - g∘g`` for ``g = tanh(z)`` (or ``tanh(c)``) as ``sech(z)∘sech(z)``.
+
+    ``memo`` keeps each quantity's rewrite between calls: building matrix expressions is
+    the slow part, and the equations of one cell share most of them.
+    """
+    memo = {} if memo is None else memo
     sub: dict[sp.MatrixExpr, sp.MatrixExpr] = {}
-    for m in expr.atoms(sp.MatrixSymbol):
-        name, sep, k = m.name.partition("@")
-        e = gates.get(name)
-        if not sep or e is None:
-            continue
-        z = vc.to_vec(e.args[0], int(k))
-        if isinstance(e, sigma):
-            sub[ONE - m] = _apply(sigma, -z)
-        else:
-            sub[ONE - sp.HadamardPower(m, 2)] = sp.HadamardPower(_apply(sp.sech, z), 2)
-    for f in expr.atoms(ElementwiseApplyFunction):
-        if isinstance(f.function.expr, sp.tanh):
-            sub[ONE - sp.HadamardPower(f, 2)] = sp.HadamardPower(_apply(sp.sech, f.expr), 2)
+    for a in [*expr.atoms(sp.MatrixSymbol), *expr.atoms(ElementwiseApplyFunction)]:
+        if a not in memo:
+            memo[a] = _vector_rewrite(vc, a)
+        if memo[a] is not None:
+            sub.update([memo[a]])
     return expr.xreplace(sub)
+
+
+def _vector_rewrite(vc: VectorCell, a: sp.MatrixExpr) -> tuple | None:
+    """(printed form, stable form) of the derivative factor made of ``a``, if any."""
+    if isinstance(a, ElementwiseApplyFunction):
+        if not isinstance(a.function.expr, sp.tanh):
+            return None
+        return ONE - sp.HadamardPower(a, 2), sp.HadamardPower(_apply(sp.sech, a.expr), 2)
+    name, sep, k = a.name.partition("@")
+    e = {u.name: e for u, e in vc.cell.assignments}.get(name)
+    if not sep or not isinstance(e, sigma | sp.tanh):
+        return None
+    z = vc.to_vec(e.args[0], int(k))
+    if isinstance(e, sigma):
+        return ONE - a, _apply(sigma, -z)
+    return ONE - sp.HadamardPower(a, 2), sp.HadamardPower(_apply(sp.sech, z), 2)
 
 
 def _apply(fn: type[sp.Function], m: sp.MatrixExpr) -> sp.MatrixExpr:
@@ -502,48 +563,115 @@ class VectorSweep:
 
     @cached_property
     def _equations(self) -> tuple[dict, dict, dict]:
-        vc = self.adj.vc
+        # They depend on the cell alone: one set per cell, whichever backend asks.
+        return per_cell(self.cell, ("vector equations",), self._stable_equations)
+
+    def _stable_equations(self) -> tuple[dict, dict, dict]:
+        vc, memo = self.adj.vc, {}
 
         def stable(eqs: Mapping) -> dict:
-            return {n: vector_stable_forms(vc, e) for n, e in eqs.items()}
+            return {n: vector_stable_forms(vc, e, memo) for n, e in eqs.items()}
 
         bars = stable({**self.adj.variables, **self.adj.inputs})
         initial = stable({s.name: self.adj.initial(s.name) for s in self.cell.states})
         return bars, stable(self.adj.params), initial
 
-    def _eval(self, e, lookup: Callable):
-        return MatrixEvaluator(lambda m: lookup(m.name), self.fns)(e)
+    @cached_property
+    def _compiled(self) -> tuple[dict, dict, dict]:
+        """Each equation as (matrix symbols it reads, generated function of them)."""
+
+        def comp(eqs: dict) -> dict:
+            return {n: _matrix_function(e, self.fns) for n, e in eqs.items()}
+
+        return tuple(comp(eqs) for eqs in self._equations)
 
     def run(self, traj: Trajectory, params: Mapping[str, Array], loss_grads: Mapping) -> Gradients:
         """Backward sweep over a trajectory of ``(n, 1)`` columns."""
         steps = len(traj[self.cell.inputs[0].name]) - 1
         bars: dict[str, list] = {n: [0 * traj[n][1]] * (steps + 2) for n in _bar_names(self.cell)}
         grads = {p: 0 * v for p, v in params.items()}
+        padded: dict[str, list] = {}
 
-        def lookup_at(k):
-            def lookup(name):
-                m = _NAME.match(name)
-                if m["k"] is None:
-                    return params[m["name"]]
-                step = _step(k + int(m["k"]))
-                if m["prefix"] == "bar:":
-                    return bars[m["name"]][step]
-                if m["prefix"] == "dL:":
-                    return loss_grads[m["name"]][step - 1]
-                series = traj[m["name"]]
-                return series[step] if step <= steps else 0 * series[1]
+        def series(name: str) -> tuple[list, int]:
+            # (values by step, offset): read as values[k + offset], zeros past the ends.
+            m = _NAME.match(name)
+            if m["k"] is None:
+                return [params[m["name"]]] * (steps + 2), 0
+            base, offset = m["name"], int(m["k"])
+            if name not in padded and m["prefix"] == "bar:":
+                padded[name] = bars[base]  # filled in place as the sweep goes
+            elif name not in padded and m["prefix"] == "dL:":
+                lg = loss_grads[base][:steps]
+                padded[name] = [0 * lg[0], *lg, 0 * lg[0]]
+            elif name not in padded:
+                padded[name] = [*traj[base][: steps + 1], 0 * traj[base][1]]
+            return padded[name], offset
 
-            return lookup
+        def reads(eqs: dict, first: int) -> list:
+            out = []
+            for n, (args, fn) in eqs.items():
+                where = [series(a) for a in args]
+                _step(first + min((o for _, o in where), default=0))
+                out.append((n, fn, where))
+            return out
 
-        bar_eqs, param_eqs, initial_eqs = self._equations
+        bar_eqs, param_eqs, initial_eqs = (
+            reads(eqs, first) for eqs, first in zip(self._compiled, (1, 1, 0), strict=True)
+        )
         for k in range(steps, 0, -1):
-            look = lookup_at(k)
-            for n, e in bar_eqs.items():
-                bars[n][k] = self._eval(e, look)
-            for p, e in param_eqs.items():
-                grads[p] = grads[p] + self._eval(e, look)
-        initial = {s: self._eval(e, lookup_at(0)) for s, e in initial_eqs.items()}
+            for n, fn, where in bar_eqs:
+                bars[n][k] = fn(*[v[k + o] for v, o in where])
+            for p, fn, where in param_eqs:
+                grads[p] = grads[p] + fn(*[v[k + o] for v, o in where])
+        initial = {s: fn(*[v[o] for v, o in where]) for s, fn, where in initial_eqs}
         return Gradients(bars, grads, initial)
+
+
+def _matrix_function(e: sp.MatrixExpr, fns: Mapping) -> tuple[list[str], Callable]:
+    """A matrix expression as a generated Python function of the matrix symbols it reads.
+
+    The source spells out what ``MatrixEvaluator`` does node by node, in the same order of
+    operations (so the numbers agree to the bit), without walking the tree at every step.
+    """
+    symbols = sorted(e.atoms(sp.MatrixSymbol), key=lambda m: m.name)
+    names = {m: f"a{i}" for i, m in enumerate(symbols)}
+    space = {f.__name__: fn for f, fn in fns.items()}
+    space |= {"_matmul": _matmul, "_diag": lambda v: np.diag(np.ravel(v)), "_kron": np.kron}
+    body = _matrix_source(e, names, space)
+    src = f"def f({', '.join(names.values())}):\n    return {body}\n"
+    # Generated from a derived expression (validated names, numbers printed by repr): no user
+    # text is executed; lambdify compiles the same way.
+    exec(compile(src, "<adjoint equation>", "exec"), space)
+    return [m.name for m in symbols], space["f"]
+
+
+def _matrix_source(e, names: Mapping, space: dict) -> str:
+    """Python source of one node of a matrix expression (see ``MatrixEvaluator``)."""
+    if isinstance(e, sp.MatrixSymbol):
+        return names[e]
+    if e.is_Number:
+        return repr(float(e) if e.is_real else complex(e))
+    if isinstance(e, sp.OneMatrix | sp.Identity | sp.ZeroMatrix):
+        const = f"c{len(space)}"
+        space[const] = MatrixEvaluator(lambda m: None, {})._constant(e)
+        return const
+    if isinstance(e, sp.HadamardPower):
+        return f"({_matrix_source(e.base, names, space)} ** {int(e.exp)})"
+    if isinstance(e, ElementwiseApplyFunction):
+        return f"{type(e.function.expr).__name__}({_matrix_source(e.expr, names, space)})"
+    parts = [_matrix_source(a, names, space) for a in e.args]
+    if isinstance(e, Diag):
+        return f"_diag({parts[0]})"
+    if isinstance(e, sp.Transpose):
+        return f"({parts[0]}).T"
+    if isinstance(e, sp.MatMul | sp.KroneckerProduct):
+        fn = "_matmul" if isinstance(e, sp.MatMul) else "_kron"
+        return reduce(lambda a, b: f"{fn}({a}, {b})", parts)
+    if isinstance(e, sp.MatAdd):
+        return "(" + " + ".join(parts) + ")"
+    if isinstance(e, sp.HadamardProduct):
+        return "(" + " * ".join(parts) + ")"
+    raise TypeError(f"cannot evaluate {type(e).__name__}: add a rule for it")
 
 
 @cache

@@ -115,20 +115,41 @@ def render(pset, problems: list, *, handout: bool = False, version: str = "") ->
     it.  ``version`` names a per-student variant in the title.
     """
     env = environment(pset.notation)
-    body = []
-    for number, problem in enumerate(problems, start=1):
-        common = {
-            "number": number,
-            "problem": problem,
-            "data": problem.question_data(),
-            # The set's part headings, so that question and solution number parts alike.
-            "labels": pset.labels.get(problem.key, {}),
-        }
-        question = env.get_template(problem.question_template).render(**common)
-        if handout:
-            body.append(question)
-            continue
-        tpl = env.get_template(problem.template)
-        body.append(tpl.render(question=question, **common, **problem.context()))
+    body = [
+        render_problem(pset, problem, number, handout=handout, env=env)
+        for number, problem in enumerate(problems, start=1)
+    ]
+    return render_page(pset, body, handout=handout, version=version, env=env)
+
+
+def render_problem(
+    pset, problem, number: int, *, handout: bool = False, env: jinja2.Environment | None = None
+) -> str:
+    """Problem ``number`` of ``pset``: its question, and for a key its solution."""
+    env = env or environment(pset.notation)
+    common = {
+        "number": number,
+        "problem": problem,
+        "data": problem.question_data(),
+        # The set's part headings, so that question and solution number parts alike.
+        "labels": pset.labels.get(problem.key, {}),
+    }
+    question = env.get_template(problem.question_template).render(**common)
+    if handout:
+        return question
+    tpl = env.get_template(problem.template)
+    return tpl.render(question=question, **common, **problem.context())
+
+
+def render_page(
+    pset,
+    body: list[str],
+    *,
+    handout: bool = False,
+    version: str = "",
+    env: jinja2.Environment | None = None,
+) -> str:
+    """The whole document around the problems' rendered ``body`` parts."""
+    env = env or environment(pset.notation)
     page = "handout.tex.j2" if handout else "answer_key.tex.j2"
     return env.get_template(page).render(pset=pset, body="\n".join(body), version=version)
