@@ -78,15 +78,29 @@ def parallel_rounds(dag: Dag, inputs: Iterable[Node] = ()) -> dict[Node, int]:
     """The round in which a machine that computes, each round, every node whose predecessors
     are done, computes each node (0 for inputs); the last round is the number of steps."""
     done = dict.fromkeys(inputs, 0)
-    todo = [n for n in dag if n not in done]
+    # Round by round, as the machine would: a node is ready once its count of unfinished
+    # predecessors reaches zero, so each round looks only at the successors of the last
+    # round's nodes (linear in the graph, not rounds x nodes).
+    waiting = {n: sum(p not in done for p in preds) for n, preds in dag.items() if n not in done}
+    succs: dict[Node, list[Node]] = {}
+    for n in waiting:
+        for p in dag[n]:
+            if p not in done:
+                succs.setdefault(p, []).append(n)
+    ready = [n for n, k in waiting.items() if k == 0]
     rounds = 0
-    while todo:
+    while ready:
         rounds += 1
-        ready = [n for n in todo if all(p in done for p in dag[n])]
-        if not ready:
-            raise ValueError("the graph has a cycle: no step order exists")
         done.update(dict.fromkeys(ready, rounds))
-        todo = [n for n in todo if n not in done]
+        nxt = []
+        for n in ready:
+            for s in succs.get(n, ()):
+                waiting[s] -= 1
+                if waiting[s] == 0:
+                    nxt.append(s)
+        ready = nxt
+    if len(done) < len(dag.keys() | done.keys()):
+        raise ValueError("the graph has a cycle: no step order exists")
     return done
 
 
@@ -130,19 +144,20 @@ class GridModel:
     def depth(self) -> int:
         return len(self.stencils)
 
-    def _on_grid(self, i: int, j: int) -> bool:
-        return 1 <= i <= self.height and 1 <= j <= self.width
-
     @cached_property
     def dag(self) -> Dag:
         """The instantiated dependency graph."""
-        cells = list(itertools.product(range(1, self.height + 1), range(1, self.width + 1)))
+        h, w = self.height, self.width
+        cells = list(itertools.product(range(1, h + 1), range(1, w + 1)))
         dag: Dag = {(0, i, j): () for i, j in cells}
         for layer, stencil in enumerate(self.stencils, start=1):
+            # (layer read, di, dj) for every offset, the layer below first: one list per layer.
+            reads = [(layer - 1, a, b) for a, b in stencil]
+            reads += [(layer, a, b) for a, b in self.recurrent]
             for i, j in cells:
-                below = [(layer - 1, i + a, j + b) for a, b in stencil]
-                same = [(layer, i + a, j + b) for a, b in self.recurrent]
-                dag[(layer, i, j)] = tuple(n for n in below + same if self._on_grid(*n[1:]))
+                dag[(layer, i, j)] = tuple(
+                    (lr, i + a, j + b) for lr, a, b in reads if 0 < i + a <= h and 0 < j + b <= w
+                )
         return dag
 
     def truncated(self, layers: int) -> GridModel:
