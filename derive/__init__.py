@@ -11,24 +11,37 @@ The library surface:
   equations (what ``derive grad`` runs).
 """
 
-from derive.engine.adjoint import Adjoints
-from derive.engine.cell import Cell
-from derive.engine.numeric import ScalarSweep, VectorSweep, forward
-from derive.engine.vector import VectorAdjoints
-from derive.problems import REGISTRY, get_problem
-from derive.sets import bundled, get_set
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "REGISTRY",
-    "Adjoints",
-    "Cell",
-    "ScalarSweep",
-    "VectorAdjoints",
-    "VectorSweep",
-    "bundled",
-    "forward",
-    "get_problem",
-    "get_set",
-]
+#: Each public name and the module that defines it.  They load on first use (PEP 562), so
+#: ``import derive.cli`` stays light: the command line can start a build's worker server
+#: before SymPy is imported, and ``derive --help`` answers at once.
+_EXPORTS = {
+    "Adjoints": "derive.engine.adjoint",
+    "Cell": "derive.engine.cell",
+    "REGISTRY": "derive.problems",
+    "ScalarSweep": "derive.engine.numeric",
+    "VectorAdjoints": "derive.engine.vector",
+    "VectorSweep": "derive.engine.numeric",
+    "bundled": "derive.sets",
+    "forward": "derive.engine.numeric",
+    "get_problem": "derive.problems",
+    "get_set": "derive.sets",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'derive' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -17,7 +17,7 @@ import multiprocessing.forkserver
 from concurrent.futures import ProcessPoolExecutor
 
 #: What the forkserver imports once for all workers.
-PRELOAD = ["derive.build"]
+PRELOAD = ["derive._preload"]
 
 
 def _context() -> multiprocessing.context.BaseContext:
