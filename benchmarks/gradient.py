@@ -1,15 +1,25 @@
 """3. The derived gradient as code: derive's compiled adjoints against JAX and PyTorch.
 
-derive's side is what ``derive grad lstm`` runs on numbers: the forward pass
-(``engine.numeric.forward``) and the backward sweep of the derived scalar equations compiled
-once by ``lambdify`` (``ScalarSweep``; the compile is timed apart, like JAX's).  A batch is
-one call on arrays of shape (B,) per step: ``ScalarSweep`` works elementwise, and before
-timing the batched gradients are compared with single-sequence runs of the same sequences.
-Each peer's gradient is compared with derive's on the same inputs before it is timed.
+derive's side is what ``derive grad lstm`` runs on numbers where a C compiler is: the
+forward pass and the backward sweep of the derived scalar equations generated as one C
+function and compiled once per cell (``derive.engine.native``; the compile is timed apart,
+like JAX's, from a cold cache).  It takes NumPy arrays and returns what the peers return
+(dL/dw, dL/dx_t, dL/dh_0, dL/dc_0).  A batch is one call on (T, B) arrays, the sequences
+split over the cores; before timing, the batched gradients are compared with
+single-sequence runs of the same sequences (the same code on the same numbers: equal to the
+bit).  Each peer's gradient is compared with derive's on the same inputs before it is timed.
+
+For reference, one row per T times the NumPy backend (``forward`` + ``ScalarSweep``
+compiled by ``lambdify``, what ``derive grad --backend numpy`` runs, one sequence as plain
+floats as read from JSON), after checking it against the C backend; without a C compiler
+it is derive's side.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -29,11 +39,11 @@ from benchmarks.timing import (
     at_most,
     below,
     fmt,
-    interleaved,
     median,
     missing,
     timed,
 )
+from derive.engine.native import NativeGradient, NativeUnavailable
 from derive.engine.numeric import Gradients, ScalarSweep, forward
 from derive.problems.lstm import LSTM
 from derive.verify import rel_error
@@ -47,27 +57,68 @@ BATCH_AGREE = 1e-12
 #: Targets: faster than JAX on one sequence from T = 1000, within 1.3x batched from T = 100,
 #: faster than PyTorch everywhere.
 JAX_SINGLE_FROM, JAX_BATCH_FROM, JAX_BATCH_RATIO = 1000, 100, 1.3
+#: Untimed wait before each batched call: JAX's thread pool keeps spinning for a few ms after
+#: a call (measured: one or two extra runnable threads right after, none 10 ms later), and a
+#: call that follows at once finds the cores taken; each side's threads get quiet cores.
+#: Not for one sequence (one thread): after any wait a short call took several times as
+#: long (T = 10: about 0.2 ms against 0.04 ms, for both derive and JAX).
+SETTLE_S = 0.015
 
 
 class DeriveGradient:
-    """derive's forward pass and compiled backward sweep for the scalar LSTM."""
+    """derive's gradient of the scalar LSTM: the C backend, or NumPy without a compiler."""
 
     def __init__(self) -> None:
         self.problem = LSTM()
         self.sweep = ScalarSweep(self.problem.adjoints)
-        self.compile_s = timed(lambda: self.sweep._compiled)[0]
-        self.split: list[tuple[float, float]] = []  # (forward, sweep) seconds of each call
+        self.lambdify_s = timed(lambda: self.sweep._compiled)[0]
+        self.split: list[tuple[float, float]] = []  # (forward, sweep) seconds of NumPy calls
+        self.native: NativeGradient | None = None
+        self.why_numpy = ""
+        try:
+            self.compile_s, self.native = timed(_cold_compile)
+        except NativeUnavailable as exc:
+            self.why_numpy = " ".join(str(exc).split())
+            self.compile_s = self.lambdify_s
+
+    @property
+    def backend(self) -> str:
+        return "NumPy" if self.native is None else "C"
 
     def run(self, seq: Sequences) -> Gradients:
-        # One sequence as plain floats (what derive grad reads from JSON); a batch as rows.
-        x = seq.x.tolist() if seq.batch is None else list(seq.x)
-        a = seq.a.tolist() if seq.batch is None else list(seq.a)
+        """derive's gradient of ``seq``: the C backend where it runs."""
+        if self.native is None:
+            return self.run_numpy(seq)
+        # Arrays, as JAX gets them: converting a list costs 11 us per 1000 numbers.
+        h0c0 = {"h": seq.h0, "c": seq.c0}
+        g = self.native.run(seq.weights, {"x": seq.x}, h0c0, {"h": seq.a}, values=(), bars=("x",))
+        return g[1]
+
+    def run_numpy(self, seq: Sequences) -> Gradients:
+        """``forward`` + ``ScalarSweep``: what ``derive grad --backend numpy`` runs."""
+        # One sequence as plain floats (what derive grad reads from JSON), a batch as rows.
+        x, a = (v.tolist() if seq.batch is None else list(v) for v in (seq.x, seq.a))
         fwd, traj = timed(
             lambda: forward(self.problem.cell, seq.weights, {"x": x}, {"h": seq.h0, "c": seq.c0})
         )
         back, grads = timed(lambda: self.sweep.run(traj, seq.weights, {"h": a}))
         self.split.append((fwd, back))
         return grads
+
+
+def _cold_compile() -> NativeGradient:
+    """The C backend built from nothing, as on a first run: derive the equations, generate
+    the source, compile (into a scratch cache, not the user's)."""
+    saved = os.environ.get("DERIVE_CACHE")
+    with tempfile.TemporaryDirectory() as cold:
+        os.environ["DERIVE_CACHE"] = cold
+        try:
+            return NativeGradient(LSTM().cell)  # a new cell: nothing derived yet
+        finally:
+            if saved is None:
+                del os.environ["DERIVE_CACHE"]
+            else:
+                os.environ["DERIVE_CACHE"] = saved
 
 
 def arrays(g: Gradients, steps: int) -> dict[str, np.ndarray]:
@@ -104,16 +155,24 @@ def run(cfg: Config) -> tuple[list[Row], dict]:
     rows: list[Row] = []
     runs = []
     for steps in steps_list:
-        for size in (None, batch):
-            run = measure(dg, make_sequences(steps, size, SEED), why, cfg.repeats)
-            rows += _rows(steps, size, run["seconds"], run["derive_split_s"])
-            runs.append(run)
-    worst = {k: max(r["errors"].get(k, 0.0) for r in runs) for k in ("batch", "JAX", "PyTorch")}
+        pair = [
+            measure(dg, make_sequences(steps, size, SEED), why, cfg.repeats)
+            for size in (None, batch)
+        ]
+        for size, run in zip((None, batch), pair, strict=True):
+            rows += _rows(dg, steps, size, run)
+        if dg.native is not None:
+            rows.append(_numpy_row(steps, batch, *pair))
+        runs += pair
+    kinds = ("batch", "NumPy", "JAX", "PyTorch")
+    worst = {k: max(r["errors"].get(k, 0.0) for r in runs) for k in kinds}
     compile_s = [r["jax_compile_s"] for r in runs if "jax_compile_s" in r]
-    rows += _summary_rows(why, worst, compile_s, dg.compile_s)
+    rows += _summary_rows(dg, why, worst, compile_s)
     data = {
         "batch": batch,
+        "backend": dg.backend,
         "derive_compile_s": dg.compile_s,
+        "lambdify_s": dg.lambdify_s,
         "missing": why,
         "runs": runs,
         "worst_disagreement": worst,
@@ -122,7 +181,8 @@ def run(cfg: Config) -> tuple[list[Row], dict]:
 
 
 def measure(dg: DeriveGradient, seq: Sequences, why: dict, repeats: int) -> dict:
-    """Cross-check, then time derive and every installed peer on ``seq``, interleaved."""
+    """Cross-check, then time derive and every installed peer on ``seq``, interleaved; then
+    the NumPy backend alone (a reference row, no target)."""
     steps = len(seq.x)
     reference = arrays(dg.run(seq), steps)
     out: dict = {"T": steps, "batch": seq.batch or 1, "errors": {}}
@@ -133,23 +193,43 @@ def measure(dg: DeriveGradient, seq: Sequences, why: dict, repeats: int) -> dict
         fns["JAX"], out["jax_compile_s"] = jax_gradient(seq)
     if not why["PyTorch"]:
         fns["PyTorch"] = torch_gradient(seq)
+    if dg.native is not None:
+        fns["NumPy"] = lambda: arrays(dg.run_numpy(seq), steps)
     for peer in [p for p in fns if p != "derive"]:
         err = disagreement(reference, fns[peer]())
         if err > AGREE:
             raise AssertionError(f"{peer} and derive disagree by {err:.1e} at T={steps}")
         out["errors"][peer] = err
+    numpy = fns.pop("NumPy", None)
     dg.split.clear()
-    out["seconds"] = interleaved(fns, repeats)
-    out["derive_split_s"] = dg.split[:]
+    settle = 0.0 if seq.batch is None else SETTLE_S
+    out["seconds"] = interleaved(fns, repeats, settle)
+    if numpy is not None:  # slow at long T: timed alone, not in every round of the peers
+        out["seconds"]["NumPy"] = interleaved({"NumPy": numpy}, repeats, settle)["NumPy"]
+    out["numpy_split_s"] = dg.split[:]
     return out
 
 
-def _rows(steps: int, size: int | None, times: dict, split: list) -> list[Row]:
+def interleaved(fns: dict[str, Callable], repeats: int, settle: float) -> dict[str, list[float]]:
+    """``benchmarks.timing.interleaved`` with an untimed busy wait of ``settle`` seconds
+    before each call (a sleep would let the core slow down)."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            end = time.perf_counter() + settle
+            while time.perf_counter() < end:
+                pass
+            times[k].append(timed(fn)[0])
+    return times
+
+
+def _rows(dg: DeriveGradient, steps: int, size: int | None, run: dict) -> list[Row]:
+    times = run["seconds"]
     mine = median(times["derive"])
-    fwd = median([f for f, _ in split])
-    back = median([b for _, b in split])
     label = f"grad T={steps}, " + ("1 sequence" if size is None else f"batch {size}")
-    detail = f"derive {fmt(mine, 's')} (forward {fmt(fwd, 's')} + sweep {fmt(back, 's')})"
+    detail = f"derive {fmt(mine, 's')} ({dg.backend})"
+    if dg.native is None:
+        detail = detail[:-1] + _split(run) + ")"
     out = []
     for peer in ("JAX", "PyTorch"):
         if peer not in times:
@@ -170,22 +250,59 @@ def _rows(steps: int, size: int | None, times: dict, split: list) -> list[Row]:
     return out
 
 
-def _summary_rows(absent: dict, worst: dict, compile_s: list, derive_compile: float) -> list[Row]:
+def _split(run: dict) -> str:
+    split = run["numpy_split_s"]
+    fwd, back = median([f for f, _ in split]), median([b for _, b in split])
+    return f": forward {fmt(fwd, 's')} + sweep {fmt(back, 's')}"
+
+
+def _numpy_row(steps: int, batch: int, one: dict, many: dict) -> Row:
+    """The NumPy backend's times at one T: what the C backend gains (no target)."""
+    parts = []
+    for size, run in ((1, one), (batch, many)):
+        t_np, t_c = median(run["seconds"]["NumPy"]), median(run["seconds"]["derive"])
+        what = "1 sequence" if size == 1 else f"batch {size}"
+        parts.append(f"{what} {fmt(t_np, 's')} = {fmt(t_np / t_c, 'x')} C's{_split(run)}")
+    value = median(one["seconds"]["NumPy"])
+    return Row(f"grad T={steps}: NumPy backend, 1 sequence", value, "s", detail="; ".join(parts))
+
+
+def _summary_rows(dg: DeriveGradient, absent: dict, worst: dict, compile_s: list) -> list[Row]:
     rows = [
         at_most(
-            "batched sweep vs single sequences",
+            "batched gradient vs single sequences",
             worst["batch"],
             BATCH_AGREE,
             "rel",
             "first and last sequence of every batch",
         ),
-        Row(
-            "derive compile (lambdify, once per cell)",
-            derive_compile,
-            "s",
-            detail="excluded from the times above",
-        ),
     ]
+    if dg.native is not None:
+        rows += [
+            at_most(
+                "C backend vs NumPy backend",
+                worst["NumPy"],
+                AGREE,
+                "rel",
+                "all T and batches (two float64 evaluations of the same equations)",
+            ),
+            Row(
+                "derive compile (C: derive, generate, cc; once per cell)",
+                dg.compile_s,
+                "s",
+                detail=f"cold cache, excluded from the times above; NumPy's lambdify "
+                f"{fmt(dg.lambdify_s, 's')}",
+            ),
+        ]
+    else:
+        rows.append(
+            Row(
+                "derive compile (lambdify, once per cell)",
+                dg.compile_s,
+                "s",
+                detail=f"excluded from the times above; no C backend here: {dg.why_numpy}",
+            )
+        )
     for peer, why in absent.items():
         if why:
             rows.append(missing(f"{peer}: every row", "derive faster", why))

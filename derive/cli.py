@@ -127,7 +127,7 @@ def _cmd_grad(args: argparse.Namespace) -> int:
         )
     stdin_text = sys.stdin.read() if args.input == "-" else None
     data = read_json(args.input, stdin_text)
-    json.dump(problem.grad(data), sys.stdout, indent=2)
+    json.dump(problem.grad(data, backend=args.backend), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 
@@ -172,6 +172,12 @@ def parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grad", help="evaluate a problem's derived gradient on numbers (JSON)")
     g.add_argument("problem", metavar="PROBLEM")
     g.add_argument("--input", required=True, metavar="FILE", help="JSON file, or - for stdin")
+    g.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "c", "numpy"),
+        help="the equations compiled to C, or NumPy (auto: C if a C compiler is there)",
+    )
     g.set_defaults(func=_cmd_grad)
     return top
 

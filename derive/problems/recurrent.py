@@ -10,7 +10,8 @@ step function (``plain_step``) if it is to carry a worked example.
 **Worked example** (parameter ``example``, from a set file).  Given scalar weights, an
 input sequence, initial states and the weights a_t of a linear loss L = sum_t a_t h_t, the
 derived equations are evaluated in float64 by the engine's compiled sweep (the same code
-as ``derive grad``): forward values and adjoints per step and the weights' gradients.
+as ``derive grad --backend numpy``; the default C backend agrees to round-off): forward
+values and adjoints per step and the weights' gradients.
 They are checked against a forward pass written out by hand (``plain_step``, no engine),
 differentiated by complex step and by 50-digit mpmath central differences.
 """
@@ -33,6 +34,7 @@ from derive import inputs as inp
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, T, bar, loss_grad, t, timed
 from derive.engine.functions import NUMERIC
+from derive.engine.native import NativeUnavailable, native_gradient
 from derive.engine.numeric import (
     Gradients,
     ScalarSweep,
@@ -56,6 +58,8 @@ from derive.params import Param, Raw, exact_number, show
 from derive.problems.base import Problem, Result
 from derive.verify import Check, rel_error
 
+#: What computes ``derive grad``'s numbers: C if it can run here, C, or NumPy.
+BACKENDS = ("auto", "c", "numpy")
 #: A worked example's longest sequence.
 EXAMPLE_MAX_T = 20
 #: The largest magnitude of any number of a worked example.
@@ -439,13 +443,18 @@ class RecurrentProblem(Problem):
         return ref, got
 
     # -- numbers ------------------------------------------------------------------------------
-    def grad(self, data: Any) -> dict:
+    def grad(self, data: Any, backend: str = "auto") -> dict:
         """Evaluate the derived adjoints on the numbers of a ``derive grad`` input.
 
         The input holds ``weights`` (every parameter by name), each input's sequence, each
         state's initial value as ``<state>0`` and each loss variable's weights as
-        ``dL_d<variable>`` (the loss is L = sum_t a_t . v_t).
+        ``dL_d<variable>`` (the loss is L = sum_t a_t . v_t).  ``backend`` is ``c`` (the
+        equations compiled to C, ``derive.engine.native``; scalar cell only), ``numpy``
+        (``ScalarSweep``/``VectorSweep``) or ``auto`` (C when it can run here, else NumPy);
+        the output's ``backend`` says which ran.
         """
+        if backend not in BACKENDS:
+            raise InputError(f"backend: {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
         cell = self.cell
         keys = ["weights", *[x.name for x in cell.inputs]]
         keys += [f"{s.name}0" for s in cell.states] + [f"dL_d{v.name}" for v in cell.loss_on]
@@ -454,12 +463,17 @@ class RecurrentProblem(Problem):
         # Overflow is reported below as one clear error, not as NumPy warnings.
         with np.errstate(all="ignore"):
             if isinstance(weights[self.weights[0]], list):
-                out = _grad_vector(self, top, weights)
+                if backend == "c":
+                    raise InputError(
+                        "--backend c: the vector form (matrices) runs on NumPy only; use "
+                        "--backend auto or numpy"
+                    )
+                out, used = _grad_vector(self, top, weights), "numpy"
             else:
-                out = _grad_scalar(self, top, weights)
+                out, used = _grad_scalar(self, top, weights, backend)
         for key, value in [*((k, v) for k, v in out.items() if k != "grad"), *out["grad"].items()]:
             inp.finite_output(value, f"grad {self.key} ({key})")
-        return out
+        return {**out, "backend": used}
 
 
 def scalar_data(cell: Cell, case: Case) -> tuple[dict, dict, dict]:
@@ -654,7 +668,10 @@ def _same_length(seqs: dict[str, list], noun: str) -> int:
     return lengths.pop()
 
 
-def _grad_scalar(problem: RecurrentProblem, top: dict, weights: dict) -> dict:
+def _grad_scalar(
+    problem: RecurrentProblem, top: dict, weights: dict, backend: str
+) -> tuple[dict, str]:
+    """The scalar cell's ``derive grad`` output, and the backend that computed it."""
     cell = problem.cell
     if any(b in weights for b in problem.biases):
         raise inp.InputError(
@@ -670,14 +687,36 @@ def _grad_scalar(problem: RecurrentProblem, top: dict, weights: dict) -> dict:
     init = {s.name: inp.number(top[f"{s.name}0"], f"{s.name}0") for s in cell.states}
     inputs = {x.name: seqs[x.name] for x in cell.inputs}
     loss = {v.name: seqs[f"dL_d{v.name}"] for v in cell.loss_on}
-    traj = forward(cell, params, inputs, init)
-    g = problem.scalar_sweep.run(traj, params, loss)
+    run = _native_run(cell, params, inputs, init, loss, backend)
+    used = "c" if run is not None else "numpy"
+    if run is None:
+        traj = forward(cell, params, inputs, init)
+        run = traj, problem.scalar_sweep.run(traj, params, loss)
+    traj, g = run
     steps = len(next(iter(inputs.values())))
     out = {k: float(v) for k, v in g.params.items()}
     out |= {f"{s}0": float(v) for s, v in g.initial.items()}
     out |= {x: [float(v) for v in g.bars[x][1 : steps + 1]] for x in inputs}
     states = {s.name: [float(v) for v in traj[s.name][1:]] for s in cell.states}
-    return {**states, "grad": out}
+    return {**states, "grad": out}, used
+
+
+def _native_run(
+    cell: Cell, params: dict, inputs: dict, init: dict, loss: dict, backend: str
+) -> tuple | None:
+    """The compiled C gradient (``derive.engine.native``), or None to run NumPy instead:
+    ``numpy`` asked for, or ``auto`` where C cannot run.  ``c`` where it cannot run is the
+    user's error."""
+    if backend == "numpy":
+        return None
+    states = [s.name for s in cell.states]
+    try:  # only what the output shows: the states and the inputs' adjoints
+        return native_gradient(cell, params, inputs, init, loss, values=states, bars=list(inputs))
+    except NativeUnavailable as exc:
+        if backend == "c":
+            why = " ".join(str(exc).split())  # the compiler's messages, on one line
+            raise InputError(f"--backend c: the C backend cannot run here: {why[:500]}") from None
+        return None
 
 
 def _grad_vector(problem: RecurrentProblem, top: dict, weights: dict) -> dict:

@@ -1,0 +1,750 @@
+"""The derived gradient of a scalar cell compiled to C: forward pass and backward sweep as one loop.
+
+``native_for(cell)`` generates one C function per cell from the cell's data and the derived
+equations, compiles it with the system C compiler and loads it with ``ctypes``:
+
+* the forward pass prints each right-hand side of ``cell.assignments`` with SymPy's C99
+  printer;
+* the backward sweep prints ``numeric.sweep_outputs`` (the equations ``ScalarSweep``
+  evaluates, in the float64-stable forms of ``stable_forms``) after ``sympy.cse``, and the
+  initial states' adjoints ``stable_forms(cell, adjoint.from_next_step)`` at t = 0.
+
+Semantics are those of ``forward`` + ``ScalarSweep.run``: step 0 holds the initial states
+(gates and inputs are 0 there), values beyond step T read as 0, ``dL:v(t)`` is
+``loss_grads[v][t-1]``, and a parameter's gradient is its per-step term summed over
+t = T, ..., 1.  Only the rounding can differ: the C library's exp/tanh/cosh against NumPy's.
+
+One call runs B independent sequences of length T sharing the parameters (B = 1 for one
+sequence).  Each sequence runs its forward pass and backward sweep in a private work array of
+(T + 1 + PAD) rows, one row per step with a slot for every input, variable, loss weight,
+adjoint and hoisted function value, so its data stays in cache; the batch is the outer loop,
+split over threads by OpenMP.  A sequence's results never depend on the others or on the
+number of threads.
+
+Function values that depend on forward quantities only (``sigma(-z)``, ``sech(c)``, ...) are
+*hoisted*: shifted to the step that can form them, evaluated once per step in the forward
+loop right after the step's assignments, and read from the work array by the sweep, which
+would otherwise evaluate each twice (at t + 1 for the state adjoints, at t for the gate and
+weight terms).  Evaluated beside the assignments, a call both need (tanh(c), the exp of
+sigma(z) and sigma(-z)) is made once.  None of this changes a number: the same function of
+the same argument, computed the same way.
+
+The compiled library is cached on disk by the SHA-256 of (source, flags, compiler version),
+in ``$DERIVE_CACHE``, ``$XDG_CACHE_HOME/derive-keys`` or ``~/.cache/derive-keys``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+from sympy.core.function import AppliedUndef
+from sympy.printing.c import C99CodePrinter
+
+from derive.engine.adjoint import Adjoints
+from derive.engine.cell import Cell, t
+from derive.engine.numeric import Gradients, _where, per_cell, stable_forms, sweep_outputs
+
+#: Flags that keep results independent of the machine: no -march=native, no fast-math, no
+#: fused multiply-add contraction (which would round differently from NumPy).  Not setting
+#: errno changes no value; it lets the compiler treat exp and cosh as pure functions and
+#: evaluate a call common to the forward pass and the hoisted values once.
+FLAGS = (
+    "-O2",
+    "-fPIC",
+    "-shared",
+    "-std=c99",
+    "-fno-fast-math",
+    "-ffp-contract=off",
+    "-fno-math-errno",
+)
+#: OpenMP splits the batch over threads; each sequence runs alone in one thread.
+OPENMP = ("-fopenmp",)
+INSTALL = "install a C compiler, e.g. apt-get install gcc libc6-dev"
+
+PRELUDE = """\
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* 1/(1 + e^-z) for z >= 0 and e^z/(1 + e^z) below: e^-|z| never overflows and both halves
+   keep full relative accuracy (the engine's NumPy sigma).  One exp and one division, the
+   halves differing only in the numerator: no branch to mispredict when signs vary. */
+static inline double derive_sigma(double z)
+{
+    const double e = exp(-fabs(z));
+    const double num = z >= 0 ? 1.0 : e;
+    return num / (1.0 + e);
+}
+
+/* cosh overflows to inf for large |z|, so sech goes cleanly to 0. */
+static inline double derive_sech(double z)
+{
+    return 1.0 / cosh(z);
+}
+"""
+
+
+class NativeUnavailable(RuntimeError):  # noqa: N818 - reads as a state, like the brief
+    """The C backend cannot run here: no compiler, or the compile failed (the message says)."""
+
+
+# -- the compiler ----------------------------------------------------------------------------
+def compiler() -> list[str]:
+    """The C compiler command: ``$CC`` (may carry arguments) or ``cc`` on the PATH."""
+    given = os.environ.get("CC", "").strip()
+    words = shlex.split(given) if given else ["cc"]
+    found = shutil.which(words[0])
+    if found is None:
+        where = f"$CC is {given!r}, not found" if given else "'cc' is not on the PATH"
+        raise NativeUnavailable(f"no C compiler ({where}); {INSTALL}")
+    return [found, *words[1:]]
+
+
+def available() -> bool:
+    """Whether a C compiler is there (a compile can still fail: see ``NativeUnavailable``)."""
+    try:
+        compiler()
+    except NativeUnavailable:
+        return False
+    return True
+
+
+def cache_dir() -> Path:
+    """Where compiled libraries are kept."""
+    if os.environ.get("DERIVE_CACHE"):
+        return Path(os.environ["DERIVE_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "derive-keys"
+
+
+def _version(cmd: list[str], cache: Path) -> str:
+    """``cc --version``, remembered on disk by the compiler binary's path, size and mtime, so
+    that loading a cached library never runs the compiler."""
+    real = os.path.realpath(cmd[0])
+    st = os.stat(real)
+    stamp = hashlib.sha256(f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{cmd}".encode()).hexdigest()
+    memo = cache / f"cc-{stamp[:32]}.version"
+    if memo.is_file():
+        return memo.read_text(encoding="utf-8")
+    run = subprocess.run([*cmd, "--version"], capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        raise NativeUnavailable(f"{cmd[0]} --version failed: {run.stderr.strip()}; {INSTALL}")
+    _atomic_write(memo, run.stdout.encode())
+    return run.stdout
+
+
+def _atomic_write(dest: Path, data: bytes) -> None:
+    # Two processes may write the same file: each writes its own temporary file, then renames.
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, dest)
+
+
+def build(source: str, flags: tuple[str, ...] = FLAGS + OPENMP) -> Path:
+    """The shared library compiled from ``source``: from the cache, or compiled into it."""
+    cmd = compiler()
+    cache = cache_dir()
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NativeUnavailable(f"cannot create the cache directory {cache}: {exc}") from None
+    key = hashlib.sha256("\0".join([source, *flags, _version(cmd, cache)]).encode()).hexdigest()
+    lib = cache / f"native-{key[:40]}.so"
+    if not lib.is_file():
+        _compile(cmd, source, flags, lib)
+    return lib
+
+
+def _compile(cmd: list[str], source: str, flags: tuple[str, ...], lib: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=lib.parent, prefix=lib.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            src = Path(work) / "cell.c"
+            src.write_text(source, encoding="utf-8")
+            run = subprocess.run(
+                [*cmd, *flags, "-o", tmp, str(src), "-lm"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        if run.returncode != 0:
+            raise NativeUnavailable(f"the C compiler failed:\n{run.stderr.strip()}")
+        os.replace(tmp, lib)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+# -- the plan: slots of a step row and what each block reads -------------------------------
+@dataclass
+class Layout:
+    """The slots of one row of the work array (one row per step) and the hoisted values."""
+
+    cell: Cell
+    aux: list[sp.Expr] = field(default_factory=list)  # hoisted, shifted to their own step
+
+    @cached_property
+    def slots(self) -> dict[tuple[str, str], int]:
+        cell = self.cell
+        names = [("traj", x.name) for x in cell.inputs] + [("traj", u.name) for u in cell.variables]
+        names += [("loss", v.name) for v in cell.loss_on]
+        names += [("bar", n) for n in self.bar_names]
+        return {k: j for j, k in enumerate(names)}
+
+    @property
+    def bar_names(self) -> list[str]:
+        return [u.name for u in self.cell.variables] + [x.name for x in self.cell.inputs]
+
+    def slot(self, kind: str, name: str) -> int:
+        if kind == "aux":
+            return len(self.slots) + int(name)
+        return self.slots[kind, name]
+
+    @property
+    def width(self) -> int:
+        return len(self.slots) + len(self.aux)
+
+    def first_row(self, kind: str, name: str) -> int:
+        """The first row that holds a value: hoisted values need the rows they read."""
+        if kind != "aux":
+            return 0
+        return -min((_offset(a) for a in _timed(self.aux[int(name)])), default=0)
+
+
+def _timed(e: sp.Expr) -> set[sp.Expr]:
+    return e.atoms(AppliedUndef)
+
+
+def _offset(a: sp.Expr) -> int:
+    return int(a.args[0] - t)
+
+
+def _kind(a: sp.Expr) -> tuple[str, str, int]:
+    """(kind, name, offset) of an argument: param, traj, loss, bar or aux (hoisted)."""
+    if not a.is_Symbol and a.func.__name__.startswith("aux:"):
+        return "aux", a.func.__name__[4:], _offset(a)
+    return _where(a)
+
+
+def _hoist(e: sp.Expr, layout: Layout) -> sp.Expr:
+    """``e`` with every function of forward quantities alone replaced by a hoisted value."""
+    if isinstance(e, AppliedUndef) or not e.args:
+        return e
+    timed = _timed(e)
+    if isinstance(e, sp.Function) and timed and all(_where(a)[0] == "traj" for a in timed):
+        top = max(_offset(a) for a in timed)
+        own = e.subs(t, t - top)  # the value at the step that computes it
+        if own not in layout.aux:
+            layout.aux.append(own)
+        return sp.Function(f"aux:{layout.aux.index(own)}")(t + top)
+    return e.func(*[_hoist(a, layout) for a in e.args])
+
+
+# -- printing C ------------------------------------------------------------------------------
+_PRINTER = C99CodePrinter({"user_functions": {"sigma": "derive_sigma", "sech": "derive_sech"}})
+
+
+def _c(e: sp.Expr) -> str:
+    try:
+        return _PRINTER.doprint(_negated_arguments(e))
+    except NotImplementedError as exc:  # a function with no C form: say which
+        raise ValueError(f"no C form for {e}: {exc}") from None
+
+
+def _negated_arguments(e: sp.Expr) -> sp.Expr:
+    """``f(-a - b)`` written ``f(-(a + b))``: the same number (negation is exact and rounding
+    symmetric), and the compiler then sees the pre-activation ``a + b`` that the forward
+    pass computes, so sigma(-z) shares the exp of sigma(z)."""
+    if isinstance(e, AppliedUndef) or not e.args:
+        return e
+    args = [_negated_arguments(a) for a in e.args]
+    if isinstance(e, sp.Function) and len(args) == 1:
+        z = args[0]
+        if z.is_Add and all(a.could_extract_minus_sign() for a in z.args):
+            return e.func(sp.Mul(-1, -z, evaluate=False))
+    return e.func(*args)
+
+
+def _token(offset: int) -> str:
+    return "0" if offset == 0 else ("p" if offset > 0 else "m") + str(abs(offset))
+
+
+def _cname(kind: str, name: str, offset: int) -> str:
+    # Every name carries a prefix and an offset token, so none can clash with C words, with
+    # <math.h> (j0, y1, ...) or with one another.
+    prefix = {"param": "p", "traj": "v", "loss": "l", "bar": "b", "aux": "a"}[kind]
+    return f"{prefix}_{name}" if kind == "param" else f"{prefix}_{name}_{_token(offset)}"
+
+
+def _symbols(exprs: list[sp.Expr]) -> dict[sp.Expr, sp.Symbol]:
+    """Each argument of ``exprs`` (timed atom or parameter) as a C-named symbol."""
+    out = {}
+    for e in exprs:
+        for a in _timed(e) | (e.free_symbols - {t}):
+            out[a] = sp.Symbol(_cname(*_kind(a)))
+    return out
+
+
+def _reads(
+    args: Mapping[sp.Expr, sp.Symbol], layout: Layout, step: str, have: Collection[str] = ()
+) -> list[str]:
+    """Declarations that load each timed argument from its row relative to ``step``
+    (parameters, and the names in ``have``, are declared already)."""
+    lines = []
+    for a, s in sorted(args.items(), key=lambda kv: kv[1].name):
+        if a.is_Symbol or s.name in have:
+            continue
+        kind, name, offset = _kind(a)
+        lines.append(
+            f"const double {s.name} = AT({_row(step, offset)}, {layout.slot(kind, name)});"
+        )
+    return lines
+
+
+def _row(step: str, offset: int) -> str:
+    if step.isdigit():
+        return str(int(step) + offset)
+    return step if offset == 0 else f"{step} {'+' if offset > 0 else '-'} {abs(offset)}"
+
+
+def _block(
+    exprs: list[sp.Expr], layout: Layout, step: str, have: Collection[str] = ()
+) -> tuple[list[str], list[str]]:
+    """Statements that prepare ``exprs`` at ``step`` (loads, ``sympy.cse`` temporaries) and
+    each expression's C text."""
+    args = _symbols(exprs)
+    subs, reduced = sp.cse([e.xreplace(args) for e in exprs], sp.numbered_symbols("cse_"))
+    lines = _reads(args, layout, step, have) + [f"const double {s} = {_c(v)};" for s, v in subs]
+    return lines, [_c(v) for v in reduced]
+
+
+def _check_reads(exprs: list[sp.Expr], layout: Layout, first: int, what: str) -> int:
+    """The largest step offset read; an error if a read at step ``first`` precedes the data."""
+    top = 1  # the adjoints at T + 1 are read as zeros
+    for e in exprs:
+        for a in _timed(e):
+            kind, name, offset = _kind(a)
+            if first + offset < layout.first_row(kind, name):
+                raise ValueError(f"{what} reads {a} at step {first}, before the sequence starts")
+            top = max(top, offset)
+    return top
+
+
+# -- the generated function --------------------------------------------------------------------
+@dataclass
+class Program:
+    """The C source of one cell's gradient and the order of its arguments."""
+
+    source: str
+    params: list[str]
+    values: list[str]  # forward series (the assigned variables)
+    bars: list[str]  # adjoint series (variables, then inputs)
+    inputs: list[str]
+    states: list[str]
+    loss_on: list[str]
+
+
+def program(cell: Cell, adjoints: Adjoints | None = None) -> Program:
+    """Generate the C source of ``cell``'s forward pass and backward sweep.
+
+    Raises ``ValueError`` if an equation has no C form or reads a step before the sequence.
+    """
+    adj = adjoints or Adjoints(cell)
+    layout = Layout(cell)
+    sweep = {k: _hoist(e, layout) for k, e in sweep_outputs(adj).items()}
+    initial = [
+        _hoist(stable_forms(cell, adj.variables[s.name].from_next_step), layout)
+        for s in cell.states
+    ]
+    if any(layout.first_row("aux", str(j)) > 1 for j in range(len(layout.aux))):
+        # A function of one step's right-hand side reads steps t - 1 and t only.
+        raise ValueError(f"cell {cell.name!r}: a hoisted value reads two steps back")
+    pad = max(
+        _check_reads(list(sweep.values()), layout, 1, "the backward sweep"),
+        _check_reads(initial, layout, 0, "an initial state's adjoint"),
+    )
+    params = [p.name for p in cell.params]
+    body = [
+        f"double acc[{max(len(params), 1)}] = {{0}};",
+        *[f"const double {_cname('param', p, 0)} = params[{j}];" for j, p in enumerate(params)],
+        "/* inputs, loss weights and initial states */",
+        *_setup(cell, layout),
+        "/* forward pass: the assignments, then the step's hoisted values */",
+        *_loop("k = 1; k <= T; ++k", _forward(cell, layout)),
+        *_aux_tail(layout),
+        "/* backward sweep, t = T, ..., 1 */",
+        *_loop("k = T; k >= 1; --k", _sweep(sweep, layout, params)),
+        "/* the initial states' adjoints (t = 0) */",
+        *_initial(initial, layout),
+        "/* results */",
+        *_outputs(cell, layout, params),
+    ]
+    return Program(
+        _assemble(cell, layout, pad, body),
+        params,
+        [u.name for u in cell.variables],
+        layout.bar_names,
+        [x.name for x in cell.inputs],
+        [s.name for s in cell.states],
+        [v.name for v in cell.loss_on],
+    )
+
+
+def _loop(head: str, lines: list[str]) -> list[str]:
+    return [f"for ({head}) {{", *_indent(lines), "}"]
+
+
+def _setup(cell: Cell, layout: Layout) -> list[str]:
+    """Zeroed rows (step 0 and beyond T), initial states, inputs and loss weights."""
+    lines = [
+        "memset(work, 0, NW * sizeof(double));",
+        "memset(&AT(T + 1, 0), 0, PAD * NW * sizeof(double));",
+    ]
+    lines += [
+        f"AT(0, {layout.slot('traj', s.name)}) = initial[{j} * B + b];"
+        for j, s in enumerate(cell.states)
+    ]
+    copy = [
+        f"AT(k, {layout.slot('traj', x.name)}) = series[({j} * B + b) * T + k - 1];"
+        for j, x in enumerate(cell.inputs)
+    ]
+    copy += [
+        f"AT(k, {layout.slot('loss', v.name)}) = series[({j} * B + b) * T + k - 1];"
+        for j, v in enumerate(cell.loss_on, start=len(cell.inputs))
+    ]
+    return [*lines, *_loop("k = 1; k <= T; ++k", copy)]
+
+
+def _forward(cell: Cell, layout: Layout) -> list[str]:
+    """The assignments in order, each stored in its slot of row k, then the hoisted values
+    of row k: in one block, so the compiler evaluates a function common to both once
+    (tanh(c) of h = o tanh(c); the exp(-|z|) of sigma(z) and sigma(-z))."""
+    loads = [(x, 0) for x in cell.inputs] + [(s, -1) for s in cell.prev]
+    have = [_cname("traj", v.name, k) for v, k in loads]
+    lines = [
+        f"const double {n} = AT({_row('k', k)}, {layout.slot('traj', v.name)});"
+        for n, (v, k) in zip(have, loads, strict=True)
+    ]
+    step = cell.at_step(0)
+    for u, e in cell.assignments:
+        e = e.xreplace(step)
+        target = _cname("traj", u.name, 0)
+        lines.append(f"const double {target} = {_c(e.xreplace(_symbols([e])))};")
+        lines.append(f"AT(k, {layout.slot('traj', u.name)}) = {target};")
+        have.append(target)
+    return lines + _hoisted(layout, range(len(layout.aux)), "k", have)
+
+
+def _hoisted(
+    layout: Layout, which: range | list[int], step: str, have: Collection[str] = ()
+) -> list[str]:
+    """Statements that store the hoisted values ``which`` of the row at ``step``."""
+    if not which:
+        return []
+    lines, values = _block([layout.aux[j] for j in which], layout, step, have)
+    slots = [layout.slot("aux", str(j)) for j in which]
+    return lines + [f"AT({step}, {s}) = {v};" for s, v in zip(slots, values, strict=True)]
+
+
+def _aux_tail(layout: Layout) -> list[str]:
+    """The hoisted values of the rows the forward pass does not reach: beyond T (from the
+    zeros read there), and at step 0 those that need nothing before it."""
+    if not layout.aux:
+        return []
+    at_zero = [j for j in range(len(layout.aux)) if layout.first_row("aux", str(j)) == 0]
+    return [
+        "/* hoisted values of the rows the forward pass does not reach */",
+        *_loop("k = T + 1; k <= T + PAD; ++k", _hoisted(layout, range(len(layout.aux)), "k")),
+        *(["{", *_indent(_hoisted(layout, at_zero, "0")), "}"] if at_zero else []),
+    ]
+
+
+def _sweep(sweep: dict, layout: Layout, params: list[str]) -> list[str]:
+    lines, values = _block(list(sweep.values()), layout, "k")
+    for lhs, v in zip(sweep, values, strict=True):
+        name = str(lhs)[len("bar:") :]
+        if "(" in name:  # an adjoint at step t
+            lines.append(f"AT(k, {layout.slot('bar', name[: name.index('(')])}) = {v};")
+        else:  # a parameter's term, summed over the steps
+            lines.append(f"acc[{params.index(name)}] += {v};")
+    return lines
+
+
+def _initial(initial: list[sp.Expr], layout: Layout) -> list[str]:
+    lines, values = _block(initial, layout, "0")
+    lines += [f"initial_bars[{j} * B + b] = {v};" for j, v in enumerate(values)]
+    return ["{", *_indent(lines), "}"]
+
+
+def _outputs(cell: Cell, layout: Layout, params: list[str]) -> list[str]:
+    lines = [f"grads[{j} * B + b] = acc[{j}];" for j in range(len(params))]
+    for j, u in enumerate(cell.variables):
+        lines.append(
+            f"if (values[{j}]) for (k = 0; k <= T; ++k) "
+            f"values[{j}][b * (T + 1) + k] = AT(k, {layout.slot('traj', u.name)});"
+        )
+    for j, n in enumerate(layout.bar_names):
+        lines.append(
+            f"if (bars[{j}]) for (k = 0; k <= T + 1; ++k) "
+            f"bars[{j}][b * (T + 2) + k] = AT(k, {layout.slot('bar', n)});"
+        )
+    return lines
+
+
+def _assemble(cell: Cell, layout: Layout, pad: int, body: list[str]) -> str:
+    names = {j: f"{kind} {name}" for (kind, name), j in layout.slots.items()}
+    names |= {layout.slot("aux", str(j)): f"hoisted {e}" for j, e in enumerate(layout.aux)}
+    slots = [f" *   {j:2d}  {names[j]}" for j in range(layout.width)]
+    head = [
+        f"/* derive: gradient of the scalar cell {cell.name!r}, generated from its equations.",
+        " * Work array of a sequence: one row per step 0..T+PAD; slots of a row:",
+        *slots,
+        " */",
+        f"#define NW {layout.width}",
+        f"#define PAD {pad}",
+        "#define AT(k, s) work[(k) * NW + (s)]",
+    ]
+    return "\n".join([PRELUDE, *head, "", SEQUENCE_HEAD, *_indent(body), "}", "", ENTRY, ""])
+
+
+SEQUENCE_HEAD = """\
+/* One sequence b of the batch: forward pass and backward sweep in its own work array, so
+   its data stays in cache. */
+static void sequence(int64_t T, int64_t B, int64_t b, const double *params,
+                     const double *series, const double *initial, double *const *values,
+                     double *const *bars, double *grads, double *initial_bars,
+                     double *restrict work)
+{
+    int64_t k;"""
+
+ENTRY = """\
+/* B sequences of T steps.  series: [inputs, then loss weights][B][T]; initial,
+   initial_bars: [state][B]; grads: [parameter][B]; values[j]: [B][T+1] (steps 0..T) and
+   bars[j]: [B][T+2] (steps 0..T+1), or NULL: not stored.  Every sequence's data is
+   contiguous.  Returns 0, or -1 if a work array could not be allocated. */
+int derive_gradient(int64_t T, int64_t B, int threads, const double *params,
+                    const double *series, const double *initial, double *const *values,
+                    double *const *bars, double *grads, double *initial_bars)
+{
+    int failed = 0;
+    #pragma omp parallel num_threads(threads) if (threads > 1 && B > 1)
+    {
+        double *work = malloc((size_t)(T + 1 + PAD) * NW * sizeof(double));
+        int64_t b;
+        /* dynamic: a thread that the system holds back leaves its sequences to the other */
+        #pragma omp for schedule(dynamic)
+        for (b = 0; b < B; ++b) {
+            if (work)
+                sequence(T, B, b, params, series, initial, values, bars, grads, initial_bars,
+                         work);
+            else {
+                #pragma omp atomic write
+                failed = 1;
+            }
+        }
+        free(work);
+    }
+    return failed ? -1 : 0;
+}"""
+
+
+def _indent(lines: list[str], by: str = "    ") -> list[str]:
+    return [by + line for line in lines]
+
+
+# -- running it ----------------------------------------------------------------------------------
+_VOID = ctypes.c_void_p
+#: T, B, threads, params, series, initial, values[], bars[], grads, initial_bars
+_ARGTYPES = [ctypes.c_int64, ctypes.c_int64, ctypes.c_int] + [_VOID] * 7
+#: Threads that share a batch by default: every core this process may run on.
+THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+#: The batch is split over threads from this many sequence-steps (about 1.5 ms on one core):
+#: below it, waking a sleeping thread and joining it gains little.
+PARALLEL_FROM = 20_000
+
+
+class NativeGradient:
+    """One cell's compiled forward pass and backward sweep.
+
+    Parameters
+    ----------
+    cell
+        The scalar cell; its equations are derived (``Adjoints``) and compiled here.
+    flags
+        Compiler flags (the default adds OpenMP to ``FLAGS``).
+    """
+
+    def __init__(self, cell: Cell, flags: tuple[str, ...] = FLAGS + OPENMP) -> None:
+        self.cell = cell
+        self.program = program(cell)
+        self.library = build(self.program.source, flags)
+        # Idle OpenMP threads sleep rather than spin (read once, when the OpenMP runtime
+        # loads; an explicit setting wins).  Spinning held a core another process needed: on
+        # this 2-core machine, with one core busy, two threads then took twice as long as one
+        # (T = 100, batch 1000: 15 ms against 8); sleeping, they take as long as one.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        try:
+            self._dll = ctypes.CDLL(str(self.library))
+        except OSError as exc:
+            raise NativeUnavailable(f"cannot load {self.library}: {exc}") from None
+        self._fn = self._dll.derive_gradient
+        self._fn.argtypes = _ARGTYPES
+        self._fn.restype = ctypes.c_int
+
+    def run(
+        self,
+        params: Mapping[str, float],
+        inputs: Mapping[str, object],
+        initial: Mapping[str, object],
+        loss_grads: Mapping[str, object],
+        values: Collection[str] | None = None,
+        bars: Collection[str] | None = None,
+        threads: int | None = None,
+    ) -> tuple[dict[str, np.ndarray], Gradients]:
+        """Forward pass and backward sweep of one sequence or a batch; see ``native_gradient``."""
+        prog = self.program
+        given = [inputs[k] for k in prog.inputs] + [loss_grads[k] for k in prog.loss_on]
+        arrays = _series(given, [*prog.inputs, *(f"dL:{k}" for k in prog.loss_on)])
+        steps, batch = (len(arrays[0]), 1) if arrays[0].ndim == 1 else arrays[0].shape
+        keep_v = prog.values if values is None else [v for v in prog.values if v in values]
+        keep_b = prog.bars if bars is None else [v for v in prog.bars if v in bars]
+        n_p, n_s = len(prog.params), len(prog.states)
+        shapes = [(n_p,), (len(arrays), batch, steps), (n_s, batch)]
+        shapes += [(len(keep_v), batch, steps + 1), (len(keep_b), batch, steps + 2)]
+        arena = _Arena([*shapes, (n_p, batch), (n_s, batch)])
+        par, series, init, out_v, out_b, grads, init_bars = arena.arrays
+        par[:] = [float(params[p]) for p in prog.params]
+        for j, a in enumerate(arrays):
+            series[j] = a.T  # a sequence per row: its data contiguous (1-D broadcasts)
+        for j, s in enumerate(prog.states):
+            init[j] = _per_sequence(initial[s], batch, s)
+        at = arena.addresses
+        status = self._fn(
+            steps,
+            batch,
+            threads or (THREADS if batch * steps >= PARALLEL_FROM else 1),
+            *at[:3],
+            _pointers(at[3], out_v, keep_v, prog.values),
+            _pointers(at[4], out_b, keep_b, prog.bars),
+            *at[5:],
+        )
+        if status != 0:
+            raise MemoryError(f"no memory for the work arrays of {batch} sequences of {steps}")
+        if arrays[0].ndim == 1:  # one sequence: 1-D series, plain floats
+            out_v, out_b, grads, init_bars = out_v[:, 0], out_b[:, 0], grads[:, 0], init_bars[:, 0]
+            grads, init_bars = grads.tolist(), init_bars.tolist()
+        else:  # steps first, as the (T, B) input
+            out_v, out_b = out_v.transpose(0, 2, 1), out_b.transpose(0, 2, 1)
+        return dict(zip(keep_v, out_v, strict=True)), Gradients(
+            dict(zip(keep_b, out_b, strict=True)),
+            dict(zip(prog.params, grads, strict=True)),
+            dict(zip(prog.states, init_bars, strict=True)),
+        )
+
+
+def _series(given: list, names: list[str]) -> list[np.ndarray]:
+    """Inputs and loss weights as arrays of one shape: (T,) for one sequence, (T, B)."""
+    arrays = [np.asarray(v, dtype=float) for v in given]
+    shape = arrays[0].shape
+    if any(a.shape != shape for a in arrays) or len(shape) not in (1, 2) or 0 in shape:
+        got = ", ".join(f"{n} {a.shape}" for n, a in zip(names, arrays, strict=True))
+        raise ValueError(
+            f"expected every input and loss weight as T >= 1 numbers or a (T, B) array of one "
+            f"shape; got {got}"
+        )
+    return arrays
+
+
+def _per_sequence(value: object, batch: int, what: str) -> np.ndarray:
+    a = np.asarray(value, dtype=float)
+    if a.shape not in ((), (batch,)):
+        raise ValueError(f"initial[{what!r}]: expected a number or {batch} numbers, got {a.shape}")
+    return a
+
+
+class _Arena:
+    """Every array of one call carved from one buffer: an array's address costs about 1 us
+    to look up, which is much of a short sequence's time."""
+
+    def __init__(self, shapes: list[tuple[int, ...]]) -> None:
+        sizes = [math.prod(s) for s in shapes]
+        starts = [sum(sizes[:j]) for j in range(len(sizes))]
+        buf = np.empty(sum(sizes))
+        base = buf.ctypes.data
+        self.arrays = [
+            buf[a : a + n].reshape(s) for a, n, s in zip(starts, sizes, shapes, strict=True)
+        ]
+        self.addresses = [base + a * buf.itemsize for a in starts]
+
+
+def _pointers(base: int, block: np.ndarray, kept: list[str], names: list[str]) -> ctypes.Array:
+    """The address of each series of ``names`` in ``block`` (NULL if not kept: not stored)."""
+    size = block[0].nbytes if len(block) else 0
+    rows = [base + kept.index(n) * size if n in kept else None for n in names]
+    return (_VOID * max(len(rows), 1))(*rows)
+
+
+def native_for(cell: Cell) -> NativeGradient:
+    """``cell``'s compiled gradient, generated and loaded once per cell."""
+    return per_cell(cell, ("native",), lambda: NativeGradient(cell))
+
+
+def native_gradient(
+    cell: Cell,
+    params: Mapping[str, float],
+    inputs: Mapping[str, object],
+    initial: Mapping[str, object],
+    loss_grads: Mapping[str, object],
+    values: Collection[str] | None = None,
+    bars: Collection[str] | None = None,
+    threads: int | None = None,
+) -> tuple[dict[str, np.ndarray], Gradients]:
+    """The forward pass and derived backward sweep of a scalar cell, compiled to C.
+
+    Parameters
+    ----------
+    cell
+        A scalar cell (``RecurrentProblem.cell``).
+    params
+        Every parameter's value (a number), shared by all sequences.
+    inputs, loss_grads
+        Each input's values and each loss variable's dL/dv at steps 1..T: a list of numbers
+        (one sequence) or a (T, B) array (B sequences, one per column).
+    initial
+        Each state's value at step 0: a number, or B numbers.
+    values, bars
+        Names of the forward series and adjoint series to return (default: all).
+    threads
+        Threads that share the batch (default: every core, for batches of at least
+        ``PARALLEL_FROM`` sequence-steps); results do not depend on it.
+
+    Returns
+    -------
+    (dict, Gradients)
+        The forward values of each variable over steps 0..T (as ``forward``), and the
+        adjoints over steps 0..T+1, parameter gradients and initial states' adjoints (as
+        ``ScalarSweep.run``).  One sequence gives 1-D arrays and floats; a batch gives
+        (T+1, B) and (T+2, B) arrays and a gradient per sequence, (B,).
+
+    Raises
+    ------
+    NativeUnavailable
+        No C compiler, or the compile failed.
+    """
+    return native_for(cell).run(params, inputs, initial, loss_grads, values, bars, threads)
