@@ -208,7 +208,8 @@ def reference_losses(cell: Cell, data: Data, plist: list, delta, backend: str = 
         return np.repeat(np.asarray(conv(a), dtype=dtype)[None], batch, axis=0)
 
     params = {k: np.asarray(conv(v), dtype=dtype) for k, v in data.params.items()}
-    inputs = {k: [lift(a) for a in seq] for k, seq in data.inputs.items()}
+    # Each input sequence lifted in one go: (T, batch, rows, 1), then one view per step.
+    inputs = {k: list(lift(np.stack(seq)).swapaxes(0, 1)) for k, seq in data.inputs.items()}
     initial = {k: lift(v) for k, v in data.initial.items()}
     perturb: dict = {}
     # Direction probes touch every step: one (T, batch, rows, 1) array per series, split

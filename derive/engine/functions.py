@@ -5,8 +5,10 @@ keeping the logistic function opaque keeps results in the form an answer key use
 ``diff`` several times faster than differentiating ``1/(1 + exp(-z))``.  ``tanh`` is SymPy's
 own, whose derivative is ``1 - tanh(z)**2``.
 
-``NUMERIC`` maps each function to its numeric form for NumPy (real or complex arrays) and
-mpmath; both are analytic, so complex-step differentiation applies.
+``NUMERIC`` maps each function to its numeric form for NumPy (real or complex arrays),
+mpmath, and plain Python floats (``math``: a univariate sequence, where NumPy's per-call
+overhead would dominate); the NumPy and mpmath forms are analytic, so complex-step
+differentiation applies.
 """
 
 from __future__ import annotations
@@ -67,13 +69,26 @@ def _np_sech(z):
     return 2.0 * e / (1.0 + e * e)
 
 
+def _math_sigma(z: float) -> float:
+    # The NumPy form's scalar branch for plain floats, without its type tests.
+    if z < 0:
+        e = math.exp(z)
+        return e / (1.0 + e)
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def _math_sech(z: float) -> float:
+    e = math.exp(-abs(z))
+    return 2.0 * e / (1.0 + e * e)
+
+
 #: Elementwise functions the engine can differentiate, with their numeric forms.
 NUMERIC = {
-    sigma: {"numpy": _np_sigma, "mpmath": lambda z: 1 / (1 + mpmath.exp(-z))},
-    sp.tanh: {"numpy": np.tanh, "mpmath": mpmath.tanh},
+    sigma: {"numpy": _np_sigma, "mpmath": lambda z: 1 / (1 + mpmath.exp(-z)), "math": _math_sigma},
+    sp.tanh: {"numpy": np.tanh, "mpmath": mpmath.tanh, "math": math.tanh},
 }
 
 #: Functions that appear only in the numeric forms of derivatives (``stable_forms``).
-NUMERIC_ONLY = {sp.sech: {"numpy": _np_sech, "mpmath": mpmath.sech}}
+NUMERIC_ONLY = {sp.sech: {"numpy": _np_sech, "mpmath": mpmath.sech, "math": _math_sech}}
 
 ELEMENTWISE = tuple(NUMERIC)

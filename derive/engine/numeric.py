@@ -44,9 +44,18 @@ def _functions(backend: str) -> dict:
     forms = NUMERIC | NUMERIC_ONLY
     if backend == "mpmath":
         return {f: np.vectorize(v["mpmath"], otypes=[object]) for f, v in forms.items()}
-    if backend == "numpy":
-        return {f: v["numpy"] for f, v in forms.items()}
+    if backend in ("numpy", "math"):
+        return {f: v[backend] for f, v in forms.items()}
     raise ValueError(f"unknown backend {backend!r}; use 'numpy' or 'mpmath'")
+
+
+def _plain(*groups) -> bool:
+    """Whether every value given is a real Python number (``math`` can evaluate it)."""
+    return all(
+        isinstance(v, float | int) and not isinstance(v, bool)
+        for g in groups
+        for v in (g.values() if isinstance(g, Mapping) else g)
+    )
 
 
 # -- the forward pass ------------------------------------------------------------------------
@@ -111,7 +120,7 @@ def vector_adjoints_for(cell: Cell) -> VectorAdjoints:
     return per_cell(cell, ("vector adjoints",), lambda: VectorAdjoints(cell))
 
 
-def _compiled_step(cell: Cell, perturbed: bool) -> Callable:
+def _compiled_step(cell: Cell, perturbed: bool, kind: str = "numpy") -> Callable:
     """One step of the univariate cell as ONE compiled NumPy function.
 
     Its arguments are the inputs, the previous states and the parameters (in that order),
@@ -121,7 +130,7 @@ def _compiled_step(cell: Cell, perturbed: bool) -> Callable:
     """
 
     def make() -> Callable:
-        names = {f.__name__: fn for f, fn in _functions("numpy").items()}
+        names = {f.__name__: fn for f, fn in _functions(kind).items()}
         args = [*cell.inputs, *cell.prev.values(), *cell.params]
         value: dict[sp.Symbol, sp.Expr] = {}
         for u, e in cell.assignments:
@@ -131,9 +140,9 @@ def _compiled_step(cell: Cell, perturbed: bool) -> Callable:
                 value[u] += delta
                 args.append(delta)
         outs = [value[u] for u in cell.variables]
-        return sp.lambdify(args, outs, [names, "numpy"], cse=True)
+        return sp.lambdify(args, outs, [names, kind], cse=True)
 
-    return per_cell(cell, ("step", perturbed), make)
+    return per_cell(cell, ("step", perturbed, kind), make)
 
 
 def _matvec(w, v):
@@ -241,7 +250,11 @@ def _forward_compiled(
     if vector:
         step = _vector_step(cell, bool(perturb), backend)
     else:
-        step = _compiled_step(cell, bool(perturb))
+        # One sequence of plain floats runs on ``math``: NumPy's per-call overhead on
+        # single numbers would be most of the time.
+        first = [seq[0] for seq in inputs.values()]
+        plain = _plain(params, initial, first, perturb)
+        step = _compiled_step(cell, bool(perturb), "math" if plain else "numpy")
     fixed = [params[p.name] for p in cell.params]
     series = [inputs[x.name] for x in cell.inputs]
     state = [initial[s.name] for s in cell.prev]  # in the order of cell.prev
@@ -352,12 +365,24 @@ class ScalarSweep:
     def __init__(self, adjoints: Adjoints, backend: str = "numpy") -> None:
         self.adj = adjoints
         self.cell = adjoints.cell
-        # lambdify prints sigma(z) as a call to a function named "sigma".
-        names = {f.__name__: fn for f, fn in _functions(backend).items()}
-        self.modules = [names, "mpmath" if backend == "mpmath" else "numpy"]
+        self.backend = backend
+        self._by_kind: dict[str, tuple] = {}
 
-    @cached_property
+    def _modules(self, kind: str) -> list:
+        # lambdify prints sigma(z) as a call to a function named "sigma".
+        return [{f.__name__: fn for f, fn in _functions(kind).items()}, kind]
+
+    @property
     def _compiled(self) -> tuple[list[sp.Expr], Callable, list[str]]:
+        return self._compiled_for(self.backend)
+
+    def _compiled_for(self, kind: str) -> tuple[list[sp.Expr], Callable, list[str]]:
+        """The sweep compiled for ``kind`` (the backend, or ``math`` for plain floats)."""
+        if kind not in self._by_kind:
+            self._by_kind[kind] = (*self._compile(kind), self._compile_initial(kind))
+        return self._by_kind[kind][:3]
+
+    def _compile(self, kind: str) -> tuple[list[sp.Expr], Callable, list[str]]:
         outs = sweep_outputs(self.adj)
         atoms = set()
         for e in outs.values():
@@ -365,21 +390,25 @@ class ScalarSweep:
         args = sorted(atoms, key=sp.default_sort_key)
         dummies = [sp.Dummy(str(a)) for a in args]
         sub = dict(zip(args, dummies, strict=True))
-        fn = sp.lambdify(dummies, [e.xreplace(sub) for e in outs.values()], self.modules, cse=True)
+        exprs = [e.xreplace(sub) for e in outs.values()]
+        fn = sp.lambdify(dummies, exprs, self._modules(kind), cse=True)
         return args, fn, [str(k) for k in outs]
 
-    @cached_property
-    def _initial(self) -> dict[str, Callable]:
+    def _compile_initial(self, kind: str) -> dict[str, tuple]:
         out = {}
         for s in self.cell.states:
             e = stable_forms(self.cell, self.adj.variables[s.name].from_next_step)
             args = sorted(e.atoms(AppliedUndef) | (e.free_symbols - {t}), key=sp.default_sort_key)
-            out[s.name] = (args, sp.lambdify(args, e, self.modules))
+            out[s.name] = (args, sp.lambdify(args, e, self._modules(kind)))
         return out
 
     def run(self, traj: Trajectory, params: Mapping[str, object], loss_grads: Mapping) -> Gradients:
         """Backward sweep over a trajectory of scalars (or of equal-shaped arrays)."""
-        args, fn, names = self._compiled
+        first = traj[self.cell.variables[0].name][1:2]
+        plain = self.backend == "numpy" and _plain(params, first)
+        kind = "math" if plain else self.backend
+        args, fn, names = self._compiled_for(kind)
+        initial_fns = self._by_kind[kind][3]
         steps = len(traj[self.cell.inputs[0].name]) - 1
         zero = 0 * traj[self.cell.variables[0].name][1]
         bars: dict[str, list] = {n: [zero] * (steps + 2) for n in _bar_names(self.cell)}
@@ -418,21 +447,19 @@ class ScalarSweep:
         where = [_where(a) for a in args]
         _step(1 + min((off for kind, _, off in where if kind != "param"), default=0))
         reads = [(series(kind, name), offset) for kind, name, offset in where]
-        # Each output is an adjoint series (stored at step k) or a parameter (summed).
-        outs = [
-            (bars[n[4 : n.index("(")]], None)
-            if n.startswith("bar:") and "(" in n
-            else (None, n[4:])
-            for n in names
-        ]
+        # Each output is an adjoint series (stored at step k) or a parameter's term (summed
+        # over the steps, in the order t = T, ..., 1).
+        series_out = [(i, bars[n[4 : n.index("(")]]) for i, n in enumerate(names) if "(" in n]
+        param_out = [(i, n[4:]) for i, n in enumerate(names) if "(" not in n]
+        sums = [grads[p] for _, p in param_out]
         for k in range(steps, 0, -1):
             vals = fn(*[s[k + o] for s, o in reads])
-            for (out, grad), v in zip(outs, vals, strict=True):
-                if out is not None:
-                    out[k] = v
-                else:
-                    grads[grad] = grads[grad] + v
-        initial = {s: f(*[value(a, 0) for a in a_args]) for s, (a_args, f) in self._initial.items()}
+            for i, out in series_out:
+                out[k] = vals[i]
+            for j, (i, _) in enumerate(param_out):
+                sums[j] = sums[j] + vals[i]
+        grads.update({p: v for (_, p), v in zip(param_out, sums, strict=True)})
+        initial = {s: f(*[value(a, 0) for a in a_args]) for s, (a_args, f) in initial_fns.items()}
         return Gradients(bars, grads, initial)
 
 
