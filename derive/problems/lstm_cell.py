@@ -610,7 +610,6 @@ class LSTMCell(Problem):
 
     def context(self) -> dict[str, Any]:
         names = {n: self.sym(n) for n in FIGURE}
-        c, j, k = sp.Function("c"), sp.Symbol("j", integer=True), sp.Symbol("k", integer=True)
         q = {
             **names,
             "c_prev": self.sym("c", -1),
@@ -622,8 +621,6 @@ class LSTMCell(Problem):
             "identity": sp.Identity(n_h),
             "J": sp.MatrixSymbol("J", n_h, n_h),
             "J_ones": sp.MatMul(sp.MatrixSymbol("J", n_h, n_h), ONE),
-            "C_k": c(k),
-            "C_t": timed("c"),
         }
         for g in GATES:
             q[f"W_{g}h"] = self.vc.sym(sp.Symbol(f"W_{g}h"))
@@ -639,7 +636,6 @@ class LSTMCell(Problem):
         for n in FIGURE:
             r = self.ranges[sp.Symbol(n)]
             signs.append((names[n], r.as_interval(), r.positive, *self.samples_row(n)))
-        chain = sp.Product(sp.Derivative(c(j), c(j - 1)), (j, k + 1, t))
         return {
             **super().context(),
             "q": q,
@@ -649,7 +645,6 @@ class LSTMCell(Problem):
             "vjp": self.vjp_parts(),
             "jac": self.jacobian_parts(),
             "limit_subs": list(self.limit.items()),
-            "chain_product": chain,
             "handout": self.handout,
             "run": self.saturated_run,
         }
