@@ -19,8 +19,10 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 
 import derive.engine.numeric as numeric
+from derive.engine.cell import Cell
 from derive.engine.functions import NUMERIC, NUMERIC_ONLY, sigma
 from derive.engine.numeric import ScalarSweep, forward, loss, stable_forms
+from derive.errors import InputError
 from derive.gradcheck import (
     EXHAUSTIVE_T,
     Case,
@@ -265,3 +267,52 @@ def test_direction_probes_catch_one_wrong_step():
     assert _error(got, ref, mine) <= 1e-13
     got[123] *= 1 + 1e-9
     assert _error(got, ref, mine) > 1e-12
+
+
+# -- review findings: each once a silent wrong answer or a crash -----------------------------
+def test_a_complex_entry_late_in_a_sequence_keeps_its_imaginary_part():
+    """Complex-stepping x at step 3 through forward: the math fast path must not take it."""
+    params = {p.name: 0.5 for p in LSTM.params}
+    xs = list(np.linspace(0.1, 0.5, 5))
+    base = forward(LSTM, params, {"x": xs}, {"h": 0.1, "c": 0.2})
+    xs_c = list(xs)
+    xs_c[2] += 1e-20j  # one NumPy complex among floats
+    moved = forward(LSTM, params, {"x": xs_c}, {"h": 0.1, "c": 0.2})
+    slope = np.imag(moved["h"][5]) / 1e-20
+    # The derived sweep with the loss reading h(5) only gives the same derivative.
+    loss_grads = {"h": [0.0, 0.0, 0.0, 0.0, 1.0]}
+    g = ScalarSweep(numeric.Adjoints(LSTM)).run(base, params, loss_grads)
+    assert slope != 0 and abs(slope - g.bars["x"][3]) <= 1e-14 * abs(slope)
+
+
+def test_loss_of_plain_numbers_against_column_weights():
+    traj = {"h": [0.0, 1.0, 2.0, 3.0]}
+    weights = [np.ones((1, 1))] * 3
+    assert loss(traj, {"h": weights}) == 6.0
+
+
+def test_a_cell_symbol_named_like_a_perturbation_is_fine():
+    x, h, hp, w, d = sp.symbols("delta_h h h_prev w v")
+    cell = Cell("odd", (x,), (h,), {h: hp}, {w: "weight", d: "weight"},
+                        ((h, sp.tanh(w * hp + d * x)),), (h,))  # fmt: skip
+    params, xs = {"w": 0.3, "v": 0.7}, [0.1, 0.2]
+    base = forward(cell, params, {"delta_h": xs}, {"h": 0.5})
+    moved = forward(cell, params, {"delta_h": xs}, {"h": 0.5}, perturb={("h", 1): 0.25})
+    assert moved["h"][1] == base["h"][1] + 0.25
+
+
+def test_sech_complex_step_is_accurate_near_zero():
+    for z in (0.0, 1e-8, -1e-3, 0.5):
+        for value in (np_sech(complex(z, 1e-30)), np_sech(np.array([complex(z, 1e-30)]))[0]):
+            slope = -float(mpmath.sech(z) * mpmath.tanh(z))
+            assert abs(value.imag / 1e-30 - slope) <= 1e-15 + 1e-14 * abs(slope)
+
+
+def test_grad_overflow_on_plain_floats_is_a_clear_error():
+    """Python floats raise OverflowError where arrays give inf: the same clear error."""
+    from derive.problems.gru import GRU
+
+    p = GRU()
+    data = {"weights": dict.fromkeys(p.weights, 0.5), "x": [1, 2], "h0": 1e200, "dL_dh": [1, 1]}
+    with pytest.raises(InputError, match="overflows float64"):
+        p.grad(data, backend="numpy")

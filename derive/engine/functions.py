@@ -59,14 +59,21 @@ def _np_sigma(z):
 
 
 def _np_sech(z):
-    # 2 e / (1 + e^2) with e = exp(-|z|) (sign taken on the real part: analytic on each
-    # half-plane): 1/cosh(z) without overflow for large |z|.
+    # 1/cosh(z) where cosh cannot overflow, else 2 e / (1 + e^2) with e = exp(-|z|) (the
+    # sign taken on the real part: analytic on each half-plane), which never overflows.
+    # Not the latter everywhere: under a complex step near z = 0 its derivative cancels.
     if isinstance(z, float | complex):
-        exp = math.exp if isinstance(z, float) else cmath.exp
-        e = exp(-z if z.real >= 0 else z)
+        if abs(z.real) < 700:
+            return 1.0 / (math.cosh(z) if isinstance(z, float) else cmath.cosh(z))
+        e = (math.exp if isinstance(z, float) else cmath.exp)(-z if z.real >= 0 else z)
         return 2.0 * e / (1.0 + e * e)
-    e = np.exp(np.where(np.real(z) >= 0, -z, z))
-    return 2.0 * e / (1.0 + e * e)
+    z = np.asarray(z)
+    near = np.abs(z.real) < 700
+    out = 1.0 / np.cosh(np.where(near, z, 0))
+    if not near.all():
+        e = np.exp(np.where(z.real >= 0, -z, z))
+        out = np.where(near, out, 2.0 * e / (1.0 + e * e))
+    return out
 
 
 def _math_sigma(z: float) -> float:
@@ -78,6 +85,8 @@ def _math_sigma(z: float) -> float:
 
 
 def _math_sech(z: float) -> float:
+    if abs(z) < 700:
+        return 1.0 / math.cosh(z)
     e = math.exp(-abs(z))
     return 2.0 * e / (1.0 + e * e)
 

@@ -50,12 +50,16 @@ def _functions(backend: str) -> dict:
 
 
 def _plain(*groups) -> bool:
-    """Whether every value given is a real Python number (``math`` can evaluate it)."""
-    return all(
-        isinstance(v, float | int) and not isinstance(v, bool)
-        for g in groups
-        for v in (g.values() if isinstance(g, Mapping) else g)
-    )
+    """Whether every value given is a real number ``math`` evaluates exactly as NumPy would:
+    a float (NumPy's float64 is one) or an int, never complex, an array or a bool.  Groups
+    are mappings or sequences whose values may themselves be sequences (every entry is
+    looked at: one complex entry would otherwise lose its imaginary part)."""
+    for g in groups:
+        for v in g.values() if isinstance(g, Mapping) else g:
+            values = v if isinstance(v, list | tuple) else (v,)
+            if not all(isinstance(x, float | int) and not isinstance(x, bool) for x in values):
+                return False
+    return True
 
 
 # -- the forward pass ------------------------------------------------------------------------
@@ -133,10 +137,17 @@ def _compiled_step(cell: Cell, perturbed: bool, kind: str = "numpy") -> Callable
         names = {f.__name__: fn for f, fn in _functions(kind).items()}
         args = [*cell.inputs, *cell.prev.values(), *cell.params]
         value: dict[sp.Symbol, sp.Expr] = {}
+        taken = {s.name for s in (*args, *cell.variables)}
         for u, e in cell.assignments:
             value[u] = e.xreplace(value)
             if perturbed:
-                delta = sp.Symbol(f"delta_{u.name}")
+                # A plain symbol, named apart from the cell's own (a Dummy's numbering
+                # would make the generated code, and its rounding, depend on history).
+                name = f"delta_{u.name}"
+                while name in taken:
+                    name = "d" + name
+                taken.add(name)
+                delta = sp.Symbol(name)
                 value[u] += delta
                 args.append(delta)
         outs = [value[u] for u in cell.variables]
@@ -252,8 +263,7 @@ def _forward_compiled(
     else:
         # One sequence of plain floats runs on ``math``: NumPy's per-call overhead on
         # single numbers would be most of the time.
-        first = [seq[0] for seq in inputs.values()]
-        plain = _plain(params, initial, first, perturb)
+        plain = _plain(params, initial, inputs, perturb)
         step = _compiled_step(cell, bool(perturb), "math" if plain else "numpy")
     fixed = [params[p.name] for p in cell.params]
     series = [inputs[x.name] for x in cell.inputs]
@@ -285,6 +295,8 @@ def loss(traj: Trajectory, loss_grads: Mapping[str, Sequence[Array]]):
         u = np.asarray(traj[name][1 : len(weights) + 1])
         if u.ndim > a.ndim:  # a batch axis after the step axis: the weights broadcast over it
             a = a.reshape(a.shape[:1] + (1,) * (u.ndim - a.ndim) + a.shape[1:])
+        elif u.ndim < a.ndim:  # plain numbers against (n, 1) weights: a number per step
+            u = u.reshape(u.shape + (1,) * (a.ndim - u.ndim))
         v = a * u
         total = total + np.sum(v, axis=(0, -2, -1) if v.ndim >= 3 else 0)
     return total
@@ -404,8 +416,7 @@ class ScalarSweep:
 
     def run(self, traj: Trajectory, params: Mapping[str, object], loss_grads: Mapping) -> Gradients:
         """Backward sweep over a trajectory of scalars (or of equal-shaped arrays)."""
-        first = traj[self.cell.variables[0].name][1:2]
-        plain = self.backend == "numpy" and _plain(params, first)
+        plain = self.backend == "numpy" and _plain(params, traj, loss_grads)
         kind = "math" if plain else self.backend
         args, fn, names = self._compiled_for(kind)
         initial_fns = self._by_kind[kind][3]

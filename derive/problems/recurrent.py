@@ -470,7 +470,10 @@ class RecurrentProblem(Problem):
                     )
                 out, used = _grad_vector(self, top, weights), "numpy"
             else:
-                out, used = _grad_scalar(self, top, weights, backend)
+                try:
+                    out, used = _grad_scalar(self, top, weights, backend)
+                except OverflowError:  # plain floats raise where arrays would give inf
+                    inp.finite_output([math.inf], f"grad {self.key}")
         for key, value in [*((k, v) for k, v in out.items() if k != "grad"), *out["grad"].items()]:
             inp.finite_output(value, f"grad {self.key} ({key})")
         return {**out, "backend": used}
@@ -712,7 +715,8 @@ def _native_run(
     states = [s.name for s in cell.states]
     try:  # only what the output shows: the states and the inputs' adjoints
         return native_gradient(cell, params, inputs, init, loss, values=states, bars=list(inputs))
-    except NativeUnavailable as exc:
+    except (NativeUnavailable, ValueError) as exc:
+        # ValueError: a cell the C printer has no form for; auto then takes NumPy.
         if backend == "c":
             why = " ".join(str(exc).split())  # the compiler's messages, on one line
             raise InputError(f"--backend c: the C backend cannot run here: {why[:500]}") from None
