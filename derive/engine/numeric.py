@@ -49,15 +49,17 @@ def _functions(backend: str) -> dict:
     raise ValueError(f"unknown backend {backend!r}; use 'numpy' or 'mpmath'")
 
 
+_PLAIN = {float, int}
+
+
 def _plain(*groups) -> bool:
-    """Whether every value given is a real number ``math`` evaluates exactly as NumPy would:
-    a float (NumPy's float64 is one) or an int, never complex, an array or a bool.  Groups
-    are mappings or sequences whose values may themselves be sequences (every entry is
-    looked at: one complex entry would otherwise lose its imaginary part)."""
+    """Whether every value given is a Python float or int, which ``math`` evaluates as
+    NumPy would (never complex, an array, a NumPy scalar or a bool).  Groups are mappings
+    or sequences whose values may themselves be sequences: every entry is looked at, as
+    one complex entry would otherwise lose its imaginary part."""
     for g in groups:
         for v in g.values() if isinstance(g, Mapping) else g:
-            values = v if isinstance(v, list | tuple) else (v,)
-            if not all(isinstance(x, float | int) and not isinstance(x, bool) for x in values):
+            if not (set(map(type, v)) if isinstance(v, list | tuple) else {type(v)}) <= _PLAIN:
                 return False
     return True
 
