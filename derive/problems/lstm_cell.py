@@ -609,33 +609,22 @@ class LSTMCell(Problem):
         }
 
     def context(self) -> dict[str, Any]:
-        names = {n: self.sym(n) for n in FIGURE}
+        # The question's names and equations, and what only the solution writes.
+        given = self.question_data()
         q = {
-            **names,
-            "c_prev": self.sym("c", -1),
-            "o_prev": self.sym("o", -1),
-            "h_prev": self.sym("h_prev"),
-            "x": self.sym("x"),
+            **given["q"],
             "gbar": self.vjp[1],
             "cbar_prev": self.vc.bar(self.cell.prev[sp.Symbol("c")], 0),
             "identity": sp.Identity(n_h),
             "J": sp.MatrixSymbol("J", n_h, n_h),
             "J_ones": sp.MatMul(sp.MatrixSymbol("J", n_h, n_h), ONE),
         }
-        for g in GATES:
-            q[f"W_{g}h"] = self.vc.sym(sp.Symbol(f"W_{g}h"))
-            q[f"W_{g}x"] = self.vc.sym(sp.Symbol(f"W_{g}x"))
-            q[f"b_{g}"] = self.vc.sym(sp.Symbol(f"b_{g}"))
-        show = {self.vc.sym(sp.Symbol("h_prev")): q["h_prev"]}
-        equations = [
-            (q["h_prev"] if u.name == "h_prev" else self.sym(u.name), self.vc.to_vec(e, 0))
-            for u, e in self.cell.assignments
-        ]
-        equations = [(lhs, rhs.xreplace(show)) for lhs, rhs in equations]
+        q |= {f"b_{g}": self.vc.sym(sp.Symbol(f"b_{g}")) for g in GATES}
+        equations = given["equations"]
         signs = []
         for n in FIGURE:
             r = self.ranges[sp.Symbol(n)]
-            signs.append((names[n], r.as_interval(), r.positive, *self.samples_row(n)))
+            signs.append((q[n], r.as_interval(), r.positive, *self.samples_row(n)))
         return {
             **super().context(),
             "q": q,
