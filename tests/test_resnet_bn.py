@@ -197,6 +197,8 @@ def test_template_renders(problem):
     assert r"S^{(1)} = \mathbb{I}" in out
     assert "D_{3} J_{3} D_{2} J_{2} D_{1} J_{1}" in out
     assert r"\begin{picture}" in out
+    # What the skip path passes through comes from the operations after the addition.
+    assert "goes through BatchNorm and ReLU in every" in " ".join(out.split())
     assert "FAIL" not in out
     # One heading (the question's), then the solution.
     assert out.count("\\section*{Problem") == 1 and "\\subsection*{Solution}" in out

@@ -675,12 +675,12 @@ class ResnetBN(Problem):
         blocks = {}
         for i, (k, ops) in enumerate(ORDERINGS.items()):
             blocks[k] = {
-                "number": k,
                 "label": f"({k})",
-                "ops": [OP_NAMES[op] for op in ops],
                 "formula": block_formula(ops),
                 "skip": skip[i],
                 "skip_is_identity": isinstance(skip[i], sp.Identity),
+                # What the skip path passes through (the operations ``skip_term`` multiplies).
+                "after": [OP_NAMES[op] for op in ops[ops.index("add") + 1 :]],
                 "stack": stack[i],
                 # A branch that ends in a ReLU can only add a non-negative vector to x.
                 "nonnegative_branch": ops[ops.index("add") - 1] == "relu",
