@@ -14,6 +14,7 @@ from conftest import key_pdf_text
 from derive.engine import layers as engine
 from derive.engine.layers import Defaults, Layer, parse_layer, parse_network
 from derive.errors import InputError
+from derive.problems import cnn_params
 from derive.problems.cnn_params import (
     HANDOUT_INPUT,
     HANDOUT_LAYERS,
@@ -416,6 +417,23 @@ def test_forgotten_biases_are_caught(monkeypatch):
     assert failed == {"layers", "total_params"}
 
 
+def test_handout_reading_is_checked(problem, monkeypatch):
+    # By hand: with conv stride 2 the sides go 224 -> 112 -> 56 -> 28 -> 14 -> 7 -> 4 -> 2, so
+    # fc-1024 sees 2*2*256 = 1024 inputs: 1024*1024 + 1024 = 1,049,600.  With pool padding 1
+    # they go 224 -> 113 -> 113 -> 57 -> 57 -> 57 -> 29: 29*29*256*1024 + 1024 = 220,464,128.
+    context = problem.context()
+    assert context["first_fc"] == 205_521_920 and context["text_agrees"]
+    assert context["other_choices"] == {"conv_stride": 1_049_600, "pool_padding": 220_464_128}
+    assert any("handout's text" in c.method for c in problem.checks)
+    # A text that says 5 conv layers no longer agrees with the diagram.
+    monkeypatch.setattr(cnn_params, "HANDOUT_TEXT_CONVS", 5)
+    failed = [c for c in CNNParams().checks if not c.passed]
+    assert len(failed) == 1 and "handout's text" in failed[0].method
+    # Other networks make no claim about the handout's text.
+    other = CNNParams([10, 10, 2], ["conv3-2/p0/s2", "fc-3"])
+    assert not any("handout" in c.sizes + c.method for c in other.checks)
+
+
 def test_big_network_skips_only_the_forward_pass():
     p = CNNParams([2048, 2048, 3], ["conv11-64/p5/s1", "maxpool4/s4", "conv5-128/p2", "fc-4096"])
     assert all(c.passed for c in p.checks)
@@ -434,6 +452,8 @@ def test_template_renders(problem):
     assert r"( 28 \cdot 28 \cdot 256)" in out and r"3 \cdot 3 \cdot 64 \cdot 128 + 128" in out
     assert "untied biases" in out and "6,421,824" in out  # 224^2*64 + 112^2*128 + 2*56^2*256 - 704
     assert "no stride" in out and "FAIL" not in out
+    assert "4 convolutional layers" in out and "which agrees" in out
+    assert "1,049,600 with convolution stride" in out
 
 
 def test_template_renders_other_networks():

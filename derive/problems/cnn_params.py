@@ -55,6 +55,10 @@ HANDOUT_LAYERS = [
     "FC-1000",
     "Softmax",
 ]
+#: What the handout's text says of its diagram: the number of conv layers and their kernel.
+HANDOUT_TEXT_CONVS, HANDOUT_TEXT_KERNEL = 4, (3, 3)
+#: Values the handout leaves open, each with another allowed value the key tries instead.
+OTHER_CHOICES = {"conv_stride": 2, "pool_padding": 1}
 SEED = 20261122
 #: The scaled-down copy divides conv channels and fc units by this (rounding up) ...
 SCALE = 64
@@ -214,13 +218,25 @@ class CNNParams(Problem):
     title = "Parameters of a convolutional network"
 
     PARAMS = (
-        Param("input_shape", Raw(list, "a list [H, W, C]"), HANDOUT_INPUT,
-              "input height, width and channels"),
-        Param("layers", Raw(list, "a list of layers"), HANDOUT_LAYERS,
-              'layers in order: "conv3-64", "conv5x5-32/p2/s1/nobias", "maxpool2", '
-              '"avgpool3/s2", "fc-1024", "relu", "flatten", "softmax", or tables'),
-        Param("defaults", Raw(dict, "a table"), None,
-              "conv_padding, conv_stride, pool_kernel, pool_stride, pool_padding"),
+        Param(
+            "input_shape",
+            Raw(list, "a list [H, W, C]"),
+            HANDOUT_INPUT,
+            "input height, width and channels",
+        ),
+        Param(
+            "layers",
+            Raw(list, "a list of layers"),
+            HANDOUT_LAYERS,
+            'layers in order: "conv3-64", "conv5x5-32/p2/s1/nobias", "maxpool2", '
+            '"avgpool3/s2", "fc-1024", "relu", "flatten", "softmax", or tables',
+        ),
+        Param(
+            "defaults",
+            Raw(dict, "a table"),
+            None,
+            "conv_padding, conv_stride, pool_kernel, pool_stride, pool_padding",
+        ),
     )
 
     def __init__(
@@ -235,10 +251,26 @@ class CNNParams(Problem):
         except InputError as exc:
             raise InputError(f"params.cnn_params.{exc}") from None
 
-    @property
+    @cached_property
     def is_handout(self) -> bool:
         handout = parse_network(HANDOUT_INPUT, HANDOUT_LAYERS)
         return (self.net.input_shape, self.net.layers) == (handout.input_shape, handout.layers)
+
+    @cached_property
+    def other_choices(self) -> dict[str, Network]:
+        """The handout's network under each of ``OTHER_CHOICES`` (empty for other networks)."""
+        if not self.is_handout:
+            return {}
+        return {
+            f: parse_network(HANDOUT_INPUT, HANDOUT_LAYERS, Defaults(**{f: v}))
+            for f, v in OTHER_CHOICES.items()
+        }
+
+    def text_mismatches(self) -> int:
+        """Conv layers that the handout's text contradicts (count and kernel), 0 if it agrees."""
+        kernels = [r.layer.kernel for r in self.net.rows if r.layer.kind == "conv"]
+        wrong = sum(k != HANDOUT_TEXT_KERNEL for k in kernels)
+        return wrong + abs(len(kernels) - HANDOUT_TEXT_CONVS)
 
     # -- derivation ---------------------------------------------------------------------------
     def derive(self) -> dict[str, Result]:
@@ -312,7 +344,34 @@ class CNNParams(Problem):
             "avg and padded pools"
         )
         rows.append(Check("layers", method, what, float(bad), 0.0))
-        return rows
+        return rows + self._handout_checks()
+
+    def _handout_checks(self) -> list[Check]:
+        """The reading of the handout that the key states: its text, and other defaults."""
+        if not self.is_handout:
+            return []
+        bad = sum(
+            sum(mismatches(net, numpy_trace(net.input_shape, net.layers, None)))
+            for net in self.other_choices.values()
+        )
+        tried = ", ".join(f"{f} = {v}" for f, v in OTHER_CHOICES.items())
+        return [
+            Check(
+                "layers",
+                f"the handout's text: {HANDOUT_TEXT_CONVS} conv layers, all "
+                f"{_shape_text(HANDOUT_TEXT_KERNEL)}; conv layers that differ",
+                "the handout's network",
+                float(self.text_mismatches()),
+                0.0,
+            ),
+            Check(
+                "layers",
+                "numpy shape pass and .size, as above",
+                f"the handout's network with {tried} (one at a time)",
+                float(bad),
+                0.0,
+            ),
+        ]
 
     # -- rendering ------------------------------------------------------------------------------
     def question_data(self) -> dict[str, Any]:
@@ -349,7 +408,18 @@ class CNNParams(Problem):
             "untied_total": total + untied,
             "floored": [r for r in rows if any(r.remainder)],
             "is_handout": self.is_handout,
+            "text_convs": HANDOUT_TEXT_CONVS,
+            "text_kernel": _shape_text(HANDOUT_TEXT_KERNEL),
+            "text_agrees": self.text_mismatches() == 0,
+            "first_fc": _first_fc(self.net),
+            "other_choices": {f: _first_fc(n) for f, n in self.other_choices.items()},
+            "other_choices_values": OTHER_CHOICES,
         }
+
+
+def _first_fc(net: Network) -> int | None:
+    """Parameters of the first fully connected layer, None without one."""
+    return next((r.params for r in net.rows if r.layer.kind == "fc"), None)
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
