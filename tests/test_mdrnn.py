@@ -86,16 +86,35 @@ class OneStepShort(MDRNN):
         return 2 * G - 2
 
 
+class NoPhiInterior(MDRNN):
+    """A square with both neighbours costed without its phi (the total stays right)."""
+
+    def interior_cell_ops(self):
+        return super().interior_cell_ops() - n_phi * H
+
+
+class ConvInOneStep(MDRNN):
+    """Claims the covering conv stack runs in one step."""
+
+    @property
+    def comparison(self):
+        return {**super().comparison, "cover_steps": 1}
+
+
 def test_wrong_claims_are_caught():
     failed = {c.claim for c in SampleCount().checks if not c.passed}
     assert "num_ops" in failed
     failed = {c.claim for c in OneStepShort().checks if not c.passed}
     assert "num_steps" in failed
+    failed = {c.method for c in NoPhiInterior().checks if not c.passed}
+    assert any("both neighbours" in m for m in failed)
+    failed = {c.method for c in ConvInOneStep().checks if not c.passed}
+    assert any("rounds of the MDRNN and the conv stacks" in m for m in failed)
 
 
 @pytest.mark.parametrize("bad", [0, -3, 1, 13, 10**6, 2.5, True, "5", None, [5]])
 def test_bad_grid_is_refused(bad):
-    with pytest.raises(InputError, match=r"grid: expected a whole number from 2 to 12"):
+    with pytest.raises(InputError, match=r"grid: expected an integer from 2 to 12"):
         MDRNN(grid=bad)
 
 

@@ -15,6 +15,7 @@ from derive.problems.pixelcnn_mdrnn import (
     H,
     PixelCNNMDRNN,
     W,
+    backward_field,
     c,
     col,
     d,
@@ -117,11 +118,26 @@ class NoBorders(PixelCNNMDRNN):
         return {**super().fits, "mdrnn_connections": 3 * d * k**2 * H * W}
 
 
+class NoBlindSpotColumn(PixelCNNMDRNN):
+    """Claims the figure's pixel has no blind spot at any depth."""
+
+    def field_table(self):
+        return [[n, size, 0, before] for n, size, _, before in super().field_table()]
+
+
 def test_wrong_claims_are_caught():
     failed = {ch.claim for ch in SlowPixelCNN().checks if not ch.passed}
     assert "pixelcnn_steps" in failed
     failed = {ch.claim for ch in NoBorders().checks if not ch.passed}
     assert "mdrnn_connections" in failed
+    failed = {ch.sizes for ch in NoBlindSpotColumn().checks if not ch.passed}
+    assert any(s.startswith("figure:") for s in failed)
+
+
+def test_mask_b_first_sees_its_own_pixel():
+    # By hand: one 3x3 layer at (2, 2) reads (1, 1..3) and (2, 1), plus (2, 2) under mask B.
+    assert backward_field([mask_array(3, "A")], 3, 3, (2, 2)) == {(1, 1), (1, 2), (1, 3), (2, 1)}
+    assert (2, 2) in backward_field([mask_array(3, "B")], 3, 3, (2, 2))
 
 
 def test_other_figure_sizes():
@@ -134,25 +150,25 @@ def test_other_figure_sizes():
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"image": [0, 9]}, r"image\[0\] \(H\): expected a whole number from 1 to 16"),
-        ({"image": [9, 17]}, r"image\[1\] \(W\): expected a whole number from 1 to 16"),
+        ({"image": [0, 9]}, r"image\[0\] \(H\): expected an integer from 1 to 16"),
+        ({"image": [9, 17]}, r"image\[1\] \(W\): expected an integer from 1 to 16"),
         ({"image": [True, 9]}, r"image\[0\] \(H\)"),
         ({"image": [9]}, r"image: expected \[H, W\]"),
         ({"image": "9x9"}, r"image: expected \[H, W\]"),
-        ({"layers": 0}, r"layers: expected a whole number from 1 to 8"),
-        ({"layers": 2.5}, r"layers: expected a whole number from 1 to 8"),
-        ({"layers": 10**9}, r"layers: expected a whole number from 1 to 8"),
+        ({"layers": 0}, r"layers: expected an integer from 1 to 8"),
+        ({"layers": 2.5}, r"layers: expected an integer from 1 to 8"),
+        ({"layers": 10**9}, r"layers: expected an integer from 1 to 8"),
         ({"kernel": 4}, r"kernel: expected an odd filter size, one of \(3, 5, 7\)"),
         ({"kernel": True}, r"kernel: expected an odd filter size"),
         ({"kernel": 9}, r"kernel: expected an odd filter size"),
-        ({"pixel": [10, 1]}, r"pixel\[0\] \(row\): expected a whole number from 1 to 9"),
-        ({"pixel": [1, 0]}, r"pixel\[1\] \(column\): expected a whole number from 1 to 9"),
+        ({"pixel": [10, 1]}, r"pixel\[0\] \(row\): expected an integer from 1 to 9"),
+        ({"pixel": [1, 0]}, r"pixel\[1\] \(column\): expected an integer from 1 to 9"),
         ({"pixel": 5}, r"pixel: expected \[row, column\]"),
         ({"example": {"H": 32}}, r"example: expected a table with exactly the keys H, W, d, k, c"),
         ({"example": {**EXAMPLE, "x": 1}}, r"example: expected a table with exactly the keys"),
-        ({"example": {**EXAMPLE, "H": 0}}, r"example.H: expected a whole number from 1 to 10000"),
-        ({"example": {**EXAMPLE, "d": 10_001}}, r"example.d: expected a whole number from 1 to"),
-        ({"example": {**EXAMPLE, "c": -1}}, r"example.c: expected a whole number"),
+        ({"example": {**EXAMPLE, "H": 0}}, r"example.H: expected an integer from 1 to 10000"),
+        ({"example": {**EXAMPLE, "d": 10_001}}, r"example.d: expected an integer from 1 to"),
+        ({"example": {**EXAMPLE, "c": -1}}, r"example.c: expected an integer"),
         ({"example": {**EXAMPLE, "k": 4}}, r"example.k: expected an odd filter size, got 4"),
         ({"example": {**EXAMPLE, "k": 9, "H": 3}}, r"example.k: the filter must fit the image"),
     ],

@@ -50,7 +50,6 @@ from derive.engine.graph import (
     parameter_shapes,
     same_growth,
 )
-from derive.errors import InputError
 from derive.params import Int, Param
 from derive.problems.base import Problem, Result
 from derive.verify import Check
@@ -71,6 +70,7 @@ KERNEL = 3
 CONV3 = tuple(itertools.product(range(-(KERNEL // 2), KERNEL // 2 + 1), repeat=2))
 #: Bounds of the figure's grid (it is instantiated and drawn).
 MIN_GRID, MAX_GRID = 2, 12
+GRID = Int(MIN_GRID, MAX_GRID)
 #: Sizes of the fits and checks.
 FIT_G = tuple(range(1, 9))
 CHECK_G = tuple(range(1, 13))
@@ -94,19 +94,18 @@ SAMPLE_LISTING = (
 )
 
 
-def whole_number(value: Any, field_name: str, lo: int, hi: int) -> int:
-    """``value`` if it is an int (not a bool) in [lo, hi], else an ``InputError``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise InputError(f"{field_name}: expected a whole number from {lo} to {hi}, got {shown}")
-    return value
-
-
 # -- the model ------------------------------------------------------------------------------------
 @cache
 def mdrnn_model(g: int, d: int = 1, h: int = 1) -> GridModel:
     """The G×G MDRNN as a dependency graph: node (1, j, i) is h(i, j)."""
     return GridModel(g, g, ((BELOW,),), (WEST, NORTH), (d, h))
+
+
+@cache
+def mdrnn_rounds(g: int) -> dict:
+    """Round of every unit of the g×g MDRNN in the parallel simulation (inputs at 0)."""
+    m = mdrnn_model(g)
+    return parallel_rounds(m.dag, m.inputs)
 
 
 @cache
@@ -239,13 +238,11 @@ class MDRNN(Problem):
     key = "mdrnn"
     title = "Multidimensional RNN: weights, operations and parallel steps"
 
-    PARAMS = (
-        Param("grid", Int(MIN_GRID, MAX_GRID), 5, "G of the step figure and the conv comparison"),
-    )
+    PARAMS = (Param("grid", GRID, 5, "G of the step figure and the conv comparison"),)
 
     def __init__(self, grid: int = 5) -> None:
         #: G of the figure and of the comparison's numbers (instantiated, hence bounded).
-        self.grid = whole_number(grid, "grid", MIN_GRID, MAX_GRID)
+        self.grid = GRID.parse(grid, "grid")
 
     # -- derivation ---------------------------------------------------------------------------
     @cached_property
@@ -274,6 +271,10 @@ class MDRNN(Problem):
     def interior_cell_ops(self) -> sp.Expr:
         costs = self.cell_costs.values()
         return sp.expand(sum(ops for ops, _ in costs) + (len(costs) - 1) * H + n_phi * H)
+
+    def boundary_saving(self) -> sp.Expr:
+        """What the first row and column save against G² squares at the full cost."""
+        return sp.factor(sp.expand(G**2 * self.interior_cell_ops() - self.num_ops()))
 
     @cached_property
     def steps_fit(self) -> sp.Expr:
@@ -307,10 +308,10 @@ class MDRNN(Problem):
 
     def derive(self) -> dict[str, Result]:
         weights = sp.factor(sum(r * c for r, c in self.shapes.values()))
-        verdicts = self.sample_verdicts()
-        holds = all(v if isinstance(v, bool) else all(v) for v in verdicts.values())
         ops = self.num_ops()
         order = big_o(ops, [G, D, H])
+        verdicts = self.sample_verdicts(weights, order)
+        holds = all(v if isinstance(v, bool) else all(v) for v in verdicts.values())
         steps = self.steps_fit
         r = readable
         return {
@@ -364,25 +365,19 @@ class MDRNN(Problem):
             "cover_weights": conv_weights,
         }
 
-    def sample_verdicts(self, step_of=None) -> dict[str, Any]:
-        """Which of the sample's claims agree with the derived results.
+    def sample_verdicts(self, weights: sp.Expr, order: sp.Expr) -> dict[str, Any]:
+        """Which of the sample's claims agree with the derived results (the listing's lines
+        against the computed schedule)."""
 
-        ``step_of(g, i, j)`` gives the step of 1-based cell h(i, j) on a g×g grid, or None
-        off the grid; by default the computed schedule.
-        """
-        if step_of is None:
+        def step_of(g: int, ii: int, jj: int) -> int | None:
+            return mdrnn_model(g).schedule.get((1, jj, ii))
 
-            def step_of(g: int, ii: int, jj: int) -> int | None:
-                return mdrnn_model(g).schedule.get((1, jj, ii))
-
-        ops = self.num_ops()
         return {
-            "weights": sp.expand(SAMPLE_WEIGHTS - sum(r * c for r, c in self.shapes.values())) == 0,
+            "weights": sp.expand(SAMPLE_WEIGHTS - weights) == 0,
             "cell_ops": sp.expand(SAMPLE_CELL_OPS - self.interior_cell_ops()) == 0,
-            "order": sp.expand(SAMPLE_ORDER - big_o(ops, [G, D, H])) == 0,
+            "order": sp.expand(SAMPLE_ORDER - order) == 0,
             "steps": sp.expand(SAMPLE_STEPS - self.steps_fit) == 0,
-            "listing_zero_based": listing_verdicts(step_of, 1),
-            "listing_one_based": listing_verdicts(step_of, 0),
+            **listings(step_of),
         }
 
     # -- verification -------------------------------------------------------------------------
@@ -408,7 +403,8 @@ class MDRNN(Problem):
     def _evaluator_checks(self) -> list[Check]:
         """Weights and operations against a forward pass that counts what it does."""
         r = self.results
-        bad_params = bad_touched = bad_ops = 0
+        interior, saving = self.interior_cell_ops(), self.boundary_saving()
+        bad_params = bad_touched = bad_ops = bad_cells = 0
         for g, d, h in itertools.product(EVAL_G, EVAL_DH, EVAL_DH):
             _, tally = run_mdrnn(g, d, h)
             sizes = {G: g, D: d, H: h}
@@ -417,6 +413,16 @@ class MDRNN(Problem):
             if g >= 2:
                 bad_touched += r["num_weights"].expr.xreplace(sizes) != len(tally.touched)
             bad_ops += sp.expand(r["num_ops"].expr.xreplace(sizes) - tally.ops()) != 0
+            # The key's split: squares with both neighbours at the full cost, the others'
+            # shortfall summed.
+            full = interior.xreplace(sizes)
+            bad_cells += sum(
+                sp.expand(full - cost) != 0
+                for (ii, jj), cost in tally.per_cell.items()
+                if ii > 1 and jj > 1
+            )
+            short = sum(full - cost for cost in tally.per_cell.values())
+            bad_cells += sp.expand(saving.xreplace(sizes) - short) != 0
         sizes = "G = 1..4, D, H = 1..3"
         return [
             Check(
@@ -440,16 +446,20 @@ class MDRNN(Problem):
                 float(bad_ops),
                 0.0,
             ),
+            Check(
+                "num_ops",
+                "pure-Python MDRNN: cost of each square with both neighbours, and what the "
+                "first row and column save",
+                sizes,
+                float(bad_cells),
+                0.0,
+            ),
         ]
 
     def _step_checks(self) -> list[Check]:
         r = self.results
         steps = r["num_steps"].expr
-        bad_rounds = sum(
-            steps.xreplace({G: g}) != max(parallel_rounds(m.dag, m.inputs).values())
-            for g in CHECK_G
-            for m in [mdrnn_model(g)]
-        )
+        bad_rounds = sum(steps.xreplace({G: g}) != max(mdrnn_rounds(g).values()) for g in CHECK_G)
         beyond = tuple(range(FIT_G[-1] + 1, 17))
         bad_path = mismatches(
             steps,
@@ -460,8 +470,7 @@ class MDRNN(Problem):
         bad_cells = bad_table = 0
         sched = r["schedule"].expr
         for g in CHECK_G:
-            m = mdrnn_model(g)
-            rounds = parallel_rounds(m.dag, m.inputs)
+            rounds = mdrnn_rounds(g)
             bad_cells += sum(
                 sched.xreplace({i: ii, j: jj}) != rounds[(1, jj, ii)]
                 for ii, jj in itertools.product(range(1, g + 1), repeat=2)
@@ -510,7 +519,8 @@ class MDRNN(Problem):
         )
         cover = r["conv_comparison"].expr
         bad_cover = 0
-        for g in range(2, 8):
+        cover_sizes = sorted({*range(2, 8), self.grid})
+        for g in cover_sizes:
             layers = int(cover.xreplace({G: g}))
             sees = np.count_nonzero(conv_impulse_field(g, layers))
             fewer = np.count_nonzero(conv_impulse_field(g, layers - 1)) if layers > 1 else 0
@@ -519,6 +529,18 @@ class MDRNN(Problem):
         g, centre = self.grid, (self.grid + 1) // 2
         bad_one = (np.count_nonzero(conv_impulse_field(g, 1)) != v["conv_field_corner"]) + (
             np.count_nonzero(conv_impulse_field(g, 1, (centre, centre))) != v["conv_field_centre"]
+        )
+        # The steps and the MDRNN's field the comparison quotes, by other routes.
+        bad_steps = (
+            (v["mdrnn_steps"] != max(mdrnn_rounds(g).values()))
+            + (v["mdrnn_field"] != len(impulse_field(g)))
+            + sum(
+                v[key] != max(parallel_rounds(m.dag, m.inputs).values())
+                for key, m in (
+                    ("conv_steps_one_layer", conv_model(g, 1)),
+                    ("cover_steps", conv_model(g, v["cover_layers"])),
+                )
+            )
         )
         weights = self.comparison["cover_weights"]
         bad_weights = sum(
@@ -536,7 +558,7 @@ class MDRNN(Problem):
             Check(
                 "conv_comparison",
                 "NumPy 3x3 convolutions: impulses reaching the corner output",
-                "G = 2..7; cover layers and one fewer",
+                f"G = {', '.join(map(str, cover_sizes))}; cover layers and one fewer",
                 float(bad_cover),
                 0.0,
             ),
@@ -545,6 +567,14 @@ class MDRNN(Problem):
                 "NumPy 3x3 convolution: one layer's field at corner and centre",
                 f"G = {g}",
                 float(bad_one),
+                0.0,
+            ),
+            Check(
+                "conv_comparison",
+                "simulation: rounds of the MDRNN and the conv stacks; the MDRNN's field by "
+                "impulses",
+                f"G = {g}",
+                float(bad_steps),
                 0.0,
             ),
             Check(
@@ -560,8 +590,7 @@ class MDRNN(Problem):
         """The verdicts again, from the evaluator and the round simulation."""
 
         def step_of(g: int, ii: int, jj: int) -> int | None:
-            m = mdrnn_model(g)
-            return parallel_rounds(m.dag, m.inputs).get((1, jj, ii))
+            return mdrnn_rounds(g).get((1, jj, ii))
 
         derived = self.results["sample_solution"].value
         _, tally = run_mdrnn(3, 2, 3)
@@ -576,8 +605,7 @@ class MDRNN(Problem):
             "steps": SAMPLE_STEPS.xreplace({G: 3})
             == max(step_of(3, a, b) for a, b in itertools.product((1, 2, 3), repeat=2)),
         }
-        recomputed = self.sample_verdicts(step_of)
-        recomputed.update(numeric)
+        recomputed = {**numeric, **listings(step_of)}
         differ = sum(recomputed[k] != derived[k] for k in derived)
         return Check(
             "sample_solution",
@@ -603,10 +631,7 @@ class MDRNN(Problem):
                 ("W_N", "W_N", "all but the first row"),
             ],
             "interior": readable(sp.factor(self.interior_cell_ops())),
-            # What the first row and column save against G² squares at the full cost.
-            "boundary_saving": readable(
-                sp.factor(sp.expand(G**2 * self.interior_cell_ops() - self.num_ops()))
-            ),
+            "boundary_saving": readable(self.boundary_saving()),
             "max_grid": MAX_GRID,
             "kernel": KERNEL,
             "comparison": {k: readable(v) for k, v in self.comparison.items()},
@@ -626,6 +651,14 @@ class MDRNN(Problem):
             "last_zero": readable(sp.Tuple(G - 1, G - 1)),
             "last_zero_step": readable(step.xreplace({i: G, j: G})),
         }
+
+
+def listings(step_of) -> dict[str, list[bool]]:
+    """The listing's verdicts with indices read from 0 and from 1."""
+    return {
+        "listing_zero_based": listing_verdicts(step_of, 1),
+        "listing_one_based": listing_verdicts(step_of, 0),
+    }
 
 
 def listing_verdicts(

@@ -50,17 +50,16 @@ from derive.engine.graph import (
 from derive.errors import InputError
 from derive.params import Int, Param, Raw
 from derive.problems.base import Problem, Result
-from derive.problems.mdrnn import readable, whole_number
+from derive.problems.mdrnn import BELOW, NORTH, WEST, readable
 from derive.verify import Check
 
 d, k, H, W, c = sp.symbols("d k H W c", integer=True, positive=True)
 row, col = sp.symbols("i j", integer=True, positive=True)
 
-#: MDRNN sources, (row, column) offsets: the layer below, west and north in the same layer.
-BELOW, WEST, NORTH = (0, 0), (0, -1), (-1, 0)
 #: Bounds of the instantiated figure (drawn as a table) and of the symbolic example.
 MAX_IMAGE, MAX_LAYERS, KERNELS = 16, 8, (3, 5, 7)
 MAX_EXAMPLE = 10_000
+LAYERS, EXAMPLE_SIZE = Int(1, MAX_LAYERS), Int(1, MAX_EXAMPLE)
 EXAMPLE = {"H": 32, "W": 32, "d": 5, "k": 3, "c": 1}
 #: Sizes of the fits (probes) and of the checks.
 PROBE_D = PROBE_C = (1, 2, 3, 4, 5, 6)
@@ -227,7 +226,7 @@ def _example(value: Any) -> dict[str, int]:
         raise InputError(
             f"example: expected a table with exactly the keys {', '.join(EXAMPLE)}, got {shown}"
         )
-    out = {key: whole_number(value[key], f"example.{key}", 1, MAX_EXAMPLE) for key in EXAMPLE}
+    out = {key: EXAMPLE_SIZE.parse(value[key], f"example.{key}") for key in EXAMPLE}
     if out["k"] % 2 == 0:
         raise InputError(f"example.k: expected an odd filter size, got {out['k']}")
     if not fits_filter(out):
@@ -247,12 +246,20 @@ class PixelCNNMDRNN(Problem):
 
     PARAMS = (
         Param("image", Raw(list, "a list [H, W]"), [9, 9], "image of the receptive-field figure"),
-        Param("layers", Int(1, MAX_LAYERS), 4, "layers d of the figure"),
+        Param("layers", LAYERS, 4, "layers d of the figure"),
         Param("kernel", Int(3, max(KERNELS)), 3, f"filter size k of the figure, one of {KERNELS}"),
-        Param("pixel", Raw(list, "a list [row, column]"), None,
-              "the pixel whose receptive field is drawn (default: bottom row, middle)"),
-        Param("example", Raw(dict, "a table {H, W, d, k, c}"), EXAMPLE,
-              "sizes of the worked comparison"),
+        Param(
+            "pixel",
+            Raw(list, "a list [row, column]"),
+            None,
+            "the pixel whose receptive field is drawn (default: bottom row, middle)",
+        ),
+        Param(
+            "example",
+            Raw(dict, "a table {H, W, d, k, c}"),
+            EXAMPLE,
+            "sizes of the worked comparison",
+        ),
     )
 
     def __init__(
@@ -265,9 +272,10 @@ class PixelCNNMDRNN(Problem):
     ) -> None:
         if not isinstance(image, list | tuple) or len(image) != 2:
             raise InputError(f"image: expected [H, W], two whole numbers, got {image!r}")
-        self.height = whole_number(image[0], "image[0] (H)", 1, MAX_IMAGE)
-        self.width = whole_number(image[1], "image[1] (W)", 1, MAX_IMAGE)
-        self.layers = whole_number(layers, "layers", 1, MAX_LAYERS)
+        side = Int(1, MAX_IMAGE)
+        self.height = side.parse(image[0], "image[0] (H)")
+        self.width = side.parse(image[1], "image[1] (W)")
+        self.layers = LAYERS.parse(layers, "layers")
         if kernel not in KERNELS or isinstance(kernel, bool):
             raise InputError(
                 f"kernel: expected an odd filter size, one of {KERNELS}, got {kernel!r}"
@@ -278,8 +286,8 @@ class PixelCNNMDRNN(Problem):
         if not isinstance(pixel, list | tuple) or len(pixel) != 2:
             raise InputError(f"pixel: expected [row, column], two whole numbers, got {pixel!r}")
         self.pixel = (
-            whole_number(pixel[0], "pixel[0] (row)", 1, self.height),
-            whole_number(pixel[1], "pixel[1] (column)", 1, self.width),
+            Int(1, self.height).parse(pixel[0], "pixel[0] (row)"),
+            Int(1, self.width).parse(pixel[1], "pixel[1] (column)"),
         )
         self.example = _example(example)
 
@@ -504,8 +512,9 @@ class PixelCNNMDRNN(Problem):
 
     def _count_checks(self) -> list[Check]:
         r = self.results
-        pix = self.fits["pixelcnn_connections"]
-        rnn = self.fits["mdrnn_connections"]
+        # The results as the key states them (PixelCNN's in its c^2 (S_A + (d - 1) S_B) form).
+        pix = sp.expand(r["pixelcnn_connections"].expr)
+        rnn = sp.expand(r["mdrnn_connections"].expr)
         grid = [
             {"d": a, "k": b, "H": h, "W": w, "c": e}
             for a, b, h, w, e in itertools.product(CHECK_D, CHECK_K, CHECK_HW, CHECK_HW, CHECK_C)
@@ -604,6 +613,27 @@ class PixelCNNMDRNN(Problem):
                     0.0,
                 )
             )
+        # The key: either other mask choice keeps the order once k > 1 (at k = 1, mask A has
+        # no weight and an all-A stack no connection).
+        pix = sp.expand(r["pixelcnn_connections"].expr)
+        bound = r["pixelcnn_connections_order"].expr.args[0]
+        first_b, all_a = (sp.expand(e.doit()) for e in r["pixelcnn_mask_change"].expr)
+        wider = {**base, k: sp.Integer(3)}
+        bad = sum(
+            len(same_growth(e, bound, [d, k, H, W, c], wider, [(k, H), (k, W)]))
+            for e in (pix + first_b, pix - all_a)
+        )
+        bad += self.per_layer[0].xreplace({k: 1}) != 0
+        rows.append(
+            Check(
+                "pixelcnn_mask_change",
+                "SymPy: all-B and all-A counts / the bound have positive finite limits; "
+                "S_A = 0 at k = 1",
+                "rates in {0,1,2}^n, k from 3, no faster than H and W",
+                float(bad),
+                0.0,
+            )
+        )
         return rows
 
     def _step_checks(self) -> list[Check]:
@@ -680,16 +710,19 @@ class PixelCNNMDRNN(Problem):
         fig_masks = [mask_array(size, "A")] + [mask_array(size, "B")] * (self.layers - 1)
         fig = backward_field(fig_masks, self.height, self.width, self.pixel)
         table = self.results["pixelcnn_receptive_field"].value["table"]
-        bad_table = sum(
-            len(backward_field(fig_masks[:n], self.height, self.width, self.pixel)) != row[1]
-            for n, row in zip(range(1, self.layers + 1), table, strict=True)
-        )
+        bad_table = 0
+        for n, row_ in zip(range(1, self.layers + 1), table, strict=True):
+            field = backward_field(fig_masks[:n], self.height, self.width, self.pixel)
+            bad_table += (len(field), len(blind_spot(field, self.pixel))) != tuple(row_[1:3])
         bad_fig = (fig != self.figure_field) + (blind_spot(fig, self.pixel) != self.figure_blind)
-        late = 0
+        late = blind_self = 0
         for layers, size2 in itertools.product(range(1, 5), (3, 5)):
             ms = [mask_array(size2, "A")] + [mask_array(size2, "B")] * (layers - 1)
+            all_b = [mask_array(size2, "B")] * layers
             for q in itertools.product(range(1, 7), repeat=2):
                 late += sum(x >= q for x in backward_field(ms, 6, 6, q))
+                # Mask B in the first layer too: every pixel would see itself.
+                blind_self += q not in backward_field(all_b, 6, 6, q)
         bad_ctx = bad_missed = 0
         cf = self.context_fits
         for layers, hh, ww in itertools.product((1, 3), range(1, 7), range(1, 7)):
@@ -717,6 +750,13 @@ class PixelCNNMDRNN(Problem):
                 "NumPy adjoint: field pixels at or after the pixel (causality)",
                 "6 x 6, every pixel, d = 1..4, k = 3, 5",
                 float(late),
+                0.0,
+            ),
+            Check(
+                "pixelcnn_mask_change",
+                "NumPy adjoint, mask B in every layer: pixels missing from their own field",
+                "6 x 6, every pixel, d = 1..4, k = 3, 5",
+                float(blind_self),
                 0.0,
             ),
             Check("pixelcnn_blind_spot", method, deep_where, float(bad_blind), 0.0),
