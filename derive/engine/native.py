@@ -53,9 +53,16 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.printing.c import C99CodePrinter
 
-from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, t
-from derive.engine.numeric import Gradients, _where, per_cell, stable_forms, sweep_outputs
+from derive.engine.numeric import (
+    Gradients,
+    _bar_names,
+    _where,
+    adjoints_for,
+    per_cell,
+    stable_forms,
+    sweep_outputs,
+)
 
 #: Flags that keep results independent of the machine: no -march=native, no fast-math, no
 #: fused multiply-add contraction (which would round differently from NumPy).  Not setting
@@ -209,7 +216,7 @@ class Layout:
 
     @property
     def bar_names(self) -> list[str]:
-        return [u.name for u in self.cell.variables] + [x.name for x in self.cell.inputs]
+        return _bar_names(self.cell)
 
     def slot(self, kind: str, name: str) -> int:
         if kind == "aux":
@@ -360,12 +367,14 @@ class Program:
     loss_on: list[str]
 
 
-def program(cell: Cell, adjoints: Adjoints | None = None) -> Program:
+def program(cell: Cell) -> Program:
     """Generate the C source of ``cell``'s forward pass and backward sweep.
 
-    Raises ``ValueError`` if an equation has no C form or reads a step before the sequence.
+    The equations are the cell's shared derivation (``adjoints_for``), the ones the NumPy
+    sweep evaluates.  Raises ``ValueError`` if an equation has no C form or reads a step
+    before the sequence.
     """
-    adj = adjoints or Adjoints(cell)
+    adj = adjoints_for(cell)
     layout = Layout(cell)
     sweep = {k: _hoist(e, layout) for k, e in sweep_outputs(adj).items()}
     initial = [

@@ -46,7 +46,12 @@ def _functions(backend: str) -> dict:
         return {f: np.vectorize(v["mpmath"], otypes=[object]) for f, v in forms.items()}
     if backend in ("numpy", "math"):
         return {f: v[backend] for f, v in forms.items()}
-    raise ValueError(f"unknown backend {backend!r}; use 'numpy' or 'mpmath'")
+    raise ValueError(f"unknown backend {backend!r}; use 'numpy', 'mpmath' or 'math'")
+
+
+def _by_name(backend: str) -> dict[str, Callable]:
+    # Generated code calls each function by its class's name (lambdify prints sigma(z) so).
+    return {f.__name__: fn for f, fn in _functions(backend).items()}
 
 
 _PLAIN = {float, int}
@@ -136,7 +141,7 @@ def _compiled_step(cell: Cell, perturbed: bool, kind: str = "numpy") -> Callable
     """
 
     def make() -> Callable:
-        names = {f.__name__: fn for f, fn in _functions(kind).items()}
+        names = _by_name(kind)
         args = [*cell.inputs, *cell.prev.values(), *cell.params]
         value: dict[sp.Symbol, sp.Expr] = {}
         taken = {s.name for s in (*args, *cell.variables)}
@@ -200,9 +205,7 @@ def forward(
     # NumPy or mpmath functions.  1x1 weights (with or without a batch axis) are the
     # univariate cell too: there a matrix product is a product.
     scalar = backend == "numpy" and all(np.shape(v)[-2:] in ((), (1, 1)) for v in params.values())
-    if scalar:
-        return _forward_compiled(cell, params, inputs, initial, perturb)
-    return _forward_compiled(cell, params, inputs, initial, perturb, vector=True, backend=backend)
+    return _forward_compiled(cell, params, inputs, initial, perturb, not scalar, backend)
 
 
 def _vector_step(cell: Cell, perturbed: bool, backend: str = "numpy") -> Callable:
@@ -214,7 +217,7 @@ def _vector_step(cell: Cell, perturbed: bool, backend: str = "numpy") -> Callabl
     """
 
     def make() -> Callable:
-        fns = {f.__name__: fn for f, fn in _functions(backend).items()}
+        fns = _by_name(backend)
         names = {
             s: f"a{i}" for i, s in enumerate([*cell.inputs, *cell.prev.values(), *cell.params])
         }
@@ -383,18 +386,19 @@ class ScalarSweep:
         self._by_kind: dict[str, tuple] = {}
 
     def _modules(self, kind: str) -> list:
-        # lambdify prints sigma(z) as a call to a function named "sigma".
-        return [{f.__name__: fn for f, fn in _functions(kind).items()}, kind]
+        return [_by_name(kind), kind]
 
     @property
-    def _compiled(self) -> tuple[list[sp.Expr], Callable, list[str]]:
+    def _compiled(self) -> tuple[list[sp.Expr], Callable, list[str], dict]:
+        """The sweep compiled for the backend (what ``run`` uses on arrays)."""
         return self._compiled_for(self.backend)
 
-    def _compiled_for(self, kind: str) -> tuple[list[sp.Expr], Callable, list[str]]:
-        """The sweep compiled for ``kind`` (the backend, or ``math`` for plain floats)."""
+    def _compiled_for(self, kind: str) -> tuple[list[sp.Expr], Callable, list[str], dict]:
+        """The sweep compiled for ``kind`` (the backend, or ``math`` for plain floats):
+        arguments, step function, output names, and each initial state's adjoint."""
         if kind not in self._by_kind:
             self._by_kind[kind] = (*self._compile(kind), self._compile_initial(kind))
-        return self._by_kind[kind][:3]
+        return self._by_kind[kind]
 
     def _compile(self, kind: str) -> tuple[list[sp.Expr], Callable, list[str]]:
         outs = sweep_outputs(self.adj)
@@ -420,23 +424,11 @@ class ScalarSweep:
         """Backward sweep over a trajectory of scalars (or of equal-shaped arrays)."""
         plain = self.backend == "numpy" and _plain(params, traj, loss_grads)
         kind = "math" if plain else self.backend
-        args, fn, names = self._compiled_for(kind)
-        initial_fns = self._by_kind[kind][3]
+        args, fn, names, initial_fns = self._compiled_for(kind)
         steps = len(traj[self.cell.inputs[0].name]) - 1
         zero = 0 * traj[self.cell.variables[0].name][1]
         bars: dict[str, list] = {n: [zero] * (steps + 2) for n in _bar_names(self.cell)}
         grads = {p: zero for p in params}
-
-        def value(a, k):
-            kind, name, offset = _where(a)
-            if kind == "param":
-                return params[name]
-            step = _step(k + offset)
-            if kind == "bar":
-                return bars[name][step]
-            if kind == "loss":
-                return loss_grads[name][step - 1] if 1 <= step <= steps else zero
-            return traj[name][step] if step <= steps else zero
 
         # Every argument becomes (series, offset), read as series[k + offset]: parameters
         # are constant series, and the series are padded with zeros where the equations
@@ -472,7 +464,10 @@ class ScalarSweep:
             for j, (i, _) in enumerate(param_out):
                 sums[j] = sums[j] + vals[i]
         grads.update({p: v for (_, p), v in zip(param_out, sums, strict=True)})
-        initial = {s: f(*[value(a, 0) for a in a_args]) for s, (a_args, f) in initial_fns.items()}
+        initial = {}
+        for s, (a_args, f) in initial_fns.items():  # at t = 0, from the same padded series
+            at = [(kind, name, _step(offset)) for kind, name, offset in map(_where, a_args)]
+            initial[s] = f(*[series(kind, name)[k] for kind, name, k in at])
         return Gradients(bars, grads, initial)
 
 
@@ -601,11 +596,6 @@ class VectorSweep:
         self.cell = adjoints.cell
         self.fns = _functions(backend)
 
-    @cached_property
-    def _equations(self) -> tuple[dict, dict, dict]:
-        # They depend on the cell alone: one set per cell, whichever backend asks.
-        return per_cell(self.cell, ("vector equations",), self._stable_equations)
-
     def _stable_equations(self) -> tuple[dict, dict, dict]:
         vc, memo = self.adj.vc, {}
 
@@ -623,7 +613,9 @@ class VectorSweep:
         def comp(eqs: dict) -> dict:
             return {n: _matrix_function(e, self.fns) for n, e in eqs.items()}
 
-        return tuple(comp(eqs) for eqs in self._equations)
+        # The equations depend on the cell alone: one set per cell, whichever backend asks.
+        equations = per_cell(self.cell, ("vector equations",), self._stable_equations)
+        return tuple(comp(eqs) for eqs in equations)
 
     def run(self, traj: Trajectory, params: Mapping[str, Array], loss_grads: Mapping) -> Gradients:
         """Backward sweep over a trajectory of ``(n, 1)`` columns."""
