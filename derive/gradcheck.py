@@ -12,10 +12,10 @@ Methods and why their tolerances differ:
   to round-off (sigma and tanh are analytic);
 * central difference, ``(L(h) - L(-h)) / 2h`` with ``h = 1e-6``: truncation ``O(h²)`` plus
   round-off ``O(ε/h)``;
-* mpmath at 50 digits: central difference with ``h = 1e-20`` against the derived
-  equations evaluated in 50-digit arithmetic too, which tests the formulas themselves far
-  beyond float64; and the same reference against the float64 evaluation, which measures
-  what a user of ``derive grad`` gets.
+* mpmath at 50 digits: central difference with ``h = 1e-25`` in 60-digit arithmetic
+  against the derived equations evaluated in 50-digit arithmetic, which tests the formulas
+  themselves far beyond float64; and the same reference against the float64 evaluation,
+  which measures what a user of ``derive grad`` gets.
 
 Where each runs: complex step on every case; central differences on cases of at most 64
 entries per adjoint series (``central_applies``); the 50-digit routes up to T = 3.  Up to
@@ -391,7 +391,7 @@ def backward_map_by_probes(cell: Cell, params: dict, inputs: dict, initial: dict
     those at k-1 are B[i, j] = d s_j(k) / d s_i(k-1).  The backward map sends A to B, so
     J = B A^-1; A is triangular with a unit diagonal.  Every entry is a complex step.
     """
-    step = 1e-30
+    step = COMPLEX_H
     states = [s.name for s in cell.states]
     upto = {name: seq[:k] for name, seq in inputs.items()}
 
