@@ -19,7 +19,7 @@ import sympy as sp
 
 from derive.engine.cell import Cell, bar
 from derive.engine.functions import sigma
-from derive.problems.recurrent import RecurrentProblem
+from derive.problems.recurrent import RecurrentProblem, plain_sigma
 
 WEIGHTS = ("w_zx", "w_zh", "w_rx", "w_rh", "w_nx", "w_nh")
 BIASES = ("b_z", "b_r", "b_n")
@@ -51,14 +51,9 @@ def gru_cell(biases: bool = False) -> Cell:
 
 def gru_step(w: dict, x: Any, h_prev: Any, lib: Any, bump: dict) -> dict:
     """One GRU step typed from the equations above, without the engine: the independent
-    forward pass that checks a worked example.  ``lib`` supplies exp and tanh (math, cmath
-    or mpmath); ``bump`` adds a number to a variable right after it is computed."""
-
-    def sig(z):  # the textbook form; the engine uses the tanh form instead
-        return 1 / (1 + lib.exp(-z))
-
-    z = sig(w["w_zx"] * x + w["w_zh"] * h_prev) + bump.get("z", 0)
-    r = sig(w["w_rx"] * x + w["w_rh"] * h_prev) + bump.get("r", 0)
+    forward pass of ``RecurrentProblem.plain_step`` (``lib`` and ``bump`` as there)."""
+    z = plain_sigma(w["w_zx"] * x + w["w_zh"] * h_prev, lib) + bump.get("z", 0)
+    r = plain_sigma(w["w_rx"] * x + w["w_rh"] * h_prev, lib) + bump.get("r", 0)
     n = lib.tanh(w["w_nx"] * x + w["w_nh"] * (r * h_prev)) + bump.get("n", 0)
     h = (1 - z) * h_prev + z * n + bump.get("h", 0)
     return {"z": z, "r": r, "n": n, "h": h}

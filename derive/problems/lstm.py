@@ -21,7 +21,7 @@ from derive.engine.cell import Cell, bar, loss_grad, t, timed
 from derive.engine.functions import sigma
 from derive.gradcheck import Case, backward_map_by_probes, make_data, probes, reference
 from derive.problems.base import Result
-from derive.problems.recurrent import RecurrentProblem, scalar_data
+from derive.problems.recurrent import RecurrentProblem, plain_sigma, scalar_data
 from derive.verify import Check
 
 GATES = ("i", "f", "o", "g")
@@ -62,15 +62,10 @@ def lstm_cell(biases: bool = False) -> Cell:
 
 def lstm_step(w: dict, x: Any, h_prev: Any, c_prev: Any, lib: Any, bump: dict) -> dict:
     """One LSTM step typed from the equations above, without the engine: the independent
-    forward pass that checks a worked example.  ``lib`` supplies exp and tanh (math, cmath
-    or mpmath); ``bump`` adds a number to a variable right after it is computed."""
-
-    def sig(z):  # the textbook form; the engine uses the tanh form instead
-        return 1 / (1 + lib.exp(-z))
-
-    i = sig(w["w_ix"] * x + w["w_ih"] * h_prev) + bump.get("i", 0)
-    f = sig(w["w_fx"] * x + w["w_fh"] * h_prev) + bump.get("f", 0)
-    o = sig(w["w_ox"] * x + w["w_oh"] * h_prev) + bump.get("o", 0)
+    forward pass of ``RecurrentProblem.plain_step`` (``lib`` and ``bump`` as there)."""
+    i = plain_sigma(w["w_ix"] * x + w["w_ih"] * h_prev, lib) + bump.get("i", 0)
+    f = plain_sigma(w["w_fx"] * x + w["w_fh"] * h_prev, lib) + bump.get("f", 0)
+    o = plain_sigma(w["w_ox"] * x + w["w_oh"] * h_prev, lib) + bump.get("o", 0)
     g = lib.tanh(w["w_gx"] * x + w["w_gh"] * h_prev) + bump.get("g", 0)
     c = f * c_prev + i * g + bump.get("c", 0)
     h = o * lib.tanh(c) + bump.get("h", 0)

@@ -47,6 +47,7 @@ from derive.engine.numeric import (
 from derive.engine.vector import VectorAdjoints, at_absolute_step, n_h, n_x
 from derive.errors import InputError
 from derive.gradcheck import (
+    COMPLEX_H,
     METHODS,
     SATURATED,
     Case,
@@ -74,8 +75,6 @@ EXAMPLE_MAX_Z = 6.0
 #: sigma'(3) = 0.045 and tanh'(3) = 0.0099 (the house's mild cases, |w| <= 1 and x of order
 #: 1, stay about this far in).  Beyond it the checks use the saturated tolerances.
 SATURATION = 3.0
-#: The complex step of the example's checks: no subtraction, so any tiny h will do.
-STEP = 1e-30
 
 
 class RecurrentProblem(Problem):
@@ -183,9 +182,11 @@ class RecurrentProblem(Problem):
         w, _, _, a = self.example.floats()
         return self.scalar_sweep.run(self.example_trajectory, w, a)
 
+    @cached_property
     def example_arguments(self) -> list[tuple[int, str, bool, float]]:
         """(step, variable, whether it is a gate, |z|) for every sigma(z) and tanh(z) in
-        the example's forward pass: a gate is a variable assigned sigma(z) or tanh(z)."""
+        the example's forward pass: a gate is a variable assigned sigma(z) or tanh(z).
+        Read by the constructor's refusal and by the checks' choice of tolerance."""
         traj, cell = self.example_trajectory, self.cell
         w = self.example.floats()[0]
         fns = {f: v["numpy"] for f, v in NUMERIC.items()}
@@ -202,7 +203,7 @@ class RecurrentProblem(Problem):
         return out
 
     def _refuse_saturated_gates(self, where: str) -> None:
-        for k, name, gate, z in self.example_arguments():
+        for k, name, gate, z in self.example_arguments:
             if gate and z > EXAMPLE_MAX_Z:
                 raise InputError(
                     f"{where}: the gate {name} saturates at step {k} (|pre-activation| = "
@@ -390,7 +391,9 @@ class RecurrentProblem(Problem):
         probes = self._example_probes()
         got = [r["example_grad"].value[name] for name in self.weights]
         got += [v for vals in r["example_adjoints"].value.values() for v in vals]
-        cs = [plain_loss(self, w, x, init, a, cmath, p, 1j * STEP).imag / STEP for p in probes]
+        # The step of gradcheck's complex-step route: no subtraction, so any tiny h will do.
+        h = COMPLEX_H
+        cs = [plain_loss(self, w, x, init, a, cmath, p, 1j * h).imag / h for p in probes]
         deep, deep_got = self._example_mpmath(probes)
         refs = {
             "complex step of the hand-written pass": cs,
@@ -398,7 +401,7 @@ class RecurrentProblem(Problem):
         }
         # Beyond SATURATION float64 keeps fewer digits of the slopes: the house's saturated
         # tolerances apply.  Both float64 routes measure the same round-off: one tolerance.
-        steep = max(z for *_, z in self.example_arguments())
+        steep = max(z for *_, z in self.example_arguments)
         saturated = steep > SATURATION
         tol = (SATURATED if saturated else METHODS)["complex step"]
         tail = ", saturated" if saturated else ""
@@ -596,6 +599,12 @@ def _example_number(value: Any, where: str) -> sp.Rational:
             f"{where}: {show(value)} is out of range; allowed is |x| <= {EXAMPLE_MAX_ABS}"
         )
     return x
+
+
+def plain_sigma(z: Any, lib: Any) -> Any:
+    """The logistic sigmoid in its textbook form 1 / (1 + exp(-z)), for the hand-written
+    passes (``plain_step``); the engine uses the tanh form instead."""
+    return 1 / (1 + lib.exp(-z))
 
 
 def plain_run(
