@@ -28,18 +28,9 @@ from derive.variants import Version, versions
 FORMATS = ("pdf", "tex", "json")
 
 
-def export(pset: ProblemSet, problems: list[Problem]) -> dict:
-    """The JSON document of a set's derived results and checks (stable keys)."""
-    entries = {p.key: export_problem(pset, p) for p in problems}
-    return _document(pset, entries)
-
-
-def _document(pset: ProblemSet, entries: dict[str, dict]) -> dict:
-    return {"set": pset.id, "title": pset.title, "problems": entries}
-
-
 def export_problem(pset: ProblemSet, problem: Problem) -> dict:
-    """One problem's entry of ``export``: title, results (LaTeX, SymPy, value), checks."""
+    """One problem's entry of the JSON export (stable keys): title, results (LaTeX, SymPy,
+    value), checks."""
     printer = KeyPrinter(pset.notation)
     results = {
         key: {"latex": printer.doprint(r.expr), "sympy": r.srepr(), "value": r.value}
@@ -53,11 +44,16 @@ def make_problems(pset: ProblemSet, cache: dict[str, Problem]) -> list[Problem]:
     """``pset``'s problems with its parameters, reusing instances with equal parameters."""
     out = []
     for key in pset.problems:
-        ident = key + ":" + canonical(pset.params.get(key, {}))
+        ident = _ident(pset, key)
         if ident not in cache:
             cache[ident] = pset.make_problem(key)
         out.append(cache[ident])
     return out
+
+
+def _ident(pset: ProblemSet, key: str) -> str:
+    """What makes two uses of a problem the same: its key and its parameters."""
+    return key + ":" + canonical(pset.params.get(key, {}))
 
 
 def canonical(value: Any) -> str:
@@ -76,32 +72,28 @@ class Prepared:
     writes it.  Splitting the two lets LaTeX for one set run while the next set is derived."""
 
     pset: ProblemSet
-    problems: list[Problem]
     target: Path
     fmt: str
     handout: bool
-    version: str
+    #: The LaTeX source (pdf, tex; None for json).
     source: str | None
-    #: Set when the work was done elsewhere (a worker): the JSON entries and failed checks.
-    entries: dict[str, dict] | None = None
-    failed: list[str] | None = None
+    #: Each problem's JSON entry by key (json; empty otherwise).
+    entries: dict[str, dict]
+    #: ``problem:claim (method)`` of every failing check (none for a handout).
+    failed: list[str]
 
     def write(self) -> list[Path]:
         """Write the outputs; raise ``ChecksFailedError`` after writing if a check failed."""
         if self.handout:
             return _write_document(self.source, self.target / "handout", self.fmt)
         if self.fmt == "json":
-            entries = self.entries
-            if entries is None:
-                entries = {p.key: export_problem(self.pset, p) for p in self.problems}
-            written = _write_json(self.pset, entries, self.target)
+            written = _write_json(self.pset, self.entries, self.target)
         else:
             written = _write_document(self.source, self.target / "answer-key", self.fmt)
-        failed = failed_checks(self.problems) if self.failed is None else self.failed
-        if failed:
+        if self.failed:
             raise ChecksFailedError(
-                f"{self.pset.id}: {len(failed)} check(s) failed, marked FAIL in {written[0]}: "
-                + "; ".join(failed[:5])
+                f"{self.pset.id}: {len(self.failed)} check(s) failed, marked FAIL in "
+                f"{written[0]}: " + "; ".join(self.failed[:5])
             )
         return written
 
@@ -111,26 +103,6 @@ def _check_request(fmt: str, handout: bool) -> None:
         raise InputError("--handout: a handout has no derivations to export; use pdf or tex")
     if fmt == "pdf" and pdf.find_engine() is None:
         raise NoTexEngineError(pdf.INSTALL_HINT)
-
-
-def prepare(
-    pset: ProblemSet,
-    out_dir: Path,
-    fmt: str = "pdf",
-    cache: dict[str, Problem] | None = None,
-    *,
-    handout: bool = False,
-    target: Path | None = None,
-    version: str = "",
-) -> Prepared:
-    """Derive, check and render ``pset``; nothing is written yet (see ``build``)."""
-    _check_request(fmt, handout)
-    problems = make_problems(pset, {} if cache is None else cache)
-    target = out_dir / pset.id if target is None else target
-    source = None
-    if fmt != "json":
-        source = render(pset, problems, handout=handout, version=version)
-    return Prepared(pset, problems, target, fmt, handout, version, source)
 
 
 def build(
@@ -151,8 +123,15 @@ def build(
     shares derived problems between the sets of one run (a problem in three sets is derived
     and checked once).  ``target`` overrides the output folder; ``version`` labels a variant.
     """
-    prepared = prepare(pset, out_dir, fmt, cache, handout=handout, target=target, version=version)
-    return prepared.write()
+    _check_request(fmt, handout)
+    problems = make_problems(pset, {} if cache is None else cache)
+    target = out_dir / pset.id if target is None else target
+    if fmt == "json":
+        source, entries = None, {p.key: export_problem(pset, p) for p in problems}
+    else:
+        source, entries = render(pset, problems, handout=handout, version=version), {}
+    failed = [] if handout else failed_checks(problems)
+    return Prepared(pset, target, fmt, handout, source, entries, failed).write()
 
 
 def build_many(
@@ -185,7 +164,7 @@ def build_many(
         outcomes: list = []
         for pset in sets:
             try:
-                prepared = _assemble(pset, out_dir, fmt, handout, plan, futures, cache)
+                prepared = _assemble(pset, out_dir, fmt, handout, plan, futures)
                 outcomes.append(latex.submit(prepared.write))
             except DeriveError as exc:
                 outcomes.append(exc)
@@ -229,10 +208,6 @@ class _Done:
     failed: tuple[str, ...]
 
 
-def _ident(pset: ProblemSet, key: str) -> str:
-    return key + ":" + canonical(pset.params.get(key, {}))
-
-
 def _plan(sets: list[ProblemSet], fmt: str, handout: bool) -> dict[str, _Job]:
     uses: dict[str, list[tuple[ProblemSet, int]]] = {}
     keys: dict[str, str] = {}
@@ -269,7 +244,7 @@ class _Immediate:
         return self._done
 
 
-def _assemble(pset, out_dir, fmt, handout, plan, futures, cache) -> Prepared:
+def _assemble(pset, out_dir, fmt, handout, plan, futures) -> Prepared:
     """A set's ``Prepared`` from its problems' finished jobs."""
     parts, entries, failed = [], {}, []
     for number, key in enumerate(pset.problems, start=1):
@@ -281,15 +256,14 @@ def _assemble(pset, out_dir, fmt, handout, plan, futures, cache) -> Prepared:
         else:
             parts.append(done.parts[use])
         failed += done.failed
-    problems = make_problems(pset, cache)
     source = None if fmt == "json" else render_page(pset, parts, handout=handout)
-    target = out_dir / pset.id
-    return Prepared(pset, problems, target, fmt, handout, "", source, entries, failed)
+    return Prepared(pset, out_dir / pset.id, fmt, handout, source, entries, failed)
 
 
 def _write_json(pset: ProblemSet, entries: dict[str, dict], target: Path) -> list[Path]:
     path = target / "derivations.json"
-    text = json.dumps(_document(pset, entries), indent=2, ensure_ascii=True, allow_nan=False)
+    document = {"set": pset.id, "title": pset.title, "problems": entries}
+    text = json.dumps(document, indent=2, ensure_ascii=True, allow_nan=False)
     atomic_write(path, (text + "\n").encode())
     return [path]
 
@@ -322,8 +296,7 @@ def build_variants(
     """
     if fmt == "json":
         raise InputError("--variants: builds answer keys and handouts; use --format pdf or tex")
-    if fmt == "pdf" and pdf.find_engine() is None:
-        raise NoTexEngineError(pdf.INSTALL_HINT)
+    _check_request(fmt, handout=False)
     chosen = versions(pset, students, seed)
     for v in chosen:  # a drawn value the problem rejects fails here, before any output
         make_problems(v.pset, {})
