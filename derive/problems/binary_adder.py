@@ -87,9 +87,7 @@ class Weights:
         """
         shapes = {"U": (3, 2), "W": (3, 3), "b_h": (3,), "V": (3,), "b_y": ()}
         if not isinstance(data, dict) or set(data) != set(shapes):
-            raise InputError(
-                f"{where}: expected a table with exactly the keys {', '.join(shapes)}"
-            )
+            raise InputError(f"{where}: expected a table with exactly the keys {', '.join(shapes)}")
         out = {k: _entries(data[k], shape, f"{where}.{k}") for k, shape in shapes.items()}
         return cls(**out)
 
@@ -341,15 +339,19 @@ def _example(value: list) -> tuple[int, int]:
     return value[0], value[1]
 
 
+def steps(a: int, b: int) -> int:
+    """Steps that feed a and b: their bits, least significant first, and one padding step."""
+    return max(a.bit_length(), b.bit_length(), 1) + 1
+
+
 def run(weights: Weights, a: int, b: int) -> list[tuple[int, int, tuple[int, ...], int]]:
     """The network on a and b, least significant bit first, one padding step at the end.
 
     Rows (x1, x2, h(t), y(t)), exact arithmetic, one per step.
     """
-    steps = max(a.bit_length(), b.bit_length(), 1) + 1
     h: tuple[int, ...] = (0,) * N_HIDDEN
     rows = []
-    for t in range(steps):
+    for t in range(steps(a, b)):
         x = ((a >> t) & 1, (b >> t) & 1)
         h, y = weights.step(h, x)
         rows.append((*x, h, y))
@@ -364,12 +366,24 @@ class BinaryAdder(Problem):
     title = "Binary addition with a hard-threshold RNN"
 
     PARAMS = (
-        Param("bits", Int(1, MAX_BITS), N_MAX,
-              "every pair of n-bit numbers, n = 1..bits, is added in the checks"),
-        Param("example", Raw(list, "a list [a, b] of two whole numbers"), None,
-              f"a worked example: add a and b (0 <= a, b < 2^{MAX_EXAMPLE_BITS}) step by step"),
-        Param("given_weights", Raw(dict, "a table U, W, b_h, V, b_y"), HANDOUT_WEIGHTS,
-              "weights stated with the question, checked (not trusted)"),
+        Param(
+            "bits",
+            Int(1, MAX_BITS),
+            N_MAX,
+            "every pair of n-bit numbers, n = 1..bits, is added in the checks",
+        ),
+        Param(
+            "example",
+            Raw(list, "a list [a, b] of two whole numbers"),
+            None,
+            f"a worked example: add a and b (0 <= a, b < 2^{MAX_EXAMPLE_BITS}) step by step",
+        ),
+        Param(
+            "given_weights",
+            Raw(dict, "a table U, W, b_h, V, b_y"),
+            HANDOUT_WEIGHTS,
+            "weights stated with the question, checked (not trusted)",
+        ),
     )
 
     def __init__(
@@ -555,12 +569,12 @@ class BinaryAdder(Problem):
         if self.example is None:
             return {"example": None}
         a, b = self.example
-        steps = max(a.bit_length(), b.bit_length(), 1) + 1
+        n = steps(a, b)
         return {
             "example": (a, b, a + b),
-            "steps": steps,
+            "steps": n,
             # Integer addition, not the network: the target the question states.
-            "bits": [[(v >> t) & 1 for t in range(steps)] for v in (a, b, a + b)],
+            "bits": [[(v >> t) & 1 for t in range(n)] for v in (a, b, a + b)],
         }
 
     def context(self) -> dict[str, Any]:

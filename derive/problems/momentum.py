@@ -33,8 +33,8 @@ from derive.problems.base import Problem, Result
 from derive.verify import Check, rel_error
 
 #: Sizes and constants of the numeric experiments.
-ALPHA, BETA = 0.1, 0.9
 ALPHA_EXACT, BETA_EXACT = sp.Rational(1, 10), sp.Rational(9, 10)
+ALPHA, BETA = float(ALPHA_EXACT), float(BETA_EXACT)
 VOLUME_D = 1000
 REVERSAL_D = 8
 REVERSAL_STEPS = (1, 10, 50, 100, 200, 300)
@@ -173,10 +173,18 @@ class Momentum(Problem):
     PARAMS = (
         # Bounds keep the experiments' trajectories finite in float64 (a larger step diverges
         # on the test function) and the 50-digit reference meaningful.
-        Param("alpha", Exact(sp.Integer(0), sp.Rational(1, 2)), ALPHA_EXACT,
-              "learning rate of the numeric experiments (0 <= alpha <= 1/2)"),
-        Param("beta", Exact(sp.Rational(1, 2), sp.Rational(99, 100)), BETA_EXACT,
-              "momentum of the numeric experiments (1/2 <= beta <= 99/100)"),
+        Param(
+            "alpha",
+            Exact(sp.Integer(0), sp.Rational(1, 2)),
+            ALPHA_EXACT,
+            "learning rate of the numeric experiments (0 <= alpha <= 1/2)",
+        ),
+        Param(
+            "beta",
+            Exact(sp.Rational(1, 2), sp.Rational(99, 100)),
+            BETA_EXACT,
+            "momentum of the numeric experiments (1/2 <= beta <= 99/100)",
+        ),
         Param("volume_D", Int(1, 5000), VOLUME_D, "D of the volume factor beta^D"),
     )
 
