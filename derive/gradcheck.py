@@ -252,6 +252,10 @@ def reference_losses(cell: Cell, data: Data, plist: list, delta, backend: str = 
 
 #: Steps of the float64 methods.
 COMPLEX_H, CENTRAL_H = 1e-30, 1e-6
+#: The 50-digit routes: the derived equations at DERIVED_DPS digits against central
+#: differences at REFERENCE_DPS digits with step REFERENCE_H.  Truncation (h^2 times the third
+#: derivative) and round-off (10^-60 / h) both stay far below the 50 digits compared.
+DERIVED_DPS, REFERENCE_DPS, REFERENCE_H = 50, 60, "1e-25"
 
 
 def float_references(cell: Cell, data: Data, plist: list) -> dict[str, np.ndarray]:
@@ -288,10 +292,8 @@ def reference(cell: Cell, data: Data, plist: list, method: str) -> np.ndarray:
         down = reference_losses(cell, data, plist, -CENTRAL_H)
         return (up - down) / (2 * CENTRAL_H)
     if method in SLOW:
-        # 60 digits and h = 1e-25: truncation (h^2 times the third derivative) and
-        # round-off (1e-60 / h) stay far below the 50 digits of the derived evaluation.
-        with mpmath.workdps(60):
-            h = mpmath.mpf("1e-25")
+        with mpmath.workdps(REFERENCE_DPS):
+            h = mpmath.mpf(REFERENCE_H)
             up = reference_losses(cell, data, plist, h, "mpmath")
             down = reference_losses(cell, data, plist, -h, "mpmath")
             return (up - down) / (2 * h)
@@ -316,7 +318,7 @@ def check_case(cell: Cell, case: Case, methods=tuple(METHODS)) -> dict[tuple[str
         ref = refs[key]
         backend = "mpmath" if method == "mpmath 50 digits" else "numpy"
         if backend not in evaluated:
-            with mpmath.workdps(50):  # used by the mpmath backend only
+            with mpmath.workdps(DERIVED_DPS):  # used by the mpmath backend only
                 evaluated[backend] = derived(cell, case, data, backend)
         got = evaluated[backend]
         for claim in claims:

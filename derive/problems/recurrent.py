@@ -48,7 +48,10 @@ from derive.engine.vector import VectorAdjoints, at_absolute_step, n_h, n_x
 from derive.errors import InputError
 from derive.gradcheck import (
     COMPLEX_H,
+    DERIVED_DPS,
     METHODS,
+    REFERENCE_DPS,
+    REFERENCE_H,
     SATURATED,
     Case,
     backward_map_by_probes,
@@ -425,17 +428,17 @@ class RecurrentProblem(Problem):
         return out + [(k, v) for v in adj for k in range(1, self.example.steps + 1)]
 
     def _example_mpmath(self, probes: list[tuple]) -> tuple[list, list]:
-        """Central differences of the hand-written pass at 60 digits (h = 1e-25), and the
-        derived equations evaluated at 50 digits, both on the exact given numbers."""
-        with mpmath.workdps(60):
-            h = mpmath.mpf("1e-25")
+        """Central differences of the hand-written pass and the derived equations, at the
+        precisions and step of gradcheck's 50-digit routes, on the exact given numbers."""
+        with mpmath.workdps(REFERENCE_DPS):
+            h = mpmath.mpf(REFERENCE_H)
             w, x, init, a = self.example.mp()
             ref = []
             for p in probes:
                 up = plain_loss(self, w, x, init, a, mpmath, p, h)
                 down = plain_loss(self, w, x, init, a, mpmath, p, -h)
                 ref.append((up - down) / (2 * h))
-        with mpmath.workdps(50):
+        with mpmath.workdps(DERIVED_DPS):
             w, x, init, a = self.example.mp()
             traj = forward(self.cell, w, x, init, "mpmath")
             g = sweep_for(self.cell, "mpmath").run(traj, w, a)
