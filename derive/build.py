@@ -182,13 +182,9 @@ def build_many(
 
 
 def _submit_all(pool: Executor, plan: dict[str, _Job]) -> dict[str, Future]:
-    # The slowest jobs first: the recurrent cells' gradient checks dominate a build.
-    order = sorted(plan, key=lambda i: plan[i].key not in SLOW_FIRST)
+    # A problem more sets wait for goes first (stable: then in set order).
+    order = sorted(plan, key=lambda i: -len(plan[i].uses))
     return {i: pool.submit(_run_job, plan[i]) for i in order}
-
-
-#: Problems whose checks take longest (measured by benchmarks/build_floor.py's profile).
-SLOW_FIRST = ("lstm", "gru", "eigen_power", "pixelcnn_mdrnn")
 
 
 @dataclass(frozen=True)
