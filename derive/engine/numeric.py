@@ -70,27 +70,6 @@ def _plain(*groups) -> bool:
 
 
 # -- the forward pass ------------------------------------------------------------------------
-def evaluate(cell: Cell, e: sp.Expr, env: Mapping[sp.Symbol, object], fns: dict):
-    """Value of a right-hand side of ``cell`` read as vectors, from symbol values ``env``
-    (the node-by-node reading that ``_vector_step`` compiles)."""
-    if e.is_Symbol:
-        return env[e]
-    if e.is_Number:
-        return float(e) if e.is_Integer or e.is_Float else e.evalf()
-    if isinstance(e, sp.Add):
-        return sum(evaluate(cell, a, env, fns) for a in e.args)
-    if isinstance(e, sp.Mul):
-        weights = [f for f in e.args if f.is_Symbol and cell.kind(f) == "weight"]
-        rest = [evaluate(cell, f, env, fns) for f in e.args if f not in weights]
-        prod = rest[0]
-        for r in rest[1:]:
-            prod = prod * r
-        return _matvec(env[weights[0]], prod) if weights else prod
-    if isinstance(e, sp.Pow) and e.exp.is_Integer:
-        return evaluate(cell, e.base, env, fns) ** int(e.exp)
-    return fns[type(e)](evaluate(cell, e.args[0], env, fns))
-
-
 #: What is compiled once per cell, by (id of the cell, what): the cell is kept with its entry
 #: so that its id cannot be reused while the entry lives.
 _PER_CELL: dict[tuple[int, tuple], tuple[Cell, object]] = {}
@@ -211,9 +190,9 @@ def forward(
 def _vector_step(cell: Cell, perturbed: bool, backend: str = "numpy") -> Callable:
     """One step of the cell read as vectors, as ONE generated NumPy function.
 
-    Same arguments and result as ``_compiled_step``; the source spells out what
-    ``evaluate`` does node by node (a product with a weight is ``W @ (...)``, other products
-    elementwise) in the same order of operations, so results are the same to the bit.
+    Same arguments and result as ``_compiled_step``; the source spells out the vector
+    reading of each right-hand side node by node (a product with a weight is ``W @ (...)``,
+    other products and functions elementwise).
     """
 
     def make() -> Callable:
@@ -241,7 +220,7 @@ def _vector_step(cell: Cell, perturbed: bool, backend: str = "numpy") -> Callabl
 
 
 def _vector_source(cell: Cell, e: sp.Expr, names: Mapping[sp.Symbol, str]) -> str:
-    """Python source of a right-hand side read as vectors (see ``evaluate``)."""
+    """Python source of a right-hand side read as vectors (see ``_vector_step``)."""
     if e.is_Symbol:
         return names[e]
     if e.is_Number:
@@ -313,7 +292,7 @@ def evaluate_at(expr, traj: Trajectory, params: Mapping[str, float], k: int):
     for a in sp.Matrix([expr]).atoms(AppliedUndef):
         sub[a] = traj[a.func.__name__][k + int(a.args[0] - t)]
     sub |= {sp.Symbol(n): v for n, v in params.items()}
-    return expr.xreplace(sub).evalf()
+    return sp.sympify(expr.xreplace(sub)).evalf()  # a lone atom comes back a plain number
 
 
 # -- evaluating the derived equations ---------------------------------------------------------

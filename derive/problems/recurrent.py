@@ -39,7 +39,6 @@ from derive.engine.numeric import (
     Gradients,
     ScalarSweep,
     VectorSweep,
-    evaluate,
     evaluate_at,
     forward,
     sweep_for,
@@ -192,16 +191,12 @@ class RecurrentProblem(Problem):
         Read by the constructor's refusal and by the checks' choice of tolerance."""
         traj, cell = self.example_trajectory, self.cell
         w = self.example.floats()[0]
-        fns = {f: v["numpy"] for f, v in NUMERIC.items()}
+        at_t = cell.at_step(0)  # the cell's local symbols as quantities at step t
         out = []
         for k in range(1, self.example.steps + 1):
-            env = {sp.Symbol(n): v for n, v in w.items()}
-            env |= {x: traj[x.name][k] for x in cell.inputs}
-            env |= {p: traj[s.name][k - 1] for s, p in cell.prev.items()}
-            env |= {u: traj[u.name][k] for u in cell.variables}
             for u, e in cell.assignments:
                 for f in e.atoms(*NUMERIC):
-                    z = abs(float(evaluate(cell, f.args[0], env, fns)))
+                    z = abs(float(evaluate_at(f.args[0].xreplace(at_t), traj, w, k)))
                     out.append((k, u.name, f == e, z))
         return out
 
