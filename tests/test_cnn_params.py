@@ -414,7 +414,7 @@ def test_forgotten_biases_are_caught(monkeypatch):
     p = CNNParams()
     assert p.results["total_params"].value == 207_507_816 - (64 + 128 + 256 + 256)
     failed = {c.claim for c in p.checks if not c.passed}
-    assert failed == {"layers", "total_params"}
+    assert failed == {"layers", "total_params", "untied_extra"}  # untied less tied: off too
 
 
 def test_handout_reading_is_checked(problem, monkeypatch):
@@ -470,3 +470,14 @@ def test_pdf_compiles(problem, tmp_path: Path):
     assert "207,507,816" in text and "207507816" in text
     assert "conv3-64/p1/s1" in text and "205,521,920" in text
     assert "pass" in text and "FAIL" not in text
+
+
+def test_untied_bias_count_is_a_checked_result(monkeypatch):
+    """By hand: 224^2*64 + 112^2*128 + 2*56^2*256 - (64 + 128 + 2*256) = 6,421,824; a wrong
+    count fails the numpy row."""
+    p = CNNParams()
+    assert p.results["untied_extra"].value == 6_421_824
+    assert all(c.passed for c in p.checks if c.claim == "untied_extra")
+    monkeypatch.setattr(CNNParams, "untied_extra", 6_421_825)
+    wrong = CNNParams()
+    assert [c.passed for c in wrong.checks if c.claim == "untied_extra"] == [False]

@@ -177,6 +177,16 @@ def numpy_trace(
     return out
 
 
+def _untied_by_numpy(layers: tuple[Layer, ...], trace: list[Trace]) -> int:
+    """Untied biases less tied ones, from the numpy pass: an array per biased convolution
+    shaped like its output (height, width, channels), less its channel count."""
+    extra = 0
+    for layer, t in zip(layers, trace, strict=True):
+        if layer.kind == "conv" and layer.bias:
+            extra += _blank(t.out_shape).size - t.out_shape[-1]
+    return extra
+
+
 def mismatches(net: Network, trace: list[Trace]) -> tuple[int, int]:
     """(layers whose output shape differs, layers whose parameter count differs)."""
     shapes = sum(r.out_shape != t.out_shape for r, t in zip(net.rows, trace, strict=True))
@@ -284,7 +294,17 @@ class CNNParams(Problem):
             "total_params": Result(
                 "total_params", sp.Integer(self.net.total), sp.Symbol("N"), value=self.net.total
             ),
+            "untied_extra": Result(
+                "untied_extra", sp.Integer(self.untied_extra), value=self.untied_extra
+            ),
         }
+
+    @cached_property
+    def untied_extra(self) -> int:
+        """Parameters added if every output position of a convolution had its own bias:
+        per convolution with a bias, its output size less its channel count."""
+        convs = [r for r in self.net.rows if r.layer.kind == "conv" and r.layer.bias]
+        return sum(math.prod(r.out_shape) - r.bias for r in convs)
 
     @cached_property
     def rules(self) -> dict[str, sp.Expr]:
@@ -322,6 +342,14 @@ class CNNParams(Problem):
                 "numpy: .size summed over all weight and bias arrays",
                 sizes,
                 float(abs(total - self.net.total)),
+                0.0,
+            ),
+            Check(
+                "untied_extra",
+                "numpy: .size of a bias array shaped like each biased convolution's output, "
+                "less its tied bias",
+                sizes,
+                float(abs(_untied_by_numpy(self.net.layers, full) - self.untied_extra)),
                 0.0,
             ),
         ]
@@ -386,7 +414,7 @@ class CNNParams(Problem):
         biggest = max(rows, key=lambda r: r.params)
         flat = next((r for r in rows if r.layer.kind == "fc" and len(r.in_shape) == 3), None)
         convs = [r for r in rows if r.layer.kind == "conv"]
-        untied = sum(math.prod(r.out_shape) - r.bias for r in convs if r.layer.bias)
+        untied = self.untied_extra
         kinds = {r.layer.kind for r in rows}
         return {
             **super().context(),
