@@ -44,8 +44,8 @@ import numpy as np
 import sympy as sp
 
 from derive.engine.cell import Cell
-from derive.engine.numeric import forward, loss, sweep_for
-from derive.engine.vector import VectorAdjoints, n_h, n_x
+from derive.engine.numeric import forward, loss, sweep_for, vector_adjoints_for
+from derive.engine.vector import n_h, n_x
 from derive.verify import Check, rel_error
 
 #: (method, tolerance) of each route.
@@ -106,7 +106,7 @@ class Data:
 def make_data(cell: Cell, case: Case) -> Data:
     """Random data for ``case``: weights uniform in [-scale, scale], the rest normal."""
     rng = np.random.default_rng(case.seed)
-    vc = VectorAdjoints(cell).vc
+    vc = vector_adjoints_for(cell).vc  # derived once per cell, as the sweeps use it
     n = {n_h: case.n_h or 1, n_x: case.n_x or 1}
 
     def size(expr) -> int:
