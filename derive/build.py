@@ -1,6 +1,9 @@
 """Building a set's outputs: derivations, checks, LaTeX, PDF and JSON.
 
-Every file is written atomically; a failure leaves earlier outputs byte-identical.
+Outputs appear all at once or not at all: a set's files are written into a staging folder
+and swapped in (``publish``), a variants run builds every version into one staging folder
+and swaps it in with its index.  A failure or an interruption leaves earlier outputs
+byte-identical.
 """
 
 from __future__ import annotations
@@ -8,16 +11,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, as_completed
 from contextlib import ExitStack
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from derive import workers
+from derive import fsutil, workers
 from derive.errors import ChecksFailedError, DeriveError, InputError, NoTexEngineError
-from derive.fsutil import atomic_write
 from derive.problems import Problem
 from derive.render import pdf
 from derive.render.document import render, render_page, render_problem
@@ -82,20 +85,41 @@ class Prepared:
     #: ``problem:claim (method)`` of every failing check (none for a handout).
     failed: list[str]
 
-    def write(self) -> list[Path]:
-        """Write the outputs; raise ``ChecksFailedError`` after writing if a check failed."""
-        if self.handout:
-            return _write_document(self.source, self.target / "handout", self.fmt)
+    def files(self) -> dict[str, bytes]:
+        """The outputs by file name (a PDF is typeset here: a LaTeX error writes nothing)."""
         if self.fmt == "json":
-            written = _write_json(self.pset, self.entries, self.target)
-        else:
-            written = _write_document(self.source, self.target / "answer-key", self.fmt)
-        if self.failed:
+            return {"derivations.json": _json_bytes(self.pset, self.entries)}
+        stem = "handout" if self.handout else "answer-key"
+        out = {f"{stem}.tex": self.source.encode()}
+        if self.fmt == "pdf":
+            out = {f"{stem}.pdf": pdf.typeset(self.source), **out}
+        return out
+
+    def write(self) -> list[Path]:
+        """Write the outputs into the set's folder all at once (see ``publish``); raise
+        ``ChecksFailedError`` after writing if a check failed."""
+        written = publish(self.target, self.files())
+        self.raise_failed(written)
+        return written
+
+    def raise_failed(self, written: list[Path]) -> None:
+        if self.failed and not self.handout:
             raise ChecksFailedError(
                 f"{self.pset.id}: {len(self.failed)} check(s) failed, marked FAIL in "
                 f"{written[0]}: " + "; ".join(self.failed[:5])
             )
-        return written
+
+
+def publish(target: Path, files: dict[str, bytes]) -> list[Path]:
+    """Put ``files`` into the folder ``target`` in one step: the folder is rebuilt in a staging
+    folder (new files written, the others hard-linked) and swapped in, so a reader sees this
+    run's outputs together or none of them.  Returns the paths written."""
+    with fsutil.locked(target.parent), fsutil.staging(target.parent) as staged:
+        fsutil.copy_into(target, staged, skip=set(files))
+        for name, data in files.items():
+            fsutil.atomic_write(staged / name, data)
+        fsutil.swap_in(staged, target)
+    return [target / name for name in files]
 
 
 def _check_request(fmt: str, handout: bool) -> None:
@@ -124,14 +148,27 @@ def build(
     and checked once).  ``target`` overrides the output folder; ``version`` labels a variant.
     """
     _check_request(fmt, handout)
-    problems = make_problems(pset, {} if cache is None else cache)
     target = out_dir / pset.id if target is None else target
+    fsutil.writable_folder(target.parent)
+    return _prepare(pset, target, fmt, handout, version, cache).write()
+
+
+def _prepare(
+    pset: ProblemSet,
+    target: Path,
+    fmt: str,
+    handout: bool,
+    version: str = "",
+    cache: dict[str, Problem] | None = None,
+) -> Prepared:
+    """``pset`` derived, checked and rendered in this process, ready to be written."""
+    problems = make_problems(pset, {} if cache is None else cache)
     if fmt == "json":
         source, entries = None, {p.key: export_problem(pset, p) for p in problems}
     else:
         source, entries = render(pset, problems, handout=handout, version=version), {}
     failed = [] if handout else failed_checks(problems)
-    return Prepared(pset, target, fmt, handout, source, entries, failed).write()
+    return Prepared(pset, target, fmt, handout, source, entries, failed)
 
 
 def build_many(
@@ -151,10 +188,12 @@ def build_many(
     after all have finished.
     """
     _check_request(fmt, handout)
+    fsutil.writable_folder(out_dir)
     cache: dict[str, Problem] = {}
     for pset in sets:  # every set's parameters are validated before any work starts
         make_problems(pset, cache)
     plan = _plan(sets, fmt, handout)
+    jobs = min(jobs, len(plan))
     with ExitStack() as stack:
         if jobs > 1:
             futures = _submit_all(stack.enter_context(workers.pool(jobs)), plan)
@@ -256,24 +295,16 @@ def _assemble(pset, out_dir, fmt, handout, plan, futures) -> Prepared:
     return Prepared(pset, out_dir / pset.id, fmt, handout, source, entries, failed)
 
 
-def _write_json(pset: ProblemSet, entries: dict[str, dict], target: Path) -> list[Path]:
-    path = target / "derivations.json"
+def _json_bytes(pset: ProblemSet, entries: dict[str, dict]) -> bytes:
     document = {"set": pset.id, "title": pset.title, "problems": entries}
     text = json.dumps(document, indent=2, ensure_ascii=True, allow_nan=False)
-    atomic_write(path, (text + "\n").encode())
-    return [path]
+    return (text + "\n").encode()
 
 
-def _write_document(source: str, stem: Path, fmt: str) -> list[Path]:
-    """``stem.tex``, and ``stem.pdf`` for pdf (compiled first: a LaTeX error writes nothing)."""
-    tex = stem.with_suffix(".tex")
-    if fmt == "tex":
-        atomic_write(tex, source.encode())
-        return [tex]
-    path = stem.with_suffix(".pdf")
-    pdf.compile_pdf(source, path)
-    atomic_write(tex, source.encode())
-    return [path, tex]
+#: The file of a variants folder that maps students to their versions.
+INDEX = "index.csv"
+#: A progress report: versions done, versions in all, seconds since the start.
+Progress = Callable[[int, int, float], None]
 
 
 def build_variants(
@@ -283,12 +314,15 @@ def build_variants(
     seed: str,
     fmt: str = "pdf",
     jobs: int = 2,
+    progress: Progress | None = None,
 ) -> list[Path]:
     """One verified answer key and handout per student, and ``index.csv`` mapping them.
 
     Versions land in ``out_dir/<set id>/variants/<student>/``; ``jobs`` processes build
     them in parallel (the outputs do not depend on the order).  Every parameter of every
-    version is parsed before anything is built.
+    version is parsed before anything is built, and the versions are built into a staging
+    folder that replaces ``variants/`` only once all of them and the index are written.
+    ``progress`` is called after each version.
     """
     if fmt == "json":
         raise InputError("--variants: builds answer keys and handouts; use --format pdf or tex")
@@ -296,29 +330,55 @@ def build_variants(
     chosen = versions(pset, students, seed)
     for v in chosen:  # a drawn value the problem rejects fails here, before any output
         make_problems(v.pset, {})
-    root = out_dir / pset.id / "variants"
-    tasks = [(v, root / v.student, fmt) for v in chosen]
-    if jobs > 1 and len(tasks) > 1:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
-            outcomes = list(pool.map(_build_version, tasks))
-    else:
-        outcomes = [_build_version(t) for t in tasks]
-    index = root / "index.csv"
-    atomic_write(index, _index_csv(chosen, seed, fmt).encode())
+    index = _index_csv(chosen, seed, fmt).encode()
+    dest = out_dir / pset.id / "variants"
+    with fsutil.staging(out_dir) as staged:
+        outcomes = _run_versions([(v, staged / v.student, fmt) for v in chosen], jobs, progress)
+        fsutil.atomic_write(staged / INDEX, index)
+        with fsutil.locked(out_dir):
+            fsutil.swap_in(staged, dest)
     failed = [f"{v.student}: {msg}" for v, (_, msg) in zip(chosen, outcomes, strict=True) if msg]
     if failed:
         raise ChecksFailedError(f"{len(failed)} version(s) failed a check: " + "; ".join(failed))
-    return [index] + [p for files, _ in outcomes for p in files]
+    return [dest / INDEX] + [dest / p.relative_to(staged) for files, _ in outcomes for p in files]
+
+
+def _run_versions(
+    tasks: list[tuple[Version, Path, str]], jobs: int, progress: Progress | None
+) -> list[tuple[list[Path], str]]:
+    """Build every version (in ``jobs`` workers), results in the order of ``tasks``."""
+    start, done = time.monotonic(), 0
+    outcomes: list = [None] * len(tasks)
+    jobs = min(jobs, len(tasks))
+    with ExitStack() as stack:
+        if jobs > 1:
+            pool = stack.enter_context(workers.pool(jobs))
+            futures = {pool.submit(_build_version, task): i for i, task in enumerate(tasks)}
+            finished = ((futures[f], f.result()) for f in as_completed(futures))
+        else:
+            finished = ((i, _build_version(task)) for i, task in enumerate(tasks))
+        for i, outcome in finished:
+            outcomes[i] = outcome
+            done += 1
+            if progress is not None:
+                progress(done, len(tasks), time.monotonic() - start)
+    return outcomes
 
 
 def _build_version(task: tuple[Version, Path, str]) -> tuple[list[Path], str]:
+    """One student's key and handout, written into their (staged) folder; the message of a
+    failed check, or ''."""
     version, target, fmt = task
-    files = build(version.pset, target, fmt, handout=True, target=target, version=version.student)
+    key, handout = (_prepare(version.pset, target, fmt, h, version.student) for h in (False, True))
+    made = key.files() | handout.files()
+    for name, data in made.items():
+        fsutil.atomic_write(target / name, data)
+    written = [target / name for name in made]
     try:
-        files = build(version.pset, target, fmt, target=target, version=version.student) + files
+        key.raise_failed(written)
     except ChecksFailedError as exc:
-        return files, str(exc)
-    return files, ""
+        return written, str(exc)
+    return written, ""
 
 
 def _index_csv(chosen: list[Version], seed: str, ext: str) -> str:

@@ -7,6 +7,12 @@ standard error and exit with a nonzero status, without a traceback:
     2  bad input or usage
     3  no TeX engine for ``--format pdf``
     4  LaTeX failed
+    70 an internal error (a bug: the traceback is printed)
+    130, 143, 129  interrupted by SIGINT, SIGTERM, SIGHUP
+
+An interruption stops every process derive started (workers, latexmk and pdflatex, the C
+compiler), removes temporary and staging folders, prints one line and leaves earlier
+outputs byte-identical.
 """
 
 from __future__ import annotations
@@ -14,10 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from derive.errors import EXIT_CHECK_FAILED, DeriveError, InputError
+from derive import procs
+from derive.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, DeriveError, InputError
+
+#: Most worker processes a build may start (more would only contend for the same cores).
+MAX_JOBS = 32
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -34,28 +45,60 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_build(args: argparse.Namespace) -> int:
     from derive import workers
 
-    if args.jobs > 1:
-        workers.warm_up()  # its import of derive runs beside ours
-    from derive.build import build_many, build_variants
-    from derive.sets import bundled, get_set
-    from derive.variants import numbered
-
-    names = args.sets or list(bundled())
-    sets = [get_set(n) for n in names]  # every name is checked before anything is built
-    if args.variants is not None or args.students is not None:
-        if len(sets) != 1 or args.handout:
+    variants = args.variants is not None or args.students is not None
+    if variants:
+        if len(args.sets) != 1 or args.handout:
             raise InputError("--variants/--students: give exactly one set (and no --handout)")
         if args.variants is not None and args.students is not None:
             raise InputError("give either --variants N or --students FILE, not both")
-        students = numbered(args.variants) if args.students is None else _roster(args.students)
+        students = _students(args)
+    if args.jobs > 1 and (not variants or len(students) > 1):
+        workers.warm_up()  # its import of derive runs beside ours
+    from derive.build import build_many, build_variants
+    from derive.sets import bundled, get_set
+
+    names = args.sets or list(bundled())
+    sets = [get_set(n) for n in names]  # every name is checked before anything is built
+    if variants:
         out = Path(args.out)
-        files = build_variants(sets[0], out, students, args.seed, args.format, args.jobs)
+        files = build_variants(
+            sets[0], out, students, args.seed, args.format, args.jobs, _progress_line()
+        )
         print("\n".join(map(str, files)))
         return 0
     built = build_many(sets, Path(args.out), args.format, handout=args.handout, jobs=args.jobs)
     for path in built:
         print(path)
     return 0
+
+
+def _students(args: argparse.Namespace) -> list[str]:
+    from derive.variants import numbered
+
+    return numbered(args.variants) if args.students is None else _roster(args.students)
+
+
+def _progress_line():
+    """A progress report on standard error, when it is a terminal: done/total, elapsed time
+    and an estimate of the time left, rewritten in place."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(done: int, total: int, elapsed: float) -> None:
+        left = elapsed / done * (total - done)
+        end = "\n" if done == total else ""
+        sys.stderr.write(
+            f"\rderive: {done}/{total} versions built, {_clock(elapsed)} elapsed, "
+            f"about {_clock(left)} left {end}"
+        )
+        sys.stderr.flush()
+
+    return report
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}:{secs:02d}"
 
 
 def _roster(path: str) -> list[str]:
@@ -84,11 +127,20 @@ def _cmd_new(args: argparse.Namespace) -> int:
 
 def _positive(text: str) -> int:
     try:
-        value = int(text)
+        value = int(text) if len(text) <= 10 else None
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        value = None
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:20]!r}")
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number from 1 up, got {value}")
+    return value
+
+
+def _jobs(text: str) -> int:
+    value = _positive(text)
+    if value > MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"expected a number from 1 to {MAX_JOBS}, got {value}")
     return value
 
 
@@ -156,7 +208,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--students", metavar="FILE", help="one version per id in FILE (a roster)")
     b.add_argument("--seed", default="0", metavar="S", help="seed of the variants (text)")
     b.add_argument(
-        "--jobs", type=_positive, default=2, metavar="N", help="worker processes (2; 1: none)"
+        "--jobs", type=_jobs, default=2, metavar="N", help="worker processes (2; 1: none)"
     )
     b.set_defaults(func=_cmd_build)
 
@@ -184,12 +236,37 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except DeriveError as exc:
-        print(f"derive: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    with procs.signals():
+        try:
+            args = parser().parse_args(argv)
+            return args.func(args)
+        except DeriveError as exc:
+            print(f"derive: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except procs.Interrupted as exc:
+            return _interrupted(exc.signum, exc.code)
+        except KeyboardInterrupt:  # a Ctrl-C before the handlers were in place
+            procs.stop_all()
+            return _interrupted(2, 130)
+        except Exception:
+            traceback.print_exc()
+            print("derive: internal error (a bug in derive; please report it)", file=sys.stderr)
+            return EXIT_INTERNAL
+        finally:
+            _stop_server()
+
+
+def _interrupted(signum: int, code: int) -> int:
+    import signal
+
+    name = signal.Signals(signum).name
+    print(f"derive: interrupted by {name}; earlier outputs are unchanged", file=sys.stderr)
+    return code
+
+
+def _stop_server() -> None:
+    if "derive.workers" in sys.modules:  # never import it just to find nothing to stop
+        sys.modules["derive.workers"].shutdown()
 
 
 if __name__ == "__main__":

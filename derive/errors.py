@@ -11,6 +11,8 @@ EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_NO_TEX = 3
 EXIT_LATEX_FAILED = 4
+#: A bug in derive (not the user's doing): the traceback is printed.
+EXIT_INTERNAL = 70
 
 
 class DeriveError(Exception):

@@ -26,9 +26,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the command line imports this module first: keep it light
+    from concurrent.futures import ProcessPoolExecutor
 
 #: The signals that interrupt derive, and the exit status each gives (128 + number).
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 from pathlib import Path
 
+from derive import procs
 from derive.errors import DeriveError, LatexError, NoTexEngineError
 from derive.fsutil import atomic_write, make_parent
 
@@ -59,15 +59,13 @@ def find_engine() -> str | None:
     return None
 
 
-def compile_pdf(tex: str, dest: Path, *, timeout: float = 120.0) -> None:
-    """Compile LaTeX source `tex` to the PDF file `dest`, safely and reproducibly.
+def typeset(tex: str, *, timeout: float = 120.0) -> bytes:
+    """Compile the LaTeX document ``tex`` and return the PDF's bytes.
 
     Parameters
     ----------
     tex : str
         Complete LaTeX document.
-    dest : Path
-        Where to write the PDF; replaced atomically, untouched on any failure.
     timeout : float
         Seconds before the whole LaTeX process group is killed.
 
@@ -75,15 +73,12 @@ def compile_pdf(tex: str, dest: Path, *, timeout: float = 120.0) -> None:
     ------
     NoTexEngineError
         latexmk or pdflatex is not on PATH.
-    InputError
-        The directory of `dest` cannot be created or written.
     LatexError
         LaTeX failed or timed out; the message carries the relevant log lines.
     """
     engine = find_engine()
     if engine is None:
         raise NoTexEngineError(INSTALL_HINT)
-    make_parent(dest)
     with tempfile.TemporaryDirectory(prefix="derive-latex-") as tmp:
         work = Path(tmp)
         (work / f"{JOB_NAME}.tex").write_text(tex, encoding="utf-8")
@@ -95,7 +90,20 @@ def compile_pdf(tex: str, dest: Path, *, timeout: float = 120.0) -> None:
         pdf = work / f"{JOB_NAME}.pdf"
         if not pdf.is_file():  # defensive: latexmk itself exits nonzero for this
             raise LatexError(f"LaTeX produced no PDF:\n{_tail(output)}")
-        _install(pdf, dest)
+        return pdf.read_bytes()
+
+
+def compile_pdf(tex: str, dest: Path, *, timeout: float = 120.0) -> None:
+    """Compile LaTeX source ``tex`` to the PDF file ``dest`` (see ``typeset``); ``dest`` is
+    replaced atomically and left untouched on any failure.
+
+    Raises
+    ------
+    InputError
+        The directory of ``dest`` cannot be created or written.
+    """
+    make_parent(dest)
+    atomic_write(dest, typeset(tex, timeout=timeout))
 
 
 def pdf_text(path: Path) -> str:
@@ -152,36 +160,15 @@ def _tex_env() -> dict[str, str]:
 
 
 def _run(cmd: list[str], cwd: Path, timeout: float) -> tuple[int, str]:
-    # A new session puts latexmk and every pdflatex it starts in one process group,
-    # so a timeout (or Ctrl-C, which the group no longer receives) can kill them all.
-    with subprocess.Popen(
-        cmd,
-        cwd=cwd,
-        env=_tex_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    ) as proc:
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise LatexError(
-                f"LaTeX timed out after {timeout:g} s (an infinite loop in the source?); killed it"
-            ) from None
-        except BaseException:
-            _kill_group(proc)
-            raise
-    return proc.returncode, out.decode("utf-8", errors="replace")
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    # procs.run gives latexmk a session of its own: one kill reaches every pdflatex it starts,
+    # on a timeout and on an interruption of derive (the terminal's Ctrl-C no longer reaches it).
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # the group has already gone
-    proc.communicate()  # reap latexmk and drain the pipe
+        done = procs.run(cmd, cwd=cwd, env=_tex_env(), timeout=timeout)
+    except procs.Timeout:
+        raise LatexError(
+            f"LaTeX timed out after {timeout:g} s (an infinite loop in the source?); killed it"
+        ) from None
+    return done.returncode, done.output.decode("utf-8", errors="replace")
 
 
 def _log_excerpt(log: Path, output: str) -> str:
@@ -196,7 +183,3 @@ def _log_excerpt(log: Path, output: str) -> str:
 
 def _tail(output: str) -> str:
     return "\n".join(output.splitlines()[-MAX_ERROR_LINES:])
-
-
-def _install(pdf: Path, dest: Path) -> None:
-    atomic_write(dest, pdf.read_bytes())
