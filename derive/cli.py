@@ -249,6 +249,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             procs.stop_all()
             return _interrupted(2, 130)
         except Exception:
+            if procs.received() is not None:  # the interruption, surfacing from C code
+                signum = procs.received()
+                return _interrupted(signum, 128 + signum)
             traceback.print_exc()
             print("derive: internal error (a bug in derive; please report it)", file=sys.stderr)
             return EXIT_INTERNAL

@@ -2,14 +2,14 @@
 
 Every program derive runs (latexmk and the pdflatex runs it starts, the C compiler) goes
 through ``run``: in a session of its own, so one signal reaches the program and everything it
-starts, and registered until it has been reaped.  Every pool of worker processes is
-registered with ``track_pool``.
+starts, and registered until it has been reaped.  Every worker process is started through
+``start``, which registers it the same way.
 
 The command line installs ``signals()``: SIGINT, SIGTERM and SIGHUP then kill every
-registered process group and pool worker *at once*, from the signal handler, and raise
-``Interrupted`` in the main thread.  Killing first matters: a thread waiting for latexmk, or
-an executor waiting for its workers, returns as soon as they are gone, so the unwinding that
-follows (temporary folders, staging folders, joins) is quick and complete.  Workers run
+registered process group and stop every worker *at once*, from the signal handler, and raise
+``Interrupted`` in the main thread.  Stopping first matters: a thread waiting for latexmk or
+for a worker returns as soon as they are gone, so the unwinding that follows (temporary
+folders, staging folders, joins) is quick and complete.  Nothing new starts afterwards.  Workers run
 ``worker_init``: they ignore SIGINT (the terminal sends Ctrl-C to the whole process group;
 the parent decides) and treat SIGTERM as an interruption, so a worker stopped by the parent
 kills its own children and removes its own temporary folders.  A worker whose parent dies
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the command line imports this module first: keep it light
-    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing.process import BaseProcess
 
 #: The signals that interrupt derive, and the exit status each gives (128 + number).
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -39,8 +39,11 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 WORKER_GRACE = 5.0
 
 _lock = threading.RLock()  # re-entrant: the signal handler runs in the main thread
+_received: int | None = None  # the signal that interrupted this process, once one has
+_deferring = 0  # depth of critical() sections in the main thread
+_pending: int | None = None  # a signal that arrived inside one, handled on the way out
 _groups: dict[int, subprocess.Popen] = {}
-_pools: list[ProcessPoolExecutor] = []
+_children: dict[int, BaseProcess] = {}
 
 
 class Interrupted(SystemExit):
@@ -84,29 +87,38 @@ def run(
     OSError
         ``cmd`` could not be started.
     """
-    with _lock:
-        # Registered under the lock so that a signal arriving now finds it (or its absence).
-        proc = subprocess.Popen(
-            list(cmd),
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        _groups[proc.pid] = proc
+    if _received is not None:  # stopping: start nothing new
+        raise Interrupted(_received)
+    proc = None
     try:
+        with critical(), _lock:
+            # In the main thread a signal waits for the end of this section; in others, the
+            # handler's stop_all sees this program, or the check below sees the signal (the
+            # handler records it before it takes the lock).
+            proc = subprocess.Popen(
+                list(cmd),
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            _groups[proc.pid] = proc
+            if _received is not None:
+                raise Interrupted(_received)
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         raise Timeout(f"{Path(cmd[0]).name} ran longer than {timeout:g} s and was killed") from None
     except BaseException:
-        _kill_group(proc)
+        if proc is not None:
+            _kill_group(proc)
         raise
     finally:
-        with _lock:
-            _groups.pop(proc.pid, None)
+        if proc is not None:
+            with _lock:
+                _groups.pop(proc.pid, None)
     return Completed(proc.returncode, out)
 
 
@@ -117,31 +129,33 @@ def _kill_group(proc: subprocess.Popen) -> None:
         proc.communicate()  # reap the leader and drain its pipe
 
 
-def track_pool(pool: ProcessPoolExecutor) -> ProcessPoolExecutor:
-    """Register ``pool``, so that an interruption stops its workers; returns it."""
-    with _lock:
-        _pools.append(pool)
-    return pool
+def start(process: BaseProcess) -> None:
+    """Start the worker ``process`` (a ``multiprocessing`` process) and register it until
+    ``forget``; refused once derive is being interrupted."""
+    with critical(), _lock:
+        if _received is not None:
+            raise Interrupted(_received)
+        process.start()
+        _children[id(process)] = process
 
 
-def untrack_pool(pool: ProcessPoolExecutor) -> None:
+def forget(process: BaseProcess) -> None:
+    """``process`` has ended (and been joined): no longer ours to stop."""
     with _lock:
-        if pool in _pools:
-            _pools.remove(pool)
+        _children.pop(id(process), None)
 
 
 def stop_all() -> None:
-    """Kill every registered process group and stop every registered pool's workers."""
-    with _lock:
-        groups, pools = list(_groups.values()), list(_pools)
+    """Kill every registered process group and stop every registered worker."""
+    with _lock:  # a thread starting a process finishes registering it first
+        groups, children = list(_groups.values()), list(_children.values())
     for proc in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
-    workers = [p for pool in pools for p in _workers(pool)]
-    for p in workers:
+    for p in children:
         with contextlib.suppress(Exception):
             p.terminate()  # SIGTERM: the worker kills its own children and cleans up
-    for p in workers:
+    for p in children:
         with contextlib.suppress(Exception):
             p.join(WORKER_GRACE)
             if p.is_alive():
@@ -149,19 +163,50 @@ def stop_all() -> None:
                 p.join()
 
 
-def _workers(pool: ProcessPoolExecutor) -> list:
-    # ProcessPoolExecutor has no public list of its workers before Python 3.14
-    # (terminate_workers); its _processes mapping has been stable since 3.2.
-    processes = getattr(pool, "_processes", None) or {}
-    return list(processes.values())
+def received() -> int | None:
+    """The signal that interrupted this process, or None.
+
+    Raised from a signal handler, ``Interrupted`` can surface as another exception when it
+    interrupts a callback inside C code (NumPy calling mpmath reports a ``SystemError``); an
+    exception while this is set is that interruption."""
+    return _received
 
 
 def _raise(signum: int, frame) -> None:
-    # Further signals would interrupt the cleanup itself; one is enough.
-    for s in SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+    global _received, _pending
+    _received = signum
+    for s in SIGNALS:  # a second signal ends derive at once (the cleanup is under way)
+        signal.signal(s, _force)
+    if _deferring:
+        _pending = signum
+        return
     stop_all()
     raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    """A section an interruption must not cut in two (starting a process and registering
+    it): a signal arriving inside is handled as the section ends.  Python runs signal
+    handlers in the main thread only, so elsewhere this does nothing."""
+    global _deferring, _pending
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if not _deferring and _pending is not None:
+            signum, _pending = _pending, None
+            stop_all()
+            raise Interrupted(signum)
+
+
+def _force(signum: int, frame) -> None:
+    stop_all()
+    os._exit(128 + signum)  # staging folders left behind carry our pid: the next run removes them
 
 
 @contextlib.contextmanager
@@ -187,13 +232,17 @@ def worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _raise_in_worker)
+    global _received
     with _lock:  # a forked worker inherits the parent's registry; none of it is its own
         _groups.clear()
-        _pools.clear()
+        _children.clear()
+        _received = None
     _parent_death_signal(signal.SIGTERM)
 
 
 def _raise_in_worker(signum: int, frame) -> None:
+    global _received
+    _received = signum
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stop_all()  # the worker's own latexmk, and nothing else (its registry starts empty)
     raise Interrupted(signum)

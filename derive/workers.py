@@ -2,12 +2,17 @@
 
 Workers are forked from a *forkserver*, a clean process started early that has imported
 derive once (so a worker costs a fork, not an import) and has no threads (so forking it
-is safe while the parent runs LaTeX in threads).  Every job gets a new process
-(``max_tasks_per_child=1``): a problem's output never depends on what a worker computed
-before it, so parallel builds are byte-for-byte reproducible.
+is safe while the parent runs LaTeX in threads).  Every job gets a new process: a
+problem's output never depends on what a worker computed before it, so parallel builds
+are byte-for-byte reproducible.
 
-Workers ignore Ctrl-C and stop on SIGTERM (``procs.worker_init``); the pool is registered
-with ``procs``, so an interruption of derive stops them, and ``shutdown`` stops the server.
+A pool of ``jobs`` is ``jobs`` threads, each running one job at a time in a fresh worker
+(``run_in_child``) and waiting for its answer on a pipe.  Every worker is started through
+``procs.start``: an interruption stops it, and nothing new starts afterwards.  (Python's
+``ProcessPoolExecutor`` replaces each worker that ends, even while shutting down; a
+replacement forked during an interruption loses its semaphores and prints a traceback,
+and one not started leaves the executor waiting for ever.)  Workers ignore Ctrl-C and
+stop on SIGTERM (``procs.worker_init``); ``shutdown`` stops the server.
 
 This module imports nothing heavy: ``warm_up`` can start the server before the parent
 imports SymPy, and the two imports then run side by side.
@@ -18,10 +23,18 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.forkserver
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+import multiprocessing.resource_tracker
+import signal
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, TypeVar
 
 from derive import procs
+
+T = TypeVar("T")
 
 #: What the forkserver imports once for all workers.
 PRELOAD = ["derive._preload"]
@@ -36,24 +49,88 @@ def _context() -> multiprocessing.context.BaseContext:
 def warm_up() -> None:
     """Start the forkserver now, so its import overlaps the caller's own work."""
     _context()
-    multiprocessing.forkserver.ensure_running()
+    # The server starts with Ctrl-C blocked (a blocked signal stays blocked across exec):
+    # it is in the terminal's process group, and a Ctrl-C during its imports would print a
+    # traceback of its own.  Ours stays pending and arrives once this returns.  The resource
+    # tracker the server needs is started first: starting it unblocks SIGINT.
+    with procs.critical():
+        multiprocessing.resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            multiprocessing.forkserver.ensure_running()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+class WorkerError(Exception):
+    """A job raised an exception of a kind that could not be sent back; its traceback."""
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+    traceback: str
+
+
+def run_in_child(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a fresh worker process; its result, or its exception raised here
+    (with the worker's traceback as its cause)."""
+    ctx = _context()
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_main, args=(send, fn, args), daemon=True)
+    try:
+        procs.start(child)
+        send.close()  # the child holds the other end: EOF here once it has gone
+        try:
+            outcome = receive.recv()
+        except EOFError:  # killed, or died before it could answer
+            outcome = _Failed(WorkerError(f"a worker ended with status {child.exitcode}"), "")
+        child.join()
+    finally:
+        receive.close()
+        procs.forget(child)
+    if isinstance(outcome, _Failed):
+        if outcome.traceback:
+            raise outcome.error from WorkerError(outcome.traceback)
+        raise outcome.error
+    return outcome
+
+
+def _child_main(send: Connection, fn: Callable, args: tuple) -> None:
+    procs.worker_init()
+    try:
+        outcome: Any = fn(*args)
+    except BaseException as exc:  # sent to the parent, which decides
+        outcome = _Failed(exc, traceback.format_exc())
+    try:
+        send.send(outcome)
+    except Exception:  # an exception that cannot be pickled: its text travels instead
+        send.send(_Failed(WorkerError(outcome.traceback or repr(outcome)), ""))
+
+
+class _Pool:
+    """``submit(fn, *args)`` runs ``fn(*args)`` in a fresh worker, at most ``jobs`` at once."""
+
+    def __init__(self, jobs: int) -> None:
+        self._threads = ThreadPoolExecutor(jobs, thread_name_prefix="derive-worker")
+
+    def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
+        return self._threads.submit(run_in_child, fn, *args)
+
+    def close(self) -> None:
+        # Interrupted: jobs not yet started never start (the running ones are stopped).
+        self._threads.shutdown(wait=True, cancel_futures=procs.received() is not None)
 
 
 @contextlib.contextmanager
-def pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
+def pool(jobs: int) -> Iterator[_Pool]:
     """``jobs`` workers, a fresh process for every job, stopped with derive (``procs``)."""
-    executor = ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=_context(),
-        max_tasks_per_child=1,
-        initializer=procs.worker_init,
-    )
-    procs.track_pool(executor)
+    warm_up()  # a no-op if the server runs; else it starts here, with Ctrl-C blocked
+    workers = _Pool(jobs)
     try:
-        with executor:
-            yield executor
+        yield workers
     finally:
-        procs.untrack_pool(executor)
+        workers.close()
 
 
 def shutdown() -> None:

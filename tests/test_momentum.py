@@ -133,3 +133,14 @@ def test_bad_parameters_are_refused(given, message):
 
     with pytest.raises(InputError, match=message):
         Momentum.from_params(given)
+
+
+def test_a_reversal_that_overflows_renders_as_infinite_error():
+    """At beta = 0.6 the 300-step float64 reversal overflows (JSON null); the key still
+    renders, printing that run's error as infinite and saying what that means."""
+    problem = Momentum(beta=sp.Rational(3, 5))
+    assert problem.results["reversal_error"].value[-1] == [300, None]
+    tex = key_tex(problem)
+    assert r"300 & $\infty$ \\" in tex
+    assert "the float64 run overflowed" in tex
+    assert problem.checks and all(c.passed for c in problem.checks)

@@ -505,7 +505,10 @@ class Momentum(Problem):
             "det_f1": r["factor_dets"].expr.args[1],
             "det_f2": r["factor_dets"].expr.args[0],
             "volume": v,
-            "reversal": r["reversal_error"].value,
+            # The result's own numbers (a run that overflowed is an infinite error, printed
+            # as such), not its JSON value, where JSON's lack of inf made it null.
+            "reversal": list(zip(REVERSAL_STEPS, self.reversal[0], strict=True)),
+            "reversal_overflowed": not all(math.isfinite(e) for e in self.reversal[0]),
             "reversal_d": REVERSAL_D,
             "reversal_mp": self.reversal[1][0],
             "alpha_value": self.a,
