@@ -23,7 +23,7 @@ from derive.render import pdf
 from derive.render.document import render, render_page, render_problem
 from derive.render.latex import KeyPrinter
 from derive.sets import ProblemSet
-from derive.variants import Version, versions
+from derive.variants import INDEX_NAME, Version, versions
 
 FORMATS = ("pdf", "tex", "json")
 
@@ -303,7 +303,7 @@ def build_variants(
             outcomes = list(pool.map(_build_version, tasks))
     else:
         outcomes = [_build_version(t) for t in tasks]
-    index = root / "index.csv"
+    index = root / INDEX_NAME
     atomic_write(index, _index_csv(chosen, seed, fmt).encode())
     failed = [f"{v.student}: {msg}" for v, (_, msg) in zip(chosen, outcomes, strict=True) if msg]
     if failed:

@@ -37,17 +37,18 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.jobs > 1:
         workers.warm_up()  # its import of derive runs beside ours
     from derive.build import build_many, build_variants
-    from derive.sets import bundled, get_set
-    from derive.variants import numbered
+    from derive.sets import bundled, check_distinct, get_set
+    from derive.variants import numbered, read_roster
 
     names = args.sets or list(bundled())
     sets = [get_set(n) for n in names]  # every name is checked before anything is built
+    check_distinct(sets, Path(args.out))
     if args.variants is not None or args.students is not None:
         if len(sets) != 1 or args.handout:
             raise InputError("--variants/--students: give exactly one set (and no --handout)")
         if args.variants is not None and args.students is not None:
             raise InputError("give either --variants N or --students FILE, not both")
-        students = numbered(args.variants) if args.students is None else _roster(args.students)
+        students = numbered(args.variants) if args.students is None else read_roster(args.students)
         out = Path(args.out)
         files = build_variants(sets[0], out, students, args.seed, args.format, args.jobs)
         print("\n".join(map(str, files)))
@@ -56,18 +57,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
     for path in built:
         print(path)
     return 0
-
-
-def _roster(path: str) -> list[str]:
-    """Student ids, one per line; blank lines and lines starting with # are skipped."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"--students: cannot read {path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise InputError(f"--students: cannot read {path}: {exc.strerror or exc}") from None
-    lines = [line.strip() for line in text.splitlines()]
-    return [s for s in lines if s and not s.startswith("#")]
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
