@@ -118,7 +118,11 @@ def identity(value: Any) -> Any:
         return ("number", Fraction(int(value.p), int(value.q)))
     if isinstance(value, sp.Basic):
         return ("expr", sp.srepr(value))
-    if isinstance(value, int | Decimal | str) and not isinstance(value, bool):
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int):
+        return ("number", Fraction(value))
+    if isinstance(value, Decimal | str):
         try:
             x = exact_number(value, "")
         except InputError:  # not an exact number (a layer name, a huge decimal): as written

@@ -243,6 +243,20 @@ def test_malformed_set_files_fail_in_one_line(tmp_path, previous, capsys, case, 
     _untouched(previous)
 
 
+def test_a_dotted_key_of_many_parts_is_refused_before_parsing(tmp_path: Path) -> None:
+    """tomllib's time grows with the square of a dotted key's parts: a few hundred
+    kilobytes of ``a.a.a...`` took hours; the key is refused before tomllib reads it."""
+    key = ".".join(["a"] * 200_000)
+    path = _write(tmp_path, f'problems = ["momentum"]\n[params.momentum]\n{key} = 1\n')
+    _cli_refused(
+        ["build", str(path), "--out", str(tmp_path / "o"), "--format", "tex"],
+        r"mine\.toml: line 7: a dotted key of more than 16 parts; tables nest at most 8",
+    )
+    text = HEAD + 'problems = ["momentum"]\n[params.momentum]\nx.' + ".".join("a" * 16) + " = 1\n"
+    with pytest.raises(InputError, match=r"line 7: a dotted key of more than 16 parts"):
+        parse_set(text, "mine.toml")
+
+
 def test_the_deepest_valid_structure_is_within_the_bound() -> None:
     """vary.cnn_params.layers: versions of layer lists whose tables give kernel lists."""
     body = (

@@ -104,6 +104,8 @@ HOSTILE = [
     "[" * 40 + "]" * 40,  # deeper than any set file
     "[" * 400 + "]" * 400,  # deep enough to exhaust a recursive walk
     "{ a = " * 30 + "1" + " }" * 30,
+    "{ " + ".".join(["a"] * 40) + " = 1 }",  # a dotted key: tomllib's cost is its square
+    "{ " + ".".join(["a"] * 8) + " = 1 }",
     "1." + "1" * 200,
     "1e-99999",
 ]

@@ -105,8 +105,22 @@ def parse_set(text: str, where: str) -> ProblemSet:
     return pset
 
 
+#: A dotted key of more than ``MAX_PARTS`` parts (``a.b.c...``, bare or quoted), found in the
+#: text before tomllib sees it: tomllib's time grows with the square of a key's parts (a
+#: megabyte of ``a.a.a...`` takes hours), and no valid set file has keys nested that deep.
+MAX_PARTS = 2 * MAX_DEPTH
+_PART = r"""(?:[A-Za-z0-9_-]++|"[^"\\\n]*+"|'[^'\n]*+')"""
+_LONG_KEY = re.compile(rf"(?<![A-Za-z0-9_-])(?:{_PART}[ \t]*+\.[ \t]*+){{{MAX_PARTS}}}{_PART}")
+
+
 def _load(text: str, where: str) -> dict[str, Any]:
     """``text`` parsed as TOML; every failure of the parser as one line."""
+    long_key = _LONG_KEY.search(text)
+    if long_key:
+        raise InputError(
+            f"{where}: line {text.count(chr(10), 0, long_key.start()) + 1}: a dotted key of "
+            f"more than {MAX_PARTS} parts; tables nest at most {MAX_DEPTH} levels"
+        )
     try:
         # Decimal floats: "0.1" is exactly 1/10, and "inf"/"nan" are caught as non-finite.
         return tomllib.loads(text, parse_float=Decimal)
