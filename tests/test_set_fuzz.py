@@ -288,6 +288,7 @@ def _one_line_or_result(call) -> object:
 @pytest.mark.parametrize("focus", PROBLEMS)
 @settings(
     derandomize=True,
+    database=None,
     max_examples=120,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
