@@ -26,7 +26,7 @@ from derive.render import pdf
 from derive.render.document import render, render_page, render_problem
 from derive.render.latex import KeyPrinter
 from derive.sets import ProblemSet
-from derive.variants import Version, versions
+from derive.variants import INDEX_NAME, Version, versions
 
 FORMATS = ("pdf", "tex", "json")
 
@@ -301,8 +301,6 @@ def _json_bytes(pset: ProblemSet, entries: dict[str, dict]) -> bytes:
     return (text + "\n").encode()
 
 
-#: The file of a variants folder that maps students to their versions.
-INDEX = "index.csv"
 #: A progress report: versions done, versions in all, seconds since the start.
 Progress = Callable[[int, int, float], None]
 
@@ -334,13 +332,14 @@ def build_variants(
     dest = out_dir / pset.id / "variants"
     with fsutil.staging(out_dir) as staged:
         outcomes = _run_versions([(v, staged / v.student, fmt) for v in chosen], jobs, progress)
-        fsutil.atomic_write(staged / INDEX, index)
+        fsutil.atomic_write(staged / INDEX_NAME, index)
         with fsutil.locked(out_dir):
             fsutil.swap_in(staged, dest)
     failed = [f"{v.student}: {msg}" for v, (_, msg) in zip(chosen, outcomes, strict=True) if msg]
     if failed:
         raise ChecksFailedError(f"{len(failed)} version(s) failed a check: " + "; ".join(failed))
-    return [dest / INDEX] + [dest / p.relative_to(staged) for files, _ in outcomes for p in files]
+    moved = [dest / p.relative_to(staged) for files, _ in outcomes for p in files]
+    return [dest / INDEX_NAME, *moved]
 
 
 def _run_versions(

@@ -55,10 +55,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.jobs > 1 and (not variants or len(students) > 1):
         workers.warm_up()  # its import of derive runs beside ours
     from derive.build import build_many, build_variants
-    from derive.sets import bundled, get_set
+    from derive.sets import bundled, check_distinct, get_set
 
     names = args.sets or list(bundled())
     sets = [get_set(n) for n in names]  # every name is checked before anything is built
+    check_distinct(sets, Path(args.out))
     if variants:
         out = Path(args.out)
         files = build_variants(
@@ -73,9 +74,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _students(args: argparse.Namespace) -> list[str]:
-    from derive.variants import numbered
+    from derive.variants import numbered, read_roster
 
-    return numbered(args.variants) if args.students is None else _roster(args.students)
+    return numbered(args.variants) if args.students is None else read_roster(args.students)
 
 
 def _progress_line():
@@ -99,18 +100,6 @@ def _progress_line():
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     return f"{minutes}:{secs:02d}"
-
-
-def _roster(path: str) -> list[str]:
-    """Student ids, one per line; blank lines and lines starting with # are skipped."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"--students: cannot read {path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise InputError(f"--students: cannot read {path}: {exc.strerror or exc}") from None
-    lines = [line.strip() for line in text.splitlines()]
-    return [s for s in lines if s and not s.startswith("#")]
 
 
 def _cmd_new(args: argparse.Namespace) -> int:

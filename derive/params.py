@@ -9,6 +9,7 @@ raises ``InputError`` naming the key path and what is allowed.
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +34,32 @@ MAX_DEN = 10**6
 
 
 def show(value: Any) -> str:
-    """A short, safe rendering of a bad value for a message."""
-    text = repr(str(value) if isinstance(value, Decimal) else value)
+    """A short, safe rendering of a bad value for a message (one line: repr escapes line
+    breaks; decimals inside lists and tables as written, not as ``Decimal('...')``)."""
+    plain = isinstance(value, Decimal | datetime.date | datetime.time)
+    text = repr(str(_as_written(value)) if plain else _as_written(value))
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Written(str):
+    """Text that ``repr`` shows bare: a decimal inside a list reads ``[0.5]``."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _as_written(value: Any, depth: int = 0) -> Any:
+    if depth > 8:  # deeper data is refused before a message could show it; stay cheap
+        return _Written("...")
+    if isinstance(value, Decimal):
+        return _Written(str(value))
+    if isinstance(value, datetime.date | datetime.time):  # TOML dates, as TOML writes them
+        return _Written(value.isoformat())
+    if isinstance(value, list):
+        return [_as_written(v, depth + 1) for v in value[:20]]
+    if isinstance(value, dict):
+        return {k: _as_written(v, depth + 1) for k, v in list(value.items())[:20]}
+    return value
 
 
 class Kind:

@@ -8,19 +8,26 @@ A set's ``[vary.<problem>]`` table gives, per parameter, the values a version ma
 * a generator the parameter itself defines (``Param.generate``; for example symmetric 2x2
   matrices with eigenvalues from given grids).
 
-Each version is drawn from SHA-256 of (seed, student id, problem, parameter), never from
-Python's salted ``hash`` or a generator whose algorithm may change: the same seed and
-student give the same version on any machine.  When two students would get identical
-parameters, the later one (in roster order) redraws until the versions differ.
+Candidates equal as values (``5`` and ``5``; ``0.5``, ``"0.5"`` and ``"1/2"``; equal
+matrices) count once, under the spelling written first, so the number of distinct versions
+is exact.  Each version is drawn from SHA-256 of (seed, student id, problem, parameter),
+never from Python's salted ``hash`` or a generator whose algorithm may change: the same seed
+and student give the same version on any machine.  When two students would get identical
+parameters, the later one (in roster order) redraws a few times, then takes the next unused
+combination after its first draw, so a run always ends.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
-import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, replace
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import sympy as sp
@@ -28,11 +35,17 @@ import sympy as sp
 from derive.errors import InputError
 from derive.params import Exact, Int, Param, exact_number, show
 from derive.problems import REGISTRY
+from derive.readers import read_text
 from derive.sets import ProblemSet
 
 #: Most candidates a range may enumerate, and most versions per run.
 MAX_CANDIDATES = 10_000
 MAX_VERSIONS = 1000
+#: Hash draws a student makes before taking the next unused combination instead.
+MAX_REDRAWS = 8
+#: The file the variants folder holds beside the students' folders (no id may be it).
+INDEX_NAME = "index.csv"
+RESERVED = frozenset({INDEX_NAME})
 _STUDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -47,11 +60,28 @@ class Version:
 
     def digest(self) -> str:
         """The drawn parameters as stable JSON text (for the index)."""
-        return json.dumps(self.drawn, sort_keys=True, separators=(",", ":"))
+        return json.dumps(_plain(self.drawn), sort_keys=True, separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    """Raw set-file data as JSON data: decimals and exact numbers as their text (exact, and
+    as written), dates as ISO text, sequences as lists."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, sp.MatrixBase):
+        return _plain(value.tolist())
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return str(value)  # Decimal, Fraction, SymPy numbers: exact text
 
 
 def candidates(param: Param, spec: Any, where: str) -> list[Any]:
-    """Every raw value ``spec`` allows for ``param``, each checked like a set-file value."""
+    """Every raw value ``spec`` allows for ``param``, each checked like a set-file value;
+    values equal once parsed count once (the first spelling is kept)."""
     if isinstance(spec, list):
         values = spec
     elif param.generate is not None and isinstance(spec, dict) and "min" not in spec:
@@ -66,9 +96,39 @@ def candidates(param: Param, spec: Any, where: str) -> list[Any]:
         raise InputError(f"{where}: allows no value; give at least one")
     if len(values) > MAX_CANDIDATES:
         raise InputError(f"{where}: allows {len(values)} values; at most {MAX_CANDIDATES}")
+    out, seen = [], set()
     for i, v in enumerate(values):
-        param.kind.parse(v, f"{where}[{i}]")
-    return values
+        ident = identity(param.kind.parse(v, f"{where}[{i}]"))
+        if ident not in seen:
+            seen.add(ident)
+            out.append(v)
+    return out
+
+
+def identity(value: Any) -> Any:
+    """A hashable key equal for values equal as data: numbers by exact value (``0.5``,
+    ``"0.5"`` and ``"1/2"`` alike), matrices entry by entry, lists and tables recursively."""
+    if isinstance(value, sp.MatrixBase):
+        return ("matrix", value.shape, tuple(identity(v) for v in value))
+    if isinstance(value, list | tuple):
+        return ("list", tuple(identity(v) for v in value))
+    if isinstance(value, dict):
+        return ("table", tuple(sorted((str(k), identity(v)) for k, v in value.items())))
+    if isinstance(value, sp.Rational):
+        return ("number", Fraction(int(value.p), int(value.q)))
+    if isinstance(value, sp.Basic):
+        return ("expr", sp.srepr(value))
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int):
+        return ("number", Fraction(value))
+    if isinstance(value, Decimal | str):
+        try:
+            x = exact_number(value, "")
+        except InputError:  # not an exact number (a layer name, a huge decimal): as written
+            return (type(value).__name__, str(value))
+        return ("number", Fraction(int(x.p), int(x.q)))
+    return (type(value).__name__, repr(value))
 
 
 def _range(param: Param, spec: dict, where: str) -> list[Any]:
@@ -131,46 +191,109 @@ def versions(pset: ProblemSet, students: list[str], seed: str) -> list[Version]:
         raise InputError(
             f"{pset.where}: variants need a [vary.<problem>] table; the set has none"
         )
-    total = 1
-    for values in options.values():
-        total *= len(values)
+    sizes = [len(values) for values in options.values()]
+    total = math.prod(sizes)
     if total < len(students):
         raise InputError(
-            f"{pset.where}: vary allows {total} distinct versions; {len(students)} were asked "
-            "for (widen the ranges)"
+            f"{pset.where}: vary allows {total} distinct version{'s' * (total != 1)}; "
+            f"{len(students)} were asked for (widen the ranges)"
         )
-    seen: set[str] = set()
+    seen: set[tuple[int, ...]] = set()
     out = []
     for number, student in enumerate(students, start=1):
-        for attempt in itertools.count():
-            drawn: dict[str, dict[str, Any]] = {}
-            for (key, name), values in options.items():
-                pick = values[draw(len(values), seed, student, key, name, attempt)]
-                drawn.setdefault(key, {})[name] = pick
-            text = json.dumps(drawn, sort_keys=True, default=str)
-            if text not in seen:
-                break
-        seen.add(text)
+        picks = _pick(list(options), sizes, seed, student, seen)
+        seen.add(picks)
+        drawn: dict[str, dict[str, Any]] = {}
+        for ((key, name), values), i in zip(options.items(), picks, strict=True):
+            drawn.setdefault(key, {})[name] = values[i]
         params = {k: {**pset.params.get(k, {}), **drawn.get(k, {})} for k in pset.problems}
         out.append(Version(student, number, replace(pset, params=params), drawn))
     return out
 
 
-def check_students(students: list[str]) -> None:
-    """Student ids name folders: a safe, unique, non-empty list."""
+def _pick(
+    names: list[tuple[str, str]], sizes: list[int], seed: str, student: str, seen: set
+) -> tuple[int, ...]:
+    """The candidate index per parameter for ``student``: a hash draw not taken yet, else
+    (after ``MAX_REDRAWS`` draws) the next combination after the first draw, counting in
+    mixed radix, that is not taken.  ``seen`` is smaller than the product of ``sizes``, so
+    the count ends within ``len(seen) + 1`` steps."""
+    first = None
+    for attempt in range(MAX_REDRAWS):
+        picks = tuple(
+            draw(size, seed, student, key, name, attempt)
+            for (key, name), size in zip(names, sizes, strict=True)
+        )
+        if picks not in seen:
+            return picks
+        first = picks if first is None else first
+    picks = first
+    while picks in seen:
+        picks = _successor(picks, sizes)
+    return picks
+
+
+def _successor(picks: tuple[int, ...], sizes: list[int]) -> tuple[int, ...]:
+    """``picks`` plus one in the mixed radix ``sizes`` (last digit fastest), wrapping."""
+    digits = list(picks)
+    for i in reversed(range(len(digits))):
+        digits[i] += 1
+        if digits[i] < sizes[i]:
+            break
+        digits[i] = 0
+    return tuple(digits)
+
+
+def read_roster(path: str | Path) -> list[str]:
+    """Student ids from a roster file, one per line; blank lines and lines starting with #
+    are skipped, a UTF-8 BOM is dropped; the ids are checked (``check_students``), messages
+    giving the file's line numbers."""
+    try:
+        text = read_text(path, "roster")
+    except InputError as exc:
+        raise InputError(f"--students: {exc}") from None
+    ids, lines = [], []
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            ids.append(line)
+            lines.append(number)
+    check_students(ids, lines)
+    return ids
+
+
+def check_students(students: list[str], lines: list[int] | None = None) -> None:
+    """Student ids name folders: a safe, non-empty list, unique even ignoring case (many
+    file systems do not tell ``Alice`` from ``alice``), none a name of the variants layout.
+    ``lines`` gives each id's roster line for messages (default 1, 2, ...)."""
     if not students:
         raise InputError("students: the roster is empty")
     if len(students) > MAX_VERSIONS:
         raise InputError(f"students: {len(students)} versions asked; at most {MAX_VERSIONS}")
-    for i, s in enumerate(students, start=1):
+    lines = list(range(1, len(students) + 1)) if lines is None else lines
+    first: dict[str, tuple[int, str]] = {}
+    for line, s in zip(lines, students, strict=True):
         if not _STUDENT.match(s):
             raise InputError(
-                f"students: line {i}: {show(s)} is not an allowed id; use letters, digits, "
+                f"students: line {line}: {show(s)} is not an allowed id; use letters, digits, "
                 ". _ - (at most 64, starting with a letter or digit)"
             )
-    dupes = sorted({s for s in students if students.count(s) > 1})
-    if dupes:
-        raise InputError(f"students: {dupes[0]!r} appears more than once")
+        if s.lower() in RESERVED:
+            raise InputError(
+                f"students: line {line}: {s!r} is not an allowed id; the variants folder "
+                f"holds {', '.join(sorted(RESERVED))} itself"
+            )
+        if s.lower() in first:
+            before, other = first[s.lower()]
+            if other == s:
+                raise InputError(
+                    f"students: {s!r} appears more than once (lines {before} and {line})"
+                )
+            raise InputError(
+                f"students: line {line}: {s!r} and line {before}: {other!r} differ only in "
+                "case; ids name folders, which many file systems do not tell apart by case"
+            )
+        first[s.lower()] = (line, s)
 
 
 def numbered(count: int) -> list[str]:

@@ -30,6 +30,8 @@ HANDOUT_N = 30
 MAX_N = 200
 #: The eigenvector directions of generated matrices: a rotation with rational cos and sin.
 ROTATION = ("4/5", "3/5")
+#: Most matrices the generator makes: one per version at most (derive.variants.MAX_VERSIONS).
+MAX_MATRICES = 1000
 
 
 def rational_matrix(rows: list[list[str]]) -> sp.Matrix:
@@ -67,13 +69,21 @@ def symmetric_candidates(spec: Any, where: str) -> list[list[list[str]]]:
     """
     if not isinstance(spec, dict) or set(spec) - {"eigenvalues", "rotation"}:
         raise InputError(f"{where}: expected a table with keys eigenvalues and rotation")
-    c, s = (exact_number(v, f"{where}.rotation") for v in spec.get("rotation", ROTATION))
+    rotation = spec.get("rotation", ROTATION)
+    if not isinstance(rotation, list | tuple) or len(rotation) != 2:
+        raise InputError(f"{where}.rotation: expected [cos, sin], two exact numbers")
+    c, s = (exact_number(v, f"{where}.rotation[{i}]") for i, v in enumerate(rotation))
     if c**2 + s**2 != 1:
         raise InputError(f"{where}.rotation: cos^2 + sin^2 must be exactly 1, got {c}, {s}")
     grids = spec.get("eigenvalues")
     if not isinstance(grids, list) or len(grids) != 2:
         raise InputError(f"{where}.eigenvalues: expected two ranges {{min, max, step}}")
     values = [_grid(g, f"{where}.eigenvalues[{i}]") for i, g in enumerate(grids)]
+    count = len(values[0]) * len(values[1])
+    if count > MAX_MATRICES:  # each costs a symbolic product: refuse before making them
+        raise InputError(
+            f"{where}.eigenvalues: the grids give {count} matrices; at most {MAX_MATRICES}"
+        )
     rot = sp.Matrix([[c, -s], [s, c]])
     out = []
     for a in values[0]:

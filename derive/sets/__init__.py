@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import resources
@@ -17,6 +18,7 @@ from typing import Any
 from derive.errors import InputError
 from derive.params import show, to_toml
 from derive.problems import REGISTRY, Problem
+from derive.readers import read_text
 from derive.render.latex import Notation
 
 _KEYS = {
@@ -32,6 +34,14 @@ LABELS = {
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 #: Free text longer than this is surely a mistake (a pasted file, say).
 MAX_TEXT = 300
+#: Bounds on any set file's data, checked before its fields are.  The deepest valid data is
+#: 6 levels (vary.cnn_params.layers = [[{ kernel = [3, 5] }]], vary.binary_adder.
+#: given_weights = [{ U = [[...]] }]); integers are TOML's 64-bit ones; no decimal a
+#: parameter takes needs more digits or a larger exponent; keys and strings are short.
+MAX_DEPTH = 8
+INT_RANGE = (-(2**63), 2**63 - 1)
+MAX_DECIMAL_DIGITS, MAX_EXPONENT = 64, 308
+MAX_KEY, MAX_STRING = 64, 1000
 
 
 @dataclass(frozen=True)
@@ -61,11 +71,8 @@ class ProblemSet:
 
 def parse_set(text: str, where: str) -> ProblemSet:
     """A ``ProblemSet`` from TOML ``text``; ``where`` names the file in messages."""
-    try:
-        # Decimal floats: "0.1" is exactly 1/10, and "inf"/"nan" are caught as non-finite.
-        data = tomllib.loads(text, parse_float=Decimal)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{where}: not valid TOML: {exc}") from None
+    data = _load(text, where)
+    _check_tree(data, where)
     _known_keys(data, _KEYS, where, "")
     for key in ("id", "title", "course", "source"):
         _text(data.get(key), where, key)
@@ -98,6 +105,109 @@ def parse_set(text: str, where: str) -> ProblemSet:
     return pset
 
 
+#: A dotted key of more than ``MAX_PARTS`` parts (``a.b.c...``, bare or quoted), found in the
+#: text before tomllib sees it: tomllib's time grows with the square of a key's parts (a
+#: megabyte of ``a.a.a...`` takes hours), and no valid set file has keys nested that deep.
+MAX_PARTS = 2 * MAX_DEPTH
+_PART = r"""(?:[A-Za-z0-9_-]++|"[^"\\\n]*+"|'[^'\n]*+')"""
+_LONG_KEY = re.compile(rf"(?<![A-Za-z0-9_-])(?:{_PART}[ \t]*+\.[ \t]*+){{{MAX_PARTS}}}{_PART}")
+
+
+def _load(text: str, where: str) -> dict[str, Any]:
+    """``text`` parsed as TOML; every failure of the parser as one line."""
+    long_key = _LONG_KEY.search(text)
+    if long_key:
+        raise InputError(
+            f"{where}: line {text.count(chr(10), 0, long_key.start()) + 1}: a dotted key of "
+            f"more than {MAX_PARTS} parts; tables nest at most {MAX_DEPTH} levels"
+        )
+    try:
+        # Decimal floats: "0.1" is exactly 1/10, and "inf"/"nan" are caught as non-finite.
+        return tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{where}: not valid TOML: {_first_line(exc)}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise InputError(
+            f"{where}: arrays or tables nested too deeply; at most {MAX_DEPTH} levels"
+        ) from None
+    except ValueError as exc:  # Python's digit limit on int(): a huge integer
+        line, digits = _longest_number(text)
+        if digits < 100:
+            raise InputError(f"{where}: not valid TOML: {_first_line(exc)}") from None
+        raise InputError(
+            f"{where}: line {line}: an integer of {digits} digits; integers are 64-bit, "
+            f"from {INT_RANGE[0]} to {INT_RANGE[1]}"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _longest_number(text: str) -> tuple[int, int]:
+    """(line, digits) of the longest run of digits in ``text`` (underscores allowed)."""
+    best = max(re.finditer(r"[0-9][0-9_]*", text), key=lambda m: len(m.group()), default=None)
+    if best is None:
+        return 0, 0
+    return text.count("\n", 0, best.start()) + 1, len(best.group().replace("_", ""))
+
+
+def _check_tree(data: dict[str, Any], where: str) -> None:
+    """Refuse data no valid set file holds: nesting beyond ``MAX_DEPTH``, keys that are not
+    short one-line names, integers beyond 64 bits, decimals with absurd digits or exponents,
+    long strings.  Iterative, so any depth tomllib returns is walked safely; after it, every
+    key can be echoed in a one-line message and every number converted cheaply."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict | list) and len(path) > MAX_DEPTH:
+            raise InputError(
+                f"{where}: {_path(path[:MAX_DEPTH + 1])}: arrays or tables nested too deeply; "
+                f"at most {MAX_DEPTH} levels"
+            )
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not 0 < len(key) <= MAX_KEY or not key.isprintable():
+                    raise InputError(
+                        f"{where}: {_path(path) or 'the top level'}: key {show(key)} is not "
+                        f"allowed; keys are 1 to {MAX_KEY} printable characters"
+                    )
+                stack.append((item, (*path, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (*path, i)) for i, item in enumerate(value))
+        else:
+            _check_scalar(value, where, path)
+
+
+def _check_scalar(value: Any, where: str, path: tuple[str | int, ...]) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise InputError(
+            f"{where}: {_path(path)}: an integer of {len(str(abs(value)))} digits; integers are "
+            f"64-bit, from {INT_RANGE[0]} to {INT_RANGE[1]}"
+        )
+    if isinstance(value, Decimal) and value.is_finite():
+        digits = len(value.as_tuple().digits)
+        if digits > MAX_DECIMAL_DIGITS or abs(value.adjusted()) > MAX_EXPONENT:
+            raise InputError(
+                f"{where}: {_path(path)}: expected a decimal of at most {MAX_DECIMAL_DIGITS} "
+                f"digits with exponent from -{MAX_EXPONENT} to {MAX_EXPONENT}, got {show(value)}"
+            )
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        raise InputError(
+            f"{where}: {_path(path)}: a string of {len(value)} characters; at most {MAX_STRING}"
+        )
+
+
+def _path(path: Iterable[str | int]) -> str:
+    """``params.lstm.example.x[2]`` from its keys and indices."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
 def _known_keys(table: dict, allowed: set[str], where: str, path: str) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
@@ -120,7 +230,7 @@ def _problems(value: Any, where: str) -> list[str]:
     if not isinstance(value, list) or not value:
         raise InputError(f"{where}: problems: expected a non-empty list of problem names")
     for i, p in enumerate(value):
-        if p not in REGISTRY:
+        if not isinstance(p, str) or p not in REGISTRY:
             raise InputError(
                 f"{where}: problems[{i}]: unknown problem {show(p)}; known: {', '.join(REGISTRY)}"
             )
@@ -195,13 +305,27 @@ def get_set(name: str) -> ProblemSet:
         raise InputError(
             f"unknown set {name!r}; bundled sets: {', '.join(sets)} (or a set file NAME.toml)"
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"cannot read {path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise InputError(f"cannot read set file {path}: {exc.strerror or exc}") from None
-    return parse_set(text, str(path))
+    return parse_set(read_text(path, "set file"), str(path))
+
+
+def check_distinct(sets: Iterable[ProblemSet], out_dir: Path) -> None:
+    """Refuse two sets with one id in one run: both would be built into ``out_dir/<id>/``,
+    the second overwriting the first."""
+    first: dict[str, ProblemSet] = {}
+    for pset in sets:
+        other = first.setdefault(pset.id, pset)
+        if other is pset:
+            continue
+        folder = out_dir / pset.id
+        if other.where == pset.where:
+            raise InputError(
+                f"{pset.where}: given twice; name each set once (both would be built "
+                f"into {folder}/)"
+            )
+        raise InputError(
+            f"{pset.where}: id {pset.id!r} is also the id of {other.where}; both would be "
+            f"built into {folder}/ (give each set its own id)"
+        )
 
 
 def starter(name: str) -> str:
