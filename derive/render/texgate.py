@@ -419,8 +419,8 @@ _TEXT_SYMBOLS = {
     "\u0152": r"\OE{}",
     "\u0153": r"\oe{}",
     "\u0237": r"\j{}",
-    "\u2010": "-",
-    "\u2011": "-",
+    "\u2010": "-{}",  # {}: no ligature with a - next to it (-- is an en dash)
+    "\u2011": "-{}",
     "\u2013": r"\textendash{}",
     "\u2014": r"\textemdash{}",
     "\u2018": r"\textquoteleft{}",
@@ -481,20 +481,19 @@ TEXT_RULES = (
 )
 
 
+@cache
 def latex_char(ch: str) -> str | None:
     """LaTeX that sets the character ``ch`` in the document's fonts, or None if none does.
 
     The one table behind ``escape`` (the templates' ``esc`` filter) and ``text``.
     """
-    return _latex_char(ch)
-
-
-@cache
-def _latex_char(ch: str) -> str | None:
     if " " <= ch <= "~":
         return _ASCII_SPECIAL.get(ch, ch)
     if not any(lo <= ord(ch) < hi for lo, hi in _BLOCKS):
         return None
+    composed = unicodedata.normalize("NFC", ch)
+    if composed != ch:  # the angstrom sign is the letter A with a ring, the ohm sign Omega
+        return latex_char(composed) if len(composed) == 1 else None
     if ch in _TEXT_SYMBOLS:
         return _TEXT_SYMBOLS[ch]
     if ch in _MATH_SYMBOLS:
@@ -532,7 +531,7 @@ def _accented(ch: str) -> str | None:
 
 def mapped_characters() -> list[str]:
     """Every non-ASCII character the table sets, in code point order."""
-    return [chr(c) for lo, hi in _BLOCKS for c in range(lo, hi) if _latex_char(chr(c))]
+    return [chr(c) for lo, hi in _BLOCKS for c in range(lo, hi) if latex_char(chr(c))]
 
 
 def describe(ch: str) -> str:
@@ -570,7 +569,7 @@ def text(value: str, where: str, max_len: int) -> str:
     if len(value) > max_len:
         raise InputError(f"{where}: {expected}, got {len(value)} characters")
     for ch in value:
-        if _latex_char(ch) is None:
+        if latex_char(ch) is None:
             raise InputError(f"{where}: {expected}, got {show(value)}, which holds {describe(ch)}")
     return value
 
@@ -584,7 +583,7 @@ def escape(value: str) -> str:
     value = str(value)
     out = []
     for ch in value:
-        latex = _latex_char(ch)
+        latex = latex_char(ch)
         if latex is None:
             raise InputError(f"text {show(value)}: {describe(ch)} cannot be typeset")
         out.append(latex)
@@ -596,4 +595,4 @@ def text_commands() -> frozenset[str]:
     """Every control sequence (and active character) ``escape`` can emit."""
     chars = [chr(c) for c in range(32, 127)] + mapped_characters()
     # After a letter, as in a document: a space alone would read as an empty line (\par).
-    return frozenset(name for ch in chars for name in commands(tokens("x" + _latex_char(ch))))
+    return frozenset(name for ch in chars for name in commands(tokens("x" + latex_char(ch))))
