@@ -10,7 +10,8 @@ from derive.engine.cell import bar, timed
 from derive.errors import InputError
 from derive.problems import REGISTRY
 from derive.render.document import environment, escape, render, sci
-from derive.render.latex import Notation, check_fragment, tex
+from derive.render.latex import Notation, tex
+from derive.render.texgate import spelling
 from derive.sets import ProblemSet, bundled, parse_set
 
 
@@ -55,12 +56,12 @@ def test_sum_of_adjoint_terms_prints_adjoint_first(problems):
 )
 def test_unsafe_symbol_spellings_are_rejected(text):
     with pytest.raises(InputError, match="not an allowed symbol spelling"):
-        check_fragment(text, "notation.symbols.w_ix")
+        spelling(text, "notation.symbols.w_ix")
 
 
 @pytest.mark.parametrize("text", ["w_{xi}", "\\alpha_{1}", "C_t", "\\tilde{h}", "W^{(2)}"])
 def test_safe_symbol_spellings_are_accepted(text):
-    assert check_fragment(text, "x") == text
+    assert spelling(text, "x") == text
 
 
 def test_free_text_is_escaped_to_print_verbatim():

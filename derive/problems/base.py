@@ -43,6 +43,17 @@ class Problem(ABC):
     title: ClassVar[str]
     #: Parameters a set file may give (each defaults to the handout's value).
     PARAMS: ClassVar[tuple[Param, ...]] = ()
+    #: Names of the symbols the problem prints through the set's notation.
+    SYMBOLS: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def symbols(cls) -> frozenset[str]:
+        """Names a set's ``notation.symbols`` may spell: those this problem prints.
+
+        Cheap (nothing is derived), so a set file is checked before any work; a test
+        renders every problem and compares the names its printer met with these.
+        """
+        return frozenset(cls.SYMBOLS)
 
     @classmethod
     def parse_params(cls, given: dict[str, Any] | None = None, source: str = "") -> dict:

@@ -143,6 +143,8 @@ class EigenPower(Problem):
 
     key = "eigen_power"
     title = "Matrix powers and eigenvalues (vanishing and exploding gradients)"
+    #: Names the printer spells through the set's notation (``Problem.symbols``).
+    SYMBOLS = ("k",)
 
     PARAMS = (
         Param(

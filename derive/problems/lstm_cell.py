@@ -385,6 +385,11 @@ class LSTMCell(Problem):
 
     key = "lstm_cell"
     title = "LSTM cell: gates, signs and the cell-state gradient"
+    #: Names the printer spells through the set's notation (``Problem.symbols``).
+    SYMBOLS = (
+        "J", "W_ch", "W_cx", "W_fh", "W_fx", "W_ih", "W_ix", "W_oh", "W_ox", "b_c", "b_f", "b_i",
+        "b_o", "c", "delta", "f", "g", "h", "i", "j", "k", "o", "x",
+    )
 
     @cached_property
     def cell(self) -> Cell:

@@ -237,6 +237,8 @@ class MDRNN(Problem):
 
     key = "mdrnn"
     title = "Multidimensional RNN: weights, operations and parallel steps"
+    #: Names the printer spells through the set's notation (``Problem.symbols``).
+    SYMBOLS = ("D", "G", "H", "i", "j", "n_phi")
 
     PARAMS = (Param("grid", GRID, 5, "G of the step figure and the conv comparison"),)
 

@@ -169,6 +169,8 @@ class Momentum(Problem):
 
     key = "momentum"
     title = "Reversibility of gradient descent with momentum"
+    #: Names the printer spells through the set's notation (``Problem.symbols``).
+    SYMBOLS = ("D", "H", "alpha", "beta", "p^(k)", "p^(k+1)", "theta^(k)", "theta^(k+1)")
 
     PARAMS = (
         # Bounds keep the experiments' trajectories finite in float64 (a larger step diverges

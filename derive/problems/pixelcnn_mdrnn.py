@@ -243,6 +243,8 @@ class PixelCNNMDRNN(Problem):
 
     key = "pixelcnn_mdrnn"
     title = "Autoregressive image models: PixelCNN against MDRNN"
+    #: Names the printer spells through the set's notation (``Problem.symbols``).
+    SYMBOLS = ("H", "S_A", "S_B", "W", "c", "d", "i", "j", "k")
 
     PARAMS = (
         Param("image", Raw(list, "a list [H, W]"), [9, 9], "image of the receptive-field figure"),

@@ -23,7 +23,7 @@ import math
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any
 
 import mpmath
@@ -92,6 +92,14 @@ class RecurrentProblem(Problem):
             "loss's coefficient of h at each step",
         ),
     )
+
+    #: Besides the cell's own: the number of steps and the vector sizes.
+    SYMBOLS = ("T", "n_h", "n_x")
+
+    @classmethod
+    def symbols(cls) -> frozenset[str]:
+        """The cell's inputs, variables, weights and biases, with ``SYMBOLS``."""
+        return _cell_names(cls) | super().symbols()
 
     def __init__(self, example: dict | None = None, cases: list[Case] | None = None) -> None:
         self.cases = cases
@@ -532,6 +540,15 @@ class Example:
     def mp(self) -> tuple[dict, dict, dict, dict]:
         """The same as mpmath numbers at the working precision (exact rationals divided)."""
         return self._convert(lambda v: mpmath.mpf(int(v.p)) / int(v.q))
+
+
+@cache
+def _cell_names(cls: type[RecurrentProblem]) -> frozenset[str]:
+    # make_cell reads nothing from the instance (a cell is the class's), so an
+    # uninitialised one serves and no parameter is parsed.
+    bare = cls.__new__(cls)
+    cells = (bare.make_cell(biases=False), bare.make_cell(biases=True))
+    return frozenset(s.name for c in cells for s in (*c.inputs, *c.variables, *c.params))
 
 
 def parse_example(cell: Cell, raw: Any, where: str) -> Example:

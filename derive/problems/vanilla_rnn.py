@@ -85,9 +85,7 @@ def _at(printer, name: str, step: sp.Expr) -> str:
     if notation is None:  # plain sympy.latex
         return "%s^{(%s)}" % (_SPELLING.get(name, name), sp.latex(step))
     # The set's notation places the step (h^{(t)} or h_{t}); the base may be respelled.
-    marked = notation.at(name, step - t)
-    base = notation.symbols.get(name) or _SPELLING.get(name) or notation.base(name)
-    return base + marked[len(notation.base(name)) :]
+    return notation.at(name, step - t, notation.symbols.get(name) or _SPELLING.get(name))
 
 
 class Partial(MatrixExpr):
@@ -464,6 +462,8 @@ class VanillaRNN(Problem):
 
     key = "vanilla_rnn"
     title = "Backpropagation through time in a vanilla RNN (sums of Jacobian products)"
+    #: Names the printer spells through the set's notation (``Problem.symbols``).
+    SYMBOLS = ("L", "U", "W", "a", "d", "ell", "gbar", "h", "j", "n", "sigma_prime", "u", "x", "y")
 
     PARAMS = (Param("T", Int(1, MAX_T), 3, "sequence length of the written-out sum (5-2 a)"),)
 

@@ -9,7 +9,8 @@ Filters handed to templates:
 * ``tex``: a SymPy object in the set's notation;
 * ``terms``: the terms of a sum as separate LaTeX strings (for line breaks), each after
   the first with its sign;
-* ``esc``: plain text with LaTeX's special characters escaped, so it prints verbatim;
+* ``esc``: plain text that prints verbatim (``texgate.escape``: TeX's special characters
+  escaped, other characters through the gate's table, so the source is pure ASCII);
 * ``sci``: a float in scientific notation for tables.
 """
 
@@ -23,28 +24,8 @@ import jinja2
 import sympy as sp
 
 from derive.render.latex import KeyPrinter, Notation
+from derive.render.texgate import escape
 from derive.verify import evidence_table
-
-_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "{": r"\{",
-    "}": r"\}",
-    "$": r"\$",
-    "&": r"\&",
-    "#": r"\#",
-    "^": r"\textasciicircum{}",
-    "_": r"\_",
-    "%": r"\%",
-    "~": r"\textasciitilde{}",
-    "|": r"\textbar{}",
-    "<": r"\textless{}",
-    ">": r"\textgreater{}",
-}
-
-
-def escape(text: str) -> str:
-    """Plain text safe to put in a LaTeX document: it prints exactly as written."""
-    return "".join(_SPECIAL.get(ch, ch) for ch in str(text))
 
 
 def sci(value: float) -> str:

@@ -4,8 +4,10 @@ One printer, ``KeyPrinter``, a subclass of SymPy's ``LatexPrinter``.  It reads t
 naming conventions (``i(t+1)`` for a quantity at a step, ``bar:i`` for its adjoint, ``dL:h``
 for the loss's direct partial, ``i@1`` for a vector at a step) and spells every symbol
 through the set's ``Notation``: CSC421 writes ``w_{ix}`` and ``i^{(t)}``, CSE 891 writes
-``w_{xi}``, the LMU exercise writes ``C_t``.  Symbol spellings are validated before they
-reach the printer, since ``sympy.latex`` prints names verbatim.
+``w_{xi}``, the LMU exercise writes ``C_t``.  Symbol spellings pass ``texgate.spelling``
+before they reach the printer, since it prints them verbatim; where the printer attaches a
+step or a power to a spelling that already carries such a script, it braces the spelling
+(a prime needs no braces: the gate admits primes only where LaTeX merges a following ^).
 """
 
 from __future__ import annotations
@@ -20,34 +22,12 @@ from sympy.printing.latex import LatexPrinter
 
 from derive.engine.cell import t
 from derive.errors import InputError
+from derive.render.texgate import ACCENTS, spelling
 
-_PLAIN = r"[A-Za-z0-9_{}^ ,.'()+\-]*"
-_GREEK = (
-    "alpha|beta|gamma|delta|epsilon|eta|theta|kappa|lambda|mu|nu|xi|rho|sigma|tau|phi|chi|psi"
-    "|omega|Gamma|Delta|Theta|Lambda|Xi|Sigma|Phi|Psi|Omega"
-)
-# Letters, digits and a little punctuation, after at most one Greek-letter command (or a
-# \tilde, \hat or \mathbf of one letter): no command that reads or writes files (\input,
-# \write18) can be spelled.
-_SAFE = re.compile(rf"^(\\({_GREEK})(?![A-Za-z])|\\(tilde|hat|mathbf)\{{[A-Za-z]\}})?{_PLAIN}$")
+# A spelling that opens with an accent: braced alone it could stay one accent atom.
+_ACCENTED = re.compile(r"^[\s{]*\\(%s)(?![A-Za-z])" % "|".join(ACCENTS))
 # "bar:c@1" is bar c at t+1; "c@=0" is c at the fixed step 0.
 _NAME = re.compile(r"^(?P<prefix>bar:|dL:)?(?P<name>\w+)(@(?P<abs>=)?(?P<k>-?\d+))?$")
-
-
-def check_fragment(text: str, where: str) -> str:
-    """Accept ``text`` as a symbol spelling only if it is a safe, balanced LaTeX fragment."""
-    depth = 0
-    for ch in text:
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        if depth < 0:
-            break
-    if depth != 0 or not _SAFE.match(text):
-        raise InputError(
-            f"{where}: {text!r} is not an allowed symbol spelling; allowed are letters, digits, "
-            "_ ^ { } ( ) + - , . ' with balanced braces, optionally after one Greek-letter "
-            "command such as \\alpha"
-        )
-    return text
 
 
 @dataclass(frozen=True)
@@ -67,8 +47,8 @@ class Notation:
     time: Literal["superscript", "subscript"] = "superscript"
 
     def __post_init__(self) -> None:
-        for name, spelling in self.symbols.items():
-            check_fragment(spelling, f"notation.symbols.{name}")
+        for name, spelled in self.symbols.items():
+            spelling(spelled, f"notation.symbols.{name}")
         if self.time not in ("superscript", "subscript"):
             raise InputError(
                 f"notation.time: {self.time!r} is not allowed; use 'superscript' or 'subscript'"
@@ -80,15 +60,19 @@ class Notation:
             spelled = sp.latex(sp.Symbol(name))
         return spelled
 
-    def at(self, name: str, offset: sp.Expr | int | None) -> str:
-        """``name`` at step ``t + offset`` (no step for ``None``)."""
-        base = self.base(name)
+    def step(self, offset: sp.Expr | int | None) -> str:
+        """The mark of step ``t + offset``: ``^{(t + 1)}`` or ``_{t + 1}`` (none for ``None``)."""
         if offset is None:
-            return base
+            return ""
         step = sp.latex(t + offset)
-        if self.time == "subscript":
-            return f"{base}_{{{step}}}"
-        return f"{base}^{{({step})}}"
+        return f"_{{{step}}}" if self.time == "subscript" else f"^{{({step})}}"
+
+    def at(self, name: str, offset: sp.Expr | int | None, base: str | None = None) -> str:
+        """``name`` (or LaTeX ``base`` for it) at step ``t + offset`` (no step for ``None``)."""
+        base, step = self.base(name) if base is None else base, self.step(offset)
+        if step and step[0] in base:
+            base = brace(base)  # C_1 at step t is {C_1}_{t}, not the double subscript C_1_{t}
+        return base + step
 
 
 class KeyPrinter(LatexPrinter):
@@ -97,19 +81,15 @@ class KeyPrinter(LatexPrinter):
     def __init__(self, notation: Notation | None = None, **settings) -> None:
         self.notation = notation or Notation()
         settings.setdefault("order", "none")  # print sums in the order they were built
-        settings.setdefault("symbol_names", {})
-        settings["symbol_names"] = {
-            sp.Symbol(n): s for n, s in self.notation.symbols.items()
-        } | settings["symbol_names"]
         super().__init__(settings)
 
-    def _decorate(self, prefix: str | None, core: str) -> str:
+    def _decorate(self, prefix: str | None, core: str, step: str = "") -> str:
         if prefix == "bar:":
             return r"\overline{%s}" % core
         if prefix == "dL:":
             # The loss's direct dependence on one step: L = sum_t ell^(t), so the direct
             # term of bar h(t) is d ell^(t) / d h(t) (bar h itself is the total derivative).
-            return r"\frac{\partial \ell%s}{\partial %s}" % (_step_mark(core), core)
+            return r"\frac{\partial \ell%s}{\partial %s}" % (step, core)
         return core
 
     def _print_Function(self, expr, exp=None):
@@ -118,15 +98,18 @@ class KeyPrinter(LatexPrinter):
         m = _NAME.match(expr.func.__name__)
         if m is None:
             return super()._print_Function(expr, exp)
-        core = self.notation.at(m["name"], expr.args[0] - t)
-        out = self._decorate(m["prefix"], core)
+        offset = expr.args[0] - t
+        core = self.notation.at(m["name"], offset)
+        out = self._decorate(m["prefix"], core, self.notation.step(offset))
         return out if exp is None else r"\left(%s\right)^{%s}" % (out, exp)
 
     def _print_Symbol(self, expr, style="plain"):
         m = _NAME.match(expr.name)
         if m and m["prefix"]:
             return self._decorate(m["prefix"], self.notation.base(m["name"]))
-        return super()._print_Symbol(expr, style)
+        # By name: a problem's symbols carry assumptions (D positive), a set's spelling none.
+        spelled = self.notation.symbols.get(expr.name)
+        return spelled if spelled is not None else super()._print_Symbol(expr, style)
 
     def _print_MatrixSymbol(self, expr):
         m = _NAME.match(expr.name)
@@ -138,7 +121,8 @@ class KeyPrinter(LatexPrinter):
         offset = None if m["k"] is None else int(m["k"])
         if m["abs"]:  # a fixed step: t + offset with t = 0
             offset -= t
-        return self._decorate(m["prefix"], self.notation.at(m["name"], offset))
+        core = self.notation.at(m["name"], offset)
+        return self._decorate(m["prefix"], core, self.notation.step(offset))
 
     def _print_Derivative(self, expr):
         ((var, count),) = expr.variable_count
@@ -152,7 +136,7 @@ class KeyPrinter(LatexPrinter):
         if not isinstance(expr.arg, sp.MatrixSymbol):
             arg = r"\left(%s\right)" % arg
         elif "^" in arg:  # x^{(t)} already has a superscript
-            arg = "{%s}" % arg
+            arg = brace(arg)
         return r"%s^{\top}" % arg
 
     def _print_Mul(self, expr):
@@ -216,19 +200,21 @@ class KeyPrinter(LatexPrinter):
         return out.replace("+ -", "- ")
 
 
+def brace(latex: str) -> str:
+    """``latex`` as one atom that takes a script of its own: ``{C_1}`` for ``C_1``.
+
+    A group that holds a single accent atom is no atom of its own in TeX: the accent, with
+    its scripts, takes the group's place (tex.web par. 1186), so ``{\\tilde{C}_1}_{t}`` is a
+    double subscript.  An empty atom first keeps the group: ``{{}\\tilde{C}_1}_{t}``.
+    """
+    return "{{}%s}" % latex if _ACCENTED.match(latex) else "{%s}" % latex
+
+
 def _hadamard_rank(a) -> int:
     """Order in an elementwise product: adjoint, quantities, derivative factors."""
     if isinstance(a, sp.MatrixSymbol):
         return 0 if a.name.startswith("bar:") else 1
     return 2
-
-
-def _step_mark(core: str) -> str:
-    """The step decoration of a printed quantity (``^{(t)}`` or ``_{t}``), for ell."""
-    for mark in ("^{(", "_{"):
-        if mark in core:
-            return core[core.index(mark) :]
-    return ""
 
 
 def _rank_adjoint(f) -> bool:

@@ -19,6 +19,7 @@ from derive.errors import InputError
 from derive.params import show, to_toml
 from derive.problems import REGISTRY, Problem
 from derive.readers import read_text
+from derive.render import texgate
 from derive.render.latex import Notation
 
 _KEYS = {
@@ -42,6 +43,10 @@ MAX_DEPTH = 8
 INT_RANGE = (-(2**63), 2**63 - 1)
 MAX_DECIMAL_DIGITS, MAX_EXPONENT = 64, 308
 MAX_KEY, MAX_STRING = 64, 1000
+#: Most items ``out_of_scope`` may list.
+MAX_OUT_OF_SCOPE = 20
+#: A name of a symbol shown in a field path as it stands (others through ``show``).
+_PLAIN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,11 @@ def parse_set(text: str, where: str) -> ProblemSet:
         )
     problems = _problems(data.get("problems"), where)
     skipped = data.get("out_of_scope", [])
-    if not isinstance(skipped, list):
-        raise InputError(f"{where}: out_of_scope: expected a list of strings")
+    if not isinstance(skipped, list) or len(skipped) > MAX_OUT_OF_SCOPE:
+        raise InputError(
+            f"{where}: out_of_scope: expected a list of at most {MAX_OUT_OF_SCOPE} strings, "
+            f"got {show(skipped)}"
+        )
     for i, item in enumerate(skipped):
         _text(item, where, f"out_of_scope[{i}]")
     pset = ProblemSet(
@@ -93,7 +101,7 @@ def parse_set(text: str, where: str) -> ProblemSet:
         data["course"],
         data["source"],
         tuple(problems),
-        _notation(data.get("notation", {}), where),
+        _notation(data.get("notation", {}), problems, where),
         tuple(skipped),
         _labels(data.get("labels", {}), problems, where),
         _per_problem(data.get("params", {}), problems, where, "params"),
@@ -219,11 +227,7 @@ def _known_keys(table: dict, allowed: set[str], where: str, path: str) -> None:
 def _text(value: Any, where: str, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{where}: {path}: expected a non-empty string, got {show(value)}")
-    if len(value) > MAX_TEXT or any(ord(c) < 32 and c not in "\t" for c in value):
-        raise InputError(
-            f"{where}: {path}: expected one line of text of at most {MAX_TEXT} characters"
-        )
-    return value
+    return texgate.text(value, f"{where}: {path}", MAX_TEXT)
 
 
 def _problems(value: Any, where: str) -> list[str]:
@@ -239,13 +243,25 @@ def _problems(value: Any, where: str) -> list[str]:
     return value
 
 
-def _notation(value: Any, where: str) -> Notation:
+def _key(name: str) -> str:
+    """A table key for a field path: as it stands if plain, else quoted and shortened."""
+    return name if _PLAIN_NAME.match(name) else f"[{show(name)}]"
+
+
+def _notation(value: Any, problems: list[str], where: str) -> Notation:
     if not isinstance(value, dict):
         raise InputError(f"{where}: notation: expected a table with keys time and symbols")
     _known_keys(value, {"time", "symbols"}, where, "notation.")
     symbols = value.get("symbols", {})
     if not isinstance(symbols, dict) or not all(isinstance(v, str) for v in symbols.values()):
         raise InputError(f"{where}: notation.symbols: expected a table of strings")
+    printed = sorted(set().union(*(REGISTRY[key].symbols() for key in problems)))
+    for name in symbols:
+        if name not in printed:  # a typo would otherwise be ignored silently
+            raise InputError(
+                f"{where}: notation.symbols.{_key(name)}: no problem of this set prints a "
+                f"symbol of that name; allowed are {', '.join(printed) or 'none'}"
+            )
     try:
         return Notation(symbols=dict(symbols), time=value.get("time", "superscript"))
     except InputError as exc:
@@ -273,15 +289,16 @@ def _labels(value, problems: list[str], where: str) -> dict[str, dict[str, str]]
         allowed = LABELS.get(problem, ())
         if problem not in problems or not isinstance(table, dict):
             raise InputError(
-                f"{where}: labels.{problem}: not a problem of this set with labels; "
+                f"{where}: labels.{_key(problem)}: not a problem of this set with labels; "
                 f"allowed are {', '.join(p for p in problems if p in LABELS) or 'none'}"
             )
         for key, text in table.items():
             if key not in allowed or not isinstance(text, str):
                 raise InputError(
-                    f"{where}: labels.{problem}.{key}: allowed are text values for "
+                    f"{where}: labels.{problem}.{_key(key)}: allowed are text values for "
                     f"{', '.join(allowed)}"
                 )
+            texgate.text(text, f"{where}: labels.{problem}.{key}", MAX_TEXT)
     return value
 
 
