@@ -50,6 +50,8 @@ def read_json(path: str, stdin_text: str | None = None, most: int = MAX_INPUT_BY
         raise InputError(f"{where}: JSON nested too deeply") from None
     except ValueError as exc:  # e.g. an integer beyond Python's digit limit
         raise InputError(f"{where}: unreadable number: {exc}") from None
+    except MemoryError:  # 32 MiB of "{}," are 11 million objects
+        raise InputError(f"{where}: not enough memory to read it") from None
 
 
 def _read_stdin(given: str | None, most: int) -> bytes:

@@ -29,8 +29,21 @@ weight terms).  Evaluated beside the assignments, a call both need (tanh(c), the
 sigma(z) and sigma(-z)) is made once.  None of this changes a number: the same function of
 the same argument, computed the same way.
 
-The compiled library is cached on disk by the SHA-256 of (source, flags, compiler version),
-in ``$DERIVE_CACHE``, ``$XDG_CACHE_HOME/derive-keys`` or ``~/.cache/derive-keys``.
+The compiled library is cached on disk by the SHA-256 of (source, compiler command, flags,
+compiler version), in ``$DERIVE_CACHE``, ``$XDG_CACHE_HOME/derive-keys`` or
+``~/.cache/derive-keys``.  Nothing in the cache is trusted for being there:
+
+* the folder (made with mode 0700) is used only if it is a real folder of this user that no
+  one else may write; otherwise derive warns in one line and compiles into a private
+  temporary folder of the process;
+* each library ends with the HMAC-SHA256 of its name and bytes under the folder's secret key
+  (``key``, mode 0600, made on first use), checked before the library is loaded, and loaded
+  through the descriptor it was read by; a library that fails the check, or does not load,
+  is compiled again (once: if the new one fails too, ``NativeUnavailable``);
+* the compiler runs through ``procs.run`` with ``COMPILE_TIMEOUT``, in a temporary folder,
+  and must write a shared object;
+* on its first use in a process a library must agree with the NumPy sweep on a small fixed
+  case (``NativeGradient._spot_check``).
 """
 
 from __future__ import annotations
@@ -49,7 +62,7 @@ import shutil
 import stat
 import sys
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -179,11 +192,13 @@ def warn(message: str) -> None:
 
 @dataclass(frozen=True)
 class Library:
-    """A compiled library, verified and loaded: where it lies, and its handle."""
+    """A compiled library, verified and loaded: where it lies, its handle, its digest and
+    the compiler that made it."""
 
     path: Path
     dll: ctypes.CDLL
     digest: bytes
+    compiler: tuple[str, ...]
 
 
 def build(source: str, flags: tuple[str, ...] = FLAGS + OPENMP) -> Library:
@@ -216,7 +231,8 @@ def build(source: str, flags: tuple[str, ...] = FLAGS + OPENMP) -> Library:
     except OSError as exc:  # read-only, full, or a folder where a file should be
         if folder.private:
             raise NativeUnavailable(f"cannot write into {folder.path}: {exc}") from None
-        warn(f"cannot use the cache folder {folder.path} ({exc}); compiling without the cache")
+        why = exc.strerror or exc
+        warn(f"cannot use the cache folder {folder.path} ({why}); compiling without the cache")
     finally:
         folder.close()
     private = _private_folder()
@@ -228,21 +244,38 @@ def build(source: str, flags: tuple[str, ...] = FLAGS + OPENMP) -> Library:
         private.close()
 
 
-def _build_in(folder: _Folder, cmd: list[str], source: str, flags: tuple[str, ...], compile_once):
+def _build_in(
+    folder: _Folder,
+    cmd: list[str],
+    source: str,
+    flags: tuple[str, ...],
+    compile_once: Callable[[], bytes],
+) -> Library:
+    """The library of ``source`` from ``folder``, or compiled into it (once: a library that
+    fails its checks is compiled again, and if that one fails too, NativeUnavailable)."""
     key = _key(folder)
     blob = "\0".join([FORMAT, *cmd, *flags, _version(cmd, folder), source])
     name = f"native-{hashlib.sha256(blob.encode()).hexdigest()[:40]}.so"
     path = folder.path / name
     try:
-        return Library(path, *_load(folder, name, key))
+        return Library(path, *_load(folder, name, key), tuple(cmd))
     except FileNotFoundError:
-        pass
+        unfit = None
     except _Unfit as exc:
-        warn(f"the cached library {path} was not loaded ({exc}); compiling it again")
+        unfit = str(exc)
     body = compile_once()
-    folder.write(name, body + TRAILER + _digest(key, name, body))
     try:
-        return Library(path, *_load(folder, name, key))
+        folder.write(name, body + TRAILER + _digest(key, name, body))
+    except OSError as exc:
+        if unfit is None:
+            raise
+        # One warning for both: build() then compiles into a private folder.
+        why = f"{name} there is unfit ({unfit}) and cannot be replaced: {exc.strerror or exc}"
+        raise OSError(exc.errno, why) from None
+    if unfit is not None:
+        warn(f"the cached library {path} was not loaded ({unfit}); compiled it again")
+    try:
+        return Library(path, *_load(folder, name, key), tuple(cmd))
     except (FileNotFoundError, _Unfit) as exc:
         folder.remove(name)  # nothing broken stays cached
         raise NativeUnavailable(f"the library just compiled does not load: {exc}") from None
@@ -922,10 +955,10 @@ class NativeGradient:
         self._fn.argtypes = _ARGTYPES
         self._fn.restype = ctypes.c_int
         if lib.digest not in _SPOT_CHECKED:
-            self._spot_check()
+            self._spot_check(lib.compiler)
             _SPOT_CHECKED.add(lib.digest)
 
-    def _spot_check(self) -> None:
+    def _spot_check(self, cmd: tuple[str, ...]) -> None:
         """The library against the NumPy sweep (``forward`` + ``ScalarSweep``) on one small
         fixed case: a library that loads but computes something else (a miscompiling
         compiler, a wrong ``$CC``) is refused, not trusted."""
@@ -935,24 +968,24 @@ class NativeGradient:
         inputs = {x.name: rng.normal(size=SPOT_STEPS).tolist() for x in cell.inputs}
         initial = {s.name: float(rng.normal(scale=0.5)) for s in cell.states}
         loss = {v.name: rng.normal(size=SPOT_STEPS).tolist() for v in cell.loss_on}
-        runs = [self.run(params, inputs, initial, loss, threads=1)]
         traj = forward(cell, params, inputs, initial)
+        runs = [self.run(params, inputs, initial, loss, threads=1)]
         runs.append((traj, sweep_for(cell).run(traj, params, loss)))
-        got, want = (
-            np.concatenate(
-                [np.asarray(traj[v][: SPOT_STEPS + 1], dtype=float) for v in prog.values]
+
+        def flat(values: dict, g: Gradients) -> np.ndarray:
+            return np.concatenate(
+                [np.asarray(values[v][: SPOT_STEPS + 1], dtype=float) for v in prog.values]
                 + [np.asarray(g.bars[v][1 : SPOT_STEPS + 1], dtype=float) for v in prog.bars]
                 + [np.array([float(g.params[p]) for p in prog.params])]
                 + [np.array([float(g.initial[s]) for s in prog.states])]
             )
-            for traj, g in runs
-        )
-        err = rel_error(got, want)
+
+        err = rel_error(*(flat(*r) for r in runs))
         if not err <= SPOT_TOLERANCE:
             raise NativeUnavailable(
                 f"the compiled library {self.library} disagrees with the NumPy sweep on a "
                 f"fixed test case (mixed relative error {err:.1e}, allowed "
-                f"{SPOT_TOLERANCE:.0e}): the C compiler ({compiler()[0]}) miscompiles it"
+                f"{SPOT_TOLERANCE:.0e}): the C compiler ({shlex.join(cmd)}) miscompiles it"
             )
 
     def run(
@@ -1093,6 +1126,7 @@ def native_gradient(
     Raises
     ------
     NativeUnavailable
-        No C compiler, or the compile failed.
+        No C compiler (``NoCompiler``), the compile failed, or the library failed its
+        checks (see ``build``) or the spot check.
     """
     return native_for(cell).run(params, inputs, initial, loss_grads, values, bars, threads)

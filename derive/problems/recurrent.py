@@ -464,7 +464,9 @@ class RecurrentProblem(Problem):
         ``dL_d<variable>`` (the loss is L = sum_t a_t . v_t).  ``backend`` is ``c`` (the
         equations compiled to C, ``derive.engine.native``; scalar cell only), ``numpy``
         (``ScalarSweep``/``VectorSweep``) or ``auto`` (C when it can run here, else NumPy);
-        the output's ``backend`` says which ran.
+        the output's ``backend`` says which ran.  Sequences are bounded (``GRAD_MAX_T`` steps;
+        the vector form ``GRAD_MAX_T_VECTOR``, ``GRAD_MAX_SIZE``, ``GRAD_MAX_SERIES``): beyond
+        a bound, an ``InputError`` that gives it.
         """
         if backend not in BACKENDS:
             raise InputError(f"backend: {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
