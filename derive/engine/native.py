@@ -129,7 +129,8 @@ static inline double derive_sech(double z)
 
 
 class NativeUnavailable(RuntimeError):  # noqa: N818 - reads as a state, like the brief
-    """The C backend cannot run here: no compiler, or the compile failed (the message says)."""
+    """The C backend cannot run here: no compiler, the compile failed, or the library failed
+    its checks (the message says)."""
 
 
 class NoCompiler(NativeUnavailable):
@@ -225,7 +226,7 @@ def build(source: str, flags: tuple[str, ...] = FLAGS + OPENMP) -> Library:
             compiled.append(_compile(cmd, source, flags))
         return compiled[0]
 
-    folder = _open_folder(cache_dir())
+    folder = _open_folder()
     try:
         return _build_in(folder, cmd, source, flags, compile_once)
     except OSError as exc:  # read-only, full, or a folder where a file should be
@@ -362,10 +363,14 @@ def _owner() -> int:
     return os.geteuid()
 
 
-def _open_folder(path: Path) -> _Folder:
-    """``path`` as the cache folder (made with mode 0700 if missing) if it is a folder of
-    this user that no one else may write; else, with a one-line warning, a private folder of
-    this process."""
+def _open_folder() -> _Folder:
+    """``cache_dir()`` (made with mode 0700 if missing) if it is a folder of this user that no
+    one else may write; else, with a one-line warning, a private folder of this process."""
+    try:
+        path = cache_dir()
+    except RuntimeError as exc:  # no home folder, and no variable naming one
+        warn(f"no cache folder ({exc}); compiling without the cache")
+        return _private_folder()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileExistsError):
@@ -479,7 +484,10 @@ def _version(cmd: list[str], folder: _Folder) -> str:
     """``cc --version``, remembered in the folder by the compiler binary's path, size and
     mtime, so that loading a cached library never runs the compiler."""
     real = os.path.realpath(cmd[0])
-    st = os.stat(real)
+    try:
+        st = os.stat(real)
+    except OSError as exc:  # gone since compiler() found it
+        raise NativeUnavailable(f"cannot run {cmd[0]}: {exc.strerror}; {INSTALL}") from None
     stamp = hashlib.sha256(f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{cmd}".encode()).hexdigest()
     memo = f"cc-{stamp[:32]}.version"
     try:
