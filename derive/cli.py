@@ -166,8 +166,7 @@ def _cmd_grad(args: argparse.Namespace) -> int:
             f"problem {args.problem!r} has no numeric gradient; "
             f"problems with one: {', '.join(able)}"
         )
-    stdin_text = sys.stdin.read() if args.input == "-" else None
-    data = read_json(args.input, stdin_text)
+    data = read_json(args.input)  # bounded, standard input included
     json.dump(problem.grad(data, backend=args.backend), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -6,10 +6,13 @@ Nothing here evaluates text: values must already be JSON numbers.  Every failure
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import stat
+import sys
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,12 +21,23 @@ from derive.errors import InputError
 
 __all__ = ["InputError"]
 
+#: The largest JSON input read (32 MiB): 10^5 steps of an LSTM's scalar input are 4 MB.
+MAX_INPUT_BYTES = 32 * 2**20
 
-def read_json(path: str, stdin_text: str | None = None) -> Any:
-    """Parse JSON from ``path`` (``-`` for standard input)."""
+
+def read_json(path: str, stdin_text: str | None = None, most: int = MAX_INPUT_BYTES) -> Any:
+    """Parse JSON from ``path`` (``-``: ``stdin_text``, else standard input), at most ``most``
+    bytes of it.  ``path`` must be a regular file: a FIFO or a device (``/dev/zero``) is
+    refused at once rather than waited on or read without end."""
     where = "standard input" if path == "-" else path
     try:
-        text = stdin_text if path == "-" else Path(path).read_text(encoding="utf-8")
+        raw = _read_stdin(stdin_text, most) if path == "-" else _read_file(path, where, most)
+        if len(raw) > most:
+            raise InputError(
+                f"{where}: larger than {most} bytes ({most / 2**20:g} MiB), the most an input "
+                "may hold"
+            )
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"cannot read {where}: not UTF-8 text") from None
     except OSError as exc:
@@ -36,6 +50,34 @@ def read_json(path: str, stdin_text: str | None = None) -> Any:
         raise InputError(f"{where}: JSON nested too deeply") from None
     except ValueError as exc:  # e.g. an integer beyond Python's digit limit
         raise InputError(f"{where}: unreadable number: {exc}") from None
+    except MemoryError:  # 32 MiB of "{}," are 11 million objects
+        raise InputError(f"{where}: not enough memory to read it") from None
+
+
+def _read_stdin(given: str | None, most: int) -> bytes:
+    """Up to ``most + 1`` bytes of standard input (or of ``given``): one more than allowed
+    tells an input that is too long, without reading all of it."""
+    if given is not None:
+        return given.encode("utf-8", "surrogatepass")
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream put in its place (tests)
+        return sys.stdin.read(most + 1).encode("utf-8", "surrogatepass")
+    return stream.read(most + 1)
+
+
+def _read_file(path: str, where: str, most: int) -> bytes:
+    # Opened without blocking (a FIFO with no writer would wait forever), then checked.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(mode):
+            raise InputError(
+                f"cannot read {where}: not a regular file (a FIFO or a device); give a JSON "
+                "file, or - for standard input"
+            )
+        return f.read(most + 1)
 
 
 def _parse_int(digits: str) -> int | float:
@@ -71,9 +113,12 @@ def vector(value: Any, field: str, size: int | None = None) -> np.ndarray:
 
 
 def matrix(
-    value: Any, field: str, shape: tuple[int | None, int | None] = (None, None)
+    value: Any,
+    field: str,
+    shape: tuple[int | None, int | None] = (None, None),
+    most: int | None = None,
 ) -> np.ndarray:
-    """A list of equal-length rows of finite numbers."""
+    """A list of equal-length rows of finite numbers (at most ``most`` rows and columns)."""
     if not isinstance(value, list) or not value or not all(isinstance(r, list) for r in value):
         raise InputError(
             f"{field}: expected a matrix as a non-empty list of rows, got {_show(value)}"
@@ -81,6 +126,11 @@ def matrix(
     widths = {len(r) for r in value}
     if len(widths) != 1 or 0 in widths:
         raise InputError(f"{field}: ragged matrix; every row needs the same, nonzero length")
+    if most is not None and max(len(value), *widths) > most:
+        raise InputError(
+            f"{field}: expected at most {most} rows and {most} columns, "
+            f"got {len(value)}x{widths.pop()}"
+        )
     out = np.array(
         [[number(v, f"{field}[{i}][{j}]") for j, v in enumerate(r)] for i, r in enumerate(value)]
     )

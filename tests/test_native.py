@@ -244,7 +244,7 @@ def test_cached_library_loads_without_the_compiler(cache: Path, monkeypatch) -> 
     cell = CELLS["gru"]
     first = NativeGradient(cell)  # compiles (or finds it from an earlier test)
     assert first.library.parent == cache and first.library.is_file()
-    monkeypatch.setattr(subprocess, "run", _no_compiler)
+    monkeypatch.setattr(native.procs, "run", _no_compiler)
     second = NativeGradient(cell)  # a new instance: generates the source, finds the library
     assert second.library == first.library
     data = random_data(cell, 9, 1.0, 4)
@@ -255,9 +255,10 @@ def test_second_process_loads_without_the_compiler(cache: Path, tmp_path: Path) 
     cell = CELLS["lstm"]
     NativeGradient(cell)  # make sure the library is in the cache
     script = (
-        "import json, subprocess\n"
+        "import json\n"
+        "from derive import procs\n"
         "def refuse(*a, **k): raise SystemExit('the compiler ran')\n"
-        "subprocess.run = refuse\n"
+        "procs.run = refuse\n"
         "from derive.engine.native import native_gradient\n"
         "from derive.problems.lstm import lstm_cell\n"
         "w = {k: 0.1 * (i + 1) for i, k in enumerate(["

@@ -29,21 +29,40 @@ weight terms).  Evaluated beside the assignments, a call both need (tanh(c), the
 sigma(z) and sigma(-z)) is made once.  None of this changes a number: the same function of
 the same argument, computed the same way.
 
-The compiled library is cached on disk by the SHA-256 of (source, flags, compiler version),
-in ``$DERIVE_CACHE``, ``$XDG_CACHE_HOME/derive-keys`` or ``~/.cache/derive-keys``.
+The compiled library is cached on disk by the SHA-256 of (source, compiler command, flags,
+compiler version), in ``$DERIVE_CACHE``, ``$XDG_CACHE_HOME/derive-keys`` or
+``~/.cache/derive-keys``.  Nothing in the cache is trusted for being there:
+
+* the folder (made with mode 0700) is used only if it is a real folder of this user that no
+  one else may write; otherwise derive warns in one line and compiles into a private
+  temporary folder of the process;
+* each library ends with the HMAC-SHA256 of its name and bytes under the folder's secret key
+  (``key``, mode 0600, made on first use), checked before the library is loaded, and loaded
+  through the descriptor it was read by; a library that fails the check, or does not load,
+  is compiled again (once: if the new one fails too, ``NativeUnavailable``);
+* the compiler runs through ``procs.run`` with ``COMPILE_TIMEOUT``, in a temporary folder,
+  and must write a shared object;
+* on its first use in a process a library must agree with the NumPy sweep on a small fixed
+  case (``NativeGradient._spot_check``).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
+import errno
 import hashlib
+import hmac
 import math
 import os
+import secrets
 import shlex
 import shutil
-import subprocess
+import stat
+import sys
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -53,16 +72,20 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.printing.c import C99CodePrinter
 
+from derive import procs
 from derive.engine.cell import Cell, t
 from derive.engine.numeric import (
     Gradients,
     _bar_names,
     _where,
     adjoints_for,
+    forward,
     per_cell,
     stable_forms,
+    sweep_for,
     sweep_outputs,
 )
+from derive.verify import rel_error
 
 #: Flags that keep results independent of the machine: no -march=native, no fast-math, no
 #: fused multiply-add contraction (which would round differently from NumPy).  Not setting
@@ -106,10 +129,35 @@ static inline double derive_sech(double z)
 
 
 class NativeUnavailable(RuntimeError):  # noqa: N818 - reads as a state, like the brief
-    """The C backend cannot run here: no compiler, or the compile failed (the message says)."""
+    """The C backend cannot run here: no compiler, the compile failed, or the library failed
+    its checks (the message says)."""
+
+
+class NoCompiler(NativeUnavailable):
+    """There is no C compiler at all (the one case ``--backend auto`` passes over silently)."""
 
 
 # -- the compiler ----------------------------------------------------------------------------
+#: Seconds that ``cc --version`` or one compile may take before the compiler is killed.
+COMPILE_TIMEOUT = 120.0
+#: Part of every library's name: a library laid out by another version is never looked at.
+FORMAT = "derive-native-2"
+#: The name of the function every library exports.
+SYMBOL = "derive_gradient"
+#: A compiled library larger than this is refused (the LSTM's is about 20 KB).
+MAX_LIBRARY = 64 * 2**20
+#: A cached library is the compiler's output, this mark, then the HMAC-SHA256 of its name
+#: and that output under the cache folder's key (the dynamic loader ignores bytes past the
+#: ELF segments, so the file loads as it is).
+TRAILER = b"\0derive-hmac-sha256\0"
+_TAG = hashlib.sha256().digest_size
+#: The cache folder's secret key: made on first use, readable by its owner only.
+KEY_FILE = "key"
+_KEY_BYTES = 32
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # a FIFO cannot block
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def compiler() -> list[str]:
     """The C compiler command: ``$CC`` (may carry arguments) or ``cc`` on the PATH."""
     given = os.environ.get("CC", "").strip()
@@ -117,7 +165,7 @@ def compiler() -> list[str]:
     found = shutil.which(words[0])
     if found is None:
         where = f"$CC is {given!r}, not found" if given else "'cc' is not on the PATH"
-        raise NativeUnavailable(f"no C compiler ({where}); {INSTALL}")
+        raise NoCompiler(f"no C compiler ({where}); {INSTALL}")
     return [found, *words[1:]]
 
 
@@ -138,64 +186,355 @@ def cache_dir() -> Path:
     return Path(base) / "derive-keys"
 
 
-def _version(cmd: list[str], cache: Path) -> str:
-    """``cc --version``, remembered on disk by the compiler binary's path, size and mtime, so
-    that loading a cached library never runs the compiler."""
-    real = os.path.realpath(cmd[0])
-    st = os.stat(real)
-    stamp = hashlib.sha256(f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{cmd}".encode()).hexdigest()
-    memo = cache / f"cc-{stamp[:32]}.version"
-    if memo.is_file():
-        return memo.read_text(encoding="utf-8")
-    run = subprocess.run([*cmd, "--version"], capture_output=True, text=True, check=False)
-    if run.returncode != 0:
-        raise NativeUnavailable(f"{cmd[0]} --version failed: {run.stderr.strip()}; {INSTALL}")
-    _atomic_write(memo, run.stdout.encode())
-    return run.stdout
+def warn(message: str) -> None:
+    """``message`` as one line on standard error."""
+    print(f"derive: warning: {' '.join(message.split())}", file=sys.stderr)
 
 
-def _atomic_write(dest: Path, data: bytes) -> None:
-    # Two processes may write the same file: each writes its own temporary file, then renames.
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, dest)
+@dataclass(frozen=True)
+class Library:
+    """A compiled library, verified and loaded: where it lies, its handle, its digest and
+    the compiler that made it."""
+
+    path: Path
+    dll: ctypes.CDLL
+    digest: bytes
+    compiler: tuple[str, ...]
 
 
-def build(source: str, flags: tuple[str, ...] = FLAGS + OPENMP) -> Path:
-    """The shared library compiled from ``source``: from the cache, or compiled into it."""
+def build(source: str, flags: tuple[str, ...] = FLAGS + OPENMP) -> Library:
+    """The shared library compiled from ``source``, verified and loaded.
+
+    From the cache if a library there carries the digest of its bytes under the folder's
+    key, else compiled into it.  A cache folder that anyone but its user may write (or that
+    cannot be written) is not used: the library is compiled into a folder of this process
+    instead, with a one-line warning.
+
+    Raises
+    ------
+    NoCompiler
+        No C compiler.
+    NativeUnavailable
+        The compiler failed, timed out or wrote no shared library, or the library it wrote
+        does not load.
+    """
     cmd = compiler()
-    cache = cache_dir()
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NativeUnavailable(f"cannot create the cache directory {cache}: {exc}") from None
-    key = hashlib.sha256("\0".join([source, *flags, _version(cmd, cache)]).encode()).hexdigest()
-    lib = cache / f"native-{key[:40]}.so"
-    if not lib.is_file():
-        _compile(cmd, source, flags, lib)
-    return lib
+    compiled: list[bytes] = []  # compiled once, even if the cache then cannot take it
 
+    def compile_once() -> bytes:
+        if not compiled:
+            compiled.append(_compile(cmd, source, flags))
+        return compiled[0]
 
-def _compile(cmd: list[str], source: str, flags: tuple[str, ...], lib: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=lib.parent, prefix=lib.name, suffix=".tmp")
-    os.close(fd)
+    folder = _open_folder()
     try:
-        with tempfile.TemporaryDirectory() as work:
-            src = Path(work) / "cell.c"
-            src.write_text(source, encoding="utf-8")
-            run = subprocess.run(
-                [*cmd, *flags, "-o", tmp, str(src), "-lm"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        if run.returncode != 0:
-            raise NativeUnavailable(f"the C compiler failed:\n{run.stderr.strip()}")
-        os.replace(tmp, lib)
+        return _build_in(folder, cmd, source, flags, compile_once)
+    except OSError as exc:  # read-only, full, or a folder where a file should be
+        if folder.private:
+            raise NativeUnavailable(f"cannot write into {folder.path}: {exc}") from None
+        why = exc.strerror or exc
+        warn(f"cannot use the cache folder {folder.path} ({why}); compiling without the cache")
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        folder.close()
+    private = _private_folder()
+    try:
+        return _build_in(private, cmd, source, flags, compile_once)
+    except OSError as exc:
+        raise NativeUnavailable(f"cannot write into {private.path}: {exc}") from None
+    finally:
+        private.close()
+
+
+def _build_in(
+    folder: _Folder,
+    cmd: list[str],
+    source: str,
+    flags: tuple[str, ...],
+    compile_once: Callable[[], bytes],
+) -> Library:
+    """The library of ``source`` from ``folder``, or compiled into it (once: a library that
+    fails its checks is compiled again, and if that one fails too, NativeUnavailable)."""
+    key = _key(folder)
+    blob = "\0".join([FORMAT, *cmd, *flags, _version(cmd, folder), source])
+    name = f"native-{hashlib.sha256(blob.encode()).hexdigest()[:40]}.so"
+    path = folder.path / name
+    try:
+        return Library(path, *_load(folder, name, key), tuple(cmd))
+    except FileNotFoundError:
+        unfit = None
+    except _Unfit as exc:
+        unfit = str(exc)
+    body = compile_once()
+    try:
+        folder.write(name, body + TRAILER + _digest(key, name, body))
+    except OSError as exc:
+        if unfit is None:
+            raise
+        # One warning for both: build() then compiles into a private folder.
+        why = f"{name} there is unfit ({unfit}) and cannot be replaced: {exc.strerror or exc}"
+        raise OSError(exc.errno, why) from None
+    if unfit is not None:
+        warn(f"the cached library {path} was not loaded ({unfit}); compiled it again")
+    try:
+        return Library(path, *_load(folder, name, key), tuple(cmd))
+    except (FileNotFoundError, _Unfit) as exc:
+        folder.remove(name)  # nothing broken stays cached
+        raise NativeUnavailable(f"the library just compiled does not load: {exc}") from None
+
+
+class _Unfit(Exception):  # noqa: N818 - a state of a file, like NativeUnavailable
+    """A file of the cache that is there but not to be trusted; the message says why."""
+
+
+class _Folder:
+    """A cache folder, open: every file in it is reached through one descriptor of the folder,
+    so a folder put in place of the one checked is never read or written."""
+
+    def __init__(self, path: Path, fd: int, private: bool = False) -> None:
+        self.path, self.fd, self.private = path, fd, private
+        self.uid = os.fstat(fd).st_uid  # the owner of every file trusted here
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def read(self, name: str, most: int) -> tuple[int, bytes]:
+        """An open descriptor of the file ``name`` and its bytes.
+
+        Raises ``FileNotFoundError`` if there is none, and ``_Unfit`` if it is not a regular
+        file of the folder's owner that no one else may write, or is larger than ``most``.
+        """
+        try:
+            fd = os.open(name, _READ, dir_fd=self.fd)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # ELOOP: a symbolic link
+            raise _Unfit(f"cannot open it: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _Unfit("not a regular file")
+            if st.st_uid != self.uid or st.st_mode & 0o022:
+                raise _Unfit("someone other than the folder's owner may write it")
+            data = _read_at_most(fd, most + 1)
+            if len(data) > most:
+                raise _Unfit(f"larger than {most} bytes")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, data
+
+    def write(self, name: str, data: bytes, replace: bool = True) -> None:
+        """``data`` as the file ``name`` (mode 0600), whole or not at all: written under a
+        temporary name, then renamed (or, with ``replace=False``, linked: ``FileExistsError``
+        if ``name`` is there)."""
+        tmp = f".{name}.{secrets.token_hex(8)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o600, dir_fd=self.fd)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            if replace:
+                os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            else:
+                os.link(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp, dir_fd=self.fd)
+
+    def remove(self, name: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=self.fd)
+
+
+def _read_at_most(fd: int, most: int) -> bytes:
+    chunks, size = [], 0
+    while size < most:
+        chunk = os.read(fd, min(most - size, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _owner() -> int:
+    """The user a cache folder must belong to (a function, so that a test can pose as
+    another user)."""
+    return os.geteuid()
+
+
+def _open_folder() -> _Folder:
+    """``cache_dir()`` (made with mode 0700 if missing) if it is a folder of this user that no
+    one else may write; else, with a one-line warning, a private folder of this process."""
+    try:
+        path = cache_dir()
+    except RuntimeError as exc:  # no home folder, and no variable naming one
+        warn(f"no cache folder ({exc}); compiling without the cache")
+        return _private_folder()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+        if path.is_symlink():
+            raise NotADirectoryError(errno.ELOOP, "a symbolic link")
+        fd = os.open(path, _DIR)
+    except OSError as exc:
+        why = f"cannot use the cache folder {path} ({exc.strerror or exc})"
+    else:
+        st = os.fstat(fd)
+        if st.st_uid == _owner() and not st.st_mode & 0o022:
+            return _Folder(path, fd)
+        os.close(fd)
+        who = "belongs to another user" if st.st_uid != _owner() else "may be written by others"
+        why = f"the cache folder {path} {who} (mode {stat.S_IMODE(st.st_mode):o})"
+    warn(f"{why}; compiling without the cache")
+    return _private_folder()
+
+
+_PRIVATE: dict[int, Path] = {}  # by process id: a forked child makes its own
+
+
+def _private_folder() -> _Folder:
+    """A folder of this process alone (mode 0700, removed at exit)."""
+    pid = os.getpid()
+    if pid not in _PRIVATE:
+        try:
+            _PRIVATE[pid] = Path(tempfile.mkdtemp(prefix="derive-keys-"))
+        except OSError as exc:
+            raise NativeUnavailable(f"no folder to compile into: {exc}") from None
+        atexit.register(_remove_private, pid)
+    return _Folder(_PRIVATE[pid], os.open(_PRIVATE[pid], _DIR), private=True)
+
+
+def _remove_private(pid: int) -> None:
+    if os.getpid() == pid:
+        shutil.rmtree(_PRIVATE.pop(pid), ignore_errors=True)
+
+
+def _key(folder: _Folder) -> bytes:
+    """The folder's secret key, made on first use.  A new key is linked into place, never
+    renamed over another: two processes starting at once end with the same key."""
+    for _ in range(3):
+        try:
+            fd, key = folder.read(KEY_FILE, _KEY_BYTES)
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):
+                folder.write(KEY_FILE, secrets.token_bytes(_KEY_BYTES), replace=False)
+            continue
+        except _Unfit:
+            key = b""
+        else:
+            readable = os.fstat(fd).st_mode & 0o077
+            os.close(fd)
+            if len(key) == _KEY_BYTES and not readable:
+                return key
+        # Damaged or readable by others: a new key (every library is then compiled again).
+        folder.write(KEY_FILE, secrets.token_bytes(_KEY_BYTES))
+    raise OSError(errno.EAGAIN, f"the key {folder.path / KEY_FILE} keeps changing")
+
+
+def _digest(key: bytes, name: str, body: bytes) -> bytes:
+    # The name is signed too: a library of another source renamed to this one is refused.
+    return hmac.new(key, name.encode() + b"\0" + body, hashlib.sha256).digest()
+
+
+def _load(folder: _Folder, name: str, key: bytes) -> tuple[ctypes.CDLL, bytes]:
+    """The library ``name`` loaded, if its digest is right; ``_Unfit`` (why) if not."""
+    fd, data = folder.read(name, MAX_LIBRARY + len(TRAILER) + _TAG)
+    loaded = False
+    try:
+        end = len(data) - len(TRAILER) - _TAG
+        body, mark, tag = data[:end], data[end:-_TAG], data[-_TAG:]
+        if not _is_shared_object(body):
+            raise _Unfit("not a shared library")
+        if mark != TRAILER or not hmac.compare_digest(tag, _digest(key, name, body)):
+            raise _Unfit("its digest is missing or wrong")
+        # dlopen the very file whose bytes were checked, through the open descriptor: what
+        # the name points to meanwhile does not matter, and the file itself cannot change
+        # (only its owner, this user, may write it, and derive replaces, never rewrites).
+        # Without /proc the name is loaded: the folder is this user's alone.
+        by_fd = f"/proc/self/fd/{fd}"
+        try:
+            dll = ctypes.CDLL(by_fd if os.path.exists(by_fd) else str(folder.path / name))
+        except OSError as exc:
+            raise _Unfit(f"it does not load: {exc}") from None
+        # The descriptor stays open for the life of the process: dlopen finds a library
+        # loaded before by the *name* asked for, so /proc/self/fd/N must never name another.
+        _LOADED.append(fd)
+        loaded = True
+        if not hasattr(dll, SYMBOL):
+            raise _Unfit(f"it has no function {SYMBOL}")
+    finally:
+        if not loaded:
+            os.close(fd)
+    return dll, tag
+
+
+_LOADED: list[int] = []  # descriptors of the libraries loaded by this process
+
+
+def _is_shared_object(body: bytes) -> bool:
+    """An ELF file of type ET_DYN (a shared object)."""
+    if len(body) < 64 or body[:4] != b"\x7fELF" or body[5] not in (1, 2):
+        return False
+    return int.from_bytes(body[16:18], "little" if body[5] == 1 else "big") == 3
+
+
+def _version(cmd: list[str], folder: _Folder) -> str:
+    """``cc --version``, remembered in the folder by the compiler binary's path, size and
+    mtime, so that loading a cached library never runs the compiler."""
+    real = os.path.realpath(cmd[0])
+    try:
+        st = os.stat(real)
+    except OSError as exc:  # gone since compiler() found it
+        raise NativeUnavailable(f"cannot run {cmd[0]}: {exc.strerror}; {INSTALL}") from None
+    stamp = hashlib.sha256(f"{real}\0{st.st_size}\0{st.st_mtime_ns}\0{cmd}".encode()).hexdigest()
+    memo = f"cc-{stamp[:32]}.version"
+    try:
+        fd, text = folder.read(memo, 1 << 16)
+        os.close(fd)
+        return text.decode("utf-8")
+    except (FileNotFoundError, _Unfit, UnicodeDecodeError):
+        pass
+    out = _run([*cmd, "--version"], f"{Path(cmd[0]).name} --version")
+    folder.write(memo, out.encode())
+    return out
+
+
+def _run(cmd: list[str], what: str, cwd: str | None = None) -> str:
+    """The output of ``cmd``, run with the compile timeout; ``NativeUnavailable`` if it
+    cannot start, times out or fails."""
+    try:
+        done = procs.run(cmd, timeout=COMPILE_TIMEOUT, cwd=cwd)
+    except procs.Timeout as exc:
+        raise NativeUnavailable(f"{what}: {exc}") from None
+    except OSError as exc:
+        raise NativeUnavailable(f"cannot run {cmd[0]}: {exc.strerror or exc}; {INSTALL}") from None
+    out = done.output.decode("utf-8", "replace").strip()
+    if done.returncode != 0:
+        raise NativeUnavailable(f"{what} failed:\n{out}")
+    return out
+
+
+def _compile(cmd: list[str], source: str, flags: tuple[str, ...]) -> bytes:
+    """The shared object ``cmd`` makes of ``source``, compiled in a temporary folder that is
+    removed however the compile ends (a timeout or an interruption included)."""
+    with tempfile.TemporaryDirectory(prefix="derive-cc-") as work:
+        Path(work, "cell.c").write_text(source, encoding="utf-8")
+        # Relative names: the library's bytes do not depend on the temporary folder's name.
+        _run([*cmd, *flags, "-o", "cell.so", "cell.c", "-lm"], "the C compiler", cwd=work)
+        try:
+            fd = os.open(Path(work, "cell.so"), _READ)
+        except OSError:
+            raise NativeUnavailable(f"{cmd[0]} exited 0 but wrote no library") from None
+        try:
+            body = _read_at_most(fd, MAX_LIBRARY + 1)
+        finally:
+            os.close(fd)
+    if len(body) > MAX_LIBRARY or not _is_shared_object(body):
+        what = f"{len(body)} bytes" if body else "an empty file"
+        raise NativeUnavailable(f"{cmd[0]} exited 0 but wrote {what}, not a shared library")
+    return body
 
 
 # -- the plan: slots of a step row and what each block reads -------------------------------
@@ -588,6 +927,17 @@ THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 
 PARALLEL_FROM = 20_000
 
 
+#: The spot check of a library, on its first use in a process: one sequence of SPOT_STEPS
+#: steps drawn from SPOT_SEED (weights uniform in [-1, 1], the rest normal), C against NumPy.
+SPOT_STEPS, SPOT_SEED = 6, 20261122
+#: The mixed relative error allowed there.  The two round differently (the C library's
+#: exp/tanh/cosh against NumPy's): on such data they differed by at most 1.2e-13 over 40
+#: seeds of lstm and gru (tests/test_native.py); a cell of one's own may cancel more, so the
+#: bound leaves a factor of 100.  A wrong library misses by far more (1e-3 and up).
+SPOT_TOLERANCE = 1e-11
+_SPOT_CHECKED: set[bytes] = set()  # digests of the libraries checked in this process
+
+
 class NativeGradient:
     """One cell's compiled forward pass and backward sweep.
 
@@ -602,19 +952,49 @@ class NativeGradient:
     def __init__(self, cell: Cell, flags: tuple[str, ...] = FLAGS + OPENMP) -> None:
         self.cell = cell
         self.program = program(cell)
-        self.library = build(self.program.source, flags)
         # Idle OpenMP threads sleep rather than spin (read once, when the OpenMP runtime
-        # loads; an explicit setting wins).  Spinning held a core another process needed: on
-        # this 2-core machine, with one core busy, two threads then took twice as long as one
-        # (T = 100, batch 1000: 15 ms against 8); sleeping, they take as long as one.
+        # loads with the library; an explicit setting wins).  Spinning held a core another
+        # process needed: on this 2-core machine, with one core busy, two threads then took
+        # twice as long as one (T = 100, batch 1000: 15 ms against 8); sleeping, as long as one.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        try:
-            self._dll = ctypes.CDLL(str(self.library))
-        except OSError as exc:
-            raise NativeUnavailable(f"cannot load {self.library}: {exc}") from None
-        self._fn = self._dll.derive_gradient
+        lib = build(self.program.source, flags)
+        self.library, self._dll = lib.path, lib.dll
+        self._fn = getattr(self._dll, SYMBOL)
         self._fn.argtypes = _ARGTYPES
         self._fn.restype = ctypes.c_int
+        if lib.digest not in _SPOT_CHECKED:
+            self._spot_check(lib.compiler)
+            _SPOT_CHECKED.add(lib.digest)
+
+    def _spot_check(self, cmd: tuple[str, ...]) -> None:
+        """The library against the NumPy sweep (``forward`` + ``ScalarSweep``) on one small
+        fixed case: a library that loads but computes something else (a miscompiling
+        compiler, a wrong ``$CC``) is refused, not trusted."""
+        cell, prog = self.cell, self.program
+        rng = np.random.default_rng(SPOT_SEED)
+        params = {p.name: float(rng.uniform(-1, 1)) for p in cell.params}
+        inputs = {x.name: rng.normal(size=SPOT_STEPS).tolist() for x in cell.inputs}
+        initial = {s.name: float(rng.normal(scale=0.5)) for s in cell.states}
+        loss = {v.name: rng.normal(size=SPOT_STEPS).tolist() for v in cell.loss_on}
+        traj = forward(cell, params, inputs, initial)
+        runs = [self.run(params, inputs, initial, loss, threads=1)]
+        runs.append((traj, sweep_for(cell).run(traj, params, loss)))
+
+        def flat(values: dict, g: Gradients) -> np.ndarray:
+            return np.concatenate(
+                [np.asarray(values[v][: SPOT_STEPS + 1], dtype=float) for v in prog.values]
+                + [np.asarray(g.bars[v][1 : SPOT_STEPS + 1], dtype=float) for v in prog.bars]
+                + [np.array([float(g.params[p]) for p in prog.params])]
+                + [np.array([float(g.initial[s]) for s in prog.states])]
+            )
+
+        err = rel_error(*(flat(*r) for r in runs))
+        if not err <= SPOT_TOLERANCE:
+            raise NativeUnavailable(
+                f"the compiled library {self.library} disagrees with the NumPy sweep on a "
+                f"fixed test case (mixed relative error {err:.1e}, allowed "
+                f"{SPOT_TOLERANCE:.0e}): the C compiler ({shlex.join(cmd)}) miscompiles it"
+            )
 
     def run(
         self,
@@ -754,6 +1134,7 @@ def native_gradient(
     Raises
     ------
     NativeUnavailable
-        No C compiler, or the compile failed.
+        No C compiler (``NoCompiler``), the compile failed, or the library failed its
+        checks (see ``build``) or the spot check.
     """
     return native_for(cell).run(params, inputs, initial, loss_grads, values, bars, threads)

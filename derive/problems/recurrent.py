@@ -34,7 +34,7 @@ from derive import inputs as inp
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, T, bar, loss_grad, t, timed
 from derive.engine.functions import NUMERIC
-from derive.engine.native import NativeUnavailable, native_gradient
+from derive.engine.native import NativeUnavailable, NoCompiler, native_gradient, warn
 from derive.engine.numeric import (
     Gradients,
     ScalarSweep,
@@ -63,6 +63,18 @@ from derive.verify import Check, rel_error
 
 #: What computes ``derive grad``'s numbers: C if it can run here, C, or NumPy.
 BACKENDS = ("auto", "c", "numpy")
+#: ``derive grad``'s longest sequence in the scalar form: 10^5 steps of the LSTM take about a
+#: second on either backend and print 8 MB.
+GRAD_MAX_T = 100_000
+#: The vector form (matrices) runs step by step in NumPy, about 0.3 ms a step: 10^4 steps
+#: of the LSTM take 4 s and 120 MB (10^5 took 28 s and 480 MB).
+GRAD_MAX_T_VECTOR = 10_000
+#: The largest number of rows or columns of a matrix of the vector form (the LSTM's eight
+#: 256 x 256 weights are half a million numbers in, and as many out).
+GRAD_MAX_SIZE = 256
+#: The most numbers the vector form's sequences hold together, T x (sizes of the inputs and
+#: loss weights at one step): the printed states and adjoints stay under about 30 MB.
+GRAD_MAX_SERIES = 500_000
 #: A worked example's longest sequence.
 EXAMPLE_MAX_T = 20
 #: The largest magnitude of any number of a worked example.
@@ -460,7 +472,9 @@ class RecurrentProblem(Problem):
         ``dL_d<variable>`` (the loss is L = sum_t a_t . v_t).  ``backend`` is ``c`` (the
         equations compiled to C, ``derive.engine.native``; scalar cell only), ``numpy``
         (``ScalarSweep``/``VectorSweep``) or ``auto`` (C when it can run here, else NumPy);
-        the output's ``backend`` says which ran.
+        the output's ``backend`` says which ran.  Sequences are bounded (``GRAD_MAX_T`` steps;
+        the vector form ``GRAD_MAX_T_VECTOR``, ``GRAD_MAX_SIZE``, ``GRAD_MAX_SERIES``): beyond
+        a bound, an ``InputError`` that gives it.
         """
         if backend not in BACKENDS:
             raise InputError(f"backend: {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
@@ -477,10 +491,10 @@ class RecurrentProblem(Problem):
                         "--backend c: the vector form (matrices) runs on NumPy only; use "
                         "--backend auto or numpy"
                     )
-                out, used = _grad_vector(self, top, weights), "numpy"
+                out, used = _bounded(self, lambda: (_grad_vector(self, top, weights), "numpy"))
             else:
                 try:
-                    out, used = _grad_scalar(self, top, weights, backend)
+                    out, used = _bounded(self, lambda: _grad_scalar(self, top, weights, backend))
                 except OverflowError:  # plain floats raise where arrays would give inf
                     inp.finite_output([math.inf], f"grad {self.key}")
         for key, value in [*((k, v) for k, v in out.items() if k != "grad"), *out["grad"].items()]:
@@ -676,9 +690,23 @@ def _float_rows(rows) -> sp.Matrix:
     return sp.Matrix([[sp.Float(v) for v in row] for row in rows])
 
 
-def _sequence(value: Any, field: str) -> list:
+def _bounded(problem: RecurrentProblem, evaluate: Callable[[], tuple]) -> tuple:
+    """``evaluate()``; running out of memory is reported as one line, not a traceback (the
+    bounds on the input keep it rare: a machine with little memory free)."""
+    try:
+        return evaluate()
+    except MemoryError:
+        raise InputError(
+            f"grad {problem.key}: not enough memory for this input; give fewer steps or "
+            "smaller matrices"
+        ) from None
+
+
+def _sequence(value: Any, field: str, most: int = GRAD_MAX_T, form: str = "") -> list:
     if not isinstance(value, list) or not value:
         raise inp.InputError(f"{field}: expected a non-empty list with one entry per step")
+    if len(value) > most:
+        raise inp.InputError(f"{field}: expected at most {most} steps{form}, got {len(value)}")
     return value
 
 
@@ -740,21 +768,25 @@ def _native_run(
     try:  # only what the output shows: the states and the inputs' adjoints
         return native_gradient(cell, params, inputs, init, loss, values=states, bars=list(inputs))
     except (NativeUnavailable, ValueError) as exc:
-        # ValueError: a cell the C printer has no form for; auto then takes NumPy.
+        why = " ".join(str(exc).split())[:500]  # the compiler's messages, on one line
         if backend == "c":
-            why = " ".join(str(exc).split())  # the compiler's messages, on one line
-            raise InputError(f"--backend c: the C backend cannot run here: {why[:500]}") from None
+            raise InputError(f"--backend c: the C backend cannot run here: {why}") from None
+        # No compiler, or a cell the C printer has no form for (ValueError): NumPy is the
+        # plan, not a failure.  Anything else (the compile, the cache, the spot check) is
+        # something to mend, and auto says so rather than quietly running slower.
+        if isinstance(exc, NativeUnavailable) and not isinstance(exc, NoCompiler):
+            warn(f"the C backend cannot run here ({why}); using NumPy")
         return None
 
 
 def _grad_vector(problem: RecurrentProblem, top: dict, weights: dict) -> dict:
     cell, vc = problem.vector_cell, problem.vector_adjoints.vc
-    first = problem.weights[0]
-    rows = inp.matrix(weights[first], f"weights.{first}").shape[0]
+    first, most = problem.weights[0], GRAD_MAX_SIZE
+    rows = inp.matrix(weights[first], f"weights.{first}", most=most).shape[0]
     sizes = {n_h: rows}
     for w in problem.weights:  # the input size from the first weight that multiplies x
         if vc.shape(sp.Symbol(w))[1] == n_x:
-            sizes[n_x] = inp.matrix(weights[w], f"weights.{w}").shape[1]
+            sizes[n_x] = inp.matrix(weights[w], f"weights.{w}", most=most).shape[1]
             break
     sizes.setdefault(n_x, rows)
 
@@ -765,14 +797,22 @@ def _grad_vector(problem: RecurrentProblem, top: dict, weights: dict) -> dict:
     for k in problem.biases:
         given = k in weights
         params[k] = inp.vector(weights[k], f"weights.{k}", rows) if given else np.zeros((rows, 1))
-    seqs = {x.name: _sequence(top[x.name], x.name) for x in cell.inputs}
+    form = (GRAD_MAX_T_VECTOR, " in the vector form (matrices)")
+    seqs = {x.name: _sequence(top[x.name], x.name, *form) for x in cell.inputs}
     seqs |= {
-        f"dL_d{v.name}": _sequence(top[f"dL_d{v.name}"], f"dL_d{v.name}") for v in cell.loss_on
+        f"dL_d{v.name}": _sequence(top[f"dL_d{v.name}"], f"dL_d{v.name}", *form)
+        for v in cell.loss_on
     }
-    _same_length(seqs, "vectors")
+    steps = _same_length(seqs, "vectors")
     size_of = {x.name: dims(x.name)[0] for x in cell.inputs} | {
         f"dL_d{v.name}": rows for v in cell.loss_on
     }
+    if steps * sum(size_of.values()) > GRAD_MAX_SERIES:
+        raise inp.InputError(
+            f"{', '.join(size_of)}: {steps} steps of {sum(size_of.values())} numbers are "
+            f"{steps * sum(size_of.values())}; the vector form takes at most "
+            f"{GRAD_MAX_SERIES} numbers in its sequences"
+        )
     seqs = {
         k: [inp.vector(v, f"{k}[{i}]", size_of[k]) for i, v in enumerate(s)]
         for k, s in seqs.items()
@@ -782,7 +822,6 @@ def _grad_vector(problem: RecurrentProblem, top: dict, weights: dict) -> dict:
     traj = forward(cell, params, inputs, init)
     loss = {v.name: seqs[f"dL_d{v.name}"] for v in cell.loss_on}
     g = VectorSweep(problem.vector_adjoints).run(traj, params, loss)
-    steps = len(next(iter(inputs.values())))
     out = {k: g.params[k].tolist() for k in problem.weights}
     out |= {k: g.params[k].ravel().tolist() for k in problem.biases if k in weights}
     out |= {f"{s}0": v.ravel().tolist() for s, v in g.initial.items()}
