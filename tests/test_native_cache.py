@@ -278,9 +278,12 @@ def test_compiler_output_without_the_function(
 ):
     """A compiler that makes a shared library, but not of derive's source: refused after one
     try, nothing cached."""
-    fake = script(
-        tmp_path / "other-cc", f"echo 'int f(void) {{ return 0; }}' > cell.c\nexec {CC} \"$@\"\n"
+    # Only the compile runs in derive's scratch folder; --version runs wherever derive is.
+    body = (
+        f'case "$1" in --version) exec {CC} --version ;; esac\n'
+        f"echo 'int f(void) {{ return 0; }}' > cell.c\nexec {CC} \"$@\"\n"
     )
+    fake = script(tmp_path / "other-cc", body)
     monkeypatch.setenv("CC", str(fake))
     status, out, err = grad_here(capsys, input_file, "c")
     assert status == 2 and out is None and err.count("\n") == 1
