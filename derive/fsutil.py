@@ -82,15 +82,16 @@ def locked(folder: Path) -> Iterator[None]:
 
 
 def writable_folder(folder: Path) -> None:
-    """Fail now, before any work, if outputs cannot be written under ``folder``."""
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"output directory {folder} is not a directory")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create output directory {folder}: {exc.strerror or exc}") from exc
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"cannot write to output directory {folder}: permission denied")
+    """Fail now, before any work, if outputs cannot be written under ``folder`` (which is
+    not created: a run that fails leaves no trace)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "output directory" if existing == folder else f"cannot create {folder}:"
+        raise InputError(f"{what} {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write to output directory {existing}: permission denied")
 
 
 @contextlib.contextmanager
@@ -98,6 +99,7 @@ def staging(parent: Path) -> Iterator[Path]:
     """A fresh, empty folder in ``parent`` for outputs that are to appear together; it is
     removed on the way out unless ``swap_in`` has moved it into place."""
     writable_folder(parent)
+    make_parent(parent / "x")
     _remove_abandoned(parent)
     path = parent / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
     try:

@@ -568,7 +568,7 @@ def test_build_out_below_a_regular_file(tmp_path: Path, capsys, fmt: str) -> Non
     status = main(["build", "csc421_hw3", "--out", str(out_dir), "--format", fmt])
     out, err = capsys.readouterr()
     assert (status, out) == (2, "")
-    assert err == f"derive: error: cannot create output directory {out_dir}: Not a directory\n"
+    assert err == f"derive: error: cannot create {out_dir}: {blocker} is not a directory\n"
     assert blocker.read_bytes() == OLD
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
 

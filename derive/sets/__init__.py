@@ -38,11 +38,11 @@ MAX_TEXT = 300
 #: Bounds on any set file's data, checked before its fields are.  The deepest valid data is
 #: 6 levels (vary.cnn_params.layers = [[{ kernel = [3, 5] }]], vary.binary_adder.
 #: given_weights = [{ U = [[...]] }]); integers are TOML's 64-bit ones; no decimal a
-#: parameter takes needs more digits or a larger exponent; keys and strings are short.
+#: parameter takes needs more digits or a larger exponent; keys are short.
 MAX_DEPTH = 8
 INT_RANGE = (-(2**63), 2**63 - 1)
 MAX_DECIMAL_DIGITS, MAX_EXPONENT = 64, 308
-MAX_KEY, MAX_STRING = 64, 1000
+MAX_KEY = 64
 #: Most items ``out_of_scope`` may list.
 MAX_OUT_OF_SCOPE = 20
 #: A name of a symbol shown in a field path as it stands (others through ``show``).
@@ -162,9 +162,10 @@ def _longest_number(text: str) -> tuple[int, int]:
 
 def _check_tree(data: dict[str, Any], where: str) -> None:
     """Refuse data no valid set file holds: nesting beyond ``MAX_DEPTH``, keys that are not
-    short one-line names, integers beyond 64 bits, decimals with absurd digits or exponents,
-    long strings.  Iterative, so any depth tomllib returns is walked safely; after it, every
-    key can be echoed in a one-line message and every number converted cheaply."""
+    short one-line names, integers beyond 64 bits, decimals with absurd digits or exponents.
+    (Strings are bounded by the field that reads them, whose message gives its own bound.)
+    Iterative, so any depth tomllib returns is walked safely; after it, every key can be
+    echoed in a one-line message and every number converted cheaply."""
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
     while stack:
         value, path = stack.pop()
@@ -202,10 +203,6 @@ def _check_scalar(value: Any, where: str, path: tuple[str | int, ...]) -> None:
                 f"{where}: {_path(path)}: expected a decimal of at most {MAX_DECIMAL_DIGITS} "
                 f"digits with exponent from -{MAX_EXPONENT} to {MAX_EXPONENT}, got {show(value)}"
             )
-    if isinstance(value, str) and len(value) > MAX_STRING:
-        raise InputError(
-            f"{where}: {_path(path)}: a string of {len(value)} characters; at most {MAX_STRING}"
-        )
 
 
 def _path(path: Iterable[str | int]) -> str:
