@@ -6,11 +6,8 @@ Nothing here evaluates text: values must already be JSON numbers.  Every failure
 
 from __future__ import annotations
 
-import errno
 import json
 import math
-import os
-import stat
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from derive.errors import InputError
+from derive.readers import read_text
 
 __all__ = ["InputError"]
 
@@ -30,18 +28,19 @@ def read_json(path: str, stdin_text: str | None = None, most: int = MAX_INPUT_BY
     bytes of it.  ``path`` must be a regular file: a FIFO or a device (``/dev/zero``) is
     refused at once rather than waited on or read without end."""
     where = "standard input" if path == "-" else path
-    try:
-        raw = _read_stdin(stdin_text, most) if path == "-" else _read_file(path, where, most)
+    if path == "-":
+        raw = _read_stdin(stdin_text, most)
         if len(raw) > most:
             raise InputError(
                 f"{where}: larger than {most} bytes ({most / 2**20:g} MiB), the most an input "
                 "may hold"
             )
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InputError(f"cannot read {where}: not UTF-8 text") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {where}: {exc.strerror or exc}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"cannot read {where}: not UTF-8 text") from None
+    else:
+        text = read_text(path, "", most, instead="give a JSON file, or - for standard input")
     try:
         return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
     except json.JSONDecodeError as exc:
@@ -63,21 +62,6 @@ def _read_stdin(given: str | None, most: int) -> bytes:
     if stream is None:  # a text stream put in its place (tests)
         return sys.stdin.read(most + 1).encode("utf-8", "surrogatepass")
     return stream.read(most + 1)
-
-
-def _read_file(path: str, where: str, most: int) -> bytes:
-    # Opened without blocking (a FIFO with no writer would wait forever), then checked.
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        if not stat.S_ISREG(mode):
-            raise InputError(
-                f"cannot read {where}: not a regular file (a FIFO or a device); give a JSON "
-                "file, or - for standard input"
-            )
-        return f.read(most + 1)
 
 
 def _parse_int(digits: str) -> int | float:

@@ -1,4 +1,5 @@
-"""Reading files a user names (set files, rosters): bounded, regular files only, UTF-8.
+"""Reading files a user names (set files, rosters, ``derive grad`` input): bounded, regular
+files only, UTF-8.
 
 A path may name anything: a FIFO (reading it would wait for a writer forever), a device
 (``/dev/zero`` never ends), a directory, or a file far too large to be what was meant.
@@ -7,6 +8,7 @@ A path may name anything: a FIFO (reading it would wait for a writer forever), a
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
@@ -19,31 +21,35 @@ MAX_TEXT_BYTES = 1 << 20
 _BOM = "\ufeff"
 
 
-def read_text(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES) -> str:
+def read_text(
+    path: str | Path, what: str, limit: int = MAX_TEXT_BYTES, instead: str = ""
+) -> str:
     """The UTF-8 text of the regular file ``path`` (a leading BOM dropped), at most ``limit``
-    bytes; else an ``InputError`` "cannot read <what> <path>: <why>".
+    bytes; else an ``InputError`` "cannot read <what> <path>: <why>" (``instead``: what to
+    give instead of a pipe or a device, added to that message).
 
     The file is opened non-blocking and checked with ``fstat`` after opening, so neither a
     FIFO nor a device can make this wait, and a file swapped after the first check is seen.
     """
-    fail = f"cannot read {what} {path}"
+    fail = f"cannot read {what} {path}".replace("  ", " ")
+    regular = functools.partial(_require_regular, fail=fail, instead=instead)
     try:
         # stat first: opening some devices has effects of its own (a terminal, a tape).
-        _require_regular(os.stat(path), fail)
+        regular(os.stat(path))
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise InputError(f"{fail}: {exc.strerror or exc}") from None
     except ValueError:  # a NUL byte in the path
         raise InputError(f"{fail}: not a valid file name") from None
     try:
-        _require_regular(os.fstat(fd), fail)
+        regular(os.fstat(fd))
         data = _read_at_most(fd, limit + 1)
     except OSError as exc:
         raise InputError(f"{fail}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
     if len(data) > limit:
-        raise InputError(f"{fail}: larger than {_size(limit)}; a {what} is at most that")
+        raise InputError(f"{fail}: larger than {_size(limit)}, the most it may be")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -51,11 +57,12 @@ def read_text(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES) -> str:
     return text[1:] if text.startswith(_BOM) else text
 
 
-def _require_regular(info: os.stat_result, fail: str) -> None:
+def _require_regular(info: os.stat_result, fail: str, instead: str) -> None:
     if stat.S_ISDIR(info.st_mode):
         raise InputError(f"{fail}: Is a directory")
     if not stat.S_ISREG(info.st_mode):
-        raise InputError(f"{fail}: not a regular file (a pipe, socket or device)")
+        hint = f"; {instead}" if instead else ""
+        raise InputError(f"{fail}: not a regular file (a pipe, socket or device){hint}")
 
 
 def _read_at_most(fd: int, count: int) -> bytes:

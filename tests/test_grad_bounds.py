@@ -105,7 +105,7 @@ def test_ten_million_steps_are_refused_at_once(tmp_path: Path) -> None:
     assert path.stat().st_size > MAX_INPUT_BYTES
     for backend in ("c", "numpy"):
         run, seconds = apart(["grad", "lstm", "--input", str(path), "--backend", backend])
-        assert refused_apart(run, "larger than 33554432 bytes (32 MiB)"), run.stderr[-500:]
+        assert refused_apart(run, "larger than 32 MiB, the most it may be"), run.stderr[-500:]
         assert seconds < 10
 
 

@@ -298,7 +298,7 @@ def test_a_set_file_that_is_not_a_regular_file_is_refused(tmp_path: Path, kind: 
 def test_set_files_and_rosters_are_bounded_in_size(tmp_path: Path) -> None:
     path = tmp_path / "big.toml"
     path.write_bytes(b"#" * MAX_TEXT_BYTES + b"\n")
-    with pytest.raises(InputError, match=r"big\.toml: larger than 1 MiB; a set file is at most"):
+    with pytest.raises(InputError, match=r"big\.toml: larger than 1 MiB, the most it may be"):
         read_text(path, "set file")
     path.write_bytes(b"# ok\n" + b"#" * (MAX_TEXT_BYTES - 6) + b"\n")
     assert read_text(path, "set file").startswith("# ok")
