@@ -66,8 +66,19 @@ def input_file(tmp_path: Path) -> Path:
 
 
 def genuine(cache: Path) -> Path:
-    """The GRU's library, compiled into ``cache`` by derive; its path."""
-    lib = NativeGradient(GRU().cell).library
+    """The GRU's library, compiled into ``cache`` by derive in another process; its path.
+
+    Not in this one: the tests then overwrite the file in place, and a process that has it
+    mapped would run the new bytes (pytest crashed at exit with SIGSEGV or SIGBUS)."""
+    code = (
+        "from derive.engine.native import NativeGradient\n"
+        "from derive.problems.gru import GRU\n"
+        "print(NativeGradient(GRU().cell).library)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    lib = Path(run.stdout.strip())
     assert lib.parent == cache and lib.is_file()
     return lib
 
