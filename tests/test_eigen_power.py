@@ -177,6 +177,10 @@ def test_powers_beyond_float64_are_checked_and_exported():
     assert data["W_power"]["value"][0][0] == "1" + "0" * 1200
     norms = data["regime_expanding"]["value"]["norm_powers"]
     assert norms == [1e6, 1e60, "1.0e+1200", "1.0e+600"]
+    # 1201 digits do not fit a line: the key says how long the exact entries are instead.
+    tex = " ".join(key_tex(p).split())
+    assert "run to $1201$ digits" in tex and "0" * 200 not in tex
+    assert r"1.0\times 10^{1200}" in tex  # the regimes' table
 
 
 def test_hundred_to_the_200th_passes_its_numeric_checks():

@@ -4,13 +4,20 @@ For a diagonalizable M = Q Λ Q^-1, M^n = Q Λ^n Q^-1 (by induction on n).  For 
 handout's W the engine finds Q and Λ exactly (rationals), computes W^n exactly, checks the
 decomposition printed in the handout against W, and shows with numbers what eigenvalues
 below, above and equal to one do to W^n.
+
+W may be any diagonalizable 2x2 matrix of exact numbers up to 10^6 (denominators up to
+10^6) and n up to 200, so W^n reaches 10^1200 and its irrational relatives cancel through
+thousands of digits.  The numeric checks therefore run in float64 only where a rounding
+bound (in each helper's docstring) shows that float64 holds and resolves the numbers, and
+otherwise in mpmath with as many digits as the same bound asks for.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from fractions import Fraction
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import mpmath
@@ -39,9 +46,12 @@ NORM_DIGITS, START_DIGITS = 30, 30
 #: Unit roundoff of float64, and the magnitudes inside which its rounding bounds hold with
 #: room to spare (far from overflow at 1.8e308 and from the subnormals below 2.2e-308).
 U64 = 2.0**-53
+FLOAT_SAFE = (sys.float_info.min * 2.0**100, sys.float_info.max * 2.0**-100)
 #: Relative accuracy of the plotted norms.
 PLOT_TOL = 1e-6
-FLOAT_SAFE = (sys.float_info.min * 2.0**100, sys.float_info.max * 2.0**-100)
+#: Digits of the longest numerator or denominator W^n may have to be printed exactly (the
+#: handout's W^30 has 31; a 2x2 matrix of 40-digit fractions still fits the line).
+PRINTED_DIGITS = 40
 
 
 def rational_matrix(rows: list[list[str]]) -> sp.Matrix:
@@ -159,9 +169,14 @@ def _mp_rational(v: sp.Rational) -> mpmath.mpf:
 
 def float_matrix(m: sp.Matrix) -> np.ndarray:
     """m's exact entries rounded to float64 (through ``to_mp``, so cancellation costs nothing)."""
+    return np.array(_floats(tuple(m))).reshape(m.shape)
+
+
+@lru_cache(maxsize=256)
+def _floats(entries: tuple[sp.Expr, ...]) -> tuple[float, ...]:
+    # Cached: the plot asks for the same few matrices at 40 powers.
     with mpmath.workdps(30):
-        rows = [[float(v) if v.is_Rational else float(to_mp(v)) for v in r] for r in m.tolist()]
-    return np.array(rows, dtype=float)
+        return tuple(float(v) if v.is_Rational else float(to_mp(v)) for v in entries)
 
 
 def stated_product(
@@ -211,11 +226,13 @@ def numeric_power(m: sp.Matrix, k: int, tol: float) -> tuple[list[list[Any]], in
     entry: (entries, None) from numpy in float64 when that bound allows, else (entries,
     digits) from mpmath at enough digits.
 
-    Binary powering of the rounded m errs entrywise by at most about (3k + 2) u |m|^k (the
-    entries' rounding compounds k times, each of the 2k - 2 products along the tree adds
-    2u; Higham, Accuracy and Stability of Numerical Algorithms, sec. 3.5), u the unit
-    roundoff.  Two things defeat float64: magnitudes beyond its range (1e6^200 = 1e1200) and
-    cancellation (mixed signs make |m^k| far smaller than |m|^k).  Both are measured first.
+    Binary powering forms m^k as a product of k copies of the rounded m, however grouped; a
+    2x2 product errs entrywise by at most 2u |A| |B| (Higham, Accuracy and Stability of
+    Numerical Algorithms, sec. 3.5), so to first order the power errs by at most
+    (k + 2(k - 1)) u |m|^k <= (3k + 2) u |m|^k: the k roundings of m's entries and the k - 1
+    products' roundings, u the unit roundoff.  Two things defeat float64: magnitudes beyond
+    its range (1e6^200 = 1e1200) and cancellation (mixed signs make |m^k| far smaller than
+    |m|^k).  Both are measured first; mpmath gets the digits the same bound asks for.
     """
     size = _abs_power_max(m, k)
     if size == 0:  # m = 0: every power is the zero matrix, exactly in any arithmetic
@@ -242,10 +259,18 @@ def numeric_power(m: sp.Matrix, k: int, tol: float) -> tuple[list[list[Any]], in
 
 
 def _abs_power_max(m: sp.Matrix, k: int) -> mpmath.mpf:
-    """The largest entry of |m|^k (no cancellation: 20 digits are plenty for a bound)."""
+    """The largest entry of |m|^k, for a bound: no cancellation, so float64 is good to
+    (3k + 2) u where |m|_F^k stays inside its range; else 20 digits of mpmath."""
+    a = np.abs(float_matrix(m))
+    norm = float(np.linalg.norm(a))
+    if norm == 0:
+        return mpmath.mpf(0)
+    inside = math.log(FLOAT_SAFE[0]) < k * math.log(norm) < math.log(FLOAT_SAFE[1])
+    if inside and np.all((a == 0) | (a > FLOAT_SAFE[0])):
+        return mpmath.mpf(float(np.max(np.linalg.matrix_power(a, k)))) * (1 + (3 * k + 2) * U64)
     with mpmath.workdps(20):
-        a = mpmath.matrix([[abs(to_mp(v)) for v in row] for row in m.tolist()]) ** k
-        return max(a[i, j] for i in range(m.rows) for j in range(m.cols))
+        p = mpmath.matrix([[abs(to_mp(v)) for v in row] for row in m.tolist()]) ** k
+        return max(p[i, j] for i in range(m.rows) for j in range(m.cols))
 
 
 def scaled_rel_error(got: Any, ref: Any) -> float:
@@ -598,7 +623,8 @@ class EigenPower(Problem):
             error = rel_error(got, [float(x) for x in expected])
             method = "numpy: spectral norm of W^k"
         else:
-            error = scaled_rel_error(got, expected)
+            # Norms from 1e-600 to 1e1200: each against its own value, not the largest's.
+            error = max(scaled_rel_error([g], [e]) for g, e in zip(got, expected, strict=True))
             method = f"spectral norm of W^k (mpmath where float64 fails, up to {widest} digits)"
         steps_text = ", ".join(map(str, steps))
         return Check(f"regime_{_slug(name)}", method, f"k = {steps_text}", error, tol)
@@ -635,6 +661,11 @@ class EigenPower(Problem):
             "largest_eigenvalue": largest,
             "power_shrinks": bool(largest < 1),
             "power_zero": r["W_power"].expr.is_zero_matrix,
+            "power_digits": max(
+                len(str(abs(v.p))) if v.q == 1 else max(len(str(abs(v.p))), len(str(v.q)))
+                for v in r["W_power"].expr
+            ),
+            "printed_digits": PRINTED_DIGITS,
             "lambda_n": sp.diag(
                 *[sp.UnevaluatedExpr(lam[i, i]) ** self.n for i in range(lam.rows)]
             ),
