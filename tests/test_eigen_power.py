@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
 import pytest
 import sympy as sp
+from conftest import key_tex
 
 from derive.errors import InputError
 from derive.problems.eigen_power import HANDOUT_W, EigenPower, symmetric_candidates
@@ -97,3 +99,129 @@ def test_generated_matrices_have_the_chosen_eigenvalues():
         a, b = sorted(w.eigenvals(multiple=True))
         assert sp.Rational(1, 10) <= a <= sp.Rational(3, 10)
         assert b in (sp.Rational(11, 10), sp.Rational(6, 5))
+
+
+# -- the documented ranges, at their edges -------------------------------------------------------
+# W: any 2x2 matrix of exact numbers with |entry| <= 10^6 and denominators <= 10^6 that is
+# diagonalizable over the reals; n from 1 to 200.  Every check must pass there, the JSON export
+# must be JSON (no inf, no NaN) and the key must render.
+BIG = 10**6
+EDGE_MATRICES = {
+    "zero": [[0, 0], [0, 0]],
+    "identity": [[1, 0], [0, 1]],
+    "minus identity": [[-1, 0], [0, -1]],
+    "largest entry": [[BIG, 0], [0, 1]],
+    "largest scalar": [[BIG, 0], [0, BIG]],
+    "largest, both signs": [[-BIG, 0], [0, BIG]],
+    "smallest entries": [["1/1000000", 0], [0, "1/1000000"]],
+    "smallest and largest": [["1/1000000", 0], [0, BIG]],
+    "singular, largest": [[BIG, BIG], [BIG, BIG]],
+    "singular, mixed signs": [[BIG, -BIG], [-BIG, BIG]],
+    "singular": [[1, 0], [0, 0]],
+    "eigenvalues -1 and 1": [[0, 1], [1, 0]],
+    "eigenvalue 1": [[1, 0], [0, "1/2"]],
+    "negative eigenvalues": [[-2, 1], [1, -2]],
+    "hundred": [[100, 0], [0, 1]],
+    # Irrational eigenvalues: 10^6 and -10^-6 nearly; the contracting regime's powers cancel
+    # through 2000 digits in Q(sqrt 250000000001).
+    "irrational, largest": [[BIG, 1], [1, 0]],
+    "largest denominators": [["999999/1000000", "1/999999"], ["1/999998", "1/3"]],
+    # Non-normal, eigenvalues 1 and 1 + 10^-6: eigenvectors nearly parallel.
+    "nearly defective": [[1, BIG], [0, "1000001/1000000"]],
+    # Eigenvalues +-sqrt(1999999) while |W| has 2 10^6: W^n cancels through 600 digits.
+    "cancelling": [[BIG, 999999], [-999999, -BIG]],
+}
+
+
+def _json_of(problem) -> str:
+    from derive.build import export_problem
+    from derive.render.latex import Notation
+    from derive.sets import ProblemSet
+
+    pset = ProblemSet("key", "Key", "Course", "test", (problem.key,), Notation())
+    return json.dumps(export_problem(pset, problem), allow_nan=False)
+
+
+@pytest.mark.parametrize("n", [1, 200])
+@pytest.mark.parametrize("name", list(EDGE_MATRICES))
+def test_every_check_passes_at_the_edges_of_the_ranges(name, n):
+    p = EigenPower.from_params({"W": EDGE_MATRICES[name], "n": n})
+    failed = [(c.claim, c.method, c.max_rel_error) for c in p.checks if not c.passed]
+    assert failed == []
+    json.loads(_json_of(p))
+    assert r"\begin{picture}" in key_tex(p)
+
+
+def test_the_zero_matrix_says_its_powers_vanish():
+    """All norms 0: the log plot shows no point for them and says why; the text says W^n = 0."""
+    p = EigenPower.from_params({"W": [[0, 0], [0, 0]], "n": 5})
+    assert p.results["W_power"].expr == sp.zeros(2, 2)
+    assert p.results["regime_contracting"].value["norm_powers"] == [0.0, 0.0, 0.0, 0.0]
+    plot = p.norm_plot()
+    labels = {label: points for label, _, points in plot.series}
+    zero = next(label for label in labels if label.startswith("contracting"))
+    assert "zero matrix" in zero and labels[zero] == []
+    assert len(labels["expanding"]) == 40  # the other regimes keep every point
+    tex = key_tex(p)
+    assert r"W^{5} = Q\,0\,Q^{-1}$ is the" in tex
+
+
+def test_powers_beyond_float64_are_checked_and_exported():
+    """(10^6)^200 = 10^1200: no float64 holds it; the checks run in mpmath, JSON stays JSON."""
+    p = EigenPower.from_params({"W": [[BIG, 0], [0, 1]], "n": 200})
+    assert p.results["W_power"].expr[0, 0] == sp.Integer(10) ** 1200
+    numeric = next(c for c in p.checks if c.claim == "W_power" and "mpmath" in c.method)
+    assert numeric.passed and numeric.max_rel_error < 1e-15
+    data = json.loads(_json_of(p))["results"]
+    # An integer beyond float64 is its exact text; a norm beyond it, 17 significant digits.
+    assert data["W_power"]["value"][0][0] == "1" + "0" * 1200
+    norms = data["regime_expanding"]["value"]["norm_powers"]
+    assert norms == [1e6, 1e60, "1.0e+1200", "1.0e+600"]
+    # 1201 digits do not fit a line: the key says how long the exact entries are instead.
+    tex = " ".join(key_tex(p).split())
+    assert "run to $1201$ digits" in tex and "0" * 200 not in tex
+    assert r"1.0\times 10^{1200}" in tex  # the regimes' table
+
+
+def test_hundred_to_the_200th_passes_its_numeric_checks():
+    """100^200 = 10^400 overflows float64: before, the float64 check failed (inf) and the
+    JSON export raised "Out of range float values are not JSON compliant"."""
+    p = EigenPower.from_params({"W": [[100, 0], [0, 1]], "n": 200})
+    assert all(c.passed for c in p.checks)
+    data = json.loads(_json_of(p))["results"]
+    assert data["regime_expanding"]["value"]["norm_powers"][2] == "1.0e+400"
+
+
+def test_exact_norms_survive_deep_cancellation():
+    """The contracting regime of [[10^6, 1], [1, 0]] has entries a + b sqrt(d) whose 100th
+    power cancels through about 2000 digits; its norm is 0.9^100 (a symmetric matrix with
+    eigenvalues 0.9 and a tiny one), which 60-digit arithmetic on the eigenvalues confirms."""
+    p = EigenPower.from_params({"W": [[BIG, 1], [1, 0]], "n": 1})
+    norms = p.regime_norms["contracting"]
+    assert norms[3] == pytest.approx(0.9**100, rel=1e-14)
+    assert float(norms[1]) == pytest.approx(0.9**10, rel=1e-14)
+
+
+def test_ill_conditioned_stated_decompositions_are_judged_right():
+    """Q with nearly parallel columns (det 10^-6): float64's inverse is off by 1e-5, which
+    used to flip the verdict on a correct decomposition."""
+    p = EigenPower.from_params(
+        {
+            "W": [["1000003/6", "-500000/3"], ["1000001/6", "-499999/3"]],
+            "given_Q": [[1, 1], [1, "1000001/1000000"]],
+            "given_Lambda": ["1/2", "1/3"],
+        }
+    )
+    assert p.results["given_decomposition_ok"].value is True
+    assert all(c.passed for c in p.checks)
+    p = EigenPower.from_params(
+        {"given_Q": [[1, 1], [1, "1000001/1000000"]], "given_Lambda": [BIG, -BIG]}
+    )
+    assert p.results["given_decomposition_ok"].value is False
+    assert all(c.passed for c in p.checks)
+
+
+@pytest.mark.parametrize("w", [[[0, 1], [0, 0]], [[BIG, 1], [0, BIG]]])
+def test_nilpotent_and_defective_matrices_are_refused(w):
+    with pytest.raises(InputError, match=r"params\.eigen_power\.W: .* not diagonalizable"):
+        EigenPower.from_params({"W": w})

@@ -154,24 +154,86 @@ def test_a_wrong_bn_backward_is_caught(monkeypatch):
         return (g - xhat * (g * xhat).mean(axis=-2, keepdims=True)) / std
 
     monkeypatch.setitem(resnet_bn.VJP, "bn", xhat_only)
-    p = ResnetBN(width=8, batch=16, depths=[1, 4])
+    p = ResnetBN(width=8, batch=32, depths=[1, 4])
     failed = {c.claim for c in p.checks if not c.passed}
     assert "grad_norms" in failed
     assert "skip_term" in failed  # ordering 2's skip term runs through BN's rule
+
+
+# -- the documented ranges, at their edges ---------------------------------------------------------
+# width 8 to 128, batch 32 to 256, 2 to 10 depths from 1 to 64, seed 0 to 2^32 - 1: every check
+# must pass at the corners (the float64 gains are the network's there, see ROUNDING_SENSITIVITY).
+CORNERS = {
+    "all minimal": {"width": 8, "batch": 32, "depths": [1, 2], "seed": 0},
+    "narrow, small batch, deep": {"width": 8, "batch": 32, "depths": [1, 64], "seed": 2**32 - 1},
+    "wide, small batch, deep": {"width": 128, "batch": 32, "depths": [1, 64]},
+    "narrow, large batch, deep": {"width": 8, "batch": 256, "depths": [63, 64]},
+    # Every parameter at its maximum: about 10 s.
+    "all maximal": {
+        "width": 128,
+        "batch": 256,
+        "depths": [1, 2, 4, 8, 16, 32, 48, 56, 60, 64],
+        "seed": 2**32 - 1,
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(CORNERS))
+def test_every_check_passes_at_the_corners_of_the_ranges(name):
+    p = ResnetBN(**CORNERS[name])
+    assert [(c.method, c.max_rel_error) for c in p.checks if not c.passed] == []
+    assert p.results["easier"].value == 1
+
+
+def test_an_exploding_stack_is_verified_on_its_own_trajectory():
+    """Depth 128 (allowed before): stack (2)'s gain is 3e13 and rounding decides it.
+
+    The reverse pass is still the derivative of the float64 forward pass: complex steps on
+    its own trajectory agree to 1e-12 (below 2.5e-13 measured).  But a complex-arithmetic pass,
+    whose real parts round differently in the last bit, ends 30% away: the plain complex-step
+    check failed there (0.32 against a tolerance of 0.30 that had grown with the gain), and the
+    range now stops at 64."""
+    inst = make_instance(64, 64, 128, resnet_bn.SEED)
+    ops = ORDERINGS[2]
+    gains, (grad,) = measure(ops, inst, [128])
+    assert gains[0] > 1e13
+    unit = grad / np.linalg.norm(grad)
+    ref = np.linalg.norm(inst.r)
+    own = resnet_bn.pinned_complex_step(ops, inst, 128, unit) / ref
+    assert own == pytest.approx(gains[0], rel=1e-12)
+    plain = complex_step(ops, inst, 128, unit) / ref
+    assert abs(plain - gains[0]) / gains[0] > 1e-2  # rounding's, not the network's
+    with pytest.raises(InputError, match=r"depths\[1\]: expected an integer from 1 to 64"):
+        ResnetBN(depths=[1, 128])
+
+
+def test_the_former_maxima_together_are_refused():
+    """Width 128, batch 256 and depth 128 together failed four checks (gain 3e11 at depth
+    128: the plain complex step differed by 1.3e-2 and 8.9e-2); each bound now names its field."""
+    with pytest.raises(InputError, match=r"depths\[7\]: expected an integer from 1 to 64, got 96"):
+        ResnetBN(width=128, batch=256, depths=[1, 2, 4, 8, 16, 32, 64, 96, 112, 128])
+
+
+def test_default_sizes_pass_for_a_seed_that_broke_the_random_direction_check():
+    """Seed 20263122 at the default sizes: <grad, v> for a random v cancels by a factor of
+    1200, and the plain complex step's trajectory drifts; its error 5.2e-7 exceeded the
+    tolerance 4.9e-8 that grew with the gain.  On the pass's own trajectory it is 1.4e-13."""
+    p = ResnetBN(seed=20263122)
+    assert [(c.method, c.max_rel_error) for c in p.checks if not c.passed] == []
 
 
 # -- inputs ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"width": 1}, "width: expected an integer from 2 to 128, got 1 (out of range)"),
-        ({"width": 64.0}, "width: expected an integer from 2 to 128, got 64.0"),
-        ({"batch": 3}, "batch: expected an integer from 4 to 256, got 3 (out of range)"),
-        ({"batch": True}, "batch: expected an integer from 4 to 256, got True"),
+        ({"width": 7}, "width: expected an integer from 8 to 128, got 7 (out of range)"),
+        ({"width": 64.0}, "width: expected an integer from 8 to 128, got 64.0"),
+        ({"batch": 16}, "batch: expected an integer from 32 to 256, got 16 (out of range)"),
+        ({"batch": True}, "batch: expected an integer from 32 to 256, got True"),
         ({"seed": -1}, "seed: expected an integer from 0 to 4294967295, got -1"),
         ({"depths": [4]}, "depths: expected a list of 2 to 10 increasing block counts from 1 to"),
         ({"depths": "1,2"}, "depths: expected a list of 2 to 10 increasing block counts"),
-        ({"depths": [1, 200]}, "depths[1]: expected an integer from 1 to 128, got 200"),
+        ({"depths": [1, 128]}, "depths[1]: expected an integer from 1 to 64, got 128"),
         ({"depths": [4, 2]}, "got [4, 2] (not increasing)"),
     ],
 )

@@ -7,11 +7,13 @@ registry key, module, template and test id are the same snake_case noun.
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
+import mpmath
 import sympy as sp
 
 from derive.errors import InputError
@@ -109,13 +111,45 @@ class Problem(ABC):
 
 def json_number(v: Any) -> Any:
     """An exact value for JSON: an int, a float when a float holds it exactly (-1/2 is
-    -0.5), else the exact text "p/q" (or the value's text when it is not rational)."""
+    -0.5), else the exact text "p/q" (or the value's text when it is not rational).
+
+    An integer beyond float64's range (|v| > 1.8e308) is its exact decimal text, and an
+    irrational real goes through ``json_float``: JSON readers hold numbers as float64.
+    """
     v = sp.sympify(v)
     if v.is_Integer:
-        return int(v)
+        return int(v) if abs(v) <= FLOAT64_MAX else str(v)
     if v.is_Rational:
-        return float(v) if sp.Rational(float(v)) == v else str(v)
-    return float(v) if v.is_number and v.is_real else str(v)
+        return _rational_float(v)
+    if v.is_number and v.is_real:
+        f = float(v)
+        if FLOAT64_TINY <= abs(f) <= FLOAT64_MAX:
+            return f
+        return json_float(mpmath.mpf(sp.N(v, 20)._to_mpmath(70)))
+    return str(v)
+
+
+def _rational_float(v: sp.Rational) -> Any:
+    if abs(v) > FLOAT64_MAX:
+        return str(v)
+    f = float(v)
+    return f if sp.Rational(f) == v else str(v)
+
+
+#: Magnitudes float64 holds to full precision: 2.2e-308 (2^-1022) to 1.8e308.
+FLOAT64_TINY, FLOAT64_MAX = sys.float_info.min, sys.float_info.max
+
+
+def json_float(x: Any) -> float | str:
+    """A measured or rounded real for JSON: a float when float64 holds it (zero, or
+    2.2e-308 <= |x| < 1.8e308), else its text with 17 significant digits ("1.0e+1200"): a
+    float would be inf, which JSON cannot hold, or a zero (or subnormal) that is not the
+    value."""
+    with mpmath.workdps(30):  # an mpmath value keeps its own digits; a float is exact
+        x = x if isinstance(x, mpmath.mpf) else mpmath.mpf(x)
+        if x == 0 or FLOAT64_TINY <= abs(x) <= FLOAT64_MAX:
+            return float(x)
+        return mpmath.nstr(x, 17, min_fixed=1, max_fixed=0)
 
 
 def json_rows(m: sp.Matrix) -> list[list[Any]]:

@@ -4,20 +4,29 @@ For a diagonalizable M = Q Λ Q^-1, M^n = Q Λ^n Q^-1 (by induction on n).  For 
 handout's W the engine finds Q and Λ exactly (rationals), computes W^n exactly, checks the
 decomposition printed in the handout against W, and shows with numbers what eigenvalues
 below, above and equal to one do to W^n.
+
+W may be any diagonalizable 2x2 matrix of exact numbers up to 10^6 (denominators up to
+10^6) and n up to 200, so W^n reaches 10^1200 and its irrational relatives cancel through
+thousands of digits.  The numeric checks therefore run in float64 only where a rounding
+bound (in each helper's docstring) shows that float64 holds and resolves the numbers, and
+otherwise in mpmath with as many digits as the same bound asks for.
 """
 
 from __future__ import annotations
 
+import math
+import sys
 from fractions import Fraction
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
+import mpmath
 import numpy as np
 import sympy as sp
 
 from derive.errors import InputError
 from derive.params import Int, Matrix, Param, Vector, exact_number
-from derive.problems.base import Problem, Result, json_rows
+from derive.problems.base import Problem, Result, json_float, json_rows
 from derive.render.plot import Plot, log_plot
 from derive.verify import Check, rel_error
 
@@ -32,6 +41,19 @@ MAX_N = 200
 ROTATION = ("4/5", "3/5")
 #: Most matrices the generator makes: one per version at most (derive.variants.MAX_VERSIONS).
 MAX_MATRICES = 1000
+#: Powers k at which the regimes' norms are tabulated (n is the set's power).
+NORM_STEPS = (1, 10, None, 100)
+#: Significant digits of the exact spectral norms; and the first try of the mpmath routes.
+NORM_DIGITS, START_DIGITS = 30, 30
+#: Unit roundoff of float64, and the magnitudes inside which its rounding bounds hold with
+#: room to spare (far from overflow at 1.8e308 and from the subnormals below 2.2e-308).
+U64 = 2.0**-53
+FLOAT_SAFE = (sys.float_info.min * 2.0**100, sys.float_info.max * 2.0**-100)
+#: Relative accuracy of the plotted norms.
+PLOT_TOL = 1e-6
+#: Digits of the longest numerator or denominator W^n may have to be printed exactly (the
+#: handout's W^30 has 31; a 2x2 matrix of 40-digit fractions still fits the line).
+PRINTED_DIGITS = 40
 
 
 def rational_matrix(rows: list[list[str]]) -> sp.Matrix:
@@ -102,18 +124,181 @@ def _grid(spec: Any, where: str) -> list[sp.Rational]:
     return [lo + i * step for i in range(int((hi - lo) / step) + 1)]
 
 
-def spectral_norm(m: sp.Matrix) -> float:
-    """||m||_2, exactly: the square root of the largest eigenvalue of m^T m, then a float.
+def spectral_norm(m: sp.Matrix, dps: int = NORM_DIGITS) -> mpmath.mpf:
+    """||m||_2 of a 2x2 matrix of exact numbers, good to ``dps`` significant digits.
 
-    For 2x2 that eigenvalue is (tr + sqrt(tr^2 - 4 det)) / 2, evaluated to 30 digits; the
-    general route (eigenvals, then comparing radicals) took seconds on entries in Q(sqrt 5).
+    sigma_max^2 = (F + sqrt(F^2 - 4 D^2)) / 2, with F the sum of the squared entries and D the
+    determinant, both exact; only F and D^2 are evaluated.  (SymPy's sqrt of the big rationals
+    of high powers factors them: minutes for denominators near 10^6.)  F and the root are not
+    negative, so their sum loses nothing; F^2 - 4 D^2 = (s1^2 - s2^2)^2 may cancel, but an
+    error e F^2 there moves the root by at most sqrt(e) F (|sqrt a - sqrt b| <= sqrt|a - b|):
+    2 dps working digits keep dps.  Any size is fine: mpmath has no overflow.
     """
-    s = (m.T * m).applyfunc(sp.expand)
-    if s.shape != (2, 2):
-        return float(sp.sqrt(max(s.eigenvals(multiple=True))))
-    tr, det = sp.expand(s.trace()), sp.expand(s.det())
-    top = (tr + sp.sqrt(sp.expand(tr**2 - 4 * det))) / 2
-    return float(sp.sqrt(top).evalf(30))
+    if m.shape != (2, 2):
+        raise ValueError("spectral_norm takes 2x2 matrices")
+    f = sp.expand(sum(v**2 for v in m))
+    d2 = sp.expand(m.det() ** 2)
+    with mpmath.workdps(2 * dps + 10):
+        f_mp, d2_mp = to_mp(f), to_mp(d2)
+        disc = max(f_mp * f_mp - 4 * d2_mp, mpmath.mpf(0))
+        top = (f_mp + mpmath.sqrt(disc)) / 2
+        return +mpmath.sqrt(top)
+
+
+def to_mp(v: sp.Expr) -> mpmath.mpf:
+    """An exact real number as an mpmath number, correct to the working precision.
+
+    The numbers here lie in Q(sqrt d): W is rational and its eigenvalues are
+    (tr +- sqrt(disc)) / 2.  a + b sqrt(d) with a and b sqrt(d) of opposite signs can cancel
+    to any depth (a regime of [[10^6, 1], [1, 0]] raised to the 100th power: 2000 digits),
+    so it is evaluated as (a^2 - b^2 d) / (a - b sqrt(d)), whose numerator is exact and whose
+    denominator adds two numbers of one sign.  Anything else goes through SymPy's evalf in
+    strict mode, which raises rather than return digits it could not get.
+    """
+    v = sp.sympify(v)
+    if v.is_Rational:
+        return _mp_rational(v)
+    a, rest = v.as_coeff_Add()
+    b, root = rest.as_coeff_Mul()
+    if root.is_Pow and root.exp == sp.S.Half and root.base.is_Rational:
+        d = root.base
+        with mpmath.workdps(mpmath.mp.dps + 10):
+            sqrt_d = mpmath.sqrt(_mp_rational(d))
+            if a == 0 or (a > 0) == (b > 0):
+                out = _mp_rational(a) + _mp_rational(b) * sqrt_d
+            else:
+                out = _mp_rational(a * a - b * b * d) / (_mp_rational(a) - _mp_rational(b) * sqrt_d)
+        return +out
+    digits = mpmath.mp.dps + 10
+    return mpmath.mpf(sp.N(v, digits, strict=True)._to_mpmath(mpmath.mp.prec + 40))
+
+
+def _mp_rational(v: sp.Rational) -> mpmath.mpf:
+    return mpmath.mpf(int(v.p)) / int(v.q)
+
+
+def float_matrix(m: sp.Matrix) -> np.ndarray:
+    """m's exact entries rounded to float64 (through ``to_mp``, so cancellation costs nothing)."""
+    return np.array(_floats(tuple(m))).reshape(m.shape)
+
+
+@lru_cache(maxsize=256)
+def _floats(entries: tuple[sp.Expr, ...]) -> tuple[float, ...]:
+    # Cached: the plot asks for the same few matrices at 40 powers.
+    with mpmath.workdps(30):
+        return tuple(float(v) if v.is_Rational else float(to_mp(v)) for v in entries)
+
+
+def stated_product(
+    q: sp.Matrix, lam: sp.Matrix, within: float
+) -> tuple[list[list[Any]], int | None]:
+    """Q Lambda Q^-1 in floating point with an error under ``within`` (absolute, entrywise):
+    (entries, None) from numpy's float64 inverse when its bound allows, else mpmath's.
+
+    To first order the inverse errs by c u kappa ||Q^-1|| and the two products by
+    c u ||Q|| ||Lambda|| ||Q^-1||, so the product by c u (kappa + 1) ||Q|| ||Lambda|| ||Q^-1||
+    (kappa = ||Q|| ||Q^-1||, Frobenius norms, c = 4 for these 2x2 operations), u the unit
+    roundoff.  An ill-conditioned stated Q (nearly parallel eigenvectors) needs more digits.
+    """
+    nq, nl, ni = _norm(q), _norm(lam), _norm(q.inv())
+    growth = 4 * (nq * ni + 1) * nq * nl * ni
+    if growth * U64 <= within:
+        qg = float_matrix(q)
+        prod = qg @ np.diag(np.diag(float_matrix(lam))) @ np.linalg.inv(qg)
+        return prod.tolist(), None
+    dps = int(mpmath.ceil(mpmath.log10(growth / within))) + 10
+    with mpmath.workdps(dps):
+        qm = mpmath.matrix([[to_mp(v) for v in row] for row in q.tolist()])
+        lm = mpmath.diag([to_mp(lam[i, i]) for i in range(lam.rows)])
+        prod = qm * lm * mpmath.inverse(qm)
+        return [[prod[i, j] for j in range(q.cols)] for i in range(q.rows)], dps
+
+
+def separation(q: sp.Matrix, lam: sp.Matrix, w: sp.Matrix) -> float:
+    """A lower bound on the largest |entry| of Q Lambda Q^-1 - W when that is not zero.
+
+    Q Lambda Q^-1 - W = (Q Lambda adj Q - det(Q) W) / det Q.  With a, b, c the common
+    denominators of the entries of Q, Lambda and W, the numerator times a^2 lcm(b, c) has
+    integer entries; so a nonzero entry of the difference is at least
+    1 / (a^2 lcm(b, c) |det Q|).
+    """
+
+    def den(m: sp.Matrix) -> int:
+        return int(sp.ilcm(*[sp.Rational(v).q for v in m] + [1]))
+
+    bound = den(q) ** 2 * sp.ilcm(den(lam), den(w)) * abs(q.det())
+    with mpmath.workdps(20):
+        return float(1 / _mp_rational(sp.Rational(bound)))
+
+
+def numeric_power(m: sp.Matrix, k: int, tol: float) -> tuple[list[list[Any]], int | None]:
+    """m^k by repeated squaring in floating point, with an error under tol/4 of its largest
+    entry: (entries, None) from numpy in float64 when that bound allows, else (entries,
+    digits) from mpmath at enough digits.
+
+    Binary powering forms m^k as a product of k copies of the rounded m, however grouped; a
+    2x2 product errs entrywise by at most 2u |A| |B| (Higham, Accuracy and Stability of
+    Numerical Algorithms, sec. 3.5), so to first order the power errs by at most
+    (k + 2(k - 1)) u |m|^k <= (3k + 2) u |m|^k: the k roundings of m's entries and the k - 1
+    products' roundings, u the unit roundoff.  Two things defeat float64: magnitudes beyond
+    its range (1e6^200 = 1e1200) and cancellation (mixed signs make |m^k| far smaller than
+    |m|^k).  Both are measured first; mpmath gets the digits the same bound asks for.
+    """
+    size = _abs_power_max(m, k)
+    if size == 0:  # m = 0: every power is the zero matrix, exactly in any arithmetic
+        return [[0.0] * m.cols for _ in range(m.rows)], None
+    c = 3 * k + 2
+    if FLOAT_SAFE[0] < size < FLOAT_SAFE[1]:
+        p = np.linalg.matrix_power(float_matrix(m), k)
+        top = float(np.max(np.abs(p)))
+        bound = c * U64 * float(size)
+        if top > FLOAT_SAFE[0] and bound <= tol / 4 * (top - bound):
+            return p.tolist(), None
+    dps = START_DIGITS
+    while True:
+        with mpmath.workdps(dps):
+            p = mpmath.matrix([[to_mp(v) for v in row] for row in m.tolist()]) ** k
+            entries = [[p[i, j] for j in range(m.cols)] for i in range(m.rows)]
+            top = max(abs(x) for row in entries for x in row)
+            bound = c * mpmath.mpf(2) ** -mpmath.mp.prec * size
+            if bound <= tol / 4 * (top - bound):
+                return entries, dps
+            # Digits short of the bound (all of them while the bound swamps the result).
+            short = dps if top <= 2 * bound else mpmath.log10(bound / (tol / 4 * top))
+        dps += int(mpmath.ceil(short)) + 10
+
+
+def _abs_power_max(m: sp.Matrix, k: int) -> mpmath.mpf:
+    """The largest entry of |m|^k, for a bound: no cancellation, so float64 is good to
+    (3k + 2) u where |m|_F^k stays inside its range; else 20 digits of mpmath."""
+    a = np.abs(float_matrix(m))
+    norm = float(np.linalg.norm(a))
+    if norm == 0:
+        return mpmath.mpf(0)
+    inside = math.log(FLOAT_SAFE[0]) < k * math.log(norm) < math.log(FLOAT_SAFE[1])
+    if inside and np.all((a == 0) | (a > FLOAT_SAFE[0])):
+        return mpmath.mpf(float(np.max(np.linalg.matrix_power(a, k)))) * (1 + (3 * k + 2) * U64)
+    with mpmath.workdps(20):
+        p = mpmath.matrix([[abs(to_mp(v)) for v in row] for row in m.tolist()]) ** k
+        return max(p[i, j] for i in range(m.rows) for j in range(m.cols))
+
+
+def scaled_rel_error(got: Any, ref: Any) -> float:
+    """``rel_error`` for values of any size: both divided by their largest magnitude first (a
+    mixed relative error is unchanged by a common scale); exact references at 40 digits."""
+    with mpmath.workdps(40):
+        g = [_as_mp(x) for x in np.asarray(got, dtype=object).ravel()]
+        r = [_as_mp(x) for x in np.asarray(ref, dtype=object).ravel()]
+        scale = max([abs(x) for x in g + r] + [mpmath.mpf(0)]) or mpmath.mpf(1)
+        return rel_error([float(x / scale) for x in g], [float(x / scale) for x in r])
+
+
+def _as_mp(x: Any) -> mpmath.mpf:
+    if isinstance(x, mpmath.mpf):
+        return x
+    if isinstance(x, float | int | np.floating):
+        return mpmath.mpf(float(x)) if isinstance(x, float | np.floating) else mpmath.mpf(x)
+    return to_mp(sp.sympify(x))
 
 
 def matrix_power(m: sp.Matrix, k: int) -> sp.Matrix:
@@ -238,14 +423,29 @@ class EigenPower(Problem):
         out.update(self._induction())
         for name, m in self.regimes().items():
             values = sorted(m.eigenvals(multiple=True))
-            norms = [spectral_norm(matrix_power(m, k)) for k in (1, 10, n, 100)]
+            norms = self.regime_norms[name]
             out[f"regime_{_slug(name)}"] = Result(
                 f"regime_{_slug(name)}",
                 sp.Matrix([values]),
                 m,
-                value={"eigenvalues": [str(v) for v in values], "norm_powers": norms},
+                value={
+                    "eigenvalues": [str(v) for v in values],
+                    "norm_powers": [json_float(x) for x in norms],
+                },
             )
         return out
+
+    @property
+    def norm_steps(self) -> tuple[int, ...]:
+        return tuple(self.n if k is None else k for k in NORM_STEPS)
+
+    @cached_property
+    def regime_norms(self) -> dict[str, list[mpmath.mpf]]:
+        """||M^k||_2 of each regime at ``norm_steps``, from the exact powers (any size)."""
+        return {
+            name: [spectral_norm(matrix_power(m, k)) for k in self.norm_steps]
+            for name, m in self.regimes().items()
+        }
 
     def _given(self) -> dict[str, Result]:
         """The stated decomposition, multiplied out exactly; and the rows-for-columns slip."""
@@ -290,16 +490,7 @@ class EigenPower(Problem):
         rows.append(Check("Q", "exact: max |W q_i - lambda_i q_i|", "2x2, exact", pairs, 0.0))
         recon = _exact_norm(q * lam * q.inv() - self.w)
         rows.append(Check("W", "exact: |Q Lambda Q^-1 - W|", "2x2, exact", recon, 0.0))
-        eig = np.linalg.eigvals(np.array(self.w.tolist(), dtype=float))
-        rows.append(
-            Check(
-                "Lambda",
-                "numpy.linalg.eigvals of float W",
-                "2x2",
-                rel_error(np.sort(eig.real), np.array(lam.diagonal(), dtype=float).ravel()),
-                1e-13,
-            )
-        )
+        rows.append(self._eigenvalue_check())
         inverse = _exact_norm(r["Q_inv"].expr * q - sp.eye(q.rows))
         rows.append(Check("Q_inv", "exact: |Q^-1 Q - I|", "2x2, rationals", inverse, 0.0))
         # W^n: exact by repeated multiplication in Fractions; float by numpy.
@@ -317,16 +508,7 @@ class EigenPower(Problem):
                 0.0,
             )
         )
-        numeric = np.linalg.matrix_power(np.array(self.w.tolist(), dtype=float), self.n)
-        rows.append(
-            Check(
-                "W_power",
-                "numpy.linalg.matrix_power (float64)",
-                f"n={self.n}",
-                rel_error(np.array(power.tolist(), dtype=float), numeric),
-                1e-12,
-            )
-        )
+        rows.append(self._numeric_power_check(power))
         if self.given_q is not None:
             rows += self._given_checks()
         # The induction: the step identity is zero; the claim holds for n = 1..6 in symbols.
@@ -344,46 +526,42 @@ class EigenPower(Problem):
             rows.append(self._regime_check(name, m))
         return rows
 
-    def _given_checks(self) -> list[Check]:
-        """The stated decomposition's verdicts against independent float64 products."""
+    def _given_checks(self, tol: float = 1e-14) -> list[Check]:
+        """The stated decomposition's verdicts against independent floating-point products
+        (float64 unless its error bound is too wide, see ``stated_product``)."""
         r = self.results
-        rows = []
-        qg = np.array(self.given_q.tolist(), dtype=float)
-        prod = (
-            qg
-            @ np.diag(np.diag(np.array(self.given_lambda.tolist(), dtype=float)))
-            @ np.linalg.inv(qg)
-        )
-        mismatch = float(np.max(np.abs(prod - np.array(self.w.tolist(), dtype=float))))
-        verdict_agrees = (mismatch < 1e-12) == bool(r["given_decomposition_ok"].value)
-        exact_product = np.array(r["given_product"].expr.tolist(), dtype=float)
-        rows.append(
-            Check(
-                "given_product",
-                "float64 product of the handout's factors",
-                "2x2",
-                rel_error(exact_product, prod),
-                1e-14,
-            )
-        )
-        method = f"float64 product: max |Q L Q^-1 - W| = {mismatch:.2f}"
-        rows.append(
-            Check(
-                "given_decomposition_ok",
-                method,
-                "handout's Q, Lambda",
-                float(not verdict_agrees),
-                0.0,
-            )
-        )
-        lam_g = np.diag(np.diag(np.array(self.given_lambda.tolist(), dtype=float)))
-        qt = qg.T @ lam_g @ np.linalg.inv(qg.T)
-        t_mismatch = float(np.max(np.abs(qt - np.array(self.w.tolist(), dtype=float))))
-        agrees = (t_mismatch < 1e-12) == bool(r["given_q_transposed_ok"].value)
-        method = f"float64 product with Q transposed: max deviation {t_mismatch:.1e}"
-        rows.append(
-            Check("given_q_transposed_ok", method, "handout's Q, Lambda", float(not agrees), 0.0)
-        )
+        exact = r["given_product"].expr
+        # Q Lambda Q^-1 - W, if not zero, has an entry of at least ``sep`` (see
+        # ``separation``): a product within sep/4 of the truth decides equality exactly.
+        sep = separation(self.given_q, self.given_lambda, self.w)
+        top = max([abs(v) for v in exact] + [sp.Integer(0)])
+        prod, digits = stated_product(self.given_q, self.given_lambda, float(top) * tol)
+        if digits is None:
+            error = rel_error(np.array(exact.tolist(), dtype=float), np.array(prod))
+            method = "float64 product of the handout's factors"
+        else:
+            error = scaled_rel_error(prod, exact.tolist())
+            method = f"mpmath product of the handout's factors at {digits} digits"
+        rows = [Check("given_product", method, "2x2", error, tol)]
+        texts = {
+            "given_decomposition_ok": "{}: max |Q L Q^-1 - W| = {:.2f}",
+            "given_q_transposed_ok": "{} with Q transposed: max deviation {:.1e}",
+        }
+        for key, q in (
+            ("given_decomposition_ok", self.given_q),
+            ("given_q_transposed_ok", self.given_q.T),
+        ):
+            prod, digits = stated_product(q, self.given_lambda, sep / 4)
+            with mpmath.workdps(digits or 15):
+                mismatch = max(
+                    abs(_as_mp(prod[i][j]) - _mp_rational(self.w[i, j]))
+                    for i in range(2)
+                    for j in range(2)
+                )
+                agrees = bool(mismatch < sep / 2) == bool(r[key].value)
+            route = "float64 product" if digits is None else f"mpmath product ({digits} digits)"
+            method = texts[key].format(route, float(mismatch))
+            rows.append(Check(key, method, "handout's Q, Lambda", float(not agrees), 0.0))
         return rows
 
     def _induction_small_n(self) -> Check:
@@ -402,19 +580,66 @@ class EigenPower(Problem):
         method = "M^n by repeated products, symbolic 2x2 (numerators over det Q)"
         return Check("induction_step", method, "n = 1..6", float(bad), 0.0)
 
-    def _regime_check(self, name: str, m: sp.Matrix) -> Check:
-        """||W^k||_2 by numpy (float64 powers, SVD) against the exact value."""
-        w = np.array(m.tolist(), dtype=float)
-        name = _slug(name)
-        expected = [float(v) for v in self.results[f"regime_{name}"].value["norm_powers"]]
-        got = [np.linalg.norm(np.linalg.matrix_power(w, k), 2) for k in (1, 10, self.n, 100)]
-        return Check(
-            f"regime_{name}",
-            "numpy: spectral norm of W^k",
-            f"k = 1, 10, {self.n}, 100",
-            rel_error(got, expected),
-            1e-10,
-        )
+    def _eigenvalue_check(self, tol: float = 1e-13) -> Check:
+        """The eigenvalues again, from the float W by LAPACK, or by mpmath where float64's
+        error bound exceeds tol/4.
+
+        A backward-stable eigensolver finds the eigenvalues of W + E, ||E|| <= c u ||W|| (c = 8
+        covers LAPACK's 2x2 case with room), which moves lambda_i by kappa_i ||E|| to first
+        order, kappa_i = ||q_i|| ||p_i|| (p_i the i-th row of Q^-1, Wilkinson's condition
+        number).  Non-normal W with large entries and small eigenvalues lose digits there.
+        """
+        q, lam = self.decomposition
+        exact = list(lam.diagonal())
+        top = max(abs(v) for v in exact)
+        if top == 0:  # W = 0: both routes give zeros exactly
+            loss = 0.0
+        else:
+            q_inv = q.inv()
+            kappa = max(_norm(q[:, i]) * _norm(q_inv[i, :]) for i in range(q.cols))
+            loss = 8 * kappa * _norm(self.w) / _norm(sp.Matrix([top]))
+        if loss * U64 <= tol / 4:
+            eig = np.linalg.eigvals(np.array(self.w.tolist(), dtype=float))
+            error = rel_error(np.sort(eig.real), np.array(exact, dtype=float).ravel())
+            return Check("Lambda", "numpy.linalg.eigvals of float W", "2x2", error, tol)
+        dps = int(mpmath.ceil(mpmath.log10(loss / (tol / 4)))) + 10
+        with mpmath.workdps(dps):
+            w = mpmath.matrix([[to_mp(v) for v in row] for row in self.w.tolist()])
+            got = sorted(mpmath.re(v) for v in mpmath.eig(w, left=False, right=False))
+            error = scaled_rel_error(got, exact)
+        return Check("Lambda", f"mpmath.eig at {dps} digits", "2x2", error, tol)
+
+    def _numeric_power_check(self, power: sp.Matrix, tol: float = 1e-12) -> Check:
+        """W^n by repeated squaring in floating point (float64 unless it cannot resolve it)."""
+        got, digits = numeric_power(self.w, self.n, tol)
+        if digits is None:
+            error = rel_error(np.array(power.tolist(), dtype=float), np.array(got))
+            method = "numpy.linalg.matrix_power (float64)"
+        else:
+            error = scaled_rel_error(got, power.tolist())
+            method = f"mpmath: W squared repeatedly at {digits} digits"
+        return Check("W_power", method, f"n={self.n}", error, tol)
+
+    def _regime_check(self, name: str, m: sp.Matrix, tol: float = 1e-10) -> Check:
+        """||W^k||_2 by an SVD of the floating-point powers against the exact value: numpy in
+        float64, or mpmath where float64 cannot hold or resolve the powers."""
+        steps = self.norm_steps
+        expected = self.regime_norms[name]
+        got, widest = [], None
+        for k in steps:
+            p, digits = numeric_power(m, k, tol)
+            got.append(_float_norm(p, digits))
+            if digits is not None:
+                widest = max(widest or 0, digits)
+        if widest is None:
+            error = rel_error(got, [float(x) for x in expected])
+            method = "numpy: spectral norm of W^k"
+        else:
+            # Norms from 1e-600 to 1e1200: each against its own value, not the largest's.
+            error = max(scaled_rel_error([g], [e]) for g, e in zip(got, expected, strict=True))
+            method = f"spectral norm of W^k (mpmath where float64 fails, up to {widest} digits)"
+        steps_text = ", ".join(map(str, steps))
+        return Check(f"regime_{_slug(name)}", method, f"k = {steps_text}", error, tol)
 
     def question_data(self) -> dict[str, Any]:
         return {
@@ -430,7 +655,7 @@ class EigenPower(Problem):
         regimes = []
         for name, m in self.regimes().items():
             result = r[f"regime_{_slug(name)}"]
-            regimes.append((name, m, list(result.expr), result.value["norm_powers"]))
+            regimes.append((name, m, list(result.expr), self.regime_norms[name]))
         w = self.w
         given = r["given_product"].expr if "given_product" in r else w
         wrong = [
@@ -447,6 +672,12 @@ class EigenPower(Problem):
             "sign_flips_only": all(g == -v for _, g, v in wrong),
             "largest_eigenvalue": largest,
             "power_shrinks": bool(largest < 1),
+            "power_zero": r["W_power"].expr.is_zero_matrix,
+            "power_digits": max(
+                len(str(abs(v.p))) if v.q == 1 else max(len(str(abs(v.p))), len(str(v.q)))
+                for v in r["W_power"].expr
+            ),
+            "printed_digits": PRINTED_DIGITS,
             "lambda_n": sp.diag(
                 *[sp.UnevaluatedExpr(lam[i, i]) ** self.n for i in range(lam.rows)]
             ),
@@ -456,20 +687,37 @@ class EigenPower(Problem):
             "given_q": self.given_q,
             "given_lambda": self.given_lambda,
             "regimes": regimes,
-            "norm_steps": (1, 10, self.n, 100),
+            "norm_steps": self.norm_steps,
             "plot": self.norm_plot(),
             "defective": self.regimes()["unit, defective"],
             "defective_power": self.regimes()["unit, defective"] ** sp.Symbol("k", positive=True),
         }
 
     def norm_plot(self, steps: int = 40) -> Plot:
-        """||W^k||_2 against k for the three regimes, computed with numpy (log scale)."""
+        """||W^k||_2 against k for the regimes (log scale), from floating-point powers good to
+        1e-6 (float64 where it holds them, else mpmath): far finer than the plot's 0.01 mm."""
         series = {}
         for name, m in self.regimes().items():
-            w = np.array(m.tolist(), dtype=float)
-            norms = [np.linalg.norm(np.linalg.matrix_power(w, k), 2) for k in range(1, steps + 1)]
+            norms = [_float_norm(*numeric_power(m, k, PLOT_TOL)) for k in range(1, steps + 1)]
+            if all(x == 0 for x in norms):  # only W = 0 makes a regime vanish (contracting)
+                name = f"{name}: every power is the zero matrix, which a log axis cannot show"
             series[name] = list(zip(range(1, steps + 1), norms, strict=True))
         return log_plot(series, "power k", "spectral norm of the k-th power")
+
+
+def _float_norm(p: list[list[Any]], digits: int | None) -> Any:
+    """The spectral norm of a power from ``numeric_power``: numpy's SVD for float64 entries,
+    mpmath's at the same digits otherwise."""
+    if digits is None:
+        return np.linalg.norm(np.array(p, dtype=float), 2)
+    with mpmath.workdps(digits):
+        return max(mpmath.svd_r(mpmath.matrix(p), compute_uv=False))
+
+
+def _norm(m: sp.Matrix) -> float:
+    """The Frobenius (for a vector: Euclidean) norm of exact entries, as a float for bounds."""
+    with mpmath.workdps(20):
+        return float(mpmath.sqrt(sum(to_mp(v) ** 2 for v in m)))
 
 
 def _terminating(v: sp.Rational) -> bool:

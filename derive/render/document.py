@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import mpmath
 import sympy as sp
 
 from derive.render.latex import KeyPrinter, Notation
@@ -29,9 +30,16 @@ from derive.verify import evidence_table
 
 
 def sci(value: float) -> str:
-    """``1.2e-12`` as ``1.2\\times 10^{-12}`` (LaTeX math); plain for 0.001 to 9999."""
+    """``1.2e-12`` as ``1.2\\times 10^{-12}`` (LaTeX math); plain for 0.001 to 9999.
+
+    ``value`` may also be an mpmath number beyond float64's range (a norm of 10^1200).
+    """
     if value == 0:
         return "0"
+    if not isinstance(value, float | int) and not 1e-300 < abs(value) < 1e300:
+        mantissa, exponent = mpmath.nstr(value, 2, min_fixed=1, max_fixed=0).split("e")
+        return r"%s\times 10^{%d}" % (mantissa, int(exponent))
+    value = float(value)
     if not math.isfinite(value):
         return r"\infty"
     if 1e-3 <= abs(value) < 1e3:  # plain numbers read better in this range

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
+
+import mpmath
 
 #: Marks for successive series: LaTeX code placed at each point.
 MARKS = (
@@ -43,28 +46,29 @@ def log_plot(
     width: int = 110,
     height: int = 60,
 ) -> Plot:
-    """Place ``series`` {label: [(x, y > 0), ...]} on a linear x and a log10 y axis."""
+    """Place ``series`` {label: [(x, y >= 0), ...]} on a linear x and a log10 y axis.
+
+    y may be a float or an mpmath number of any size (10^1200 has a place on a log axis).
+    A y of 0 has none: that point is left out, and the caller's label should say so.
+    """
     xs = [x for pts in series.values() for x, _ in pts]
-    logs = [math.log10(y) for pts in series.values() for _, y in pts]
+    logs = [_log10(y) for pts in series.values() for _, y in pts if y != 0]
     x0, x1 = min(xs), max(xs)
-    lo, hi = math.floor(min(logs)), math.ceil(max(logs))
+    lo, hi = (math.floor(min(logs)), math.ceil(max(logs))) if logs else (0, 1)
     hi = hi if hi > lo else lo + 1
 
     def px(x: float) -> float:
         return round((x - x0) / (x1 - x0) * width, 2)
 
-    def py(y: float) -> float:
-        return round((math.log10(y) - lo) / (hi - lo) * height, 2)
+    def py(log: float) -> float:
+        return round((log - lo) / (hi - lo) * height, 2)
 
     placed = [
-        (label, MARKS[i % len(MARKS)], [_at(px(x), py(y)) for x, y in pts])
+        (label, MARKS[i % len(MARKS)], [_at(px(x), py(_log10(y))) for x, y in pts if y != 0])
         for i, (label, pts) in enumerate(series.items())
     ]
     step = max(1, (hi - lo) // 6)
-    yticks = [
-        (_at(0, py(10.0**e)), _at(-1.5, py(10.0**e)), f"$10^{{{e}}}$")
-        for e in range(lo, hi + 1, step)
-    ]
+    yticks = [(_at(0, py(e)), _at(-1.5, py(e)), f"$10^{{{e}}}$") for e in range(lo, hi + 1, step)]
     xstep = _nice_step(x1 - x0)
     xticks = [(_at(px(x), 0), _at(px(x), -3), f"{x:g}") for x in _range(x0, x1, xstep)]
     return Plot(
@@ -76,6 +80,15 @@ def log_plot(
         xlabel=(_at(width / 2, -9), xlabel),
         ylabel=(_at(-13, height + 4), ylabel),
     )
+
+
+def _log10(y: Any) -> float:
+    """log10 of a positive float, or of an mpmath number beyond float64's range."""
+    if y < 0:
+        raise ValueError(f"a log axis takes y >= 0, got {y}")
+    if isinstance(y, float | int):
+        return math.log10(y)
+    return float(mpmath.log10(y))
 
 
 def _at(x: float, y: float) -> str:
