@@ -33,7 +33,7 @@ from typing import Any
 import sympy as sp
 
 from derive.errors import InputError
-from derive.params import Exact, Int, Param, exact_number, show
+from derive.params import Exact, Int, Param, Raw, exact_number, show
 from derive.problems import REGISTRY
 from derive.readers import read_text
 from derive.sets import ProblemSet
@@ -173,7 +173,25 @@ def plan(pset: ProblemSet) -> dict[tuple[str, str], list[Any]]:
             if name not in params:
                 allowed = ", ".join(params) or "none (this problem has no parameters)"
                 raise InputError(f"{where}: unknown parameter; allowed are {allowed}")
-            out[(key, name)] = candidates(params[name], specs[name], where)
+            values = candidates(params[name], specs[name], where)
+            if isinstance(params[name].kind, Raw):
+                values = _distinct_questions(pset, key, name, values)
+            out[(key, name)] = values
+    return out
+
+
+def _distinct_questions(pset: ProblemSet, key: str, name: str, values: list[Any]) -> list[Any]:
+    """Values a problem reads whole (a layer list, a worked example) count once per question
+    they pose: ``"Conv3-64"`` and ``"conv3-64"`` are one layer, so one version."""
+    cls, given = REGISTRY[key], pset.params.get(key, {})
+    out, seen = [], set()
+    for i, value in enumerate(values):
+        where = f"{pset.where}: vary.{key}.{name}[{i}]"
+        problem = cls.from_params({**given, name: value}, where)
+        ident = identity(problem.question_data())
+        if ident not in seen:
+            seen.add(ident)
+            out.append(value)
     return out
 
 
