@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from derive import fsutil, workers
+from derive import fsutil, procs, workers
 from derive.errors import ChecksFailedError, DeriveError, InputError, NoTexEngineError
 from derive.problems import Problem
 from derive.render import pdf
@@ -114,11 +114,12 @@ def publish(target: Path, files: dict[str, bytes]) -> list[Path]:
     """Put ``files`` into the folder ``target`` in one step: the folder is rebuilt in a staging
     folder (new files written, the others hard-linked) and swapped in, so a reader sees this
     run's outputs together or none of them.  Returns the paths written."""
-    with fsutil.locked(target.parent), fsutil.staging(target.parent) as staged:
-        fsutil.copy_into(target, staged, skip=set(files))
+    real = fsutil.real_folder(target)
+    with fsutil.locked(real.parent), fsutil.staging(real.parent) as staged:
+        fsutil.copy_into(real, staged, skip=set(files))
         for name, data in files.items():
             fsutil.atomic_write(staged / name, data)
-        fsutil.swap_in(staged, target)
+        fsutil.swap_in(staged, real)
     return [target / name for name in files]
 
 
@@ -189,24 +190,31 @@ def build_many(
     """
     _check_request(fmt, handout)
     fsutil.writable_folder(out_dir)
+    for pset in sets:
+        fsutil.real_folder(out_dir / pset.id)  # a file in the way fails now, not after LaTeX
     cache: dict[str, Problem] = {}
     for pset in sets:  # every set's parameters are validated before any work starts
         make_problems(pset, cache)
     plan = _plan(sets, fmt, handout)
     jobs = min(jobs, len(plan))
-    with ExitStack() as stack:
-        if jobs > 1:
-            futures = _submit_all(stack.enter_context(workers.pool(jobs)), plan)
-        else:  # here, when first needed (so errors surface in set order)
-            futures = {i: _Immediate(job, cache[i]) for i, job in plan.items()}
-        latex = stack.enter_context(ThreadPoolExecutor(max_workers=2))
-        outcomes: list = []
-        for pset in sets:
-            try:
-                prepared = _assemble(pset, out_dir, fmt, handout, plan, futures)
-                outcomes.append(latex.submit(prepared.write))
-            except DeriveError as exc:
-                outcomes.append(exc)
+    outcomes: list = []
+    try:
+        with ExitStack() as stack:
+            if jobs > 1:
+                futures = _submit_all(stack.enter_context(workers.pool(jobs)), plan)
+            else:  # here, when first needed (so errors surface in set order)
+                futures = {i: _Immediate(job, cache[i]) for i, job in plan.items()}
+            latex = stack.enter_context(ThreadPoolExecutor(max_workers=2))
+            for pset in sets:
+                try:
+                    prepared = _assemble(pset, out_dir, fmt, handout, plan, futures)
+                    outcomes.append(latex.submit(prepared.write))
+                except DeriveError as exc:
+                    outcomes.append(exc)
+    except BaseException:
+        # Interrupted: LaTeX threads finish (their programs were stopped) before we go.
+        procs.drain([o for o in outcomes if isinstance(o, Future)])
+        raise
     written, errors = [], []
     for outcome in outcomes:
         try:
@@ -329,21 +337,24 @@ def build_variants(
     for v in chosen:  # a drawn value the problem rejects fails here, before any output
         make_problems(v.pset, {})
     index = _index_csv(chosen, seed, fmt).encode()
-    dest = out_dir / pset.id / "variants"
-    with fsutil.staging(out_dir) as staged:
-        outcomes = _run_versions([(v, staged / v.student, fmt) for v in chosen], jobs, progress)
+    shown = out_dir / pset.id / "variants"
+    # Staged two levels up from the real folder (out_dir itself, unless links lead elsewhere):
+    # on its filesystem, and outside the set folder that key builds rebuild.
+    dest = fsutil.real_folder(fsutil.real_folder(out_dir / pset.id) / "variants")
+    with fsutil.staging(dest.parent.parent) as staged:
+        tasks = [(v, staged / v.student, shown / v.student, fmt) for v in chosen]
+        outcomes = _run_versions(tasks, jobs, progress)
         fsutil.atomic_write(staged / INDEX_NAME, index)
-        with fsutil.locked(out_dir):
+        with fsutil.locked(dest.parent.parent):
             fsutil.swap_in(staged, dest)
     failed = [f"{v.student}: {msg}" for v, (_, msg) in zip(chosen, outcomes, strict=True) if msg]
     if failed:
         raise ChecksFailedError(f"{len(failed)} version(s) failed a check: " + "; ".join(failed))
-    moved = [dest / p.relative_to(staged) for files, _ in outcomes for p in files]
-    return [dest / INDEX_NAME, *moved]
+    return [shown / INDEX_NAME] + [path for files, _ in outcomes for path in files]
 
 
 def _run_versions(
-    tasks: list[tuple[Version, Path, str]], jobs: int, progress: Progress | None
+    tasks: list[tuple[Version, Path, Path, str]], jobs: int, progress: Progress | None
 ) -> list[tuple[list[Path], str]]:
     """Build every version (in ``jobs`` workers), results in the order of ``tasks``."""
     start, done = time.monotonic(), 0
@@ -364,15 +375,15 @@ def _run_versions(
     return outcomes
 
 
-def _build_version(task: tuple[Version, Path, str]) -> tuple[list[Path], str]:
-    """One student's key and handout, written into their (staged) folder; the message of a
-    failed check, or ''."""
-    version, target, fmt = task
+def _build_version(task: tuple[Version, Path, Path, str]) -> tuple[list[Path], str]:
+    """One student's key and handout, written into their staged folder; the paths they will
+    have once swapped in (``shown``), and the message of a failed check, or ''."""
+    version, target, shown, fmt = task
     key, handout = (_prepare(version.pset, target, fmt, h, version.student) for h in (False, True))
     made = key.files() | handout.files()
     for name, data in made.items():
         fsutil.atomic_write(target / name, data)
-    written = [target / name for name in made]
+    written = [shown / name for name in made]
     try:
         key.raise_failed(written)
     except ChecksFailedError as exc:

@@ -7,8 +7,9 @@ standard error and exit with a nonzero status, without a traceback:
     2  bad input or usage
     3  no TeX engine for ``--format pdf``
     4  LaTeX failed
-    70 an internal error (a bug: the traceback is printed)
+    70 an internal failure: a bug (the traceback is printed), or a worker process lost
     130, 143, 129  interrupted by SIGINT, SIGTERM, SIGHUP
+    141 standard output closed early (``derive grad ... | head``)
 
 An interruption stops every process derive started (workers, latexmk and pdflatex, the C
 compiler), removes temporary and staging folders, prints one line and leaves earlier
@@ -19,16 +20,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 from derive import procs
-from derive.errors import EXIT_CHECK_FAILED, EXIT_INTERNAL, DeriveError, InputError
+from derive.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_CHECK_FAILED,
+    EXIT_INTERNAL,
+    DeriveError,
+    InputError,
+)
 
 #: Most worker processes a build may start (more would only contend for the same cores).
 MAX_JOBS = 32
+_progress_open = False  # a progress line is on the terminal, not yet ended
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -86,15 +96,24 @@ def _progress_line():
         return None
 
     def report(done: int, total: int, elapsed: float) -> None:
+        global _progress_open
         left = elapsed / done * (total - done)
-        end = "\n" if done == total else ""
         sys.stderr.write(
             f"\rderive: {done}/{total} versions built, {_clock(elapsed)} elapsed, "
-            f"about {_clock(left)} left {end}"
+            f"about {_clock(left)} left "
         )
+        _progress_open = done < total
+        sys.stderr.write("" if _progress_open else "\n")
         sys.stderr.flush()
 
     return report
+
+
+def _end_progress_line() -> None:
+    global _progress_open
+    if _progress_open:
+        sys.stderr.write("\n")
+        _progress_open = False
 
 
 def _clock(seconds: float) -> str:
@@ -115,12 +134,10 @@ def _cmd_new(args: argparse.Namespace) -> int:
 
 
 def _positive(text: str) -> int:
-    try:
-        value = int(text) if len(text) <= 10 else None
-    except ValueError:
-        value = None
-    if value is None:
+    digits = text.strip()
+    if not digits.isascii() or not digits.lstrip("+-").isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:20]!r}")
+    value = int(digits) if len(digits) <= 20 else 10**20  # more digits: too large anyway
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number from 1 up, got {value}")
     return value
@@ -225,34 +242,54 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     with procs.signals():
+        status = _run(argv)
         try:
-            args = parser().parse_args(argv)
-            return args.func(args)
-        except DeriveError as exc:
-            print(f"derive: error: {exc}", file=sys.stderr)
-            return exc.exit_code
+            with procs.critical():  # a signal now finds the work done: it ends the shutdown
+                _stop_server()
         except procs.Interrupted as exc:
-            return _interrupted(exc.signum, exc.code)
-        except KeyboardInterrupt:  # a Ctrl-C before the handlers were in place
-            procs.stop_all()
-            return _interrupted(2, 130)
-        except Exception:
-            if procs.received() is not None:  # the interruption, surfacing from C code
-                signum = procs.received()
-                return _interrupted(signum, 128 + signum)
-            traceback.print_exc()
-            print("derive: internal error (a bug in derive; please report it)", file=sys.stderr)
-            return EXIT_INTERNAL
-        finally:
-            _stop_server()
+            status = _interrupted(exc.signum)
+    return status
 
 
-def _interrupted(signum: int, code: int) -> int:
-    import signal
+def _run(argv: Sequence[str] | None) -> int:
+    try:
+        args = parser().parse_args(argv)
+        return args.func(args)
+    except DeriveError as exc:
+        _say(f"derive: error: {exc}")
+        return exc.exit_code
+    except procs.Interrupted as exc:
+        return _interrupted(exc.signum)
+    except BrokenPipeError:  # `derive grad ... | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception:
+        if procs.received() is not None:  # the interruption, surfacing from C code
+            return _interrupted(procs.received())
+        _end_progress_line()
+        traceback.print_exc()
+        _say("derive: internal error (a bug in derive; please report it)")
+        return EXIT_INTERNAL
+
+
+def _interrupted(signum: int) -> int:
+    """Say what an interruption left: which folders were already replaced, if any."""
+    from derive.fsutil import published
 
     name = signal.Signals(signum).name
-    print(f"derive: interrupted by {name}; earlier outputs are unchanged", file=sys.stderr)
-    return code
+    done = published()
+    if not done:
+        _say(f"derive: interrupted by {name}; earlier outputs are unchanged")
+    else:
+        folders = ", ".join(str(p) for p in done)
+        _say(f"derive: interrupted by {name} after writing {folders}; other outputs are unchanged")
+    return 128 + signum
+
+
+def _say(line: str) -> None:
+    """One line on standard error, on a line of its own even after a progress line."""
+    _end_progress_line()
+    print(line, file=sys.stderr)
 
 
 def _stop_server() -> None:

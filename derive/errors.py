@@ -13,6 +13,9 @@ EXIT_NO_TEX = 3
 EXIT_LATEX_FAILED = 4
 #: A bug in derive (not the user's doing): the traceback is printed.
 EXIT_INTERNAL = 70
+#: Standard output was closed before derive finished writing (128 + SIGPIPE, as a shell
+#: reports a program ended by SIGPIPE).
+EXIT_BROKEN_PIPE = 141
 
 
 class DeriveError(Exception):
@@ -43,3 +46,9 @@ class ChecksFailedError(DeriveError):
     """A verification failed: the result it checks must not be trusted."""
 
     exit_code = EXIT_CHECK_FAILED
+
+
+class WorkerLost(DeriveError):  # noqa: N818 - reads as what happened
+    """A worker process ended before it answered (killed from outside, out of memory)."""
+
+    exit_code = EXIT_INTERNAL

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from derive import procs
 from derive.errors import InputError
 
 
@@ -58,27 +59,57 @@ def atomic_write(dest: Path, data: bytes) -> None:
 
 
 # -- all-or-nothing folders ------------------------------------------------------------------
-#: Prefix of staging folders: hidden, beside the folders they replace (same filesystem), and
-#: carrying the pid of the process writing them, so a later run can remove what a killed one left.
+#: Prefix of staging folders: hidden, beside the folders they replace (same filesystem).  Its
+#: writer holds a lock on it for as long as it runs, so a later run can tell a folder a
+#: killed run left behind (and remove it) from one still being written.
 STAGING_PREFIX = ".derive-staging-"
+#: Suffix of an earlier folder set aside by the two-rename fallback of ``swap_in``: never
+#: removed automatically (were the run killed between the renames, it is the only copy).
+SET_ASIDE = "-old"
 _RENAME_EXCHANGE = 2  # renameat2(2) flag: swap two paths atomically (Linux 3.15+)
 _AT_FDCWD = -100
+_published: list[Path] = []
+
+
+def published() -> list[Path]:
+    """The folders this process has swapped into place so far, in order."""
+    return list(_published)
 
 
 @contextlib.contextmanager
 def locked(folder: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (created if missing): publishers of outputs into one
     folder take turns, so one run's swap never drops another's files."""
+    make_parent(folder / "x")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        fd = _lock_fd(folder, blocking=True)
     except OSError as exc:
-        raise InputError(f"cannot use output directory {folder}: {exc.strerror or exc}") from exc
+        raise InputError(f"cannot lock output directory {folder}: {exc.strerror or exc}") from exc
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _lock_fd(folder: Path, blocking: bool) -> int:
+    """An open descriptor holding an exclusive flock on ``folder``.  On filesystems that lock
+    only files opened for writing (NFS), a lock file inside it stands in for the folder."""
+    flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, flags)
+        return fd
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (os_errno.EWOULDBLOCK, os_errno.EAGAIN):
+            raise
+    fd = os.open(folder / ".derive-lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, flags)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def writable_folder(folder: Path) -> None:
@@ -94,40 +125,66 @@ def writable_folder(folder: Path) -> None:
         raise InputError(f"cannot write to output directory {existing}: permission denied")
 
 
+def real_folder(dest: Path) -> Path:
+    """Where outputs for the folder ``dest`` really go: through a symbolic link at ``dest``
+    (the swap replaces the folder it names, not the link); refused if ``dest`` is a file."""
+    if dest.is_symlink():
+        dest = dest.resolve()
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"output folder {dest} is a file, not a directory")
+    return dest
+
+
 @contextlib.contextmanager
 def staging(parent: Path) -> Iterator[Path]:
-    """A fresh, empty folder in ``parent`` for outputs that are to appear together; it is
-    removed on the way out unless ``swap_in`` has moved it into place."""
+    """A fresh, empty folder in ``parent`` for outputs that are to appear together, locked
+    while this runs; removed on the way out (after ``swap_in`` it holds the old folder)."""
     writable_folder(parent)
     make_parent(parent / "x")
     _remove_abandoned(parent)
-    path = parent / f"{STAGING_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+    path = parent / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
     try:
         path.mkdir()
+        fd = _lock_fd(path, blocking=False)  # new: nobody else can hold it
     except OSError as exc:
+        _remove(path)
         raise InputError(f"cannot write to directory {parent}: {exc.strerror or exc}") from exc
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        _remove(path)
+        os.close(fd)
 
 
 def swap_in(staged: Path, dest: Path) -> None:
     """Replace the folder ``dest`` by ``staged`` in one step; ``staged`` then holds the old
     folder (removed with the staging folder).  Readers see the old folder or the new, never a
-    mix; where the system cannot exchange two paths, there is an instant with neither."""
-    make_parent(dest / "x")
+    mix; where the system cannot exchange two paths, the old folder is renamed aside first,
+    and put back if the second rename fails."""
+    make_parent(dest)
+    with procs.critical():  # an interruption waits until both names are right
+        if procs.received() is not None:  # a LaTeX thread finishing after the signal
+            raise procs.Interrupted(procs.received())
+        try:
+            if not dest.exists():
+                os.rename(staged, dest)
+                staged.mkdir()  # the staging context removes this placeholder
+            elif not _exchange(staged, dest):
+                _swap_by_renames(staged, dest)
+        except OSError as exc:
+            raise InputError(f"cannot replace {dest}: {exc.strerror or exc}") from exc
+        _published.append(dest)
+
+
+def _swap_by_renames(staged: Path, dest: Path) -> None:
+    aside = staged.with_name(staged.name + SET_ASIDE)
+    os.rename(dest, aside)
     try:
-        if not dest.exists():
-            os.rename(staged, dest)
-            staged.mkdir()  # the staging context removes this placeholder
-        elif not _exchange(staged, dest):
-            old = staged.with_name(staged.name + "-old")
-            os.rename(dest, old)
-            os.rename(staged, dest)
-            os.rename(old, staged)
-    except OSError as exc:
-        raise InputError(f"cannot replace {dest}: {exc.strerror or exc}") from exc
+        os.rename(staged, dest)
+    except OSError:
+        os.rename(aside, dest)
+        raise
+    os.rename(aside, staged)
 
 
 def copy_into(src: Path, staged: Path, skip: set[str]) -> None:
@@ -136,6 +193,14 @@ def copy_into(src: Path, staged: Path, skip: set[str]) -> None:
     that cannot be linked (another filesystem inside ``src``) is copied."""
     if not src.is_dir():
         return
+    try:
+        _copy_tree(src, staged, skip)
+    except OSError as exc:
+        where = exc.filename or src
+        raise InputError(f"cannot keep {where} in the new outputs: {exc.strerror or exc}") from exc
+
+
+def _copy_tree(src: Path, staged: Path, skip: set[str]) -> None:
     for entry in src.iterdir():
         if entry.name in skip or entry.name.startswith(STAGING_PREFIX):
             continue
@@ -144,7 +209,7 @@ def copy_into(src: Path, staged: Path, skip: set[str]) -> None:
             os.symlink(os.readlink(entry), target)
         elif entry.is_dir():
             target.mkdir()
-            copy_into(entry, target, set())
+            _copy_tree(entry, target, set())
         else:
             try:
                 os.link(entry, target)
@@ -171,18 +236,25 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _remove_abandoned(parent: Path) -> None:
-    """Remove staging folders whose writer no longer runs (killed with SIGKILL, say)."""
+    """Remove staging folders whose writer no longer runs (killed with SIGKILL, say): those
+    nobody holds a lock on."""
     for entry in parent.glob(STAGING_PREFIX + "*"):
-        pid = entry.name[len(STAGING_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(entry, ignore_errors=True)
+        if entry.name.endswith(SET_ASIDE) or entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            fd = _lock_fd(entry, blocking=False)
+        except OSError:  # locked: still being written (or gone meanwhile)
+            continue
+        try:
+            _remove(entry)
+        finally:
+            os.close(fd)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _remove(path: Path) -> None:
+    """Remove ``path``, a folder tree or anything else, as far as possible."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from derive.errors import InputError
+from derive.params import show
 from derive.readers import read_text
 
 __all__ = ["InputError"]
@@ -36,7 +37,7 @@ def read_json(path: str, stdin_text: str | None = None, most: int = MAX_INPUT_BY
                 "may hold"
             )
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8").removeprefix("\ufeff")  # a BOM, as in a file
         except UnicodeDecodeError:
             raise InputError(f"cannot read {where}: not UTF-8 text") from None
     else:
@@ -131,11 +132,13 @@ def mapping(value: Any, field: str, required: list[str], optional: list[str] = (
         raise InputError(f"{field}: expected an object, got {_show(value)}")
     missing = [k for k in required if k not in value]
     if missing:
-        raise InputError(f"{field}: missing key {missing[0]!r}; required are {', '.join(required)}")
+        raise InputError(
+            f"{field}: missing key {show(missing[0])}; required are {', '.join(required)}"
+        )
     unknown = sorted(set(value) - set(required) - set(optional))
     if unknown:
         allowed = ", ".join([*required, *optional])
-        raise InputError(f"{field}: unknown key {unknown[0]!r}; allowed are {allowed}")
+        raise InputError(f"{field}: unknown key {show(unknown[0])}; allowed are {allowed}")
     return value
 
 

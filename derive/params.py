@@ -127,8 +127,11 @@ def exact_number(value: Any, where: str) -> sp.Rational:
     elif isinstance(value, Decimal):
         if not value.is_finite():
             raise InputError(f"{where}: expected a finite number, got {show(value)}")
-        if abs(value.adjusted()) > 30:
-            raise InputError(f"{where}: {show(value)} is out of range; |x| <= {MAX_ABS}")
+        if abs(value.adjusted()) > 30:  # before Fraction builds a 10^300 denominator
+            raise InputError(
+                f"{where}: {show(value)} is out of range; allowed are |x| <= {MAX_ABS} with "
+                f"denominator <= {MAX_DEN}"
+            )
         x = Fraction(value)
     elif isinstance(value, float):  # only from callers that bypass the Decimal parser
         raise InputError(f"{where}: expected {allowed}; a binary float {value!r} is not exact")

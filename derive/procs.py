@@ -1,29 +1,35 @@
-"""Child processes that end when derive ends, however it ends.
+"""Child processes that end when derive ends, and interruptions that leave nothing behind.
 
 Every program derive runs (latexmk and the pdflatex runs it starts, the C compiler) goes
 through ``run``: in a session of its own, so one signal reaches the program and everything it
 starts, and registered until it has been reaped.  Every worker process is started through
-``start``, which registers it the same way.
+``start``, which registers it the same way.  Every temporary folder is made by ``scratch``,
+which registers it until it is removed.
 
-The command line installs ``signals()``: SIGINT, SIGTERM and SIGHUP then kill every
-registered process group and stop every worker *at once*, from the signal handler, and raise
-``Interrupted`` in the main thread.  Stopping first matters: a thread waiting for latexmk or
-for a worker returns as soon as they are gone, so the unwinding that follows (temporary
-folders, staging folders, joins) is quick and complete.  Nothing new starts afterwards.  Workers run
-``worker_init``: they ignore SIGINT (the terminal sends Ctrl-C to the whole process group;
-the parent decides) and treat SIGTERM as an interruption, so a worker stopped by the parent
-kills its own children and removes its own temporary folders.  A worker whose parent dies
-without stopping it (SIGKILL) gets SIGTERM from the kernel (Linux's parent-death signal).
+The command line installs ``signals()``: SIGINT, SIGTERM and SIGHUP (those not ignored when
+derive started, as under ``nohup``) then kill every registered process group and stop every
+worker *at once*, from the signal handler, and raise ``Interrupted`` in the main thread.
+Stopping first matters: a thread waiting for latexmk or for a worker returns as soon as they
+are gone, so the unwinding that follows (temporary folders, staging folders, joins) is quick
+and complete.  Nothing new starts afterwards.  A second signal ends derive at once, removing
+the registered temporary folders first.  Inside ``critical()`` (starting a process and
+registering it; swapping a folder into place) a signal waits for the section's end.
+
+Workers run ``worker_init``: they ignore SIGINT and SIGHUP (the terminal sends Ctrl-C to the
+whole process group; the parent decides) and treat SIGTERM as an interruption, so a worker
+stopped by the parent kills its own children and removes its own temporary folders.  A
+worker whose parent dies without stopping it (SIGKILL) sees its lifeline close and stops
+itself the same way (``watch_lifeline``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
+import shutil
 import signal
 import subprocess
-import sys
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the command line imports this module first: keep it light
+    from concurrent.futures import Future
+    from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
 #: The signals that interrupt derive, and the exit status each gives (128 + number).
@@ -44,6 +52,7 @@ _deferring = 0  # depth of critical() sections in the main thread
 _pending: int | None = None  # a signal that arrived inside one, handled on the way out
 _groups: dict[int, subprocess.Popen] = {}
 _children: dict[int, BaseProcess] = {}
+_scratch: set[str] = set()
 
 
 class Interrupted(SystemExit):
@@ -58,6 +67,9 @@ class Interrupted(SystemExit):
         super().__init__(128 + signum)
         self.signum = signum
 
+    def __reduce__(self):  # a worker's interruption travels to the parent whole
+        return (Interrupted, (self.signum,))
+
 
 class Timeout(Exception):  # noqa: N818
     """A program ran longer than its timeout; its whole process group was killed."""
@@ -71,6 +83,7 @@ class Completed:
     output: bytes
 
 
+# -- programs and workers ----------------------------------------------------------------------
 def run(
     cmd: Sequence[str],
     *,
@@ -84,17 +97,18 @@ def run(
     ------
     Timeout
         ``cmd`` ran longer than ``timeout`` seconds (its group has been killed).
+    Interrupted
+        derive is being interrupted (nothing is started then).
     OSError
         ``cmd`` could not be started.
     """
-    if _received is not None:  # stopping: start nothing new
-        raise Interrupted(_received)
     proc = None
     try:
         with critical(), _lock:
             # In the main thread a signal waits for the end of this section; in others, the
             # handler's stop_all sees this program, or the check below sees the signal (the
             # handler records it before it takes the lock).
+            _refuse_when_stopping()
             proc = subprocess.Popen(
                 list(cmd),
                 cwd=cwd,
@@ -105,8 +119,7 @@ def run(
                 start_new_session=True,
             )
             _groups[proc.pid] = proc
-            if _received is not None:
-                raise Interrupted(_received)
+            _refuse_when_stopping()
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
@@ -122,6 +135,11 @@ def run(
     return Completed(proc.returncode, out)
 
 
+def _refuse_when_stopping() -> None:
+    if _received is not None:
+        raise Interrupted(_received)
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -133,8 +151,7 @@ def start(process: BaseProcess) -> None:
     """Start the worker ``process`` (a ``multiprocessing`` process) and register it until
     ``forget``; refused once derive is being interrupted."""
     with critical(), _lock:
-        if _received is not None:
-            raise Interrupted(_received)
+        _refuse_when_stopping()
         process.start()
         _children[id(process)] = process
 
@@ -163,6 +180,21 @@ def stop_all() -> None:
                 p.join()
 
 
+@contextlib.contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A new temporary folder, removed on the way out (and by a forced exit)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    with _lock:
+        _scratch.add(path)
+    try:
+        yield Path(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        with _lock:
+            _scratch.discard(path)
+
+
+# -- signals -----------------------------------------------------------------------------------
 def received() -> int | None:
     """The signal that interrupted this process, or None.
 
@@ -176,7 +208,8 @@ def _raise(signum: int, frame) -> None:
     global _received, _pending
     _received = signum
     for s in SIGNALS:  # a second signal ends derive at once (the cleanup is under way)
-        signal.signal(s, _force)
+        if signal.getsignal(s) is _raise:
+            signal.signal(s, _force)
     if _deferring:
         _pending = signum
         return
@@ -184,11 +217,20 @@ def _raise(signum: int, frame) -> None:
     raise Interrupted(signum)
 
 
+def _force(signum: int, frame) -> None:
+    stop_all()
+    with _lock:
+        for path in list(_scratch):
+            shutil.rmtree(path, ignore_errors=True)
+    # A staging folder left behind is not locked any more: the next run removes it.
+    os._exit(128 + signum)
+
+
 @contextlib.contextmanager
 def critical() -> Iterator[None]:
-    """A section an interruption must not cut in two (starting a process and registering
-    it): a signal arriving inside is handled as the section ends.  Python runs signal
-    handlers in the main thread only, so elsewhere this does nothing."""
+    """A section an interruption must not cut in two: a signal arriving inside is handled as
+    the section ends.  Python runs signal handlers in the main thread only, so elsewhere
+    this does nothing (there, sections check ``received`` under the lock instead)."""
     global _deferring, _pending
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -204,21 +246,18 @@ def critical() -> Iterator[None]:
             raise Interrupted(signum)
 
 
-def _force(signum: int, frame) -> None:
-    stop_all()
-    os._exit(128 + signum)  # staging folders left behind carry our pid: the next run removes them
-
-
 @contextlib.contextmanager
 def signals() -> Iterator[None]:
     """In the main thread: SIGINT, SIGTERM and SIGHUP stop every child and raise
-    ``Interrupted``; the previous handlers are restored on the way out."""
+    ``Interrupted``; a signal ignored when derive started (``nohup``, a background job)
+    stays ignored.  The previous handlers are restored on the way out."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {s: signal.getsignal(s) for s in SIGNALS}
-    for s in SIGNALS:
-        signal.signal(s, _raise)
+    for s, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(s, _raise)
     try:
         yield
     finally:
@@ -226,31 +265,46 @@ def signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def worker_init() -> None:
+# -- the worker side ---------------------------------------------------------------------------
+def worker_init(lifeline: Connection | None = None) -> None:
     """A worker process's first act: Ctrl-C is the parent's to handle, SIGTERM interrupts,
-    and the death of the parent sends SIGTERM (Linux)."""
+    and the end of ``lifeline`` (the parent gone) sends SIGTERM."""
+    global _received, _deferring, _pending
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _raise_in_worker)
-    global _received
+    signal.signal(signal.SIGTERM, _raise)
     with _lock:  # a forked worker inherits the parent's registry; none of it is its own
         _groups.clear()
         _children.clear()
-        _received = None
-    _parent_death_signal(signal.SIGTERM)
+        _scratch.clear()
+        _received, _deferring, _pending = None, 0, None
+    if lifeline is not None:
+        watch_lifeline(lifeline)
 
 
-def _raise_in_worker(signum: int, frame) -> None:
-    global _received
-    _received = signum
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    stop_all()  # the worker's own latexmk, and nothing else (its registry starts empty)
-    raise Interrupted(signum)
+def watch_lifeline(lifeline: Connection) -> None:
+    """SIGTERM to this process once nobody holds the other end of ``lifeline``.
+
+    A worker's parent is the forkserver, which outlives derive while workers run, so the
+    kernel's parent-death signal cannot tell a worker that derive has gone; the end of a
+    pipe whose other end only derive holds can."""
+
+    def wait() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv()  # nothing is ever sent: this returns when derive has gone
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait, name="derive-lifeline", daemon=True).start()
 
 
-def _parent_death_signal(signum: int) -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signum), 0, 0, 0)  # PR_SET_PDEATHSIG
+def drain(futures: Sequence[Future], timeout: float = 60.0) -> None:
+    """Wait for ``futures`` to finish, however their threads' joins went.
+
+    A join interrupted by an exception from a signal handler can leave CPython 3.11
+    believing a running thread has ended, and the interpreter then exits without it, cutting
+    its cleanup short; a future finishes only when its work, ``finally`` blocks included,
+    is done."""
+    from concurrent.futures import wait
+
+    # A future cancelled by an executor's shutdown never counts as done for wait().
+    wait([f for f in futures if not f.cancelled()], timeout)

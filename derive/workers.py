@@ -33,6 +33,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from derive import procs
+from derive.errors import WorkerLost
 
 T = TypeVar("T")
 
@@ -62,8 +63,8 @@ def warm_up() -> None:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-class WorkerError(Exception):
-    """A job raised an exception of a kind that could not be sent back; its traceback."""
+class RemoteTraceback(Exception):  # noqa: N818 - it is a traceback, shown as the cause
+    """The traceback of an exception raised in a worker, shown as its cause."""
 
 
 @dataclass(frozen=True)
@@ -77,35 +78,57 @@ def run_in_child(fn: Callable[..., T], *args: Any) -> T:
     (with the worker's traceback as its cause)."""
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child_main, args=(send, fn, args), daemon=True)
+    lifeline, hold = ctx.Pipe(duplex=False)  # only this process holds ``hold``
+    child = ctx.Process(target=_child_main, args=(send, lifeline, fn, args), daemon=True)
     try:
         procs.start(child)
-        send.close()  # the child holds the other end: EOF here once it has gone
+        send.close()  # the child holds the other ends: EOF here once it has gone
+        lifeline.close()
         try:
             outcome = receive.recv()
         except EOFError:  # killed, or died before it could answer
-            outcome = _Failed(WorkerError(f"a worker ended with status {child.exitcode}"), "")
+            outcome = None
+        except Exception as exc:  # an answer that cannot be rebuilt here
+            outcome = _Failed(RuntimeError(f"a worker's answer could not be read: {exc!r}"), "")
         child.join()
     finally:
         receive.close()
+        hold.close()
         procs.forget(child)
+    if outcome is None:
+        if procs.received() is not None:
+            raise procs.Interrupted(procs.received())
+        raise WorkerLost(_ended(child.exitcode))
     if isinstance(outcome, _Failed):
+        if isinstance(outcome.error, procs.Interrupted) and procs.received() is None:
+            raise WorkerLost("a worker process was stopped by SIGTERM, not by derive")
         if outcome.traceback:
-            raise outcome.error from WorkerError(outcome.traceback)
+            raise outcome.error from RemoteTraceback(outcome.traceback)
         raise outcome.error
     return outcome
 
 
-def _child_main(send: Connection, fn: Callable, args: tuple) -> None:
-    procs.worker_init()
+def _ended(status: int | None) -> str:
+    if status is not None and status < 0:
+        name = signal.Signals(-status).name
+        why = " (out of memory?)" if status == -signal.SIGKILL else ""
+        return f"a worker process was killed by {name} before it answered{why}"
+    return f"a worker process ended with status {status} before it answered"
+
+
+def _child_main(send: Connection, lifeline: Connection, fn: Callable, args: tuple) -> None:
+    procs.worker_init(lifeline)
     try:
         outcome: Any = fn(*args)
     except BaseException as exc:  # sent to the parent, which decides
         outcome = _Failed(exc, traceback.format_exc())
     try:
         send.send(outcome)
-    except Exception:  # an exception that cannot be pickled: its text travels instead
-        send.send(_Failed(WorkerError(outcome.traceback or repr(outcome)), ""))
+    except BrokenPipeError:  # the parent has gone: nobody to answer
+        return
+    except Exception as exc:  # an answer that cannot be pickled: its text travels instead
+        text = outcome.traceback if isinstance(outcome, _Failed) else ""
+        send.send(_Failed(RuntimeError(f"a worker's answer could not be sent: {exc!r}"), text))
 
 
 class _Pool:
@@ -113,13 +136,19 @@ class _Pool:
 
     def __init__(self, jobs: int) -> None:
         self._threads = ThreadPoolExecutor(jobs, thread_name_prefix="derive-worker")
+        self._futures: list[Future] = []
 
     def submit(self, fn: Callable[..., T], /, *args: Any) -> Future[T]:
-        return self._threads.submit(run_in_child, fn, *args)
+        future = self._threads.submit(run_in_child, fn, *args)
+        self._futures.append(future)
+        return future
 
-    def close(self) -> None:
-        # Interrupted: jobs not yet started never start (the running ones are stopped).
-        self._threads.shutdown(wait=True, cancel_futures=procs.received() is not None)
+    def close(self, failed: bool) -> None:
+        # After a failure or an interruption, jobs not yet started never start; the ones
+        # running end quickly (stopped, or finishing).  An interrupted join can leave a
+        # thread running unseen (CPython 3.11), so the futures are awaited as well.
+        self._threads.shutdown(wait=True, cancel_futures=failed)
+        procs.drain(self._futures)
 
 
 @contextlib.contextmanager
@@ -127,10 +156,12 @@ def pool(jobs: int) -> Iterator[_Pool]:
     """``jobs`` workers, a fresh process for every job, stopped with derive (``procs``)."""
     warm_up()  # a no-op if the server runs; else it starts here, with Ctrl-C blocked
     workers = _Pool(jobs)
+    failed = True
     try:
         yield workers
+        failed = False
     finally:
-        workers.close()
+        workers.close(failed or procs.received() is not None)
 
 
 def shutdown() -> None:

@@ -17,6 +17,7 @@ Filters handed to templates:
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ import sympy as sp
 from derive.render.latex import KeyPrinter, Notation
 from derive.render.texgate import escape
 from derive.verify import evidence_table
+
+#: A control word at the very end of a text.
+_OPEN_END = re.compile(r"\\[A-Za-z]+$")
 
 
 def sci(value: float) -> str:
@@ -48,6 +52,13 @@ def sci(value: float) -> str:
         return f"{value:.0f}"
     mantissa, exponent = f"{value:.1e}".split("e")
     return r"%s\times 10^{%d}" % (mantissa, int(exponent))
+
+
+def closed(latex: str) -> str:
+    """``latex`` ended so that nothing a template writes after it can extend it: a final
+    control word gets a space (which TeX skips), so ``\\nu`` then ``mber`` never reads as
+    ``\\number``."""
+    return latex + " " if _OPEN_END.search(latex) else latex
 
 
 def template_dir() -> Path:
@@ -75,8 +86,8 @@ def environment(notation: Notation) -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     printer = KeyPrinter(notation)
-    env.filters["tex"] = printer.doprint
-    env.filters["terms"] = lambda e: _terms(printer, e)
+    env.filters["tex"] = lambda e: closed(printer.doprint(e))
+    env.filters["terms"] = lambda e: [closed(term) for term in _terms(printer, e)]
     env.filters["esc"] = escape
     env.filters["sci"] = sci
     env.filters["evidence"] = evidence_table

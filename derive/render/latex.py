@@ -22,6 +22,7 @@ from sympy.printing.latex import LatexPrinter
 
 from derive.engine.cell import t
 from derive.errors import InputError
+from derive.params import show
 from derive.render.texgate import ACCENTS, spelling
 
 # A spelling that opens with an accent: braced alone it could stay one accent atom.
@@ -51,7 +52,8 @@ class Notation:
             spelling(spelled, f"notation.symbols.{name}")
         if self.time not in ("superscript", "subscript"):
             raise InputError(
-                f"notation.time: {self.time!r} is not allowed; use 'superscript' or 'subscript'"
+                f"notation.time: {show(self.time)} is not allowed; use 'superscript' or "
+                "'subscript'"
             )
 
     def base(self, name: str) -> str:
@@ -70,9 +72,7 @@ class Notation:
     def at(self, name: str, offset: sp.Expr | int | None, base: str | None = None) -> str:
         """``name`` (or LaTeX ``base`` for it) at step ``t + offset`` (no step for ``None``)."""
         base, step = self.base(name) if base is None else base, self.step(offset)
-        if step and step[0] in base:
-            base = brace(base)  # C_1 at step t is {C_1}_{t}, not the double subscript C_1_{t}
-        return base + step
+        return scripted(base, step) if step else base
 
 
 class KeyPrinter(LatexPrinter):
@@ -128,16 +128,16 @@ class KeyPrinter(LatexPrinter):
         ((var, count),) = expr.variable_count
         num = self._print(expr.expr)
         den = self._print(var)
-        power = "" if count == 1 else f"^{{{count}}}"
-        return r"\frac{\partial%s %s}{\partial %s%s}" % (power, num, den, power)
+        if count == 1:
+            return r"\frac{\partial %s}{\partial %s}" % (num, den)
+        power = f"^{{{count}}}"
+        return r"\frac{\partial%s %s}{\partial %s}" % (power, num, scripted(den, power))
 
     def _print_Transpose(self, expr):
         arg = self._print(expr.arg)
         if not isinstance(expr.arg, sp.MatrixSymbol):
-            arg = r"\left(%s\right)" % arg
-        elif "^" in arg:  # x^{(t)} already has a superscript
-            arg = brace(arg)
-        return r"%s^{\top}" % arg
+            return r"\left(%s\right)^{\top}" % arg
+        return scripted(arg, r"^{\top}")
 
     def _print_Mul(self, expr):
         # An answer key writes bar u, then the forward quantities, then the weights:
@@ -198,6 +198,14 @@ class KeyPrinter(LatexPrinter):
             s = self._print(a)
             out += " " + s if s.startswith("-") else " + " + s
         return out.replace("+ -", "- ")
+
+
+def scripted(base: str, script: str) -> str:
+    """``base`` with the sub- or superscript ``script`` (``_{t}``, ``^{\\top}``) attached:
+    ``base`` is braced first if it already carries one of that kind anywhere (a prime is a
+    superscript), so that no spelling makes a double script: ``{h'_{t}}^{\\top}``."""
+    kinds = "_" if script.startswith("_") else "^'"
+    return (brace(base) if any(k in base for k in kinds) else base) + script
 
 
 def brace(latex: str) -> str:

@@ -281,6 +281,8 @@ def _judge_spelling(text: str) -> None:
         raise _RefusedError(f"{len(text)} characters")
     if not text.strip():
         raise _RefusedError("no symbol")
+    if text != text.strip():  # h' and a space, then a printer's ^{(t)}: a double superscript
+        raise _RefusedError("it starts or ends with a space")
     for ch in text:
         if not (ch.isascii() and (ch.isalnum() or ch in _SPELLING_PUNCT)):
             raise _RefusedError(f"{describe(ch)} is not allowed")
@@ -379,6 +381,9 @@ _ASCII_SPECIAL = {
     "<": r"\textless{}",
     ">": r"\textgreater{}",
 }
+#: Pairs the text fonts join into one glyph (TeX's ligatures of the OT1 Computer Modern
+#: fonts): ``--`` is an en dash, ```` `` ```` an opening quote, ``!``` an inverted !.
+_LIGATURES = frozenset({"--", "''", "``", "!`", "?`"})
 #: Combining marks with an accent command of LaTeX's OT1 encoding (no ogonek: T1 only).
 _ACCENT_MARKS = {
     "\u0300": "\\`",
@@ -561,11 +566,15 @@ def text(value: str, where: str, max_len: int) -> str:
     Returns
     -------
     str
-        ``value`` unchanged (``escape`` turns it into LaTeX when a template prints it).
+        ``value`` in composed form (NFC); ``escape`` turns it into LaTeX when a template
+        prints it.
     """
     expected = f"expected one line of text of at most {max_len} characters ({TEXT_RULES})"
     if not isinstance(value, str):
         raise InputError(f"{where}: {expected}, got {show(value)}")
+    if len(value) > max_len:  # before normalising: that takes time in the length
+        raise InputError(f"{where}: {expected}, got {len(value)} characters")
+    value = unicodedata.normalize("NFC", value)  # e and a combining acute are é
     if len(value) > max_len:
         raise InputError(f"{where}: {expected}, got {len(value)} characters")
     for ch in value:
@@ -580,12 +589,14 @@ def escape(value: str) -> str:
     Raises ``InputError`` for a character the document's fonts cannot set; every user's
     text has passed ``text`` by then, so only text made in code can meet it.
     """
-    value = str(value)
-    out = []
+    value = unicodedata.normalize("NFC", str(value))
+    out: list[str] = []
     for ch in value:
         latex = latex_char(ch)
         if latex is None:
             raise InputError(f"text {show(value)}: {describe(ch)} cannot be typeset")
+        if out and out[-1][-1:] + latex[:1] in _LIGATURES:
+            out.append("{}")  # -- would print as an en dash, '' as a closing quote
         out.append(latex)
     return "".join(out)
 

@@ -118,7 +118,10 @@ def parse_set(text: str, where: str) -> ProblemSet:
 #: megabyte of ``a.a.a...`` takes hours), and no valid set file has keys nested that deep.
 MAX_PARTS = 2 * MAX_DEPTH
 _PART = r"""(?:[A-Za-z0-9_-]++|"[^"\\\n]*+"|'[^'\n]*+')"""
-_LONG_KEY = re.compile(rf"(?<![A-Za-z0-9_-])(?:{_PART}[ \t]*+\.[ \t]*+){{{MAX_PARTS}}}{_PART}")
+#: Only where a key can start: a line's start, a table header, an inline table's { or ,.
+_LONG_KEY = re.compile(
+    rf"(?m)(?:^|[\[{{,])[ \t]*+(?:{_PART}[ \t]*+\.[ \t]*+){{{MAX_PARTS}}}{_PART}"
+)
 
 
 def _load(text: str, where: str) -> dict[str, Any]:
