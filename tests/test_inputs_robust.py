@@ -28,6 +28,7 @@ from derive.variants import (
     MAX_REDRAWS,
     check_students,
     numbered,
+    plan,
     read_roster,
     versions,
 )
@@ -373,3 +374,47 @@ def test_two_sets_with_one_id_are_refused(tmp_path, previous, capsys) -> None:
     _untouched(previous)
     _refused(capsys, ["build", str(a), str(a), "--out", str(previous)], r"a\.toml: given twice")
     _untouched(previous)
+
+
+# -- review mends ------------------------------------------------------------------------------
+def test_layer_lists_count_once_per_question_they_pose() -> None:
+    """Layer names as written differ; the networks, and so the questions, do not."""
+    body = (
+        'problems = ["cnn_params"]\n[vary.cnn_params]\nlayers = [["Conv3-64", "FC-10"], '
+        '["conv3-64", "fc-10"], [" CONV3-64 ", "Fc-10"], ["conv3-32", "fc-10"]]\n'
+    )
+    options = plan(parse_set(HEAD + body, "mine.toml"))
+    assert options[("cnn_params", "layers")] == [["Conv3-64", "FC-10"], ["conv3-32", "fc-10"]]
+
+
+def test_a_dotted_name_inside_a_string_is_not_a_key() -> None:
+    dotted = ".".join("abcdefghijklmnopqrstu")
+    pset = parse_set(HEAD.replace('"Homework 2"', f'"see {dotted}"') + 'problems = ["mdrnn"]\n',
+                     "mine.toml")
+    assert pset.title == f"see {dotted}"
+
+
+def test_a_tiny_decimal_names_both_bounds(tmp_path, previous, capsys) -> None:
+    path = _write(tmp_path, 'problems = ["momentum"]\n[params.momentum]\nbeta = 1e-300\n')
+    _refused(capsys, ["build", str(path), "--out", str(previous), "--format", "tex"],
+             r"params\.momentum\.beta: '1E-300' is out of range; allowed are \|x\| <= 1000000 "
+             r"with denominator <= 1000000$")
+    _untouched(previous)
+
+
+def test_a_byte_order_mark_on_standard_input_is_dropped(capsys, monkeypatch) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\xef\xbb\xbf{}")))
+    _refused(capsys, ["grad", "lstm", "--input", "-"], r"input: missing key 'weights'")
+
+
+def test_messages_do_not_repeat_endless_input(tmp_path, capsys) -> None:
+    path = tmp_path / "in.json"
+    keys = ["weights", "x", "h0", "c0", "dL_dh", "y" * 100_000]
+    path.write_text(json.dumps(dict.fromkeys(keys, 1)), encoding="utf-8")
+    err = _refused(capsys, ["grad", "lstm", "--input", str(path)], r"unknown key 'yyy")
+    assert len(err) < 400
+    toml = _write(tmp_path, 'problems = ["mdrnn"]\n[notation]\ntime = "' + "a" * 100_000 + '"\n')
+    err = _refused(capsys, ["build", str(toml), "--format", "tex"], r"notation\.time: 'aaa")
+    assert len(err) < 400

@@ -11,16 +11,21 @@ from a failed verification (exit 1).
 from __future__ import annotations
 
 import io
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import derive.build
-from derive import workers
+import derive.cli
+from derive import fsutil, procs, workers
 from derive.cli import MAX_JOBS, main
-from derive.errors import InputError, LatexError
+from derive.errors import InputError, LatexError, WorkerLost
+from derive.render.pdf import find_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIZ = """\
@@ -217,3 +222,229 @@ def test_a_bug_exits_70_with_its_traceback(tmp_path: Path, monkeypatch, capsys) 
     assert status == 70
     assert "Traceback" in err and "ZeroDivisionError: a bug" in err
     assert err.endswith("derive: internal error (a bug in derive; please report it)\n")
+
+
+# -- review mends: workers, signals, folders -------------------------------------------------
+def test_an_interruption_pickles_whole() -> None:
+    """A worker's interruption reaches the parent with its signal, not 128 + 128 + n."""
+    import pickle
+
+    back = pickle.loads(pickle.dumps(procs.Interrupted(15)))
+    assert (type(back), back.signum, back.code) == (procs.Interrupted, 15, 143)
+
+
+def _answer_a_lock():
+    import threading
+
+    return threading.Lock()  # cannot be pickled
+
+
+def _die_of_sigkill():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _stopped_from_outside():
+    os.kill(os.getpid(), signal.SIGTERM)  # as kill(1) of one worker would
+    time.sleep(5)
+
+
+def test_a_worker_answer_that_cannot_be_sent_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="a worker's answer could not be sent"):
+        workers.run_in_child(_answer_a_lock)
+
+
+def test_a_worker_killed_from_outside_is_one_line(capsys) -> None:
+    with pytest.raises(WorkerLost) as info:
+        workers.run_in_child(_die_of_sigkill)
+    assert str(info.value) == (
+        "a worker process was killed by SIGKILL before it answered (out of memory?)"
+    )
+    with pytest.raises(WorkerLost, match="stopped by SIGTERM, not by derive"):
+        workers.run_in_child(_stopped_from_outside)
+
+
+@pytest.mark.skipif(find_engine() is None, reason="needs latexmk and pdflatex")
+def test_workers_stop_when_derive_is_killed(tmp_path: Path, quiz: Path) -> None:
+    """SIGKILL gives derive no chance to stop anything; its workers notice their lifeline
+    close and stop themselves, their latexmk with them."""
+    tag = f"lifeline-{os.getpid()}-{time.monotonic_ns()}"
+    env = dict(os.environ, DERIVE_TEST_TAG=tag)
+    args = ["build", str(quiz), "--variants", "5", "--out", str(tmp_path / "out")]
+    run = subprocess.Popen([sys.executable, "-m", "derive", *args], cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    end = time.monotonic() + 60
+    while not any(n == "pdflatex" for _, n in _tagged(tag)) and time.monotonic() < end:
+        time.sleep(0.01)
+    assert run.poll() is None, "the run ended before its workers ran LaTeX"
+    run.kill()
+    run.wait()
+    end = time.monotonic() + 10
+    while (left := _tagged(tag)) and time.monotonic() < end:
+        time.sleep(0.05)
+    for pid, _ in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+def _tagged(tag: str) -> list[tuple[int, str]]:
+    from test_interrupt import _processes
+
+    return _processes(tag)
+
+
+def test_a_signal_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
+    """Under nohup (SIGHUP ignored) a hangup does not interrupt the build."""
+    code = (
+        "import signal, subprocess, sys\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "sys.exit(subprocess.call([sys.executable, '-m', 'derive'] + sys.argv[1:]))\n"
+    )
+    args = ["build", "hw7", "--out", str(tmp_path / "out"), "--format", "tex"]
+    run = subprocess.Popen([sys.executable, "-c", code, *args], cwd=ROOT,
+                           stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                           start_new_session=True)
+    time.sleep(1.0)
+    os.killpg(run.pid, signal.SIGHUP)
+    _, err = run.communicate(timeout=120)
+    assert (run.returncode, err.decode()) == (0, "")
+    assert (tmp_path / "out" / "hw7" / "answer-key.tex").is_file()
+
+
+def test_an_interruption_after_one_set_names_it(tmp_path: Path, capsys, monkeypatch) -> None:
+    """The message says which folders were already replaced, not that nothing changed."""
+    out = tmp_path / "out"
+    real = fsutil.swap_in
+    calls = []
+
+    def signal_after_the_first(staged, dest):
+        real(staged, dest)
+        calls.append(dest)
+        if len(calls) == 1:  # Ctrl-C right after the first set (hw7) is in place
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(fsutil, "_published", [])
+    monkeypatch.setattr(procs, "_received", None)  # put back for the tests after this one
+    monkeypatch.setattr(fsutil, "swap_in", signal_after_the_first)
+    status = main(["build", "hw7", "csc421_hw3", "--out", str(out), "--format", "tex",
+                   "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert status == 130
+    assert err == (f"derive: interrupted by SIGINT after writing {out / 'hw7'}; "
+                   "other outputs are unchanged\n")
+    assert calls == [out / "hw7"]
+
+
+def test_a_signal_during_the_last_shutdown_is_reported(capsys, monkeypatch, tmp_path) -> None:
+    def interrupted():
+        raise procs.Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(derive.cli, "_stop_server", interrupted)
+    monkeypatch.setattr(fsutil, "_published", [])
+    assert main(["build", "hw7", "--out", str(tmp_path), "--format", "json"]) == 143
+    err = capsys.readouterr().err
+    assert err.startswith("derive: interrupted by SIGTERM after writing ")
+
+
+def test_the_fallback_swap_puts_the_old_folder_back_on_failure(tmp_path: Path, monkeypatch):
+    dest, staged = tmp_path / "hw7", tmp_path / ".derive-staging-x"
+    dest.mkdir()
+    (dest / "answer-key.tex").write_text("old")
+    staged.mkdir()
+    (staged / "answer-key.tex").write_text("new")
+    monkeypatch.setattr(fsutil, "_exchange", lambda a, b: False)
+    real_rename, calls = os.rename, []
+
+    def second_fails(a, b):
+        calls.append((a, b))
+        if len(calls) == 2:
+            raise OSError(18, "Invalid cross-device link")
+        real_rename(a, b)
+
+    monkeypatch.setattr(os, "rename", second_fails)
+    with pytest.raises(InputError, match=r"cannot replace .*hw7: Invalid cross-device link"):
+        fsutil.swap_in(staged, dest)
+    assert (dest / "answer-key.tex").read_text() == "old"
+    assert (staged / "answer-key.tex").read_text() == "new"
+
+
+def test_the_fallback_swap_replaces_the_folder(tmp_path: Path, monkeypatch) -> None:
+    dest, staged = tmp_path / "hw7", tmp_path / ".derive-staging-x"
+    dest.mkdir()
+    (dest / "a").write_text("old")
+    staged.mkdir()
+    (staged / "a").write_text("new")
+    monkeypatch.setattr(fsutil, "_exchange", lambda a, b: False)
+    fsutil.swap_in(staged, dest)
+    assert ((dest / "a").read_text(), (staged / "a").read_text()) == ("new", "old")
+
+
+def test_a_set_folder_that_is_a_link_stays_a_link(tmp_path: Path) -> None:
+    out, real = tmp_path / "out", tmp_path / "real"
+    real.mkdir()
+    (real / "notes.txt").write_text("mine")
+    out.mkdir()
+    (out / "hw7").symlink_to(real)
+    assert main(["build", "hw7", "--out", str(out), "--format", "tex"]) == 0
+    assert (out / "hw7").is_symlink()
+    assert sorted(p.name for p in real.iterdir()) == ["answer-key.tex", "notes.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["hw7"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_set_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "hw7").write_text("not a folder")
+    monkeypatch.setattr(derive.build, "make_problems", lambda *a: pytest.fail("derived"))
+    assert main(["build", "hw7", "--out", str(out), "--format", "tex"]) == 2
+    assert capsys.readouterr().err == (
+        f"derive: error: output folder {out / 'hw7'} is a file, not a directory\n"
+    )
+
+
+def test_a_file_that_cannot_be_kept_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    out = tmp_path / "out"
+    assert main(["build", "hw7", "--out", str(out), "--format", "tex", "--handout"]) == 0
+    before = _snapshot(out)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(out / "hw7" / "handout.tex"))
+
+    monkeypatch.setattr(os, "link", refuse)
+    monkeypatch.setattr(fsutil.shutil, "copy2", refuse)
+    assert main(["build", "hw7", "--out", str(out), "--format", "tex"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"derive: error: cannot keep {out / 'hw7' / 'handout.tex'} in the new "
+                   "outputs: Permission denied\n")
+    assert _snapshot(out) == before
+
+
+def test_a_failed_version_check_names_its_final_path(tmp_path, quiz, capsys, monkeypatch):
+    monkeypatch.setattr(derive.build, "failed_checks", lambda problems: ["momentum:x (made up)"])
+    out = tmp_path / "out"
+    args = ["build", str(quiz), "--out", str(out), "--format", "tex", "--jobs", "1"]
+    assert main([*args, "--variants", "2"]) == 1
+    err = capsys.readouterr().err
+    assert f"marked FAIL in {out / 'quiz' / 'variants' / 'v01' / 'answer-key.tex'}" in err
+    assert ".derive-staging" not in err
+
+
+def test_a_progress_line_is_ended_before_an_error(tmp_path, quiz, monkeypatch) -> None:
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    _fail_on_call(monkeypatch, derive.build, "render", 3)  # the second version's key
+    args = ["build", str(quiz), "--out", str(tmp_path / "out"), "--format", "tex"]
+    assert main([*args, "--variants", "3", "--jobs", "1"]) == 4
+    lines = terminal.getvalue().split("\n")
+    assert lines[-2].startswith("derive: error: LaTeX failed")
+    assert lines[-3].startswith("\rderive: 1/3 versions built")
+
+
+def test_standard_output_closed_early_is_quiet(tmp_path: Path) -> None:
+    data = ('{"weights": {"w_ix": 0.1, "w_ih": 0.2, "w_fx": 0.3, "w_fh": 0.4, "w_ox": 0.5, '
+            '"w_oh": 0.6, "w_gx": 0.7, "w_gh": 0.8}, "x": [1, 2], "h0": 0, "c0": 0, '
+            '"dL_dh": [1, 1]}')
+    command = f"{sys.executable} -m derive grad lstm --backend numpy --input - | head -c 1"
+    run = subprocess.run(["bash", "-o", "pipefail", "-c", command], input=data, text=True,
+                         capture_output=True, cwd=ROOT, check=False)
+    assert (run.returncode, run.stdout, run.stderr) == (141, "{", "")

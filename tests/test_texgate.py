@@ -37,6 +37,7 @@ from derive.render.texgate import (
     SPACE,
     SPELLING_COMMANDS,
     Token,
+    commands,
     read,
     spelling,
     text_commands,
@@ -662,3 +663,56 @@ def _spelled_baseline(name: str, time: str) -> str:
     notation = Notation({name: "Zq"}, time)
     pset = ProblemSet("mine", "Homework 2", "DL 101", "mine", ("lstm",), notation)
     return render(pset, [_problem("lstm")])
+
+
+# -- review mends ------------------------------------------------------------------------------
+def test_two_spellings_side_by_side_cannot_form_a_command() -> None:
+    """lstm_cell prints W_fh and delta next to each other: \\nu then mber must not read as
+    the primitive \\number (every tex output ends so that nothing can extend it)."""
+    pset = ProblemSet("k", "K", "C", "s", ("lstm_cell",),
+                      Notation({"W_fh": r"\nu", "delta": "mber"}))
+    source = render(pset, [_problem("lstm_cell")])
+    assert r"\nu" in source
+    assert "number" not in commands(tokens(source))
+
+
+@pytest.mark.parametrize("spelled", ["h' ", " h", "h\u00a0"])
+def test_a_spelling_with_spaces_around_is_refused(spelled: str) -> None:
+    with pytest.raises(InputError, match="not an allowed symbol spelling"):
+        spelling(spelled, "notation.symbols.h")
+
+
+@pytest.mark.parametrize("time", ["superscript", "subscript"])
+def test_primes_take_steps_transposes_and_powers(tmp_path: Path, time: str) -> None:
+    """h' at a step, then transposed, was a double superscript in subscript notation."""
+    symbols = {"h": "h'", "c": r"\tilde{c}'", "x": "x_{in}'"}
+    for key in ("lstm", "vanilla_rnn"):
+        names = REGISTRY[key].symbols()
+        pset = ProblemSet("k", "K", "C", "s", (key,),
+                          Notation({k: v for k, v in symbols.items() if k in names}, time=time))
+        compile_pdf(render(pset, [_problem(key)]), tmp_path / f"{key}.pdf")
+
+
+def test_a_second_derivative_of_a_primed_symbol_is_braced() -> None:
+    import sympy as sp
+
+    from derive.render.latex import KeyPrinter
+
+    n = sp.Symbol("n")
+    printed = KeyPrinter(Notation({"n": "n'"})).doprint(sp.Derivative(sp.Function("f")(n), (n, 2)))
+    assert printed.endswith(r"\partial {n'}^{2}}")
+
+
+@pytest.mark.parametrize(
+    "value, latex",
+    [
+        ("a -- b", "a -{}- b"),
+        ("a---b", "a-{}-{}-b"),
+        ("``x''", "`{}`x'{}'"),
+        ("!` ?`", "!{}` ?{}`"),
+        ("e\u0301t\u00e9", r"\'{e}t\'{e}"),  # decomposed and composed: one letter
+    ],
+)
+def test_free_text_does_not_join_into_ligatures(value: str, latex: str) -> None:
+    assert texgate.text(value, "title", 300) == unicodedata.normalize("NFC", value)
+    assert escape(value) == latex

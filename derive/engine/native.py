@@ -519,7 +519,7 @@ def _run(cmd: list[str], what: str, cwd: str | None = None) -> str:
 def _compile(cmd: list[str], source: str, flags: tuple[str, ...]) -> bytes:
     """The shared object ``cmd`` makes of ``source``, compiled in a temporary folder that is
     removed however the compile ends (a timeout or an interruption included)."""
-    with tempfile.TemporaryDirectory(prefix="derive-cc-") as work:
+    with procs.scratch("derive-cc-") as work:
         Path(work, "cell.c").write_text(source, encoding="utf-8")
         # Relative names: the library's bytes do not depend on the temporary folder's name.
         _run([*cmd, *flags, "-o", "cell.so", "cell.c", "-lm"], "the C compiler", cwd=work)

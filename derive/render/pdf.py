@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from derive import procs
@@ -79,8 +78,7 @@ def typeset(tex: str, *, timeout: float = 120.0) -> bytes:
     engine = find_engine()
     if engine is None:
         raise NoTexEngineError(INSTALL_HINT)
-    with tempfile.TemporaryDirectory(prefix="derive-latex-") as tmp:
-        work = Path(tmp)
+    with procs.scratch("derive-latex-") as work:
         (work / f"{JOB_NAME}.tex").write_text(tex, encoding="utf-8")
         status, output = _run(_command(engine), work, timeout)
         # Only the exit status counts: a failed rerun leaves the previous run's PDF.
