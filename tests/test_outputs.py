@@ -11,6 +11,7 @@ from a failed verification (exit 1).
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -441,9 +442,10 @@ def test_a_progress_line_is_ended_before_an_error(tmp_path, quiz, monkeypatch) -
 
 
 def test_standard_output_closed_early_is_quiet(tmp_path: Path) -> None:
-    data = ('{"weights": {"w_ix": 0.1, "w_ih": 0.2, "w_fx": 0.3, "w_fh": 0.4, "w_ox": 0.5, '
-            '"w_oh": 0.6, "w_gx": 0.7, "w_gh": 0.8}, "x": [1, 2], "h0": 0, "c0": 0, '
-            '"dL_dh": [1, 1]}')
+    # Far more output than a pipe holds, so derive is still writing when head has gone.
+    steps = [0.5] * 20_000
+    weights = dict.fromkeys(["w_ix", "w_ih", "w_fx", "w_fh", "w_ox", "w_oh", "w_gx", "w_gh"], 0.1)
+    data = json.dumps({"weights": weights, "x": steps, "h0": 0, "c0": 0, "dL_dh": steps})
     command = f"{sys.executable} -m derive grad lstm --backend numpy --input - | head -c 1"
     run = subprocess.run(["bash", "-o", "pipefail", "-c", command], input=data, text=True,
                          capture_output=True, cwd=ROOT, check=False)
