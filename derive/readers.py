@@ -43,7 +43,7 @@ def read_text(
         raise InputError(f"{fail}: not a valid file name") from None
     try:
         regular(os.fstat(fd))
-        data = _read_at_most(fd, limit + 1)
+        data = read_at_most(fd, limit + 1)
     except OSError as exc:
         raise InputError(f"{fail}: {exc.strerror or exc}") from None
     finally:
@@ -65,7 +65,8 @@ def _require_regular(info: os.stat_result, fail: str, instead: str) -> None:
         raise InputError(f"{fail}: not a regular file (a pipe, socket or device){hint}")
 
 
-def _read_at_most(fd: int, count: int) -> bytes:
+def read_at_most(fd: int, count: int) -> bytes:
+    """Up to ``count`` bytes from the open file ``fd`` (fewer at its end)."""
     chunks, got = [], 0
     while got < count:
         chunk = os.read(fd, min(count - got, 1 << 16))

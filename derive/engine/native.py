@@ -85,6 +85,7 @@ from derive.engine.numeric import (
     sweep_for,
     sweep_outputs,
 )
+from derive.readers import read_at_most
 from derive.verify import rel_error
 
 #: Flags that keep results independent of the machine: no -march=native, no fast-math, no
@@ -315,7 +316,7 @@ class _Folder:
                 raise _Unfit("not a regular file")
             if st.st_uid != self.uid or st.st_mode & 0o022:
                 raise _Unfit("someone other than the folder's owner may write it")
-            data = _read_at_most(fd, most + 1)
+            data = read_at_most(fd, most + 1)
             if len(data) > most:
                 raise _Unfit(f"larger than {most} bytes")
         except BaseException:
@@ -344,17 +345,6 @@ class _Folder:
     def remove(self, name: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(name, dir_fd=self.fd)
-
-
-def _read_at_most(fd: int, most: int) -> bytes:
-    chunks, size = [], 0
-    while size < most:
-        chunk = os.read(fd, min(most - size, 1 << 20))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def _owner() -> int:
@@ -528,7 +518,7 @@ def _compile(cmd: list[str], source: str, flags: tuple[str, ...]) -> bytes:
         except OSError:
             raise NativeUnavailable(f"{cmd[0]} exited 0 but wrote no library") from None
         try:
-            body = _read_at_most(fd, MAX_LIBRARY + 1)
+            body = read_at_most(fd, MAX_LIBRARY + 1)
         finally:
             os.close(fd)
     if len(body) > MAX_LIBRARY or not _is_shared_object(body):

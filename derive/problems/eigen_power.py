@@ -536,12 +536,12 @@ class EigenPower(Problem):
         sep = separation(self.given_q, self.given_lambda, self.w)
         top = max([abs(v) for v in exact] + [sp.Integer(0)])
         prod, digits = stated_product(self.given_q, self.given_lambda, float(top) * tol)
-        if digits is None:
-            error = rel_error(np.array(exact.tolist(), dtype=float), np.array(prod))
-            method = "float64 product of the handout's factors"
-        else:
-            error = scaled_rel_error(prod, exact.tolist())
-            method = f"mpmath product of the handout's factors at {digits} digits"
+        error = _compared(prod, exact, digits)
+        method = (
+            "float64 product of the handout's factors"
+            if digits is None
+            else f"mpmath product of the handout's factors at {digits} digits"
+        )
         rows = [Check("given_product", method, "2x2", error, tol)]
         texts = {
             "given_decomposition_ok": "{}: max |Q L Q^-1 - W| = {:.2f}",
@@ -612,12 +612,12 @@ class EigenPower(Problem):
     def _numeric_power_check(self, power: sp.Matrix, tol: float = 1e-12) -> Check:
         """W^n by repeated squaring in floating point (float64 unless it cannot resolve it)."""
         got, digits = numeric_power(self.w, self.n, tol)
-        if digits is None:
-            error = rel_error(np.array(power.tolist(), dtype=float), np.array(got))
-            method = "numpy.linalg.matrix_power (float64)"
-        else:
-            error = scaled_rel_error(got, power.tolist())
-            method = f"mpmath: W squared repeatedly at {digits} digits"
+        error = _compared(got, power, digits)
+        method = (
+            "numpy.linalg.matrix_power (float64)"
+            if digits is None
+            else f"mpmath: W squared repeatedly at {digits} digits"
+        )
         return Check("W_power", method, f"n={self.n}", error, tol)
 
     def _regime_check(self, name: str, m: sp.Matrix, tol: float = 1e-10) -> Check:
@@ -736,3 +736,11 @@ def _fraction_power(w: sp.Matrix, n: int) -> list[list[Fraction]]:
     for _ in range(n):
         out = [[sum(out[i][k] * m[k][j] for k in range(2)) for j in range(2)] for i in range(2)]
     return out
+
+
+def _compared(got, exact: sp.Matrix, digits: int | None) -> float:
+    """Error of ``got`` (float64 if ``digits`` is None, else mpmath numbers) against the exact
+    matrix ``exact``."""
+    if digits is None:
+        return rel_error(np.array(exact.tolist(), dtype=float), np.array(got))
+    return scaled_rel_error(got, exact.tolist())
