@@ -500,6 +500,14 @@ class MDRNN(Problem):
             ),
             Check(
                 "schedule",
+                "symbolic: the step satisfies step(1,1) = 1 and step = 1 + max(west, north), "
+                "on the first row and column 1 + its one neighbour's",
+                "any i, j >= 1",
+                float(step_rule_violations(sched)),
+                0.0,
+            ),
+            Check(
+                "schedule",
                 "simulation: round of each cell against the fitted step",
                 f"every cell, G = 1..{CHECK_G[-1]}",
                 float(bad_cells),
@@ -649,10 +657,25 @@ class MDRNN(Problem):
             "zero_lines": [k for k, ok in enumerate(verdicts["listing_zero_based"], 1) if ok],
             "one_lines": [k for k, ok in enumerate(verdicts["listing_one_based"], 1) if ok],
             # The schedule read with indices from 0, and the last square in that reading.
+            "west_step": readable(step.xreplace({i: i - 1})),
+            "north_step": readable(step.xreplace({j: j - 1})),
             "zero_step": readable(sp.expand(step.xreplace({i: i + 1, j: j + 1}))),
             "last_zero": readable(sp.Tuple(G - 1, G - 1)),
             "last_zero_step": readable(step.xreplace({i: G, j: G})),
         }
+
+
+def step_rule_violations(step: sp.Expr) -> int:
+    """How many parts of the rule a square's step obeys fail for ``step`` (in i, j): the
+    first square at step 1; a square one step after the later of its west and north
+    neighbours; on the first row and column, one step after its only neighbour."""
+    rule = [
+        step.xreplace({i: 1, j: 1}) - 1,
+        1 + sp.Max(step.xreplace({i: i - 1}), step.xreplace({j: j - 1})) - step,
+        1 + step.xreplace({i: i - 1, j: 1}) - step.xreplace({j: 1}),
+        1 + step.xreplace({i: 1, j: j - 1}) - step.xreplace({i: 1}),
+    ]
+    return sum(sp.simplify(e) != 0 for e in rule)
 
 
 def listings(step_of) -> dict[str, list[bool]]:

@@ -19,6 +19,7 @@ differentiated by complex step and by 50-digit mpmath central differences.
 from __future__ import annotations
 
 import cmath
+import itertools
 import math
 from abc import abstractmethod
 from collections.abc import Callable
@@ -306,10 +307,19 @@ class RecurrentProblem(Problem):
         return [(name, groups[name]) for name in order if name in groups]
 
     def _map_entries(self) -> list[tuple[sp.Expr, sp.Expr, sp.Expr]]:
+        """J's entries as a key prints them: where an earlier entry (a sum) appears inside a
+        later one, it is written as that entry's partial derivative, as a hand derivation
+        would (the LSTM's dc/dc holds dh/dc whole: c reaches h(t) through o tanh c)."""
         jac = self.results["backward_map"].expr
         now = [bar(s.name) for s in self.cell.states]
         nxt = [bar(s.name, 1) for s in self.cell.states]
-        return [(now[i], nxt[j], jac[i, j]) for i in range(len(now)) for j in range(len(nxt))]
+        out, named = [], {}
+        for i, j in itertools.product(range(len(now)), range(len(nxt))):
+            entry = jac[i, j]
+            out.append((now[i], nxt[j], entry.xreplace(named)))
+            if isinstance(entry, sp.Add):
+                named[entry] = sp.Derivative(now[i], nxt[j])
+        return out
 
     def context(self) -> dict[str, Any]:
         r = self.results

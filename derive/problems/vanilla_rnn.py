@@ -655,7 +655,7 @@ class VanillaRNN(Problem):
             traj = engine_forward(adj.cell, params, {"x": seq.xs}, {"h": seq.h0})
             swept = VectorSweep(adj).run(traj, params, {"h": seq.a}).params["W"]
             worst = max(worst, rel_error(self.gradient(expr, seq), swept))
-        method = "engine BPTT sweep (adjoint recursion)"
+        method = "BPTT sweep (the adjoint recursion, step by step)"
         return Check("dL_dW", method, _describe(GRADIENT_CASES), worst, TOL["float64"])
 
     def question_data(self) -> dict[str, Any]:
