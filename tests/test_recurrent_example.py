@@ -421,3 +421,17 @@ def test_set_file_with_an_example_builds(tmp_path: Path, lstm, monkeypatch):
     assert results["example_forward"]["value"]["h"] == lstm.results["example_forward"].value["h"]
     checks = [c for c in data["problems"]["lstm"]["checks"] if c["claim"].startswith("example")]
     assert len(checks) == 7 and all(c["passed"] for c in checks)
+
+
+def test_the_worked_example_speaks_of_mathematics(lstm):
+    """The example's paragraphs name the arithmetic (float64, the digits of the reference),
+    not the program that ran it."""
+    from test_keys_read import SELF_TALK
+
+    from derive.gradcheck import DERIVED_DPS, REFERENCE_DPS
+
+    tex = key_tex(lstm)
+    assert [line for line in tex.splitlines() if SELF_TALK.search(line)] == []
+    assert "derive grad" not in tex and "compiled code" not in tex
+    assert f"{REFERENCE_DPS}-digit arithmetic" in tex
+    assert f"evaluated in\n{DERIVED_DPS} digits" in tex

@@ -266,6 +266,8 @@ class RecurrentProblem(Problem):
                 for k in steps
             ],
             "grad": [(sp.Symbol("bar:" + w), sig6(v)) for w, v in r["example_grad"].value.items()],
+            "reference_digits": REFERENCE_DPS,
+            "derived_digits": DERIVED_DPS,
         }
 
     def _example_question(self) -> dict[str, Any] | None:

@@ -793,6 +793,7 @@ class ResnetBN(Problem):
             "rows": r["grad_norms"].expr.tolist(),
             "ratio": r["grad_norm_ratio"].expr,
             "plot": self.gain_plot(),
+            "rounding_sensitivity": ROUNDING_SENSITIVITY,
             "sizes": {
                 "width": self.width,
                 "batch": self.batch,
