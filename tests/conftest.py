@@ -40,3 +40,43 @@ def key_tex(problem, notation=None, handout: bool = False) -> str:
 
     pset = ProblemSet("key", "Key", "Course", "test", (problem.key,), notation or Notation())
     return render(pset, [problem], handout=handout)
+
+
+# -- set files and earlier outputs shared by the input, output and fuzz tests --------------------
+#: The top of a set file ``mine``; a test adds its problems and tables.
+HEAD = 'id = "mine"\ntitle = "Homework 2"\ncourse = "DL 101"\nsource = "mine"\n'
+#: An earlier answer key that a failed build must not touch.
+OLD = b"% an earlier answer key that a failed build must not touch\n"
+#: A set whose versions are quick to build: momentum, beta drawn from five values.
+QUIZ = """\
+id = "quiz"
+title = "Quiz"
+course = "Course"
+source = "written for the tests"
+problems = ["momentum"]
+[vary.momentum]
+beta = ["0.5", "0.6", "0.7", "0.8", "0.9"]
+"""
+
+
+def set_file(tmp_path, body: str, head: str = HEAD, name: str = "mine.toml"):
+    """``head + body`` written as the set file ``tmp_path / name``; its path."""
+    path = tmp_path / name
+    path.write_text(head + body, encoding="utf-8")
+    return path
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    """Every file under ``folder`` by relative path, with its bytes."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture
+def previous(tmp_path):
+    """An output folder holding an earlier key of set ``mine``."""
+    out = tmp_path / "out"
+    (out / "mine").mkdir(parents=True)
+    (out / "mine" / "answer-key.tex").write_bytes(OLD)
+    return out

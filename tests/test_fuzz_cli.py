@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import QUIZ, snapshot
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_set_fuzz import set_files
@@ -47,11 +48,7 @@ def _earlier(out: Path) -> dict[str, bytes]:
         (out / folder / "answer-key.tex").write_bytes(OLD)
         (out / folder / "variants").mkdir(exist_ok=True)
         (out / folder / "variants" / "index.csv").write_bytes(OLD)
-    return _snapshot(out)
-
-
-def _snapshot(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    return snapshot(out)
 
 
 def _run(capsys, args: list[str]) -> tuple[int, str, str]:
@@ -94,7 +91,7 @@ def test_any_set_file_builds_or_fails_cleanly(tmp_path, capsys, focus, data) -> 
     args = ["build", str(work / "fuzz.toml"), "--out", str(out), "--format", "tex"]
     args += ["--jobs", "1"] if variants is None else ["--variants", str(variants), "--jobs", "1"]
     status, stdout, _ = _run(capsys, args)
-    changed = _changed(before, _snapshot(out))
+    changed = _changed(before, snapshot(out))
     if status in (0, 1):  # built (1: a check failed, and the key says so)
         assert len(changed) <= 1
         assert all(line.startswith(str(out)) for line in stdout.splitlines())
@@ -103,15 +100,6 @@ def test_any_set_file_builds_or_fails_cleanly(tmp_path, capsys, focus, data) -> 
 
 
 # -- rosters ------------------------------------------------------------------------------------
-QUIZ = """\
-id = "quiz"
-title = "Quiz"
-course = "Course"
-source = "written for the fuzz tests"
-problems = ["momentum"]
-[vary.momentum]
-beta = ["0.5", "0.6", "0.7", "0.8", "0.9"]
-"""
 _valid_ids = st.sampled_from(["alice", "bob", "carol", "v01", "Dave-2", "e.f_g"])
 _tricky_ids = st.one_of(
     st.sampled_from(["Alice", "index.csv", "INDEX.CSV", ".hidden", "a/b", "..", "-x", "a b",
@@ -148,7 +136,7 @@ def test_any_roster_builds_or_fails_cleanly(tmp_path, capsys, roster: bytes) -> 
     before = _earlier(out)
     args = ["build", str(work / "quiz.toml"), "--students", str(work / "roster.txt")]
     status, _, _ = _run(capsys, [*args, "--out", str(out), "--format", "tex", "--jobs", "1"])
-    changed = _changed(before, _snapshot(out))
+    changed = _changed(before, snapshot(out))
     assert changed <= ({"quiz"} if status == 0 else set())
 
 

@@ -18,6 +18,8 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import HEAD, OLD
+from conftest import set_file as _write
 
 from derive.cli import main
 from derive.errors import InputError
@@ -34,25 +36,10 @@ from derive.variants import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-HEAD = 'id = "mine"\ntitle = "Homework 2"\ncourse = "DL 101"\nsource = "mine"\n'
-OLD = b"% an earlier answer key that a failed build must not touch\n"
 #: Seconds a run may take: the new code answers in about one; the old code never did.
 LIMIT = 120
 
 
-def _write(tmp_path: Path, body: str, name: str = "mine.toml") -> Path:
-    path = tmp_path / name
-    path.write_text(HEAD + body, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def previous(tmp_path: Path) -> Path:
-    """An output folder holding an earlier key of set ``mine``."""
-    out = tmp_path / "out"
-    (out / "mine").mkdir(parents=True)
-    (out / "mine" / "answer-key.tex").write_bytes(OLD)
-    return out
 
 
 def _untouched(out: Path) -> None:
@@ -363,8 +350,8 @@ def test_a_roster_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
 
 # -- defect 11: two sets with one id ------------------------------------------------------------
 def test_two_sets_with_one_id_are_refused(tmp_path, previous, capsys) -> None:
-    a = _write(tmp_path, 'problems = ["momentum"]\n', "a.toml")
-    b = _write(tmp_path, 'problems = ["mdrnn"]\n', "b.toml")
+    a = _write(tmp_path, 'problems = ["momentum"]\n', name="a.toml")
+    b = _write(tmp_path, 'problems = ["mdrnn"]\n', name="b.toml")
     err = _refused(
         capsys,
         ["build", str(a), str(b), "--out", str(previous), "--format", "tex"],

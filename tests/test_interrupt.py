@@ -21,21 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import QUIZ, snapshot
 
 from derive.render.pdf import find_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_tex = pytest.mark.skipif(find_engine() is None, reason="needs latexmk and pdflatex")
 
-VARIANTS_SET = """\
-id = "quiz"
-title = "Quiz"
-course = "Course"
-source = "written for the interruption tests"
-problems = ["momentum"]
-[vary.momentum]
-beta = ["0.5", "0.6", "0.7", "0.8", "0.9"]
-"""
 
 
 def _processes(tag: str) -> list[tuple[int, str]]:
@@ -53,12 +45,6 @@ def _processes(tag: str) -> list[tuple[int, str]]:
         if marker in environ.split(b"\0"):
             found.append((int(entry.name), name))
     return found
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
-    }
 
 
 class Run:
@@ -172,7 +158,7 @@ def _assert_clean(run: Run, status: int, err: str, signum: int, out: Path, befor
     assert status == 128 + signum
     assert err == f"derive: interrupted by {name}; earlier outputs are unchanged\n"
     assert list(run.tmp.iterdir()) == []
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 
 
@@ -182,7 +168,7 @@ def test_interrupted_build_leaves_nothing(tmp_path: Path, earlier: Path, case: s
     args, moment_came, signum = CASES[case]
     out = tmp_path / "out"
     shutil.copytree(earlier, out)
-    before = _snapshot(out)
+    before = snapshot(out)
     run = Run(tmp_path, ["build", *args, "--out", str(out)])
     run.wait_for(moment_came())
     status, err = run.interrupt(signum, group=signum == INT)
@@ -194,7 +180,7 @@ def earlier_versions(tmp_path_factory) -> tuple[Path, Path]:
     """A set file and the versions an earlier run made of it."""
     folder = tmp_path_factory.mktemp("earlier_versions")
     quiz = folder / "quiz.toml"
-    quiz.write_text(VARIANTS_SET, encoding="utf-8")
+    quiz.write_text(QUIZ, encoding="utf-8")
     out = folder / "out"
     args = ["build", str(quiz), "--variants", "2", "--seed", "old", "--out", str(out)]
     done = subprocess.run(
@@ -215,7 +201,7 @@ def test_interrupted_variants_leave_the_previous_versions(
     quiz, earlier = earlier_versions
     out = tmp_path / "out"
     shutil.copytree(earlier, out)
-    before = _snapshot(out)
+    before = snapshot(out)
     run = Run(tmp_path, ["build", str(quiz), "--variants", "5", "--seed", "new", "--out", str(out)])
 
     start = time.time()

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import QUIZ, snapshot
 
 import derive.build
 import derive.cli
@@ -29,21 +30,6 @@ from derive.errors import InputError, LatexError, WorkerLost
 from derive.render.pdf import find_engine
 
 ROOT = Path(__file__).resolve().parents[1]
-QUIZ = """\
-id = "quiz"
-title = "Quiz"
-course = "Course"
-source = "written for the output tests"
-problems = ["momentum"]
-[vary.momentum]
-beta = ["0.5", "0.6", "0.7", "0.8", "0.9"]
-"""
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
-    }
 
 
 @pytest.fixture
@@ -73,14 +59,14 @@ def test_a_variants_run_failing_half_way_leaves_the_previous_versions(
     out = tmp_path / "out"
     args = ["build", str(quiz), "--out", str(out), "--format", "tex", "--jobs", "1"]
     assert main([*args, "--variants", "2", "--seed", "old"]) == 0
-    before = _snapshot(out)
+    before = snapshot(out)
     # The third version's answer key fails to render: versions 1 and 2 are already written.
     calls = _fail_on_call(monkeypatch, derive.build, "render", 5)
     status = main([*args, "--variants", "4", "--seed", "new"])
     err = capsys.readouterr().err
     assert (status, err.count("\n")) == (4, 1), err
     assert len(calls) == 5  # the failure came after some versions were done
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     assert sorted(p.name for p in out.iterdir()) == ["quiz"]
 
 
@@ -89,7 +75,7 @@ def test_a_key_failing_after_its_pdf_leaves_the_earlier_pair(tmp_path: Path, cap
     out = tmp_path / "out"
     assert main(["build", "hw7", "--out", str(out), "--format", "tex"]) == 0
     (out / "hw7" / "answer-key.pdf").write_bytes(b"an earlier PDF")
-    before = _snapshot(out)
+    before = snapshot(out)
     real = derive.fsutil.atomic_write
     written = []
 
@@ -105,7 +91,7 @@ def test_a_key_failing_after_its_pdf_leaves_the_earlier_pair(tmp_path: Path, cap
     status = main(["build", "hw7", "--out", str(out), "--jobs", "1"])
     assert status == 2, capsys.readouterr().err
     assert written == ["answer-key.pdf", "answer-key.tex"]
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
 
 
 def test_files_a_build_does_not_write_survive_it(tmp_path: Path) -> None:
@@ -346,13 +332,19 @@ def test_a_signal_during_the_last_shutdown_is_reported(capsys, monkeypatch, tmp_
     assert err.startswith("derive: interrupted by SIGTERM after writing ")
 
 
-def test_the_fallback_swap_puts_the_old_folder_back_on_failure(tmp_path: Path, monkeypatch):
+@pytest.fixture
+def without_exchange(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """A set folder and its staged replacement, on a system that cannot exchange paths."""
     dest, staged = tmp_path / "hw7", tmp_path / ".derive-staging-x"
-    dest.mkdir()
-    (dest / "answer-key.tex").write_text("old")
-    staged.mkdir()
-    (staged / "answer-key.tex").write_text("new")
+    for folder, text in ((dest, "old"), (staged, "new")):
+        folder.mkdir()
+        (folder / "answer-key.tex").write_text(text)
     monkeypatch.setattr(fsutil, "_exchange", lambda a, b: False)
+    return dest, staged
+
+
+def test_the_fallback_swap_puts_the_old_folder_back_on_failure(without_exchange, monkeypatch):
+    dest, staged = without_exchange
     real_rename, calls = os.rename, []
 
     def second_fails(a, b):
@@ -368,15 +360,11 @@ def test_the_fallback_swap_puts_the_old_folder_back_on_failure(tmp_path: Path, m
     assert (staged / "answer-key.tex").read_text() == "new"
 
 
-def test_the_fallback_swap_replaces_the_folder(tmp_path: Path, monkeypatch) -> None:
-    dest, staged = tmp_path / "hw7", tmp_path / ".derive-staging-x"
-    dest.mkdir()
-    (dest / "a").write_text("old")
-    staged.mkdir()
-    (staged / "a").write_text("new")
-    monkeypatch.setattr(fsutil, "_exchange", lambda a, b: False)
+def test_the_fallback_swap_replaces_the_folder(without_exchange) -> None:
+    dest, staged = without_exchange
     fsutil.swap_in(staged, dest)
-    assert ((dest / "a").read_text(), (staged / "a").read_text()) == ("new", "old")
+    key = "answer-key.tex"
+    assert ((dest / key).read_text(), (staged / key).read_text()) == ("new", "old")
 
 
 def test_a_set_folder_that_is_a_link_stays_a_link(tmp_path: Path) -> None:
@@ -406,7 +394,7 @@ def test_a_set_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsys
 def test_a_file_that_cannot_be_kept_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
     out = tmp_path / "out"
     assert main(["build", "hw7", "--out", str(out), "--format", "tex", "--handout"]) == 0
-    before = _snapshot(out)
+    before = snapshot(out)
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied", str(out / "hw7" / "handout.tex"))
@@ -417,7 +405,7 @@ def test_a_file_that_cannot_be_kept_is_one_line(tmp_path: Path, capsys, monkeypa
     err = capsys.readouterr().err
     assert err == (f"derive: error: cannot keep {out / 'hw7' / 'handout.tex'} in the new "
                    "outputs: Permission denied\n")
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
 
 
 def test_a_failed_version_check_names_its_final_path(tmp_path, quiz, capsys, monkeypatch):

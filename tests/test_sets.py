@@ -11,31 +11,18 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import HEAD, OLD
+from conftest import set_file as _write
 
 from derive.cli import main
 from derive.render.pdf import pdf_text
 from derive.sets import parse_set
 from derive.variants import draw, versions
 
-HEAD = 'id = "mine"\ntitle = "Homework 2"\ncourse = "DL 101"\nsource = "mine"\n'
 #: int(sha256(b"derive-variant|s|ada|eigen_power|n|0").hexdigest(), 16) % 1000
 DRAW_S_ADA = 708
-OLD = b"% an earlier answer key that a failed build must not touch\n"
 
 
-def _write(tmp_path: Path, body: str, head: str = HEAD) -> Path:
-    path = tmp_path / "mine.toml"
-    path.write_text(head + body, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def previous(tmp_path: Path) -> Path:
-    """An output folder holding an earlier key."""
-    out = tmp_path / "out"
-    (out / "mine").mkdir(parents=True)
-    (out / "mine" / "answer-key.tex").write_bytes(OLD)
-    return out
 
 
 BAD = [
