@@ -21,6 +21,7 @@ from typing import Any
 
 from derive import fsutil, procs, workers
 from derive.errors import ChecksFailedError, DeriveError, InputError, NoTexEngineError
+from derive.params import plain_data
 from derive.problems import Problem
 from derive.render import pdf
 from derive.render.document import render, render_page, render_problem
@@ -60,8 +61,8 @@ def _ident(pset: ProblemSet, key: str) -> str:
 
 
 def canonical(value: Any) -> str:
-    """A stable text of raw set-file data (Decimals as written, keys sorted)."""
-    return json.dumps(value, sort_keys=True, default=str, ensure_ascii=True)
+    """A stable text of raw set-file data (decimals as written, keys sorted)."""
+    return json.dumps(plain_data(value), sort_keys=True, ensure_ascii=True)
 
 
 def failed_checks(problems: list[Problem]) -> list[str]:
@@ -379,7 +380,10 @@ def _build_version(task: tuple[Version, Path, Path, str]) -> tuple[list[Path], s
     """One student's key and handout, written into their staged folder; the paths they will
     have once swapped in (``shown``), and the message of a failed check, or ''."""
     version, target, shown, fmt = task
-    key, handout = (_prepare(version.pset, target, fmt, h, version.student) for h in (False, True))
+    cache: dict[str, Problem] = {}  # the handout and the key share their problems
+    key, handout = (
+        _prepare(version.pset, target, fmt, h, version.student, cache) for h in (False, True)
+    )
     made = key.files() | handout.files()
     for name, data in made.items():
         fsutil.atomic_write(target / name, data)

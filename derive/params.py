@@ -272,6 +272,22 @@ def resolve(
     }
 
 
+def plain_data(value: Any) -> Any:
+    """Raw set-file data as JSON data: decimals and exact numbers as their text (exact, and
+    as written), dates as ISO text, sequences as lists."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, sp.MatrixBase):
+        return plain_data(value.tolist())
+    if isinstance(value, list | tuple):
+        return [plain_data(v) for v in value]
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return str(value)  # Decimal, Fraction, SymPy numbers: exact text
+
+
 def to_toml(value: Any) -> str:
     """A parsed parameter value written back as TOML (exact numbers as text "p/q")."""
     if isinstance(value, bool):

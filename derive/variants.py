@@ -19,7 +19,6 @@ combination after its first draw, so a run always ends.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import math
@@ -33,7 +32,7 @@ from typing import Any
 import sympy as sp
 
 from derive.errors import InputError
-from derive.params import Exact, Int, Param, Raw, exact_number, show
+from derive.params import Exact, Int, Param, Raw, exact_number, plain_data, show
 from derive.problems import REGISTRY
 from derive.readers import read_text
 from derive.sets import ProblemSet
@@ -60,23 +59,7 @@ class Version:
 
     def digest(self) -> str:
         """The drawn parameters as stable JSON text (for the index)."""
-        return json.dumps(_plain(self.drawn), sort_keys=True, separators=(",", ":"))
-
-
-def _plain(value: Any) -> Any:
-    """Raw set-file data as JSON data: decimals and exact numbers as their text (exact, and
-    as written), dates as ISO text, sequences as lists."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, sp.MatrixBase):
-        return _plain(value.tolist())
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, datetime.date | datetime.time):
-        return value.isoformat()
-    return str(value)  # Decimal, Fraction, SymPy numbers: exact text
+        return json.dumps(plain_data(self.drawn), sort_keys=True, separators=(",", ":"))
 
 
 def candidates(param: Param, spec: Any, where: str) -> list[Any]:
