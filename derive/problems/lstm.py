@@ -122,7 +122,6 @@ class LSTM(RecurrentProblem):
         return {
             **super().context(),
             "limit": {timed(g): v for g, v in LIMIT.items()},
-            "limit_power": lim**50,
             "limit_c_gain": lim[-1, -1],
             "limit_h_from_next": list(lim[0, :]),
             "limit_idempotent": bool((lim * lim - lim).is_zero_matrix),

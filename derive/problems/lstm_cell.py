@@ -458,7 +458,10 @@ class LSTMCell(Problem):
     def jacobian_checks(self, jac: sp.MatrixExpr) -> list[Check]:
         """``jac`` as dC_t/dC_{t-1} against complex step and central differences."""
         errors = jacobian_errors(jac)
-        method = "{}: NumPy step on [h_{{t-1}}, x_t], h_{{t-1}} from C_{{t-1}}"
+        method = (
+            "{}: one step of the cell in NumPy, the previous hidden state from the previous "
+            "cell state"
+        )
         return [
             Check("dC_dCprev", method.format(m), _describe(JACOBIAN_CASES), err, TOLERANCES[m])
             for m, err in errors.items()
