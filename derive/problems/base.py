@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
@@ -18,7 +19,7 @@ import sympy as sp
 
 from derive.errors import InputError
 from derive.params import Param, resolve
-from derive.verify import Check
+from derive.verify import Check, Claim, verify
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,13 @@ class Problem(ABC):
     @abstractmethod
     def derive(self) -> dict[str, Result]: ...
 
-    @abstractmethod
-    def verify(self) -> list[Check]: ...
+    def claims(self) -> Iterable[Claim]:
+        """Every claim this problem makes about its results, with the route that checks it."""
+        raise NotImplementedError(f"problem {self.key!r} states no claims")
+
+    def verify(self) -> list[Check]:
+        """The evidence of every claim: ``derive.verify.verify`` over ``claims()``."""
+        return verify(self)
 
     def context(self) -> dict[str, Any]:
         """Data the template formats (SymPy objects pass through the ``tex`` filter)."""

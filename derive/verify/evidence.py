@@ -1,4 +1,4 @@
-"""Independent checks of derived results, and the evidence they leave.
+"""The evidence of checks: rows of an answer key's verification table, and their errors.
 
 A ``Check`` is one row of an answer key's verification table: the claim (a result key),
 the method, the sizes and seeds it ran on, the worst error found and the tolerance.
