@@ -22,16 +22,11 @@ from derive.engine.functions import sigma
 from derive.engine.jacobian import Diag
 from derive.engine.vector import n_h
 from derive.errors import InputError
-from derive.problems.lstm_cell import (
-    LSTMCell,
-    Range,
-    StepData,
-    _power,
-    evaluate,
-    ranges,
-    step_env,
-)
+from derive.instances.lstm_step import StepData, evaluate, step_env
+from derive.matrix_terms import jacobian_parts
+from derive.problems.lstm_cell import LSTMCell, Range, _power, ranges
 from derive.render.latex import Notation
+from derive.verify import Check
 
 LMU = Notation(symbols={"c": "C", "g": "\\tilde{C}"}, time="subscript")
 
@@ -67,6 +62,11 @@ def _env(weights, biases, c_prev, o_prev, x) -> dict:
     return step_env(data, c_prev[:, None], o_prev[:, None], x[:, None])
 
 
+def evidence(claims) -> list[Check]:
+    """The claims measured now, as their evidence rows."""
+    return [Check(c.key, c.route, c.sizes, c.measure(), c.tolerance) for c in claims]
+
+
 # -- (d) the Jacobian ---------------------------------------------------------------------------
 @pytest.mark.parametrize(("nh", "nx"), [(1, 1), (3, 2), (6, 4), (2, 7)])
 def test_jacobian_matches_autograd(problem, rng, nh, nx):
@@ -77,7 +77,7 @@ def test_jacobian_matches_autograd(problem, rng, nh, nx):
 
 
 def test_jacobian_has_the_direct_and_the_hidden_state_paths(problem):
-    parts = problem.jacobian_parts()
+    parts = jacobian_parts(problem.jacobian)
     f = problem.sym("f")
     assert parts["direct"] == Diag(f)
     weights = [
@@ -98,18 +98,23 @@ def test_row_sums_equal_the_jacobian_for_one_unit(problem, rng):
 
 
 def test_handout_formula_as_printed_is_flagged(problem):
-    assert problem.handout["row_sums_error"] < 1e-12
-    assert problem.handout["printed_error"] > 0.1
+    assert problem.row_sum_errors["row_sums"] < 1e-12
+    assert problem.row_sum_errors["printed_least"] > 0.1
+    assert {c.method for c in problem.checks if c.claim == "J_ones"} == {
+        "J 1 (derived) against the row sums of the complex-step Jacobian",
+        "exact: the handout's formula off by more than 0.1 in every case",
+    }
 
 
 def test_a_jacobian_without_the_hidden_state_path_is_caught(problem):
-    parts = problem.jacobian_parts()
+    parts = jacobian_parts(problem.jacobian)
     wrong = parts["direct"]  # diag(f_t) alone: drops everything through h_{t-1}
-    checks = problem.jacobian_checks(wrong)
+    checks = evidence(problem.jacobian_claims(wrong))
     assert checks and all(not c.passed for c in checks)
     assert min(c.max_rel_error for c in checks) > 1e-2
     # The same checks pass the derived Jacobian.
-    assert all(c.passed for c in problem.jacobian_checks(problem.results["dC_dCprev"].expr))
+    derived = problem.results["dC_dCprev"].expr
+    assert all(c.passed for c in evidence(problem.jacobian_claims(derived)))
 
 
 # -- (c) the limit ------------------------------------------------------------------------------
@@ -171,7 +176,7 @@ def test_interval_arithmetic_names_a_missing_rule():
 def test_every_check_passes_and_every_result_has_one(problem):
     failed = [(c.claim, c.method, c.max_rel_error) for c in problem.checks if not c.passed]
     assert not failed
-    assert set(problem.results) == {"dC_dCprev", "dC_dCk_f1_i0", "positive"}
+    assert set(problem.results) == {"dC_dCprev", "J_ones", "dC_dCk_f1_i0", "positive"}
     assert set(problem.results) <= {c.claim for c in problem.checks}
     tolerances = {c.method.split(":")[0]: c.tolerance for c in problem.checks}
     assert tolerances["complex step"] == 1e-12 and tolerances["central difference"] == 1e-6

@@ -1,0 +1,279 @@
+"""One LSTM step in the LMU form, in plain NumPy, on random weights: the reference route.
+
+Every gate reads the concatenation [h_{t-1}, x_t] (the handout's W_f [h_{t-1}, x_t]), so
+the step shares no code with the engine's cell, which splits each W_k into blocks.
+``step_jacobian`` and ``run_jacobian`` differentiate it by the routes of
+``derive.verify.routes``; ``evaluate`` turns a derived expression into numbers on the same
+instance; ``sample_float`` and ``sample_mpmath`` find the smallest value each quantity of
+the step takes on many random steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from derive.engine.functions import NUMERIC as ENGINE_NUMERIC
+from derive.engine.functions import sigma
+from derive.engine.numeric import MatrixEvaluator
+from derive.engine.vector import n_h
+from derive.matrix_terms import SigmaPrime, TanhPrime
+from derive.verify import rel_error
+from derive.verify.routes import central_difference, complex_step
+
+#: LMU's gate letters; the candidate C̃ is the engine's ``g`` and reads W_c, b_c.
+GATES = ("f", "i", "o", "c")
+#: The quantities next to the handout's figure, in the order (b) discusses them.
+FIGURE = ("f", "i", "o", "g", "c", "h")
+#: The routes a derived Jacobian is compared with, by the name the evidence prints.
+ROUTES = {"complex step": complex_step, "central difference": central_difference}
+
+_np_sigma = ENGINE_NUMERIC[sigma]["numpy"]
+
+NUMERIC = {
+    **{f: forms["numpy"] for f, forms in ENGINE_NUMERIC.items()},
+    SigmaPrime: lambda z: _np_sigma(z) * (1 - _np_sigma(z)),
+    TanhPrime: lambda z: 1 - np.tanh(z) ** 2,
+}
+
+
+def evaluate(e: Any, env: dict[str, np.ndarray]) -> Any:
+    """A derived matrix expression evaluated with NumPy; ``env`` maps symbol names to arrays."""
+    return MatrixEvaluator(lambda m: env[m.name], NUMERIC, {n_h: env["n_h"]})(e)
+
+
+@dataclass(frozen=True)
+class StepData:
+    """Weights W_k (n_h × (n_h + n_x), acting on [h, x]) and biases b_k of one LSTM."""
+
+    weights: dict[str, np.ndarray]
+    biases: dict[str, np.ndarray]
+
+    @property
+    def n_h(self) -> int:
+        return self.weights["f"].shape[-2]
+
+    def env(self) -> dict[str, Any]:
+        """The engine's names for the split blocks W_kh, W_kx and the biases."""
+        out: dict[str, Any] = {"n_h": self.n_h}
+        for k in GATES:
+            out[f"W_{k}h"] = self.weights[k][..., :, : self.n_h]
+            out[f"W_{k}x"] = self.weights[k][..., :, self.n_h :]
+            out[f"b_{k}"] = self.biases[k]
+        return out
+
+
+def random_step_data(
+    rng: np.random.Generator, nh: int, nx: int, scale: float = 1.0, bias: dict | None = None
+) -> StepData:
+    """Weights uniform in [-scale, scale], biases normal (or the constants in ``bias``)."""
+    weights = {k: rng.uniform(-scale, scale, (nh, nh + nx)) for k in GATES}
+    biases = {k: rng.normal(size=(nh, 1)) for k in GATES}
+    for k, v in (bias or {}).items():
+        biases[k] = np.full((nh, 1), float(v))
+    return StepData(weights, biases)
+
+
+def lstm_step(data: StepData, c_prev, o_prev, x, sig=_np_sigma, tanh=np.tanh) -> dict[str, Any]:
+    """One LSTM step in the LMU form: every gate reads the concatenation [h_{t-1}, x_t].
+
+    Vectors are ``(..., n, 1)`` columns; leading axes are a batch.  Written without the
+    engine, as an independent route for the checks.
+    """
+    h_prev = o_prev * tanh(c_prev)
+    x = np.broadcast_to(x, (*h_prev.shape[:-2], *x.shape[-2:]))
+    hx = np.concatenate([h_prev, x], axis=-2)
+    z = {k: data.weights[k] @ hx + data.biases[k] for k in GATES}
+    f, i, o = sig(z["f"]), sig(z["i"]), sig(z["o"])
+    c_tilde = tanh(z["c"])
+    c = f * c_prev + i * c_tilde
+    return {"h_prev": h_prev, "f": f, "i": i, "o": o, "g": c_tilde, "c": c, "h": o * tanh(c)}
+
+
+def step_env(data: StepData, c_prev, o_prev, x) -> dict[str, Any]:
+    """Values of every matrix symbol of the derived results at one step."""
+    s = lstm_step(data, c_prev, o_prev, x)
+    env = data.env()
+    env.update({f"{k}@0": s[k] for k in ("f", "i", "o", "g", "c", "h")})
+    env.update({"c@-1": c_prev, "o@-1": o_prev, "x@0": x})
+    env["delta"] = o_prev * (1 - np.tanh(c_prev) ** 2)
+    return env
+
+
+def step_jacobian(data: StepData, c_prev, o_prev, x, method: str) -> np.ndarray:
+    """dC_t/dC_{t-1} (rows C_t) from the NumPy step by the route ``method``, all columns
+    in one batch (a batch of unit columns e_j as the perturbation)."""
+    basis = np.eye(data.n_h)[:, :, None]
+    cols = ROUTES[method](lambda d: lstm_step(data, c_prev + d * basis, o_prev, x)["c"])
+    return cols[:, :, 0].T  # column j is dC_t/d(C_{t-1})_j
+
+
+def run_jacobian(data: StepData, c0, o0, xs: list, k: int, method: str = "complex step"):
+    """dC_T/dC_k over a run of the NumPy step (every path, through h and o too)."""
+    basis = np.eye(data.n_h)[:, :, None]
+
+    def run(delta):
+        kind = np.result_type(c0.dtype, delta)  # complex under a complex step
+        c, o = c0.astype(kind), o0.astype(kind)
+        for step, x in enumerate(xs):
+            if step == k:
+                c = c + delta * basis
+            s = lstm_step(data, c, o, x)
+            c, o = s["c"], s["o"]
+        return c
+
+    return ROUTES[method](run)[:, :, 0].T
+
+
+#: Cases of the Jacobian checks: (n_h, n_x, weight scale, seed).
+JACOBIAN_CASES = ((1, 1, 1.0, 0), (3, 2, 1.0, 1), (5, 4, 1.0, 2), (8, 3, 2.0, 3), (4, 6, 0.5, 4))
+
+
+def random_step(case: tuple) -> tuple[StepData, np.ndarray, np.ndarray, np.ndarray]:
+    """Weights, C_{t-1}, o_{t-1} and x_t of a case ``(n_h, n_x, weight scale, seed)``."""
+    nh, nx, scale, seed = case
+    rng = np.random.default_rng(seed)
+    data = random_step_data(rng, nh, nx, scale)
+    c_prev, o_prev = rng.normal(size=(nh, 1)), rng.uniform(0, 1, (nh, 1))
+    return data, c_prev, o_prev, rng.normal(size=(nx, 1))
+
+
+def describe(cases) -> str:
+    """The sizes, weight scales and seeds of cases, for evidence."""
+    sizes = ", ".join(f"({nh},{nx})" for nh, nx, _, _ in cases)
+    scales = ",".join(sorted({f"{s:g}" for _, _, s, _ in cases}))
+    seeds = ",".join(str(s) for *_, s in cases)
+    return f"(n_h, n_x) in {sizes}; |W| up to {scales}; seeds {seeds}"
+
+
+def jacobian_errors(jac: sp.MatrixExpr, cases=JACOBIAN_CASES) -> dict[str, float]:
+    """Worst mixed relative error of a derived dC_t/dC_{t-1} against each route."""
+    worst = dict.fromkeys(ROUTES, 0.0)
+    for case in cases:
+        data, c_prev, o_prev, x = random_step(case)
+        got = evaluate(jac, step_env(data, c_prev, o_prev, x))
+        for m in worst:
+            worst[m] = max(worst[m], rel_error(got, step_jacobian(data, c_prev, o_prev, x, m)))
+    return worst
+
+
+def row_sum_errors(row_sums: sp.MatrixExpr, printed: sp.MatrixExpr,
+                   cases=JACOBIAN_CASES) -> dict[str, float]:
+    """``row_sums`` (a derived J 1) and ``printed`` (the handout's formula) against the row
+    sums of the complex-step Jacobian: the worst error of each, the smallest of ``printed``."""
+    out = {"row_sums": 0.0, "printed": 0.0, "printed_least": math.inf}
+    for case in cases:
+        data, c_prev, o_prev, x = random_step(case)
+        env = step_env(data, c_prev, o_prev, x)
+        ones = step_jacobian(data, c_prev, o_prev, x, "complex step") @ np.ones_like(c_prev)
+        got = rel_error(evaluate(row_sums, env), ones)
+        wrong = rel_error(evaluate(printed, env), ones)
+        out["row_sums"] = max(out["row_sums"], got)
+        out["printed"] = max(out["printed"], wrong)
+        out["printed_least"] = min(out["printed_least"], wrong)
+    return out
+
+
+# -- runs with saturated gates ------------------------------------------------------------------
+#: Biases that saturate f at 1 and i at 0 (weights in [-0.5, 0.5]).
+SATURATING = {"f": 30.0, "i": -30.0}
+
+
+def saturated_run(one_step: sp.MatrixExpr, steps: int = 50) -> dict[str, Any]:
+    """Errors of dC_T/dC_k against I on a run with f near 1 and i near 0: by complex step
+    through the whole run, and as the product of the derived one-step Jacobian."""
+    nh, nx = 4, 3
+    rng = np.random.default_rng(7)
+    data = random_step_data(rng, nh, nx, 0.5, bias=SATURATING)
+    c0, o0 = rng.normal(size=(nh, 1)), rng.uniform(0, 1, (nh, 1))
+    xs = [rng.normal(size=(nx, 1)) for _ in range(steps)]
+    eye = np.eye(nh)
+    by_cs = max(
+        float(np.max(np.abs(run_jacobian(data, c0, o0, xs, k) - eye)))
+        for k in (0, steps // 2, steps - 1)
+    )
+    product, gate_gap, c, o = eye, 0.0, c0, o0
+    for x in xs:
+        env = step_env(data, c, o, x)
+        gate_gap = max(gate_gap, float(np.max(1 - env["f@0"])), float(np.max(env["i@0"])))
+        product = evaluate(one_step, env) @ product
+        c, o = env["c@0"], env["o@0"]
+    return {
+        "complex_step": by_cs,
+        "derived_product": float(np.max(np.abs(product - eye))),
+        "gate_gap": gate_gap,
+        "steps": steps,
+        "sizes": (
+            f"T={steps}, n_h={nh}, n_x={nx}, b_f=30, b_i=-30, |W|<=0.5, seed 7; "
+            f"max(1-f, i) = {gate_gap:.1e}"
+        ),
+    }
+
+
+# -- sampling the signs -------------------------------------------------------------------------
+SAMPLING = {
+    "float64": (
+        "sampling in float64: decisions against the smallest value seen",
+        "20000 random steps, n_h=4, n_x=3, weights, biases, inputs and states scaled by 1 or 5",
+    ),
+    "mpmath": (
+        "sampling in mpmath (30 digits): decisions against the smallest value seen",
+        "160 random steps, n_h=3, n_x=2, scaled by 1, 10, 100 or 1000",
+    ),
+}
+
+
+def _random_batch(rng: np.random.Generator, batch: int, nh: int, nx: int, scale: float):
+    """Per-sample weights, biases, inputs and states, all scaled by ``scale``."""
+    data = StepData(
+        {k: scale * rng.uniform(-1, 1, (batch, nh, nh + nx)) for k in GATES},
+        {k: scale * rng.normal(size=(batch, nh, 1)) for k in GATES},
+    )
+    c_prev = scale * rng.normal(size=(batch, nh, 1))
+    o_prev = rng.uniform(0, 1, (batch, nh, 1))
+    x = scale * rng.normal(size=(batch, nx, 1))
+    return data, c_prev, o_prev, x
+
+
+def _log_sigma_exp(z):
+    # exp(log σ(z)): relative accuracy down to σ ~ 1e-308, where 0.5 (1 + tanh(z/2))
+    # already rounds to 0 below z ~ -37 and would fake a zero gate.
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def sample_float() -> dict[str, mpmath.mpf]:
+    """The smallest value of each figure quantity over random float64 steps."""
+    rng = np.random.default_rng(11)
+    low = dict.fromkeys(FIGURE, math.inf)
+    for scale in (1.0, 5.0):
+        s = lstm_step(*_random_batch(rng, 10000, 4, 3, scale), sig=_log_sigma_exp)
+        for n in FIGURE:
+            low[n] = min(low[n], float(np.min(s[n])))
+    return {n: mpmath.mpf(v) for n, v in low.items()}
+
+
+def sample_mpmath() -> dict[str, mpmath.mpf]:
+    """The smallest value of each figure quantity over random 30-digit steps."""
+    # Large magnitudes push σ below float64's smallest number; mpmath's exponent does not
+    # underflow, so a gate's sign is measured, not rounded to 0.
+    rng = np.random.default_rng(12)
+    to_mp = np.vectorize(mpmath.mpf, otypes=[object])
+    sig = np.vectorize(lambda z: 1 / (1 + mpmath.exp(-z)), otypes=[object])
+    tanh = np.vectorize(mpmath.tanh, otypes=[object])
+    low = {n: mpmath.inf for n in FIGURE}
+    with mpmath.workdps(30):
+        for scale in (1.0, 10.0, 100.0, 1000.0):
+            data, c_prev, o_prev, x = _random_batch(rng, 40, 3, 2, scale)
+            mp = StepData(
+                {k: to_mp(v) for k, v in data.weights.items()},
+                {k: to_mp(v) for k, v in data.biases.items()},
+            )
+            s = lstm_step(mp, to_mp(c_prev), to_mp(o_prev), to_mp(x), sig=sig, tanh=tanh)
+            for n in FIGURE:
+                low[n] = min(low[n], min(s[n].ravel()))
+    return low
