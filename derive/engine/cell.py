@@ -25,6 +25,7 @@ from typing import Literal
 
 import sympy as sp
 
+from derive.engine.functions import entry
 from derive.errors import InputError
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -151,6 +152,8 @@ class Cell:
             raise InputError(f"cell {self.name!r}: a symbol name is used twice")
         known = set(self.inputs) | set(self.prev.values()) | set(self.params)
         for u, e in self.assignments:
+            for f in e.atoms(sp.Function):
+                entry(f)  # an unregistered function: the error says how to add it
             unknown = e.free_symbols - known
             if unknown:
                 names = ", ".join(sorted(s.name for s in unknown))

@@ -74,6 +74,7 @@ from sympy.printing.c import C99CodePrinter
 
 from derive import procs
 from derive.engine.cell import Cell, t
+from derive.engine.functions import c_names, c_prelude
 from derive.engine.numeric import (
     Gradients,
     _bar_names,
@@ -105,28 +106,14 @@ FLAGS = (
 OPENMP = ("-fopenmp",)
 INSTALL = "install a C compiler, e.g. apt-get install gcc libc6-dev"
 
+#: The C prelude: headers, then the registry's own C functions (derive_sigma, ...).
 PRELUDE = """\
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* 1/(1 + e^-z) for z >= 0 and e^z/(1 + e^z) below: e^-|z| never overflows and both halves
-   keep full relative accuracy (the engine's NumPy sigma).  One exp and one division, the
-   halves differing only in the numerator: no branch to mispredict when signs vary. */
-static inline double derive_sigma(double z)
-{
-    const double e = exp(-fabs(z));
-    const double num = z >= 0 ? 1.0 : e;
-    return num / (1.0 + e);
-}
-
-/* cosh overflows to inf for large |z|, so sech goes cleanly to 0. */
-static inline double derive_sech(double z)
-{
-    return 1.0 / cosh(z);
-}
-"""
+""" + c_prelude()
 
 
 class NativeUnavailable(RuntimeError):  # noqa: N818 - reads as a state, like the brief
@@ -593,10 +580,11 @@ def _hoist(e: sp.Expr, layout: Layout) -> sp.Expr:
 
 
 # -- printing C ------------------------------------------------------------------------------
-_PRINTER = C99CodePrinter({"user_functions": {"sigma": "derive_sigma", "sech": "derive_sech"}})
+_PRINTER = C99CodePrinter({"user_functions": c_names()})
 
 
-def _c(e: sp.Expr) -> str:
+def c_code(e: sp.Expr) -> str:
+    """The C text of ``e`` (the registry names the C form of each function)."""
     try:
         return _PRINTER.doprint(_negated_arguments(e))
     except NotImplementedError as exc:  # a function with no C form: say which
@@ -666,8 +654,8 @@ def _block(
     each expression's C text."""
     args = _symbols(exprs)
     subs, reduced = sp.cse([e.xreplace(args) for e in exprs], sp.numbered_symbols("cse_"))
-    lines = _reads(args, layout, step, have) + [f"const double {s} = {_c(v)};" for s, v in subs]
-    return lines, [_c(v) for v in reduced]
+    lines = _reads(args, layout, step, have) + [f"const double {s} = {c_code(v)};" for s, v in subs]
+    return lines, [c_code(v) for v in reduced]
 
 
 def _check_reads(exprs: list[sp.Expr], layout: Layout, first: int, what: str) -> int:
@@ -783,7 +771,7 @@ def _forward(cell: Cell, layout: Layout) -> list[str]:
     for u, e in cell.assignments:
         e = e.xreplace(step)
         target = _cname("traj", u.name, 0)
-        lines.append(f"const double {target} = {_c(e.xreplace(_symbols([e])))};")
+        lines.append(f"const double {target} = {c_code(e.xreplace(_symbols([e])))};")
         lines.append(f"AT(k, {layout.slot('traj', u.name)}) = {target};")
         have.append(target)
     return lines + _hoisted(layout, range(len(layout.aux)), "k", have)

@@ -32,26 +32,21 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, t
-from derive.engine.functions import NUMERIC, NUMERIC_ONLY, sigma
+from derive.engine.functions import argument, entry, lookup, numeric
 from derive.engine.jacobian import Diag
-from derive.engine.vector import ONE, VectorAdjoints, VectorCell
+from derive.engine.vector import VectorAdjoints, VectorCell, as_vector
 
 Array = np.ndarray
 Trajectory = dict[str, list]
 
 
-def _functions(backend: str) -> dict:
-    forms = NUMERIC | NUMERIC_ONLY
-    if backend == "mpmath":
-        return {f: np.vectorize(v["mpmath"], otypes=[object]) for f, v in forms.items()}
-    if backend in ("numpy", "math"):
-        return {f: v[backend] for f, v in forms.items()}
-    raise ValueError(f"unknown backend {backend!r}; use 'numpy', 'mpmath' or 'math'")
-
-
 def _by_name(backend: str) -> dict[str, Callable]:
-    # Generated code calls each function by its class's name (lambdify prints sigma(z) so).
-    return {f.__name__: fn for f, fn in _functions(backend).items()}
+    """The registered functions' numeric forms by name: generated code calls each so
+    (lambdify prints sigma(z) by its class's name)."""
+    fns = numeric(backend)
+    if backend == "mpmath":
+        return {n: np.vectorize(fn, otypes=[object]) for n, fn in fns.items()}
+    return fns
 
 
 _PLAIN = {float, int}
@@ -234,7 +229,7 @@ def _vector_source(cell: Cell, e: sp.Expr, names: Mapping[sp.Symbol, str]) -> st
         return f"_matvec({names[weights[0]]}, {prod})" if weights else prod
     if isinstance(e, sp.Pow) and e.exp.is_Integer:
         return f"({_vector_source(cell, e.base, names)} ** {int(e.exp)})"
-    return f"{type(e).__name__}({_vector_source(cell, e.args[0], names)})"
+    return f"{entry(e).name}({_vector_source(cell, argument(e), names)})"
 
 
 def _forward_compiled(
@@ -318,19 +313,17 @@ def stable_forms(cell: Cell, expr: sp.Expr) -> sp.Expr:
     ``1 - u = sigma(-z)`` and ``1 - tanh(z)^2 = sech(z)^2``.  Equal as formulas; only the
     rounding differs.
     """
-    gates = {u.name: e for u, e in cell.assignments if isinstance(e, sigma | sp.tanh)}
+    gates = {u.name: e for u, e in cell.assignments if lookup(e) is not None}
     sub: dict[sp.Expr, sp.Expr] = {}
     for a in expr.atoms(AppliedUndef):
         e = gates.get(a.func.__name__)
-        if e is None:
-            continue
-        z = e.args[0].xreplace(cell.at_step(int(a.args[0] - t)))
-        if isinstance(e, sigma):
-            sub[1 - a] = sigma(-z)
-        else:
-            sub[1 - a**2] = sp.sech(z) ** 2
-    for f in expr.atoms(sp.tanh):
-        sub[1 - f**2] = sp.sech(f.args[0]) ** 2
+        if e is not None:
+            z = argument(e).xreplace(cell.at_step(int(a.args[0] - t)))
+            sub.update(entry(e).stable(a, z))
+    for f in expr.atoms(sp.Function):  # a function of a quantity: tanh(c) of h = o tanh(c)
+        found = lookup(f)
+        if found is not None:
+            sub.update(found.stable(f, argument(f)))
     return expr.xreplace(sub)
 
 
@@ -501,7 +494,9 @@ class MatrixEvaluator:
         if isinstance(e, sp.KroneckerProduct):
             return reduce(np.kron, [self(a) for a in e.args])
         if isinstance(e, ElementwiseApplyFunction):
-            return self.fns[type(e.function.expr)](self(e.expr))
+            f = e.function.expr
+            fn = self.fns.get(type(f)) or entry(f).numpy  # the registry's, unless given
+            return fn(self(e.expr))
         raise TypeError(f"cannot evaluate {type(e).__name__}: add a rule for it")
 
     def _constant(self, e):
@@ -535,32 +530,30 @@ def vector_stable_forms(
     for a in [*expr.atoms(sp.MatrixSymbol), *expr.atoms(ElementwiseApplyFunction)]:
         if a not in memo:
             memo[a] = _vector_rewrite(vc, a)
-        if memo[a] is not None:
-            sub.update([memo[a]])
+        sub.update(memo[a])
     return expr.xreplace(sub)
 
 
-def _vector_rewrite(vc: VectorCell, a: sp.MatrixExpr) -> tuple | None:
-    """(printed form, stable form) of the derivative factor made of ``a``, if any."""
+def _vector_rewrite(vc: VectorCell, a: sp.MatrixExpr) -> dict:
+    """{printed form: stable form} of the derivative factors made of ``a``: a function
+    applied elementwise, or a quantity assigned one (see ``stable_forms``)."""
     if isinstance(a, ElementwiseApplyFunction):
-        if not isinstance(a.function.expr, sp.tanh):
-            return None
-        return ONE - sp.HadamardPower(a, 2), sp.HadamardPower(_apply(sp.sech, a.expr), 2)
-    name, sep, k = a.name.partition("@")
-    e = {u.name: e for u, e in vc.cell.assignments}.get(name)
-    if not sep or not isinstance(e, sigma | sp.tanh):
-        return None
-    z = vc.to_vec(e.args[0], int(k))
-    if isinstance(e, sigma):
-        return ONE - a, _apply(sigma, -z)
-    return ONE - sp.HadamardPower(a, 2), sp.HadamardPower(_apply(sp.sech, z), 2)
+        f = a.function.expr
+        u, z = a, a.expr
+    else:
+        name, sep, k = a.name.partition("@")
+        f = {u.name: e for u, e in vc.cell.assignments}.get(name)
+        if not sep or f is None or lookup(f) is None:
+            return {}
+        u, z = a, vc.to_vec(argument(f), int(k))
+    found = lookup(f)
+    if found is None:
+        return {}
+    pairs = found.stable(_u, _z).items()
+    return {as_vector(p, {_u: u, _z: z}): as_vector(r, {_u: u, _z: z}) for p, r in pairs}
 
 
-def _apply(fn: type[sp.Function], m: sp.MatrixExpr) -> sp.MatrixExpr:
-    return ElementwiseApplyFunction(sp.Lambda(_z, fn(_z)), m)
-
-
-_z = sp.Symbol("z")
+_u, _z = sp.symbols("u z")
 
 
 class VectorSweep:
@@ -573,7 +566,7 @@ class VectorSweep:
     def __init__(self, adjoints: VectorAdjoints, backend: str = "numpy") -> None:
         self.adj = adjoints
         self.cell = adjoints.cell
-        self.fns = _functions(backend)
+        self.fns = _by_name(backend)
 
     def _stable_equations(self) -> tuple[dict, dict, dict]:
         vc, memo = self.adj.vc, {}
@@ -646,7 +639,7 @@ def _matrix_function(e: sp.MatrixExpr, fns: Mapping) -> tuple[list[str], Callabl
     """
     symbols = sorted(e.atoms(sp.MatrixSymbol), key=lambda m: m.name)
     names = {m: f"a{i}" for i, m in enumerate(symbols)}
-    space = {f.__name__: fn for f, fn in fns.items()}
+    space = dict(fns)
     space |= {"_matmul": _matmul, "_diag": lambda v: np.diag(np.ravel(v)), "_kron": np.kron}
     body = _matrix_source(e, names, space)
     src = f"def f({', '.join(names.values())}):\n    return {body}\n"
@@ -669,7 +662,7 @@ def _matrix_source(e, names: Mapping, space: dict) -> str:
     if isinstance(e, sp.HadamardPower):
         return f"({_matrix_source(e.base, names, space)} ** {int(e.exp)})"
     if isinstance(e, ElementwiseApplyFunction):
-        return f"{type(e.function.expr).__name__}({_matrix_source(e.expr, names, space)})"
+        return f"{entry(e.function.expr).name}({_matrix_source(e.expr, names, space)})"
     parts = [_matrix_source(a, names, space) for a in e.args]
     if isinstance(e, Diag):
         return f"_diag({parts[0]})"

@@ -37,7 +37,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive.engine.cell import Cell, t, timed
 from derive.engine.functions import NUMERIC as ENGINE_NUMERIC
-from derive.engine.functions import sigma
+from derive.engine.functions import increasing, sigma
 from derive.engine.jacobian import Diag, jacobian_from_vjp, vjp_of
 from derive.engine.numeric import MatrixEvaluator
 from derive.engine.vector import ONE, VectorCell, n_h
@@ -100,8 +100,8 @@ class Range:
 
 
 REAL = Range(-sp.oo, sp.oo)
-#: The engine's elementwise functions are increasing: an interval maps to its ends' images.
-INCREASING = {sigma: lambda z: 1 / (1 + sp.exp(-z)), sp.tanh: sp.tanh}
+#: The registry's increasing functions: an interval maps to its ends' images.
+INCREASING = increasing()
 
 
 def _add(a: Range, b: Range) -> Range:
@@ -168,8 +168,8 @@ def value_range(cell: Cell, e: sp.Expr, known: dict[sp.Symbol, Range]) -> Range:
         z = value_range(cell, e.args[0], known)
         return Range(fn(z.lo), fn(z.hi), z.lo_open, z.hi_open)
     raise InputError(
-        f"no range rule for {type(e).__name__} in {e}: add it to INCREASING or value_range "
-        "in derive/problems/lstm_cell.py"
+        f"no range rule for {type(e).__name__} in {e}: register it (increasing) in "
+        "derive/engine/functions.py or add a rule to value_range in derive/problems/lstm_cell.py"
     )
 
 

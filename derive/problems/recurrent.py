@@ -34,7 +34,7 @@ import sympy as sp
 from derive import inputs as inp
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, T, bar, loss_grad, t, timed
-from derive.engine.functions import NUMERIC
+from derive.engine.functions import NUMERIC, textbook
 from derive.engine.native import NativeUnavailable, NoCompiler, native_gradient, warn
 from derive.engine.numeric import (
     Gradients,
@@ -642,10 +642,9 @@ def _example_number(value: Any, where: str) -> sp.Rational:
     return x
 
 
-def plain_sigma(z: Any, lib: Any) -> Any:
-    """The logistic sigmoid in its textbook form 1 / (1 + exp(-z)), for the hand-written
-    passes (``plain_step``); the engine uses the tanh form instead."""
-    return 1 / (1 + lib.exp(-z))
+#: The logistic sigmoid in its textbook form 1 / (1 + exp(-z)), ``plain_sigma(z, lib)``, for
+#: the hand-written passes (``plain_step``); the engine uses its stable form instead.
+plain_sigma = textbook("sigma")
 
 
 def plain_run(
