@@ -73,16 +73,16 @@ from sympy.core.function import AppliedUndef
 from sympy.printing.c import C99CodePrinter
 
 from derive import procs
-from derive.engine.cell import Cell, t
+from derive.engine.cell import Cell, Quantity, quantity, t
 from derive.engine.functions import c_names, c_prelude
 from derive.engine.numeric import (
     Gradients,
-    _bar_names,
-    _where,
+    adjoint_names,
     adjoints_for,
     forward,
     per_cell,
     stable_forms,
+    sweep_argument,
     sweep_for,
     sweep_outputs,
 )
@@ -532,7 +532,7 @@ class Layout:
 
     @property
     def bar_names(self) -> list[str]:
-        return _bar_names(self.cell)
+        return adjoint_names(self.cell)
 
     def slot(self, kind: str, name: str) -> int:
         if kind == "aux":
@@ -558,24 +558,17 @@ def _offset(a: sp.Expr) -> int:
     return int(a.args[0] - t)
 
 
-def _kind(a: sp.Expr) -> tuple[str, str, int]:
-    """(kind, name, offset) of an argument: param, traj, loss, bar or aux (hoisted)."""
-    if not a.is_Symbol and a.func.__name__.startswith("aux:"):
-        return "aux", a.func.__name__[4:], _offset(a)
-    return _where(a)
-
-
 def _hoist(e: sp.Expr, layout: Layout) -> sp.Expr:
     """``e`` with every function of forward quantities alone replaced by a hoisted value."""
     if isinstance(e, AppliedUndef) or not e.args:
         return e
     timed = _timed(e)
-    if isinstance(e, sp.Function) and timed and all(_where(a)[0] == "traj" for a in timed):
+    if isinstance(e, sp.Function) and timed and all(sweep_argument(a)[0] == "traj" for a in timed):
         top = max(_offset(a) for a in timed)
         own = e.subs(t, t - top)  # the value at the step that computes it
         if own not in layout.aux:
             layout.aux.append(own)
-        return sp.Function(f"aux:{layout.aux.index(own)}")(t + top)
+        return quantity(str(layout.aux.index(own)), "hoisted", top)
     return e.func(*[_hoist(a, layout) for a in e.args])
 
 
@@ -621,7 +614,7 @@ def _symbols(exprs: list[sp.Expr]) -> dict[sp.Expr, sp.Symbol]:
     out = {}
     for e in exprs:
         for a in _timed(e) | (e.free_symbols - {t}):
-            out[a] = sp.Symbol(_cname(*_kind(a)))
+            out[a] = sp.Symbol(_cname(*sweep_argument(a)))
     return out
 
 
@@ -634,7 +627,7 @@ def _reads(
     for a, s in sorted(args.items(), key=lambda kv: kv[1].name):
         if a.is_Symbol or s.name in have:
             continue
-        kind, name, offset = _kind(a)
+        kind, name, offset = sweep_argument(a)
         lines.append(
             f"const double {s.name} = AT({_row(step, offset)}, {layout.slot(kind, name)});"
         )
@@ -663,7 +656,7 @@ def _check_reads(exprs: list[sp.Expr], layout: Layout, first: int, what: str) ->
     top = 1  # the adjoints at T + 1 are read as zeros
     for e in exprs:
         for a in _timed(e):
-            kind, name, offset = _kind(a)
+            kind, name, offset = sweep_argument(a)
             if first + offset < layout.first_row(kind, name):
                 raise ValueError(f"{what} reads {a} at step {first}, before the sequence starts")
             top = max(top, offset)
@@ -804,11 +797,10 @@ def _aux_tail(layout: Layout) -> list[str]:
 def _sweep(sweep: dict, layout: Layout, params: list[str]) -> list[str]:
     lines, values = _block(list(sweep.values()), layout, "k")
     for lhs, v in zip(sweep, values, strict=True):
-        name = str(lhs)[len("bar:") :]
-        if "(" in name:  # an adjoint at step t
-            lines.append(f"AT(k, {layout.slot('bar', name[: name.index('(')])}) = {v};")
+        if isinstance(lhs, Quantity):  # an adjoint at step t
+            lines.append(f"AT(k, {layout.slot('bar', lhs.quantity)}) = {v};")
         else:  # a parameter's term, summed over the steps
-            lines.append(f"acc[{params.index(name)}] += {v};")
+            lines.append(f"acc[{params.index(lhs.name)}] += {v};")
     return lines
 
 

@@ -31,7 +31,7 @@ from sympy.core.function import AppliedUndef
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive.engine.adjoint import Adjoints
-from derive.engine.cell import Cell, t
+from derive.engine.cell import Cell, ParamAdjoint, Quantity, param_bar, t
 from derive.engine.functions import argument, entry, lookup, numeric
 from derive.engine.jacobian import Diag
 from derive.engine.vector import VectorAdjoints, VectorCell, as_vector
@@ -284,8 +284,8 @@ def loss(traj: Trajectory, loss_grads: Mapping[str, Sequence[Array]]):
 def evaluate_at(expr, traj: Trajectory, params: Mapping[str, float], k: int):
     """A derived scalar expression (or matrix) at step t = k of a scalar trajectory."""
     sub = {}
-    for a in sp.Matrix([expr]).atoms(AppliedUndef):
-        sub[a] = traj[a.func.__name__][k + int(a.args[0] - t)]
+    for a in sp.Matrix([expr]).atoms(Quantity):
+        sub[a] = traj[a.quantity][k + int(a.offset)]
     sub |= {sp.Symbol(n): v for n, v in params.items()}
     return sp.sympify(expr.xreplace(sub)).evalf()  # a lone atom comes back a plain number
 
@@ -315,10 +315,10 @@ def stable_forms(cell: Cell, expr: sp.Expr) -> sp.Expr:
     """
     gates = {u.name: e for u, e in cell.assignments if lookup(e) is not None}
     sub: dict[sp.Expr, sp.Expr] = {}
-    for a in expr.atoms(AppliedUndef):
-        e = gates.get(a.func.__name__)
+    for a in expr.atoms(Quantity):
+        e = gates.get(a.quantity) if a.role == "value" else None
         if e is not None:
-            z = argument(e).xreplace(cell.at_step(int(a.args[0] - t)))
+            z = argument(e).xreplace(cell.at_step(int(a.offset)))
             sub.update(entry(e).stable(a, z))
     for f in expr.atoms(sp.Function):  # a function of a quantity: tanh(c) of h = o tanh(c)
         found = lookup(f)
@@ -330,7 +330,7 @@ def stable_forms(cell: Cell, expr: sp.Expr) -> sp.Expr:
 def sweep_outputs(adjoints: Adjoints) -> dict[sp.Expr, sp.Expr]:
     """What one step of the backward sweep computes, in sweep order, in stable forms.
 
-    Keys are the adjoints at step t (``bar:h(t)``, ...) and ``bar:<param>`` symbols for
+    Keys are the adjoints at step t (``bar(h)``, ...) and ``param_bar(w)`` symbols for
     each parameter's per-step term (summed over steps by the caller); each value reads
     only forward quantities, loss derivatives, parameters and adjoints at step t + 1 (the
     adjoints of step t computed before it are substituted in).
@@ -344,7 +344,7 @@ def sweep_outputs(adjoints: Adjoints) -> dict[sp.Expr, sp.Expr]:
         {a.lhs: stable_forms(cell, a.expr).xreplace(exprs) for a in adjoints.inputs.values()}
     )
     for name, a in adjoints.params.items():
-        outs[sp.Symbol("bar:" + name)] = stable_forms(cell, a.expr.function).xreplace(exprs)
+        outs[param_bar(name)] = stable_forms(cell, a.expr.function).xreplace(exprs)
     return outs
 
 
@@ -382,7 +382,7 @@ class ScalarSweep:
         sub = dict(zip(args, dummies, strict=True))
         exprs = [e.xreplace(sub) for e in outs.values()]
         fn = sp.lambdify(dummies, exprs, self._modules(kind), cse=True)
-        return args, fn, [str(k) for k in outs]
+        return args, fn, list(outs)
 
     def _compile_initial(self, kind: str) -> dict[str, tuple]:
         out = {}
@@ -399,7 +399,7 @@ class ScalarSweep:
         args, fn, names, initial_fns = self._compiled_for(kind)
         steps = len(traj[self.cell.inputs[0].name]) - 1
         zero = 0 * traj[self.cell.variables[0].name][1]
-        bars: dict[str, list] = {n: [zero] * (steps + 2) for n in _bar_names(self.cell)}
+        bars: dict[str, list] = {n: [zero] * (steps + 2) for n in adjoint_names(self.cell)}
         grads = {p: zero for p in params}
 
         # Every argument becomes (series, offset), read as series[k + offset]: parameters
@@ -421,13 +421,13 @@ class ScalarSweep:
                 )
             return padded[kind, name]
 
-        where = [_where(a) for a in args]
+        where = [sweep_argument(a) for a in args]
         _step(1 + min((off for kind, _, off in where if kind != "param"), default=0))
         reads = [(series(kind, name), offset) for kind, name, offset in where]
         # Each output is an adjoint series (stored at step k) or a parameter's term (summed
         # over the steps, in the order t = T, ..., 1).
-        series_out = [(i, bars[n[4 : n.index("(")]]) for i, n in enumerate(names) if "(" in n]
-        param_out = [(i, n[4:]) for i, n in enumerate(names) if "(" not in n]
+        series_out = [(i, bars[n.quantity]) for i, n in enumerate(names) if isinstance(n, Quantity)]
+        param_out = [(i, n.name) for i, n in enumerate(names) if isinstance(n, ParamAdjoint)]
         sums = [grads[p] for _, p in param_out]
         for k in range(steps, 0, -1):
             vals = fn(*[s[k + o] for s, o in reads])
@@ -438,7 +438,7 @@ class ScalarSweep:
         grads.update({p: v for (_, p), v in zip(param_out, sums, strict=True)})
         initial = {}
         for s, (a_args, f) in initial_fns.items():  # at t = 0, from the same padded series
-            at = [(kind, name, _step(offset)) for kind, name, offset in map(_where, a_args)]
+            at = [(kind, name, _step(off)) for kind, name, off in map(sweep_argument, a_args)]
             initial[s] = f(*[series(kind, name)[k] for kind, name, k in at])
         return Gradients(bars, grads, initial)
 
@@ -592,7 +592,8 @@ class VectorSweep:
     def run(self, traj: Trajectory, params: Mapping[str, Array], loss_grads: Mapping) -> Gradients:
         """Backward sweep over a trajectory of ``(n, 1)`` columns."""
         steps = len(traj[self.cell.inputs[0].name]) - 1
-        bars: dict[str, list] = {n: [0 * traj[n][1]] * (steps + 2) for n in _bar_names(self.cell)}
+        names = adjoint_names(self.cell)
+        bars: dict[str, list] = {n: [0 * traj[n][1]] * (steps + 2) for n in names}
         grads = {p: 0 * v for p, v in params.items()}
         padded: dict[str, list] = {}
 
@@ -678,15 +679,17 @@ def _matrix_source(e, names: Mapping, space: dict) -> str:
     raise TypeError(f"cannot evaluate {type(e).__name__}: add a rule for it")
 
 
+_KINDS = {"value": "traj", "adjoint": "bar", "loss": "loss", "hoisted": "aux"}
+
+
 @cache
-def _where(a: sp.Expr) -> tuple[str, str, int]:
-    """(kind, name, step offset) of a sweep argument: a parameter, an adjoint, a direct
-    loss derivative or a forward value, at step t + offset."""
+def sweep_argument(a: sp.Expr) -> tuple[str, str, int]:
+    """(kind, name, step offset) of what an equation of the sweep reads: a parameter
+    (``param``), a forward value (``traj``), an adjoint (``bar``), a direct loss derivative
+    (``loss``) or a value hoisted by the C backend (``aux``), at step t + offset."""
     if a.is_Symbol:
         return "param", a.name, 0
-    m = _NAME.match(a.func.__name__)
-    kind = {"bar:": "bar", "dL:": "loss"}.get(m["prefix"] or "", "traj")
-    return kind, m["name"], int(a.args[0] - t)
+    return _KINDS[a.role], a.quantity, int(a.offset)
 
 
 def _step(k: int) -> int:
@@ -696,5 +699,6 @@ def _step(k: int) -> int:
     return k
 
 
-def _bar_names(cell: Cell) -> list[str]:
+def adjoint_names(cell: Cell) -> list[str]:
+    """The quantities whose adjoints a sweep keeps per step: variables, then inputs."""
     return [u.name for u in cell.variables] + [x.name for x in cell.inputs]
