@@ -224,6 +224,11 @@ def build(source: str, flags: tuple[str, ...] = FLAGS + OPENMP) -> Library:
         warn(f"cannot use the cache folder {folder.path} ({why}); compiling without the cache")
     finally:
         folder.close()
+    return _build_privately(cmd, source, flags, compile_once)
+
+
+def _build_privately(cmd, source: str, flags: tuple[str, ...], compile_once) -> Library:
+    """``build`` in a folder of this process alone, when the cache folder cannot be used."""
     private = _private_folder()
     try:
         return _build_in(private, cmd, source, flags, compile_once)
@@ -699,7 +704,20 @@ def program(cell: Cell) -> Program:
         _check_reads(initial, layout, 0, "an initial state's adjoint"),
     )
     params = [p.name for p in cell.params]
-    body = [
+    return Program(
+        _assemble(cell, layout, pad, _body(cell, layout, sweep, initial, params)),
+        params,
+        [u.name for u in cell.variables],
+        layout.bar_names,
+        [x.name for x in cell.inputs],
+        [s.name for s in cell.states],
+        [v.name for v in cell.loss_on],
+    )
+
+
+def _body(cell: Cell, layout: Layout, sweep: dict, initial: list, params: list[str]) -> list:
+    """The statements of one sequence: setup, forward pass, sweep, initial adjoints, results."""
+    return [
         f"double acc[{max(len(params), 1)}] = {{0}};",
         *[f"const double {_cname('param', p, 0)} = params[{j}];" for j, p in enumerate(params)],
         "/* inputs, loss weights and initial states */",
@@ -714,15 +732,6 @@ def program(cell: Cell) -> Program:
         "/* results */",
         *_outputs(cell, layout, params),
     ]
-    return Program(
-        _assemble(cell, layout, pad, body),
-        params,
-        [u.name for u in cell.variables],
-        layout.bar_names,
-        [x.name for x in cell.inputs],
-        [s.name for s in cell.states],
-        [v.name for v in cell.loss_on],
-    )
 
 
 def _loop(head: str, lines: list[str]) -> list[str]:
@@ -983,16 +992,8 @@ class NativeGradient:
         steps, batch = (len(arrays[0]), 1) if arrays[0].ndim == 1 else arrays[0].shape
         keep_v = prog.values if values is None else [v for v in prog.values if v in values]
         keep_b = prog.bars if bars is None else [v for v in prog.bars if v in bars]
-        n_p, n_s = len(prog.params), len(prog.states)
-        shapes = [(n_p,), (len(arrays), batch, steps), (n_s, batch)]
-        shapes += [(len(keep_v), batch, steps + 1), (len(keep_b), batch, steps + 2)]
-        arena = _Arena([*shapes, (n_p, batch), (n_s, batch)])
-        par, series, init, out_v, out_b, grads, init_bars = arena.arrays
-        par[:] = [float(params[p]) for p in prog.params]
-        for j, a in enumerate(arrays):
-            series[j] = a.T  # a sequence per row: its data contiguous (1-D broadcasts)
-        for j, s in enumerate(prog.states):
-            init[j] = _per_sequence(initial[s], batch, s)
+        arena = _arena(prog, arrays, (len(keep_v), len(keep_b)), params, initial)
+        out_v, out_b, grads, init_bars = arena.arrays[3:]
         at = arena.addresses
         status = self._fn(
             steps,
@@ -1005,16 +1006,41 @@ class NativeGradient:
         )
         if status != 0:
             raise MemoryError(f"no memory for the work arrays of {batch} sequences of {steps}")
-        if arrays[0].ndim == 1:  # one sequence: 1-D series, plain floats
-            out_v, out_b, grads, init_bars = out_v[:, 0], out_b[:, 0], grads[:, 0], init_bars[:, 0]
-            grads, init_bars = grads.tolist(), init_bars.tolist()
-        else:  # steps first, as the (T, B) input
-            out_v, out_b = out_v.transpose(0, 2, 1), out_b.transpose(0, 2, 1)
-        return dict(zip(keep_v, out_v, strict=True)), Gradients(
-            dict(zip(keep_b, out_b, strict=True)),
-            dict(zip(prog.params, grads, strict=True)),
-            dict(zip(prog.states, init_bars, strict=True)),
-        )
+        outs = (out_v, out_b, grads, init_bars)
+        return _results(prog, keep_v, keep_b, outs, single=arrays[0].ndim == 1)
+
+
+def _results(prog: Program, keep_v: list, keep_b: list, outs: tuple, single: bool):
+    """The output arrays by name: 1-D series and plain floats for one sequence, steps
+    first (as the (T, B) input) for a batch."""
+    out_v, out_b, grads, init_bars = outs
+    if single:
+        out_v, out_b, grads, init_bars = out_v[:, 0], out_b[:, 0], grads[:, 0], init_bars[:, 0]
+        grads, init_bars = grads.tolist(), init_bars.tolist()
+    else:
+        out_v, out_b = out_v.transpose(0, 2, 1), out_b.transpose(0, 2, 1)
+    return dict(zip(keep_v, out_v, strict=True)), Gradients(
+        dict(zip(keep_b, out_b, strict=True)),
+        dict(zip(prog.params, grads, strict=True)),
+        dict(zip(prog.states, init_bars, strict=True)),
+    )
+
+
+def _arena(prog: Program, arrays: list, kept: tuple[int, int], params, initial) -> _Arena:
+    """The arrays of one call, the inputs filled in: parameters, series, initial states,
+    then the outputs (values, adjoints, gradients, initial states' adjoints)."""
+    steps, batch = (len(arrays[0]), 1) if arrays[0].ndim == 1 else arrays[0].shape
+    n_p, n_s = len(prog.params), len(prog.states)
+    shapes = [(n_p,), (len(arrays), batch, steps), (n_s, batch)]
+    shapes += [(kept[0], batch, steps + 1), (kept[1], batch, steps + 2)]
+    arena = _Arena([*shapes, (n_p, batch), (n_s, batch)])
+    par, series, init = arena.arrays[:3]
+    par[:] = [float(params[p]) for p in prog.params]
+    for j, a in enumerate(arrays):
+        series[j] = a.T  # a sequence per row: its data contiguous (1-D broadcasts)
+    for j, s in enumerate(prog.states):
+        init[j] = _per_sequence(initial[s], batch, s)
+    return arena
 
 
 def _series(given: list, names: list[str]) -> list[np.ndarray]:
@@ -1090,8 +1116,7 @@ def native_gradient(
     values, bars
         Names of the forward series and adjoint series to return (default: all).
     threads
-        Threads that share the batch (default: every core, for batches of at least
-        ``PARALLEL_FROM`` sequence-steps); results do not depend on it.
+        Threads sharing the batch (default: every core from ``PARALLEL_FROM`` sequence-steps).
 
     Returns
     -------
@@ -1101,10 +1126,7 @@ def native_gradient(
         ``ScalarSweep.run``).  One sequence gives 1-D arrays and floats; a batch gives
         (T+1, B) and (T+2, B) arrays and a gradient per sequence, (B,).
 
-    Raises
-    ------
-    NativeUnavailable
-        No C compiler (``NoCompiler``), the compile failed, or the library failed its
-        checks (see ``build``) or the spot check.
+    Raises ``NativeUnavailable`` if there is no C compiler (``NoCompiler``), the compile
+    fails, or the library fails its checks (see ``build``) or the spot check.
     """
     return native_for(cell).run(params, inputs, initial, loss_grads, values, bars, threads)

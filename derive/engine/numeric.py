@@ -400,27 +400,7 @@ class ScalarSweep:
         steps = len(traj[self.cell.inputs[0].name]) - 1
         zero = 0 * traj[self.cell.variables[0].name][1]
         bars: dict[str, list] = {n: [zero] * (steps + 2) for n in adjoint_names(self.cell)}
-        grads = {p: zero for p in params}
-
-        # Every argument becomes (series, offset), read as series[k + offset]: parameters
-        # are constant series, and the series are padded with zeros where the equations
-        # read before step 1 (loss) or after step T.  The per-step loop is then one list
-        # comprehension and one call.
-        padded: dict[tuple[str, str], list] = {}
-
-        def series(kind: str, name: str) -> list:
-            if (kind, name) not in padded:
-                padded[kind, name] = (
-                    bars[name]
-                    if kind == "bar"  # filled in place as the sweep goes
-                    else [params[name]] * (steps + 2)
-                    if kind == "param"
-                    else [zero, *loss_grads[name][:steps], zero]
-                    if kind == "loss"
-                    else [*traj[name][: steps + 1], zero]
-                )
-            return padded[kind, name]
-
+        series = _Padded(traj, params, loss_grads, bars, steps, zero)
         where = [sweep_argument(a) for a in args]
         _step(1 + min((off for kind, _, off in where if kind != "param"), default=0))
         reads = [(series(kind, name), offset) for kind, name, offset in where]
@@ -428,19 +408,48 @@ class ScalarSweep:
         # over the steps, in the order t = T, ..., 1).
         series_out = [(i, bars[n.quantity]) for i, n in enumerate(names) if isinstance(n, Quantity)]
         param_out = [(i, n.name) for i, n in enumerate(names) if isinstance(n, ParamAdjoint)]
-        sums = [grads[p] for _, p in param_out]
+        sums = [zero for _ in param_out]
         for k in range(steps, 0, -1):
             vals = fn(*[s[k + o] for s, o in reads])
             for i, out in series_out:
                 out[k] = vals[i]
             for j, (i, _) in enumerate(param_out):
                 sums[j] = sums[j] + vals[i]
+        grads = {p: zero for p in params}
         grads.update({p: v for (_, p), v in zip(param_out, sums, strict=True)})
         initial = {}
         for s, (a_args, f) in initial_fns.items():  # at t = 0, from the same padded series
             at = [(kind, name, _step(off)) for kind, name, off in map(sweep_argument, a_args)]
             initial[s] = f(*[series(kind, name)[k] for kind, name, k in at])
         return Gradients(bars, grads, initial)
+
+
+class _Padded:
+    """Every argument of the scalar sweep as a series read as ``series[k + offset]``:
+    parameters are constant series, and the series are padded with zeros where the
+    equations read before step 1 (loss) or after step T, so the per-step loop of
+    ``ScalarSweep.run`` is one list comprehension and one call.  Adjoint series are the
+    sweep's own lists, filled in place as it goes."""
+
+    def __init__(self, traj, params, loss_grads, bars: dict, steps: int, zero) -> None:
+        self.traj, self.params, self.loss_grads, self.bars = traj, params, loss_grads, bars
+        self.steps, self.zero = steps, zero
+        self.made: dict[tuple[str, str], list] = {}
+
+    def __call__(self, kind: str, name: str) -> list:
+        if (kind, name) not in self.made:
+            self.made[kind, name] = self._make(kind, name)
+        return self.made[kind, name]
+
+    def _make(self, kind: str, name: str) -> list:
+        steps, zero = self.steps, self.zero
+        if kind == "bar":
+            return self.bars[name]
+        if kind == "param":
+            return [self.params[name]] * (steps + 2)
+        if kind == "loss":
+            return [zero, *self.loss_grads[name][:steps], zero]
+        return [*self.traj[name][: steps + 1], zero]
 
 
 class MatrixEvaluator:
@@ -612,16 +621,8 @@ class VectorSweep:
                 padded[name] = [*traj[base][: steps + 1], 0 * traj[base][1]]
             return padded[name], offset
 
-        def reads(eqs: dict, first: int) -> list:
-            out = []
-            for n, (args, fn) in eqs.items():
-                where = [series(a) for a in args]
-                _step(first + min((o for _, o in where), default=0))
-                out.append((n, fn, where))
-            return out
-
         bar_eqs, param_eqs, initial_eqs = (
-            reads(eqs, first) for eqs, first in zip(self._compiled, (1, 1, 0), strict=True)
+            _reads(eqs, first, series) for eqs, first in zip(self._compiled, (1, 1, 0), strict=True)
         )
         for k in range(steps, 0, -1):
             for n, fn, where in bar_eqs:
@@ -630,6 +631,17 @@ class VectorSweep:
                 grads[p] = grads[p] + fn(*[v[k + o] for v, o in where])
         initial = {s: fn(*[v[o] for v, o in where]) for s, fn, where in initial_eqs}
         return Gradients(bars, grads, initial)
+
+
+def _reads(eqs: dict, first: int, series: Callable) -> list:
+    """(name, function, [(series, offset) it reads]) of each equation, checked to read
+    nothing before step 0 when evaluated from step ``first`` on."""
+    out = []
+    for n, (args, fn) in eqs.items():
+        where = [series(a) for a in args]
+        _step(first + min((o for _, o in where), default=0))
+        out.append((n, fn, where))
+    return out
 
 
 def _matrix_function(e: sp.MatrixExpr, fns: Mapping) -> tuple[list[str], Callable]:
