@@ -19,7 +19,7 @@ from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 import derive.engine.adjoint as adjoint_module
 from derive.engine.adjoint import Adjoints, local_partial
-from derive.engine.cell import Cell, bar, loss_grad, t, timed
+from derive.engine.cell import Cell, bar, loss_grad, param_bar, quantity, t, timed
 from derive.engine.functions import sigma
 from derive.engine.numeric import ScalarSweep, VectorSweep, forward
 from derive.engine.vector import VectorAdjoints
@@ -151,13 +151,11 @@ def to_scalar(e):
     """A vector-form expression with every size 1, as a scalar expression."""
     if isinstance(e, sp.MatrixSymbol):
         prefix_name, _, k = e.name.partition("@")
-        return (
-            sp.Function(prefix_name)(t + int(k))
-            if k
-            else sp.Symbol(
-                prefix_name.split(":")[-1] if not prefix_name.startswith("bar:") else prefix_name
-            )
-        )
+        prefix, _, name = prefix_name.rpartition(":")
+        if not k:
+            return param_bar(name) if prefix == "bar" else sp.Symbol(name)
+        role = {"": "value", "bar": "adjoint", "dL": "loss"}[prefix]
+        return quantity(name, role, int(k))
     if isinstance(e, sp.OneMatrix):
         return sp.S.One
     if isinstance(e, sp.Transpose):

@@ -20,7 +20,7 @@ from sympy.core.function import AppliedUndef
 
 import derive.engine.numeric as numeric
 from derive.engine.cell import Cell
-from derive.engine.functions import NUMERIC, NUMERIC_ONLY, sigma
+from derive.engine.functions import FUNCTIONS, sigma
 from derive.engine.numeric import ScalarSweep, forward, loss, stable_forms
 from derive.errors import InputError
 from derive.gradcheck import (
@@ -40,8 +40,8 @@ from derive.verify import rel_error
 
 LSTM = lstm_cell()
 GRU = gru_cell()
-np_sigma = NUMERIC[sigma]["numpy"]
-np_sech = NUMERIC_ONLY[sp.sech]["numpy"]
+np_sigma = FUNCTIONS["sigma"].numpy
+np_sech = FUNCTIONS["sech"].numpy
 
 
 # -- the elementwise functions -------------------------------------------------------------

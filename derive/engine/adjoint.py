@@ -19,7 +19,7 @@ from functools import cached_property
 
 import sympy as sp
 
-from derive.engine.cell import Cell, T, bar, loss_grad, t, timed
+from derive.engine.cell import Cell, T, bar, loss_grad, param_bar, t, timed
 
 
 @dataclass(frozen=True)
@@ -136,9 +136,7 @@ class Adjoints:
     def params(self) -> dict[str, Adjoint]:
         """Parameter gradients, each a sum over the steps t = 1..T."""
         return {
-            w.name: Adjoint(
-                w.name, sp.Symbol("bar:" + w.name), tuple(_terms(self.cell, w, w)), summed=True
-            )
+            w.name: Adjoint(w.name, param_bar(w.name), tuple(_terms(self.cell, w, w)), summed=True)
             for w in self.cell.params
         }
 

@@ -21,10 +21,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from functools import cache
+from typing import ClassVar, Literal
 
 import sympy as sp
+from sympy.core.function import AppliedUndef, UndefinedFunction
 
+from derive.engine.functions import entry
 from derive.errors import InputError
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -37,19 +40,80 @@ L = sp.Symbol("L")
 Kind = Literal["input", "state", "gate", "weight", "bias"]
 
 
+Role = Literal["value", "adjoint", "loss", "hoisted"]
+
+
+class Quantity(AppliedUndef):
+    """A scalar quantity of a cell at a step: ``u(t + k)``, its adjoint or the loss's direct
+    partial by it.
+
+    The cell symbol's name (``quantity``) and the ``role`` are data of the quantity's class
+    (one class per name and role, as ``sympy.Function(name)`` makes one per name); the step
+    is its one argument, so ``subs(t, t + 1)`` shifts it and a ``Sum`` over ``t`` runs over it.  The
+    printers read the data (``KeyPrinter._print_Quantity``); nothing reads SymPy's name of
+    the class, which only orders the terms of sums and products (as it always has).
+    """
+
+    quantity: ClassVar[str]  # the cell symbol's name
+    role: ClassVar[Role]
+
+    @property
+    def base(self) -> str:
+        """The name of the cell symbol this is a quantity of (``c`` for bar c at t + 1)."""
+        return self.quantity
+
+    @property
+    def step(self) -> sp.Expr:
+        """The step: ``t + k`` (relative) or a number (a fixed step)."""
+        return self.args[0]
+
+    @property
+    def offset(self) -> sp.Expr:
+        """``k`` of step ``t + k`` (``step - t`` for a fixed step)."""
+        return self.args[0] - t
+
+
+#: SymPy's name of each role's class: it decides the canonical order of terms, so it is
+#: kept as it was when these were plain functions named so (outputs do not change).
+_SORT_NAME = {"value": "{}", "adjoint": "bar:{}", "loss": "dL:{}", "hoisted": "aux:{}"}
+
+
+@cache
+def quantity_class(name: str, role: Role = "value") -> type[Quantity]:
+    """The class of quantity ``name`` in ``role``; apply it to a step."""
+    return UndefinedFunction(_SORT_NAME[role].format(name), (Quantity,), quantity=name, role=role)
+
+
+def quantity(name: str, role: Role = "value", k: int | sp.Expr = 0) -> Quantity:
+    """Quantity ``name`` in ``role`` at step ``t + k``."""
+    return quantity_class(name, role)(t + k)
+
+
 def timed(name: str, k: int | sp.Expr = 0) -> sp.Expr:
-    """The quantity called ``name`` at step ``t + k`` (an applied SymPy function)."""
-    return sp.Function(name)(t + k)
+    """The quantity called ``name`` at step ``t + k``."""
+    return quantity(name, "value", k)
 
 
 def bar(name: str, k: int | sp.Expr = 0) -> sp.Expr:
     """The adjoint dL/d(name) at step ``t + k``."""
-    return sp.Function("bar:" + name)(t + k)
+    return quantity(name, "adjoint", k)
 
 
 def loss_grad(name: str, k: int | sp.Expr = 0) -> sp.Expr:
     """The direct partial derivative of the loss by ``name`` at step ``t + k``."""
-    return sp.Function("dL:" + name)(t + k)
+    return quantity(name, "loss", k)
+
+
+class ParamAdjoint(sp.Symbol):
+    """The gradient dL/dw of parameter ``w`` (summed over the steps): a symbol of its own
+    class, named as the parameter, so it never equals the parameter itself."""
+
+    role: ClassVar[Role] = "adjoint"
+
+
+def param_bar(name: str) -> ParamAdjoint:
+    """The gradient dL/d(name) of a parameter."""
+    return ParamAdjoint(name)
 
 
 @dataclass(frozen=True)
@@ -141,7 +205,8 @@ class Cell:
     def _validate(self) -> None:
         names = [*self.inputs, *self.prev.values(), *self.params, *self.variables]
         for s in names:
-            # Names become function names like "bar:c" and "c@1"; keep them plain.
+            # Vector quantities still carry their step in a MatrixSymbol's name ("c@1"), and
+            # C code names its variables after the symbols: keep names plain.
             if not _NAME.match(s.name):
                 raise InputError(
                     f"cell {self.name!r}: symbol name {s.name!r} is not allowed; use a letter "
@@ -151,6 +216,8 @@ class Cell:
             raise InputError(f"cell {self.name!r}: a symbol name is used twice")
         known = set(self.inputs) | set(self.prev.values()) | set(self.params)
         for u, e in self.assignments:
+            for f in e.atoms(sp.Function):
+                entry(f)  # an unregistered function: the error says how to add it
             unknown = e.free_symbols - known
             if unknown:
                 names = ", ".join(sorted(s.name for s in unknown))

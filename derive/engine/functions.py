@@ -1,34 +1,135 @@
-"""Elementwise activation functions known to the engine.
+"""The registry of elementwise functions: everything the engine knows about each, in one entry.
 
-``sigma`` is a SymPy function whose derivative is written as ``sigma(z)*(1 - sigma(z))``:
-keeping the logistic function opaque keeps results in the form an answer key uses and makes
-``diff`` several times faster than differentiating ``1/(1 + exp(-z))``.  ``tanh`` is SymPy's
-own, whose derivative is ``1 - tanh(z)**2``.
+In the spirit of autograd's ``defvjp``, one ``Elementwise`` entry per function gives
 
-``NUMERIC`` maps each function to its numeric form for NumPy (real or complex arrays),
-mpmath, and plain Python floats (``math``: a univariate sequence, where NumPy's per-call
-overhead would dominate); the NumPy and mpmath forms are analytic, so complex-step
-differentiation applies.
+1. its SymPy form (a ``sympy.Function`` subclass where SymPy has none that suits, as
+   ``sigma``: an opaque logistic keeps results in the form an answer key uses and makes
+   ``diff`` several times faster than differentiating ``1/(1 + exp(-z))``);
+2. its derivative written in forward quantities, ``derivative(u, z)`` with ``u = f(z)``
+   (``u (1 - u)`` for sigma, ``1 - u^2`` for tanh, the pre-activation form ``step(z)`` for
+   ReLU); for the classes defined here ``fdiff`` reads it, for SymPy's own it agrees with
+   SymPy's (a test checks both);
+3. its stable float form: ``stable(u, z)`` maps a derivative factor that loses digits in
+   float64 near saturation (``1 - u`` for u = sigma(z)) to an equal form computed from the
+   pre-activation (``sigma(-z)``);
+4. its NumPy (real or complex arrays; analytic, so complex-step differentiation applies),
+   mpmath, ``math`` (plain floats, where NumPy's per-call overhead would dominate) and C
+   spellings (a C function of its own in ``c_source`` where ``<math.h>`` has none);
+5. its domain, range and monotonicity, for interval arithmetic: ``exact`` gives its exact
+   value at a number or at +-oo.
+
+A function that is not registered fails with a message that names this file and the entry
+to add (``entry``).  To add one: write an ``Elementwise`` and ``register`` it below.
 """
 
 from __future__ import annotations
 
 import cmath
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
 
 import mpmath
 import numpy as np
 import sympy as sp
 
+from derive.errors import InputError
 
+Monotone = Literal["increasing", "nondecreasing", "decreasing"] | None
+REALS = sp.Interval(-sp.oo, sp.oo)
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """Everything the engine knows about one elementwise function (see the module doc)."""
+
+    name: str
+    sympy: Callable[[sp.Expr], sp.Expr]
+    derivative: Callable[[sp.Expr, sp.Expr], sp.Expr]
+    numpy: Callable
+    mpmath: Callable
+    math: Callable
+    c: str
+    exact: Callable[[sp.Expr], sp.Expr]
+    range: sp.Interval
+    monotone: Monotone
+    domain: sp.Interval = REALS
+    stable: Callable[[sp.Expr, sp.Expr], dict] = field(default=lambda u, z: {})
+    c_source: str = ""
+    #: The defining formula for any library with the functions it uses (NumPy, mpmath):
+    #: ``textbook(z, lib)``, for passes written by hand that share nothing with the stable forms.
+    textbook: Callable | None = None
+
+    def __call__(self, z: sp.Expr) -> sp.Expr:
+        return self.sympy(z)
+
+    def spelling(self, backend: str) -> Callable:
+        """The numeric form for ``backend``: ``numpy``, ``mpmath`` or ``math``."""
+        if backend not in ("numpy", "mpmath", "math"):
+            raise ValueError(f"unknown backend {backend!r}; use 'numpy', 'mpmath' or 'math'")
+        return getattr(self, backend)
+
+
+#: Every registered function, by name.
+FUNCTIONS: dict[str, Elementwise] = {}
+_BY_CLASS: dict[type, Elementwise] = {}
+
+
+def register(f: Elementwise) -> Elementwise:
+    """Add ``f`` to the registry (its SymPy class, if applying it makes one, is its key)."""
+    FUNCTIONS[f.name] = f
+    applied = f.sympy(sp.Symbol("z"))
+    if isinstance(applied, sp.Function):
+        _BY_CLASS[type(applied)] = f
+    return f
+
+
+def lookup(e: sp.Expr) -> Elementwise | None:
+    """The entry of the elementwise function applied in ``e``, or None if ``e`` is none."""
+    if isinstance(e, sp.Pow) and e.exp == sp.S.Half:
+        return FUNCTIONS["sqrt"]
+    return _BY_CLASS.get(type(e))
+
+
+def entry(e: sp.Expr) -> Elementwise:
+    """Like ``lookup``, but a function that is not registered is an error saying how to add it."""
+    found = lookup(e)
+    if found is None:
+        name = type(e).__name__
+        raise InputError(
+            f"the elementwise function {name} is not in the registry: add an Elementwise "
+            f"entry for {name} (SymPy form, derivative, stable form, NumPy/mpmath/math/C "
+            "spellings, range and monotonicity) with register(...) in "
+            "derive/engine/functions.py"
+        )
+    return found
+
+
+def argument(e: sp.Expr) -> sp.Expr:
+    """The argument ``z`` of an applied elementwise function ``f(z)``."""
+    return e.args[0]
+
+
+def is_elementwise(e: sp.Expr) -> bool:
+    """Whether ``e`` applies a function (registered or not: ``entry`` then says what to add)."""
+    return isinstance(e, sp.Function) or lookup(e) is not None
+
+
+def _applied(name: str) -> Callable:
+    # fdiff of the classes below reads the registry: the derivative is written once.
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return FUNCTIONS[name].derivative(self, self.args[0])
+
+    return fdiff
+
+
+# -- SymPy forms of the functions SymPy lacks ----------------------------------------------
 class sigma(sp.Function):  # noqa: N801 - reads like the math
     """The logistic function 1/(1 + exp(-z))."""
 
     nargs = 1
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        s = sigma(self.args[0])
-        return s * (1 - s)
+    fdiff = _applied("sigma")
 
     def _eval_rewrite_as_exp(self, z, **kwargs):
         return 1 / (1 + sp.exp(-z))
@@ -37,6 +138,53 @@ class sigma(sp.Function):  # noqa: N801 - reads like the math
         return r"\sigma\left(%s\right)" % printer._print(self.args[0])
 
 
+class step(sp.Function):  # noqa: N801
+    """The indicator of z > 0 (1 for z > 0, else 0): the derivative of ReLU, with the
+    subgradient 0 taken at z = 0.  Printed as ``step(z)``, not as SymPy's Heaviside (whose
+    value at 0 is a convention of its own); its derivative is 0 wherever it has one."""
+
+    nargs = 1
+    fdiff = _applied("step")
+
+    def _latex(self, printer) -> str:
+        return r"\operatorname{step}\left(%s\right)" % printer._print(self.args[0])
+
+
+class relu(sp.Function):  # noqa: N801
+    """max(0, z).  Its derivative is ``step(z)``: 1 for z > 0 and 0 for z <= 0, so the
+    subgradient at 0 is 0 (as PyTorch and JAX take it)."""
+
+    nargs = 1
+    fdiff = _applied("relu")
+
+    def _latex(self, printer) -> str:
+        return r"\operatorname{ReLU}\left(%s\right)" % printer._print(self.args[0])
+
+
+class softplus(sp.Function):  # noqa: N801
+    """log(1 + exp(z)), whose derivative is sigma(z)."""
+
+    nargs = 1
+    fdiff = _applied("softplus")
+
+    def _eval_rewrite_as_exp(self, z, **kwargs):
+        return sp.log(1 + sp.exp(z))
+
+    def _latex(self, printer) -> str:
+        return r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
+
+
+class identity(sp.Function):  # noqa: N801
+    """The identity: ``identity(z)`` is ``z`` itself, so it never stays in an expression."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, z):
+        return z
+
+
+# -- numeric forms ------------------------------------------------------------------------
 def _np_sigma(z):
     # 1/(1 + e^-z) for Re z >= 0 and e^z/(1 + e^z) below: the exponent's real part is
     # never positive, so nothing overflows, and both halves keep full *relative* accuracy,
@@ -91,13 +239,284 @@ def _math_sech(z: float) -> float:
     return 2.0 * e / (1.0 + e * e)
 
 
-#: Elementwise functions the engine can differentiate, with their numeric forms.
-NUMERIC = {
-    sigma: {"numpy": _np_sigma, "mpmath": lambda z: 1 / (1 + mpmath.exp(-z)), "math": _math_sigma},
-    sp.tanh: {"numpy": np.tanh, "mpmath": mpmath.tanh, "math": math.tanh},
+def _np_relu(z):
+    # The sign taken on the real part: analytic on each half, so a complex step applies.
+    z = np.asarray(z)
+    return np.where(z.real > 0, z, 0 * z)
+
+
+def _np_step(z):
+    z = np.asarray(z)
+    return np.where(z.real > 0, 1 + 0 * z, 0 * z)
+
+
+def _log1p(w):
+    # NumPy's complex log1p is log(1 + w), which loses the digits of a small w; this
+    # (Kahan's) keeps them, for real and complex w alike.
+    if not np.iscomplexobj(w):
+        return np.log1p(w)
+    one = 1 + w
+    safe = np.where(one == 1, 2, one)
+    return np.where(one == 1, w, np.log(safe) * w / (safe - 1))
+
+
+def _np_softplus(z):
+    # max(z, 0) + log1p(e^-|z|): nothing overflows and log1p keeps the small values'
+    # digits (log(1 + e^z) rounds to 0 below z = -37).  Analytic on each half-plane.
+    z = np.asarray(z)
+    right = z.real > 0
+    return np.where(right, z, 0 * z) + _log1p(np.exp(np.where(right, -z, z)))
+
+
+def _math_softplus(z: float) -> float:
+    return (z if z > 0 else 0.0) + math.log1p(math.exp(-abs(z)))
+
+
+def _mp_relu(z):
+    return z if mpmath.re(z) > 0 else 0 * z
+
+
+def _mp_step(z):
+    return 1 + 0 * z if mpmath.re(z) > 0 else 0 * z
+
+
+_C_SIGMA = """\
+/* 1/(1 + e^-z) for z >= 0 and e^z/(1 + e^z) below: e^-|z| never overflows and both halves
+   keep full relative accuracy (the engine's NumPy sigma).  One exp and one division, the
+   halves differing only in the numerator: no branch to mispredict when signs vary. */
+static inline double derive_sigma(double z)
+{
+    const double e = exp(-fabs(z));
+    const double num = z >= 0 ? 1.0 : e;
+    return num / (1.0 + e);
+}
+"""
+
+_C_SECH = """\
+/* cosh overflows to inf for large |z|, so sech goes cleanly to 0. */
+static inline double derive_sech(double z)
+{
+    return 1.0 / cosh(z);
+}
+"""
+
+_C_RELU = """\
+/* max(0, z); its derivative, the indicator of z > 0 (0 at z = 0). */
+static inline double derive_relu(double z)
+{
+    return z > 0 ? z : 0.0;
 }
 
-#: Functions that appear only in the numeric forms of derivatives (``stable_forms``).
-NUMERIC_ONLY = {sp.sech: {"numpy": _np_sech, "mpmath": mpmath.sech, "math": _math_sech}}
+static inline double derive_step(double z)
+{
+    return z > 0 ? 1.0 : 0.0;
+}
+"""
 
-ELEMENTWISE = tuple(NUMERIC)
+_C_SOFTPLUS = """\
+/* max(z, 0) + log1p(e^-|z|): no overflow, and the digits of small values kept. */
+static inline double derive_softplus(double z)
+{
+    return (z > 0 ? z : 0.0) + log1p(exp(-fabs(z)));
+}
+"""
+
+
+# -- the registry -----------------------------------------------------------------------------
+OPEN_UNIT = sp.Interval.open(0, 1)
+POSITIVE = sp.Interval.open(0, sp.oo)
+NONNEGATIVE = sp.Interval(0, sp.oo)
+
+register(
+    Elementwise(
+        "sigma",
+        sigma,
+        derivative=lambda u, z: u * (1 - u),
+        # 1 - sigma(z) = sigma(-z): no cancellation when the gate is open (u near 1).
+        stable=lambda u, z: {1 - u: sigma(-z)},
+        numpy=_np_sigma,
+        mpmath=lambda z: 1 / (1 + mpmath.exp(-z)),
+        math=_math_sigma,
+        c="derive_sigma",
+        c_source=_C_SIGMA,
+        exact=lambda z: 1 / (1 + sp.exp(-z)),
+        textbook=lambda z, lib: 1 / (1 + lib.exp(-z)),
+        range=OPEN_UNIT,
+        monotone="increasing",
+    )
+)
+register(
+    Elementwise(
+        "tanh",
+        sp.tanh,
+        derivative=lambda u, z: 1 - u**2,
+        # 1 - tanh(z)^2 = sech(z)^2: no cancellation near |u| = 1.
+        stable=lambda u, z: {1 - u**2: sp.sech(z) ** 2},
+        numpy=np.tanh,
+        mpmath=mpmath.tanh,
+        math=math.tanh,
+        c="tanh",
+        exact=sp.tanh,
+        range=sp.Interval.open(-1, 1),
+        monotone="increasing",
+    )
+)
+register(
+    Elementwise(
+        "sech",  # in the stable form of tanh's derivative
+        sp.sech,
+        derivative=lambda u, z: -u * sp.tanh(z),
+        numpy=_np_sech,
+        mpmath=mpmath.sech,
+        math=_math_sech,
+        c="derive_sech",
+        c_source=_C_SECH,
+        exact=sp.sech,
+        range=sp.Interval.Lopen(0, 1),
+        monotone=None,
+    )
+)
+register(
+    Elementwise(
+        "relu",
+        relu,
+        derivative=lambda u, z: step(z),
+        numpy=_np_relu,
+        mpmath=_mp_relu,
+        math=lambda z: z if z > 0 else 0.0,
+        c="derive_relu",
+        c_source=_C_RELU,
+        exact=lambda z: sp.Max(0, z),
+        range=NONNEGATIVE,
+        monotone="nondecreasing",
+    )
+)
+register(
+    Elementwise(
+        "step",  # the derivative of relu (its own C source is relu's)
+        step,
+        derivative=lambda u, z: sp.S.Zero,
+        numpy=_np_step,
+        mpmath=_mp_step,
+        math=lambda z: 1.0 if z > 0 else 0.0,
+        c="derive_step",
+        exact=lambda z: sp.Piecewise((1, z > 0), (0, True)),
+        range=sp.Interval(0, 1),
+        monotone="nondecreasing",
+    )
+)
+register(
+    Elementwise(
+        "softplus",
+        softplus,
+        derivative=lambda u, z: sigma(z),
+        numpy=_np_softplus,
+        mpmath=lambda z: mpmath.log1p(mpmath.exp(z)),
+        math=_math_softplus,
+        c="derive_softplus",
+        c_source=_C_SOFTPLUS,
+        exact=lambda z: sp.log(1 + sp.exp(z)),
+        range=POSITIVE,
+        monotone="increasing",
+    )
+)
+register(
+    Elementwise(
+        "exp",
+        sp.exp,
+        derivative=lambda u, z: u,
+        numpy=np.exp,
+        mpmath=mpmath.exp,
+        math=math.exp,
+        c="exp",
+        exact=sp.exp,
+        range=POSITIVE,
+        monotone="increasing",
+    )
+)
+register(
+    Elementwise(
+        "log",
+        sp.log,
+        derivative=lambda u, z: 1 / z,
+        numpy=np.log,
+        mpmath=mpmath.log,
+        math=math.log,
+        c="log",
+        exact=lambda z: -sp.oo if z == 0 else sp.log(z),  # the end of the domain: a limit
+        domain=POSITIVE,
+        range=REALS,
+        monotone="increasing",
+    )
+)
+register(
+    Elementwise(
+        "sqrt",  # SymPy's sqrt(z) is Pow(z, 1/2): ``lookup`` knows it by that
+        sp.sqrt,
+        derivative=lambda u, z: 1 / (2 * u),
+        numpy=np.sqrt,
+        mpmath=mpmath.sqrt,
+        math=math.sqrt,
+        c="sqrt",
+        exact=sp.sqrt,
+        domain=NONNEGATIVE,
+        range=NONNEGATIVE,
+        monotone="increasing",
+    )
+)
+register(
+    Elementwise(
+        "identity",  # identity(z) is z: it needs no rule of the engine, only this entry
+        identity,
+        derivative=lambda u, z: sp.S.One,
+        numpy=lambda z: z,
+        mpmath=lambda z: z,
+        math=lambda z: z,
+        c="",
+        exact=lambda z: z,
+        range=REALS,
+        monotone="increasing",
+    )
+)
+
+
+def numeric(backend: str) -> dict[str, Callable]:
+    """Every registered function's numeric form for ``backend``, by name."""
+    return {name: f.spelling(backend) for name, f in FUNCTIONS.items()}
+
+
+def c_prelude() -> str:
+    """The C definitions of the registered functions that ``<math.h>`` lacks."""
+    return "\n".join(f.c_source for f in FUNCTIONS.values() if f.c_source)
+
+
+def c_names() -> dict[str, str]:
+    """The C name of each function whose C name is not its SymPy name (``sigma`` ->
+    ``derive_sigma``), as SymPy's C printer takes them (``user_functions``)."""
+    return {n: f.c for n, f in FUNCTIONS.items() if f.c and f.c != n}
+
+
+def increasing() -> dict[type, Callable[[sp.Expr], sp.Expr]]:
+    """``{SymPy class: exact value}`` of the strictly increasing functions: an interval maps
+    to the interval between its ends' images, open ends staying open."""
+    return {cls: f.exact for cls, f in _BY_CLASS.items() if f.monotone == "increasing"}
+
+
+def textbook(name: str) -> Callable:
+    """The defining formula of ``name`` (``textbook("sigma")(z, np)`` is ``1 / (1 +
+    np.exp(-z))``); an error if its entry gives none."""
+    f = FUNCTIONS.get(name)
+    if f is None or f.textbook is None:
+        raise InputError(
+            f"no textbook formula for {name}: give its entry one (textbook=...) in "
+            "derive/engine/functions.py"
+        )
+    return f.textbook
+
+
+#: Each function's numeric forms by SymPy class, for code that evaluates by class.
+NUMERIC = {
+    cls: {"numpy": f.numpy, "mpmath": f.mpmath, "math": f.math} for cls, f in _BY_CLASS.items()
+}
+#: The SymPy classes of the registered functions (sqrt, a ``Pow``, is found by ``lookup``).
+ELEMENTWISE = tuple(_BY_CLASS)

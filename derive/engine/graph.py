@@ -267,6 +267,11 @@ def find_polynomial(count: Callable[[dict[str, int]], int], axes: Sequence[Axis]
         )
         for idx in itertools.product(*(range(len(xs)) for xs in nodes))
     }
+    return _interpolate(values, nodes, [ax.symbol for ax in axes])
+
+
+def _interpolate(values: dict, nodes: list, symbols: list[sp.Symbol]) -> sp.Expr:
+    """The polynomial through ``values`` (by index on the grid of ``nodes``), exactly."""
     # Tensor-product interpolation: along each axis in turn, node values become
     # coefficients of the powers of that size.
     for axis, xs in enumerate(nodes):
@@ -277,7 +282,6 @@ def find_polynomial(count: Callable[[dict[str, int]], int], axes: Sequence[Axis]
                 key = (*idx[:axis], power, *idx[axis + 1 :])
                 new[key] = new.get(key, Fraction(0)) + row[idx[axis]] * v
         values = new
-    symbols = [ax.symbol for ax in axes]
     return sp.Add(
         *(
             sp.Rational(v.numerator, v.denominator)

@@ -79,6 +79,14 @@ def vjp_of(
     wrt = sp.Symbol(wrt) if isinstance(wrt, str) else wrt
     vc = VectorCell(cell)
     g = vc.bar(out, 0) if gbar is None else sp.MatrixSymbol(gbar, *vc.shape(out))
+    cot = _reverse_sweep(cell, vc, out, wrt, g)
+    if wrt not in cot:
+        raise InputError(f"{out} does not depend on {wrt}")
+    return _add(cot[wrt]), g
+
+
+def _reverse_sweep(cell: Cell, vc: VectorCell, out, wrt, g) -> dict[sp.Symbol, list]:
+    """The cotangent terms of every variable (and ``wrt``) reached back from ``out``."""
     cot: dict[sp.Symbol, list] = {out: [g]}
     targets = dict.fromkeys((*cell.variables, wrt))  # wrt may itself be a variable
     for u, e in reversed(cell.assignments):
@@ -90,9 +98,7 @@ def vjp_of(
                 part = vc.vjp(e, v, g_u, 0, u)
                 if part is not None:
                     cot.setdefault(v, []).append(part)
-    if wrt not in cot:
-        raise InputError(f"{out} does not depend on {wrt}")
-    return _add(cot[wrt]), g
+    return cot
 
 
 def jacobian_from_vjp(vjp: sp.MatrixExpr, gbar: sp.MatrixSymbol) -> sp.MatrixExpr:
@@ -122,22 +128,27 @@ def jacobian_from_vjp(vjp: sp.MatrixExpr, gbar: sp.MatrixSymbol) -> sp.MatrixExp
         v = rest[0] if len(rest) == 1 else sp.HadamardProduct(*rest)
         return matmul(jacobian_from_vjp(vjp.args[i], gbar), Diag(v))
     if isinstance(vjp, sp.MatMul):
-        coeff, factors = vjp.as_coeff_matrices()
-        i = _holder(factors, gbar)
-        left, f, right = factors[:i], factors[i], factors[i + 1 :]
-        jac = jacobian_from_vjp(f, gbar)
-        if right:
-            r = right[0] if len(right) == 1 else sp.MatMul(*right)
-            if left or f.cols != 1 or r.rows != 1:
-                raise InputError(f"no Jacobian rule for the product {vjp}: not Aᵀ f nor f rᵀ")
-            jac = sp.KroneckerProduct(jac, r)
-        if left:
-            jac = matmul(jac, (left[0] if len(left) == 1 else sp.MatMul(*left)).T)
-        return jac if coeff == 1 else coeff * jac
+        return _jacobian_of_product(vjp, gbar)
     raise InputError(
         f"no Jacobian rule for {type(vjp).__name__} in {vjp}: "
         "add one to jacobian_from_vjp in derive/engine/jacobian.py"
     )
+
+
+def _jacobian_of_product(vjp: sp.MatMul, gbar: sp.MatrixSymbol) -> sp.MatrixExpr:
+    """``Aᵀ f`` reads as ``J_f A`` and ``f rᵀ`` (a weight's VJP) as ``J_f ⊗ rᵀ``."""
+    coeff, factors = vjp.as_coeff_matrices()
+    i = _holder(factors, gbar)
+    left, f, right = factors[:i], factors[i], factors[i + 1 :]
+    jac = jacobian_from_vjp(f, gbar)
+    if right:
+        r = right[0] if len(right) == 1 else sp.MatMul(*right)
+        if left or f.cols != 1 or r.rows != 1:
+            raise InputError(f"no Jacobian rule for the product {vjp}: not Aᵀ f nor f rᵀ")
+        jac = sp.KroneckerProduct(jac, r)
+    if left:
+        jac = matmul(jac, (left[0] if len(left) == 1 else sp.MatMul(*left)).T)
+    return jac if coeff == 1 else coeff * jac
 
 
 def _holder(args: Sequence[sp.Basic], gbar: sp.MatrixSymbol) -> int:

@@ -73,15 +73,16 @@ from sympy.core.function import AppliedUndef
 from sympy.printing.c import C99CodePrinter
 
 from derive import procs
-from derive.engine.cell import Cell, t
+from derive.engine.cell import Cell, Quantity, quantity, t
+from derive.engine.functions import c_names, c_prelude
 from derive.engine.numeric import (
     Gradients,
-    _bar_names,
-    _where,
+    adjoint_names,
     adjoints_for,
     forward,
     per_cell,
     stable_forms,
+    sweep_argument,
     sweep_for,
     sweep_outputs,
 )
@@ -105,28 +106,14 @@ FLAGS = (
 OPENMP = ("-fopenmp",)
 INSTALL = "install a C compiler, e.g. apt-get install gcc libc6-dev"
 
+#: The C prelude: headers, then the registry's own C functions (derive_sigma, ...).
 PRELUDE = """\
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* 1/(1 + e^-z) for z >= 0 and e^z/(1 + e^z) below: e^-|z| never overflows and both halves
-   keep full relative accuracy (the engine's NumPy sigma).  One exp and one division, the
-   halves differing only in the numerator: no branch to mispredict when signs vary. */
-static inline double derive_sigma(double z)
-{
-    const double e = exp(-fabs(z));
-    const double num = z >= 0 ? 1.0 : e;
-    return num / (1.0 + e);
-}
-
-/* cosh overflows to inf for large |z|, so sech goes cleanly to 0. */
-static inline double derive_sech(double z)
-{
-    return 1.0 / cosh(z);
-}
-"""
+""" + c_prelude()
 
 
 class NativeUnavailable(RuntimeError):  # noqa: N818 - reads as a state, like the brief
@@ -237,6 +224,11 @@ def build(source: str, flags: tuple[str, ...] = FLAGS + OPENMP) -> Library:
         warn(f"cannot use the cache folder {folder.path} ({why}); compiling without the cache")
     finally:
         folder.close()
+    return _build_privately(cmd, source, flags, compile_once)
+
+
+def _build_privately(cmd, source: str, flags: tuple[str, ...], compile_once) -> Library:
+    """``build`` in a folder of this process alone, when the cache folder cannot be used."""
     private = _private_folder()
     try:
         return _build_in(private, cmd, source, flags, compile_once)
@@ -545,7 +537,7 @@ class Layout:
 
     @property
     def bar_names(self) -> list[str]:
-        return _bar_names(self.cell)
+        return adjoint_names(self.cell)
 
     def slot(self, kind: str, name: str) -> int:
         if kind == "aux":
@@ -571,32 +563,26 @@ def _offset(a: sp.Expr) -> int:
     return int(a.args[0] - t)
 
 
-def _kind(a: sp.Expr) -> tuple[str, str, int]:
-    """(kind, name, offset) of an argument: param, traj, loss, bar or aux (hoisted)."""
-    if not a.is_Symbol and a.func.__name__.startswith("aux:"):
-        return "aux", a.func.__name__[4:], _offset(a)
-    return _where(a)
-
-
 def _hoist(e: sp.Expr, layout: Layout) -> sp.Expr:
     """``e`` with every function of forward quantities alone replaced by a hoisted value."""
     if isinstance(e, AppliedUndef) or not e.args:
         return e
     timed = _timed(e)
-    if isinstance(e, sp.Function) and timed and all(_where(a)[0] == "traj" for a in timed):
+    if isinstance(e, sp.Function) and timed and all(sweep_argument(a)[0] == "traj" for a in timed):
         top = max(_offset(a) for a in timed)
         own = e.subs(t, t - top)  # the value at the step that computes it
         if own not in layout.aux:
             layout.aux.append(own)
-        return sp.Function(f"aux:{layout.aux.index(own)}")(t + top)
+        return quantity(str(layout.aux.index(own)), "hoisted", top)
     return e.func(*[_hoist(a, layout) for a in e.args])
 
 
 # -- printing C ------------------------------------------------------------------------------
-_PRINTER = C99CodePrinter({"user_functions": {"sigma": "derive_sigma", "sech": "derive_sech"}})
+_PRINTER = C99CodePrinter({"user_functions": c_names()})
 
 
-def _c(e: sp.Expr) -> str:
+def c_code(e: sp.Expr) -> str:
+    """The C text of ``e`` (the registry names the C form of each function)."""
     try:
         return _PRINTER.doprint(_negated_arguments(e))
     except NotImplementedError as exc:  # a function with no C form: say which
@@ -633,7 +619,7 @@ def _symbols(exprs: list[sp.Expr]) -> dict[sp.Expr, sp.Symbol]:
     out = {}
     for e in exprs:
         for a in _timed(e) | (e.free_symbols - {t}):
-            out[a] = sp.Symbol(_cname(*_kind(a)))
+            out[a] = sp.Symbol(_cname(*sweep_argument(a)))
     return out
 
 
@@ -646,7 +632,7 @@ def _reads(
     for a, s in sorted(args.items(), key=lambda kv: kv[1].name):
         if a.is_Symbol or s.name in have:
             continue
-        kind, name, offset = _kind(a)
+        kind, name, offset = sweep_argument(a)
         lines.append(
             f"const double {s.name} = AT({_row(step, offset)}, {layout.slot(kind, name)});"
         )
@@ -666,8 +652,8 @@ def _block(
     each expression's C text."""
     args = _symbols(exprs)
     subs, reduced = sp.cse([e.xreplace(args) for e in exprs], sp.numbered_symbols("cse_"))
-    lines = _reads(args, layout, step, have) + [f"const double {s} = {_c(v)};" for s, v in subs]
-    return lines, [_c(v) for v in reduced]
+    lines = _reads(args, layout, step, have) + [f"const double {s} = {c_code(v)};" for s, v in subs]
+    return lines, [c_code(v) for v in reduced]
 
 
 def _check_reads(exprs: list[sp.Expr], layout: Layout, first: int, what: str) -> int:
@@ -675,7 +661,7 @@ def _check_reads(exprs: list[sp.Expr], layout: Layout, first: int, what: str) ->
     top = 1  # the adjoints at T + 1 are read as zeros
     for e in exprs:
         for a in _timed(e):
-            kind, name, offset = _kind(a)
+            kind, name, offset = sweep_argument(a)
             if first + offset < layout.first_row(kind, name):
                 raise ValueError(f"{what} reads {a} at step {first}, before the sequence starts")
             top = max(top, offset)
@@ -718,7 +704,20 @@ def program(cell: Cell) -> Program:
         _check_reads(initial, layout, 0, "an initial state's adjoint"),
     )
     params = [p.name for p in cell.params]
-    body = [
+    return Program(
+        _assemble(cell, layout, pad, _body(cell, layout, sweep, initial, params)),
+        params,
+        [u.name for u in cell.variables],
+        layout.bar_names,
+        [x.name for x in cell.inputs],
+        [s.name for s in cell.states],
+        [v.name for v in cell.loss_on],
+    )
+
+
+def _body(cell: Cell, layout: Layout, sweep: dict, initial: list, params: list[str]) -> list:
+    """The statements of one sequence: setup, forward pass, sweep, initial adjoints, results."""
+    return [
         f"double acc[{max(len(params), 1)}] = {{0}};",
         *[f"const double {_cname('param', p, 0)} = params[{j}];" for j, p in enumerate(params)],
         "/* inputs, loss weights and initial states */",
@@ -733,15 +732,6 @@ def program(cell: Cell) -> Program:
         "/* results */",
         *_outputs(cell, layout, params),
     ]
-    return Program(
-        _assemble(cell, layout, pad, body),
-        params,
-        [u.name for u in cell.variables],
-        layout.bar_names,
-        [x.name for x in cell.inputs],
-        [s.name for s in cell.states],
-        [v.name for v in cell.loss_on],
-    )
 
 
 def _loop(head: str, lines: list[str]) -> list[str]:
@@ -783,7 +773,7 @@ def _forward(cell: Cell, layout: Layout) -> list[str]:
     for u, e in cell.assignments:
         e = e.xreplace(step)
         target = _cname("traj", u.name, 0)
-        lines.append(f"const double {target} = {_c(e.xreplace(_symbols([e])))};")
+        lines.append(f"const double {target} = {c_code(e.xreplace(_symbols([e])))};")
         lines.append(f"AT(k, {layout.slot('traj', u.name)}) = {target};")
         have.append(target)
     return lines + _hoisted(layout, range(len(layout.aux)), "k", have)
@@ -816,11 +806,10 @@ def _aux_tail(layout: Layout) -> list[str]:
 def _sweep(sweep: dict, layout: Layout, params: list[str]) -> list[str]:
     lines, values = _block(list(sweep.values()), layout, "k")
     for lhs, v in zip(sweep, values, strict=True):
-        name = str(lhs)[len("bar:") :]
-        if "(" in name:  # an adjoint at step t
-            lines.append(f"AT(k, {layout.slot('bar', name[: name.index('(')])}) = {v};")
+        if isinstance(lhs, Quantity):  # an adjoint at step t
+            lines.append(f"AT(k, {layout.slot('bar', lhs.quantity)}) = {v};")
         else:  # a parameter's term, summed over the steps
-            lines.append(f"acc[{params.index(name)}] += {v};")
+            lines.append(f"acc[{params.index(lhs.name)}] += {v};")
     return lines
 
 
@@ -1003,16 +992,8 @@ class NativeGradient:
         steps, batch = (len(arrays[0]), 1) if arrays[0].ndim == 1 else arrays[0].shape
         keep_v = prog.values if values is None else [v for v in prog.values if v in values]
         keep_b = prog.bars if bars is None else [v for v in prog.bars if v in bars]
-        n_p, n_s = len(prog.params), len(prog.states)
-        shapes = [(n_p,), (len(arrays), batch, steps), (n_s, batch)]
-        shapes += [(len(keep_v), batch, steps + 1), (len(keep_b), batch, steps + 2)]
-        arena = _Arena([*shapes, (n_p, batch), (n_s, batch)])
-        par, series, init, out_v, out_b, grads, init_bars = arena.arrays
-        par[:] = [float(params[p]) for p in prog.params]
-        for j, a in enumerate(arrays):
-            series[j] = a.T  # a sequence per row: its data contiguous (1-D broadcasts)
-        for j, s in enumerate(prog.states):
-            init[j] = _per_sequence(initial[s], batch, s)
+        arena = _arena(prog, arrays, (len(keep_v), len(keep_b)), params, initial)
+        out_v, out_b, grads, init_bars = arena.arrays[3:]
         at = arena.addresses
         status = self._fn(
             steps,
@@ -1025,16 +1006,41 @@ class NativeGradient:
         )
         if status != 0:
             raise MemoryError(f"no memory for the work arrays of {batch} sequences of {steps}")
-        if arrays[0].ndim == 1:  # one sequence: 1-D series, plain floats
-            out_v, out_b, grads, init_bars = out_v[:, 0], out_b[:, 0], grads[:, 0], init_bars[:, 0]
-            grads, init_bars = grads.tolist(), init_bars.tolist()
-        else:  # steps first, as the (T, B) input
-            out_v, out_b = out_v.transpose(0, 2, 1), out_b.transpose(0, 2, 1)
-        return dict(zip(keep_v, out_v, strict=True)), Gradients(
-            dict(zip(keep_b, out_b, strict=True)),
-            dict(zip(prog.params, grads, strict=True)),
-            dict(zip(prog.states, init_bars, strict=True)),
-        )
+        outs = (out_v, out_b, grads, init_bars)
+        return _results(prog, keep_v, keep_b, outs, single=arrays[0].ndim == 1)
+
+
+def _results(prog: Program, keep_v: list, keep_b: list, outs: tuple, single: bool):
+    """The output arrays by name: 1-D series and plain floats for one sequence, steps
+    first (as the (T, B) input) for a batch."""
+    out_v, out_b, grads, init_bars = outs
+    if single:
+        out_v, out_b, grads, init_bars = out_v[:, 0], out_b[:, 0], grads[:, 0], init_bars[:, 0]
+        grads, init_bars = grads.tolist(), init_bars.tolist()
+    else:
+        out_v, out_b = out_v.transpose(0, 2, 1), out_b.transpose(0, 2, 1)
+    return dict(zip(keep_v, out_v, strict=True)), Gradients(
+        dict(zip(keep_b, out_b, strict=True)),
+        dict(zip(prog.params, grads, strict=True)),
+        dict(zip(prog.states, init_bars, strict=True)),
+    )
+
+
+def _arena(prog: Program, arrays: list, kept: tuple[int, int], params, initial) -> _Arena:
+    """The arrays of one call, the inputs filled in: parameters, series, initial states,
+    then the outputs (values, adjoints, gradients, initial states' adjoints)."""
+    steps, batch = (len(arrays[0]), 1) if arrays[0].ndim == 1 else arrays[0].shape
+    n_p, n_s = len(prog.params), len(prog.states)
+    shapes = [(n_p,), (len(arrays), batch, steps), (n_s, batch)]
+    shapes += [(kept[0], batch, steps + 1), (kept[1], batch, steps + 2)]
+    arena = _Arena([*shapes, (n_p, batch), (n_s, batch)])
+    par, series, init = arena.arrays[:3]
+    par[:] = [float(params[p]) for p in prog.params]
+    for j, a in enumerate(arrays):
+        series[j] = a.T  # a sequence per row: its data contiguous (1-D broadcasts)
+    for j, s in enumerate(prog.states):
+        init[j] = _per_sequence(initial[s], batch, s)
+    return arena
 
 
 def _series(given: list, names: list[str]) -> list[np.ndarray]:
@@ -1110,8 +1116,7 @@ def native_gradient(
     values, bars
         Names of the forward series and adjoint series to return (default: all).
     threads
-        Threads that share the batch (default: every core, for batches of at least
-        ``PARALLEL_FROM`` sequence-steps); results do not depend on it.
+        Threads sharing the batch (default: every core from ``PARALLEL_FROM`` sequence-steps).
 
     Returns
     -------
@@ -1121,10 +1126,7 @@ def native_gradient(
         ``ScalarSweep.run``).  One sequence gives 1-D arrays and floats; a batch gives
         (T+1, B) and (T+2, B) arrays and a gradient per sequence, (B,).
 
-    Raises
-    ------
-    NativeUnavailable
-        No C compiler (``NoCompiler``), the compile failed, or the library failed its
-        checks (see ``build``) or the spot check.
+    Raises ``NativeUnavailable`` if there is no C compiler (``NoCompiler``), the compile
+    fails, or the library fails its checks (see ``build``) or the spot check.
     """
     return native_for(cell).run(params, inputs, initial, loss_grads, values, bars, threads)

@@ -31,27 +31,22 @@ from sympy.core.function import AppliedUndef
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive.engine.adjoint import Adjoints
-from derive.engine.cell import Cell, t
-from derive.engine.functions import NUMERIC, NUMERIC_ONLY, sigma
+from derive.engine.cell import Cell, ParamAdjoint, Quantity, param_bar, t
+from derive.engine.functions import argument, entry, lookup, numeric
 from derive.engine.jacobian import Diag
-from derive.engine.vector import ONE, VectorAdjoints, VectorCell
+from derive.engine.vector import VectorAdjoints, VectorCell, as_vector
 
 Array = np.ndarray
 Trajectory = dict[str, list]
 
 
-def _functions(backend: str) -> dict:
-    forms = NUMERIC | NUMERIC_ONLY
-    if backend == "mpmath":
-        return {f: np.vectorize(v["mpmath"], otypes=[object]) for f, v in forms.items()}
-    if backend in ("numpy", "math"):
-        return {f: v[backend] for f, v in forms.items()}
-    raise ValueError(f"unknown backend {backend!r}; use 'numpy', 'mpmath' or 'math'")
-
-
 def _by_name(backend: str) -> dict[str, Callable]:
-    # Generated code calls each function by its class's name (lambdify prints sigma(z) so).
-    return {f.__name__: fn for f, fn in _functions(backend).items()}
+    """The registered functions' numeric forms by name: generated code calls each so
+    (lambdify prints sigma(z) by its class's name)."""
+    fns = numeric(backend)
+    if backend == "mpmath":
+        return {n: np.vectorize(fn, otypes=[object]) for n, fn in fns.items()}
+    return fns
 
 
 _PLAIN = {float, int}
@@ -234,7 +229,7 @@ def _vector_source(cell: Cell, e: sp.Expr, names: Mapping[sp.Symbol, str]) -> st
         return f"_matvec({names[weights[0]]}, {prod})" if weights else prod
     if isinstance(e, sp.Pow) and e.exp.is_Integer:
         return f"({_vector_source(cell, e.base, names)} ** {int(e.exp)})"
-    return f"{type(e).__name__}({_vector_source(cell, e.args[0], names)})"
+    return f"{entry(e).name}({_vector_source(cell, argument(e), names)})"
 
 
 def _forward_compiled(
@@ -289,8 +284,8 @@ def loss(traj: Trajectory, loss_grads: Mapping[str, Sequence[Array]]):
 def evaluate_at(expr, traj: Trajectory, params: Mapping[str, float], k: int):
     """A derived scalar expression (or matrix) at step t = k of a scalar trajectory."""
     sub = {}
-    for a in sp.Matrix([expr]).atoms(AppliedUndef):
-        sub[a] = traj[a.func.__name__][k + int(a.args[0] - t)]
+    for a in sp.Matrix([expr]).atoms(Quantity):
+        sub[a] = traj[a.quantity][k + int(a.offset)]
     sub |= {sp.Symbol(n): v for n, v in params.items()}
     return sp.sympify(expr.xreplace(sub)).evalf()  # a lone atom comes back a plain number
 
@@ -318,26 +313,24 @@ def stable_forms(cell: Cell, expr: sp.Expr) -> sp.Expr:
     ``1 - u = sigma(-z)`` and ``1 - tanh(z)^2 = sech(z)^2``.  Equal as formulas; only the
     rounding differs.
     """
-    gates = {u.name: e for u, e in cell.assignments if isinstance(e, sigma | sp.tanh)}
+    gates = {u.name: e for u, e in cell.assignments if lookup(e) is not None}
     sub: dict[sp.Expr, sp.Expr] = {}
-    for a in expr.atoms(AppliedUndef):
-        e = gates.get(a.func.__name__)
-        if e is None:
-            continue
-        z = e.args[0].xreplace(cell.at_step(int(a.args[0] - t)))
-        if isinstance(e, sigma):
-            sub[1 - a] = sigma(-z)
-        else:
-            sub[1 - a**2] = sp.sech(z) ** 2
-    for f in expr.atoms(sp.tanh):
-        sub[1 - f**2] = sp.sech(f.args[0]) ** 2
+    for a in expr.atoms(Quantity):
+        e = gates.get(a.quantity) if a.role == "value" else None
+        if e is not None:
+            z = argument(e).xreplace(cell.at_step(int(a.offset)))
+            sub.update(entry(e).stable(a, z))
+    for f in expr.atoms(sp.Function):  # a function of a quantity: tanh(c) of h = o tanh(c)
+        found = lookup(f)
+        if found is not None:
+            sub.update(found.stable(f, argument(f)))
     return expr.xreplace(sub)
 
 
 def sweep_outputs(adjoints: Adjoints) -> dict[sp.Expr, sp.Expr]:
     """What one step of the backward sweep computes, in sweep order, in stable forms.
 
-    Keys are the adjoints at step t (``bar:h(t)``, ...) and ``bar:<param>`` symbols for
+    Keys are the adjoints at step t (``bar(h)``, ...) and ``param_bar(w)`` symbols for
     each parameter's per-step term (summed over steps by the caller); each value reads
     only forward quantities, loss derivatives, parameters and adjoints at step t + 1 (the
     adjoints of step t computed before it are substituted in).
@@ -351,7 +344,7 @@ def sweep_outputs(adjoints: Adjoints) -> dict[sp.Expr, sp.Expr]:
         {a.lhs: stable_forms(cell, a.expr).xreplace(exprs) for a in adjoints.inputs.values()}
     )
     for name, a in adjoints.params.items():
-        outs[sp.Symbol("bar:" + name)] = stable_forms(cell, a.expr.function).xreplace(exprs)
+        outs[param_bar(name)] = stable_forms(cell, a.expr.function).xreplace(exprs)
     return outs
 
 
@@ -389,7 +382,7 @@ class ScalarSweep:
         sub = dict(zip(args, dummies, strict=True))
         exprs = [e.xreplace(sub) for e in outs.values()]
         fn = sp.lambdify(dummies, exprs, self._modules(kind), cse=True)
-        return args, fn, [str(k) for k in outs]
+        return args, fn, list(outs)
 
     def _compile_initial(self, kind: str) -> dict[str, tuple]:
         out = {}
@@ -406,48 +399,57 @@ class ScalarSweep:
         args, fn, names, initial_fns = self._compiled_for(kind)
         steps = len(traj[self.cell.inputs[0].name]) - 1
         zero = 0 * traj[self.cell.variables[0].name][1]
-        bars: dict[str, list] = {n: [zero] * (steps + 2) for n in _bar_names(self.cell)}
-        grads = {p: zero for p in params}
-
-        # Every argument becomes (series, offset), read as series[k + offset]: parameters
-        # are constant series, and the series are padded with zeros where the equations
-        # read before step 1 (loss) or after step T.  The per-step loop is then one list
-        # comprehension and one call.
-        padded: dict[tuple[str, str], list] = {}
-
-        def series(kind: str, name: str) -> list:
-            if (kind, name) not in padded:
-                padded[kind, name] = (
-                    bars[name]
-                    if kind == "bar"  # filled in place as the sweep goes
-                    else [params[name]] * (steps + 2)
-                    if kind == "param"
-                    else [zero, *loss_grads[name][:steps], zero]
-                    if kind == "loss"
-                    else [*traj[name][: steps + 1], zero]
-                )
-            return padded[kind, name]
-
-        where = [_where(a) for a in args]
+        bars: dict[str, list] = {n: [zero] * (steps + 2) for n in adjoint_names(self.cell)}
+        series = _Padded(traj, params, loss_grads, bars, steps, zero)
+        where = [sweep_argument(a) for a in args]
         _step(1 + min((off for kind, _, off in where if kind != "param"), default=0))
         reads = [(series(kind, name), offset) for kind, name, offset in where]
         # Each output is an adjoint series (stored at step k) or a parameter's term (summed
         # over the steps, in the order t = T, ..., 1).
-        series_out = [(i, bars[n[4 : n.index("(")]]) for i, n in enumerate(names) if "(" in n]
-        param_out = [(i, n[4:]) for i, n in enumerate(names) if "(" not in n]
-        sums = [grads[p] for _, p in param_out]
+        series_out = [(i, bars[n.quantity]) for i, n in enumerate(names) if isinstance(n, Quantity)]
+        param_out = [(i, n.name) for i, n in enumerate(names) if isinstance(n, ParamAdjoint)]
+        sums = [zero for _ in param_out]
         for k in range(steps, 0, -1):
             vals = fn(*[s[k + o] for s, o in reads])
             for i, out in series_out:
                 out[k] = vals[i]
             for j, (i, _) in enumerate(param_out):
                 sums[j] = sums[j] + vals[i]
+        grads = {p: zero for p in params}
         grads.update({p: v for (_, p), v in zip(param_out, sums, strict=True)})
         initial = {}
         for s, (a_args, f) in initial_fns.items():  # at t = 0, from the same padded series
-            at = [(kind, name, _step(offset)) for kind, name, offset in map(_where, a_args)]
+            at = [(kind, name, _step(off)) for kind, name, off in map(sweep_argument, a_args)]
             initial[s] = f(*[series(kind, name)[k] for kind, name, k in at])
         return Gradients(bars, grads, initial)
+
+
+class _Padded:
+    """Every argument of the scalar sweep as a series read as ``series[k + offset]``:
+    parameters are constant series, and the series are padded with zeros where the
+    equations read before step 1 (loss) or after step T, so the per-step loop of
+    ``ScalarSweep.run`` is one list comprehension and one call.  Adjoint series are the
+    sweep's own lists, filled in place as it goes."""
+
+    def __init__(self, traj, params, loss_grads, bars: dict, steps: int, zero) -> None:
+        self.traj, self.params, self.loss_grads, self.bars = traj, params, loss_grads, bars
+        self.steps, self.zero = steps, zero
+        self.made: dict[tuple[str, str], list] = {}
+
+    def __call__(self, kind: str, name: str) -> list:
+        if (kind, name) not in self.made:
+            self.made[kind, name] = self._make(kind, name)
+        return self.made[kind, name]
+
+    def _make(self, kind: str, name: str) -> list:
+        steps, zero = self.steps, self.zero
+        if kind == "bar":
+            return self.bars[name]
+        if kind == "param":
+            return [self.params[name]] * (steps + 2)
+        if kind == "loss":
+            return [zero, *self.loss_grads[name][:steps], zero]
+        return [*self.traj[name][: steps + 1], zero]
 
 
 class MatrixEvaluator:
@@ -501,7 +503,9 @@ class MatrixEvaluator:
         if isinstance(e, sp.KroneckerProduct):
             return reduce(np.kron, [self(a) for a in e.args])
         if isinstance(e, ElementwiseApplyFunction):
-            return self.fns[type(e.function.expr)](self(e.expr))
+            f = e.function.expr
+            fn = self.fns.get(type(f)) or entry(f).numpy  # the registry's, unless given
+            return fn(self(e.expr))
         raise TypeError(f"cannot evaluate {type(e).__name__}: add a rule for it")
 
     def _constant(self, e):
@@ -535,32 +539,30 @@ def vector_stable_forms(
     for a in [*expr.atoms(sp.MatrixSymbol), *expr.atoms(ElementwiseApplyFunction)]:
         if a not in memo:
             memo[a] = _vector_rewrite(vc, a)
-        if memo[a] is not None:
-            sub.update([memo[a]])
+        sub.update(memo[a])
     return expr.xreplace(sub)
 
 
-def _vector_rewrite(vc: VectorCell, a: sp.MatrixExpr) -> tuple | None:
-    """(printed form, stable form) of the derivative factor made of ``a``, if any."""
+def _vector_rewrite(vc: VectorCell, a: sp.MatrixExpr) -> dict:
+    """{printed form: stable form} of the derivative factors made of ``a``: a function
+    applied elementwise, or a quantity assigned one (see ``stable_forms``)."""
     if isinstance(a, ElementwiseApplyFunction):
-        if not isinstance(a.function.expr, sp.tanh):
-            return None
-        return ONE - sp.HadamardPower(a, 2), sp.HadamardPower(_apply(sp.sech, a.expr), 2)
-    name, sep, k = a.name.partition("@")
-    e = {u.name: e for u, e in vc.cell.assignments}.get(name)
-    if not sep or not isinstance(e, sigma | sp.tanh):
-        return None
-    z = vc.to_vec(e.args[0], int(k))
-    if isinstance(e, sigma):
-        return ONE - a, _apply(sigma, -z)
-    return ONE - sp.HadamardPower(a, 2), sp.HadamardPower(_apply(sp.sech, z), 2)
+        f = a.function.expr
+        u, z = a, a.expr
+    else:
+        name, sep, k = a.name.partition("@")
+        f = {u.name: e for u, e in vc.cell.assignments}.get(name)
+        if not sep or f is None or lookup(f) is None:
+            return {}
+        u, z = a, vc.to_vec(argument(f), int(k))
+    found = lookup(f)
+    if found is None:
+        return {}
+    pairs = found.stable(_u, _z).items()
+    return {as_vector(p, {_u: u, _z: z}): as_vector(r, {_u: u, _z: z}) for p, r in pairs}
 
 
-def _apply(fn: type[sp.Function], m: sp.MatrixExpr) -> sp.MatrixExpr:
-    return ElementwiseApplyFunction(sp.Lambda(_z, fn(_z)), m)
-
-
-_z = sp.Symbol("z")
+_u, _z = sp.symbols("u z")
 
 
 class VectorSweep:
@@ -573,7 +575,7 @@ class VectorSweep:
     def __init__(self, adjoints: VectorAdjoints, backend: str = "numpy") -> None:
         self.adj = adjoints
         self.cell = adjoints.cell
-        self.fns = _functions(backend)
+        self.fns = _by_name(backend)
 
     def _stable_equations(self) -> tuple[dict, dict, dict]:
         vc, memo = self.adj.vc, {}
@@ -599,7 +601,8 @@ class VectorSweep:
     def run(self, traj: Trajectory, params: Mapping[str, Array], loss_grads: Mapping) -> Gradients:
         """Backward sweep over a trajectory of ``(n, 1)`` columns."""
         steps = len(traj[self.cell.inputs[0].name]) - 1
-        bars: dict[str, list] = {n: [0 * traj[n][1]] * (steps + 2) for n in _bar_names(self.cell)}
+        names = adjoint_names(self.cell)
+        bars: dict[str, list] = {n: [0 * traj[n][1]] * (steps + 2) for n in names}
         grads = {p: 0 * v for p, v in params.items()}
         padded: dict[str, list] = {}
 
@@ -618,16 +621,8 @@ class VectorSweep:
                 padded[name] = [*traj[base][: steps + 1], 0 * traj[base][1]]
             return padded[name], offset
 
-        def reads(eqs: dict, first: int) -> list:
-            out = []
-            for n, (args, fn) in eqs.items():
-                where = [series(a) for a in args]
-                _step(first + min((o for _, o in where), default=0))
-                out.append((n, fn, where))
-            return out
-
         bar_eqs, param_eqs, initial_eqs = (
-            reads(eqs, first) for eqs, first in zip(self._compiled, (1, 1, 0), strict=True)
+            _reads(eqs, first, series) for eqs, first in zip(self._compiled, (1, 1, 0), strict=True)
         )
         for k in range(steps, 0, -1):
             for n, fn, where in bar_eqs:
@@ -638,6 +633,17 @@ class VectorSweep:
         return Gradients(bars, grads, initial)
 
 
+def _reads(eqs: dict, first: int, series: Callable) -> list:
+    """(name, function, [(series, offset) it reads]) of each equation, checked to read
+    nothing before step 0 when evaluated from step ``first`` on."""
+    out = []
+    for n, (args, fn) in eqs.items():
+        where = [series(a) for a in args]
+        _step(first + min((o for _, o in where), default=0))
+        out.append((n, fn, where))
+    return out
+
+
 def _matrix_function(e: sp.MatrixExpr, fns: Mapping) -> tuple[list[str], Callable]:
     """A matrix expression as a generated Python function of the matrix symbols it reads.
 
@@ -646,7 +652,7 @@ def _matrix_function(e: sp.MatrixExpr, fns: Mapping) -> tuple[list[str], Callabl
     """
     symbols = sorted(e.atoms(sp.MatrixSymbol), key=lambda m: m.name)
     names = {m: f"a{i}" for i, m in enumerate(symbols)}
-    space = {f.__name__: fn for f, fn in fns.items()}
+    space = dict(fns)
     space |= {"_matmul": _matmul, "_diag": lambda v: np.diag(np.ravel(v)), "_kron": np.kron}
     body = _matrix_source(e, names, space)
     src = f"def f({', '.join(names.values())}):\n    return {body}\n"
@@ -669,7 +675,7 @@ def _matrix_source(e, names: Mapping, space: dict) -> str:
     if isinstance(e, sp.HadamardPower):
         return f"({_matrix_source(e.base, names, space)} ** {int(e.exp)})"
     if isinstance(e, ElementwiseApplyFunction):
-        return f"{type(e.function.expr).__name__}({_matrix_source(e.expr, names, space)})"
+        return f"{entry(e.function.expr).name}({_matrix_source(e.expr, names, space)})"
     parts = [_matrix_source(a, names, space) for a in e.args]
     if isinstance(e, Diag):
         return f"_diag({parts[0]})"
@@ -685,15 +691,17 @@ def _matrix_source(e, names: Mapping, space: dict) -> str:
     raise TypeError(f"cannot evaluate {type(e).__name__}: add a rule for it")
 
 
+_KINDS = {"value": "traj", "adjoint": "bar", "loss": "loss", "hoisted": "aux"}
+
+
 @cache
-def _where(a: sp.Expr) -> tuple[str, str, int]:
-    """(kind, name, step offset) of a sweep argument: a parameter, an adjoint, a direct
-    loss derivative or a forward value, at step t + offset."""
+def sweep_argument(a: sp.Expr) -> tuple[str, str, int]:
+    """(kind, name, step offset) of what an equation of the sweep reads: a parameter
+    (``param``), a forward value (``traj``), an adjoint (``bar``), a direct loss derivative
+    (``loss``) or a value hoisted by the C backend (``aux``), at step t + offset."""
     if a.is_Symbol:
         return "param", a.name, 0
-    m = _NAME.match(a.func.__name__)
-    kind = {"bar:": "bar", "dL:": "loss"}.get(m["prefix"] or "", "traj")
-    return kind, m["name"], int(a.args[0] - t)
+    return _KINDS[a.role], a.quantity, int(a.offset)
 
 
 def _step(k: int) -> int:
@@ -703,5 +711,6 @@ def _step(k: int) -> int:
     return k
 
 
-def _bar_names(cell: Cell) -> list[str]:
+def adjoint_names(cell: Cell) -> list[str]:
+    """The quantities whose adjoints a sweep keeps per step: variables, then inputs."""
     return [u.name for u in cell.variables] + [x.name for x in cell.inputs]

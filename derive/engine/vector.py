@@ -20,14 +20,15 @@ tests check.
 
 from __future__ import annotations
 
-from functools import cached_property
+import operator
+from functools import cached_property, reduce
 
 import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell
-from derive.engine.functions import ELEMENTWISE, sigma
+from derive.engine.functions import argument, entry, is_elementwise
 from derive.errors import InputError
 
 n_h = sp.Symbol("n_h", integer=True, positive=True)
@@ -123,9 +124,9 @@ class VectorCell:
             vecs = [self.to_vec(f, k) for f in rest if not f.is_Number]
             inner = _hadamard(vecs)
             return coeff * (self.sym(w, k) * inner if w is not None else inner)
-        if isinstance(e, ELEMENTWISE):
-            fn = sp.Lambda(_d, type(e)(_d))
-            return ElementwiseApplyFunction(fn, self.to_vec(e.args[0], k))
+        if is_elementwise(e):
+            fn = sp.Lambda(_d, entry(e)(_d))
+            return ElementwiseApplyFunction(fn, self.to_vec(argument(e), k))
         raise InputError(f"no vector form for {type(e).__name__} in {e}")
 
     # -- reverse-mode rules ---------------------------------------------------------------
@@ -143,9 +144,9 @@ class VectorCell:
             return _sum([self.vjp(a, v, gbar, k, None) for a in e.args])
         if isinstance(e, sp.Mul):
             return self._vjp_mul(e, v, gbar, k)
-        if isinstance(e, ELEMENTWISE):
+        if is_elementwise(e):
             fprime = self._fprime(e, k, top)
-            return self.vjp(e.args[0], v, _hadamard([gbar, fprime]), k, None)
+            return self.vjp(argument(e), v, _hadamard([gbar, fprime]), k, None)
         raise InputError(
             f"no reverse-mode rule for {type(e).__name__} in {e}: "
             "add one to VectorCell.vjp in derive/engine/vector.py"
@@ -167,18 +168,40 @@ class VectorCell:
                 parts.append(self.vjp(f, v, coeff * _hadamard([gbar, *others]), k, None))
         return _sum(parts)
 
-    def _fprime(self, e: sp.Function, k: int, top: sp.Symbol | None) -> sp.MatrixExpr:
+    def _fprime(self, e: sp.Expr, k: int, top: sp.Symbol | None) -> sp.MatrixExpr:
+        """f'(z) of ``e = f(z)`` from the registry, in forward quantities as vectors."""
         out = self.sym(top, k) if top is not None else self.to_vec(e, k)
-        if isinstance(e, sigma):
-            return _hadamard([out, ONE - out])
-        if isinstance(e, sp.tanh):
-            return ONE - sp.HadamardPower(out, 2)
-        raise InputError(f"no derivative rule for {type(e).__name__}")
+        d = entry(e).derivative(_u, _z)
+        z = self.to_vec(argument(e), k) if _z in d.free_symbols else None
+        return as_vector(d, {_u: out, _z: z})
+
+
+def as_vector(e: sp.Expr, sub: dict) -> sp.MatrixExpr | sp.Expr:
+    """A scalar formula in the symbols of ``sub`` read elementwise on the vectors they stand
+    for: sums and products elementwise (a number in a sum is a vector of ones), powers
+    elementwise, functions applied elementwise."""
+    if e in sub:
+        return sub[e]
+    if e.is_Number:
+        return e
+    if isinstance(e, sp.Add):
+        terms = [as_vector(a, sub) for a in e.args]
+        return reduce(operator.add, [ONE * a if a.is_Number else a for a in terms])
+    if isinstance(e, sp.Mul):
+        coeff, factors = e.as_coeff_mul()
+        inner = _hadamard([as_vector(f, sub) for f in factors])
+        return inner if coeff == 1 else coeff * inner
+    if isinstance(e, sp.Pow) and e.exp.is_Integer:
+        return sp.HadamardPower(as_vector(e.base, sub), e.exp)
+    if is_elementwise(e):
+        return ElementwiseApplyFunction(sp.Lambda(_d, entry(e)(_d)), as_vector(argument(e), sub))
+    raise InputError(f"no vector form for {type(e).__name__} in {e}")
 
 
 # A plain symbol, not a Dummy: a Dummy gets a new index per process and would make
 # the exported srepr strings differ between two builds.
 _d = sp.Symbol("z")
+_u, _z = sp.symbols("u z")  # f'(z) in the registry reads u = f(z) and z
 
 
 def at_absolute_step(expr, step: int):

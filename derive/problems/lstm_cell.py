@@ -35,7 +35,7 @@ import sympy as sp
 
 from derive import matrix_terms as terms
 from derive.engine.cell import Cell, t, timed
-from derive.engine.functions import sigma
+from derive.engine.functions import increasing, sigma
 from derive.engine.jacobian import jacobian_from_vjp, vjp_of
 from derive.engine.vector import ONE, VectorCell, n_h
 from derive.errors import InputError
@@ -99,8 +99,8 @@ class Range:
 
 
 REAL = Range(-sp.oo, sp.oo)
-#: The engine's elementwise functions are increasing: an interval maps to its ends' images.
-INCREASING = {sigma: lambda z: 1 / (1 + sp.exp(-z)), sp.tanh: sp.tanh}
+#: The registry's increasing functions: an interval maps to its ends' images.
+INCREASING = increasing()
 
 
 def _add(a: Range, b: Range) -> Range:
@@ -167,8 +167,8 @@ def value_range(cell: Cell, e: sp.Expr, known: dict[sp.Symbol, Range]) -> Range:
         z = value_range(cell, e.args[0], known)
         return Range(fn(z.lo), fn(z.hi), z.lo_open, z.hi_open)
     raise InputError(
-        f"no range rule for {type(e).__name__} in {e}: add it to INCREASING or value_range "
-        "in derive/problems/lstm_cell.py"
+        f"no range rule for {type(e).__name__} in {e}: register it (increasing) in "
+        "derive/engine/functions.py or add a rule to value_range in derive/problems/lstm_cell.py"
     )
 
 

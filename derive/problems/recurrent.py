@@ -33,8 +33,8 @@ import sympy as sp
 
 from derive import inputs as inp
 from derive.engine.adjoint import Adjoints
-from derive.engine.cell import Cell, T, bar, loss_grad, t, timed
-from derive.engine.functions import NUMERIC
+from derive.engine.cell import Cell, T, bar, loss_grad, param_bar, t, timed
+from derive.engine.functions import NUMERIC, textbook
 from derive.engine.native import NativeUnavailable, NoCompiler, native_gradient, warn
 from derive.engine.numeric import (
     Gradients,
@@ -265,7 +265,7 @@ class RecurrentProblem(Problem):
                 (k + 1, [s[k] for s in ex.loss.values()], [sig6(s[k]) for s in adj.values()])
                 for k in steps
             ],
-            "grad": [(sp.Symbol("bar:" + w), sig6(v)) for w, v in r["example_grad"].value.items()],
+            "grad": [(param_bar(w), sig6(v)) for w, v in r["example_grad"].value.items()],
             "reference_digits": REFERENCE_DPS,
             "derived_digits": DERIVED_DPS,
         }
@@ -363,7 +363,7 @@ class RecurrentProblem(Problem):
             # Asked for, not answered: the adjoints' names, latest assignment first.
             "adjoints": [bar(v.name) for v in reversed(self.cell.variables)],
             "weights": [sp.Symbol(w) for w in self.weights],
-            "weight_bar": sp.Symbol("bar:" + self.weights[0]),
+            "weight_bar": param_bar(self.weights[0]),
             "example": self._example_question(),
         }
 
@@ -642,10 +642,9 @@ def _example_number(value: Any, where: str) -> sp.Rational:
     return x
 
 
-def plain_sigma(z: Any, lib: Any) -> Any:
-    """The logistic sigmoid in its textbook form 1 / (1 + exp(-z)), for the hand-written
-    passes (``plain_step``); the engine uses the tanh form instead."""
-    return 1 / (1 + lib.exp(-z))
+#: The logistic sigmoid in its textbook form 1 / (1 + exp(-z)), ``plain_sigma(z, lib)``, for
+#: the hand-written passes (``plain_step``); the engine uses its stable form instead.
+plain_sigma = textbook("sigma")
 
 
 def plain_run(

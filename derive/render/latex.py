@@ -20,7 +20,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.printing.latex import LatexPrinter
 
-from derive.engine.cell import t
+from derive.engine.cell import Quantity, t
 from derive.errors import InputError
 from derive.params import show
 from derive.render.texgate import ACCENTS, spelling
@@ -29,6 +29,9 @@ from derive.render.texgate import ACCENTS, spelling
 _ACCENTED = re.compile(r"^[\s{]*\\(%s)(?![A-Za-z])" % "|".join(ACCENTS))
 # "bar:c@1" is bar c at t+1; "c@=0" is c at the fixed step 0.
 _NAME = re.compile(r"^(?P<prefix>bar:|dL:)?(?P<name>\w+)(@(?P<abs>=)?(?P<k>-?\d+))?$")
+_PLAIN = re.compile(r"^\w+$")
+#: How each role of a quantity is decorated (``_decorate``).
+_PREFIX = {"value": None, "adjoint": "bar:", "loss": "dL:"}
 
 
 @dataclass(frozen=True)
@@ -92,21 +95,28 @@ class KeyPrinter(LatexPrinter):
             return r"\frac{\partial \ell%s}{\partial %s}" % (step, core)
         return core
 
-    def _print_Function(self, expr, exp=None):
-        if not isinstance(expr, AppliedUndef):
-            return super()._print_Function(expr, exp)
-        m = _NAME.match(expr.func.__name__)
-        if m is None:
-            return super()._print_Function(expr, exp)
-        offset = expr.args[0] - t
-        core = self.notation.at(m["name"], offset)
-        out = self._decorate(m["prefix"], core, self.notation.step(offset))
+    def _print_Quantity(self, expr, exp=None):
+        offset = expr.offset
+        core = self.notation.at(expr.quantity, offset)
+        out = self._decorate(_PREFIX[expr.role], core, self.notation.step(offset))
         return out if exp is None else r"\left(%s\right)^{%s}" % (out, exp)
 
+    def _print_Function(self, expr, exp=None):
+        # SymPy's Printer dispatches an applied undefined function from AppliedUndef on, past
+        # the classes between: a Quantity is sent on from here.
+        if isinstance(expr, Quantity):
+            return self._print_Quantity(expr, exp)
+        # A function of t that is no quantity of a cell (lstm_cell's c(j)): u at a step.
+        if isinstance(expr, AppliedUndef) and _PLAIN.match(expr.func.__name__):
+            offset = expr.args[0] - t
+            out = self.notation.at(expr.func.__name__, offset)
+            return out if exp is None else r"\left(%s\right)^{%s}" % (out, exp)
+        return super()._print_Function(expr, exp)
+
+    def _print_ParamAdjoint(self, expr):
+        return self._decorate("bar:", self.notation.base(expr.name))
+
     def _print_Symbol(self, expr, style="plain"):
-        m = _NAME.match(expr.name)
-        if m and m["prefix"]:
-            return self._decorate(m["prefix"], self.notation.base(m["name"]))
         # By name: a problem's symbols carry assumptions (D positive), a set's spelling none.
         spelled = self.notation.symbols.get(expr.name)
         return spelled if spelled is not None else super()._print_Symbol(expr, style)
@@ -226,7 +236,7 @@ def _hadamard_rank(a) -> int:
 
 
 def _rank_adjoint(f) -> bool:
-    return isinstance(f, AppliedUndef) and f.func.__name__.startswith(("bar:", "dL:"))
+    return isinstance(f, Quantity) and f.role in ("adjoint", "loss")
 
 
 def _factor_rank(f, inside: set) -> int:
