@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import key_pdf_text
 
-from derive.engine import layers as engine
-from derive.engine.layers import Defaults, Layer, parse_layer, parse_network
+from derive import cnn_spec
+from derive.cnn_spec import Defaults, Layer, parse_layer, parse_network
 from derive.errors import InputError
 from derive.problems import cnn_params
 from derive.problems.cnn_params import (
@@ -400,7 +400,7 @@ def test_verification_is_fast():
 def test_a_ceiling_size_rule_is_caught(monkeypatch):
     # ceil instead of floor agrees wherever the stride divides exactly (the handout net),
     # so only the further networks can catch it.
-    monkeypatch.setattr(engine, "output_side", lambda n, k, p, s: -(-(n + 2 * p - k) // s) + 1)
+    monkeypatch.setattr(cnn_spec, "output_side", lambda n, k, p, s: -(-(n + 2 * p - k) // s) + 1)
     p = CNNParams()
     failed = [c for c in p.checks if not c.passed]
     assert failed and all(c.claim == "layers" for c in failed)
@@ -409,7 +409,7 @@ def test_a_ceiling_size_rule_is_caught(monkeypatch):
 
 def test_forgotten_biases_are_caught(monkeypatch):
     monkeypatch.setattr(
-        engine, "conv_weights", lambda kh, kw, ci, co, bias=True: ((kh, kw, ci, co), 0)
+        cnn_spec, "conv_weights", lambda kh, kw, ci, co, bias=True: ((kh, kw, ci, co), 0)
     )
     p = CNNParams()
     assert p.results["total_params"].value == 207_507_816 - (64 + 128 + 256 + 256)

@@ -5,7 +5,7 @@ The handout's network on a 224×224×3 input::
     Conv3-64, MaxPool, Conv3-128, MaxPool, Conv3-256, Conv3-256, MaxPool, FC-1024, FC-1000,
     Softmax        (conv 3×3, zero padding 1, stride 1; max-pool 2×2, stride 2)
 
-The layer engine (``derive.engine.layers``) propagates shapes with ⌊(n + 2p − k)/s⌋ + 1 and
+The layer-specification parser (``derive.cnn_spec``) propagates shapes with ⌊(n + 2p − k)/s⌋ + 1 and
 counts k_h·k_w·C_in·C_out + C_out per conv and n_in·n_out + n_out per fc layer.  The checks
 never use those formulas: a separate numpy implementation allocates each layer's weight and
 bias arrays from the shape of the array that actually reaches it (as a framework's lazy
@@ -25,7 +25,7 @@ import numpy as np
 import sympy as sp
 from numpy.lib.stride_tricks import sliding_window_view
 
-from derive.engine.layers import (
+from derive.cnn_spec import (
     Defaults,
     Layer,
     Network,
