@@ -204,3 +204,31 @@ def test_bits_sets_the_exhaustive_range():
 def test_bad_parameters_are_refused(given, message):
     with pytest.raises(InputError, match=message):
         BinaryAdder.from_params(given, "set.toml")
+
+
+def test_a_wrong_bias_interval_is_caught(monkeypatch):
+    """The search's table is a result: an interval one too wide fails its claim alone."""
+    original = BinaryAdder._units_result
+
+    def wider(self):
+        result = original(self)
+        result.value[0]["interval"][1] += 1
+        return result
+
+    monkeypatch.setattr(BinaryAdder, "_units_result", wider)
+    failed = {c.claim for c in BinaryAdder().checks if not c.passed}
+    assert failed == {"units"}
+
+
+def test_a_wrong_example_step_is_caught(monkeypatch):
+    """The worked example's printed states are checked against integer addition."""
+    original = BinaryAdder._example_results
+
+    def flipped(wt, a, b):
+        out = original(wt, a, b)
+        out["example_steps"].value[1][3] ^= 1  # h_1 at the second step
+        return out
+
+    monkeypatch.setattr(BinaryAdder, "_example_results", staticmethod(flipped))
+    failed = {c.claim for c in BinaryAdder(example=[19, 23]).checks if not c.passed}
+    assert failed == {"example_steps"}

@@ -18,10 +18,10 @@ from derive.problems.momentum import (
     alpha,
     beta,
     block_det,
-    fd_jacobian,
     forward,
     second_factor,
 )
+from derive.verify.routes import central_difference, jacobian
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_inverse_solves_theta_first(problem):
 @pytest.mark.parametrize("n", [1, 3, 10, 40])
 def test_det_is_beta_to_the_d_numerically(rng, n):
     s = rng.standard_normal(2 * n)
-    sign, logdet = np.linalg.slogdet(fd_jacobian(forward, s))
+    sign, logdet = np.linalg.slogdet(jacobian(forward, s, route=central_difference))
     assert sign == 1
     assert logdet == pytest.approx(n * np.log(BETA), rel=1e-7)
 
@@ -144,3 +144,18 @@ def test_a_reversal_that_overflows_renders_as_infinite_error():
     assert r"300 & $\infty$ \\" in tex
     assert "the float64 run overflowed" in tex
     assert problem.checks and all(c.passed for c in problem.checks)
+
+
+def test_a_wrong_collapsed_product_is_caught(problem):
+    """The product the key prints after F2 F1 is checked on its own: a slip in one block
+    (beta I for I - alpha H) is counted, while the factors themselves still agree."""
+    from derive.problems.momentum import claims as mc
+
+    right = problem.results["jacobian"].expr
+    (_, b), (c, d) = right.blocks.tolist()
+    wrong = sp.BlockMatrix([[b, b], [c, d]])
+    r = problem.results
+    args = (problem.factors, wrong, r["factor_dets"].expr.args, r["det_jacobian"].expr, {})
+    counts = mc.explicit_counts(*args)
+    assert counts.collapsed > 0
+    assert counts.product == counts.factor_dets == counts.det == 0

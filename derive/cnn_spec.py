@@ -371,25 +371,7 @@ def _options(opts: str, kind: str, where: str, text: str) -> dict[str, Any]:
 
 
 def _from_table(table: dict, where: str, defaults: Defaults) -> Layer:
-    if "kind" not in table:
-        raise InputError(f"{where}: a layer table needs a 'kind' key; kinds: {', '.join(KINDS)}")
-    if not isinstance(table["kind"], str):
-        raise InputError(
-            f"{where}.kind: expected one of {', '.join(KINDS)}, got {_show(table['kind'])}"
-        )
-    kind = _kind(table["kind"].strip(), f"{where}.kind")
-    required, optional = _TABLE_KEYS[kind]
-    allowed = ("kind", *required, *optional)
-    for key in table:
-        if key not in allowed:
-            extra = " (it has no parameters)" if kind == "softmax" else ""
-            raise InputError(
-                f"{where}: unknown key {_show(key)} for {kind}{extra}; allowed keys: "
-                f"{', '.join(allowed)}"
-            )
-    for key in required:
-        if key not in table:
-            raise InputError(f"{where}: {kind} needs the key {key!r}; keys: {', '.join(allowed)}")
+    kind = _table_kind(table, where)
     if kind in ("relu", "flatten", "softmax"):
         return Layer(kind)
     bias = table.get("bias", True)
@@ -415,6 +397,30 @@ def _from_table(table: dict, where: str, defaults: Defaults) -> Layer:
         )
     _check_pool_padding(*kernel, pad, f"{where}.padding")
     return Layer(kind, kernel, padding=pad, stride=stride)
+
+
+def _table_kind(table: dict, where: str) -> str:
+    """The kind of a layer table, once its keys are known to suit that kind."""
+    if "kind" not in table:
+        raise InputError(f"{where}: a layer table needs a 'kind' key; kinds: {', '.join(KINDS)}")
+    if not isinstance(table["kind"], str):
+        raise InputError(
+            f"{where}.kind: expected one of {', '.join(KINDS)}, got {_show(table['kind'])}"
+        )
+    kind = _kind(table["kind"].strip(), f"{where}.kind")
+    required, optional = _TABLE_KEYS[kind]
+    allowed = ("kind", *required, *optional)
+    for key in table:
+        if key not in allowed:
+            extra = " (it has no parameters)" if kind == "softmax" else ""
+            raise InputError(
+                f"{where}: unknown key {_show(key)} for {kind}{extra}; allowed keys: "
+                f"{', '.join(allowed)}"
+            )
+    for key in required:
+        if key not in table:
+            raise InputError(f"{where}: {kind} needs the key {key!r}; keys: {', '.join(allowed)}")
+    return kind
 
 
 def _kernel(value: Any, field: str) -> tuple[int, int]:

@@ -1,0 +1,291 @@
+"""Parameters of a VGG-style CNN (CSE 891 homework 3, question 3.1).
+
+The handout's network on a 224×224×3 input::
+
+    Conv3-64, MaxPool, Conv3-128, MaxPool, Conv3-256, Conv3-256, MaxPool, FC-1024, FC-1000,
+    Softmax        (conv 3×3, zero padding 1, stride 1; max-pool 2×2, stride 2)
+
+The layer-specification parser (``derive.cnn_spec``) propagates shapes with
+⌊(n + 2p − k)/s⌋ + 1 and counts k_h·k_w·C_in·C_out + C_out per conv and n_in·n_out + n_out
+per fc layer.  The claims never use those formulas: a separate numpy implementation
+(``numpy_net``) allocates each layer's weight and bias arrays from the shape of the array
+that actually reaches it (as a framework's lazy layers do), counts their ``.size``, and
+takes output shapes from ``sliding_window_view`` windows — over zero-stride arrays at full
+size, and as a real float64 forward pass on a scaled-down copy (fewer channels, same
+spatial sizes) and on further small networks (``claims``).  The closed-form rules the key
+states are results too, instantiated at every layer against numpy's counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from derive.cnn_spec import (
+    Defaults,
+    Network,
+    conv_weights,
+    fc_weights,
+    output_side,
+    parse_network,
+)
+from derive.errors import InputError
+from derive.params import Param, Raw
+from derive.problems.base import Problem, Result
+from derive.problems.cnn_params import claims as cc
+from derive.problems.cnn_params.claims import OTHER_NETS, scaled_copy
+from derive.problems.cnn_params.numpy_net import NUMPY_RULES, numpy_trace
+from derive.verify import Claim
+
+__all__ = [
+    "HANDOUT_INPUT",
+    "HANDOUT_LAYERS",
+    "NUMPY_RULES",
+    "OTHER_NETS",
+    "CNNParams",
+    "numpy_trace",
+    "scaled_copy",
+]
+
+HANDOUT_INPUT = [224, 224, 3]
+#: The handout's diagram, in its own spelling (the parser is case-insensitive).
+HANDOUT_LAYERS = [
+    "Conv3-64",
+    "Max-Pool",
+    "Conv3-128",
+    "Max-Pool",
+    "Conv3-256",
+    "Conv3-256",
+    "Max-Pool",
+    "FC-1024",
+    "FC-1000",
+    "Softmax",
+]
+#: What the handout's text says of its diagram: the number of conv layers and their kernel.
+HANDOUT_TEXT_CONVS, HANDOUT_TEXT_KERNEL = 4, (3, 3)
+#: Values the handout leaves open, each with another allowed value the key tries instead.
+OTHER_CHOICES = {"conv_stride": 2, "pool_padding": 1}
+SEED = 20261122
+
+# Symbols for the general rules the key states (the parser's own functions, applied to them).
+k_h, k_w, c_in, c_out = sp.symbols("k_h k_w C_in C_out", positive=True, integer=True)
+n_sym, k_sym, p_sym, s_sym = sp.symbols("n k p s", positive=True, integer=True)
+h_sym, w_sym, n_out, n_in = sp.symbols("H W n_out n_in", positive=True, integer=True)
+#: The same symbols by name, for instantiating the rules.
+RULE_SYMBOLS = {
+    str(s): s
+    for s in (k_h, k_w, c_in, c_out, n_sym, k_sym, p_sym, s_sym, h_sym, w_sym, n_out, n_in)
+}
+
+
+class CNNParams(Problem):
+    """Output shapes and parameter counts of every layer of a feed-forward CNN, and the total."""
+
+    key = "cnn_params"
+    title = "Parameters of a convolutional network"
+    #: Names the printer spells through the set's notation (``Problem.symbols``).
+    SYMBOLS = ("C_in", "C_out", "H", "N", "W", "k", "k_h", "k_w", "n", "n_in", "n_out", "p", "s")
+
+    PARAMS = (
+        Param(
+            "input_shape",
+            Raw(list, "a list [H, W, C]"),
+            HANDOUT_INPUT,
+            "input height, width and channels",
+        ),
+        Param(
+            "layers",
+            Raw(list, "a list of layers"),
+            HANDOUT_LAYERS,
+            'layers in order: "conv3-64", "conv5x5-32/p2/s1/nobias", "maxpool2", '
+            '"avgpool3/s2", "fc-1024", "relu", "flatten", "softmax", or tables',
+        ),
+        Param(
+            "defaults",
+            Raw(dict, "a table"),
+            None,
+            "conv_padding, conv_stride, pool_kernel, pool_stride, pool_padding",
+        ),
+    )
+
+    def __init__(
+        self,
+        input_shape: list[int] = HANDOUT_INPUT,
+        layers: list[Any] = HANDOUT_LAYERS,
+        defaults: dict[str, int] | None = None,
+    ) -> None:
+        try:  # the engine names the field (layers[3].kernel); say whose field it is
+            self.defaults = Defaults.parse(defaults)
+            self.net = parse_network(input_shape, layers, self.defaults)
+        except InputError as exc:
+            raise InputError(f"params.cnn_params.{exc}") from None
+
+    @cached_property
+    def is_handout(self) -> bool:
+        handout = parse_network(HANDOUT_INPUT, HANDOUT_LAYERS)
+        return (self.net.input_shape, self.net.layers) == (handout.input_shape, handout.layers)
+
+    @cached_property
+    def other_choices(self) -> dict[str, Network]:
+        """The handout's network under each of ``OTHER_CHOICES`` (empty for other networks)."""
+        if not self.is_handout:
+            return {}
+        return {
+            f: parse_network(HANDOUT_INPUT, HANDOUT_LAYERS, Defaults(**{f: v}))
+            for f, v in OTHER_CHOICES.items()
+        }
+
+    def text_mismatches(self) -> int:
+        """Conv layers that the handout's text contradicts (count and kernel), 0 if it agrees."""
+        kernels = [r.layer.kernel for r in self.net.rows if r.layer.kind == "conv"]
+        wrong = sum(k != HANDOUT_TEXT_KERNEL for k in kernels)
+        return wrong + abs(len(kernels) - HANDOUT_TEXT_CONVS)
+
+    # -- derivation ---------------------------------------------------------------------------
+    def derive(self) -> dict[str, Result]:
+        rows, total = self.net.rows, self.net.total
+        table = [
+            {"name": r.layer.name, "output_shape": list(r.out_shape), "params": r.params}
+            for r in rows
+        ]
+        out = {
+            "layers": Result("layers", sp.Matrix([[r.params] for r in rows]), value=table),
+            "total_params": Result("total_params", sp.Integer(total), sp.Symbol("N"), value=total),
+            "untied_extra": _count("untied_extra", self.untied_extra),
+            "untied_total": _count("untied_total", total + self.untied_extra),
+            "largest_layer": self._largest_layer(),
+            **{key: Result(key, expr) for key, expr in self.rules.items()},
+        }
+        flat = _flat_row(self.net)
+        if flat is not None:
+            out["flat_inputs"] = _count("flat_inputs", math.prod(flat.in_shape))
+        if self.is_handout:
+            out.update(self._handout_results())
+        return out
+
+    def _largest_layer(self) -> Result:
+        """The layer with the most parameters (the first of equals) and its share."""
+        i, share = cc.largest([r.params for r in self.net.rows], self.net.total)
+        row = self.net.rows[i]
+        value = {"name": row.layer.name, "params": row.params, "share_percent": share}
+        return Result("largest_layer", sp.Integer(row.params), value=value)
+
+    def _handout_results(self) -> dict[str, Result]:
+        """What the key says of the handout's reading: its text, and other defaults."""
+        kernels = [r.layer.kernel for r in self.net.rows if r.layer.kind == "conv"]
+        text = {
+            "convs": len(kernels),
+            "kernels": sorted({cc.shape_text(k) for k in kernels}),
+            "agrees": self.text_mismatches() == 0,
+        }
+        other = {f: _first_fc(n) for f, n in self.other_choices.items()}
+        return {
+            "handout_text": Result("handout_text", sp.Integer(len(kernels)), value=text),
+            "other_choices": Result("other_choices", sp.Tuple(*other.values()), value=other),
+        }
+
+    @cached_property
+    def untied_extra(self) -> int:
+        """Parameters added if every output position of a convolution had its own bias:
+        per convolution with a bias, its output size less its channel count."""
+        convs = [r for r in self.net.rows if r.layer.kind == "conv" and r.layer.bias]
+        return sum(math.prod(r.out_shape) - r.bias for r in convs)
+
+    @cached_property
+    def rules(self) -> dict[str, sp.Expr]:
+        """The general formulas (result keys), from the parser's own functions on symbols."""
+        return {
+            "rule_side": output_side(n_sym, k_sym, p_sym, s_sym),
+            "rule_conv": _written(*conv_weights(k_h, k_w, c_in, c_out)),
+            "rule_fc_spatial": _written(*fc_weights((h_sym, w_sym, c_in), n_out)),
+            "rule_fc_flat": _written(*fc_weights((n_in,), n_out)),
+        }
+
+    # -- claims -------------------------------------------------------------------------------
+    def claims(self) -> Iterator[Claim]:
+        r = self.results
+        full = numpy_trace(self.net.input_shape, self.net.layers, None)
+        yield from cc.full_size_claims(self.net, full, r)
+        scaled, further = cc.forward_traces(self.net, np.random.default_rng(SEED))
+        yield from cc.forward_claims(scaled, further)
+        rules = {key: r[key].expr for key in self.rules}
+        yield from cc.rule_claims(rules, RULE_SYMBOLS, [(self.net, full), *further])
+        if self.is_handout:
+            text = f"{HANDOUT_TEXT_CONVS} conv layers, all {cc.shape_text(HANDOUT_TEXT_KERNEL)}"
+            yield from cc.handout_claims(
+                self.text_mismatches(),
+                text,
+                self.other_choices,
+                OTHER_CHOICES,
+                r["other_choices"].value,
+            )
+
+    # -- rendering ------------------------------------------------------------------------------
+    def question_data(self) -> dict[str, Any]:
+        return {
+            "input_shape": self.net.input_shape,
+            "layers": [layer.name for layer in self.net.layers],
+        }
+
+    def context(self) -> dict[str, Any]:
+        r, rows = self.results, self.net.rows
+        value = {k: res.value for k, res in r.items()}
+        total, largest = value["total_params"], value["largest_layer"]
+        share = largest["share_percent"]
+        return {
+            **super().context(),
+            "net": self.net,
+            "rows": rows,
+            "input_shape": self.net.input_shape,
+            "defaults": self.defaults,
+            "rules": {key.removeprefix("rule_"): r[key].expr for key in self.rules},
+            "kinds": {row.layer.kind for row in rows},
+            "total": total,
+            "total_millions": f"{total / 1e6:.1f}",  # the printed rounding of total_params
+            "biggest": largest,
+            "biggest_share": None if share is None else f"{share:.1f}",
+            "flat_row": _flat_row(self.net),
+            "flat_inputs": value.get("flat_inputs"),
+            "untied_extra": value["untied_extra"],
+            "untied_total": value["untied_total"],
+            "floored": [row for row in rows if any(row.remainder)],
+            **self._handout_context(value),
+        }
+
+    def _handout_context(self, value: dict[str, Any]) -> dict[str, Any]:
+        text = value.get("handout_text", {})
+        return {
+            "is_handout": self.is_handout,
+            "text_convs": HANDOUT_TEXT_CONVS,
+            "text_kernel": cc.shape_text(HANDOUT_TEXT_KERNEL),
+            "parsed_convs": text.get("convs"),
+            "conv_kernels": text.get("kernels"),
+            "text_agrees": text.get("agrees"),
+            "first_fc": _first_fc(self.net),
+            "other_choices": value.get("other_choices", {}),
+            "other_choices_values": OTHER_CHOICES,
+        }
+
+
+def _count(key: str, n: int) -> Result:
+    return Result(key, sp.Integer(n), value=n)
+
+
+def _flat_row(net: Network):
+    """The first fc layer on a spatial input (where the flattening costs), None without."""
+    return next((r for r in net.rows if r.layer.kind == "fc" and len(r.in_shape) == 3), None)
+
+
+def _first_fc(net: Network) -> int | None:
+    """Parameters of the first fully connected layer, None without one."""
+    return next((r.params for r in net.rows if r.layer.kind == "fc"), None)
+
+
+def _written(factors: tuple, bias: Any) -> sp.Expr:
+    # Unevaluated, so the key shows the factors in the engine's order (k_h k_w C_in C_out).
+    return sp.Add(sp.Mul(*factors, evaluate=False), bias, evaluate=False)
