@@ -50,7 +50,8 @@ from derive.engine.graph import (
 from derive.errors import InputError
 from derive.params import Int, Param, Raw
 from derive.problems.base import Problem, Result
-from derive.problems.mdrnn import BELOW, NORTH, WEST, readable
+from derive.engine.grid import BELOW, NORTH, WEST
+from derive.engine.reading import readable
 from derive.verify import Check
 
 d, k, H, W, c = sp.symbols("d k H W c", integer=True, positive=True)
