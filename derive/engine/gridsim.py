@@ -200,3 +200,24 @@ def backward_context(layers: int, h: int, w: int, pixel: tuple[int, int]) -> set
         g[h, :] = 0
         g[:, w] = 0
     return {(int(i) + 1, int(j) + 1) for i, j in zip(*np.nonzero(g[:h, :w]), strict=True)}
+
+
+def mask_rows(size: int, kind: str) -> list[tuple[int, int, int]]:
+    """The usual mask row by row, (row offset, first column offset, last): full rows above
+    the centre, the centre row up to the centre (B) or short of it (A); empty rows left out."""
+    r = size // 2
+    rows = [(a, -r, r) for a in range(-r, 0)]
+    last = 0 if kind == "B" else -1
+    return rows + ([(0, -r, last)] if last >= -r else [])
+
+
+def masked_connections(size: int, kind: str, h: int, w: int) -> int:
+    """``tap_connections`` of a mask, row by row: cheap for any filter size (a k×k array
+    at k in the thousands would not be)."""
+    spans: dict[tuple[int, int], int] = {}
+    total = 0
+    for a, lo, hi in mask_rows(size, kind):
+        if (lo, hi) not in spans:
+            spans[(lo, hi)] = sum(max(0, w - abs(b)) for b in range(lo, hi + 1))
+        total += max(0, h - abs(a)) * spans[(lo, hi)]
+    return total
