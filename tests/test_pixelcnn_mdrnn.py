@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,13 @@ import pytest
 import sympy as sp
 from conftest import key_pdf_text, key_tex
 
-from derive.engine.gridsim import backward_field, mask_array
+from derive.engine.gridsim import (
+    backward_field,
+    mask_array,
+    mask_taps,
+    masked_connections,
+    tap_connections,
+)
 from derive.errors import InputError
 from derive.problems.base import Result
 from derive.problems.pixelcnn_mdrnn import EXAMPLE, H, PixelCNNMDRNN, W, c, col, d, k, mask, row
@@ -157,6 +164,24 @@ def test_printed_numbers_are_checked(problem):
     assert r["pixelcnn_small_images"].value["wrong"] <= r["pixelcnn_small_images"].value["sizes"]
     failed = {ch.claim for ch in Misprinted().checks if not ch.passed}
     assert failed == {"example_comparison", "activations", "pixelcnn_blind_spot"}
+
+
+def test_connections_row_by_row_match_the_mask_arrays():
+    # The cheap row-by-row count (used at the example's sizes) against the k x k arrays.
+    for size, kind, h, w in itertools.product((1, 3, 5, 7), "AB", range(1, 5), range(1, 5)):
+        taps = mask_taps(mask_array(size, kind))
+        assert masked_connections(size, kind, h, w) == tap_connections(taps, h, w)
+
+
+def test_a_large_example_is_not_instantiated():
+    p = PixelCNNMDRNN(example={"H": 10_000, "W": 9_000, "d": 10_000, "k": 999, "c": 7})
+    counts = p.results["example_comparison"].value["counts"]
+    assert counts["mdrnn_steps"] == 10_000 + 9_000 + 10_000 - 2
+    rows = [ch for ch in p.checks if ch.claim == "example_comparison"]
+    assert [ch.method.split(":")[0] for ch in rows] == [
+        "masks row by row and the three MDRNN sources, tap by tap"
+    ]
+    assert all(ch.passed for ch in rows)
 
 
 def test_mask_b_first_sees_its_own_pixel():

@@ -14,7 +14,7 @@ import sympy as sp
 
 from derive.engine.graph import GridModel, parallel_rounds
 from derive.engine.grid import BELOW, NORTH, WEST, mdrnn_grid
-from derive.engine.gridsim import n_phi
+from derive.engine.gridsim import n_phi as n_phi  # one of the sizes, re-exported
 from derive.params import Int
 from derive.verify.routes import nonzero_entries
 
@@ -40,8 +40,6 @@ CHECK_G = tuple(range(1, 13))
 EVAL_G, EVAL_DH = tuple(range(1, 5)), tuple(range(1, 4))
 #: Generic base sizes of the growth directions (t^rate times these).
 BASE = {G: sp.Rational(3, 2), D: sp.Rational(5, 4), H: sp.Rational(7, 3)}
-
-__all__ = ["D", "G", "H", "i", "j", "n_phi"]
 
 
 def mdrnn_model(g: int, d: int = 1, h: int = 1) -> GridModel:
