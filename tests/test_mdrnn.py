@@ -8,8 +8,10 @@ import pytest
 import sympy as sp
 from conftest import key_pdf_text, key_tex
 
+from derive.engine.gridsim import run_mdrnn
 from derive.errors import InputError
-from derive.problems.mdrnn import MDRNN, D, G, H, i, j, n_phi, run_mdrnn
+from derive.problems.base import Result
+from derive.problems.mdrnn import MDRNN, D, G, H, i, j, n_phi
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +103,23 @@ class ConvInOneStep(MDRNN):
         return {**super().comparison, "cover_steps": 1}
 
 
+class NorthEverywhere(MDRNN):
+    """Claims the north product is made at every square, the first row included."""
+
+    @property
+    def cell_costs(self):
+        costs = super().cell_costs
+        return {**costs, "W_N": (costs["W_N"][0], G**2)}
+
+
+class ZeroBasedOffByOne(MDRNN):
+    """Reads the schedule from 0 as i + j (one step early)."""
+
+    def _step_results(self):
+        out = super()._step_results()
+        return {**out, "zero_based_schedule": Result("zero_based_schedule", i + j)}
+
+
 def test_wrong_claims_are_caught():
     failed = {c.claim for c in SampleCount().checks if not c.passed}
     assert "num_ops" in failed
@@ -110,6 +129,26 @@ def test_wrong_claims_are_caught():
     assert any("both neighbours" in m for m in failed)
     failed = {c.method for c in ConvInOneStep().checks if not c.passed}
     assert any("rounds of the MDRNN and the conv stacks" in m for m in failed)
+    failed = {c.claim for c in NorthEverywhere().checks if not c.passed}
+    assert {"weight_terms", "num_ops"} <= failed
+    failed = {c.claim for c in ZeroBasedOffByOne().checks if not c.passed}
+    assert failed == {"zero_based_schedule"}
+
+
+def test_zero_based_schedule_and_terms(problem):
+    r = problem.results
+    # By hand: counted from 0, square (i, j) is at step i + j + 1.
+    assert same(r["zero_based_schedule"].expr, i + j + 1)
+    rows = dict(zip(("W_in", "W_W", "W_N"), r["weight_terms"].expr, strict=True))
+    # By hand: W_W (H x H) costs H(2H - 1) and is used by the G(G - 1) squares off column 1.
+    assert tuple(rows["W_W"][:2]) == (H, H)
+    assert same(rows["W_W"][2], H * (2 * H - 1))
+    assert same(rows["W_W"][3], G * (G - 1))
+    assert same(rows["W_in"][3], G**2)
+    # By hand: a missing term saves H(2H - 1) + H = 2H^2; G - 1 squares of the first row
+    # and of the first column miss one, the corner two: 2 (G - 1) 2H^2 + 4H^2.
+    assert same(r["boundary_saving"].expr, 4 * G * H**2)
+    assert same(r["interior_cell_ops"].expr, H * (2 * D + 4 * H + n_phi - 1))
 
 
 @pytest.mark.parametrize("bad", [0, -3, 1, 13, 10**6, 2.5, True, "5", None, [5]])

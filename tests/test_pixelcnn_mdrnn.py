@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -9,21 +10,16 @@ import pytest
 import sympy as sp
 from conftest import key_pdf_text, key_tex
 
-from derive.errors import InputError
-from derive.problems.pixelcnn_mdrnn import (
-    EXAMPLE,
-    H,
-    PixelCNNMDRNN,
-    W,
+from derive.engine.gridsim import (
     backward_field,
-    c,
-    col,
-    d,
-    k,
-    mask,
     mask_array,
-    row,
+    mask_taps,
+    masked_connections,
+    tap_connections,
 )
+from derive.errors import InputError
+from derive.problems.base import Result
+from derive.problems.pixelcnn_mdrnn import EXAMPLE, H, PixelCNNMDRNN, W, c, col, d, k, mask, row
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +128,60 @@ def test_wrong_claims_are_caught():
     assert "mdrnn_connections" in failed
     failed = {ch.sizes for ch in NoBlindSpotColumn().checks if not ch.passed}
     assert any(s.startswith("figure:") for s in failed)
+
+
+class Misprinted(PixelCNNMDRNN):
+    """Prints one more MDRNN connection at the example, one more unit in the figure and a
+    blind spot from the first layer on."""
+
+    def derive(self):
+        out = super().derive()
+        ex, units, blind = out["example_comparison"], out["activations"], out["pixelcnn_blind_spot"]
+        counts = {
+            **ex.value["counts"],
+            "mdrnn_connections": ex.value["counts"]["mdrnn_connections"] + 1,
+        }
+        out["example_comparison"] = Result(ex.key, ex.expr, value={**ex.value, "counts": counts})
+        out["activations"] = Result(units.key, units.expr, value={**units.value, "mdrnn": 1})
+        out["pixelcnn_blind_spot"] = Result(
+            blind.key, blind.expr, value={**blind.value, "from_layers": 1}
+        )
+        return out
+
+
+def test_printed_numbers_are_checked(problem):
+    r = problem.results
+    # By hand: a 32 x 32 image, d = 5, k = 3, c = 1 (the default example).
+    s_a = 4 * 32 * 32 - 3 * 32 - 3 * 32 + 2  # (H-1)(W-1) + (H-1)W + (H-1)(W-1) + H(W-1)
+    counts = r["example_comparison"].value["counts"]
+    assert counts["pixelcnn_connections"] == s_a + 4 * (s_a + 32 * 32)
+    assert counts["mdrnn_connections"] == 5 * 9 * (3 * 32 * 32 - 2 * 32)
+    assert (counts["pixelcnn_steps"], counts["mdrnn_steps"]) == (5, 32 + 32 + 5 - 2)
+    assert r["activations"].value == {"pixelcnn": 4 * 81, "mdrnn": 4 * 81}
+    assert r["pixelcnn_blind_spot"].value["from_layers"] == 2
+    s_a_sym, s_b_sym = r["pixelcnn_layer_connections"].expr
+    assert same(s_b_sym - s_a_sym, H * W)
+    assert r["pixelcnn_small_images"].value["wrong"] <= r["pixelcnn_small_images"].value["sizes"]
+    failed = {ch.claim for ch in Misprinted().checks if not ch.passed}
+    assert failed == {"example_comparison", "activations", "pixelcnn_blind_spot"}
+
+
+def test_connections_row_by_row_match_the_mask_arrays():
+    # The cheap row-by-row count (used at the example's sizes) against the k x k arrays.
+    for size, kind, h, w in itertools.product((1, 3, 5, 7), "AB", range(1, 5), range(1, 5)):
+        taps = mask_taps(mask_array(size, kind))
+        assert masked_connections(size, kind, h, w) == tap_connections(taps, h, w)
+
+
+def test_a_large_example_is_not_instantiated():
+    p = PixelCNNMDRNN(example={"H": 10_000, "W": 9_000, "d": 10_000, "k": 999, "c": 7})
+    counts = p.results["example_comparison"].value["counts"]
+    assert counts["mdrnn_steps"] == 10_000 + 9_000 + 10_000 - 2
+    rows = [ch for ch in p.checks if ch.claim == "example_comparison"]
+    assert [ch.method.split(":")[0] for ch in rows] == [
+        "masks row by row and the three MDRNN sources, tap by tap"
+    ]
+    assert all(ch.passed for ch in rows)
 
 
 def test_mask_b_first_sees_its_own_pixel():

@@ -1,0 +1,119 @@
+"""Claims about receptive fields, blind spots and contexts, by NumPy adjoints: masks built
+as k×k arrays (``derive.engine.gridsim``), run backwards from one pixel, share no code
+with the graphs' ancestor sets the results come from."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from derive.engine.gridsim import backward_context, backward_field, mask_stack
+from derive.problems.pixelcnn_mdrnn.model import W, blind_spot, col, d, earlier, row
+from derive.verify import Claim
+from derive.verify.routes import count_mismatch, failures
+
+if TYPE_CHECKING:
+    from derive.problems.pixelcnn_mdrnn.problem import PixelCNNMDRNN
+
+ADJOINT = "NumPy adjoint of all-ones masked convolutions, masks as k x k arrays"
+CONTEXT = "adjoint recursion of a linear MDRNN with unit weights"
+#: Depth of the field checks (beyond the fit's), on an image no field of it reaches across.
+DEEP = 8
+SMALL = "6 x 6, every pixel, d = 1..4, k = 3, 5"
+
+
+def field_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
+    """Every field claim, in the key's order."""
+    size_rows, blind = _deep_errors(p)
+    deep = f"k = {p.kernel}, d = 1..{DEEP}, no border in reach"
+    yield Claim.measured("pixelcnn_receptive_field", ADJOINT, deep, size_rows, 0.0)
+    yield Claim(
+        "pixelcnn_receptive_field",
+        ADJOINT,
+        f"figure: {p.height} x {p.width}, pixel {p.pixel}, d = 1..{p.layers}",
+        0.0,
+        lambda: _figure_errors(p),
+    )
+    yield Claim(
+        "pixelcnn_receptive_field",
+        "NumPy adjoint: field pixels at or after the pixel (causality)",
+        SMALL,
+        0.0,
+        lambda: sum(_small_fields("AB", lambda f, q: sum(x >= q for x in f))),
+    )
+    # Mask B in the first layer too: every pixel would see itself.
+    yield Claim(
+        "pixelcnn_mask_change",
+        "NumPy adjoint, mask B in every layer: pixels missing from their own field",
+        SMALL,
+        0.0,
+        lambda: sum(_small_fields("BB", lambda f, q: q not in f)),
+    )
+    yield Claim.measured("pixelcnn_blind_spot", ADJOINT, deep, blind, 0.0)
+    ctx, missed = _context_errors(p)
+    yield Claim.measured(
+        "mdrnn_context", CONTEXT, "H, W = 1..6, every pixel, d = 1, 3; the figure", ctx, 0.0
+    )
+    yield Claim.measured(
+        "mdrnn_context",
+        CONTEXT + ": earlier pixels missed",
+        "H, W = 1..6, every pixel, d = 1, 3",
+        missed,
+        0.0,
+    )
+
+
+def _deep_errors(p: PixelCNNMDRNN) -> tuple[int, int]:
+    """(size and height misses, blind-spot misses incl. the depth it starts at), d = 1..8."""
+    ff, r = p.field_fits, p.kernel // 2
+    h, w, q = DEEP * r + 1, 2 * DEEP * r + 1, (DEEP * r + 1, DEEP * r + 1)
+    masks = mask_stack(p.kernel, DEEP)
+    size_rows = blind = 0
+    blinds = []
+    for layers in range(1, DEEP + 1):
+        field = backward_field(masks[:layers], h, w, q)
+        at = {d: layers}
+        size_rows += count_mismatch(ff["size"], at, len(field)) != 0
+        size_rows += count_mismatch(ff["rows"], at, q[0] - min(a for a, _ in field)) != 0
+        blinds.append(len(blind_spot(field, q)))
+        blind += count_mismatch(ff["blind"], at, blinds[-1]) != 0
+    start = next((n for n, b in enumerate(blinds, 1) if b), None)
+    blind += start != p.results["pixelcnn_blind_spot"].value["from_layers"]
+    return size_rows, blind
+
+
+def _figure_errors(p: PixelCNNMDRNN) -> int:
+    """The figure's table row by row, its field and blind spot, against the adjoint."""
+    masks = mask_stack(p.kernel, p.layers)
+    table = p.results["pixelcnn_receptive_field"].value["table"]
+
+    def row_holds(n_row: tuple[int, list[int]]) -> bool:
+        field = backward_field(masks[: n_row[0]], p.height, p.width, p.pixel)
+        return (len(field), len(blind_spot(field, p.pixel))) == tuple(n_row[1][1:3])
+
+    fig = backward_field(masks, p.height, p.width, p.pixel)
+    bad = failures(zip(range(1, p.layers + 1), table, strict=True), row_holds)
+    return bad + (fig != p.figure_field) + (blind_spot(fig, p.pixel) != p.figure_blind)
+
+
+def _small_fields(kinds: str, misses) -> Iterator[int]:
+    """``misses(field, pixel)`` for every pixel of a 6×6 image, d = 1..4, k = 3, 5."""
+    for layers, size in itertools.product(range(1, 5), (3, 5)):
+        masks = mask_stack(size, layers, kinds)
+        for q in itertools.product(range(1, 7), repeat=2):
+            yield misses(backward_field(masks, 6, 6, q), q)
+
+
+def _context_errors(p: PixelCNNMDRNN) -> tuple[int, int]:
+    """(context misses incl. the figure's, missed-pixel misses), H, W = 1..6, d = 1, 3."""
+    cf = p.context_fits
+    bad_ctx = bad_missed = 0
+    for layers, hh, ww in itertools.product((1, 3), range(1, 7), range(1, 7)):
+        for q in itertools.product(range(1, hh + 1), range(1, ww + 1)):
+            ctx = backward_context(layers, hh, ww, q)
+            at = {row: q[0], col: q[1], W: ww}
+            bad_ctx += count_mismatch(cf["context"], at, len(ctx)) != 0
+            bad_missed += count_mismatch(cf["missed"], at, len(earlier(q, hh, ww) - ctx)) != 0
+    fig_ctx = backward_context(p.layers, p.height, p.width, p.pixel)
+    return bad_ctx + (fig_ctx != p.figure_context), bad_missed
