@@ -10,18 +10,21 @@ import sympy as sp
 from conftest import key_pdf_text, key_tex
 
 from derive.errors import InputError
-from derive.problems import resnet_bn
-from derive.problems.resnet_bn import (
-    ORDERINGS,
-    ResnetBN,
+from derive import bnstack
+from derive.bnstack import (
     block_forward,
     bn_fwd,
     bn_vjp,
     central_difference,
     complex_step,
-    easier_ordering,
     make_instance,
     measure,
+)
+from derive.problems import resnet_bn
+from derive.problems.resnet_bn import (
+    ORDERINGS,
+    ResnetBN,
+    easier_ordering,
     op_jacobian,
     skip_mismatches,
     skip_stack,
@@ -153,7 +156,7 @@ def test_a_wrong_bn_backward_is_caught(monkeypatch):
         xhat, std = cache
         return (g - xhat * (g * xhat).mean(axis=-2, keepdims=True)) / std
 
-    monkeypatch.setitem(resnet_bn.VJP, "bn", xhat_only)
+    monkeypatch.setitem(bnstack.VJP, "bn", xhat_only)
     p = ResnetBN(width=8, batch=32, depths=[1, 4])
     failed = {c.claim for c in p.checks if not c.passed}
     assert "grad_norms" in failed
@@ -199,7 +202,7 @@ def test_an_exploding_stack_is_verified_on_its_own_trajectory():
     assert gains[0] > 1e13
     unit = grad / np.linalg.norm(grad)
     ref = np.linalg.norm(inst.r)
-    own = resnet_bn.pinned_complex_step(ops, inst, 128, unit) / ref
+    own = bnstack.pinned_complex_step(ops, inst, 128, unit) / ref
     assert own == pytest.approx(gains[0], rel=1e-12)
     plain = complex_step(ops, inst, 128, unit) / ref
     assert abs(plain - gains[0]) / gains[0] > 1e-2  # rounding's, not the network's

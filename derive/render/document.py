@@ -26,6 +26,7 @@ import mpmath
 import sympy as sp
 
 from derive.render.latex import KeyPrinter, Notation
+from derive.render.plot import curve_plot
 from derive.render.texgate import escape
 from derive.verify import evidence_table
 
@@ -91,6 +92,7 @@ def environment(notation: Notation) -> jinja2.Environment:
     env.filters["esc"] = escape
     env.filters["sci"] = sci
     env.filters["evidence"] = evidence_table
+    env.globals["curve_plot"] = curve_plot  # templates place exported series on a plot
     return env
 
 

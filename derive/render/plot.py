@@ -2,17 +2,23 @@
 
 ``log_plot`` maps computed series to picture coordinates on a log-scaled y axis; the
 template macro ``log_plot`` only places the marks.  Keeping the mapping here keeps
-arithmetic out of templates.
+arithmetic out of templates, and plot geometry out of problems: a problem exports the
+numbers as results, and its template calls ``curve_plot`` (a Jinja global) on them.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import mpmath
+import sympy as sp
 
+#: Magnitudes float64 holds to full precision (2^-1022 to its largest finite number).
+FLOAT_RANGE = (sys.float_info.min, sys.float_info.max)
 #: Marks for successive series: LaTeX code placed at each point.
 MARKS = (
     r"\circle*{1.6}",
@@ -67,19 +73,55 @@ def log_plot(
         (label, MARKS[i % len(MARKS)], [_at(px(x), py(_log10(y))) for x, y in pts if y != 0])
         for i, (label, pts) in enumerate(series.items())
     ]
-    step = max(1, (hi - lo) // 6)
-    yticks = [(_at(0, py(e)), _at(-1.5, py(e)), f"$10^{{{e}}}$") for e in range(lo, hi + 1, step)]
-    xstep = _nice_step(x1 - x0)
-    xticks = [(_at(px(x), 0), _at(px(x), -3), f"{x:g}") for x in _range(x0, x1, xstep)]
     return Plot(
         box=f"({width + 16},{height + 14})(-14,-10)",
         axes=(f"{{\\line(1,0){{{width}}}}}", f"{{\\line(0,1){{{height}}}}}"),
         series=placed,
-        xticks=xticks,
-        yticks=yticks,
+        xticks=_xticks(x0, x1, px),
+        yticks=_yticks(lo, hi, py),
         xlabel=(_at(width / 2, -9), xlabel),
         ylabel=(_at(-13, height + 4), ylabel),
     )
+
+
+def curve_plot(
+    xs: Sequence[float],
+    curves: dict[str, Sequence[Any]],
+    xlabel: str,
+    ylabel: str,
+    vanished: str = "every value is 0, which a log axis cannot show",
+) -> Plot:
+    """``log_plot`` of curves sharing the abscissae ``xs`` (a template's entry point).
+
+    A problem exports the numbers (a result's values); the key's template calls this to
+    place them.  y may be a float, an mpmath number or a SymPy Float of any size.  A curve
+    that is 0 everywhere has no point on a log axis: its label gets ``vanished``.
+    """
+    series = {}
+    for label, ys in curves.items():
+        ys = [_plain(y) for y in ys]
+        if all(y == 0 for y in ys):
+            label = f"{label}: {vanished}"
+        series[label] = list(zip(xs, ys, strict=True))
+    return log_plot(series, xlabel, ylabel)
+
+
+def _plain(y: Any) -> Any:
+    """A SymPy Float as a float where float64 holds it, else as an mpmath number."""
+    if not isinstance(y, sp.Float):
+        return y
+    big = mpmath.mpf(y._mpf_)
+    return float(big) if y == 0 or FLOAT_RANGE[0] <= abs(big) <= FLOAT_RANGE[1] else big
+
+
+def _yticks(lo: int, hi: int, py: Callable[[float], float]) -> list[tuple[str, str, str]]:
+    step = max(1, (hi - lo) // 6)
+    return [(_at(0, py(e)), _at(-1.5, py(e)), f"$10^{{{e}}}$") for e in range(lo, hi + 1, step)]
+
+
+def _xticks(x0: float, x1: float, px: Callable[[float], float]) -> list[tuple[str, str, str]]:
+    xstep = _nice_step(x1 - x0)
+    return [(_at(px(x), 0), _at(px(x), -3), f"{x:g}") for x in _range(x0, x1, xstep)]
 
 
 def _log10(y: Any) -> float:
