@@ -120,8 +120,14 @@ class LSTM(RecurrentProblem):
         }
 
     def question_data(self) -> dict[str, Any]:
-        """The recurrent question's data and the gate values of the optional part."""
-        return {**super().question_data(), "limit": {timed(g): v for g, v in LIMIT.items()}}
+        """The recurrent question's data and the gate values of the optional part.
+
+        The optional part replaces the backward map's part, so the question names no state
+        adjoint of step t+1 (one of them, bar c(t+1), is the answer of the limit of bar c).
+        """
+        data = super().question_data()
+        del data["states_now"], data["states_next"]
+        return {**data, "limit": {timed(g): v for g, v in LIMIT.items()}}
 
     def _limit_claims(self, steps: int = 30) -> Iterator[Claim]:
         """The limit results against the forward pass of a run with saturated gates.
