@@ -46,7 +46,8 @@ import sympy as sp
 from derive.engine.cell import Cell
 from derive.engine.numeric import forward, loss, sweep_for, vector_adjoints_for
 from derive.engine.vector import n_h, n_x
-from derive.verify import Check, rel_error
+from derive.verify import Check, Claim, rel_error, routes
+from derive.verify.routes import CENTRAL_STEP, COMPLEX_STEP, DERIVED_DPS
 
 #: (method, tolerance) of each route.
 METHODS = {
@@ -209,53 +210,65 @@ def reference_losses(cell: Cell, data: Data, plist: list, delta, backend: str = 
     dtype = object if backend == "mpmath" else (complex if np.iscomplexobj(delta) else float)
     steps_of = list(delta) if isinstance(delta, list | tuple | np.ndarray) else [delta] * batch
     conv = _to_mp if backend == "mpmath" else (lambda v: v)
-
-    def lift(a):
-        return np.repeat(np.asarray(conv(a), dtype=dtype)[None], batch, axis=0)
-
-    params = {k: np.asarray(conv(v), dtype=dtype) for k, v in data.params.items()}
-    # Each input sequence lifted in one go: (T, batch, rows, 1), then one view per step.
-    inputs = {k: list(lift(np.stack(seq)).swapaxes(0, 1)) for k, seq in data.inputs.items()}
-    initial = {k: lift(v) for k, v in data.initial.items()}
-    perturb: dict = {}
-    # Direction probes touch every step: one (T, batch, rows, 1) array per series, split
-    # into steps at the end, instead of T small updates per probe.
-    along: dict[tuple[str, str], np.ndarray] = {}
-    for b, (_, kind, name, k, idx) in enumerate(plist):
-        delta = steps_of[b]
-        if kind == "param":
-            if params[name].ndim == 2:
-                params[name] = lift(data.params[name])
-            params[name][(b, *idx)] += delta
-        elif kind == "input":
-            inputs[name][k - 1][(b, *idx)] += delta
-        elif kind == "initial":
-            initial[name][(b, *idx)] += delta
-        elif kind.endswith(" dir"):
-            steps, rows = idx.shape
-            arr = along.setdefault((kind, name), np.zeros((steps, batch, rows, 1), dtype=dtype))
-            arr[:, b] += delta * idx[:, :, None]
-        else:
-            rows = next(iter(data.initial.values())).shape[0]  # every variable has n_h rows
-            slot = perturb.setdefault((name, k), np.zeros((batch, rows, 1), dtype=dtype))
-            slot[(b, *idx)] += delta
-    for (kind, name), arr in along.items():
-        if kind == "input dir":
-            inputs[name] = [x + d for x, d in zip(inputs[name], arr, strict=True)]
-        else:
-            for k, d in enumerate(arr, start=1):
-                perturb[name, k] = perturb[name, k] + d if (name, k) in perturb else d
+    batched = _Batch(data, batch, dtype, conv)
+    for b, probe in enumerate(plist):
+        batched.add(b, probe, steps_of[b])
+    inputs, perturb = batched.finish()
     loss_grads = {k: [conv(a) for a in seq] for k, seq in data.loss_grads.items()}
-    traj = forward(cell, params, inputs, initial, backend, perturb)
+    traj = forward(cell, batched.params, inputs, batched.initial, backend, perturb)
     return loss(traj, loss_grads)
 
 
-#: Steps of the float64 methods.
-COMPLEX_H, CENTRAL_H = 1e-30, 1e-6
-#: The 50-digit routes: the derived equations at DERIVED_DPS digits against central
-#: differences at REFERENCE_DPS digits with step REFERENCE_H.  Truncation (h^2 times the third
-#: derivative) and round-off (10^-60 / h) both stay far below the 50 digits compared.
-DERIVED_DPS, REFERENCE_DPS, REFERENCE_H = 50, 60, "1e-25"
+class _Batch:
+    """A case's data lifted to a batch of probes (a leading axis), each probe's step added."""
+
+    def __init__(self, data: Data, batch: int, dtype, conv) -> None:
+        self.data, self.batch, self.dtype, self.conv = data, batch, dtype, conv
+        self.params = {k: np.asarray(conv(v), dtype=dtype) for k, v in data.params.items()}
+        # Each input sequence lifted in one go: (T, batch, rows, 1), then one view per step.
+        self.inputs = {
+            k: list(self.lift(np.stack(seq)).swapaxes(0, 1)) for k, seq in data.inputs.items()
+        }
+        self.initial = {k: self.lift(v) for k, v in data.initial.items()}
+        self.perturb: dict = {}
+        # Direction probes touch every step: one (T, batch, rows, 1) array per series, split
+        # into steps at the end, instead of T small updates per probe.
+        self.along: dict[tuple[str, str], np.ndarray] = {}
+
+    def lift(self, a):
+        return np.repeat(np.asarray(self.conv(a), dtype=self.dtype)[None], self.batch, axis=0)
+
+    def add(self, b: int, probe: tuple, delta) -> None:
+        _, kind, name, k, idx = probe
+        if kind == "param":
+            if self.params[name].ndim == 2:
+                self.params[name] = self.lift(self.data.params[name])
+            self.params[name][(b, *idx)] += delta
+        elif kind == "input":
+            self.inputs[name][k - 1][(b, *idx)] += delta
+        elif kind == "initial":
+            self.initial[name][(b, *idx)] += delta
+        elif kind.endswith(" dir"):
+            steps, rows = idx.shape
+            shape = (steps, self.batch, rows, 1)
+            arr = self.along.setdefault((kind, name), np.zeros(shape, dtype=self.dtype))
+            arr[:, b] += delta * idx[:, :, None]
+        else:
+            rows = next(iter(self.data.initial.values())).shape[0]  # every variable: n_h rows
+            shape = (self.batch, rows, 1)
+            slot = self.perturb.setdefault((name, k), np.zeros(shape, dtype=self.dtype))
+            slot[(b, *idx)] += delta
+
+    def finish(self) -> tuple[dict, dict]:
+        """The perturbed inputs, and the perturbation of each (variable, step)."""
+        inputs, perturb = self.inputs, self.perturb
+        for (kind, name), arr in self.along.items():
+            if kind == "input dir":
+                inputs[name] = [x + d for x, d in zip(inputs[name], arr, strict=True)]
+            else:
+                for k, d in enumerate(arr, start=1):
+                    perturb[name, k] = perturb[name, k] + d if (name, k) in perturb else d
+        return inputs, perturb
 
 
 def float_references(cell: Cell, data: Data, plist: list) -> dict[str, np.ndarray]:
@@ -264,15 +277,17 @@ def float_references(cell: Cell, data: Data, plist: list) -> dict[str, np.ndarra
     The batch holds each probe three times, with steps ``ih``, ``+h`` and ``-h``, all in
     complex arithmetic: the per-step cost of a forward pass is mostly fixed overhead, so
     one pass over 3n probes costs little more than one over n.  A real step in complex
-    arithmetic leaves every imaginary part exactly zero.
+    arithmetic leaves every imaginary part exactly zero.  The routes read their
+    perturbations' losses off that one batch.
     """
     n = len(plist)
-    steps = [1j * COMPLEX_H] * n + [CENTRAL_H + 0j] * n + [-CENTRAL_H + 0j] * n
+    ih, h = 1j * COMPLEX_STEP, CENTRAL_STEP
+    steps = [ih] * n + [h + 0j] * n + [-h + 0j] * n
     losses = reference_losses(cell, data, plist * 3, np.array(steps))
-    up, down = np.real(losses[n : 2 * n]), np.real(losses[2 * n :])
+    batch = {ih: losses[:n], h: np.real(losses[n : 2 * n]), -h: np.real(losses[2 * n :])}
     return {
-        "complex step": np.imag(losses[:n]) / COMPLEX_H,
-        "central difference": (up - down) / (2 * CENTRAL_H),
+        "complex step": routes.complex_step(batch.__getitem__),
+        "central difference": routes.central_difference(batch.__getitem__),
     }
 
 
@@ -285,18 +300,16 @@ def central_applies(case: Case) -> bool:
 
 def reference(cell: Cell, data: Data, plist: list, method: str) -> np.ndarray:
     """dL/d(probe) for every probe by ``method``."""
+
+    def batch(backend: str = "numpy"):
+        return lambda delta: reference_losses(cell, data, plist, delta, backend)
+
     if method == "complex step":
-        return np.imag(reference_losses(cell, data, plist, 1j * COMPLEX_H)) / COMPLEX_H
+        return routes.complex_step(batch())
     if method == "central difference":
-        up = reference_losses(cell, data, plist, CENTRAL_H)
-        down = reference_losses(cell, data, plist, -CENTRAL_H)
-        return (up - down) / (2 * CENTRAL_H)
+        return routes.central_difference(batch())
     if method in SLOW:
-        with mpmath.workdps(REFERENCE_DPS):
-            h = mpmath.mpf(REFERENCE_H)
-            up = reference_losses(cell, data, plist, h, "mpmath")
-            down = reference_losses(cell, data, plist, -h, "mpmath")
-            return (up - down) / (2 * h)
+        return routes.high_precision_difference(batch("mpmath"))
     raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
 
 
@@ -369,6 +382,16 @@ def gradient_checks(
     return rows
 
 
+def gradient_claims(
+    cell: Cell, cases: list[Case], methods=tuple(METHODS), prefix: str = ""
+) -> list[Claim]:
+    """``gradient_checks`` as claims: each error measured in the one shared run."""
+    return [
+        Claim.measured(c.claim, c.method, c.sizes, c.max_rel_error, c.tolerance)
+        for c in gradient_checks(cell, cases, methods, prefix)
+    ]
+
+
 def _summary(cases: list[Case]) -> str:
     lengths = sorted({c.T for c in cases})
     forms = sorted({"scalar" if not c.vector else f"n_h={c.n_h},n_x={c.n_x}" for c in cases})
@@ -393,13 +416,14 @@ def backward_map_by_probes(cell: Cell, params: dict, inputs: dict, initial: dict
     those at k-1 are B[i, j] = d s_j(k) / d s_i(k-1).  The backward map sends A to B, so
     J = B A^-1; A is triangular with a unit diagonal.  Every entry is a complex step.
     """
-    step = COMPLEX_H
     states = [s.name for s in cell.states]
     upto = {name: seq[:k] for name, seq in inputs.items()}
 
     def d(out: str, node: tuple[str, int]) -> float:
-        traj = forward(cell, params, upto, initial, perturb={node: 1j * step})
-        return float(np.imag(traj[out][k]) / step)
+        def g(delta):
+            return forward(cell, params, upto, initial, perturb={node: delta})[out][k]
+
+        return float(routes.complex_step(g))
 
     a = np.array([[d(sj, (si, k)) for sj in states] for si in states])
     b = np.array([[d(sj, (si, k - 1)) for sj in states] for si in states])

@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from derive import grad as grad_command
 from derive.cli import main
 from derive.engine import native
-from derive.inputs import MAX_INPUT_BYTES
-from derive.problems import recurrent
-from derive.problems.lstm import LSTM
-from derive.problems.recurrent import (
+from derive.grad import (
     GRAD_MAX_SERIES,
     GRAD_MAX_SIZE,
     GRAD_MAX_T,
     GRAD_MAX_T_VECTOR,
 )
+from derive.inputs import MAX_INPUT_BYTES
+from derive.problems.lstm import LSTM
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = ["w_ix", "w_ih", "w_fx", "w_fh", "w_ox", "w_oh", "w_gx", "w_gh"]
@@ -185,7 +185,7 @@ def test_out_of_memory_is_one_line(capsys, tmp_path: Path, monkeypatch) -> None:
     def exhausted(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(recurrent, "forward", exhausted)
+    monkeypatch.setattr(grad_command, "forward", exhausted)
     status, out, err = grad(capsys, tmp_path, scalar(3), "numpy")
     assert refused(status, out, err, "grad lstm: not enough memory")
     assert "Traceback" not in err

@@ -320,13 +320,13 @@ def test_grad_overflow_on_plain_floats_is_a_clear_error():
 
 def test_grad_auto_falls_back_to_numpy_when_c_has_no_form(monkeypatch):
     """A cell the C printer cannot print (ValueError) runs on NumPy under auto; c refuses."""
-    import derive.problems.recurrent as recurrent
+    import derive.grad as grad_command
     from derive.problems.lstm import LSTM
 
     def no_form(*args, **kwargs):
         raise ValueError("no C form for this cell")
 
-    monkeypatch.setattr(recurrent, "native_gradient", no_form)
+    monkeypatch.setattr(grad_command, "native_gradient", no_form)
     p = LSTM()
     data = {"weights": dict.fromkeys(p.weights, 0.5), "x": [1, 2], "h0": 0, "c0": 0}
     data["dL_dh"] = [1, 1]

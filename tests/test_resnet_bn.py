@@ -9,7 +9,6 @@ import pytest
 import sympy as sp
 from conftest import key_pdf_text, key_tex
 
-from derive.errors import InputError
 from derive import bnstack
 from derive.bnstack import (
     block_forward,
@@ -20,6 +19,7 @@ from derive.bnstack import (
     make_instance,
     measure,
 )
+from derive.errors import InputError
 from derive.problems import resnet_bn
 from derive.problems.resnet_bn import (
     ORDERINGS,

@@ -11,6 +11,7 @@ from derive.problems.gru import GRU
 from derive.problems.lstm import LSTM
 from derive.problems.lstm_cell import LSTMCell
 from derive.problems.mdrnn import MDRNN
+from derive.problems.mgu import MGU
 from derive.problems.momentum import Momentum
 from derive.problems.pixelcnn_mdrnn import PixelCNNMDRNN
 from derive.problems.resnet_bn import ResnetBN
@@ -19,6 +20,7 @@ from derive.problems.vanilla_rnn import VanillaRNN
 REGISTRY: dict[str, type[Problem]] = {
     "lstm": LSTM,
     "gru": GRU,
+    "mgu": MGU,
     "eigen_power": EigenPower,
     "binary_adder": BinaryAdder,
     "lstm_cell": LSTMCell,

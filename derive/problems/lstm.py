@@ -12,6 +12,7 @@ Everything below is derived by the engine from this data; nothing is typed in.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,8 @@ from derive.engine.cell import Cell, bar, loss_grad, t, timed
 from derive.engine.functions import sigma
 from derive.gradcheck import Case, backward_map_by_probes, make_data, probes, reference
 from derive.problems.base import Result
-from derive.problems.recurrent import RecurrentProblem, plain_sigma, scalar_data
-from derive.verify import Check
+from derive.problems.recurrent import RecurrentProblem, scalar_data
+from derive.verify import Claim
 
 GATES = ("i", "f", "o", "g")
 WEIGHTS = tuple(f"w_{g}{s}" for g in GATES for s in ("x", "h"))
@@ -60,18 +61,6 @@ def lstm_cell(biases: bool = False) -> Cell:
     )
 
 
-def lstm_step(w: dict, x: Any, h_prev: Any, c_prev: Any, lib: Any, bump: dict) -> dict:
-    """One LSTM step typed from the equations above, without the engine: the independent
-    forward pass of ``RecurrentProblem.plain_step`` (``lib`` and ``bump`` as there)."""
-    i = plain_sigma(w["w_ix"] * x + w["w_ih"] * h_prev, lib) + bump.get("i", 0)
-    f = plain_sigma(w["w_fx"] * x + w["w_fh"] * h_prev, lib) + bump.get("f", 0)
-    o = plain_sigma(w["w_ox"] * x + w["w_oh"] * h_prev, lib) + bump.get("o", 0)
-    g = lib.tanh(w["w_gx"] * x + w["w_gh"] * h_prev) + bump.get("g", 0)
-    c = f * c_prev + i * g + bump.get("c", 0)
-    h = o * lib.tanh(c) + bump.get("h", 0)
-    return {"i": i, "f": f, "o": o, "g": g, "c": c, "h": h}
-
-
 #: Gate values in the limit of the optional question.
 LIMIT = {"f": 1, "i": 0, "o": 0}
 
@@ -82,11 +71,13 @@ class LSTM(RecurrentProblem):
     key = "lstm"
     title = "LSTM gradient (backprop through time)"
 
+    TEMPLATE = "lstm"
+    NOUN = "LSTM"
+    # The limit's checks join the backward map's group (they are about J).
+    MAP_GROUP = "Backward map and the optional part"
+
     def make_cell(self, biases: bool) -> Cell:
         return lstm_cell(biases)
-
-    def plain_step(self, w: dict, x: dict, prev: dict, lib: Any, bump: dict) -> dict:
-        return lstm_step(w, x["x"], prev["h"], prev["c"], lib, bump)
 
     def derive(self) -> dict[str, Result]:
         out = super().derive()
@@ -107,67 +98,86 @@ class LSTM(RecurrentProblem):
         out["backward_map_limit"] = Result(
             "backward_map_limit", lim, None, value=[[_num(v) for v in row] for row in lim.tolist()]
         )
+        # Whether J's limit is its own square, so that the product over any number of steps
+        # is that same matrix: the key says so only when this result holds.
+        key = "backward_map_limit_idempotent"
+        out[key] = Result(key, lim * lim, None, value=bool((lim * lim - lim).is_zero_matrix))
         return out
 
-    def verify(self) -> list[Check]:
-        return super().verify() + self._limit_checks()
-
-    def check_groups(self) -> list[tuple[str, list[Check]]]:
-        # The limit's checks join the backward map's group (they are about J).
-        name = "Backward map and the optional part"
-        return [(name if n == "Backward map" else n, g) for n, g in super().check_groups()]
+    def map_claims(self) -> Iterator[Claim]:
+        yield from super().map_claims()
+        yield from self._limit_claims()
 
     def context(self) -> dict[str, Any]:
-        lim = self.results["backward_map_limit"].expr
+        r = self.results
+        lim = r["backward_map_limit"].expr
         return {
             **super().context(),
             "limit": {timed(g): v for g, v in LIMIT.items()},
             "limit_c_gain": lim[-1, -1],
             "limit_h_from_next": list(lim[0, :]),
-            "limit_idempotent": bool((lim * lim - lim).is_zero_matrix),
+            "limit_idempotent": r["backward_map_limit_idempotent"].value,
         }
 
     def question_data(self) -> dict[str, Any]:
-        """The recurrent question's data and the gate values of the optional part."""
-        return {**super().question_data(), "limit": {timed(g): v for g, v in LIMIT.items()}}
+        """The recurrent question's data and the gate values of the optional part.
 
-    def _limit_checks(self, steps: int = 30) -> list[Check]:
+        The optional part replaces the backward map's part, so the question names no state
+        adjoint of step t+1 (one of them, bar c(t+1), is the answer of the limit of bar c).
+        """
+        data = super().question_data()
+        del data["states_now"], data["states_next"]
+        return {**data, "limit": {timed(g): v for g, v in LIMIT.items()}}
+
+    def _limit_claims(self, steps: int = 30) -> Iterator[Claim]:
         """The limit results against the forward pass of a run with saturated gates.
 
         With x = 1 at every step, w_fx = 25 and w_ix = w_ox = -25, every gate is within
         1.4e-11 of f = 1, i = 0, o = 0.  At each step, J is read off the forward pass by
-        complex-step probes and compared with (1) the derived limit of J and (2) the
-        coefficients of the derived limits of bar h and bar c; and the derived limit of
-        bar h (the loss's direct term alone) is compared with complex-step adjoints.
+        complex-step probes and compared with (1) the derived limit of J, (2) the
+        coefficients of the derived limits of bar h and bar c and (3), for the limit's
+        idempotence, the product of the probed J over the steps so far with the limit; and
+        the derived limit of bar h (the loss's direct term alone) is compared with
+        complex-step adjoints.
         """
         case = Case(steps, seed=13)
         params, inputs, init = scalar_data(self.cell, case)
         params.update(SATURATING)
         inputs = {"x": [1.0] * steps}
+        err = self._limit_errors(params, inputs, init, steps)
+        sizes = f"T={steps}, x=1, w_fx = 25, w_ix = w_ox = -25, seed {case.seed}, every step"
+        method = "complex step on the forward pass: J at saturated gates"
+        idempotent = err.pop("backward_map_limit_idempotent")
+        for key, value in err.items():
+            yield Claim.measured(key, method, sizes, value, 1e-8)
+        yield self._loss_term_claim(case, params, inputs["x"], sizes)
+        yield Claim.measured("backward_map_limit_idempotent", method, sizes, idempotent, 1e-8)
+
+    def _limit_errors(self, params: dict, inputs: dict, init: dict, steps: int) -> dict:
+        """Worst absolute errors of the limit results against J probed at every step."""
         r = self.results
         nxt = [bar(s.name, 1) for s in self.cell.states]
         rows = {
-            s.name: sp.Matrix([r[f"{s.name}_bar_limit"].expr]).jacobian(nxt)
+            s.name: np.array(sp.Matrix([r[f"{s.name}_bar_limit"].expr]).jacobian(nxt).tolist(),
+                             dtype=float).ravel()
             for s in self.cell.states
         }
         lim = np.array(r["backward_map_limit"].value, dtype=float)
-        err = {"backward_map_limit": 0.0, "h_bar_limit": 0.0, "c_bar_limit": 0.0}
+        err = dict.fromkeys(("backward_map_limit", "h_bar_limit", "c_bar_limit"), 0.0)
+        err["backward_map_limit_idempotent"] = 0.0
+        product = np.eye(len(self.cell.states))
         for k in range(2, steps + 1):
             probed = backward_map_by_probes(self.cell, params, inputs, init, k)
-            err["backward_map_limit"] = max(
-                err["backward_map_limit"], float(np.max(np.abs(probed - lim)))
-            )
-            for i, s in enumerate(self.cell.states):
-                got = np.array(rows[s.name].tolist(), dtype=float).ravel()
-                err[f"{s.name}_bar_limit"] = max(
-                    err[f"{s.name}_bar_limit"], float(np.max(np.abs(probed[i] - got)))
-                )
-        sizes = f"T={steps}, x=1, w_fx = 25, w_ix = w_ox = -25, seed {case.seed}, every step"
-        method = "complex step on the forward pass: J at saturated gates"
-        checks = [Check(k, method, sizes, v, 1e-8) for k, v in err.items()]
-        return [*checks, self._loss_term_check(case, params, inputs["x"], sizes)]
+            product = product @ probed
+            worst = {"backward_map_limit": probed - lim, "backward_map_limit_idempotent":
+                     product - lim}
+            worst |= {f"{s.name}_bar_limit": probed[i] - rows[s.name]
+                      for i, s in enumerate(self.cell.states)}
+            for key, diff in worst.items():
+                err[key] = max(err[key], float(np.max(np.abs(diff))))
+        return err
 
-    def _loss_term_check(self, case: Case, params: dict, xs: list, sizes: str) -> Check:
+    def _loss_term_claim(self, case: Case, params: dict, xs: list, sizes: str) -> Claim:
         """bar h(t) in the limit is the loss's direct term: derived form vs complex step."""
         data = make_data(self.cell, case)
         data.params.update({k: np.array([[v]]) for k, v in params.items()})
@@ -180,7 +190,7 @@ class LSTM(RecurrentProblem):
         derived = [float(expr.xreplace({loss_grad("h"): a[k]})) for k in range(case.T)]
         err = float(np.max(np.abs(h_bar - derived)) / np.max(np.abs(a)))
         method = "complex step: bar h(t) against its derived limit"
-        return Check("h_bar_limit", method, sizes, err, 1e-8)
+        return Claim.measured("h_bar_limit", method, sizes, err, 1e-8)
 
 
 #: Weights that drive the gates to the limit of the optional question (with x = 1).

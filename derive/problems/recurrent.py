@@ -3,93 +3,49 @@
 ``RecurrentProblem`` turns a cell (``make_cell``) into an answer key: the adjoint of every
 variable at step t in chain-rule and simplified form, the gradient of every parameter, the
 adjoints of the inputs and initial states, the same in matrix notation with biases, the
-backward map J of the states' adjoints, their checks, and ``grad`` on numbers.  A problem
-for a new cell (LSTM, GRU, ...) is a subclass that only supplies the cell, and a plain
-step function (``plain_step``) if it is to carry a worked example.
+backward map J of the states' adjoints, and the claims that check them.  A problem for a
+new cell (LSTM, GRU, MGU, ...) is a subclass that supplies the cell and a few labels; the
+generic templates (``recurrent.tex.j2``, ``recurrent.question.tex.j2``) print it.
 
-**Worked example** (parameter ``example``, from a set file).  Given scalar weights, an
-input sequence, initial states and the weights a_t of a linear loss L = sum_t a_t h_t, the
-derived equations are evaluated in float64 by the engine's compiled sweep (the same code
-as ``derive grad --backend numpy``; the default C backend agrees to round-off): forward
-values and adjoints per step and the weights' gradients.
-They are checked against a forward pass written out by hand (``plain_step``, no engine),
-differentiated by complex step and by 50-digit mpmath central differences.
+**Worked example** (parameter ``example``, from a set file, read by ``derive.example``):
+the derived equations evaluated on given scalar numbers, checked against the cell's
+assignments run by an mpmath interpreter (``derive.example_run``).  ``derive grad`` on
+numbers is ``derive.grad``.
 """
 
 from __future__ import annotations
 
-import cmath
 import itertools
-import math
 from abc import abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
 from functools import cache, cached_property
-from typing import Any
+from typing import Any, ClassVar
 
-import mpmath
 import numpy as np
 import sympy as sp
 
-from derive import inputs as inp
+from derive import grad as grad_command
 from derive.engine.adjoint import Adjoints
-from derive.engine.cell import Cell, T, bar, loss_grad, param_bar, t, timed
-from derive.engine.functions import NUMERIC, textbook
-from derive.engine.native import NativeUnavailable, NoCompiler, native_gradient, warn
-from derive.engine.numeric import (
-    Gradients,
-    ScalarSweep,
-    VectorSweep,
-    evaluate_at,
-    forward,
-    sweep_for,
-)
-from derive.engine.vector import VectorAdjoints, at_absolute_step, n_h, n_x
-from derive.errors import InputError
+from derive.engine.cell import Cell, T, bar, param_bar, t, timed
+from derive.engine.numeric import ScalarSweep, evaluate_at, forward, sweep_for
+from derive.engine.vector import VectorAdjoints, at_absolute_step
+from derive.example import parse_example
+from derive.example_run import SATURATION, ExampleRun, float_matrix
 from derive.gradcheck import (
-    COMPLEX_H,
-    DERIVED_DPS,
     METHODS,
-    REFERENCE_DPS,
-    REFERENCE_H,
     SATURATED,
     Case,
     backward_map_by_probes,
-    gradient_checks,
+    gradient_claims,
     make_data,
 )
-from derive.params import Param, Raw, exact_number, show
+from derive.params import Param, Raw
 from derive.problems.base import Problem, Result
-from derive.verify import Check, rel_error
+from derive.verify import Check, Claim, rel_error
+from derive.verify.routes import DERIVED_DPS, REFERENCE_DPS
 
-#: What computes ``derive grad``'s numbers: C if it can run here, C, or NumPy.
-BACKENDS = ("auto", "c", "numpy")
-#: ``derive grad``'s longest sequence in the scalar form: 10^5 steps of the LSTM take about a
-#: second on either backend and print 8 MB.
-GRAD_MAX_T = 100_000
-#: The vector form (matrices) runs step by step in NumPy, about 0.3 ms a step: 10^4 steps
-#: of the LSTM take 4 s and 120 MB (10^5 took 28 s and 480 MB).
-GRAD_MAX_T_VECTOR = 10_000
-#: The largest number of rows or columns of a matrix of the vector form (the LSTM's eight
-#: 256 x 256 weights are half a million numbers in, and as many out).
-GRAD_MAX_SIZE = 256
-#: The most numbers the vector form's sequences hold together, T x (sizes of the inputs and
-#: loss weights at one step): the printed states and adjoints stay under about 30 MB.
-GRAD_MAX_SERIES = 500_000
-#: A worked example's longest sequence.
-EXAMPLE_MAX_T = 20
-#: The largest magnitude of any number of a worked example.
-EXAMPLE_MAX_ABS = 10
-#: The largest |pre-activation| of a gate in a worked example.  Beyond it the slopes
-#: sigma'(z) = u(1 - u) and 1 - u^2 (below 2.5e-3 and 2.5e-5 at 6) are differences of
-#: numbers near 1, float64 keeps few of their digits, and when every gate saturates even
-#: the largest gradient is made of them: at |z| = 8 the worst constructed case reached a
-#: third of the saturated tolerance, at 10 it failed; at 6 it stays 50 times below.
-EXAMPLE_MAX_Z = 6.0
-#: The largest |z| of any sigma(z) or tanh(z) in an example that counts as unsaturated:
-#: sigma'(3) = 0.045 and tanh'(3) = 0.0099 (the house's mild cases, |w| <= 1 and x of order
-#: 1, stay about this far in).  Beyond it the checks use the saturated tolerances.
-SATURATION = 3.0
+#: A group of claims as the key prints it: its heading and its claims.
+ClaimGroup = tuple[str, list[Claim]]
 
 
 class RecurrentProblem(Problem):
@@ -108,6 +64,14 @@ class RecurrentProblem(Problem):
 
     #: Besides the cell's own: the number of steps and the vector sizes.
     SYMBOLS = ("T", "n_h", "n_x")
+    #: The templates (``templates/problems/<TEMPLATE>.tex.j2`` and ``.question.tex.j2``).
+    TEMPLATE: ClassVar[str] = "recurrent"
+    #: What the question calls the cell ("gated recurrent unit").
+    NOUN: ClassVar[str] = "recurrent cell"
+    #: What the question calls each assigned variable, in order ("an update gate", ...).
+    ROLES: ClassVar[tuple[str, ...]] = ()
+    #: The heading of the backward map's evidence.
+    MAP_GROUP: ClassVar[str] = "Backward map"
 
     @classmethod
     def symbols(cls) -> frozenset[str]:
@@ -118,21 +82,22 @@ class RecurrentProblem(Problem):
         self.cases = cases
         where = f"params.{self.key}.example"
         self.example = None if example is None else parse_example(self.cell, example, where)
+        self.example_run = None
         if self.example is not None:
-            self._refuse_saturated_gates(where)
+            self.example_run = ExampleRun(self.cell, self.example)
+            self.example_run.refuse_saturated_gates(where)
 
     @abstractmethod
     def make_cell(self, biases: bool) -> Cell:
         """The cell as data; ``biases`` adds bias vectors (the vector form)."""
 
-    def plain_step(self, w: dict, x: dict, prev: dict, lib: Any, bump: dict) -> dict:
-        """One step of the cell written out by hand: the independent forward pass.
+    @property
+    def template(self) -> str:
+        return f"problems/{self.TEMPLATE}.tex.j2"
 
-        ``w`` holds the weights, ``x`` the inputs and ``prev`` the states of the previous
-        step; ``lib`` supplies ``exp`` and ``tanh`` (math, cmath or mpmath); ``bump`` adds a
-        number to a variable right after it is computed.  Returns every assigned variable.
-        """
-        raise NotImplementedError(f"{self.key}: a worked example needs a plain_step")
+    @property
+    def question_template(self) -> str:
+        return f"problems/{self.TEMPLATE}.question.tex.j2"
 
     @cached_property
     def cell(self) -> Cell:
@@ -192,122 +157,118 @@ class RecurrentProblem(Problem):
             out[f"vector_{s.name}0_bar"] = Result(f"vector_{s.name}0_bar", e, lhs)
         return out
 
-    # -- the worked example -------------------------------------------------------------------
-    @cached_property
-    def example_trajectory(self) -> dict:
-        """The example's forward pass by the engine (float64): every variable per step."""
-        w, x, init, _ = self.example.floats()
-        return forward(self.cell, w, x, init)
-
-    @cached_property
-    def example_sweep(self) -> Gradients:
-        """The derived adjoint equations evaluated on the example (float64)."""
-        w, _, _, a = self.example.floats()
-        return self.scalar_sweep.run(self.example_trajectory, w, a)
-
-    @cached_property
-    def example_arguments(self) -> list[tuple[int, str, bool, float]]:
-        """(step, variable, whether it is a gate, |z|) for every sigma(z) and tanh(z) in
-        the example's forward pass: a gate is a variable assigned sigma(z) or tanh(z).
-        Read by the constructor's refusal and by the checks' choice of tolerance."""
-        traj, cell = self.example_trajectory, self.cell
-        w = self.example.floats()[0]
-        at_t = cell.at_step(0)  # the cell's local symbols as quantities at step t
-        out = []
-        for k in range(1, self.example.steps + 1):
-            for u, e in cell.assignments:
-                for f in e.atoms(*NUMERIC):
-                    z = abs(float(evaluate_at(f.args[0].xreplace(at_t), traj, w, k)))
-                    out.append((k, u.name, f == e, z))
-        return out
-
-    def _refuse_saturated_gates(self, where: str) -> None:
-        for k, name, gate, z in self.example_arguments:
-            if gate and z > EXAMPLE_MAX_Z:
-                raise InputError(
-                    f"{where}: the gate {name} saturates at step {k} (|pre-activation| = "
-                    f"{z:.3g}); a worked example keeps every gate within |z| <= "
-                    f"{EXAMPLE_MAX_Z:g}, where float64 still resolves its slope well enough to "
-                    "check the example: use smaller weights, inputs or h0"
-                )
-
     def _derive_example(self) -> dict[str, Result]:
         """Forward values, adjoints per step and weight gradients of the example (float64)."""
-        traj, g = self.example_trajectory, self.example_sweep
-        steps = range(1, self.example.steps + 1)
-        names = [v.name for v in self.cell.variables]
-        fwd = {v: [float(traj[v][k]) for k in steps] for v in names}
-        adj = {v: [float(g.bars[v][k]) for k in steps] for v in reversed(names)}
-        grad = {w: float(g.params[w]) for w in self.weights}
+        fwd, adj, grad = self.example_run.tables(self.weights)
         return {
-            "example_forward": Result("example_forward", _float_rows(fwd.values()), value=fwd),
-            "example_adjoints": Result("example_adjoints", _float_rows(adj.values()), value=adj),
-            "example_grad": Result("example_grad", _float_rows([grad.values()]), value=grad),
-        }
-
-    def _example_context(self) -> dict[str, Any] | None:
-        """The example's tables for the key: given numbers exact, computed ones to 6 digits."""
-        ex = self.example
-        if ex is None:
-            return None
-        r = self.results
-        fwd, adj = r["example_forward"].value, r["example_adjoints"].value
-        steps = range(ex.steps)
-        return {
-            **self._example_question(),
-            "forward_head": [timed(x) for x in ex.inputs] + [timed(v) for v in fwd],
-            "forward_rows": [
-                (k + 1, [s[k] for s in ex.inputs.values()], [sig6(s[k]) for s in fwd.values()])
-                for k in steps
-            ],
-            "adjoint_head": [loss_grad(v) for v in ex.loss] + [bar(v) for v in adj],
-            "adjoint_rows": [
-                (k + 1, [s[k] for s in ex.loss.values()], [sig6(s[k]) for s in adj.values()])
-                for k in steps
-            ],
-            "grad": [(param_bar(w), sig6(v)) for w, v in r["example_grad"].value.items()],
-            "reference_digits": REFERENCE_DPS,
-            "derived_digits": DERIVED_DPS,
-        }
-
-    def _example_question(self) -> dict[str, Any] | None:
-        """The example's given numbers, exact, as a question states them."""
-        ex = self.example
-        if ex is None:
-            return None
-        given = {**ex.inputs, **ex.loss}
-        return {
-            "T": ex.steps,
-            "weights": [(sp.Symbol(w), v) for w, v in ex.weights.items()],
-            "initial": [(timed(s, -t), v) for s, v in ex.initial.items()],
-            "head": [timed(x) for x in ex.inputs] + [loss_grad(v) for v in ex.loss],
-            "rows": [(k + 1, [s[k] for s in given.values()]) for k in range(ex.steps)],
-            "loss_on": [timed(v) for v in ex.loss],
+            "example_forward": Result("example_forward", float_matrix(fwd.values()), value=fwd),
+            "example_adjoints": Result("example_adjoints", float_matrix(adj.values()), value=adj),
+            "example_grad": Result("example_grad", float_matrix([grad.values()]), value=grad),
         }
 
     def shapes(self) -> dict[str, tuple]:
         """Shape of every quantity of the vector form."""
         return self.vector_adjoints.shapes()
 
-    # -- what the template formats ------------------------------------------------------------
-    def check_groups(self) -> list[tuple[str, list[Check]]]:
-        """The checks in the tables the key prints: by form, and saturated apart."""
-        groups: dict[str, list[Check]] = {}
-        for c in self.checks:
-            if c.claim.startswith("example_"):
-                name = "Worked example"
-            elif c.method.split(",")[0] not in METHODS:
-                name = "Backward map"
-            else:
-                name = (
-                    "Vector form, with biases" if c.claim.startswith("vector_") else "Scalar form"
-                )
-                name += ", saturated weights" if c.method.endswith("saturated") else ""
-            groups.setdefault(name, []).append(c)
-        order = ["Scalar form", "Scalar form, saturated weights", "Vector form, with biases"]
-        order += ["Vector form, with biases, saturated weights", "Backward map", "Worked example"]
-        return [(name, groups[name]) for name in order if name in groups]
+    # -- claims -------------------------------------------------------------------------------
+    def default_cases(self) -> list[Case]:
+        scalar = [Case(1, seed=1), Case(2, seed=2), Case(7, seed=3), Case(50, seed=4)]
+        scalar += [Case(3, scale=10, seed=5), Case(50, scale=10, seed=6), Case(3, seed=7)]
+        vector = [Case(1, 3, 2, seed=8), Case(7, 3, 2, seed=9), Case(50, 3, 2, seed=10)]
+        vector += [Case(50, 3, 2, scale=10, seed=11), Case(3, 2, 2, seed=12)]
+        return scalar + vector
 
+    @cached_property
+    def claim_groups(self) -> list[ClaimGroup]:
+        """Every claim, in the groups the key prints (measured once, on first use)."""
+        cases = self.cases or self.default_cases()
+        groups = []
+        for form, vector in (("Scalar form", False), ("Vector form, with biases", True)):
+            cell, prefix = (self.vector_cell, "vector_") if vector else (self.cell, "")
+            for tail, steep in (("", False), (", saturated weights", True)):
+                picked = [c for c in cases if c.vector == vector and (c.scale > 1) == steep]
+                groups.append((form + tail, gradient_claims(cell, picked, prefix=prefix)))
+        groups.append((self.MAP_GROUP, list(self.map_claims())))
+        if self.example is not None:
+            groups.append(("Worked example", list(self._example_claims())))
+        return groups
+
+    def claims(self) -> Iterator[Claim]:
+        for _, claims in self.claim_groups:
+            yield from claims
+
+    def check_groups(self) -> list[tuple[str, list[Check]]]:
+        """The checks in the tables the key prints, grouped as their claims are."""
+        headings = [name for name, claims in self.claim_groups for _ in claims]
+        groups: dict[str, list[Check]] = {}
+        for name, check in zip(headings, self.checks, strict=True):
+            groups.setdefault(name, []).append(check)
+        return list(groups.items())
+
+    def map_claims(self) -> Iterator[Claim]:
+        """The claims about the backward map J (subclasses add their own analysis of J)."""
+        sizes = "T=8, every step, |w| up to 1,5, seeds 14,15"
+        route = "complex step on the forward pass"
+        yield Claim("backward_map", route, sizes, 1e-11, lambda: self._map_error(8))
+
+    def _map_error(self, steps: int) -> float:
+        """The derived backward map J against J read off the forward pass at every step."""
+        worst = 0.0
+        jac = self.results["backward_map"].expr
+        for case in (Case(steps, seed=14), Case(steps, scale=5, seed=15)):
+            params, inputs, init = scalar_data(self.cell, case)
+            traj = forward(self.cell, params, inputs, init)
+            for k in range(2, steps + 1):
+                probed = backward_map_by_probes(self.cell, params, inputs, init, k)
+                worst = max(worst, compare_at(jac, traj, params, k - 1, probed))
+        return worst
+
+    def _example_claims(self) -> Iterator[Claim]:
+        """The example's numbers against the cell's assignments run by the interpreter.
+
+        Forward values: the interpreted pass at 60 digits.  Gradients and adjoints: its
+        complex-step derivatives and its 60-digit central differences, the latter also
+        against the derived equations evaluated at 50 digits (the formulas themselves).
+        """
+        run, r = self.example_run, self.results
+        names = [v.name for v in self.cell.variables]
+        fwd = r["example_forward"].value
+        ref = run.interpreted_forward()
+        err = rel_error([fwd[v] for v in names], [ref[v] for v in names])
+        sizes = f"T={self.example.steps}, the example's numbers"
+        method = "float64 vs the cell's equations run by an mpmath interpreter"
+        yield Claim.measured("example_forward", method, sizes, err, METHODS["complex step"])
+        yield from self._example_gradient_claims()
+
+    def _example_gradient_claims(self) -> Iterator[Claim]:
+        """``example_grad`` and ``example_adjoints`` by the three routes of _example_claims."""
+        run, r = self.example_run, self.results
+        adj = r["example_adjoints"].value
+        probes = [("w", name) for name in self.weights]
+        probes += [(k, v) for v in adj for k in range(1, self.example.steps + 1)]
+        got = [r["example_grad"].value[name] for name in self.weights]
+        got += [v for vals in adj.values() for v in vals]
+        deep = run.deep_differences(probes)
+        refs = {
+            "complex step of the interpreted pass": run.complex_steps(probes),
+            f"float64 vs {REFERENCE_DPS}-digit central differences of that pass": deep,
+        }
+        deep_got = run.derived_deep(probes)
+        # Beyond SATURATION float64 keeps fewer digits of the slopes: the house's saturated
+        # tolerances apply.  Both float64 routes measure the same round-off: one tolerance.
+        saturated = run.steepest > SATURATION
+        tol = (SATURATED if saturated else METHODS)["complex step"]
+        tail = ", saturated" if saturated else ""
+        sizes = f"T={self.example.steps}, the example's numbers, max |z| = {run.steepest:.3g}"
+        n = len(self.weights)
+        for claim, part in (("example_grad", slice(0, n)), ("example_adjoints", slice(n, None))):
+            for m, ref in refs.items():
+                yield Claim.measured(claim, m + tail, sizes, rel_error(got[part], ref[part]), tol)
+            err = rel_error(deep_got[part], deep[part])
+            method = f"derived equations at {DERIVED_DPS} digits vs those differences"
+            yield Claim.measured(claim, method, sizes, err, METHODS["mpmath 50 digits"])
+
+    # -- what the templates format ------------------------------------------------------------
     def _map_entries(self) -> list[tuple[sp.Expr, sp.Expr, sp.Expr]]:
         """J's entries as a key prints them: where an earlier entry (a sum) appears inside a
         later one, it is written as that entry's partial derivative, as a hand derivation
@@ -323,16 +284,24 @@ class RecurrentProblem(Problem):
                 named[entry] = sp.Derivative(now[i], nxt[j])
         return out
 
+    def _consumers(self) -> list[tuple[sp.Expr, list[sp.Expr], bool]]:
+        """Per state: what reads it (at its own step and the next), and whether the loss does."""
+        cell, out = self.cell, []
+        for s in cell.states:
+            now = [timed(u.name) for u in cell.consumers(s)]
+            later = [timed(u.name, 1) for u in cell.consumers(cell.prev[s])]
+            out.append((timed(s.name), now + later, s in cell.loss_on))
+        return out
+
     def context(self) -> dict[str, Any]:
         r = self.results
-        step = self.cell.at_step(0)
         vc = self.vector_adjoints.vc
-        vstep = {s: vc.sym(s) for s in step}
+        vstep = {s: vc.sym(s) for s in self.cell.at_step(0)}
         variables = list(reversed(self.cell.variables))
         inputs = [x.name for x in self.cell.inputs]
         return {
             **super().context(),
-            "forward": [(step[u], e.xreplace(step)) for u, e in self.cell.assignments],
+            "forward": self._forward_at_t(),
             "vector_forward": [
                 (vstep[u], vc.to_vec(e, 0)) for u, e in self.vector_cell.assignments
             ],
@@ -346,6 +315,7 @@ class RecurrentProblem(Problem):
             + [r[f"vector_{s.name}0_bar"] for s in self.cell.states],
             "shapes": [(vc.sym(sp.Symbol(n)), *shape) for n, shape in self.shapes().items()],
             "inputs": [timed(x) for x in inputs],
+            "consumers": self._consumers(),
             "states_now": [bar(s.name) for s in self.cell.states],
             "states_next": [bar(s.name, 1) for s in self.cell.states],
             "backward_map_entries": self._map_entries(),
@@ -353,165 +323,51 @@ class RecurrentProblem(Problem):
             "example": self._example_context(),
         }
 
+    def _forward_at_t(self) -> list[tuple[sp.Expr, sp.Expr]]:
+        step = self.cell.at_step(0)
+        return [(step[u], e.xreplace(step)) for u, e in self.cell.assignments]
+
+    def _example_context(self) -> dict[str, Any] | None:
+        """The example's given numbers and computed tables, as the key prints them."""
+        if self.example is None:
+            return None
+        r = self.results
+        values = (r[f"example_{k}"].value for k in ("forward", "adjoints", "grad"))
+        tables = self.example.tables(*values)
+        return {**tables, "reference_digits": REFERENCE_DPS, "derived_digits": DERIVED_DPS}
+
     def question_data(self) -> dict[str, Any]:
         """The given cell (its assignments at step t) and the quantities the parts ask for."""
-        step = self.cell.at_step(0)
+        states = self.cell.states
         return {
-            "forward": [(step[u], e.xreplace(step)) for u, e in self.cell.assignments],
+            "noun": self.NOUN,
+            "roles": list(self.ROLES),
+            "n_states": len(states),
+            "forward": self._forward_at_t(),
             "inputs": [timed(x.name) for x in self.cell.inputs],
             "loss_on": [timed(v.name) for v in self.cell.loss_on],
             # Asked for, not answered: the adjoints' names, latest assignment first.
             "adjoints": [bar(v.name) for v in reversed(self.cell.variables)],
             "weights": [sp.Symbol(w) for w in self.weights],
             "weight_bar": param_bar(self.weights[0]),
-            "example": self._example_question(),
+            "states_now": [bar(s.name) for s in states],
+            "states_next": [bar(s.name, 1) for s in states],
+            "example": None if self.example is None else self.example.question(),
         }
-
-    # -- verification -------------------------------------------------------------------------
-    def default_cases(self) -> list[Case]:
-        scalar = [Case(1, seed=1), Case(2, seed=2), Case(7, seed=3), Case(50, seed=4)]
-        scalar += [Case(3, scale=10, seed=5), Case(50, scale=10, seed=6), Case(3, seed=7)]
-        vector = [Case(1, 3, 2, seed=8), Case(7, 3, 2, seed=9), Case(50, 3, 2, seed=10)]
-        vector += [Case(50, 3, 2, scale=10, seed=11), Case(3, 2, 2, seed=12)]
-        return scalar + vector
-
-    def verify(self) -> list[Check]:
-        cases = self.cases or self.default_cases()
-        rows = gradient_checks(self.cell, [c for c in cases if not c.vector])
-        rows += gradient_checks(self.vector_cell, [c for c in cases if c.vector], prefix="vector_")
-        rows += self._map_checks()
-        return rows if self.example is None else rows + self._example_checks()
-
-    def _map_checks(self, steps: int = 8) -> list[Check]:
-        """The derived backward map J against J read off the forward pass at every step."""
-        worst = 0.0
-        jac = self.results["backward_map"].expr
-        for case in (Case(steps, seed=14), Case(steps, scale=5, seed=15)):
-            params, inputs, init = scalar_data(self.cell, case)
-            traj = forward(self.cell, params, inputs, init)
-            for k in range(2, steps + 1):
-                probed = backward_map_by_probes(self.cell, params, inputs, init, k)
-                worst = max(worst, compare_at(jac, traj, params, k - 1, probed))
-        sizes = f"T={steps}, every step, |w| up to 1,5, seeds 14,15"
-        return [Check("backward_map", "complex step on the forward pass", sizes, worst, 1e-11)]
-
-    def _example_checks(self) -> list[Check]:
-        """The example's numbers against a forward pass written out by hand (``plain_step``).
-
-        Forward values: that pass in float64.  Gradients and adjoints: its complex-step
-        derivatives and its 50-digit mpmath central differences, the latter also against
-        the derived equations evaluated at 50 digits (which tests the formulas themselves).
-        """
-        ex = self.example
-        w, x, init, _ = ex.floats()
-        names = [v.name for v in self.cell.variables]
-        plain = plain_run(self, w, x, init, math)
-        got = [self.results["example_forward"].value[v] for v in names]
-        err = rel_error(got, [[row[v] for row in plain] for v in names])
-        sizes = f"T={ex.steps}, the example's numbers"
-        method = "float64 vs a forward pass written out by hand"
-        return [
-            Check("example_forward", method, sizes, err, METHODS["complex step"]),
-            *self._example_gradient_checks(),
-        ]
-
-    def _example_gradient_checks(self) -> list[Check]:
-        """``example_grad`` and ``example_adjoints`` by the three routes of _example_checks."""
-        r, (w, x, init, a) = self.results, self.example.floats()
-        probes = self._example_probes()
-        got = [r["example_grad"].value[name] for name in self.weights]
-        got += [v for vals in r["example_adjoints"].value.values() for v in vals]
-        # The step of gradcheck's complex-step route: no subtraction, so any tiny h will do.
-        h = COMPLEX_H
-        cs = [plain_loss(self, w, x, init, a, cmath, p, 1j * h).imag / h for p in probes]
-        deep, deep_got = self._example_mpmath(probes)
-        refs = {
-            "complex step of the hand-written pass": cs,
-            "float64 vs 50-digit central differences of that pass": deep,
-        }
-        # Beyond SATURATION float64 keeps fewer digits of the slopes: the house's saturated
-        # tolerances apply.  Both float64 routes measure the same round-off: one tolerance.
-        steep = max(z for *_, z in self.example_arguments)
-        saturated = steep > SATURATION
-        tol = (SATURATED if saturated else METHODS)["complex step"]
-        tail = ", saturated" if saturated else ""
-        sizes = f"T={self.example.steps}, the example's numbers, max |z| = {steep:.3g}"
-        n, rows = len(self.weights), []
-        for claim, part in (("example_grad", slice(0, n)), ("example_adjoints", slice(n, None))):
-            rows += [
-                Check(claim, m + tail, sizes, rel_error(got[part], ref[part]), tol)
-                for m, ref in refs.items()
-            ]
-            err = rel_error(deep_got[part], deep[part])
-            method = "derived equations at 50 digits vs those differences"
-            rows.append(Check(claim, method, sizes, err, METHODS["mpmath 50 digits"]))
-        return rows
-
-    def _example_probes(self) -> list[tuple]:
-        """Every derivative the example checks, in result order: ``("w", name)`` perturbs a
-        weight, ``(k, name)`` a variable right after step k computes it (its adjoint)."""
-        out: list[tuple] = [("w", name) for name in self.weights]
-        adj = self.results["example_adjoints"].value
-        return out + [(k, v) for v in adj for k in range(1, self.example.steps + 1)]
-
-    def _example_mpmath(self, probes: list[tuple]) -> tuple[list, list]:
-        """Central differences of the hand-written pass and the derived equations, at the
-        precisions and step of gradcheck's 50-digit routes, on the exact given numbers."""
-        with mpmath.workdps(REFERENCE_DPS):
-            h = mpmath.mpf(REFERENCE_H)
-            w, x, init, a = self.example.mp()
-            ref = []
-            for p in probes:
-                up = plain_loss(self, w, x, init, a, mpmath, p, h)
-                down = plain_loss(self, w, x, init, a, mpmath, p, -h)
-                ref.append((up - down) / (2 * h))
-        with mpmath.workdps(DERIVED_DPS):
-            w, x, init, a = self.example.mp()
-            traj = forward(self.cell, w, x, init, "mpmath")
-            g = sweep_for(self.cell, "mpmath").run(traj, w, a)
-            got = [g.params[n] if k == "w" else g.bars[n][k] for k, n in probes]
-            # The sweep hands back some 0-d object arrays; unwrap them at this precision
-            # (mpf() outside this block would round to 15 digits).
-            got = [mpmath.mpf(np.asarray(v).item()) for v in got]
-        return ref, got
 
     # -- numbers ------------------------------------------------------------------------------
     def grad(self, data: Any, backend: str = "auto") -> dict:
-        """Evaluate the derived adjoints on the numbers of a ``derive grad`` input.
+        """The derived adjoints on the numbers of a ``derive grad`` input (``derive.grad``)."""
+        return grad_command.grad(self, data, backend)
 
-        The input holds ``weights`` (every parameter by name), each input's sequence, each
-        state's initial value as ``<state>0`` and each loss variable's weights as
-        ``dL_d<variable>`` (the loss is L = sum_t a_t . v_t).  ``backend`` is ``c`` (the
-        equations compiled to C, ``derive.engine.native``; scalar cell only), ``numpy``
-        (``ScalarSweep``/``VectorSweep``) or ``auto`` (C when it can run here, else NumPy);
-        the output's ``backend`` says which ran.  Sequences are bounded (``GRAD_MAX_T`` steps;
-        the vector form ``GRAD_MAX_T_VECTOR``, ``GRAD_MAX_SIZE``, ``GRAD_MAX_SERIES``): beyond
-        a bound, an ``InputError`` that gives it.
-        """
-        if backend not in BACKENDS:
-            raise InputError(f"backend: {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
-        cell = self.cell
-        keys = ["weights", *[x.name for x in cell.inputs]]
-        keys += [f"{s.name}0" for s in cell.states] + [f"dL_d{v.name}" for v in cell.loss_on]
-        top = inp.mapping(data, "input", keys)
-        weights = inp.mapping(top["weights"], "weights", self.weights, self.biases)
-        # Overflow is reported below as one clear error, not as NumPy warnings.
-        with np.errstate(all="ignore"):
-            if isinstance(weights[self.weights[0]], list):
-                if backend == "c":
-                    raise InputError(
-                        "--backend c: the vector form (matrices) runs on NumPy only; use "
-                        "--backend auto or numpy"
-                    )
-                out, used = _bounded(self, lambda: (_grad_vector(self, top, weights), "numpy"))
-            else:
-                try:
-                    out, used = _bounded(self, lambda: _grad_scalar(self, top, weights, backend))
-                except OverflowError:  # plain floats raise where arrays would give inf
-                    inp.finite_output([math.inf], f"grad {self.key}")
-        for key, value in [*((k, v) for k, v in out.items() if k != "grad"), *out["grad"].items()]:
-            inp.finite_output(value, f"grad {self.key} ({key})")
-        return {**out, "backend": used}
+
+@cache
+def _cell_names(cls: type[RecurrentProblem]) -> frozenset[str]:
+    # make_cell reads nothing from the instance (a cell is the class's), so an
+    # uninitialised one serves and no parameter is parsed.
+    bare = cls.__new__(cls)
+    cells = (bare.make_cell(biases=False), bare.make_cell(biases=True))
+    return frozenset(s.name for c in cells for s in (*c.inputs, *c.variables, *c.params))
 
 
 def scalar_data(cell: Cell, case: Case) -> tuple[dict, dict, dict]:
@@ -530,312 +386,3 @@ def compare_at(expr, traj, params, k: int, ref: np.ndarray) -> float:
     except (IndexError, KeyError, TypeError):
         return float("inf")
     return rel_error(got, ref)
-
-
-# -- the worked example: given numbers, the hand-written pass, printing -----------------------
-@dataclass(frozen=True)
-class Example:
-    """A worked example's given numbers, exact as stated (SymPy rationals).
-
-    ``inputs`` and ``loss`` hold one number per step: each input's sequence and, for each
-    variable the loss reads, the weights a_t of L = sum_t a_t v_t.
-    """
-
-    weights: dict[str, sp.Rational]
-    inputs: dict[str, list[sp.Rational]]
-    initial: dict[str, sp.Rational]
-    loss: dict[str, list[sp.Rational]]
-
-    @property
-    def steps(self) -> int:
-        return len(next(iter(self.inputs.values())))
-
-    def _convert(self, number: Callable) -> tuple[dict, dict, dict, dict]:
-        def each(d: dict) -> dict:
-            return {
-                k: [number(v) for v in x] if isinstance(x, list) else number(x)
-                for k, x in d.items()
-            }
-
-        return each(self.weights), each(self.inputs), each(self.initial), each(self.loss)
-
-    def floats(self) -> tuple[dict, dict, dict, dict]:
-        """Weights, inputs, initial states and loss weights in float64."""
-        return self._convert(float)
-
-    def mp(self) -> tuple[dict, dict, dict, dict]:
-        """The same as mpmath numbers at the working precision (exact rationals divided)."""
-        return self._convert(lambda v: mpmath.mpf(int(v.p)) / int(v.q))
-
-
-@cache
-def _cell_names(cls: type[RecurrentProblem]) -> frozenset[str]:
-    # make_cell reads nothing from the instance (a cell is the class's), so an
-    # uninitialised one serves and no parameter is parsed.
-    bare = cls.__new__(cls)
-    cells = (bare.make_cell(biases=False), bare.make_cell(biases=True))
-    return frozenset(s.name for c in cells for s in (*c.inputs, *c.variables, *c.params))
-
-
-def parse_example(cell: Cell, raw: Any, where: str) -> Example:
-    """A worked example from untrusted data (a set file), every field checked.
-
-    ``raw`` has the keys of a ``derive grad`` input for the scalar cell: ``weights`` (each
-    weight by name), each input's sequence, each state's initial value as ``<state>0`` and
-    ``dL_d<variable>`` for each variable the loss reads.  Numbers are exact (integers,
-    decimals, fractions as text) with |v| <= EXAMPLE_MAX_ABS; sequences have 1 to
-    EXAMPLE_MAX_T entries, all the same length.
-    """
-    inputs = [x.name for x in cell.inputs]
-    states = [f"{s.name}0" for s in cell.states]
-    losses = [f"dL_d{v.name}" for v in cell.loss_on]
-    _keys(raw, ["weights", *inputs, *states, *losses], where, "key")
-    weights = [p.name for p in cell.weights]
-    _keys(raw["weights"], weights, f"{where}.weights", "weight")
-    seqs = {k: _example_sequence(raw[k], f"{where}.{k}") for k in (*inputs, *losses)}
-    first = next(iter(seqs))
-    for k, v in seqs.items():
-        if len(v) != len(seqs[first]):
-            raise InputError(
-                f"{where}.{k}: expected {len(seqs[first])} numbers, one per step as "
-                f"{first} has, got {len(v)}"
-            )
-    return Example(
-        {k: _example_number(raw["weights"][k], f"{where}.weights.{k}") for k in weights},
-        {k: seqs[k] for k in inputs},
-        {k[:-1]: _example_number(raw[k], f"{where}.{k}") for k in states},
-        {k[len("dL_d") :]: seqs[k] for k in losses},
-    )
-
-
-def _keys(table: Any, required: list[str], where: str, noun: str) -> None:
-    if not isinstance(table, dict):
-        raise InputError(
-            f"{where}: expected a table with the {noun}s {', '.join(required)}, got {show(table)}"
-        )
-    for k in required:
-        if k not in table:
-            raise InputError(f"{where}.{k}: missing; required are {', '.join(required)}")
-    for k in table:
-        if k not in required:
-            # A bias is a natural guess; say why it is refused.
-            why = " (the worked example uses the scalar cell, without biases)"
-            why = why if noun == "weight" and str(k).startswith("b_") else ""
-            raise InputError(f"{where}.{k}: unknown {noun}{why}; allowed are {', '.join(required)}")
-
-
-def _example_sequence(value: Any, where: str) -> list[sp.Rational]:
-    if not isinstance(value, list) or not 1 <= len(value) <= EXAMPLE_MAX_T:
-        got = f"a list of {len(value)}" if isinstance(value, list) else show(value)
-        raise InputError(
-            f"{where}: expected a list of 1 to {EXAMPLE_MAX_T} numbers (one per step), got {got}"
-        )
-    return [_example_number(v, f"{where}[{i}]") for i, v in enumerate(value)]
-
-
-def _example_number(value: Any, where: str) -> sp.Rational:
-    x = exact_number(value, where)
-    if abs(x) > EXAMPLE_MAX_ABS:
-        raise InputError(
-            f"{where}: {show(value)} is out of range; allowed is |x| <= {EXAMPLE_MAX_ABS}"
-        )
-    return x
-
-
-#: The logistic sigmoid in its textbook form 1 / (1 + exp(-z)), ``plain_sigma(z, lib)``, for
-#: the hand-written passes (``plain_step``); the engine uses its stable form instead.
-plain_sigma = textbook("sigma")
-
-
-def plain_run(
-    problem: RecurrentProblem,
-    w: dict,
-    x: dict,
-    init: dict,
-    lib: Any,
-    probe: tuple | None = None,
-    delta: Any = 0,
-) -> list[dict]:
-    """Every variable at every step of the hand-written pass (``problem.plain_step``).
-
-    ``probe`` adds ``delta`` to a weight (``("w", name)``) or to a variable right after
-    step k computes it (``(k, name)``).
-    """
-    w = dict(w)
-    if probe is not None and probe[0] == "w":
-        w[probe[1]] = w[probe[1]] + delta
-    prev, rows = dict(init), []
-    for k in range(1, len(next(iter(x.values()))) + 1):
-        bump = {probe[1]: delta} if probe is not None and probe[0] == k else {}
-        row = problem.plain_step(w, {n: v[k - 1] for n, v in x.items()}, prev, lib, bump)
-        prev = {s: row[s] for s in prev}
-        rows.append(row)
-    return rows
-
-
-def plain_loss(
-    problem: RecurrentProblem,
-    w: dict,
-    x: dict,
-    init: dict,
-    a: dict,
-    lib: Any,
-    probe: tuple | None = None,
-    delta: Any = 0,
-) -> Any:
-    """L = sum_t a_t v_t over the hand-written pass, with ``delta`` added at ``probe``."""
-    rows = plain_run(problem, w, x, init, lib, probe, delta)
-    return sum(ak * row[v] for v, seq in a.items() for ak, row in zip(seq, rows, strict=True))
-
-
-def sig6(value: float) -> str:
-    """``value`` to 6 significant digits as LaTeX math: 0.123457, -2.5, 1.5\\times 10^{-7}."""
-    text = f"{value:.6g}"
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        return rf"{mantissa}\times 10^{{{int(exponent)}}}"
-    return "0" if text == "-0" else text
-
-
-def _float_rows(rows) -> sp.Matrix:
-    return sp.Matrix([[sp.Float(v) for v in row] for row in rows])
-
-
-def _bounded(problem: RecurrentProblem, evaluate: Callable[[], tuple]) -> tuple:
-    """``evaluate()``; running out of memory is reported as one line, not a traceback (the
-    bounds on the input keep it rare: a machine with little memory free)."""
-    try:
-        return evaluate()
-    except MemoryError:
-        raise InputError(
-            f"grad {problem.key}: not enough memory for this input; give fewer steps or "
-            "smaller matrices"
-        ) from None
-
-
-def _sequence(value: Any, field: str, most: int = GRAD_MAX_T, form: str = "") -> list:
-    if not isinstance(value, list) or not value:
-        raise inp.InputError(f"{field}: expected a non-empty list with one entry per step")
-    if len(value) > most:
-        raise inp.InputError(f"{field}: expected at most {most} steps{form}, got {len(value)}")
-    return value
-
-
-def _same_length(seqs: dict[str, list], noun: str) -> int:
-    lengths = {len(v) for v in seqs.values()}
-    if len(lengths) > 1:
-        first = next(iter(seqs))
-        for k, v in seqs.items():
-            if len(v) != len(seqs[first]):
-                raise inp.InputError(
-                    f"{k}: expected {len(seqs[first])} {noun} (one per step of {first}), "
-                    f"got {len(v)}"
-                )
-    return lengths.pop()
-
-
-def _grad_scalar(
-    problem: RecurrentProblem, top: dict, weights: dict, backend: str
-) -> tuple[dict, str]:
-    """The scalar cell's ``derive grad`` output, and the backend that computed it."""
-    cell = problem.cell
-    if any(b in weights for b in problem.biases):
-        raise inp.InputError(
-            f"weights: biases {', '.join(problem.biases)} need the vector form (matrices)"
-        )
-    params = {k: inp.number(weights[k], f"weights.{k}") for k in problem.weights}
-    seqs = {x.name: _sequence(top[x.name], x.name) for x in cell.inputs}
-    seqs |= {
-        f"dL_d{v.name}": _sequence(top[f"dL_d{v.name}"], f"dL_d{v.name}") for v in cell.loss_on
-    }
-    _same_length(seqs, "numbers")
-    seqs = {k: [inp.number(v, f"{k}[{i}]") for i, v in enumerate(s)] for k, s in seqs.items()}
-    init = {s.name: inp.number(top[f"{s.name}0"], f"{s.name}0") for s in cell.states}
-    inputs = {x.name: seqs[x.name] for x in cell.inputs}
-    loss = {v.name: seqs[f"dL_d{v.name}"] for v in cell.loss_on}
-    run = _native_run(cell, params, inputs, init, loss, backend)
-    used = "c" if run is not None else "numpy"
-    if run is None:
-        traj = forward(cell, params, inputs, init)
-        run = traj, problem.scalar_sweep.run(traj, params, loss)
-    traj, g = run
-    steps = len(next(iter(inputs.values())))
-    out = {k: float(v) for k, v in g.params.items()}
-    out |= {f"{s}0": float(v) for s, v in g.initial.items()}
-    out |= {x: [float(v) for v in g.bars[x][1 : steps + 1]] for x in inputs}
-    states = {s.name: [float(v) for v in traj[s.name][1:]] for s in cell.states}
-    return {**states, "grad": out}, used
-
-
-def _native_run(
-    cell: Cell, params: dict, inputs: dict, init: dict, loss: dict, backend: str
-) -> tuple | None:
-    """The compiled C gradient (``derive.engine.native``), or None to run NumPy instead:
-    ``numpy`` asked for, or ``auto`` where C cannot run.  ``c`` where it cannot run is the
-    user's error."""
-    if backend == "numpy":
-        return None
-    states = [s.name for s in cell.states]
-    try:  # only what the output shows: the states and the inputs' adjoints
-        return native_gradient(cell, params, inputs, init, loss, values=states, bars=list(inputs))
-    except (NativeUnavailable, ValueError) as exc:
-        why = " ".join(str(exc).split())[:500]  # the compiler's messages, on one line
-        if backend == "c":
-            raise InputError(f"--backend c: the C backend cannot run here: {why}") from None
-        # No compiler, or a cell the C printer has no form for (ValueError): NumPy is the
-        # plan, not a failure.  Anything else (the compile, the cache, the spot check) is
-        # something to mend, and auto says so rather than quietly running slower.
-        if isinstance(exc, NativeUnavailable) and not isinstance(exc, NoCompiler):
-            warn(f"the C backend cannot run here ({why}); using NumPy")
-        return None
-
-
-def _grad_vector(problem: RecurrentProblem, top: dict, weights: dict) -> dict:
-    cell, vc = problem.vector_cell, problem.vector_adjoints.vc
-    first, most = problem.weights[0], GRAD_MAX_SIZE
-    rows = inp.matrix(weights[first], f"weights.{first}", most=most).shape[0]
-    sizes = {n_h: rows}
-    for w in problem.weights:  # the input size from the first weight that multiplies x
-        if vc.shape(sp.Symbol(w))[1] == n_x:
-            sizes[n_x] = inp.matrix(weights[w], f"weights.{w}", most=most).shape[1]
-            break
-    sizes.setdefault(n_x, rows)
-
-    def dims(name: str) -> tuple[int, int]:
-        return tuple(int(sp.sympify(d).subs(sizes)) for d in vc.shape(sp.Symbol(name)))
-
-    params = {k: inp.matrix(weights[k], f"weights.{k}", dims(k)) for k in problem.weights}
-    for k in problem.biases:
-        given = k in weights
-        params[k] = inp.vector(weights[k], f"weights.{k}", rows) if given else np.zeros((rows, 1))
-    form = (GRAD_MAX_T_VECTOR, " in the vector form (matrices)")
-    seqs = {x.name: _sequence(top[x.name], x.name, *form) for x in cell.inputs}
-    seqs |= {
-        f"dL_d{v.name}": _sequence(top[f"dL_d{v.name}"], f"dL_d{v.name}", *form)
-        for v in cell.loss_on
-    }
-    steps = _same_length(seqs, "vectors")
-    size_of = {x.name: dims(x.name)[0] for x in cell.inputs} | {
-        f"dL_d{v.name}": rows for v in cell.loss_on
-    }
-    if steps * sum(size_of.values()) > GRAD_MAX_SERIES:
-        raise inp.InputError(
-            f"{', '.join(size_of)}: {steps} steps of {sum(size_of.values())} numbers are "
-            f"{steps * sum(size_of.values())}; the vector form takes at most "
-            f"{GRAD_MAX_SERIES} numbers in its sequences"
-        )
-    seqs = {
-        k: [inp.vector(v, f"{k}[{i}]", size_of[k]) for i, v in enumerate(s)]
-        for k, s in seqs.items()
-    }
-    init = {s.name: inp.vector(top[f"{s.name}0"], f"{s.name}0", rows) for s in cell.states}
-    inputs = {x.name: seqs[x.name] for x in cell.inputs}
-    traj = forward(cell, params, inputs, init)
-    loss = {v.name: seqs[f"dL_d{v.name}"] for v in cell.loss_on}
-    g = VectorSweep(problem.vector_adjoints).run(traj, params, loss)
-    out = {k: g.params[k].tolist() for k in problem.weights}
-    out |= {k: g.params[k].ravel().tolist() for k in problem.biases if k in weights}
-    out |= {f"{s}0": v.ravel().tolist() for s, v in g.initial.items()}
-    out |= {x: [v.ravel().tolist() for v in g.bars[x][1 : steps + 1]] for x in inputs}
-    states = {s.name: [v.ravel().tolist() for v in traj[s.name][1:]] for s in cell.states}
-    return {**states, "grad": out}

@@ -1,0 +1,16 @@
+"""Numbers as answer keys print them (filters handed to the templates).
+
+* ``sig6``: a computed number to six significant digits, as LaTeX math (a worked example's
+  forward values, adjoints and gradients).
+"""
+
+from __future__ import annotations
+
+
+def sig6(value: float) -> str:
+    """``value`` to 6 significant digits as LaTeX math: 0.123457, -2.5, 1.5\\times 10^{-7}."""
+    text = f"{value:.6g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return rf"{mantissa}\times 10^{{{int(exponent)}}}"
+    return "0" if text == "-0" else text

@@ -1,0 +1,105 @@
+"""An mpmath interpreter of a cell's assignments: the independent forward pass.
+
+A worked example is checked against a forward computation that shares no code with the
+engine's evaluation (``engine.numeric``'s lambdified sweeps, ``engine.native``'s C): each
+assignment's SymPy expression is walked node by node, once, into a tree of closures
+(``Add`` a sum, ``Mul`` a product, ``Pow`` a power, a number exact, a symbol a look-up,
+an elementwise function its mpmath spelling in ``derive.engine.functions``) and the
+closures are run step by step in mpmath, at the working precision.  Numbers may be
+``mpf`` or ``mpc``: a complex perturbation gives a complex step.
+
+A *bump* adds a number to an assigned variable right after a step computes it, so the
+derivative of the loss by that bump is the variable's adjoint at that step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import mpmath
+import sympy as sp
+
+from derive.engine.cell import Cell
+from derive.engine.functions import lookup
+
+Env = dict[str, Any]
+Node = Callable[[Env], Any]
+
+
+class UninterpretableError(ValueError):
+    """An expression holds a node the interpreter has no rule for."""
+
+
+def compile_expr(expr: sp.Expr) -> Node:
+    """``expr`` as a closure of an environment (symbol name -> number)."""
+    if isinstance(expr, sp.Symbol):
+        name = expr.name
+        return lambda env: env[name]
+    if isinstance(expr, sp.Rational):  # integers too: exact at any precision
+        p, q = int(expr.p), int(expr.q)
+        return lambda env: mpmath.mpf(p) / q
+    if isinstance(expr, sp.Float):
+        text = str(expr)
+        return lambda env: mpmath.mpf(text)
+    args = [compile_expr(a) for a in expr.args]
+    if isinstance(expr, sp.Add):
+        return lambda env: mpmath.fsum(a(env) for a in args)
+    if isinstance(expr, sp.Mul):
+        return lambda env: _product(a(env) for a in args)
+    if isinstance(expr, sp.Pow):
+        base, power = args
+        return lambda env: base(env) ** power(env)
+    entry = lookup(expr) if isinstance(expr, sp.Function) else None
+    if entry is not None:
+        f, (arg,) = entry.mpmath, args
+        return lambda env: f(arg(env))
+    raise UninterpretableError(
+        f"the interpreter has no rule for {expr.func.__name__} (in {expr}); register the "
+        "function, with its mpmath spelling, in derive/engine/functions.py"
+    )
+
+
+def _product(values) -> Any:
+    out = mpmath.mpf(1)
+    for v in values:
+        out = out * v
+    return out
+
+
+class Interpreter:
+    """A cell's assignments compiled once into closures, run on mpmath numbers."""
+
+    def __init__(self, cell: Cell) -> None:
+        self.cell = cell
+        self.steps = [(u.name, compile_expr(e)) for u, e in cell.assignments]
+        self.prev = {p.name: s.name for s, p in cell.prev.items()}
+
+    def run(self, weights: Mapping[str, Any], inputs: Mapping[str, list],
+            initial: Mapping[str, Any], bump: Mapping[tuple[int, str], Any] | None = None,
+            ) -> list[Env]:
+        """Every assigned variable at steps 1..T (one dict a step).
+
+        ``bump`` maps ``(step, variable)`` to a number added right after that step computes
+        the variable.
+        """
+        bump = bump or {}
+        state = dict(initial)
+        rows = []
+        for k in range(1, len(next(iter(inputs.values()))) + 1):
+            env: Env = {**weights, **{x: seq[k - 1] for x, seq in inputs.items()}}
+            env |= {p: state[s] for p, s in self.prev.items()}
+            for name, node in self.steps:
+                env[name] = node(env) + bump.get((k, name), 0)
+            state = {s: env[s] for s in state}
+            rows.append({name: env[name] for name, _ in self.steps})
+        return rows
+
+    def loss(self, weights: Mapping[str, Any], inputs: Mapping[str, list],
+             initial: Mapping[str, Any], loss: Mapping[str, list],
+             bump: Mapping[tuple[int, str], Any] | None = None) -> Any:
+        """L = sum_t a_t v_t over the interpreted pass (``loss`` maps v to its a_t)."""
+        rows = self.run(weights, inputs, initial, bump)
+        return mpmath.fsum(
+            a * row[v] for v, seq in loss.items() for a, row in zip(seq, rows, strict=True)
+        )
