@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sympy as sp
 
 from derive.cli import main
 from derive.problems import REGISTRY
-from derive.problems.mgu import MGU, WEIGHTS
+from derive.problems.mgu import MGU
+
+WEIGHTS = MGU.CELL.weights
 
 SET = """\
 id = "mgu_demo"
@@ -98,3 +101,26 @@ def test_mgu_example_gradient_matches_a_complex_step_written_here(built: Path):
         bumped = {n: complex(v) + (1e-30j if n == k else 0) for n, v in EXAMPLE.items()}
         ref = float(np.imag(mgu_loss(bumped, xs, 0.5, a)) / 1e-30)
         assert got[k] == pytest.approx(ref, rel=1e-12, abs=1e-15), k
+
+
+def test_a_cell_spec_refuses_a_name_it_does_not_declare() -> None:
+    from derive.engine.spec import CellSpec
+    from derive.errors import InputError
+
+    spec = CellSpec("typo", ("x",), ("h",), ("w",), ("b",),
+                    lambda s: (("h", s.w * s.x + s.w_typo * s.h_prev + s.b),), ("h",))
+    with pytest.raises(InputError, match="reads w_typo before it is assigned"):
+        spec.build()
+
+
+
+def test_a_cell_spec_has_its_biases_in_the_vector_form_only() -> None:
+    from derive.engine.spec import CellSpec
+
+    spec = CellSpec("affine", ("x",), ("h",), ("w",), ("b",),
+                    lambda s: (("h", sp.tanh(s.w * s.x + s.h_prev + s.b)),), ("h",))
+    x, h_prev, w, b = sp.symbols("x h_prev w b")
+    assert spec.build().rhs(sp.Symbol("h")) == sp.tanh(w * x + h_prev)
+    vector = spec.build(biases=True)
+    assert vector.rhs(sp.Symbol("h")) == sp.tanh(w * x + h_prev + b)
+    assert vector.params == {w: "weight", b: "bias"}

@@ -18,34 +18,11 @@ import sympy as sp
 
 from derive.engine.cell import Cell
 from derive.engine.functions import sigma
+from derive.engine.spec import CellSpec
 from derive.problems.recurrent import RecurrentProblem
 
 WEIGHTS = ("w_zx", "w_zh", "w_rx", "w_rh", "w_nx", "w_nh")
 BIASES = ("b_z", "b_r", "b_n")
-
-
-def gru_cell(biases: bool = False) -> Cell:
-    """The GRU cell as data; ``biases`` adds b_z, b_r, b_n (the vector form)."""
-    x, h, h_prev, z, r, n = sp.symbols("x h h_prev z r n")
-    w = {k: sp.Symbol(k) for k in WEIGHTS}
-    b = {k: (sp.Symbol(k) if biases else sp.S.Zero) for k in BIASES}
-    params = {s: "weight" for s in w.values()}
-    if biases:
-        params |= {b[k]: "bias" for k in BIASES}
-    return Cell(
-        name="gru",
-        inputs=(x,),
-        states=(h,),
-        prev={h: h_prev},
-        params=params,
-        assignments=(
-            (z, sigma(w["w_zx"] * x + w["w_zh"] * h_prev + b["b_z"])),
-            (r, sigma(w["w_rx"] * x + w["w_rh"] * h_prev + b["b_r"])),
-            (n, sp.tanh(w["w_nx"] * x + w["w_nh"] * (r * h_prev) + b["b_n"])),
-            (h, (1 - z) * h_prev + z * n),
-        ),
-        loss_on=(h,),
-    )
 
 
 class GRU(RecurrentProblem):
@@ -56,5 +33,22 @@ class GRU(RecurrentProblem):
     NOUN = "gated recurrent unit"
     ROLES = ("an update gate", "a reset gate", "a candidate state", "the new hidden state")
 
-    def make_cell(self, biases: bool) -> Cell:
-        return gru_cell(biases)
+    CELL = CellSpec(
+        name="gru",
+        inputs=("x",),
+        states=("h",),
+        weights=WEIGHTS,
+        biases=BIASES,
+        equations=lambda s: (
+            ("z", sigma(s.w_zx * s.x + s.w_zh * s.h_prev + s.b_z)),
+            ("r", sigma(s.w_rx * s.x + s.w_rh * s.h_prev + s.b_r)),
+            ("n", sp.tanh(s.w_nx * s.x + s.w_nh * (s.r * s.h_prev) + s.b_n)),
+            ("h", (1 - s.z) * s.h_prev + s.z * s.n),
+        ),
+        loss_on=("h",),
+    )
+
+
+def gru_cell(biases: bool = False) -> Cell:
+    """The GRU cell; ``biases`` adds b_z, b_r, b_n (the vector form)."""
+    return GRU.CELL.build(biases)

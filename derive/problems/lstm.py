@@ -20,6 +20,7 @@ import sympy as sp
 
 from derive.engine.cell import Cell, bar, loss_grad, t, timed
 from derive.engine.functions import sigma
+from derive.engine.spec import CellSpec
 from derive.gradcheck import Case, backward_map_by_probes, make_data, probes, reference
 from derive.problems.base import Result
 from derive.problems.recurrent import RecurrentProblem, scalar_data
@@ -28,37 +29,6 @@ from derive.verify import Claim
 GATES = ("i", "f", "o", "g")
 WEIGHTS = tuple(f"w_{g}{s}" for g in GATES for s in ("x", "h"))
 BIASES = tuple(f"b_{g}" for g in GATES)
-
-
-def lstm_cell(biases: bool = False) -> Cell:
-    """The LSTM cell as data; ``biases`` adds b_i, b_f, b_o, b_g (the vector form)."""
-    x, h, c, h_prev, c_prev = sp.symbols("x h c h_prev c_prev")
-    w = {n: sp.Symbol(n) for n in WEIGHTS}
-    b = {n: (sp.Symbol(n) if biases else sp.S.Zero) for n in BIASES}
-
-    def pre(gate: str) -> sp.Expr:
-        return w[f"w_{gate}x"] * x + w[f"w_{gate}h"] * h_prev + b[f"b_{gate}"]
-
-    i, f, o, g = sp.symbols("i f o g")
-    params = {s: "weight" for s in w.values()}
-    if biases:
-        params |= {b[n]: "bias" for n in BIASES}
-    return Cell(
-        name="lstm",
-        inputs=(x,),
-        states=(h, c),
-        prev={h: h_prev, c: c_prev},
-        params=params,
-        assignments=(
-            (i, sigma(pre("i"))),
-            (f, sigma(pre("f"))),
-            (o, sigma(pre("o"))),
-            (g, sp.tanh(pre("g"))),
-            (c, f * c_prev + i * g),
-            (h, o * sp.tanh(c)),
-        ),
-        loss_on=(h,),
-    )
 
 
 #: Gate values in the limit of the optional question.
@@ -76,8 +46,22 @@ class LSTM(RecurrentProblem):
     # The limit's checks join the backward map's group (they are about J).
     MAP_GROUP = "Backward map and the optional part"
 
-    def make_cell(self, biases: bool) -> Cell:
-        return lstm_cell(biases)
+    CELL = CellSpec(
+        name="lstm",
+        inputs=("x",),
+        states=("h", "c"),
+        weights=WEIGHTS,
+        biases=BIASES,
+        equations=lambda s: (
+            ("i", sigma(s.w_ix * s.x + s.w_ih * s.h_prev + s.b_i)),
+            ("f", sigma(s.w_fx * s.x + s.w_fh * s.h_prev + s.b_f)),
+            ("o", sigma(s.w_ox * s.x + s.w_oh * s.h_prev + s.b_o)),
+            ("g", sp.tanh(s.w_gx * s.x + s.w_gh * s.h_prev + s.b_g)),
+            ("c", s.f * s.c_prev + s.i * s.g),
+            ("h", s.o * sp.tanh(s.c)),
+        ),
+        loss_on=("h",),
+    )
 
     def derive(self) -> dict[str, Result]:
         out = super().derive()
@@ -208,3 +192,8 @@ SATURATING = {
 
 def _num(v: sp.Expr):
     return int(v) if v.is_Integer else float(v) if v.is_Number else None
+
+
+def lstm_cell(biases: bool = False) -> Cell:
+    """The LSTM cell; ``biases`` adds b_i, b_f, b_o, b_g (the vector form)."""
+    return LSTM.CELL.build(biases)

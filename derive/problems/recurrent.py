@@ -16,7 +16,6 @@ numbers is ``derive.grad``.
 from __future__ import annotations
 
 import itertools
-from abc import abstractmethod
 from collections.abc import Iterator
 from functools import cache, cached_property
 from typing import Any, ClassVar
@@ -28,6 +27,7 @@ from derive import grad as grad_command
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, T, bar, param_bar, t, timed
 from derive.engine.numeric import ScalarSweep, evaluate_at, forward, sweep_for
+from derive.engine.spec import CellSpec
 from derive.engine.vector import VectorAdjoints, at_absolute_step
 from derive.example import parse_example
 from derive.example_run import SATURATION, ExampleRun, float_matrix
@@ -62,6 +62,8 @@ class RecurrentProblem(Problem):
         ),
     )
 
+    #: The cell as data: its names and equations.
+    CELL: ClassVar[CellSpec]
     #: Besides the cell's own: the number of steps and the vector sizes.
     SYMBOLS = ("T", "n_h", "n_x")
     #: The templates (``templates/problems/<TEMPLATE>.tex.j2`` and ``.question.tex.j2``).
@@ -87,9 +89,9 @@ class RecurrentProblem(Problem):
             self.example_run = ExampleRun(self.cell, self.example)
             self.example_run.refuse_saturated_gates(where)
 
-    @abstractmethod
     def make_cell(self, biases: bool) -> Cell:
-        """The cell as data; ``biases`` adds bias vectors (the vector form)."""
+        """The cell built from ``CELL``; ``biases`` adds bias vectors (the vector form)."""
+        return self.CELL.build(biases)
 
     @property
     def template(self) -> str:
