@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from derive.errors import InputError
 from derive.params import to_toml
 from derive.problems import REGISTRY
-from derive.sets import _KEYS, LABELS, parse_set
+from derive.sets import _KEYS, parse_set
 from derive.variants import plan
 
 PROBLEMS = sorted(REGISTRY)
@@ -262,7 +262,7 @@ def set_files(draw: st.DrawFn, focus: str) -> str:
             values,
         ),
         "labels": _per_problem(
-            [p for p in problems if p in LABELS],
+            [p for p in problems if REGISTRY[p].LABELS],
             st.dictionaries(st.sampled_from(["adjoints", "weights", "compare"]) | keys, values),
         ),
         "out_of_scope": st.one_of(st.lists(texts, max_size=2), values),

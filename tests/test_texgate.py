@@ -43,7 +43,7 @@ from derive.render.texgate import (
     text_commands,
     tokens,
 )
-from derive.sets import LABELS, MAX_TEXT, ProblemSet, bundled, parse_set
+from derive.sets import MAX_TEXT, ProblemSet, bundled, parse_set
 from derive.variants import check_students
 
 OLD = b"% an earlier answer key that a failed build must not touch\n"
@@ -575,7 +575,7 @@ def _check_spliced(value: str, source: str, baseline: str) -> None:
     _document_is_clean(source, baseline, text_commands())
 
 
-_LABELS = [(problem, key) for problem, keys in LABELS.items() for key in keys]
+_LABELS = [(problem, key) for problem, cls in REGISTRY.items() for key in cls.LABELS]
 
 
 @cache

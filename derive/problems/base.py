@@ -47,6 +47,9 @@ class Problem(ABC):
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     #: Names of the symbols the problem prints through the set's notation.
     SYMBOLS: ClassVar[tuple[str, ...]] = ()
+    #: Part headings a set file may rename (``[labels.<key>]``) to follow its handout's
+    #: numbering and words; the template prints its own wording for any it is not given.
+    LABELS: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def symbols(cls) -> frozenset[str]:

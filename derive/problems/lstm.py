@@ -81,6 +81,7 @@ class LSTM(RecurrentProblem):
 
     key = "lstm"
     title = "LSTM gradient (backprop through time)"
+    LABELS = ("adjoints", "weight", "optional")
 
     def make_cell(self, biases: bool) -> Cell:
         return lstm_cell(biases)

@@ -239,6 +239,7 @@ class MDRNN(Problem):
     title = "Multidimensional RNN: weights, operations and parallel steps"
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "G", "H", "i", "j", "n_phi")
+    LABELS = ("weights", "steps", "compare")
 
     PARAMS = (Param("grid", GRID, 5, "G of the step figure and the conv comparison"),)
 

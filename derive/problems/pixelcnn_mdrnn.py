@@ -245,6 +245,7 @@ class PixelCNNMDRNN(Problem):
     title = "Autoregressive image models: PixelCNN against MDRNN"
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("H", "S_A", "S_B", "W", "c", "d", "i", "j", "k")
+    LABELS = ("pixelcnn", "mdrnn", "compare")
 
     PARAMS = (
         Param("image", Raw(list, "a list [H, W]"), [9, 9], "image of the receptive-field figure"),
