@@ -1,11 +1,61 @@
-"""Shared fixtures: a seeded generator and the problems, derived once per session."""
+"""Shared fixtures: a seeded generator, the problems derived once per session, and the
+parametrization of every generic test over every registered problem.
+
+A test that takes ``problem_key`` runs once per problem of ``derive.problems.REGISTRY``
+(``recurrent_key``: once per recurrent problem), so a new problem is picked up with no
+edit here; ``--problem KEY`` (repeatable, or ``KEY1,KEY2``) narrows those tests to the
+named problems.  Markers: ``pdf`` for tests that run LaTeX, ``slow`` for the longest;
+``-m "not pdf"`` or ``-m "not slow"`` leaves them out (a plain run runs everything).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from derive.problems import REGISTRY, get_problem
+from derive.problems import REGISTRY, Problem, get_problem
+from derive.problems.recurrent import RecurrentProblem
+
+#: Fixture names parametrized over registered problems, with the problems each takes.
+FAMILIES: dict[str, Callable[[type[Problem]], bool]] = {
+    "problem_key": lambda cls: True,
+    "recurrent_key": lambda cls: issubclass(cls, RecurrentProblem),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--problem",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="run the tests over every problem for KEY only (repeatable, or KEY1,KEY2)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    chosen_problems(config)  # a misspelt --problem stops the run before collection
+
+
+def chosen_problems(config: pytest.Config) -> list[str]:
+    """The problems ``--problem`` names, in registry order; every problem without it."""
+    named = {k.strip() for given in config.getoption("problem") for k in given.split(",")}
+    named.discard("")
+    unknown = sorted(named - set(REGISTRY))
+    if unknown:
+        raise pytest.UsageError(
+            f"--problem: unknown problem {unknown[0]!r}; known: {', '.join(REGISTRY)}"
+        )
+    return [key for key in REGISTRY if key in named or not named]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    for name, takes in FAMILIES.items():
+        if name in metafunc.fixturenames:
+            keys = [k for k in chosen_problems(metafunc.config) if takes(REGISTRY[k])]
+            metafunc.parametrize(name, keys)
 
 
 @pytest.fixture

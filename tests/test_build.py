@@ -17,10 +17,12 @@ import pytest
 import sympy as sp
 
 import derive.build
+from derive.build import export_problem
 from derive.cli import main
 from derive.problems import get_problem
+from derive.render.latex import Notation
 from derive.render.pdf import pdf_text
-from derive.sets import get_set
+from derive.sets import ProblemSet, get_set
 
 REPO = Path(__file__).resolve().parents[1]
 SET = "csc421_hw3"
@@ -71,6 +73,34 @@ def test_json_schema(exported: dict) -> None:
         assert isinstance(check["max_rel_error"], float)
         assert isinstance(check["tolerance"], float)
         assert isinstance(check["passed"], bool)
+
+
+def _plain(value) -> bool:
+    """Data JSON holds as it is: text, numbers, bools and null in lists and text-keyed tables."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, str | bool | int | float)
+
+
+def test_every_problem_exports_its_results_and_checks(problem_key, problems) -> None:
+    problem = problems[problem_key]
+    pset = ProblemSet("one", "One", "Course", "test", (problem_key,), Notation())
+    entry = export_problem(pset, problem)
+    json.dumps(entry, allow_nan=False)  # no inf or nan: JSON has none
+    assert set(entry) == {"title", "results", "checks"} and entry["title"] == problem.title
+    assert list(entry["results"]) == list(problem.results)
+    for key, result in entry["results"].items():
+        assert set(result) == {"latex", "sympy", "value"}, key
+        assert isinstance(result["latex"], str) and result["latex"], key
+        assert result["sympy"] == sp.srepr(problem.results[key].expr), key
+        assert _plain(result["value"]), key
+    assert len(entry["checks"]) == len(problem.checks) > 0
+    for check in entry["checks"]:
+        assert set(check) == CHECK_KEYS and check["claim"] in problem.results
+        assert isinstance(check["method"], str) and isinstance(check["passed"], bool)
+        assert isinstance(check["max_rel_error"], float) and isinstance(check["tolerance"], float)
 
 
 def test_json_has_every_adjoint(exported: dict) -> None:
