@@ -5,12 +5,16 @@ A test that takes ``problem_key`` runs once per problem of ``derive.problems.REG
 (``recurrent_key``: once per recurrent problem), so a new problem is picked up with no
 edit here; ``--problem KEY`` (repeatable, or ``KEY1,KEY2``) narrows those tests to the
 named problems.  Markers: ``pdf`` for tests that run LaTeX, ``slow`` for the longest;
-``-m "not pdf"`` or ``-m "not slow"`` leaves them out (a plain run runs everything).
+``-m "not pdf"`` or ``-m "not slow"`` leaves them out (a plain run runs everything).  A
+test whose body calls ``compile_pdf``, ``key_pdf_text`` or ``pdf_text`` is marked ``pdf``
+here; one that reaches LaTeX otherwise (the command line, a fixture) carries the mark.
 """
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +62,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             metafunc.parametrize(name, keys)
 
 
+#: Names that a test calls only to run LaTeX or to read what it made.
+RUNS_LATEX = frozenset({"compile_pdf", "key_pdf_text", "pdf_text"})
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """Every global and attribute name ``code`` uses, nested functions included."""
+    out = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            out |= _names(const)
+    return out
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and RUNS_LATEX & _names(function.__code__):
+            item.add_marker(pytest.mark.pdf)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261122)
@@ -67,6 +91,20 @@ def rng() -> np.random.Generator:
 def problems() -> dict:
     """Every registered problem, with results derived and checks run once."""
     return {key: get_problem(key) for key in REGISTRY}
+
+
+@pytest.fixture(scope="session")
+def bundled_keys(tmp_path_factory) -> Path:
+    """Every bundled set's answer key, built once as LaTeX into ``<folder>/<set id>/``.
+
+    Shared by the golden and the readability tests: read it, and write elsewhere.
+    """
+    from derive.cli import main
+    from derive.sets import bundled
+
+    out = tmp_path_factory.mktemp("bundled_keys")
+    assert main(["build", *sorted(bundled()), "--out", str(out), "--format", "tex"]) == 0
+    return out
 
 
 def key_pdf_text(problem, tmp_path, notation=None) -> str:

@@ -636,6 +636,7 @@ _SPELLINGS = st.one_of(
 _LSTM_NAMES = sorted(REGISTRY["lstm"].symbols())
 
 
+@pytest.mark.slow
 @given(
     name=st.sampled_from(_LSTM_NAMES),
     value=_SPELLINGS,
