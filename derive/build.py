@@ -189,6 +189,17 @@ def build_many(
     problems are ready.  Every set is attempted; the first error (in set order) is raised
     after all have finished.
     """
+    cache = _validated(sets, out_dir, fmt, handout)
+    plan = _plan(sets, fmt, handout)
+    outcomes = _build_all(sets, out_dir, fmt, handout, plan, min(jobs, len(plan)), cache)
+    return _written(outcomes)
+
+
+def _validated(
+    sets: list[ProblemSet], out_dir: Path, fmt: str, handout: bool
+) -> dict[str, Problem]:
+    """What can fail before any work: the request, the folders, every set's parameters;
+    returns the problems made on the way (by identity, see ``make_problems``)."""
     _check_request(fmt, handout)
     fsutil.writable_folder(out_dir)
     for pset in sets:
@@ -196,15 +207,25 @@ def build_many(
     cache: dict[str, Problem] = {}
     for pset in sets:  # every set's parameters are validated before any work starts
         make_problems(pset, cache)
-    plan = _plan(sets, fmt, handout)
-    jobs = min(jobs, len(plan))
-    outcomes: list = []
+    return cache
+
+
+def _build_all(
+    sets: list[ProblemSet],
+    out_dir: Path,
+    fmt: str,
+    handout: bool,
+    plan: dict[str, _Job],
+    jobs: int,
+    cache: dict[str, Problem],
+) -> list[Future | DeriveError]:
+    """Every set assembled from its problems' work and written in a LaTeX thread; per set,
+    the future of its files or the error that stopped it before LaTeX.  Returns when every
+    thread and worker is done."""
+    outcomes: list[Future | DeriveError] = []
     try:
         with ExitStack() as stack:
-            if jobs > 1:
-                futures = _submit_all(stack.enter_context(workers.pool(jobs)), plan)
-            else:  # here, when first needed (so errors surface in set order)
-                futures = {i: _Immediate(job, cache[i]) for i, job in plan.items()}
+            futures = _start_jobs(stack, plan, jobs, cache)
             latex = stack.enter_context(ThreadPoolExecutor(max_workers=2))
             for pset in sets:
                 try:
@@ -216,6 +237,21 @@ def build_many(
         # Interrupted: LaTeX threads finish (their programs were stopped) before we go.
         procs.drain([o for o in outcomes if isinstance(o, Future)])
         raise
+    return outcomes
+
+
+def _start_jobs(
+    stack: ExitStack, plan: dict[str, _Job], jobs: int, cache: dict[str, Problem]
+) -> dict[str, Future | _Immediate]:
+    """Each job's result to come: from a pool of ``jobs`` workers (closed with ``stack``)."""
+    if jobs > 1:
+        return _submit_all(stack.enter_context(workers.pool(jobs)), plan)
+    # Here, when first needed (so errors surface in set order).
+    return {i: _Immediate(job, cache[i]) for i, job in plan.items()}
+
+
+def _written(outcomes: list[Future | DeriveError]) -> list[Path]:
+    """The files every set wrote; else the first error in set order, once all are done."""
     written, errors = [], []
     for outcome in outcomes:
         try:

@@ -203,19 +203,7 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="bundled problem sets and problems").set_defaults(func=_cmd_list)
-
-    b = sub.add_parser("build", help="build answer keys (default: every bundled set, PDF)")
-    b.add_argument("sets", nargs="*", metavar="SET", help="bundled set id or set file (.toml)")
-    b.add_argument("--out", default="build", metavar="DIR", help="output directory (build/)")
-    b.add_argument("--format", default="pdf", choices=("pdf", "tex", "json"))
-    b.add_argument("--handout", action="store_true", help="the students' version: no solutions")
-    b.add_argument("--variants", type=_positive, metavar="N", help="N per-student versions")
-    b.add_argument("--students", metavar="FILE", help="one version per id in FILE (a roster)")
-    b.add_argument("--seed", default="0", metavar="S", help="seed of the variants (text)")
-    b.add_argument(
-        "--jobs", type=_jobs, default=2, metavar="N", help="worker processes (2; 1: none)"
-    )
-    b.set_defaults(func=_cmd_build)
+    _add_build(sub)
 
     n = sub.add_parser("new", help="write a commented starter set file")
     n.add_argument("file", metavar="SET", help="set id or file name (.toml added)")
@@ -237,6 +225,21 @@ def parser() -> argparse.ArgumentParser:
     )
     g.set_defaults(func=_cmd_grad)
     return top
+
+
+def _add_build(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser("build", help="build answer keys (default: every bundled set, PDF)")
+    b.add_argument("sets", nargs="*", metavar="SET", help="bundled set id or set file (.toml)")
+    b.add_argument("--out", default="build", metavar="DIR", help="output directory (build/)")
+    b.add_argument("--format", default="pdf", choices=("pdf", "tex", "json"))
+    b.add_argument("--handout", action="store_true", help="the students' version: no solutions")
+    b.add_argument("--variants", type=_positive, metavar="N", help="N per-student versions")
+    b.add_argument("--students", metavar="FILE", help="one version per id in FILE (a roster)")
+    b.add_argument("--seed", default="0", metavar="S", help="seed of the variants (text)")
+    b.add_argument(
+        "--jobs", type=_jobs, default=2, metavar="N", help="worker processes (2; 1: none)"
+    )
+    b.set_defaults(func=_cmd_build)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -102,6 +102,21 @@ def run(
     OSError
         ``cmd`` could not be started.
     """
+    with _session(cmd, cwd, env) as proc:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:  # the session kills the group on the way out
+            name = Path(cmd[0]).name
+            raise Timeout(f"{name} ran longer than {timeout:g} s and was killed") from None
+    return Completed(proc.returncode, out)
+
+
+@contextlib.contextmanager
+def _session(
+    cmd: Sequence[str], cwd: str | Path | None, env: dict[str, str] | None
+) -> Iterator[subprocess.Popen]:
+    """``cmd`` started in a session of its own and registered while the block runs; if the
+    block (or the start) fails in any way, its whole process group is killed first."""
     proc = None
     try:
         with critical(), _lock:
@@ -120,10 +135,7 @@ def run(
             )
             _groups[proc.pid] = proc
             _refuse_when_stopping()
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        raise Timeout(f"{Path(cmd[0]).name} ran longer than {timeout:g} s and was killed") from None
+        yield proc
     except BaseException:
         if proc is not None:
             _kill_group(proc)
@@ -132,7 +144,6 @@ def run(
         if proc is not None:
             with _lock:
                 _groups.pop(proc.pid, None)
-    return Completed(proc.returncode, out)
 
 
 def _refuse_when_stopping() -> None:

@@ -1,11 +1,85 @@
-"""Shared fixtures: a seeded generator and the problems, derived once per session."""
+"""Shared fixtures: a seeded generator, the problems derived once per session, and the
+parametrization of every generic test over every registered problem.
+
+A test that takes ``problem_key`` runs once per problem of ``derive.problems.REGISTRY``
+(``recurrent_key``: once per recurrent problem), so a new problem is picked up with no
+edit here; ``--problem KEY`` (repeatable, or ``KEY1,KEY2``) narrows those tests to the
+named problems.  Markers: ``pdf`` for tests that run LaTeX, ``slow`` for the longest;
+``-m "not pdf"`` or ``-m "not slow"`` leaves them out (a plain run runs everything).  A
+test whose body calls ``compile_pdf``, ``key_pdf_text`` or ``pdf_text`` is marked ``pdf``
+here; one that reaches LaTeX otherwise (the command line, a fixture) carries the mark.
+"""
 
 from __future__ import annotations
+
+import types
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from derive.problems import REGISTRY, get_problem
+from derive.problems import REGISTRY, Problem, get_problem
+from derive.problems.recurrent import RecurrentProblem
+
+#: Fixture names parametrized over registered problems, with the problems each takes.
+FAMILIES: dict[str, Callable[[type[Problem]], bool]] = {
+    "problem_key": lambda cls: True,
+    "recurrent_key": lambda cls: issubclass(cls, RecurrentProblem),
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--problem",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="run the tests over every problem for KEY only (repeatable, or KEY1,KEY2)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    chosen_problems(config)  # a misspelt --problem stops the run before collection
+
+
+def chosen_problems(config: pytest.Config) -> list[str]:
+    """The problems ``--problem`` names, in registry order; every problem without it."""
+    named = {k.strip() for given in config.getoption("problem") for k in given.split(",")}
+    named.discard("")
+    unknown = sorted(named - set(REGISTRY))
+    if unknown:
+        raise pytest.UsageError(
+            f"--problem: unknown problem {unknown[0]!r}; known: {', '.join(REGISTRY)}"
+        )
+    return [key for key in REGISTRY if key in named or not named]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    for name, takes in FAMILIES.items():
+        if name in metafunc.fixturenames:
+            keys = [k for k in chosen_problems(metafunc.config) if takes(REGISTRY[k])]
+            metafunc.parametrize(name, keys)
+
+
+#: Names that a test calls only to run LaTeX or to read what it made.
+RUNS_LATEX = frozenset({"compile_pdf", "key_pdf_text", "pdf_text"})
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """Every global and attribute name ``code`` uses, nested functions included."""
+    out = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            out |= _names(const)
+    return out
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is not None and RUNS_LATEX & _names(function.__code__):
+            item.add_marker(pytest.mark.pdf)
 
 
 @pytest.fixture
@@ -17,6 +91,20 @@ def rng() -> np.random.Generator:
 def problems() -> dict:
     """Every registered problem, with results derived and checks run once."""
     return {key: get_problem(key) for key in REGISTRY}
+
+
+@pytest.fixture(scope="session")
+def bundled_keys(tmp_path_factory) -> Path:
+    """Every bundled set's answer key, built once as LaTeX into ``<folder>/<set id>/``.
+
+    Shared by the golden and the readability tests: read it, and write elsewhere.
+    """
+    from derive.cli import main
+    from derive.sets import bundled
+
+    out = tmp_path_factory.mktemp("bundled_keys")
+    assert main(["build", *sorted(bundled()), "--out", str(out), "--format", "tex"]) == 0
+    return out
 
 
 def key_pdf_text(problem, tmp_path, notation=None) -> str:

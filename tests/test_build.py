@@ -17,10 +17,12 @@ import pytest
 import sympy as sp
 
 import derive.build
+from derive.build import export_problem
 from derive.cli import main
 from derive.problems import get_problem
+from derive.render.latex import Notation
 from derive.render.pdf import pdf_text
-from derive.sets import get_set
+from derive.sets import ProblemSet, get_set
 
 REPO = Path(__file__).resolve().parents[1]
 SET = "csc421_hw3"
@@ -38,12 +40,18 @@ def pdf_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> dict:
+def exported_json(tmp_path_factory) -> bytes:
+    """The JSON of ``SET`` as built in this process."""
     out = tmp_path_factory.mktemp("json") / "out"
     assert main(["build", SET, "--out", str(out), "--format", "json"]) == 0
     path = out / SET / "derivations.json"
     assert sorted(p.name for p in path.parent.iterdir()) == ["derivations.json"]
-    return json.loads(path.read_text(encoding="ascii"))
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def exported(exported_json: bytes) -> dict:
+    return json.loads(exported_json.decode("ascii"))
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +79,34 @@ def test_json_schema(exported: dict) -> None:
         assert isinstance(check["max_rel_error"], float)
         assert isinstance(check["tolerance"], float)
         assert isinstance(check["passed"], bool)
+
+
+def _plain(value) -> bool:
+    """Data JSON holds as it is: text, numbers, bools and null in lists and text-keyed tables."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    return value is None or isinstance(value, str | bool | int | float)
+
+
+def test_every_problem_exports_its_results_and_checks(problem_key, problems) -> None:
+    problem = problems[problem_key]
+    pset = ProblemSet("one", "One", "Course", "test", (problem_key,), Notation())
+    entry = export_problem(pset, problem)
+    json.dumps(entry, allow_nan=False)  # no inf or nan: JSON has none
+    assert set(entry) == {"title", "results", "checks"} and entry["title"] == problem.title
+    assert list(entry["results"]) == list(problem.results)
+    for key, result in entry["results"].items():
+        assert set(result) == {"latex", "sympy", "value"}, key
+        assert isinstance(result["latex"], str) and result["latex"], key
+        assert result["sympy"] == sp.srepr(problem.results[key].expr), key
+        assert _plain(result["value"]), key
+    assert len(entry["checks"]) == len(problem.checks) > 0
+    for check in entry["checks"]:
+        assert set(check) == CHECK_KEYS and check["claim"] in problem.results
+        assert isinstance(check["method"], str) and isinstance(check["passed"], bool)
+        assert isinstance(check["max_rel_error"], float) and isinstance(check["tolerance"], float)
 
 
 def test_json_has_every_adjoint(exported: dict) -> None:
@@ -119,25 +155,27 @@ def _json_build_in_subprocess(out: Path, seed: str) -> bytes:
     return (out / SET / "derivations.json").read_bytes()
 
 
-def test_json_is_identical_across_processes(tmp_path: Path) -> None:
-    first = _json_build_in_subprocess(tmp_path / "a", "1")
-    second = _json_build_in_subprocess(tmp_path / "b", "2")
-    assert first == second
+@pytest.mark.slow
+def test_json_is_identical_across_processes(tmp_path: Path, exported_json: bytes) -> None:
+    # This process hashes strings with its own seed; the other with another one.
+    seed = "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1"
+    assert _json_build_in_subprocess(tmp_path / "other", seed) == exported_json
 
 
 # -- LaTeX -----------------------------------------------------------------------------------------
-def test_two_tex_builds_are_byte_identical(tmp_path: Path, capsys) -> None:
-    for name in ("a", "b"):
-        assert main(["build", SET, "--out", str(tmp_path / name), "--format", "tex"]) == 0
+def test_two_tex_builds_are_byte_identical(tmp_path: Path, capsys, bundled_keys: Path) -> None:
+    # The first build is the session's (every bundled set, in this process); this one again.
+    assert main(["build", SET, "--out", str(tmp_path), "--format", "tex"]) == 0
     out, _ = capsys.readouterr()
-    first = (tmp_path / "a" / SET / "answer-key.tex").read_bytes()
-    second = (tmp_path / "b" / SET / "answer-key.tex").read_bytes()
-    assert out.splitlines() == [str(tmp_path / n / SET / "answer-key.tex") for n in "ab"]
+    first = (bundled_keys / SET / "answer-key.tex").read_bytes()
+    second = (tmp_path / SET / "answer-key.tex").read_bytes()
+    assert out.splitlines() == [str(tmp_path / SET / "answer-key.tex")]
     assert first == second
     assert first.startswith(b"\\documentclass")
     assert first.rstrip().endswith(b"\\end{document}")
 
 
+@pytest.mark.pdf
 def test_tex_build_is_identical_in_another_process(tmp_path: Path, pdf_dir: Path) -> None:
     env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(REPO))
     out = tmp_path / "other"
@@ -148,6 +186,7 @@ def test_tex_build_is_identical_in_another_process(tmp_path: Path, pdf_dir: Path
 
 
 # -- PDF -------------------------------------------------------------------------------------------
+@pytest.mark.pdf
 def test_pdf_build_writes_pdf_and_source(pdf_dir: Path) -> None:
     assert sorted(p.name for p in pdf_dir.iterdir()) == ["answer-key.pdf", "answer-key.tex"]
     data = (pdf_dir / "answer-key.pdf").read_bytes()
@@ -155,6 +194,7 @@ def test_pdf_build_writes_pdf_and_source(pdf_dir: Path) -> None:
     assert b"/ID" in data
 
 
+@pytest.mark.pdf
 def test_two_pdf_builds_are_byte_identical(tmp_path: Path, pdf_dir: Path) -> None:
     assert main(["build", SET, "--out", str(tmp_path), "--format", "pdf"]) == 0
     again = (tmp_path / SET / "answer-key.pdf").read_bytes()
@@ -164,6 +204,7 @@ def test_two_pdf_builds_are_byte_identical(tmp_path: Path, pdf_dir: Path) -> Non
     ).read_bytes()
 
 
+@pytest.mark.pdf
 def test_pdf_text_has_the_results(pdf_dir: Path, exported: dict) -> None:
     text = pdf_text(pdf_dir / "answer-key.pdf")
     for word in ("Written Homework 3", "Problem 1", "LSTM", "Verification", "pass", "Vector form"):
@@ -180,6 +221,7 @@ def test_pdf_text_has_the_results(pdf_dir: Path, exported: dict) -> None:
 
 
 # -- LaTeX failure -------------------------------------------------------------------------------
+@pytest.mark.pdf
 def test_latex_failure_keeps_previous_pdf(tmp_path: Path, pdf_dir: Path, capsys, monkeypatch):
     out = tmp_path / "out"
     shutil.copytree(pdf_dir, out / SET)

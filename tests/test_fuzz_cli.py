@@ -126,6 +126,7 @@ def rosters(draw: st.DrawFn) -> bytes:
     return raw
 
 
+@pytest.mark.slow
 @fuzz(50)
 @given(roster=rosters())
 def test_any_roster_builds_or_fails_cleanly(tmp_path, capsys, roster: bytes) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -38,13 +39,17 @@ def _readme_set(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    """Every bundled set and the README's set, built once in each golden format."""
+def built(tmp_path_factory, bundled_keys: Path) -> Path:
+    """Every bundled set and the README's set, built once in each golden format (the
+    bundled sets' keys are the session's, tests/conftest.py, copied beside the rest)."""
     root = tmp_path_factory.mktemp("golden")
-    sets = [*sorted(bundled()), str(_readme_set(root))]
+    readme = str(_readme_set(root))
     for fmt, handout in OUTPUTS:
+        sets = [readme] if (fmt, handout) == ("tex", False) else [*sorted(bundled()), readme]
         args = ["build", *sets, "--out", str(root / "out"), "--format", fmt]
         assert main([*args, "--handout"] if handout else args) == 0
+    for name in bundled():
+        shutil.copy(bundled_keys / name / OUTPUTS["tex", False], root / "out" / name)
     return root / "out"
 
 

@@ -1,14 +1,16 @@
 """Student handouts: each question states its model, given data and parts, and nothing derived.
 
-For lstm, gru, lstm_cell, vanilla_rnn and momentum, in the notation of the set that uses
-them:
+For every registered problem (``problem_key``, tests/conftest.py), in the notation and labels
+of the first bundled set that uses it (the default notation if none does):
 
 * the handout (LaTeX and PDF) shows the heading, the model's equations from
-  ``question_data`` and every part the key answers, under the same labels;
+  ``question_data`` and its numbered parts; the key's solution answers each part once,
+  under the same heading, and answers no part the question does not ask;
 * it shows no solution: no derived result (expression or chain-rule form, through the
   set's printer), no line of the key's solution, no evidence table, no verdict;
 * ``question_data`` holds no derived result either;
 * the answer key opens with the very same question, once, and then solves it;
+* every label a bundled set gives numbers question and solution alike;
 * the bundled sets build handouts whose PDFs carry none of the key's derived numbers.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,100 +26,71 @@ import pytest
 import sympy as sp
 
 from derive.cli import main
-from derive.problems import REGISTRY
+from derive.problems import Problem
 from derive.render.document import render
 from derive.render.latex import KeyPrinter, Notation
 from derive.render.pdf import compile_pdf, pdf_text
 from derive.sets import ProblemSet, bundled
 
-KEYS = ["lstm", "gru", "lstm_cell", "vanilla_rnn", "momentum"]
-#: The bundled set whose notation and labels each problem is shown in (gru is in none).
-HOME = {"lstm": "csc421_hw3", "momentum": "csc421_hw3", "lstm_cell": "lmu_ex5"}
-HOME["vanilla_rnn"] = "lmu_ex5"
-#: Part headings of each question, copied by hand from the key templates (csc421_hw3 has no
-#: labels, so the LSTM shows the template's defaults).
-PARTS = {
-    "lstm": [
-        "(a) Adjoints of the activations and gates.",
-        "(b) The weight $\\overline{w_{ix}}$.",
-        "(Optional) Why the gradient neither explodes nor vanishes.",
-    ],
-    "gru": [
-        "(a) Adjoints of the activations and gates.",
-        "(b) The weights.",
-        "(c) The backward map.",
-    ],
-    "lstm_cell": [
-        "(a) What the gates do.",
-        "(b) Which quantities are always positive.",
-        "(c) The gradient when $f_{t} = 1$ and $i_{t} = 0$.",
-        "(d) The recursive gradient in general.",
-    ],
-    "vanilla_rnn": [
-        "5-1 (a) The Jacobian of a layer.",
-        "5-1 (b) The gradient with respect to $W$.",
-        "5-2 (a) Written out for $T = 3$.",
-    ],
-    "momentum": ["(a) The inverse.", "(b) The Jacobian determinant."],
-}
-#: The entries of question_data that hold the given model: lists of (lhs, rhs) or equations.
-MODEL = {
-    "lstm": ["forward"],
-    "gru": ["forward"],
-    "lstm_cell": ["equations"],
-    "vanilla_rnn": ["rnn_forward", "layer_forward"],
-    "momentum": ["updates"],
-}
-#: Results a question may state because they are given, not derived: none of these problems
-#: has one (their results are adjoints, Jacobians, inverses and determinants; the model
-#: equations are question_data, never results).  A (problem, result) pair added here is
-#: exempt from the no-solution tests.
-STATED: set[tuple[str, str]] = {
-    ("eigen_power", "W"),  # the matrix the question gives
-    # The LMU handout states a decomposition whose eigenvalues are right and whose Q is the
-    # derived Q^-1 (eigenvectors in rows): given data that happens to equal two results.
-    ("eigen_power", "Lambda"),
-    ("eigen_power", "Q_inv"),
-}
-#: Every registered problem: the no-solution tests run on all of them.
-ALL = list(REGISTRY)
+SETS = bundled()
 #: Printed forms this short ("1", "0", "d") occur in any text; they are not evidence of a leak.
 SHORTEST = 4
-#: One result per problem whose printed form the key must show (its main answer).
-MAIN = {
-    "lstm": "w_ix_bar",
-    "gru": "w_zx_bar",
-    "lstm_cell": "dC_dCk_f1_i0",
-    "vanilla_rnn": "jacobian_y_x",
-    "momentum": "det_jacobian",
-}
 SOLUTION = "\\subsection*{Solution}"
+#: How a numbered part's heading begins: "(a)", "(Optional)", "1. ", "5-1 (a)".
+PART = re.compile(r"(?:\d+-\d+ )?\((?:[a-z]|Optional)\)|\d+\.\s")
 
 
 def pset_for(key: str) -> ProblemSet:
-    """A one-problem set in the notation and labels of the bundled set that uses ``key``."""
-    if key not in HOME:
+    """A one-problem set in the notation and labels of the first bundled set using ``key``."""
+    home = next((pset for pset in SETS.values() if key in pset.problems), None)
+    if home is None:
         return ProblemSet("single", "Single", "Course", "test", (key,), Notation())
-    return dataclasses.replace(bundled()[HOME[key]], problems=(key,))
+    return dataclasses.replace(home, problems=(key,))
+
+
+class Document:
+    """One problem's handout (LaTeX, and PDF text) and key, each made on first use.
+
+    Lazy, so that each problem's derivation and checks (the key needs them) are paid by the
+    first test that asks, and the PDF only by a test that reads it.
+    """
+
+    def __init__(self, problem: Problem, tmp_path_factory) -> None:
+        self.problem, self.pset, self.tmp = problem, pset_for(problem.key), tmp_path_factory
+
+    @cached_property
+    def tex(self) -> str:
+        return render(self.pset, [self.problem], handout=True)
+
+    @cached_property
+    def key(self) -> str:
+        return render(self.pset, [self.problem])
+
+    @cached_property
+    def pdf(self) -> str:
+        dest = self.tmp.mktemp(self.problem.key) / "handout.pdf"
+        compile_pdf(self.tex, dest)
+        return pdf_text(dest)
+
+    @property
+    def solution(self) -> str:
+        """The key from its Solution heading on."""
+        return self.key[self.key.index(SOLUTION) :]
+
+    @property
+    def printer(self) -> KeyPrinter:
+        return KeyPrinter(self.pset.notation)
 
 
 class Documents(dict):
-    """Per problem, built on first use: the handout's LaTeX and PDF text, the key's LaTeX.
-
-    Lazy, so that each problem's derivation and checks (the key needs them) are paid by the
-    first test that asks for it rather than all at once.
-    """
+    """A ``Document`` per problem key, made on first use."""
 
     def __init__(self, problems: dict, tmp_path_factory) -> None:
         super().__init__()
         self.problems, self.tmp = problems, tmp_path_factory
 
-    def __missing__(self, key: str) -> dict[str, str]:
-        pset, problem = pset_for(key), self.problems[key]
-        tex = render(pset, [problem], handout=True)
-        dest = self.tmp.mktemp(key) / "handout.pdf"
-        compile_pdf(tex, dest)
-        self[key] = {"tex": tex, "pdf": pdf_text(dest), "key": render(pset, [problem])}
+    def __missing__(self, key: str) -> Document:
+        self[key] = Document(self.problems[key], self.tmp)
         return self[key]
 
 
@@ -138,17 +112,55 @@ def leaves(value: Any):
         yield value
 
 
-def solution_forms(key: str, problem) -> dict[str, str]:
+def equations(value: Any):
+    """Every equation of nested question data: (lhs, rhs) pairs of SymPy objects, and Eq."""
+    if isinstance(value, sp.Equality):
+        yield value.lhs, value.rhs
+    elif isinstance(value, tuple) and len(value) == 2 and all(
+        isinstance(side, sp.Basic) for side in value
+    ):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from equations(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from equations(v)
+
+
+def solution_forms(problem: Problem, printer: KeyPrinter) -> dict[str, str]:
     """The printed form of every derived result and chain-rule form, by a readable name."""
-    printer = KeyPrinter(pset_for(key).notation)
     out = {}
     for name, r in problem.results.items():
-        if (key, name) in STATED:
+        if name in problem.GIVEN:
             continue
         out[name] = printer.doprint(r.expr)
         if r.chain is not None:
             out[f"{name} (chain form)"] = printer.doprint(r.chain)
     return out
+
+
+def shown(forms: dict[str, str], text: str) -> list[str]:
+    """The names of ``forms`` long enough to be evidence that ``text`` prints."""
+    return [name for name, form in forms.items() if len(form) >= SHORTEST and form in text]
+
+
+def headings(tex: str) -> list[str]:
+    """The text of every ``\\paragraph{...}`` heading, braces inside it balanced."""
+    out, start = [], 0
+    while (start := tex.find("\\paragraph{", start)) >= 0:
+        depth, end = 1, start + len("\\paragraph{")
+        while depth:
+            depth += {"{": 1, "}": -1}.get(tex[end], 0)
+            end += 1
+        out.append(tex[start + len("\\paragraph{") : end - 1])
+        start = end
+    return out
+
+
+def parts(tex: str) -> list[str]:
+    """The headings of numbered parts, without a closing period."""
+    return [h.rstrip(".") for h in headings(tex) if PART.match(h)]
 
 
 def flat(text: str) -> str:
@@ -162,27 +174,32 @@ def question_of(tex: str) -> str:
 
 
 # -- what the handout shows -----------------------------------------------------------------
-@pytest.mark.parametrize("key", KEYS)
-def test_handout_states_the_model_and_every_part(key, problems, handouts):
-    problem, tex = problems[key], handouts[key]["tex"]
-    printer = KeyPrinter(pset_for(key).notation)
-    assert f"\\section*{{Problem 1: {problem.title}}}" in tex
-    for part in PARTS[key]:
-        assert f"\\paragraph{{{part}}}" in tex, part
-    data = problem.question_data()
-    for entry in MODEL[key]:
-        items = data[entry] if isinstance(data[entry], list) else [data[entry]]
-        for item in items:
-            for side in item if isinstance(item, tuple) else (item,):
-                assert printer.doprint(side) in tex, (entry, side)
+def test_handout_states_the_model(problem_key, problems, handouts):
+    doc = handouts[problem_key]
+    assert f"\\section*{{Problem 1: {problems[problem_key].title}}}" in doc.tex
+    for equation in equations(problems[problem_key].question_data()):
+        for side in equation:
+            assert doc.printer.doprint(side) in doc.tex, equation
 
 
-@pytest.mark.parametrize("key", KEYS)
-def test_handout_pdf_reads_as_a_question(key, problems, handouts):
-    text = flat(handouts[key]["pdf"])
-    assert f"Problem 1: {problems[key].title}" in text
+def test_key_answers_every_part_under_its_heading(problem_key, handouts):
+    doc = handouts[problem_key]
+    asked, answered = parts(doc.tex), parts(doc.solution)
+    # The solution restates each heading (so it reads on its own), perhaps with a title
+    # after the question's bare "(a)", once; and it answers nothing that was not asked.
+    for part in asked:
+        assert len([a for a in answered if a.startswith(part)]) == 1, part
+    for answer in answered:
+        assert any(answer.startswith(part) for part in asked), answer
+
+
+@pytest.mark.pdf
+def test_handout_pdf_reads_as_a_question(problem_key, problems, handouts):
+    doc = handouts[problem_key]
+    text = flat(doc.pdf)
+    assert f"Problem 1: {problems[problem_key].title}" in text
     # Headings up to their first formula survive pdftotext verbatim.
-    for part in PARTS[key]:
+    for part in parts(doc.tex):
         plain = part.split("$")[0].strip()
         assert plain in text, plain
     for word in ("Verification", "Solution", "pass", "FAIL", "tolerance"):
@@ -190,7 +207,7 @@ def test_handout_pdf_reads_as_a_question(key, problems, handouts):
 
 
 def test_handouts_carry_the_given_data(handouts):
-    lstm, lstm_cell = handouts["lstm"]["tex"], handouts["lstm_cell"]["tex"]
+    lstm, lstm_cell = handouts["lstm"].tex, handouts["lstm_cell"].tex
     # The gate values of the optional part, and the asked-for adjoints by name.
     assert "$f^{(t)} \\approx 1$, $i^{(t)} \\approx 0$, $o^{(t)} \\approx 0$" in lstm
     for name in "hcgofi":
@@ -198,39 +215,34 @@ def test_handouts_carry_the_given_data(handouts):
     # LMU notation and the sizes; vanilla_rnn's T.
     assert "C_{t - 1}" in lstm_cell and "\\tilde{C}_{t}" in lstm_cell and "n_h" in lstm_cell
     assert "\\delta = o_{t - 1} \\odot \\tanh'\\left(C_{t - 1}\\right)" in lstm_cell
-    vanilla = handouts["vanilla_rnn"]["tex"]
+    vanilla = handouts["vanilla_rnn"].tex
     assert "$W \\in \\mathbb{R}^{n \\times n}$ and $U \\in \\mathbb{R}^{n \\times d}$" in vanilla
     assert "Expand the double sum of (b) for $T = 3$" in flat(vanilla)
-    assert "\\mathbb{R}^{D}" in handouts["momentum"]["tex"]
+    assert "\\mathbb{R}^{D}" in handouts["momentum"].tex
 
 
 # -- what the handout must not show ---------------------------------------------------------
-@pytest.mark.parametrize("key", ALL)
-def test_handout_has_no_derived_result(key, problems, handouts):
-    tex = handouts[key]["tex"]
-    forms = solution_forms(key, problems[key]).items()
-    shown = [name for name, form in forms if len(form) >= SHORTEST and form in tex]
-    assert shown == []
+def test_handout_has_no_derived_result(problem_key, problems, handouts):
+    doc = handouts[problem_key]
+    assert shown(solution_forms(problems[problem_key], doc.printer), doc.tex) == []
     for word in ("Verification", "\\begin{longtable}", "pass", "FAIL", "Solution"):
-        assert word not in tex, word
+        assert word not in doc.tex, word
 
 
-@pytest.mark.parametrize("key", ALL)
-def test_question_data_holds_no_derived_result(key, problems):
-    printer = KeyPrinter(pset_for(key).notation)
-    data = problems[key].question_data()
+def test_question_data_holds_no_derived_result(problem_key, problems, handouts):
+    printer = handouts[problem_key].printer
+    data = problems[problem_key].question_data()
     given = {printer.doprint(v) for v in leaves(data) if isinstance(v, sp.Basic)}
-    forms = solution_forms(key, problems[key])
+    forms = solution_forms(problems[problem_key], printer)
     leaked = [n for n, form in forms.items() if len(form) >= SHORTEST and form in given]
     assert leaked == []
 
 
-@pytest.mark.parametrize("key", ALL)
-def test_handout_has_no_line_of_the_solution(key, handouts):
+def test_handout_has_no_line_of_the_solution(problem_key, handouts):
     """No substantial line after the key's Solution heading is a line of the handout."""
-    key_tex = handouts[key]["key"]
-    handout = {line.strip() for line in handouts[key]["tex"].splitlines()}
-    solution = [line.strip() for line in key_tex[key_tex.index(SOLUTION) :].splitlines()]
+    doc = handouts[problem_key]
+    handout = {line.strip() for line in doc.tex.splitlines()}
+    solution = [line.strip() for line in doc.solution.splitlines()]
     # Short lines are markup any document has (\\end{align*}, \\[); the part headings are
     # shared on purpose.
     lines = [x for x in solution if len(x) >= 25 and not x.startswith("\\paragraph{")]
@@ -239,46 +251,34 @@ def test_handout_has_no_line_of_the_solution(key, handouts):
 
 
 # -- the answer key -------------------------------------------------------------------------
-@pytest.mark.parametrize("key", KEYS)
-def test_key_opens_with_the_question_then_solves_it(key, problems, handouts):
-    key_tex, question = handouts[key]["key"], question_of(handouts[key]["tex"])
-    assert key_tex.count(question) == 1
-    assert key_tex.count("\\section*{Problem") == 1
-    # The question comes first, the solution after it, with its evidence.
-    assert key_tex.index(question) < key_tex.index(SOLUTION)
-    after = key_tex[key_tex.index(SOLUTION) :]
-    printer = KeyPrinter(pset_for(key).notation)
-    assert printer.doprint(problems[key].results[MAIN[key]].expr) in after
-    assert "Verification" in after and "\\begin{longtable}" in after
-    # The solution keeps the part headings (so it reads on its own) and states each once.
-    for part in PARTS[key]:
-        assert after.count(f"\\paragraph{{{part}") == 1, part
+def test_key_opens_with_the_question_then_solves_it(problem_key, problems, handouts):
+    doc = handouts[problem_key]
+    question = question_of(doc.tex)
+    assert doc.key.count(question) == 1
+    assert doc.key.count("\\section*{Problem") == 1
+    # The question comes first, the solution after it, with derived results and evidence.
+    assert doc.key.index(question) < doc.key.index(SOLUTION)
+    assert shown(solution_forms(problems[problem_key], doc.printer), doc.solution)
+    assert "Verification" in doc.solution and "\\begin{longtable}" in doc.solution
 
 
-@pytest.mark.parametrize(
-    "set_id, parts",
-    [
-        (
-            "cse891_hw3",
-            [
-                "1. Adjoints of the activations and gates.",
-                "2. The update equation for the weight $\\overline{w_{xi}}$.",
-                "3. (Extra credit) Why the gradient does not explode.",
-            ],
-        ),
-        ("hw7", ["(a) Adjoints", "(b) The weight", "(c) Why the gradient neither explodes"]),
-    ],
-)
-def test_set_labels_number_question_and_solution_alike(set_id, parts, problems):
-    pset = dataclasses.replace(bundled()[set_id], problems=("lstm",))
-    handout = render(pset, [problems["lstm"]], handout=True)
-    key = render(pset, [problems["lstm"]])
-    solution = key[key.index(SOLUTION) :]
-    for part in parts:
-        assert f"\\paragraph{{{part}" in handout, part
-        assert f"\\paragraph{{{part}" in solution, part
-    spelling = "w_{xi}" if set_id == "cse891_hw3" else "w_{ix}"
-    assert f"for the weight ${spelling}$" in handout
+#: Every (bundled set, problem) whose part headings the set renames.
+LABELLED = [(set_id, key) for set_id, pset in SETS.items() for key in pset.labels]
+
+
+@pytest.mark.parametrize("set_id, key", LABELLED, ids=[f"{s}-{k}" for s, k in LABELLED])
+def test_set_labels_number_question_and_solution_alike(set_id, key, problems):
+    pset = dataclasses.replace(SETS[set_id], problems=(key,))
+    handout = render(pset, [problems[key]], handout=True)
+    solution = render(pset, [problems[key]]).split(SOLUTION, 1)[1]
+    for label in pset.labels[key].values():
+        assert f"\\paragraph{{{label}" in handout, label
+        assert f"\\paragraph{{{label}" in solution, label
+
+
+def test_a_sets_notation_spells_the_question_too(problems):
+    pset = dataclasses.replace(SETS["cse891_hw3"], problems=("lstm",))
+    assert "for the weight $w_{xi}$" in render(pset, [problems["lstm"]], handout=True)
 
 
 # -- bundled sets, end to end ---------------------------------------------------------------
@@ -286,18 +286,19 @@ def _verdict_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if re.search(r"\b(pass|FAIL)\s*$", line)]
 
 
+@pytest.mark.pdf
 @pytest.mark.parametrize("set_id", ["csc421_hw3", "lmu_ex5"])
 def test_bundled_handout_pdf_has_no_solution(set_id, problems, tmp_path: Path):
     assert main(["build", set_id, "--handout", "--out", str(tmp_path)]) == 0
     folder = tmp_path / set_id
     assert sorted(p.name for p in folder.iterdir()) == ["handout.pdf", "handout.tex"]
     text, tex = pdf_text(folder / "handout.pdf"), (folder / "handout.tex").read_text()
-    pset = bundled()[set_id]
+    pset = SETS[set_id]
+    printer = KeyPrinter(pset.notation)
     for i, key in enumerate(pset.problems, start=1):
         assert f"Problem {i}:" in text
-        if key in KEYS:
-            forms = solution_forms(key, problems[key])
-            assert [name for name, form in forms.items() if form in tex] == []
+        problem = pset.make_problem(key) if pset.params.get(key) else problems[key]
+        assert shown(solution_forms(problem, printer), tex) == [], key
     assert "Verification" not in text and "tolerance" not in text
     assert _verdict_lines(text) == []
 
@@ -305,10 +306,11 @@ def test_bundled_handout_pdf_has_no_solution(set_id, problems, tmp_path: Path):
 @pytest.fixture(scope="module")
 def momentum_key_text(handouts, tmp_path_factory) -> str:
     dest = tmp_path_factory.mktemp("momentum_key") / "key.pdf"
-    compile_pdf(handouts["momentum"]["key"], dest)
+    compile_pdf(handouts["momentum"].key, dest)
     return pdf_text(dest)
 
 
+@pytest.mark.pdf
 def test_momentum_handout_pdf_lacks_the_keys_numbers(problems, handouts, momentum_key_text):
     """Derived forms as pdftotext prints them: in the key's PDF, not in the handout's."""
     volume = problems["momentum"].results["volume_factor"].value
@@ -316,7 +318,7 @@ def test_momentum_handout_pdf_lacks_the_keys_numbers(problems, handouts, momentu
     # det = beta^D reads "β D"; theta^(k) = theta^(k+1) - p^(k+1) reads as below (both seen
     # in a built key); the volume factor as printed by the sci filter.
     forms = ["β D", "θ(k+1) − p(k+1)", f"{mantissa} × 10−{abs(int(exponent))}"]
-    handout = handouts["momentum"]["pdf"]
+    handout = handouts["momentum"].pdf
     for form in forms:
         assert form in momentum_key_text, form
         assert form not in handout, form

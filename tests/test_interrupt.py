@@ -27,6 +27,7 @@ from derive.render.pdf import find_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_tex = pytest.mark.skipif(find_engine() is None, reason="needs latexmk and pdflatex")
+pytestmark = pytest.mark.pdf  # the builds interrupted here run LaTeX
 
 
 

@@ -250,6 +250,7 @@ def test_a_worker_killed_from_outside_is_one_line(capsys) -> None:
         workers.run_in_child(_stopped_from_outside)
 
 
+@pytest.mark.pdf
 @pytest.mark.skipif(find_engine() is None, reason="needs latexmk and pdflatex")
 def test_workers_stop_when_derive_is_killed(tmp_path: Path, quiz: Path) -> None:
     """SIGKILL gives derive no chance to stop anything; its workers notice their lifeline

@@ -17,6 +17,7 @@ import pytest
 from derive.errors import DeriveError, InputError, LatexError, NoTexEngineError
 from derive.render.pdf import _log_excerpt, compile_pdf, find_engine, pdf_text
 
+pytestmark = pytest.mark.pdf
 OLD = b"%PDF-1.5 previous answer key\n"
 
 
@@ -92,6 +93,7 @@ def processes_in(directory: Path) -> list[int]:
     return pids
 
 
+@pytest.mark.slow
 def test_infinite_loop_times_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     work = tmp_path / "work"  # the TemporaryDirectory goes here, so we can watch it
     work.mkdir()

@@ -23,18 +23,29 @@ from hypothesis import strategies as st
 from derive.errors import InputError
 from derive.params import to_toml
 from derive.problems import REGISTRY
-from derive.sets import _KEYS, LABELS, parse_set
+from derive.problems.recurrent import RecurrentProblem
+from derive.sets import _KEYS, parse_set
 from derive.variants import plan
 
 PROBLEMS = sorted(REGISTRY)
 PARAMS = {key: [p.name for p in cls.PARAMS] for key, cls in REGISTRY.items()}
-EXAMPLE = {"x": [1, Decimal("-0.5")], "h0": 0, "c0": Decimal("0.1"), "dL_dh": [1, -2]}
+
+
+def _example(key: str) -> dict:
+    """A valid worked example for the recurrent problem ``key``, from its cell's names."""
+    cell = REGISTRY[key].CELL
+    return {
+        "weights": {w: "1/4" for w in cell.weights},
+        "x": [1, Decimal("-0.5")],
+        **{f"{s}0": Decimal("0.1") for s in cell.states},
+        **{f"dL_d{v}": [1, -2] for v in cell.loss_on},
+    }
+
+
 #: Valid raw values of parameters without a default (for the others: the default).
 SAMPLES = {
-    ("lstm", "example"): {"weights": {w: Decimal("0.5") for w in ("w_ix", "w_ih", "w_fx",
-        "w_fh", "w_ox", "w_oh", "w_gx", "w_gh")}, **EXAMPLE},
-    ("gru", "example"): {"weights": {w: "1/4" for w in ("w_zx", "w_zh", "w_rx", "w_rh", "w_nx",
-        "w_nh")}, **{k: v for k, v in EXAMPLE.items() if k != "c0"}},
+    **{(key, "example"): _example(key) for key, cls in REGISTRY.items()
+       if issubclass(cls, RecurrentProblem)},
     ("eigen_power", "given_Q"): [["4/5", "-3/5"], ["3/5", "4/5"]],
     ("eigen_power", "given_Lambda"): [Decimal("0.5"), 1],
     ("binary_adder", "example"): [19, 23],
@@ -262,7 +273,7 @@ def set_files(draw: st.DrawFn, focus: str) -> str:
             values,
         ),
         "labels": _per_problem(
-            [p for p in problems if p in LABELS],
+            [p for p in problems if REGISTRY[p].LABELS],
             st.dictionaries(st.sampled_from(["adjoints", "weights", "compare"]) | keys, values),
         ),
         "out_of_scope": st.one_of(st.lists(texts, max_size=2), values),

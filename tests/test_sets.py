@@ -258,6 +258,8 @@ def test_variants_are_distinct_verified_and_indexed(tmp_path: Path):
     assert len(keys) == 5
 
 
+@pytest.mark.pdf
+@pytest.mark.slow
 def test_variants_are_reproducible_byte_for_byte(tmp_path: Path):
     path = _write(tmp_path, VARY)
     for run in ("a", "b"):

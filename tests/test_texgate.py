@@ -43,7 +43,7 @@ from derive.render.texgate import (
     text_commands,
     tokens,
 )
-from derive.sets import LABELS, MAX_TEXT, ProblemSet, bundled, parse_set
+from derive.sets import MAX_TEXT, ProblemSet, bundled, parse_set
 from derive.variants import check_students
 
 OLD = b"% an earlier answer key that a failed build must not touch\n"
@@ -321,16 +321,15 @@ def _printed_names(problem) -> set[str]:
     return spelled.seen - _UNSPELLED
 
 
-@pytest.mark.parametrize("key", list(REGISTRY))
-def test_problem_symbols_are_the_names_its_printer_spells(key: str) -> None:
+def test_problem_symbols_are_the_names_its_printer_spells(problem_key: str) -> None:
     # Problem.symbols() is what a set file's notation keys are checked against, without
     # deriving anything; it must be exactly what rendering the key and handout looks up,
     # with the default parameters and with every bundled set's.
-    printed = _printed_names(_problem(key))
+    printed = _printed_names(_problem(problem_key))
     for pset in bundled().values():
-        if key in pset.problems and pset.params.get(key):
-            printed |= _printed_names(pset.make_problem(key))
-    assert printed == REGISTRY[key].symbols()
+        if problem_key in pset.problems and pset.params.get(problem_key):
+            printed |= _printed_names(pset.make_problem(problem_key))
+    assert printed == REGISTRY[problem_key].symbols()
 
 
 def test_a_spelling_reaches_a_symbol_with_assumptions() -> None:
@@ -575,7 +574,7 @@ def _check_spliced(value: str, source: str, baseline: str) -> None:
     _document_is_clean(source, baseline, text_commands())
 
 
-_LABELS = [(problem, key) for problem, keys in LABELS.items() for key in keys]
+_LABELS = [(problem, key) for problem, cls in REGISTRY.items() for key in cls.LABELS]
 
 
 @cache
@@ -637,6 +636,7 @@ _SPELLINGS = st.one_of(
 _LSTM_NAMES = sorted(REGISTRY["lstm"].symbols())
 
 
+@pytest.mark.slow
 @given(
     name=st.sampled_from(_LSTM_NAMES),
     value=_SPELLINGS,

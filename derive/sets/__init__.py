@@ -26,12 +26,6 @@ _KEYS = {
     "id", "title", "course", "source", "problems", "notation", "out_of_scope", "labels",
     "params", "vary",
 }
-#: Headings a set may rename, per problem, to follow its handout's numbering and words.
-LABELS = {
-    "lstm": ("adjoints", "weight", "optional"),
-    "mdrnn": ("weights", "steps", "compare"),
-    "pixelcnn_mdrnn": ("pixelcnn", "mdrnn", "compare"),
-}
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 #: Free text longer than this is surely a mistake (a pasted file, say).
 MAX_TEXT = 300
@@ -285,13 +279,14 @@ def _per_problem(value: Any, problems: list[str], where: str, name: str) -> dict
 def _labels(value, problems: list[str], where: str) -> dict[str, dict[str, str]]:
     if not isinstance(value, dict):
         raise InputError(f"{where}: labels must be a table of problem names")
+    labelled = [p for p in problems if REGISTRY[p].LABELS]  # headings each problem names
     for problem, table in value.items():
-        allowed = LABELS.get(problem, ())
         if problem not in problems or not isinstance(table, dict):
             raise InputError(
                 f"{where}: labels.{_key(problem)}: not a problem of this set with labels; "
-                f"allowed are {', '.join(p for p in problems if p in LABELS) or 'none'}"
+                f"allowed are {', '.join(labelled) or 'none'}"
             )
+        allowed = REGISTRY[problem].LABELS
         for key, text in table.items():
             if key not in allowed or not isinstance(text, str):
                 raise InputError(

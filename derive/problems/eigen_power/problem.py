@@ -51,6 +51,9 @@ class EigenPower(Problem):
 
     key = "eigen_power"
     title = "Matrix powers and eigenvalues (vanishing and exploding gradients)"
+    # The handout gives W, and states a decomposition whose eigenvalues are right and whose
+    # Q is the derived Q^-1 (eigenvectors in rows): given data equal to two results.
+    GIVEN = ("W", "Lambda", "Q_inv")
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("k",)
 
