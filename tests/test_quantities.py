@@ -8,6 +8,8 @@ plain names does.
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import sympy as sp
@@ -137,6 +139,7 @@ def test_a_vector_quantity_carries_its_data() -> None:
     fixed = q.xreplace({t: 0})
     assert isinstance(fixed, VectorQuantity) and fixed.step == 1 and fixed.role == "adjoint"
     assert q.subs(n_h, 4).shape == (4, 1) and q.subs(n_h, 4).step == t + 1
+    assert pickle.loads(pickle.dumps(q)) == q  # results cross process boundaries
     # srepr and SymPy's order see the MatrixSymbol it was before it was typed.
     assert sp.srepr(q) == sp.srepr(sp.MatrixSymbol("bar:c@1", n_h, 1))
     assert sp.srepr(fixed) == sp.srepr(sp.MatrixSymbol("bar:c@=1", n_h, 1))

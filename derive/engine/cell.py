@@ -14,7 +14,10 @@ elementwise (Hadamard), and functions apply elementwise: the same data gives bot
 
 Time enters only when a derivation needs it: ``at(u, k)`` is ``u`` at step ``t + k`` as the
 SymPy function application ``u(t + k)``, so shifting a result by a step is ``subs(t, t+1)``
-and a sum over steps is a real ``Sum`` over ``t``.
+and a sum over steps is a real ``Sum`` over ``t``.  Read as vectors, the same quantities are
+``VectorQuantity`` matrix symbols (``vector_quantity``).  Either kind carries the cell
+symbol's name, its role (value, adjoint, the loss's direct partial) and its step as data,
+so a cell's symbols may be named anything: no name is encoded in a string and parsed back.
 """
 
 from __future__ import annotations
