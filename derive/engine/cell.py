@@ -129,8 +129,8 @@ class VectorQuantity(sp.MatrixSymbol):
     is; ``step`` is ``t + k`` (relative), a number (a fixed step) or None (a parameter, shared
     by every step).  Printers and evaluators read these attributes.
 
-    Only ``sort_key`` and ``srepr`` see the quantity as the ``MatrixSymbol`` these were
-    before they were typed (``sort_name``): SymPy's canonical order of terms and the
+    Only ``sort_key``, ``srepr`` and ``str`` see the quantity as the ``MatrixSymbol`` these
+    were before they were typed (``sort_name``): SymPy's canonical order of terms and the
     exported srepr strings stay what they were.  Nothing reads that name back.
     """
 
