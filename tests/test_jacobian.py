@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from derive.engine.cell import Cell
+from derive.engine.cell import Cell, t, vector_quantity
 from derive.engine.functions import sigma
 from derive.engine.jacobian import Diag, jacobian_from_vjp, matmul, vjp_of
 from derive.engine.numeric import MatrixEvaluator
@@ -41,9 +41,10 @@ def _sig(z):
 NUMERIC = {sigma: _sig, sp.tanh: np.tanh}
 
 
-def evaluate(expr, env: dict[str, np.ndarray]) -> np.ndarray:
-    """A matrix expression in NumPy (the engine's evaluator shares no code with the rules)."""
-    return MatrixEvaluator(lambda m: env[m.name], NUMERIC, SIZES)(expr)
+def evaluate(expr, env: dict) -> np.ndarray:
+    """A matrix expression in NumPy (the engine's evaluator shares no code with the rules);
+    ``env`` holds each quantity of a cell by itself, any other matrix symbol by its name."""
+    return MatrixEvaluator(lambda m: env[m] if m in env else env[m.name], NUMERIC, SIZES)(expr)
 
 
 def complex_step(forward: Callable, w: np.ndarray) -> np.ndarray:
@@ -64,7 +65,7 @@ def assert_reads(vjp, gbar, forward: Callable, w: np.ndarray, env: dict) -> sp.M
     np.testing.assert_allclose(evaluate(jac, env), want, rtol=1e-13, atol=1e-14)
     # The case itself: its VJP is Jᵀ ḡ for a random ḡ.
     g_val = np.random.default_rng(1).normal(size=(want.shape[0], 1))
-    got = evaluate(vjp, {**env, gbar.name: g_val})
+    got = evaluate(vjp, {**env, gbar: g_val})
     np.testing.assert_allclose(got.ravel(), (want.T @ g_val).ravel(), rtol=1e-13, atol=1e-14)
     return jac
 
@@ -180,29 +181,36 @@ def two_path_cell() -> Cell:
     )
 
 
+# The quantities of the two-path cell at step t (s_prev is s at t - 1), as the engine builds them.
+S_PREV, X, A_T, S_T = (
+    vector_quantity(name, (rows, 1), step=t + k)
+    for name, rows, k in (("s", n_h, -1), ("x", n_x, 0), ("a", n_h, 0), ("s", n_h, 0))
+)
+
+
 @pytest.fixture
-def cell_values(rng) -> dict[str, np.ndarray]:
+def cell_values(rng) -> dict:
     p = {"W": rng.normal(size=(N, N)), "U": rng.normal(size=(N, 2)), "b": rng.normal(size=(N, 1))}
-    p.update({"s@-1": rng.normal(size=(N, 1)), "x@0": rng.normal(size=(2, 1))})
-    p["a@0"] = np.tanh(p["W"] @ p["s@-1"] + p["U"] @ p["x@0"] + p["b"])
-    p["s@0"] = p["a@0"] * p["s@-1"] + _sig(p["a@0"])
+    p.update({S_PREV: rng.normal(size=(N, 1)), X: rng.normal(size=(2, 1))})
+    p[A_T] = np.tanh(p["W"] @ p[S_PREV] + p["U"] @ p[X] + p["b"])
+    p[S_T] = p[A_T] * p[S_PREV] + _sig(p[A_T])
     return p
 
 
-def _forward(p: dict, **given) -> np.ndarray:
+def _forward(p: dict, given: dict) -> np.ndarray:
     q = {**p, **given}
-    a = given.get("a@0")
+    a = given.get(A_T)
     if a is None:
-        a = np.tanh(q["W"] @ q["s@-1"] + q["U"] @ q["x@0"] + q["b"])
-    return a * q["s@-1"] + _sig(a)
+        a = np.tanh(q["W"] @ q[S_PREV] + q["U"] @ q[X] + q["b"])
+    return a * q[S_PREV] + _sig(a)
 
 
 @pytest.mark.parametrize("wrt", ["s_prev", "x", "W", "b"])
 def test_vjp_of_a_cell_reads_back_to_its_jacobian(wrt, cell_values):
     vjp, gbar = vjp_of(two_path_cell(), "s", wrt)
-    assert gbar == sp.MatrixSymbol("bar:s@0", n_h, 1)
-    key = {"s_prev": "s@-1", "x": "x@0"}.get(wrt, wrt)
-    forward = lambda w: _forward(cell_values, **{key: w})  # noqa: E731
+    assert gbar == vector_quantity("s", (n_h, 1), "adjoint", t)
+    key = {"s_prev": S_PREV, "x": X}.get(wrt, wrt)
+    forward = lambda w: _forward(cell_values, {key: w})  # noqa: E731
     assert_reads(vjp, gbar, forward, cell_values[key], cell_values)
 
 
@@ -210,8 +218,8 @@ def test_vjp_of_an_intermediate_variable_counts_each_path_once(cell_values):
     # s by a, holding s_prev: diag(s_prev + σ'(a)), one term per path out of a.
     vjp, gbar = vjp_of(two_path_cell(), sp.Symbol("s"), sp.Symbol("a"), gbar="gbar")
     assert gbar.name == "gbar"
-    forward = lambda w: _forward(cell_values, **{"a@0": w})  # noqa: E731
-    jac = assert_reads(vjp, gbar, forward, cell_values["a@0"], cell_values)
+    forward = lambda w: _forward(cell_values, {A_T: w})  # noqa: E731
+    jac = assert_reads(vjp, gbar, forward, cell_values[A_T], cell_values)
     assert len(jac.args) == 2 and all(isinstance(t, Diag) for t in jac.args)
 
 

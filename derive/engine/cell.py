@@ -14,23 +14,25 @@ elementwise (Hadamard), and functions apply elementwise: the same data gives bot
 
 Time enters only when a derivation needs it: ``at(u, k)`` is ``u`` at step ``t + k`` as the
 SymPy function application ``u(t + k)``, so shifting a result by a step is ``subs(t, t+1)``
-and a sum over steps is a real ``Sum`` over ``t``.
+and a sum over steps is a real ``Sum`` over ``t``.  Read as vectors, the same quantities are
+``VectorQuantity`` matrix symbols (``vector_quantity``).  Either kind carries the cell
+symbol's name, its role (value, adjoint, the loss's direct partial) and its step as data,
+so a cell's symbols may be named anything: no name is encoded in a string and parsed back.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cache
 from typing import ClassVar, Literal
 
 import sympy as sp
+from sympy.core.cache import cacheit
 from sympy.core.function import AppliedUndef, UndefinedFunction
+from sympy.core.symbol import Str
 
 from derive.engine.functions import entry
 from derive.errors import InputError
-
-_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 t = sp.Symbol("t", integer=True)
 T = sp.Symbol("T", integer=True, positive=True)
@@ -74,7 +76,8 @@ class Quantity(AppliedUndef):
 
 
 #: SymPy's name of each role's class: it decides the canonical order of terms, so it is
-#: kept as it was when these were plain functions named so (outputs do not change).
+#: kept as it was when these were plain functions named so (outputs do not change).  The
+#: same spelling orders vector quantities (``VectorQuantity.sort_name``).  Never parsed.
 _SORT_NAME = {"value": "{}", "adjoint": "bar:{}", "loss": "dL:{}", "hoisted": "aux:{}"}
 
 
@@ -114,6 +117,82 @@ class ParamAdjoint(sp.Symbol):
 def param_bar(name: str) -> ParamAdjoint:
     """The gradient dL/d(name) of a parameter."""
     return ParamAdjoint(name)
+
+
+class VectorQuantity(sp.MatrixSymbol):
+    """A quantity of a cell read as a vector (or a weight as a matrix): ``u`` at step t+k,
+    its adjoint or the loss's direct partial by it, with its shape.
+
+    Name, role and step are arguments of the expression (``name``, ``role``, ``step``), so
+    ``xreplace({t: 0})`` moves every relative step to a fixed one and a substitution of the
+    sizes keeps them.  ``name`` is the cell symbol's name, as SymPy's ``MatrixSymbol.name``
+    is; ``step`` is ``t + k`` (relative), a number (a fixed step) or None (a parameter, shared
+    by every step).  Printers and evaluators read these attributes.
+
+    Only ``sort_key``, ``srepr`` and ``str`` see the quantity as the ``MatrixSymbol`` these
+    were before they were typed (``sort_name``): SymPy's canonical order of terms and the
+    exported srepr strings stay what they were.  Nothing reads that name back.
+    """
+
+    def __new__(cls, name, rows, cols, role: Role | Str = "value", step=None) -> VectorQuantity:
+        # Rebuilt by SymPy (xreplace, subs) from its arguments: Str and Tuple come back.
+        name = name if isinstance(name, Str) else Str(name)
+        role = role if isinstance(role, Str) else Str(role)
+        if role.name not in _SORT_NAME:
+            raise ValueError(f"unknown role {role.name!r} of a vector quantity")
+        if not isinstance(step, sp.Tuple):
+            step = sp.Tuple() if step is None else sp.Tuple(sp.sympify(step))
+        rows, cols = sp.sympify(rows), sp.sympify(cols)
+        return sp.Basic.__new__(cls, name, rows, cols, role, step)
+
+    @property
+    def role(self) -> Role:
+        """``value``, ``adjoint`` or ``loss`` (the loss's direct partial)."""
+        return self.args[3].name
+
+    @property
+    def step(self) -> sp.Expr | None:
+        """``t + k``, a fixed step, or None for a parameter."""
+        return self.args[4][0] if self.args[4] else None
+
+    @property
+    def offset(self) -> sp.Expr | None:
+        """``k`` of step ``t + k`` (``step - t`` for a fixed step; None for a parameter)."""
+        return None if self.step is None else self.step - t
+
+    @property
+    def sort_name(self) -> str:
+        """The name SymPy ordered this by when it was a plain ``MatrixSymbol``: ``bar:c@1``
+        for bar c at t + 1, ``c@=0`` for c at the fixed step 0 (see the class)."""
+        name = _SORT_NAME[self.role].format(self.name)
+        if self.step is None:
+            return name
+        return f"{name}@{self.offset}" if self.step.has(t) else f"{name}@={self.step}"
+
+    def _sort_symbol(self) -> sp.MatrixSymbol:
+        return sp.MatrixSymbol(self.sort_name, *self.shape)
+
+    @cacheit
+    def sort_key(self, order=None):
+        # The sort name orders; the data breaks ties between names the sort names confuse.
+        return (*self._sort_symbol().sort_key(order), (self.name, self.role))
+
+    def _sympyrepr(self, printer) -> str:
+        return printer._print(self._sort_symbol())
+
+    def _sympystr(self, printer) -> str:
+        return self.sort_name
+
+
+def vector_quantity(
+    name: str,
+    shape: tuple[sp.Expr | int, sp.Expr | int],
+    role: Role = "value",
+    step: int | sp.Expr | None = None,
+) -> VectorQuantity:
+    """Vector quantity ``name`` of ``shape`` in ``role`` at ``step`` (``t + k`` for step
+    t+k, a number for a fixed step, None for a parameter)."""
+    return VectorQuantity(name, *shape, role, step)
 
 
 @dataclass(frozen=True)
@@ -205,13 +284,10 @@ class Cell:
     def _validate(self) -> None:
         names = [*self.inputs, *self.prev.values(), *self.params, *self.variables]
         for s in names:
-            # Vector quantities still carry their step in a MatrixSymbol's name ("c@1"), and
-            # C code names its variables after the symbols: keep names plain.
-            if not _NAME.match(s.name):
-                raise InputError(
-                    f"cell {self.name!r}: symbol name {s.name!r} is not allowed; use a letter "
-                    "followed by letters, digits or _"
-                )
+            # Any name: quantities carry it as data, generated code names its variables
+            # itself, and a name reaches TeX only through texgate (``Notation.base``).
+            if not s.name:
+                raise InputError(f"cell {self.name!r}: a symbol has an empty name")
         if len({s.name for s in names}) != len(names):
             raise InputError(f"cell {self.name!r}: a symbol name is used twice")
         known = set(self.inputs) | set(self.prev.values()) | set(self.params)

@@ -63,7 +63,7 @@ def vjp_of(
         or a parameter.
     gbar
         Name of the matrix symbol standing for ``ḡ``; by default the adjoint of ``out`` at
-        step t (``bar:out@0``).
+        step t (``vc.bar(out)``, a ``VectorQuantity``).
 
     Returns
     -------

@@ -607,20 +607,30 @@ def _token(offset: int) -> str:
     return "0" if offset == 0 else ("p" if offset > 0 else "m") + str(abs(offset))
 
 
-def _cname(kind: str, name: str, offset: int) -> str:
-    # Every name carries a prefix and an offset token, so none can clash with C words, with
-    # <math.h> (j0, y1, ...) or with one another.
-    prefix = {"param": "p", "traj": "v", "loss": "l", "bar": "b", "aux": "a"}[kind]
-    return f"{prefix}_{name}" if kind == "param" else f"{prefix}_{name}_{_token(offset)}"
+def _cname(layout: Layout, kind: str, name: str, offset: int) -> str:
+    # Generated, never the cell's own names (which may be any text): a parameter by its
+    # position, anything else by its slot and step.  Every name carries a prefix and an
+    # underscore, so none can clash with C words, with <math.h> (j0, y1, ...), with the
+    # cse_ temporaries or with one another.
+    if kind == "param":
+        return f"p_{[p.name for p in layout.cell.params].index(name)}"
+    prefix = {"traj": "v", "loss": "l", "bar": "b", "aux": "a"}[kind]
+    return f"{prefix}_{layout.slot(kind, name)}_{_token(offset)}"
 
 
-def _symbols(exprs: list[sp.Expr]) -> dict[sp.Expr, sp.Symbol]:
+def _symbols(exprs: list[sp.Expr], layout: Layout) -> dict[sp.Expr, sp.Symbol]:
     """Each argument of ``exprs`` (timed atom or parameter) as a C-named symbol."""
     out = {}
     for e in exprs:
         for a in _timed(e) | (e.free_symbols - {t}):
-            out[a] = sp.Symbol(_cname(*sweep_argument(a)))
+            out[a] = sp.Symbol(_cname(layout, *sweep_argument(a)))
     return out
+
+
+def _comment(text: str) -> str:
+    """``text`` safe inside a C comment: ASCII, and no ``*/`` to end it."""
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if c.isprintable() else "?" for c in text).replace("*/", "* /")
 
 
 def _reads(
@@ -650,7 +660,7 @@ def _block(
 ) -> tuple[list[str], list[str]]:
     """Statements that prepare ``exprs`` at ``step`` (loads, ``sympy.cse`` temporaries) and
     each expression's C text."""
-    args = _symbols(exprs)
+    args = _symbols(exprs, layout)
     subs, reduced = sp.cse([e.xreplace(args) for e in exprs], sp.numbered_symbols("cse_"))
     lines = _reads(args, layout, step, have) + [f"const double {s} = {c_code(v)};" for s, v in subs]
     return lines, [c_code(v) for v in reduced]
@@ -719,7 +729,10 @@ def _body(cell: Cell, layout: Layout, sweep: dict, initial: list, params: list[s
     """The statements of one sequence: setup, forward pass, sweep, initial adjoints, results."""
     return [
         f"double acc[{max(len(params), 1)}] = {{0}};",
-        *[f"const double {_cname('param', p, 0)} = params[{j}];" for j, p in enumerate(params)],
+        *[
+            f"const double {_cname(layout, 'param', p, 0)} = params[{j}];"
+            for j, p in enumerate(params)
+        ],
         "/* inputs, loss weights and initial states */",
         *_setup(cell, layout),
         "/* forward pass: the assignments, then the step's hoisted values */",
@@ -764,7 +777,7 @@ def _forward(cell: Cell, layout: Layout) -> list[str]:
     of row k: in one block, so the compiler evaluates a function common to both once
     (tanh(c) of h = o tanh(c); the exp(-|z|) of sigma(z) and sigma(-z))."""
     loads = [(x, 0) for x in cell.inputs] + [(s, -1) for s in cell.prev]
-    have = [_cname("traj", v.name, k) for v, k in loads]
+    have = [_cname(layout, "traj", v.name, k) for v, k in loads]
     lines = [
         f"const double {n} = AT({_row('k', k)}, {layout.slot('traj', v.name)});"
         for n, (v, k) in zip(have, loads, strict=True)
@@ -772,8 +785,8 @@ def _forward(cell: Cell, layout: Layout) -> list[str]:
     step = cell.at_step(0)
     for u, e in cell.assignments:
         e = e.xreplace(step)
-        target = _cname("traj", u.name, 0)
-        lines.append(f"const double {target} = {c_code(e.xreplace(_symbols([e])))};")
+        target = _cname(layout, "traj", u.name, 0)
+        lines.append(f"const double {target} = {c_code(e.xreplace(_symbols([e], layout)))};")
         lines.append(f"AT(k, {layout.slot('traj', u.name)}) = {target};")
         have.append(target)
     return lines + _hoisted(layout, range(len(layout.aux)), "k", have)
@@ -837,9 +850,10 @@ def _outputs(cell: Cell, layout: Layout, params: list[str]) -> list[str]:
 def _assemble(cell: Cell, layout: Layout, pad: int, body: list[str]) -> str:
     names = {j: f"{kind} {name}" for (kind, name), j in layout.slots.items()}
     names |= {layout.slot("aux", str(j)): f"hoisted {e}" for j, e in enumerate(layout.aux)}
-    slots = [f" *   {j:2d}  {names[j]}" for j in range(layout.width)]
+    slots = [f" *   {j:2d}  {_comment(names[j])}" for j in range(layout.width)]
     head = [
-        f"/* derive: gradient of the scalar cell {cell.name!r}, generated from its equations.",
+        f"/* derive: gradient of the scalar cell {_comment(repr(cell.name))}, generated from "
+        "its equations.",
         " * Work array of a sequence: one row per step 0..T+PAD; slots of a row:",
         *slots,
         " */",
@@ -988,7 +1002,7 @@ class NativeGradient:
         """Forward pass and backward sweep of one sequence or a batch; see ``native_gradient``."""
         prog = self.program
         given = [inputs[k] for k in prog.inputs] + [loss_grads[k] for k in prog.loss_on]
-        arrays = _series(given, [*prog.inputs, *(f"dL:{k}" for k in prog.loss_on)])
+        arrays = _series(given, [*prog.inputs, *(f"loss weight {k}" for k in prog.loss_on)])
         steps, batch = (len(arrays[0]), 1) if arrays[0].ndim == 1 else arrays[0].shape
         keep_v = prog.values if values is None else [v for v in prog.values if v in values]
         keep_b = prog.bars if bars is None else [v for v in prog.bars if v in bars]

@@ -19,7 +19,6 @@ Both use the same convention: step 0 holds the initial states; the loss reads
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache, cached_property, reduce
@@ -31,7 +30,7 @@ from sympy.core.function import AppliedUndef
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive.engine.adjoint import Adjoints
-from derive.engine.cell import Cell, ParamAdjoint, Quantity, param_bar, t
+from derive.engine.cell import Cell, ParamAdjoint, Quantity, VectorQuantity, param_bar, t
 from derive.engine.functions import argument, entry, lookup, numeric
 from derive.engine.jacobian import Diag
 from derive.engine.vector import VectorAdjoints, VectorCell, as_vector
@@ -205,8 +204,8 @@ def _vector_step(cell: Cell, perturbed: bool, backend: str = "numpy") -> Callabl
                 lines.append(f"    v{i} = v{i} + d{i}")
         outs = ", ".join(names[u] for u in cell.variables)
         src = f"def step({', '.join(args)}):\n" + "\n".join(lines) + f"\n    return ({outs},)\n"
-        # The source is built above from the cell alone (validated names, numbers printed
-        # by repr): no user text is executed; lambdify compiles the same way.
+        # The source is built above from the cell alone (generated names a0, v0, ..., the
+        # registry's function names, numbers printed by repr): no user text is executed.
         space = dict(fns, _matvec=_matvec)
         exec(compile(src, f"<vector step of {cell.name}>", "exec"), space)
         return space["step"]
@@ -298,9 +297,6 @@ class Gradients:
     bars: dict[str, list]  # adjoint of every variable and input, steps 0..T
     params: dict[str, object]
     initial: dict[str, object]
-
-
-_NAME = re.compile(r"^(?P<prefix>bar:|dL:)?(?P<name>\w+)(@(?P<k>-?\d+))?$")
 
 
 def stable_forms(cell: Cell, expr: sp.Expr) -> sp.Expr:
@@ -550,11 +546,12 @@ def _vector_rewrite(vc: VectorCell, a: sp.MatrixExpr) -> dict:
         f = a.function.expr
         u, z = a, a.expr
     else:
-        name, sep, k = a.name.partition("@")
-        f = {u.name: e for u, e in vc.cell.assignments}.get(name)
-        if not sep or f is None or lookup(f) is None:
+        if not isinstance(a, VectorQuantity) or a.role != "value" or a.step is None:
             return {}
-        u, z = a, vc.to_vec(argument(f), int(k))
+        f = {u.name: e for u, e in vc.cell.assignments}.get(a.name)
+        if f is None or lookup(f) is None:
+            return {}
+        u, z = a, vc.to_vec(argument(f), int(a.offset))
     found = lookup(f)
     if found is None:
         return {}
@@ -606,20 +603,19 @@ class VectorSweep:
         grads = {p: 0 * v for p, v in params.items()}
         padded: dict[str, list] = {}
 
-        def series(name: str) -> tuple[list, int]:
+        def series(m: VectorQuantity) -> tuple[list, int]:
             # (values by step, offset): read as values[k + offset], zeros past the ends.
-            m = _NAME.match(name)
-            if m["k"] is None:
-                return [params[m["name"]]] * (steps + 2), 0
-            base, offset = m["name"], int(m["k"])
-            if name not in padded and m["prefix"] == "bar:":
-                padded[name] = bars[base]  # filled in place as the sweep goes
-            elif name not in padded and m["prefix"] == "dL:":
-                lg = loss_grads[base][:steps]
-                padded[name] = [0 * lg[0], *lg, 0 * lg[0]]
-            elif name not in padded:
-                padded[name] = [*traj[base][: steps + 1], 0 * traj[base][1]]
-            return padded[name], offset
+            if m.step is None:
+                return [params[m.name]] * (steps + 2), 0
+            key, name = (m.role, m.name), m.name
+            if key not in padded and m.role == "adjoint":
+                padded[key] = bars[name]  # filled in place as the sweep goes
+            elif key not in padded and m.role == "loss":
+                lg = loss_grads[name][:steps]
+                padded[key] = [0 * lg[0], *lg, 0 * lg[0]]
+            elif key not in padded:
+                padded[key] = [*traj[name][: steps + 1], 0 * traj[name][1]]
+            return padded[key], int(m.offset)
 
         bar_eqs, param_eqs, initial_eqs = (
             _reads(eqs, first, series) for eqs, first in zip(self._compiled, (1, 1, 0), strict=True)
@@ -644,22 +640,23 @@ def _reads(eqs: dict, first: int, series: Callable) -> list:
     return out
 
 
-def _matrix_function(e: sp.MatrixExpr, fns: Mapping) -> tuple[list[str], Callable]:
-    """A matrix expression as a generated Python function of the matrix symbols it reads.
+def _matrix_function(e: sp.MatrixExpr, fns: Mapping) -> tuple[list[sp.MatrixSymbol], Callable]:
+    """A matrix expression as a generated Python function of the matrix symbols it reads
+    (returned in the order of its arguments).
 
     The source spells out what ``MatrixEvaluator`` does node by node, in the same order of
     operations (so the numbers agree to the bit), without walking the tree at every step.
     """
-    symbols = sorted(e.atoms(sp.MatrixSymbol), key=lambda m: m.name)
+    symbols = sorted(e.atoms(sp.MatrixSymbol), key=sp.default_sort_key)
     names = {m: f"a{i}" for i, m in enumerate(symbols)}
     space = dict(fns)
     space |= {"_matmul": _matmul, "_diag": lambda v: np.diag(np.ravel(v)), "_kron": np.kron}
     body = _matrix_source(e, names, space)
     src = f"def f({', '.join(names.values())}):\n    return {body}\n"
-    # Generated from a derived expression (validated names, numbers printed by repr): no user
-    # text is executed; lambdify compiles the same way.
+    # Generated from a derived expression (names a0, a1, ... and the registry's function
+    # names; numbers printed by repr): no user text is executed; lambdify compiles the same way.
     exec(compile(src, "<adjoint equation>", "exec"), space)
-    return [m.name for m in symbols], space["f"]
+    return symbols, space["f"]
 
 
 def _matrix_source(e, names: Mapping, space: dict) -> str:

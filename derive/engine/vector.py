@@ -27,18 +27,13 @@ import sympy as sp
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive.engine.adjoint import Adjoints
-from derive.engine.cell import Cell
+from derive.engine.cell import Cell, Role, VectorQuantity, t, vector_quantity
 from derive.engine.functions import argument, entry, is_elementwise
 from derive.errors import InputError
 
 n_h = sp.Symbol("n_h", integer=True, positive=True)
 n_x = sp.Symbol("n_x", integer=True, positive=True)
 ONE = sp.OneMatrix(n_h, 1)
-
-
-def _name(prefix: str, name: str, k: int) -> str:
-    # The printer reads the step back from this spelling: "bar:c@1" is bar c at t+1.
-    return f"{prefix}{name}@{k}"
 
 
 class VectorCell:
@@ -97,17 +92,18 @@ class VectorCell:
         return w, [f for f in e.args if f is not w]
 
     # -- symbols at a step ----------------------------------------------------------------
-    def sym(self, s: sp.Symbol, k: int = 0, prefix: str = "") -> sp.MatrixSymbol:
-        """``s`` (a local symbol of the cell) at step t+k, as a matrix symbol."""
+    def sym(self, s: sp.Symbol, k: int = 0, role: Role = "value") -> VectorQuantity:
+        """``s`` (a local symbol of the cell) at step t+k, as a vector quantity (a
+        parameter has no step); ``role`` makes it its adjoint or the loss's partial."""
         state = self.cell.state_of(s)
         if state is not None:  # h_prev at step k is h at step k-1
             s, k = state, k - 1
-        if self.cell.kind(s) in ("weight", "bias"):
-            return sp.MatrixSymbol(prefix + s.name, *self.shape(s))
-        return sp.MatrixSymbol(_name(prefix, s.name, k), *self.shape(s))
+        step = None if self.cell.kind(s) in ("weight", "bias") else t + k
+        return vector_quantity(s.name, self.shape(s), role, step)
 
-    def bar(self, s: sp.Symbol, k: int = 0) -> sp.MatrixSymbol:
-        return self.sym(s, k, "bar:")
+    def bar(self, s: sp.Symbol, k: int = 0) -> VectorQuantity:
+        """The adjoint of ``s`` at step t+k (of a parameter: its gradient)."""
+        return self.sym(s, k, "adjoint")
 
     def to_vec(self, e: sp.Expr, k: int) -> sp.MatrixExpr | sp.Expr:
         """A scalar expression of the cell read as a vector expression at step t+k."""
@@ -205,15 +201,11 @@ _u, _z = sp.symbols("u z")  # f'(z) in the registry reads u = f(z) and z
 
 
 def at_absolute_step(expr, step: int):
-    """``expr`` with every quantity at t+k renamed to the fixed step ``step + k``.
+    """``expr`` with every vector quantity at t+k moved to the fixed step ``step + k``.
 
-    Used for display only (``bar h(0) = ...``): the name ``h@=1`` prints as ``h^{(1)}``.
+    Used for display only (``bar h(0) = ...``): h at the fixed step 1 prints as ``h^{(1)}``.
     """
-    sub = {}
-    for m in expr.atoms(sp.MatrixSymbol):
-        base, sep, k = m.name.partition("@")
-        if sep and not k.startswith("="):
-            sub[m] = sp.MatrixSymbol(f"{base}@={step + int(k)}", *m.shape)
+    sub = {m: m.xreplace({t: step}) for m in expr.atoms(VectorQuantity) if m.offset is not None}
     return expr.xreplace(sub)
 
 
@@ -249,7 +241,7 @@ class VectorAdjoints:
     def _equation(self, adj, v: sp.Symbol, loss: bool) -> sp.MatrixExpr:
         parts = [self._term(term.consumer, term.step, v) for term in adj.terms]
         if loss:
-            parts.insert(0, self.vc.sym(v, 0, "dL:"))
+            parts.insert(0, self.vc.sym(v, 0, "loss"))
         return _sum(parts)
 
     @cached_property

@@ -18,6 +18,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
+from derive.engine.cell import VectorQuantity
 from derive.engine.functions import NUMERIC as ENGINE_NUMERIC
 from derive.engine.functions import sigma
 from derive.engine.numeric import MatrixEvaluator
@@ -42,9 +43,18 @@ NUMERIC = {
 }
 
 
-def evaluate(e: Any, env: dict[str, np.ndarray]) -> Any:
-    """A derived matrix expression evaluated with NumPy; ``env`` maps symbol names to arrays."""
-    return MatrixEvaluator(lambda m: env[m.name], NUMERIC, {n_h: env["n_h"]})(e)
+def evaluate(e: Any, env: dict[Any, np.ndarray]) -> Any:
+    """A derived matrix expression evaluated with NumPy; ``env`` maps ``(name, k)`` to the
+    value of quantity ``name`` at step t+k, and names to parameters and other symbols."""
+    return MatrixEvaluator(lambda m: env[_key(m)], NUMERIC, {n_h: env["n_h"]})(e)
+
+
+def _key(m: sp.MatrixSymbol) -> Any:
+    if not isinstance(m, VectorQuantity) or m.offset is None:
+        return m.name  # a parameter, or a symbol of the problem's own (delta)
+    if m.role != "value":
+        raise KeyError(f"no value of {m} on one step")
+    return m.name, int(m.offset)
 
 
 @dataclass(frozen=True)
@@ -95,12 +105,12 @@ def lstm_step(data: StepData, c_prev, o_prev, x, sig=_np_sigma, tanh=np.tanh) ->
     return {"h_prev": h_prev, "f": f, "i": i, "o": o, "g": c_tilde, "c": c, "h": o * tanh(c)}
 
 
-def step_env(data: StepData, c_prev, o_prev, x) -> dict[str, Any]:
+def step_env(data: StepData, c_prev, o_prev, x) -> dict[Any, Any]:
     """Values of every matrix symbol of the derived results at one step."""
     s = lstm_step(data, c_prev, o_prev, x)
     env = data.env()
-    env.update({f"{k}@0": s[k] for k in ("f", "i", "o", "g", "c", "h")})
-    env.update({"c@-1": c_prev, "o@-1": o_prev, "x@0": x})
+    env.update({(k, 0): s[k] for k in ("f", "i", "o", "g", "c", "h")})
+    env.update({("c", -1): c_prev, ("o", -1): o_prev, ("x", 0): x})
     env["delta"] = o_prev * (1 - np.tanh(c_prev) ** 2)
     return env
 
@@ -200,9 +210,9 @@ def saturated_run(one_step: sp.MatrixExpr, steps: int = 50) -> dict[str, Any]:
     product, gate_gap, c, o = eye, 0.0, c0, o0
     for x in xs:
         env = step_env(data, c, o, x)
-        gate_gap = max(gate_gap, float(np.max(1 - env["f@0"])), float(np.max(env["i@0"])))
+        gate_gap = max(gate_gap, float(np.max(1 - env[("f", 0)])), float(np.max(env[("i", 0)])))
         product = evaluate(one_step, env) @ product
-        c, o = env["c@0"], env["o@0"]
+        c, o = env[("c", 0)], env[("o", 0)]
     return {
         "complex_step": by_cs,
         "derived_product": float(np.max(np.abs(product - eye))),

@@ -25,7 +25,7 @@ import sympy as sp
 
 from derive import grad as grad_command
 from derive.engine.adjoint import Adjoints
-from derive.engine.cell import Cell, T, bar, param_bar, t, timed
+from derive.engine.cell import Cell, T, bar, param_bar, t, timed, vector_quantity
 from derive.engine.numeric import ScalarSweep, evaluate_at, forward, sweep_for
 from derive.engine.spec import CellSpec
 from derive.engine.vector import VectorAdjoints, at_absolute_step
@@ -151,11 +151,11 @@ class RecurrentProblem(Problem):
         for name, e in {**va.variables, **va.inputs}.items():
             out[f"vector_{name}_bar"] = Result(f"vector_{name}_bar", e, va.vc.bar(sp.Symbol(name)))
         for name, e in va.params.items():
-            lhs = sp.MatrixSymbol("bar:" + name, *va.vc.shape(sp.Symbol(name)))
+            lhs = va.vc.bar(sp.Symbol(name))  # a parameter's gradient: no step
             out[f"vector_{name}_bar"] = Result(f"vector_{name}_bar", sp.Sum(e, (t, 1, T)), lhs)
         for s in self.cell.states:
             e = at_absolute_step(va.initial(s.name), 0)
-            lhs = sp.MatrixSymbol(f"bar:{s.name}@=0", *va.vc.shape(s))
+            lhs = vector_quantity(s.name, va.vc.shape(s), "adjoint", step=0)
             out[f"vector_{s.name}0_bar"] = Result(f"vector_{s.name}0_bar", e, lhs)
         return out
 

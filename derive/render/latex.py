@@ -1,8 +1,9 @@
 """LaTeX for derived results, in the notation of the set that shows them.
 
 One printer, ``KeyPrinter``, a subclass of SymPy's ``LatexPrinter``.  It reads the engine's
-naming conventions (``i(t+1)`` for a quantity at a step, ``bar:i`` for its adjoint, ``dL:h``
-for the loss's direct partial, ``i@1`` for a vector at a step) and spells every symbol
+typed quantities (``Quantity``: i at step t+1, its adjoint, the loss's direct partial by h;
+``VectorQuantity``: the same as vectors; ``ParamAdjoint``) by their name, role and step, and
+spells every symbol
 through the set's ``Notation``: CSC421 writes ``w_{ix}`` and ``i^{(t)}``, CSE 891 writes
 ``w_{xi}``, the LMU exercise writes ``C_t``.  Symbol spellings pass ``texgate.spelling``
 before they reach the printer, since it prints them verbatim; where the printer attaches a
@@ -20,18 +21,15 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.printing.latex import LatexPrinter
 
-from derive.engine.cell import Quantity, t
+from derive.engine.cell import Quantity, Role, VectorQuantity, t
 from derive.errors import InputError
 from derive.params import show
 from derive.render.texgate import ACCENTS, spelling
 
 # A spelling that opens with an accent: braced alone it could stay one accent atom.
 _ACCENTED = re.compile(r"^[\s{]*\\(%s)(?![A-Za-z])" % "|".join(ACCENTS))
-# "bar:c@1" is bar c at t+1; "c@=0" is c at the fixed step 0.
-_NAME = re.compile(r"^(?P<prefix>bar:|dL:)?(?P<name>\w+)(@(?P<abs>=)?(?P<k>-?\d+))?$")
+# A plain name, printed as SymPy prints a symbol (with the set's spelling, if any).
 _PLAIN = re.compile(r"^\w+$")
-#: How each role of a quantity is decorated (``_decorate``).
-_PREFIX = {"value": None, "adjoint": "bar:", "loss": "dL:"}
 
 
 @dataclass(frozen=True)
@@ -60,9 +58,11 @@ class Notation:
             )
 
     def base(self, name: str) -> str:
+        """The spelling of symbol ``name``: the set's, else SymPy's, which must pass texgate
+        as a set's does (a cell's names are any text: ``c@1`` needs a spelling)."""
         spelled = self.symbols.get(name)
         if spelled is None:
-            spelled = sp.latex(sp.Symbol(name))
+            spelled = spelling(sp.latex(sp.Symbol(name)), f"symbol {name!r} (no spelling given)")
         return spelled
 
     def step(self, offset: sp.Expr | int | None) -> str:
@@ -86,10 +86,10 @@ class KeyPrinter(LatexPrinter):
         settings.setdefault("order", "none")  # print sums in the order they were built
         super().__init__(settings)
 
-    def _decorate(self, prefix: str | None, core: str, step: str = "") -> str:
-        if prefix == "bar:":
+    def _decorate(self, role: Role, core: str, step: str = "") -> str:
+        if role == "adjoint":
             return r"\overline{%s}" % core
-        if prefix == "dL:":
+        if role == "loss":
             # The loss's direct dependence on one step: L = sum_t ell^(t), so the direct
             # term of bar h(t) is d ell^(t) / d h(t) (bar h itself is the total derivative).
             return r"\frac{\partial \ell%s}{\partial %s}" % (step, core)
@@ -98,7 +98,7 @@ class KeyPrinter(LatexPrinter):
     def _print_Quantity(self, expr, exp=None):
         offset = expr.offset
         core = self.notation.at(expr.quantity, offset)
-        out = self._decorate(_PREFIX[expr.role], core, self.notation.step(offset))
+        out = self._decorate(expr.role, core, self.notation.step(offset))
         return out if exp is None else r"\left(%s\right)^{%s}" % (out, exp)
 
     def _print_Function(self, expr, exp=None):
@@ -114,25 +114,26 @@ class KeyPrinter(LatexPrinter):
         return super()._print_Function(expr, exp)
 
     def _print_ParamAdjoint(self, expr):
-        return self._decorate("bar:", self.notation.base(expr.name))
+        return self._decorate("adjoint", self.notation.base(expr.name))
 
     def _print_Symbol(self, expr, style="plain"):
         # By name: a problem's symbols carry assumptions (D positive), a set's spelling none.
         spelled = self.notation.symbols.get(expr.name)
         return spelled if spelled is not None else super()._print_Symbol(expr, style)
 
+    def _print_VectorQuantity(self, expr):
+        offset = expr.offset  # a fixed step s prints as t + (s - t)
+        if offset is None and expr.shape[1] != 1:  # a weight matrix: W_{ix} for w_{ix}
+            return self._decorate(expr.role, _matrix_case(self.notation.base(expr.name)))
+        core = self.notation.at(expr.name, offset)
+        return self._decorate(expr.role, core, self.notation.step(offset))
+
     def _print_MatrixSymbol(self, expr):
-        m = _NAME.match(expr.name)
-        if m is None:
+        # A matrix symbol of a problem's own (J, delta, gbar): spelled as a parameter is.
+        if not _PLAIN.match(expr.name):
             return super()._print_MatrixSymbol(expr)
-        if m["k"] is None and expr.shape[1] != 1:  # a weight matrix: W_{ix} for w_{ix}
-            base = self.notation.base(m["name"])
-            return self._decorate(m["prefix"], base[:1].upper() + base[1:])
-        offset = None if m["k"] is None else int(m["k"])
-        if m["abs"]:  # a fixed step: t + offset with t = 0
-            offset -= t
-        core = self.notation.at(m["name"], offset)
-        return self._decorate(m["prefix"], core, self.notation.step(offset))
+        base = self.notation.base(expr.name)
+        return _matrix_case(base) if expr.shape[1] != 1 else base
 
     def _print_Derivative(self, expr):
         ((var, count),) = expr.variable_count
@@ -228,10 +229,15 @@ def brace(latex: str) -> str:
     return "{{}%s}" % latex if _ACCENTED.match(latex) else "{%s}" % latex
 
 
+def _matrix_case(base: str) -> str:
+    # A matrix is written upper case: W_{ix} for w_{ix}.
+    return base[:1].upper() + base[1:]
+
+
 def _hadamard_rank(a) -> int:
     """Order in an elementwise product: adjoint, quantities, derivative factors."""
     if isinstance(a, sp.MatrixSymbol):
-        return 0 if a.name.startswith("bar:") else 1
+        return 0 if isinstance(a, VectorQuantity) and a.role == "adjoint" else 1
     return 2
 
 

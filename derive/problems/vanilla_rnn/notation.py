@@ -15,7 +15,7 @@ from sympy.core.symbol import Str
 from sympy.matrices.expressions.matexpr import MatrixExpr
 
 from derive.engine.cell import T as T_END
-from derive.engine.cell import t
+from derive.engine.cell import VectorQuantity, t
 from derive.engine.jacobian import matmul
 from derive.engine.vector import n_h, n_x
 
@@ -147,20 +147,20 @@ class StepSum(sp.Sum):
 
 # -- engine symbols to the write-up's ----------------------------------------------------------
 def relabel(expr, step: Any = None):
-    """Engine symbols ``h@k`` (h at t+k) to h at ``step + k``; None drops the step (y, x).
+    """Engine quantities h at t+k to h at ``step + k``; None drops the step (y, x).
+    Parameters become plain matrix symbols (W).
 
     The engine's sizes n_h, n_x become the write-up's n, d.
     """
     sub: dict = {}
-    for m in expr.atoms(sp.MatrixSymbol):
-        name, sep, off = m.name.partition("@")
-        if not sep:
+    for m in expr.atoms(VectorQuantity):
+        if m.role != "value":
             continue
         rows, cols = (sp.sympify(s).xreplace({n_h: n, n_x: d}) for s in m.shape)
-        if step is None:
-            sub[m] = sp.MatrixSymbol(name, rows, cols)
+        if step is None or m.offset is None:  # a parameter has no step
+            sub[m] = sp.MatrixSymbol(m.name, rows, cols)
         else:
-            sub[m] = AtStep(name, rows, cols, step + int(off))
+            sub[m] = AtStep(m.name, rows, cols, step + m.offset)
     return expr.xreplace(sub).xreplace({n_h: n, n_x: d})
 
 
