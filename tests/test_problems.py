@@ -83,7 +83,7 @@ def unbacked_numbers(problem) -> list:
     may quote), nor a parameter, nor a number the question or ``stated()`` gives."""
     known = [c.max_rel_error for c in problem.checks]
     for r in problem.results.values():
-        _numbers([r.expr, r.value], known)
+        _numbers([r.expr, r.lhs, r.value], known)
     _numbers([type(problem).parse_params({}), problem.question_data(), problem.stated()], known)
     backed = {_same(v) for v in known}
     context = {k: v for k, v in problem.context().items() if k not in ("results", "checks")}
