@@ -112,6 +112,14 @@ class Problem(ABC):
         """The data the question states (a handout shows these and nothing derived)."""
         return {}
 
+    def stated(self) -> dict[str, Any]:
+        """Numbers the key states without deriving them: fixed settings of the model or of
+        its verification runs (sizes, steps, digits), given like the parameters.
+
+        Every other number ``context()`` hands the template is a result's (a test checks).
+        """
+        return {}
+
     @property
     def template(self) -> str:
         return f"problems/{self.key}.tex.j2"

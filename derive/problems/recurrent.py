@@ -325,6 +325,10 @@ class RecurrentProblem(Problem):
             "example": self._example_context(),
         }
 
+    def stated(self) -> dict[str, Any]:
+        """Which states the loss reads: part of the given cell (``CellSpec``)."""
+        return {"loss_reads": [s in self.cell.loss_on for s in self.cell.states]}
+
     def _forward_at_t(self) -> list[tuple[sp.Expr, sp.Expr]]:
         step = self.cell.at_step(0)
         return [(step[u], e.xreplace(step)) for u, e in self.cell.assignments]

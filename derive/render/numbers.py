@@ -2,9 +2,14 @@
 
 * ``sig6``: a computed number to six significant digits, as LaTeX math (a worked example's
   forward values, adjoints and gradients).
+* ``approx``: a SymPy number or matrix rounded to a number of significant digits, for
+  "W^n ≈ ...";
+* ``millions``: a count in millions to one decimal ("207.5"), for "about N million".
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 def sig6(value: float) -> str:
@@ -14,3 +19,13 @@ def sig6(value: float) -> str:
         mantissa, exponent = text.split("e")
         return rf"{mantissa}\times 10^{{{int(exponent)}}}"
     return "0" if text == "-0" else text
+
+
+def millions(count: int) -> str:
+    """``count`` in millions, to one decimal: 207507816 -> "207.5"."""
+    return f"{count / 1e6:.1f}"
+
+
+def approx(value: Any, digits: int) -> Any:
+    """``value`` (a SymPy number or matrix) rounded to ``digits`` significant digits."""
+    return value.evalf(digits)

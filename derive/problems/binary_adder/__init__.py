@@ -158,6 +158,9 @@ class BinaryAdder(Problem):
         out = self._weight_results(wt)
         table = self.truth_table(wt)
         out["truth_table"] = Result("truth_table", sp.Matrix(table), value=table)
+        # S = x1 + x2 + c of each row, the column the table prints beside the inputs.
+        sums = [x1 + x2 + c for x1, x2, c, *_ in table]
+        out["truth_table_sums"] = Result("truth_table_sums", sp.Matrix(sums), value=sums)
         out["units"] = self._units_result()
         ok = wrong_transitions(self.given)[0] == 0
         out["given_weights_ok"] = Result("given_weights_ok", sp.true if ok else sp.false, value=ok)
@@ -233,6 +236,7 @@ class BinaryAdder(Problem):
         stated = r["units"].value
         yield from bc.unit_claims([(u["unit"], rs, u) for u, rs in zip(stated, rows, strict=True)])
         yield from bc.table_claims(wt, r["truth_table"].value)
+        yield bc.sums_claim(r["truth_table"].value, r["truth_table_sums"].value)
         derived = {k: r[k].value for k in bc.KEYS}
         yield from bc.given_claims(
             self.given,
@@ -258,6 +262,10 @@ class BinaryAdder(Problem):
             "bits": [[(v >> t) & 1 for t in range(n)] for v in (a, b, a + b)],
         }
 
+    def stated(self) -> dict[str, Any]:
+        """The range the integer weights are searched in."""
+        return {"bound": self.bound}
+
     def context(self) -> dict[str, Any]:
         r = self.results
         units = [
@@ -267,10 +275,11 @@ class BinaryAdder(Problem):
         example = r.get("example_steps")
         return {
             **super().context(),
-            "bound": self.bound,
+            **self.stated(),
             "units": units,
-            # S = x1 + x2 + c of each row, the column the table prints beside the inputs.
-            "table_rows": [(row, row[0] + row[1] + row[2]) for row in r["truth_table"].value],
+            "table_rows": list(
+                zip(r["truth_table"].value, r["truth_table_sums"].value, strict=True)
+            ),
             "given_equal": r["given_equal"].value,
             "n_max": self.bits,
             "example": self.example,

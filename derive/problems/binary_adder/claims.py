@@ -179,6 +179,18 @@ def table_claims(wt: Weights, table: list[list[int]]) -> Iterator[Claim]:
     )
 
 
+def sums_claim(table: list[list[int]], sums: list[int]) -> Claim:
+    """Each row's S is what the network adds: its output bit and carry, read as 2 c + y."""
+    rows = list(zip(table, sums, strict=True))
+    return Claim(
+        "truth_table_sums",
+        "the network's y and carry as the binary number 2 c + y",
+        "8 rows",
+        EXACT,
+        lambda: failures(rows, lambda row: row[1] == 2 * row[0][7] + row[0][6]),
+    )
+
+
 def given_claims(
     given: Weights, verdict: bool, equal: bool, derived: dict[str, Any], bits: int
 ) -> Iterator[Claim]:

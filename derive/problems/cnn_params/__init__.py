@@ -236,7 +236,6 @@ class CNNParams(Problem):
         r, rows = self.results, self.net.rows
         value = {k: res.value for k, res in r.items()}
         total, largest = value["total_params"], value["largest_layer"]
-        share = largest["share_percent"]
         return {
             **super().context(),
             "net": self.net,
@@ -246,9 +245,7 @@ class CNNParams(Problem):
             "rules": {key.removeprefix("rule_"): r[key].expr for key in self.rules},
             "kinds": {row.layer.kind for row in rows},
             "total": total,
-            "total_millions": f"{total / 1e6:.1f}",  # the printed rounding of total_params
             "biggest": largest,
-            "biggest_share": None if share is None else f"{share:.1f}",
             "flat_row": _flat_row(self.net),
             "flat_inputs": value.get("flat_inputs"),
             "untied_extra": value["untied_extra"],
@@ -268,8 +265,12 @@ class CNNParams(Problem):
             "text_agrees": text.get("agrees"),
             "first_fc": _first_fc(self.net),
             "other_choices": value.get("other_choices", {}),
-            "other_choices_values": OTHER_CHOICES,
+            **self.stated(),
         }
+
+    def stated(self) -> dict[str, Any]:
+        """The settings of the other choices the key counts (a stride, a padding)."""
+        return {"other_choices_values": OTHER_CHOICES}
 
 
 def _count(key: str, n: int) -> Result:

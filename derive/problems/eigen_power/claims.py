@@ -48,6 +48,8 @@ GIVEN = "handout's Q, Lambda"
 def claims(p: EigenPower) -> Iterator[Claim]:
     """Every claim of ``p``, in the order of its evidence table."""
     yield from _decomposition_claims(p)
+    yield _orthogonal_claim(p)
+    yield _lambda_power_claim(p)
     yield from _power_claims(p)
     if p.given_q is not None:
         yield from _given_claims(p)
@@ -100,6 +102,30 @@ def _error(got: list, exact: list, digits: int | None) -> float:
     if digits is None:
         return rel_error(np.array(got, dtype=float), np.array(exact, dtype=float).ravel())
     return scaled_rel_error(got, exact)
+
+
+def _orthogonal_claim(p: EigenPower) -> Claim:
+    """Orthogonal exactly when Q^T Q - I has no nonzero entry."""
+    q, _ = p.decomposition
+    holds = nonzero_entries(q.T * q - sp.eye(q.rows)) == 0
+    stated = p.results["Q_orthogonal"].value
+    return Claim("Q_orthogonal", "exact: entries of Q^T Q - I", "2x2, exact", 0.0,
+                 lambda: float(holds != stated))
+
+
+def _lambda_power_claim(p: EigenPower) -> Claim:
+    """Λ^n against Λ multiplied n times in exact arithmetic."""
+    lam = p.results["Lambda"].expr
+    printed = p.results["Lambda_power"].expr.doit()
+
+    def product() -> float:
+        m = sp.eye(lam.rows)
+        for _ in range(p.n):
+            m = m * lam
+        return float(nonzero_entries(printed - m))
+
+    return Claim("Lambda_power", f"exact: Lambda multiplied {p.n} times", f"n={p.n}", 0.0,
+                 product)
 
 
 def _power_claims(p: EigenPower) -> Iterator[Claim]:

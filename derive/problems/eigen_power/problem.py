@@ -168,6 +168,14 @@ class EigenPower(Problem):
                 "spectral_radius", radius, sp.Symbol(r"\rho(W)"), value=json_number(radius)
             ),
             "Q_inv": Result("Q_inv", q.inv(), sp.Symbol("Q^{-1}"), value=json_rows(q.inv())),
+            # Whether Q^-1 is Q^T (unit, orthogonal eigenvectors): the key says so when it is.
+            "Q_orthogonal": _truth("Q_orthogonal", q.T == q.inv()),
+            # Λ^n as printed in W^n = Q Λ^n Q^-1: each eigenvalue's power, not multiplied out.
+            "Lambda_power": Result(
+                "Lambda_power",
+                sp.diag(*[sp.UnevaluatedExpr(v) ** n for v in lam.diagonal()]),
+                value=json_rows(lam**n),
+            ),
             "W_power": Result("W_power", power, sp.Symbol(f"W^{{{n}}}"), value=json_rows(power)),
             "power_digits": Result("power_digits", sp.Integer(longest), value=longest),
         }
@@ -263,8 +271,11 @@ class EigenPower(Problem):
             "given_lambda": self.given_lambda,
         }
 
+    def stated(self) -> dict[str, Any]:
+        """The steps k of the norm table, the digits W^n is printed to."""
+        return {"norm_steps": self.norm_steps, "printed_digits": PRINTED_DIGITS}
+
     def context(self) -> dict[str, Any]:
-        q, lam = self.decomposition
         r = self.results
         regimes = [
             (name, m, list(r[f"regime_{slug(name)}"].expr), self.regime_norms[name])
@@ -276,12 +287,8 @@ class EigenPower(Problem):
             "n": self.n,
             "power_shrinks": bool(r["spectral_radius"].expr < 1),
             "power_zero": r["W_power"].expr.is_zero_matrix,
-            "printed_digits": PRINTED_DIGITS,
-            "lambda_n": sp.diag(
-                *[sp.UnevaluatedExpr(lam[i, i]) ** self.n for i in range(lam.rows)]
-            ),
-            "power_decimal": r["W_power"].expr.evalf(6),  # W^n rounded for print
-            "orthogonal": q.T == r["Q_inv"].expr,
+            "lambda_n": r["Lambda_power"].expr,
+            "orthogonal": r["Q_orthogonal"].value,
             "terminating": all(terminating(v) for v in self.w),
             "given_q": self.given_q,
             "given_lambda": self.given_lambda,
@@ -289,7 +296,7 @@ class EigenPower(Problem):
             if "given_wrong_entries" in r
             else [],
             "regimes": regimes,
-            "norm_steps": self.norm_steps,
+            **self.stated(),
             "curve_k": list(self.plot_steps),
             "curves": {name: curves.row(i) for i, (name, *_) in enumerate(regimes)},
             "defective": self.regimes()[DEFECTIVE],

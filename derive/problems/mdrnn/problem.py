@@ -250,6 +250,10 @@ class MDRNN(Problem):
         yield mdrnn_claims.sample_claim(self)
 
     # -- the key ------------------------------------------------------------------------------
+    def stated(self) -> dict[str, Any]:
+        """The largest grid the tables are checked on, the convolution's kernel."""
+        return {"max_grid": MAX_GRID, "kernel": KERNEL}
+
     def context(self) -> dict[str, Any]:
         r = self.results
         verdicts = r["sample_solution"].value
@@ -264,8 +268,7 @@ class MDRNN(Problem):
                 ("W_W", "W_W", "all but the first column"),
                 ("W_N", "W_N", "all but the first row"),
             ],
-            "max_grid": MAX_GRID,
-            "kernel": KERNEL,
+            **self.stated(),
             "comparison": {k: readable(v) for k, v in self.comparison.items()},
             "table": r["schedule"].value["table"],
             "grid": self.grid,

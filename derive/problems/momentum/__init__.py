@@ -263,8 +263,7 @@ class Momentum(Problem):
             # The result's own numbers (a run that overflowed is an infinite error, printed
             # as such), not its JSON value, where JSON's lack of inf made it null.
             "reversal": list(zip(REVERSAL_STEPS, errors, strict=True)),
-            "reversal_overflowed": not all(math.isfinite(e) for e in errors),
-            "reversal_d": REVERSAL_D,
+            **self.stated(),
             # The exact round trip's error is the reversal claim's own evidence.
             "reversal_mp": next(
                 c.max_rel_error
@@ -272,8 +271,11 @@ class Momentum(Problem):
                 if c.claim == "reversal_error" and c.method.startswith("mpmath")
             ),
             "alpha_value": self.a,
-            "reversal_digits": self.reversal_digits,
         }
+
+    def stated(self) -> dict[str, Any]:
+        """The reversal run's dimension and digits: settings of the experiment."""
+        return {"reversal_d": REVERSAL_D, "reversal_digits": self.reversal_digits}
 
 
 def _tidy(e: sp.Expr) -> sp.Expr:

@@ -33,7 +33,7 @@ from derive.problems.resnet_bn.structure import (
     skip_term,
 )
 from derive.verify import Claim, rel_error
-from derive.verify.routes import CENTRAL_STEP, COMPLEX_STEP, TOLERANCE
+from derive.verify.routes import CENTRAL_STEP, COMPLEX_STEP, TOLERANCE, failures
 from derive.verify.routes import complex_step as complex_step_route
 
 if TYPE_CHECKING:
@@ -203,6 +203,7 @@ def _full_size_claims(p: ResnetBN) -> Iterator[Claim]:
             ROUNDING_SENSITIVITY,
         )
     yield from _derived_claims(p, plain, method, sizes)
+    yield _explodes_claim(p, plain, method, sizes)
 
 
 def _random_direction_claim(
@@ -258,6 +259,21 @@ def _derived_claims(
         f"{method}, then the same rule",
         sizes,
         float(easier_ordering(plain) != r["easier"].value),
+        0.0,
+    )
+
+
+def _explodes_claim(
+    p: ResnetBN, plain: dict[int, list[float]], method: str, sizes: str
+) -> Claim:
+    """Explodes means the deepest gain of the complex-step gains exceeds the one before."""
+    stated = p.results["explodes"].value
+    cases = [(stated[f"ordering_{k}"], plain[k][-1] > plain[k][-2]) for k in ORDERINGS]
+    return Claim.measured(
+        "explodes",
+        f"{method}, then whether G grows over the last interval",
+        sizes,
+        float(failures(cases, lambda case: case[0] == case[1])),
         0.0,
     )
 

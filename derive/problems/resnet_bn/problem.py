@@ -179,6 +179,12 @@ class ResnetBN(Problem):
                 value={f"ordering_{k}": r for k, r in rates.items()},
             ),
             "grad_norm_ratio": Result("grad_norm_ratio", sp.Float(ratio, DIGITS), value=ratio),
+            # Whether each gain still grows per block deep in the stack (explodes) or shrinks.
+            "explodes": Result(
+                "explodes",
+                sp.Tuple(*[sp.true if r["per_block"] > 1 else sp.false for r in rates.values()]),
+                value={f"ordering_{k}": r["per_block"] > 1 for k, r in rates.items()},
+            ),
             "easier": Result("easier", sp.Integer(easier), value=easier),
         }
 
@@ -199,7 +205,7 @@ class ResnetBN(Problem):
             "other": by_key[other],
             "rows": r["grad_norms"].expr.tolist(),
             "ratio": r["grad_norm_ratio"].expr,
-            "rounding_sensitivity": claims.ROUNDING_SENSITIVITY,
+            "rounding_sensitivity": self.stated()["rounding_sensitivity"],
             "sizes": {
                 "width": self.width,
                 "batch": self.batch,
@@ -212,6 +218,15 @@ class ResnetBN(Problem):
             },
         }
 
+    def stated(self) -> dict[str, Any]:
+        """The batch norm's ε, the rounding the measured rates agree to, and which branches
+        end in a ReLU (read off the given orderings)."""
+        return {
+            "eps": EPS,
+            "rounding_sensitivity": claims.ROUNDING_SENSITIVITY,
+            "relu_ends_branch": [ops[ops.index("add") - 1] == "relu" for ops in ORDERINGS.values()],
+        }
+
     def _block(self, i: int, k: int, ops: Sequence[str]) -> dict[str, Any]:
         """What the key says of ordering ``k`` (the ``i``-th), from its results."""
         r = self.results
@@ -221,16 +236,15 @@ class ResnetBN(Problem):
             "label": f"({k})",
             "formula": block_formula(ops),
             "skip": skip,
-            "skip_is_identity": isinstance(skip, sp.Identity),
             # What the skip path passes through (the operations ``skip_term`` multiplies).
             "after": [OP_NAMES[op] for op in ops[ops.index("add") + 1 :]],
             "stack": r["skip_path_stack"].expr.args[i],
             # A branch that ends in a ReLU can only add a non-negative vector to x.
-            "nonnegative_branch": ops[ops.index("add") - 1] == "relu",
+            "nonnegative_branch": self.stated()["relu_ends_branch"][i],
             "range": r["log_gain_range"].expr.args[i],
             "per_block": rates[0],
             "slope": rates[1],
-            "explodes": r["growth"].value[f"ordering_{k}"]["per_block"] > 1,
+            "explodes": r["explodes"].value[f"ordering_{k}"],
         }
 
     def question_data(self) -> dict[str, Any]:

@@ -256,8 +256,7 @@ class VanillaRNN(Problem):
             **{name: chain[name] for name in ("one_step", "across", "across_rule")},
             "T_key": self.expanded_key,
             "n_terms": self.results["n_terms"].value,
-            "cs_step": COMPLEX_STEP,
-            "cd_step": CENTRAL_STEP,
+            **self.stated(),
             "layer_vjp": self.layer["vjp"],
             "layer_gbar": self.layer["gbar"],
             "layer_shapes": self._layer_shapes(),
@@ -274,6 +273,10 @@ class VanillaRNN(Problem):
             ],
             "q": self._quantities(),
         }
+
+    def stated(self) -> dict[str, Any]:
+        """The steps of the two routes the key names (``derive.verify.routes``)."""
+        return {"cs_step": COMPLEX_STEP, "cd_step": CENTRAL_STEP}
 
     def _layer_shapes(self) -> list[tuple]:
         x, y = sp.MatrixSymbol("x", d, 1), sp.MatrixSymbol("y", n, 1)
