@@ -93,6 +93,16 @@ def problems() -> dict:
     return {key: get_problem(key) for key in REGISTRY}
 
 
+@pytest.fixture(scope="module")
+def problem(request, problems):
+    """The default instance of the problem a test module names in ``PROBLEM``, derived and
+    checked once per session (shared with every generic test)."""
+    key = getattr(request.module, "PROBLEM", None)
+    if key is None:
+        raise pytest.UsageError(f"{request.module.__name__} uses `problem` but sets no PROBLEM")
+    return problems[key]
+
+
 @pytest.fixture(scope="session")
 def bundled_keys(tmp_path_factory) -> Path:
     """Every bundled set's answer key, built once as LaTeX into ``<folder>/<set id>/``.
@@ -145,6 +155,16 @@ problems = ["momentum"]
 [vary.momentum]
 beta = ["0.5", "0.6", "0.7", "0.8", "0.9"]
 """
+
+#: Set-file lines drawing versions of two problems (eigen_power and cnn_params).
+VARY = (
+    'problems = ["eigen_power", "cnn_params"]\n'
+    "[vary.eigen_power]\nn = { min = 10, max = 40 }\n"
+    'W = { eigenvalues = [{ min = "0.1", max = "0.5", step = "0.1" },'
+    ' { min = "0.6", max = "1.4", step = "0.2" }] }\n'
+    "[vary.cnn_params]\n"
+    'layers = [["conv3-16", "maxpool2", "fc-10"], ["conv3-32", "maxpool2", "fc-10"]]\n'
+)
 
 
 def set_file(tmp_path, body: str, head: str = HEAD, name: str = "mine.toml"):

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import HEAD, OLD
+from conftest import HEAD, OLD, VARY
 from conftest import set_file as _write
 
 from derive.cli import main
@@ -149,15 +149,6 @@ PINNED = {
 }
 
 
-#: tests/test_sets.py's VARY.
-VARY = (
-    'problems = ["eigen_power", "cnn_params"]\n'
-    "[vary.eigen_power]\nn = { min = 10, max = 40 }\n"
-    'W = { eigenvalues = [{ min = "0.1", max = "0.5", step = "0.1" },'
-    ' { min = "0.6", max = "1.4", step = "0.2" }] }\n'
-    "[vary.cnn_params]\n"
-    'layers = [["conv3-16", "maxpool2", "fc-10"], ["conv3-32", "maxpool2", "fc-10"]]\n'
-)
 
 
 def test_draws_without_collisions_are_those_of_before() -> None:

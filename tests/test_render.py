@@ -5,6 +5,7 @@ from __future__ import annotations
 import jinja2
 import pytest
 import sympy as sp
+from conftest import key_pdf_text
 
 from derive.engine.cell import bar, timed
 from derive.errors import InputError
@@ -20,6 +21,13 @@ def test_every_problem_template_renders(problem_key, problems):
     assert problems[problem_key].title.split()[0] in out
     assert out.count("\\section*{Problem 1") == 1  # the question holds the one heading
     assert "\\begin{longtable}" in out  # the evidence table is there
+    assert "FAIL" not in out
+
+
+def test_every_problem_key_compiles_with_passing_evidence(problem_key, problems, tmp_path):
+    text = key_pdf_text(problems[problem_key], tmp_path)
+    assert problems[problem_key].title.split()[0] in text
+    assert "pass" in text and "FAIL" not in text
 
 
 @pytest.mark.parametrize("set_id", list(bundled()))

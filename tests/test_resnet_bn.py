@@ -31,12 +31,8 @@ from derive.problems.resnet_bn import (
     skip_term,
 )
 
-
-@pytest.fixture(scope="module")
-def problem() -> ResnetBN:
-    p = ResnetBN()
-    p.checks  # noqa: B018  (derive and verify once for the module)
-    return p
+#: The problem the ``problem`` fixture (tests/conftest.py) gives, derived once per session.
+PROBLEM = "resnet_bn"
 
 
 # -- the reverse pass against the forward pass --------------------------------------------------

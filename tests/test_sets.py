@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import HEAD, OLD
+from conftest import HEAD, OLD, VARY
 from conftest import set_file as _write
 
 from derive.cli import main
@@ -211,14 +211,6 @@ def test_handout_of_a_custom_set_has_no_solution(tmp_path: Path):
 
 
 # -- variants ------------------------------------------------------------------------------------
-VARY = (
-    'problems = ["eigen_power", "cnn_params"]\n'
-    "[vary.eigen_power]\nn = { min = 10, max = 40 }\n"
-    'W = { eigenvalues = [{ min = "0.1", max = "0.5", step = "0.1" },'
-    ' { min = "0.6", max = "1.4", step = "0.2" }] }\n'
-    "[vary.cnn_params]\n"
-    'layers = [["conv3-16", "maxpool2", "fc-10"], ["conv3-32", "maxpool2", "fc-10"]]\n'
-)
 
 
 def test_variants_are_distinct_verified_and_indexed(tmp_path: Path):

@@ -21,13 +21,8 @@ from derive.problems.vanilla_rnn.values import Values, evaluate
 from derive.render.latex import Notation, tex
 from derive.verify import Check
 
-
-@pytest.fixture(scope="module")
-def problem() -> VanillaRNN:
-    """The default problem (T = 3), derived and checked once."""
-    p = VanillaRNN()
-    assert p.checks  # run the checks once, here
-    return p
+#: The problem the ``problem`` fixture (tests/conftest.py) gives, derived once per session.
+PROBLEM = "vanilla_rnn"
 
 
 def autograd_gradient(seq) -> np.ndarray:

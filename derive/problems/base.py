@@ -46,6 +46,8 @@ class Problem(ABC):
     title: ClassVar[str]
     #: Parameters a set file may give (each defaults to the handout's value).
     PARAMS: ClassVar[tuple[Param, ...]] = ()
+    #: The templates' name when they serve more problems than this one (else the key).
+    TEMPLATE: ClassVar[str | None] = None
     #: Names of the symbols the problem prints through the set's notation.
     SYMBOLS: ClassVar[tuple[str, ...]] = ()
     #: Part headings a set file may rename (``[labels.<key>]``) to follow its handout's
@@ -122,11 +124,13 @@ class Problem(ABC):
 
     @property
     def template(self) -> str:
-        return f"problems/{self.key}.tex.j2"
+        """The solution's template, ``templates/problems/<TEMPLATE or key>.tex.j2``."""
+        return f"problems/{self.TEMPLATE or self.key}.tex.j2"
 
     @property
     def question_template(self) -> str:
-        return f"problems/{self.key}.question.tex.j2"
+        """The question's template, ``<TEMPLATE or key>.question.tex.j2`` beside it."""
+        return f"problems/{self.TEMPLATE or self.key}.question.tex.j2"
 
 
 def json_number(v: Any) -> Any:

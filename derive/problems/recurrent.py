@@ -66,8 +66,8 @@ class RecurrentProblem(Problem):
     CELL: ClassVar[CellSpec]
     #: Besides the cell's own: the number of steps and the vector sizes.
     SYMBOLS = ("T", "n_h", "n_x")
-    #: The templates (``templates/problems/<TEMPLATE>.tex.j2`` and ``.question.tex.j2``).
-    TEMPLATE: ClassVar[str] = "recurrent"
+    #: One pair of templates serves every cell (``recurrent.tex.j2``, ``.question.tex.j2``).
+    TEMPLATE: ClassVar[str | None] = "recurrent"
     #: What the question calls the cell ("gated recurrent unit").
     NOUN: ClassVar[str] = "recurrent cell"
     #: What the question calls each assigned variable, in order ("an update gate", ...).
@@ -92,14 +92,6 @@ class RecurrentProblem(Problem):
     def make_cell(self, biases: bool) -> Cell:
         """The cell built from ``CELL``; ``biases`` adds bias vectors (the vector form)."""
         return self.CELL.build(biases)
-
-    @property
-    def template(self) -> str:
-        return f"problems/{self.TEMPLATE}.tex.j2"
-
-    @property
-    def question_template(self) -> str:
-        return f"problems/{self.TEMPLATE}.question.tex.j2"
 
     @cached_property
     def cell(self) -> Cell:
