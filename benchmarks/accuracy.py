@@ -1,4 +1,4 @@
-"""4. Verification quality: the derived LSTM gradients against references, by derive.gradcheck.
+"""4. Verification quality: the derived LSTM gradients against derive.verify.gradcheck.
 
 For each case, every adjoint (every variable and input at every step, every parameter, the
 initial states) is compared with a complex step of the forward pass and with a 60-digit
@@ -18,9 +18,18 @@ import numpy as np
 from benchmarks.config import Config
 from benchmarks.peers import WEIGHTS, Sequences, jax_gradient, why_missing
 from benchmarks.timing import NO_TARGET, Row, at_most, missing
-from derive.gradcheck import METHODS, Case, Data, check_case, derived, make_data, probes, reference
 from derive.problems.lstm import LSTM
 from derive.verify import rel_error
+from derive.verify.gradcheck import (
+    METHODS,
+    Case,
+    Data,
+    check_case,
+    derived,
+    make_data,
+    probes,
+    reference,
+)
 
 #: Targets: the key's own tolerances for mild weights; the row names say what is compared.
 TARGETS = {m: METHODS[m] for m in ("complex step", "float64 vs mpmath", "mpmath 50 digits")}

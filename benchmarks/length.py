@@ -12,8 +12,8 @@ from sympy.core.cache import clear_cache
 
 from benchmarks.config import Config
 from benchmarks.timing import Row, at_most, median, timed
-from derive.gradcheck import Case
 from derive.problems.lstm import LSTM
+from derive.verify.gradcheck import Case
 
 TARGET = 1.2
 SEED = 1

@@ -14,8 +14,8 @@ from benchmarks import variants
 from benchmarks.config import Config
 from benchmarks.gradient import DeriveGradient
 from benchmarks.peers import make_sequences
-from derive.gradcheck import Case
 from derive.problems.lstm import LSTM
+from derive.verify.gradcheck import Case
 
 
 def write_profiles(folder: Path, cfg: Config) -> list[Path]:

@@ -33,9 +33,9 @@ from derive.engine.functions import sigma
 from derive.engine.numeric import ScalarSweep, VectorSweep, forward
 from derive.engine.vector import VectorAdjoints
 from derive.errors import InputError
-from derive.gradcheck import Case, check_case, gradient_checks
 from derive.problems.gru import gru_cell
 from derive.problems.lstm import WEIGHTS, lstm_cell
+from derive.verify.gradcheck import Case, check_case, gradient_checks
 
 LSTM = lstm_cell()
 

@@ -30,10 +30,10 @@ from derive.engine.cell import Cell
 from derive.engine.functions import sigma
 from derive.engine.native import NativeGradient, NativeUnavailable, native_gradient
 from derive.engine.numeric import forward, sweep_for
-from derive.gradcheck import METHODS, SATURATED, Case, make_data, probes, reference
 from derive.problems.gru import gru_cell
 from derive.problems.lstm import lstm_cell
 from derive.verify import rel_error
+from derive.verify.gradcheck import METHODS, SATURATED, Case, make_data, probes, reference
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler")
 
@@ -73,7 +73,7 @@ def minimal_cell() -> Cell:
 
 
 def random_data(cell: Cell, steps: int, scale: float, seed: int, batch: int | None = None):
-    """Weights uniform in [-scale, scale] (as derive.gradcheck), inputs, initial states and
+    """Weights uniform in [-scale, scale] (as derive.verify.gradcheck), inputs, initial states and
     loss weights normal; one sequence as lists (what derive grad reads), a batch as (T, B)."""
     rng = np.random.default_rng(seed)
     params = {p.name: float(rng.uniform(-scale, scale)) for p in cell.params}
@@ -186,7 +186,7 @@ def test_bad_shapes_are_refused() -> None:
 @pytest.mark.parametrize("name", list(CELLS))
 def test_complex_step_reference(name: str, scale: float) -> None:
     """Every adjoint at every step, the gradients and the initial adjoints against the
-    complex-step derivative of the forward pass (derive.gradcheck: no derived equation)."""
+    complex-step derivative of the forward pass (derive.verify.gradcheck: no derived equation)."""
     cell, case = CELLS[name], Case(20, scale=scale, seed=41)
     data = make_data(cell, case)
     plist = probes(cell, case, data)

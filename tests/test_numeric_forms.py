@@ -23,7 +23,10 @@ from derive.engine.cell import Cell
 from derive.engine.functions import FUNCTIONS, sigma
 from derive.engine.numeric import ScalarSweep, forward, loss, stable_forms
 from derive.errors import InputError
-from derive.gradcheck import (
+from derive.problems.gru import gru_cell
+from derive.problems.lstm import lstm_cell
+from derive.verify import rel_error
+from derive.verify.gradcheck import (
     EXHAUSTIVE_T,
     Case,
     _error,
@@ -34,9 +37,6 @@ from derive.gradcheck import (
     probes,
     reference,
 )
-from derive.problems.gru import gru_cell
-from derive.problems.lstm import lstm_cell
-from derive.verify import rel_error
 
 LSTM = lstm_cell()
 GRU = gru_cell()

@@ -22,8 +22,8 @@ from derive.engine.native import native_gradient, program
 from derive.engine.numeric import ScalarSweep, VectorSweep, forward
 from derive.engine.vector import VectorAdjoints, at_absolute_step, n_h
 from derive.errors import InputError
-from derive.gradcheck import Case, check_case
 from derive.render.latex import Notation, tex
+from derive.verify.gradcheck import Case, check_case
 
 PLAIN = ("x", "c", "c_prev", "g", "w_gx", "w_gc", "w_cx", "b_g")
 #: The same cell's symbols under names the old encoding forbade.

@@ -23,12 +23,12 @@ from conftest import key_pdf_text, key_tex
 
 from derive.cli import main
 from derive.errors import InputError
-from derive.gradcheck import SATURATED, Case
 from derive.problems.gru import GRU
 from derive.problems.lstm import LSTM, WEIGHTS
 from derive.render.numbers import sig6
 from derive.sets import parse_set
 from derive.verify import Check
+from derive.verify.gradcheck import SATURATED, Case
 
 #: A three-step LSTM example as a set file gives it (TOML decimals arrive as Decimal).
 LSTM_EXAMPLE = {

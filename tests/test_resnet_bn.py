@@ -9,8 +9,9 @@ import pytest
 import sympy as sp
 from conftest import key_pdf_text, key_tex
 
-from derive import bnstack
-from derive.bnstack import (
+from derive.errors import InputError
+from derive.instances import bnstack
+from derive.instances.bnstack import (
     block_forward,
     bn_fwd,
     bn_vjp,
@@ -19,7 +20,6 @@ from derive.bnstack import (
     make_instance,
     measure,
 )
-from derive.errors import InputError
 from derive.problems import resnet_bn
 from derive.problems.resnet_bn import (
     ORDERINGS,

@@ -21,10 +21,10 @@ import sympy as sp
 from derive.engine.cell import Cell, bar, loss_grad, t, timed
 from derive.engine.functions import sigma
 from derive.engine.spec import CellSpec
-from derive.gradcheck import Case, backward_map_by_probes, make_data, probes, reference
 from derive.problems.base import Result
 from derive.problems.recurrent import RecurrentProblem, scalar_data
 from derive.verify import Claim
+from derive.verify.gradcheck import Case, backward_map_by_probes, make_data, probes, reference
 
 GATES = ("i", "f", "o", "g")
 WEIGHTS = tuple(f"w_{g}{s}" for g in GATES for s in ("x", "h"))

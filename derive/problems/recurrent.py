@@ -31,7 +31,10 @@ from derive.engine.spec import CellSpec
 from derive.engine.vector import VectorAdjoints, at_absolute_step
 from derive.example import parse_example
 from derive.example_run import SATURATION, ExampleRun, float_matrix
-from derive.gradcheck import (
+from derive.params import Param, Raw
+from derive.problems.base import Problem, Result
+from derive.verify import Check, Claim, rel_error
+from derive.verify.gradcheck import (
     METHODS,
     SATURATED,
     Case,
@@ -39,9 +42,6 @@ from derive.gradcheck import (
     gradient_claims,
     make_data,
 )
-from derive.params import Param, Raw
-from derive.problems.base import Problem, Result
-from derive.verify import Check, Claim, rel_error
 from derive.verify.routes import DERIVED_DPS, REFERENCE_DPS
 
 #: A group of claims as the key prints it: its heading and its claims.

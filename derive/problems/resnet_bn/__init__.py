@@ -24,7 +24,7 @@ loss ℓ = Σ R ⊙ X_L with a fixed random R.  The gain is
 for ordering k, computed by a hand-written reverse pass.  ``grad_norm_ratio`` is
 G_2(L_max) / G_1(L_max); ``easier`` is the ordering whose log10 G varies least over the
 depths.  The reverse pass is checked against complex steps and central differences of the
-forward pass (``claims``); the stack itself is simulated by ``derive.bnstack``.
+forward pass (``claims``); the stack itself is simulated by ``derive.instances.bnstack``.
 """
 
 from derive.problems.resnet_bn.decision import easier_ordering, growth, log_range

@@ -1,8 +1,8 @@
 """The claims of resnet_bn and the routes that check them.
 
 The reverse pass meets complex steps and central differences of the forward pass
-(``derive.bnstack``, through ``derive.verify.routes``) on a small instance and at full size;
-the skip terms meet SymPy's Jacobians of explicit blocks; the decision meets the
+(``derive.instances.bnstack``, through ``derive.verify.routes``) on a small instance and
+at full size; the skip terms meet SymPy's Jacobians of explicit blocks; the decision meets the
 structural argument and other seeds.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sympy as sp
 
-from derive.bnstack import (
+from derive.instances.bnstack import (
     Instance,
     block_forward,
     central_difference,

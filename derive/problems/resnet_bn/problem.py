@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from derive.bnstack import EPS, Instance, make_instance, measure
 from derive.errors import InputError
+from derive.instances.bnstack import EPS, Instance, make_instance, measure
 from derive.params import Custom, Int, Param, show
 from derive.problems.base import Problem, Result
 from derive.problems.resnet_bn import claims

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from derive.bnstack import VJP
+from derive.instances.bnstack import VJP
 
 #: The two blocks of the handout's figure, in its order, as operations applied to the block
 #: input x one after the other; ``add`` adds x itself (the skip connection).
