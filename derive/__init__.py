@@ -5,8 +5,13 @@ The library surface:
 * ``REGISTRY`` and ``get_problem``: the problems; each has ``results`` (SymPy objects by
   stable key) and ``checks`` (the verification evidence);
 * ``bundled`` and ``get_set``: the problem sets;
-* ``Cell``, ``Adjoints``, ``VectorAdjoints``: the engine (a recurrent cell as data, and its
-  backprop-through-time equations in scalar and matrix form);
+* ``CellSpec`` (a recurrent cell as names and equations), ``Cell``, ``Adjoints``,
+  ``VectorAdjoints``: the engine (a cell as data, and its backprop-through-time equations
+  in scalar and matrix form); ``RecurrentProblem`` turns a ``CellSpec`` into a problem;
+* ``FUNCTIONS`` and ``Elementwise``: the registry of elementwise functions (add one with
+  ``derive.engine.functions.register``);
+* ``Claim``: a claim about a result; ``derive.verify.verify`` checks a problem's claims
+  by the routes of ``derive.verify.routes``;
 * ``forward``, ``ScalarSweep``, ``VectorSweep``: numbers from a cell and from its derived
   equations (what ``derive grad`` runs).
 """
@@ -24,6 +29,11 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Adjoints": "derive.engine.adjoint",
     "Cell": "derive.engine.cell",
+    "CellSpec": "derive.engine.spec",
+    "Claim": "derive.verify.claims",
+    "Elementwise": "derive.engine.functions",
+    "FUNCTIONS": "derive.engine.functions",
+    "RecurrentProblem": "derive.problems.recurrent",
     "REGISTRY": "derive.problems",
     "ScalarSweep": "derive.engine.numeric",
     "VectorAdjoints": "derive.engine.vector",

@@ -64,3 +64,16 @@ def test_readme_lists_every_problem_and_parameter():
         assert row, key
         for param in cls.PARAMS:
             assert f"`{param.name}`" in row, (key, param.name)
+
+
+def test_readme_library_example_runs_and_its_cell_checks_out():
+    # The README's library block is run as written: a cell defined as data derives and
+    # passes every check, and the bundled LSTM's results are what the comments say.
+    block = re.search(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    namespace: dict = {}
+    exec(compile(block.group(1), "README.md", "exec"), namespace)  # our own text, not input
+    mgu = namespace["mgu"]
+    assert "f_bar" in mgu.results and mgu.checks
+    assert all(c.passed for c in mgu.checks)
+    assert {"complex step", "central difference", "mpmath 50 digits"} <= {
+        c.method for c in mgu.checks}

@@ -1,8 +1,18 @@
-"""What every problem provides: derived results, checks, and data for its template.
+"""What every problem provides: its model, its derivation, its claims.
 
-A problem is one module under ``derive/problems/`` with one class registered in
-``derive/problems/__init__.py`` and one template ``templates/problems/<key>.tex.j2``; the
-registry key, module, template and test id are the same snake_case noun.
+A problem is a class registered in ``derive/problems/__init__.py`` (a module, or a package
+when it needs more than a few hundred lines) that states three things and nothing else:
+
+* its **model** and parameters (``PARAMS``, parsed by ``derive.params``);
+* its **derivation**, ``derive()``: every result by a stable key (the JSON export's keys);
+* its **claims**, ``claims()``: for each result, the independent route that checks it
+  (``derive.verify.routes``), on which sizes, to which tolerance.
+
+What every problem needs comes from shared parts: ``verify()`` runs the claims through
+``derive.verify.verify`` (a claim about a key that is not a result is an error); the
+template ``templates/problems/<TEMPLATE or key>.tex.j2`` and its ``.question.tex.j2``
+typeset ``context()``, which only arranges results; ``derive.render`` does every piece of
+presentation.  A problem imports no other problem and nothing of the renderer.
 """
 
 from __future__ import annotations
