@@ -144,6 +144,10 @@ def field_results(p: PixelCNNMDRNN) -> dict[str, Result]:
                 "table": p.field_table(),
             },
         ),
+        # How many rows above the pixel the field reaches (the key prints it, fitted).
+        "pixelcnn_field_rows": Result(
+            "pixelcnn_field_rows", readable(ff["rows"]), value=str(ff["rows"])
+        ),
         "pixelcnn_blind_spot": Result(
             "pixelcnn_blind_spot",
             readable(sp.factor(ff["blind"])),
