@@ -53,6 +53,11 @@ def field_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
         lambda: sum(_small_fields("BB", lambda f, q: q not in f)),
     )
     yield Claim.measured("pixelcnn_blind_spot", ADJOINT, deep, blind, 0.0)
+    yield from _context_claims(p)
+
+
+def _context_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
+    """The MDRNN's context and the earlier pixels it misses, by the adjoint recursion."""
     ctx, missed = _context_errors(p)
     yield Claim.measured(
         "mdrnn_context", CONTEXT, "H, W = 1..6, every pixel, d = 1, 3; the figure", ctx, 0.0
