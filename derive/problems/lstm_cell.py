@@ -327,7 +327,6 @@ class LSTMCell(Problem):
             "equations": given["equations"],
             "signs": [(q[n], row[0], bool(row[1]), *row[2:])
                       for n, row in zip(FIGURE, r["sign_table"].expr, strict=True)],
-            "sampling": reference.SAMPLING,
             "vjp": terms.vjp_parts(*self.vjp, self.weights),
             "jac": terms.jacobian_parts(self.jacobian),
             "limit_subs": list(self.limit.items()),
