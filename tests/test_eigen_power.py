@@ -229,3 +229,35 @@ def test_ill_conditioned_stated_decompositions_are_judged_right():
 def test_nilpotent_and_defective_matrices_are_refused(w):
     with pytest.raises(InputError, match=r"params\.eigen_power\.W: .* not diagonalizable"):
         EigenPower.from_params({"W": w})
+
+
+@pytest.mark.parametrize(
+    ("w", "zero", "shrinks", "decimals"),
+    [
+        ([[0, 0], [0, 0]], True, True, True),
+        ([["0.58", "0.24"], ["0.24", "0.72"]], False, True, True),  # the handout's: rho 0.9
+        ([[1, 0], [0, "1/2"]], False, False, True),  # rho = 1 exactly: does not shrink
+        ([["1/3", 0], [0, "1/2"]], False, True, False),
+    ],
+)
+def test_what_the_key_says_of_the_power(w, zero, shrinks, decimals):
+    p = EigenPower.from_params({"W": w})
+    got = tuple(p.results[k].value for k in ("power_zero", "power_shrinks", "terminating"))
+    assert got == (zero, shrinks, decimals)
+    assert all(c.passed for c in p.checks)
+
+
+class Misstated(EigenPower):
+    """Says W^n is zero, does not shrink and has no terminating decimals: all three wrong."""
+
+    def derive(self):
+        out = super().derive()
+        for key in ("power_zero", "power_shrinks", "terminating"):
+            flipped = not out[key].value
+            out[key] = type(out[key])(key, sp.true if flipped else sp.false, value=flipped)
+        return out
+
+
+def test_misstated_power_facts_are_caught():
+    failed = {c.claim for c in Misstated().checks if not c.passed}
+    assert failed == {"power_zero", "power_shrinks", "terminating"}

@@ -23,9 +23,11 @@ from derive.engine.jacobian import Diag
 from derive.engine.vector import n_h
 from derive.errors import InputError
 from derive.instances.lstm_step import StepData, evaluate, step_env
+from derive.intervals import Range, _power, ranges
 from derive.matrix_terms import jacobian_parts
-from derive.problems.lstm_cell import LSTMCell, Range, _power, ranges
+from derive.problems.lstm_cell import LSTMCell
 from derive.render.latex import Notation
+from derive.render.numbers import sig3
 from derive.verify import Check
 
 LMU = Notation(symbols={"c": "C", "g": "\\tilde{C}"}, time="subscript")
@@ -123,7 +125,7 @@ def test_limit_is_the_identity(problem):
     assert r.expr == sp.Identity(n_h)
     assert r.value == "identity"
     run = problem.saturated_run
-    assert 0 < run["gate_gap"] < 1e-9  # saturated, yet not rounded to exactly 1 and 0
+    assert 0 < problem.results["gate_gap"].value < 1e-9  # saturated, not rounded to 1 and 0
     assert run["complex_step"] < 1e-9 and run["derived_product"] < 1e-9
 
 
@@ -137,6 +139,17 @@ def test_only_the_gates_are_always_positive(problem):
     for kind in ("float64", "mpmath"):
         seen = {n: positive for n, (positive, _) in problem.samples[kind].items()}
         assert seen == {"f": True, "i": True, "o": True, "g": False, "c": False, "h": False}
+
+
+def test_sign_table_is_a_result_the_key_prints(problem):
+    # The table's ranges, decisions and minima are the result's; the minima print as numbers
+    # (an mpmath gate far below float64's smallest number keeps its exponent).
+    table = problem.results["sign_table"]
+    assert [row["positive"] for row in table.value.values()] == [True] * 3 + [False] * 3
+    gate = table.expr[0][3]
+    assert 0 < gate < sp.Float("1e-400")
+    out = _render_problem(problem, LMU)
+    assert sig3(gate) in out and "\\times 10^{-" in sig3(gate)
 
 
 def test_interval_arithmetic_on_a_small_cell():
@@ -176,7 +189,10 @@ def test_interval_arithmetic_names_a_missing_rule():
 def test_every_check_passes_and_every_result_has_one(problem):
     failed = [(c.claim, c.method, c.max_rel_error) for c in problem.checks if not c.passed]
     assert not failed
-    assert set(problem.results) == {"dC_dCprev", "J_ones", "dC_dCk_f1_i0", "positive"}
+    assert set(problem.results) == {
+        "dC_dCprev", "J_ones", "dC_dCk_f1_i0", "positive", "sign_table", "gate_gap",
+        "printed_formula_error",
+    }
     assert set(problem.results) <= {c.claim for c in problem.checks}
     tolerances = {c.method.split(":")[0]: c.tolerance for c in problem.checks}
     assert tolerances["complex step"] == 1e-12 and tolerances["central difference"] == 1e-6

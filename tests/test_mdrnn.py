@@ -120,6 +120,18 @@ class ZeroBasedOffByOne(MDRNN):
         return {**out, "zero_based_schedule": Result("zero_based_schedule", i + j)}
 
 
+class NeighboursSwapped(MDRNN):
+    """Writes the neighbours' steps as the square's own, and the last square from 1."""
+
+    def _step_results(self):
+        out = super()._step_results()
+        return {
+            **out,
+            "neighbour_steps": Result("neighbour_steps", sp.Tuple(i + j - 1, i + j - 1)),
+            "last_zero_square": Result("last_zero_square", sp.Tuple(G, G)),
+        }
+
+
 def test_wrong_claims_are_caught():
     failed = {c.claim for c in SampleCount().checks if not c.passed}
     assert "num_ops" in failed
@@ -133,12 +145,17 @@ def test_wrong_claims_are_caught():
     assert {"weight_terms", "num_ops"} <= failed
     failed = {c.claim for c in ZeroBasedOffByOne().checks if not c.passed}
     assert failed == {"zero_based_schedule"}
+    failed = {c.claim for c in NeighboursSwapped().checks if not c.passed}
+    assert failed == {"neighbour_steps", "last_zero_square"}
 
 
 def test_zero_based_schedule_and_terms(problem):
     r = problem.results
-    # By hand: counted from 0, square (i, j) is at step i + j + 1.
+    # By hand: counted from 0, square (i, j) is at step i + j + 1, the last is (G-1, G-1);
+    # the west and north neighbours of (i, j) are at step i + j - 2.
     assert same(r["zero_based_schedule"].expr, i + j + 1)
+    assert all(same(e, G - 1) for e in r["last_zero_square"].expr)
+    assert all(same(e, i + j - 2) for e in r["neighbour_steps"].expr)
     rows = dict(zip(("W_in", "W_W", "W_N"), r["weight_terms"].expr, strict=True))
     # By hand: W_W (H x H) costs H(2H - 1) and is used by the G(G - 1) squares off column 1.
     assert tuple(rows["W_W"][:2]) == (H, H)

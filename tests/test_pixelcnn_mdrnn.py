@@ -76,6 +76,7 @@ def test_receptive_field_and_blind_spot(problem):
     # d: (3d^2 + 5d)/2 pixels; row -a misses d - a columns at the right: d(d - 1)/2.
     assert same(r["pixelcnn_receptive_field"].expr, (3 * d**2 + 5 * d) / 2)
     assert same(r["pixelcnn_blind_spot"].expr, d * (d - 1) / 2)
+    assert same(r["pixelcnn_field_rows"].expr, d)  # one row up per layer
     table = r["pixelcnn_receptive_field"].value["table"]
     assert [row_[2] for row_ in table] == [0, 1, 3, 6]
     assert r["pixelcnn_blind_spot"].value["cells"] == [
@@ -131,8 +132,8 @@ def test_wrong_claims_are_caught():
 
 
 class Misprinted(PixelCNNMDRNN):
-    """Prints one more MDRNN connection at the example, one more unit in the figure and a
-    blind spot from the first layer on."""
+    """Prints one more MDRNN connection at the example, one more unit in the figure, a
+    blind spot from the first layer on and a field one row higher."""
 
     def derive(self):
         out = super().derive()
@@ -146,6 +147,7 @@ class Misprinted(PixelCNNMDRNN):
         out["pixelcnn_blind_spot"] = Result(
             blind.key, blind.expr, value={**blind.value, "from_layers": 1}
         )
+        out["pixelcnn_field_rows"] = Result("pixelcnn_field_rows", d + 1)
         return out
 
 
@@ -163,7 +165,9 @@ def test_printed_numbers_are_checked(problem):
     assert same(s_b_sym - s_a_sym, H * W)
     assert r["pixelcnn_small_images"].value["wrong"] <= r["pixelcnn_small_images"].value["sizes"]
     failed = {ch.claim for ch in Misprinted().checks if not ch.passed}
-    assert failed == {"example_comparison", "activations", "pixelcnn_blind_spot"}
+    assert failed == {
+        "example_comparison", "activations", "pixelcnn_blind_spot", "pixelcnn_field_rows"
+    }
 
 
 def test_connections_row_by_row_match_the_mask_arrays():

@@ -7,6 +7,7 @@ The problems come from ``derive.problems.REGISTRY`` through ``problem_key`` and
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 import mpmath
@@ -46,28 +47,43 @@ def test_checks_use_independent_methods(recurrent_key, problems):
 
 
 # -- every number the key prints is a result's ---------------------------------------------------
-def _numbers(value, out: list) -> list:
+def _numbers(value, out: list, texts: list | None = None) -> list:
     """Every number and truth value in ``value``, walking dicts, lists, tuples, sets and
-    matrices (a result or evidence row counts as a whole: it is a result's)."""
-    if isinstance(value, Result | Check | str) or value is None:
+    matrices (a result or evidence row counts as a whole: it is a result's); the strings
+    met go to ``texts`` when it is given."""
+    if isinstance(value, Result | Check) or value is None:
         return out
-    if isinstance(value, bool | np.bool_ | sp.logic.boolalg.BooleanAtom):
+    if isinstance(value, str):
+        if texts is not None:
+            texts.append(value)
+    elif isinstance(value, bool | np.bool_ | sp.logic.boolalg.BooleanAtom):
         out.append(bool(value))
     elif isinstance(value, int | float | Fraction | np.number | mpmath.mpf):
         out.append(value)
     elif isinstance(value, sp.MatrixBase | sp.Tuple):
         for v in value:
-            _numbers(v, out)
+            _numbers(v, out, texts)
     elif isinstance(value, sp.Basic):
         if value.is_number:
             out.append(value)
     elif isinstance(value, dict):
         for v in value.values():
-            _numbers(v, out)
+            _numbers(v, out, texts)
     elif isinstance(value, list | tuple | set | frozenset):
         for v in value:
-            _numbers(v, out)
+            _numbers(v, out, texts)
     return out
+
+
+#: A number written in a string: digits with an optional sign, decimals and exponent, not
+#: part of a name (no letter, digit, underscore or point right before or after it: the 1
+#: of h_1, the 3 of T3 and of 3x3 are not read as numbers).
+NUMBER_TEXT = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+def _written(text: str) -> list:
+    """The numbers written in ``text`` (ints, or floats when a point or exponent shows)."""
+    return [float(n) if any(c in n for c in ".eE") else int(n) for n in NUMBER_TEXT.findall(text)]
 
 
 def _same(value) -> tuple:
@@ -85,22 +101,28 @@ def _same(value) -> tuple:
 def unbacked_numbers(problem) -> list:
     """Numbers and truth values in ``problem.context()`` that are neither an element of a
     result (its expression or its value), nor a claim's measured error (evidence the prose
-    may quote), nor a parameter, nor a number the question or ``stated()`` gives."""
-    known = [c.max_rel_error for c in problem.checks]
+    may quote), nor a parameter, nor a number the question or ``stated()`` gives.
+
+    A string counts too (a number formatted before the template): every number written in
+    it must be such a number, unless the string is a result's own text or an evidence row's
+    method or sizes (both are read whole, as the JSON and the evidence table print them).
+    """
+    known, held = [c.max_rel_error for c in problem.checks], []
     for r in problem.results.values():
-        _numbers([r.expr, r.lhs, r.value], known)
+        _numbers([r.expr, r.lhs, r.value], known, held)
     _numbers([type(problem).parse_params({}), problem.question_data(), problem.stated()], known)
     backed = {_same(v) for v in known}
+    whole = {*held, *(text for c in problem.checks for text in (c.method, c.sizes))}
     context = {k: v for k, v in problem.context().items() if k not in ("results", "checks")}
-    return [v for v in _numbers(context, []) if _same(v) not in backed]
+    texts: list[str] = []
+    found = _numbers(context, [], texts)
+    found += [n for text in texts if text not in whole for n in _written(text)]
+    return [v for v in found if _same(v) not in backed]
 
 
 #: Problems whose context() still computes numbers the key prints (strict: the mark fails
 #: as soon as the problem is fixed, so it cannot outlive the leftover).
-UNBACKED = {
-    "lstm_cell": "the saturated run's errors and gate gap, the row-sum and printed errors "
-    "and the sign figure's positivity are computed outside derive()",
-}
+UNBACKED: dict[str, str] = {}
 
 
 def test_context_prints_only_results(problem_key, problems, request):
@@ -119,3 +141,17 @@ def test_unbacked_numbers_are_found(problems):
             return {**super().context(), "extra": [{"x": (0.123456789,)}]}
 
     assert unbacked_numbers(Computed()) == [0.123456789]
+
+
+def test_preformatted_numbers_are_found(problems):
+    # A number formatted in context() is caught in its string; names with digits, texts of
+    # a result and the evidence's own texts are not numbers the key computed.
+    p = problems["momentum"]
+    evidence = p.checks[0].sizes
+
+    class Formatted(type(p)):
+        def context(self):
+            extra = ["x = 0.123456789 and 1.2\\times 10^{-7}", "h_1, T3, 3x3", evidence]
+            return {**super().context(), "extra": extra}
+
+    assert unbacked_numbers(Formatted()) == [0.123456789, 1.2, -7]

@@ -172,15 +172,15 @@ def jacobian_errors(jac: sp.MatrixExpr, cases=JACOBIAN_CASES) -> dict[str, float
     return worst
 
 
-def row_sum_errors(row_sums: sp.MatrixExpr, printed: sp.MatrixExpr,
-                   cases=JACOBIAN_CASES) -> dict[str, float]:
+def row_sum_errors(row_sums: sp.MatrixExpr, printed: sp.MatrixExpr, cases=JACOBIAN_CASES,
+                   method: str = "complex step") -> dict[str, float]:
     """``row_sums`` (a derived J 1) and ``printed`` (the handout's formula) against the row
-    sums of the complex-step Jacobian: the worst error of each, the smallest of ``printed``."""
+    sums of the Jacobian by ``method``: the worst error of each, the smallest of ``printed``."""
     out = {"row_sums": 0.0, "printed": 0.0, "printed_least": math.inf}
     for case in cases:
         data, c_prev, o_prev, x = random_step(case)
         env = step_env(data, c_prev, o_prev, x)
-        ones = step_jacobian(data, c_prev, o_prev, x, "complex step") @ np.ones_like(c_prev)
+        ones = step_jacobian(data, c_prev, o_prev, x, method) @ np.ones_like(c_prev)
         got = rel_error(evaluate(row_sums, env), ones)
         wrong = rel_error(evaluate(printed, env), ones)
         out["row_sums"] = max(out["row_sums"], got)
@@ -194,34 +194,54 @@ def row_sum_errors(row_sums: sp.MatrixExpr, printed: sp.MatrixExpr,
 SATURATING = {"f": 30.0, "i": -30.0}
 
 
-def saturated_run(one_step: sp.MatrixExpr, steps: int = 50) -> dict[str, Any]:
-    """Errors of dC_T/dC_k against I on a run with f near 1 and i near 0: by complex step
-    through the whole run, and as the product of the derived one-step Jacobian."""
+#: The saturated run: T steps, its sizes and seed.
+SATURATED_STEPS = 50
+SATURATED = f"T={SATURATED_STEPS}, n_h=4, n_x=3, b_f=30, b_i=-30, |W|<=0.5, seed 7"
+
+
+def saturated_instance(steps: int = SATURATED_STEPS) -> tuple[StepData, Any, Any, list]:
+    """Weights, C_0, o_0 and the inputs of the saturated run (n_h = 4, n_x = 3, seed 7)."""
     nh, nx = 4, 3
     rng = np.random.default_rng(7)
     data = random_step_data(rng, nh, nx, 0.5, bias=SATURATING)
     c0, o0 = rng.normal(size=(nh, 1)), rng.uniform(0, 1, (nh, 1))
-    xs = [rng.normal(size=(nx, 1)) for _ in range(steps)]
-    eye = np.eye(nh)
+    return data, c0, o0, [rng.normal(size=(nx, 1)) for _ in range(steps)]
+
+
+def gate_gap(steps: int = SATURATED_STEPS, digits: int | None = None) -> Any:
+    """max(1 - f, i) over the saturated run: in float64, or in mpmath at ``digits``."""
+    data, c, o, xs = saturated_instance(steps)
+    sig, tanh = _np_sigma, np.tanh
+    if digits is not None:
+        to_mp, sig, tanh = _mp_functions()
+        data, c, o, xs = _to_mp(data), to_mp(c), to_mp(o), [to_mp(x) for x in xs]
+    with mpmath.workdps(digits or mpmath.mp.dps):
+        gap = 0
+        for x in xs:
+            s = lstm_step(data, c, o, x, sig=sig, tanh=tanh)
+            gap = max(gap, np.max(1 - s["f"]), np.max(s["i"]))
+            c, o = s["c"], s["o"]
+    return gap if digits is not None else float(gap)
+
+
+def saturated_run(one_step: sp.MatrixExpr, steps: int = SATURATED_STEPS) -> dict[str, Any]:
+    """Errors of dC_T/dC_k against I on a run with f near 1 and i near 0: by complex step
+    through the whole run, and as the product of the derived one-step Jacobian."""
+    data, c0, o0, xs = saturated_instance(steps)
+    eye = np.eye(data.n_h)
     by_cs = max(
         float(np.max(np.abs(run_jacobian(data, c0, o0, xs, k) - eye)))
         for k in (0, steps // 2, steps - 1)
     )
-    product, gate_gap, c, o = eye, 0.0, c0, o0
+    product, c, o = eye, c0, o0
     for x in xs:
         env = step_env(data, c, o, x)
-        gate_gap = max(gate_gap, float(np.max(1 - env[("f", 0)])), float(np.max(env[("i", 0)])))
         product = evaluate(one_step, env) @ product
         c, o = env[("c", 0)], env[("o", 0)]
     return {
         "complex_step": by_cs,
         "derived_product": float(np.max(np.abs(product - eye))),
-        "gate_gap": gate_gap,
-        "steps": steps,
-        "sizes": (
-            f"T={steps}, n_h={nh}, n_x={nx}, b_f=30, b_i=-30, |W|<=0.5, seed 7; "
-            f"max(1-f, i) = {gate_gap:.1e}"
-        ),
+        "sizes": f"{SATURATED}; max(1-f, i) = {gate_gap(steps):.1e}",
     }
 
 
@@ -267,23 +287,30 @@ def sample_float() -> dict[str, mpmath.mpf]:
     return {n: mpmath.mpf(v) for n, v in low.items()}
 
 
+def _mp_functions():
+    """Elementwise mpmath conversion, σ and tanh for object arrays."""
+    to_mp = np.vectorize(mpmath.mpf, otypes=[object])
+    sig = np.vectorize(lambda z: 1 / (1 + mpmath.exp(-z)), otypes=[object])
+    return to_mp, sig, np.vectorize(mpmath.tanh, otypes=[object])
+
+
+def _to_mp(data: StepData) -> StepData:
+    to_mp = _mp_functions()[0]
+    return StepData({k: to_mp(v) for k, v in data.weights.items()},
+                    {k: to_mp(v) for k, v in data.biases.items()})
+
+
 def sample_mpmath() -> dict[str, mpmath.mpf]:
     """The smallest value of each figure quantity over random 30-digit steps."""
     # Large magnitudes push σ below float64's smallest number; mpmath's exponent does not
     # underflow, so a gate's sign is measured, not rounded to 0.
     rng = np.random.default_rng(12)
-    to_mp = np.vectorize(mpmath.mpf, otypes=[object])
-    sig = np.vectorize(lambda z: 1 / (1 + mpmath.exp(-z)), otypes=[object])
-    tanh = np.vectorize(mpmath.tanh, otypes=[object])
+    to_mp, sig, tanh = _mp_functions()
     low = {n: mpmath.inf for n in FIGURE}
     with mpmath.workdps(30):
         for scale in (1.0, 10.0, 100.0, 1000.0):
             data, c_prev, o_prev, x = _random_batch(rng, 40, 3, 2, scale)
-            mp = StepData(
-                {k: to_mp(v) for k, v in data.weights.items()},
-                {k: to_mp(v) for k, v in data.biases.items()},
-            )
-            s = lstm_step(mp, to_mp(c_prev), to_mp(o_prev), to_mp(x), sig=sig, tanh=tanh)
+            s = lstm_step(_to_mp(data), to_mp(c_prev), to_mp(o_prev), to_mp(x), sig=sig, tanh=tanh)
             for n in FIGURE:
                 low[n] = min(low[n], min(s[n].ravel()))
     return low

@@ -12,7 +12,8 @@ C_{t-1} to C_t part of one cell.  The engine names C̃ ``g`` and C ``c``; a set'
 spells them.
 
 * (b) Which quantities are always positive is decided by interval arithmetic over the
-  cell's assignments (σ maps onto (0, 1), tanh onto (-1, 1)), then sampled.
+  cell's assignments (``derive.intervals``: σ maps onto (0, 1), tanh onto (-1, 1)), then
+  sampled; the sign table (ranges, decisions, smallest values seen) is a result.
 * (d) The vector-Jacobian product of C_t by C_{t-1} comes from ``VectorCell.vjp`` (a
   reverse sweep over the assignments, ``derive.engine.jacobian.vjp_of``); it is linear in
   the cotangent, and each of its terms ``Aᵀ(ḡ ∘ d)`` is read as the Jacobian ``diag(d) A``
@@ -20,34 +21,36 @@ spells them.
 * (c) The limit f_t = 1, i_t = 0 of that Jacobian is the identity, so dC_t/dC_k = I.
 
 Claims: complex step and central differences of a NumPy step on [h, x] that shares no code
-with the engine (``derive.instances.lstm_step``), saturated runs, sampled signs.
+with the engine (``derive.instances.lstm_step``), saturated runs, sampled signs.  Numbers
+the prose quotes are results (the gate gap of the saturated run, the error of the handout's
+formula as printed) or measured errors of the evidence rows.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from functools import cache, cached_property
 from typing import Any
 
-import mpmath
 import sympy as sp
 
 from derive import matrix_terms as terms
 from derive.engine.cell import Cell, t, timed
-from derive.engine.functions import increasing, sigma
+from derive.engine.functions import sigma
 from derive.engine.jacobian import jacobian_from_vjp, vjp_of
 from derive.engine.vector import ONE, VectorCell, n_h
-from derive.errors import InputError
 from derive.instances import lstm_step as reference
+from derive.intervals import Range, ranges
 from derive.matrix_terms import SigmaPrime, TanhPrime, elementwise
-from derive.problems.base import Problem, Result
+from derive.problems.base import Problem, Result, json_float
 from derive.verify import Claim
 from derive.verify.routes import TOLERANCE
 
 #: LMU's gate letters (the candidate C̃ is the engine's ``g``) and the quantities next to
 #: the handout's figure, as the reference step names them.
 GATES, FIGURE = reference.GATES, reference.FIGURE
+#: The number types the signs are sampled in, in the sign table's column order.
+SAMPLED = ("float64", "mpmath")
 
 
 def lstm_step_cell() -> Cell:
@@ -79,117 +82,19 @@ def lstm_step_cell() -> Cell:
     )
 
 
-# -- (b) interval arithmetic over the assignments ------------------------------------------------
-@dataclass(frozen=True)
-class Range:
-    """An interval of the extended reals with open or closed ends (exact SymPy numbers)."""
-
-    lo: sp.Expr
-    hi: sp.Expr
-    lo_open: bool = True
-    hi_open: bool = True
-
-    @property
-    def positive(self) -> bool:
-        """Every value is > 0."""
-        return bool(self.lo > 0) or (self.lo == 0 and self.lo_open)
-
-    def as_interval(self) -> sp.Set:
-        return sp.Interval(self.lo, self.hi, self.lo_open, self.hi_open)
-
-
-REAL = Range(-sp.oo, sp.oo)
-#: The registry's increasing functions: an interval maps to its ends' images.
-INCREASING = increasing()
-
-
-def _add(a: Range, b: Range) -> Range:
-    return Range(a.lo + b.lo, a.hi + b.hi, a.lo_open or b.lo_open, a.hi_open or b.hi_open)
-
-
-def _mul(a: Range, b: Range) -> Range:
-    corners = []
-    for x, x_open in ((a.lo, a.lo_open), (a.hi, a.hi_open)):
-        for y, y_open in ((b.lo, b.lo_open), (b.hi, b.hi_open)):
-            if x == 0 or y == 0:  # 0 times anything, even an infinite end, is 0
-                # attained if the zero end is attained (the other factor takes some value)
-                attained = (x == 0 and not x_open) or (y == 0 and not y_open)
-                corners.append((sp.S.Zero, not attained))
-            else:
-                corners.append((x * y, x_open or y_open))
-    lo = min(v for v, _ in corners)
-    hi = max(v for v, _ in corners)
-    # An end is attained if some corner with that value is (the product of closed ends).
-    lo_open = all(o for v, o in corners if v == lo)
-    hi_open = all(o for v, o in corners if v == hi)
-    return Range(lo, hi, lo_open, hi_open)
-
-
-def _power(a: Range, n: int) -> Range:
-    if n % 2 or a.lo >= 0:  # increasing on the range
-        return Range(a.lo**n, a.hi**n, a.lo_open, a.hi_open)
-    if a.hi <= 0:  # decreasing: the ends swap
-        return Range(a.hi**n, a.lo**n, a.hi_open, a.lo_open)
-    # 0 is inside: it is the smallest value, reached; the larger end in size gives the top.
-    top = max((-a.lo, a.lo_open), (a.hi, a.hi_open), key=lambda p: p[0])
-    tops = [o for v, o in ((-a.lo, a.lo_open), (a.hi, a.hi_open)) if v == top[0]]
-    return Range(sp.S.Zero, top[0] ** n, False, all(tops))
-
-
-def _sum_of_terms(p: Range) -> Range:
-    """Range of a sum of n >= 1 terms, each in ``p`` (one row of a matrix-vector product)."""
-    lo, lo_open = (p.lo, p.lo_open) if p.lo >= 0 else (-sp.oo, True)
-    hi, hi_open = (p.hi, p.hi_open) if p.hi <= 0 else (sp.oo, True)
-    return Range(lo, hi, lo_open, hi_open)
-
-
-def value_range(cell: Cell, e: sp.Expr, known: dict[sp.Symbol, Range]) -> Range:
-    """Range of one right-hand side of ``cell``, entry by entry, read as vectors."""
-    if e.is_Number:
-        return Range(e, e, False, False)
-    if e.is_Symbol:
-        return known[e]
-    if isinstance(e, sp.Add):
-        out = value_range(cell, e.args[0], known)
-        for a in e.args[1:]:
-            out = _add(out, value_range(cell, a, known))
-        return out
-    if isinstance(e, sp.Mul):
-        out = value_range(cell, e.args[0], known)
-        for a in e.args[1:]:
-            out = _mul(out, value_range(cell, a, known))
-        has_weight = any(a.is_Symbol and cell.kind(a) == "weight" for a in e.args)
-        return _sum_of_terms(out) if has_weight else out
-    if isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp > 0:
-        return _power(value_range(cell, e.base, known), int(e.exp))
-    if type(e) in INCREASING:
-        fn = INCREASING[type(e)]
-        z = value_range(cell, e.args[0], known)
-        return Range(fn(z.lo), fn(z.hi), z.lo_open, z.hi_open)
-    raise InputError(
-        f"no range rule for {type(e).__name__} in {e}: register it (increasing) in "
-        "derive/engine/functions.py or add a rule to value_range in derive/problems/lstm_cell.py"
-    )
-
-
-def ranges(cell: Cell) -> dict[sp.Symbol, Range]:
-    """Range of every assigned variable, from inputs, previous states and parameters in R.
-
-    Weights, biases, inputs and previous states may be any real numbers (an initial state
-    is arbitrary), so everything a variable's range knows comes from its activations.
-    """
-    known = {s: REAL for s in (*cell.inputs, *cell.prev.values(), *cell.params)}
-    for u, e in cell.assignments:
-        known[u] = value_range(cell, e, known)
-    return {u: known[u] for u in cell.variables}
-
-
 #: Gates of the saturated run are within ~1e-10 of the limit: T = 50 steps stay near I.
 LIMIT_TOLERANCE = 1e-6
 #: The handout's formula as printed counts as wrong when it is off by more than this.
 WRONG = 0.1
 #: What the Jacobian's routes perturb, for the evidence.
 STEP_ROUTE = "one step of the cell in NumPy, the previous hidden state from the previous cell state"
+#: Routes whose measured errors the prose quotes (looked up in the evidence by these).
+ROW_SUMS = "J 1 (derived) against the row sums of the complex-step Jacobian"
+RUN_COMPLEX_STEP = "complex step through the whole run: max |dC_T/dC_k - I|, k = 0, T/2, T-1"
+RUN_PRODUCT = "derived J multiplied over every step: max |prod J - I|"
+#: 1 - f of a saturated gate cancels in float64 (spacing 1e-16 next to a gap near 1e-12):
+#: the printed gap (two digits) is checked against 30 digits to this relative error.
+GAP_TOLERANCE = 1e-3
 
 
 class LSTMCell(Problem):
@@ -272,6 +177,28 @@ class LSTMCell(Problem):
                                    value=identity),
             "positive": Result("positive", sp.Tuple(*[timed(n) for n in positive]),
                                value=positive),
+            **self._measured_results(),
+        }
+
+    def _measured_results(self) -> dict[str, Result]:
+        """What the key quotes from numeric runs: the sign table (each figure quantity's
+        range, whether it is always positive, its smallest sampled values), the saturated
+        run's gate gap, and how far off the handout's formula as printed is."""
+        table = {}
+        for n in FIGURE:
+            r, lows = self.ranges[sp.Symbol(n)], [self.samples[k][n][1] for k in SAMPLED]
+            table[n] = (r.as_interval(), sp.true if r.positive else sp.false,
+                        *(sp.Float(v, 30) for v in lows))
+        value = {n: {"range": str(row[0]), "positive": bool(row[1])}
+                 | {f"smallest_{k}": json_float(v) for k, v in zip(SAMPLED, row[2:], strict=True)}
+                 for n, row in table.items()}
+        gap, printed = reference.gate_gap(), self.row_sum_errors["printed"]
+        return {
+            "sign_table": Result("sign_table", sp.Tuple(*(sp.Tuple(*r) for r in table.values())),
+                                 sp.Tuple(*[timed(n) for n in FIGURE]), value=value),
+            "gate_gap": Result("gate_gap", sp.Float(gap), value=gap),
+            "printed_formula_error": Result("printed_formula_error", sp.Float(printed),
+                                            value=printed),
         }
 
     # -- claims -------------------------------------------------------------------------------
@@ -297,12 +224,21 @@ class LSTMCell(Problem):
 
     def _row_sum_claims(self) -> Iterator[Claim]:
         sizes, errors = reference.describe(reference.JACOBIAN_CASES), self.row_sum_errors
-        yield Claim("J_ones", "J 1 (derived) against the row sums of the complex-step Jacobian",
-                    sizes, 1e-12, lambda: errors["row_sums"])
+        yield Claim("J_ones", ROW_SUMS, sizes, 1e-12, lambda: errors["row_sums"])
         # The key says the handout's formula is wrong: count the cases where it is not.
         yield Claim("J_ones", f"exact: the handout's formula off by more than {WRONG} in "
                     "every case", sizes, TOLERANCE["exact"],
                     lambda: float(errors["printed_least"] <= WRONG))
+        yield Claim("printed_formula_error", "central difference: the same error against the "
+                    "row sums of the central-difference Jacobian", sizes,
+                    TOLERANCE["central difference"], self._printed_error_difference)
+
+    def _printed_error_difference(self) -> float:
+        """Relative difference of the printed formula's error by the two Jacobians."""
+        by_cd = reference.row_sum_errors(self.handout["row_sums"], self.handout["printed"],
+                                         method="central difference")["printed"]
+        stated = self.results["printed_formula_error"].value
+        return abs(by_cd - stated) / stated
 
     @cached_property
     def saturated_run(self) -> dict[str, Any]:
@@ -315,10 +251,14 @@ class LSTMCell(Problem):
                     "symbolic n_h", TOLERANCE["exact"],
                     lambda: 0.0 if lim == sp.Identity(n_h) else 1.0)
         run = self.saturated_run
-        yield Claim("dC_dCk_f1_i0", "complex step through the whole run: max |dC_T/dC_k - I|, "
-                    "k = 0, T/2, T-1", run["sizes"], LIMIT_TOLERANCE, lambda: run["complex_step"])
-        yield Claim("dC_dCk_f1_i0", "derived J multiplied over every step: max |prod J - I|",
-                    run["sizes"], LIMIT_TOLERANCE, lambda: run["derived_product"])
+        yield Claim("dC_dCk_f1_i0", RUN_COMPLEX_STEP, run["sizes"], LIMIT_TOLERANCE,
+                    lambda: run["complex_step"])
+        yield Claim("dC_dCk_f1_i0", RUN_PRODUCT, run["sizes"], LIMIT_TOLERANCE,
+                    lambda: run["derived_product"])
+        gap = self.results["gate_gap"].value
+        yield Claim("gate_gap", "mpmath (30 digits): max(1 - f, i) over the same run",
+                    reference.SATURATED, GAP_TOLERANCE,
+                    lambda: float(abs(reference.gate_gap(digits=30) - gap) / gap))
 
     @cached_property
     def samples(self) -> dict[str, dict[str, tuple[bool, Any]]]:
@@ -331,6 +271,16 @@ class LSTMCell(Problem):
         for kind, (method, sizes) in reference.SAMPLING.items():
             wrong = sum(self.samples[kind][n][0] != decided[n] for n in FIGURE)
             yield Claim("positive", method, sizes, TOLERANCE["exact"], lambda w=wrong: float(w))
+        # The table's minima: each inside its quantity's range, ends included (float64
+        # rounds tanh of a large argument to exactly -1; 30 digits round too).
+        table = self.results["sign_table"].expr
+        for col, kind in enumerate(SAMPLED, 2):
+            method, sizes = reference.SAMPLING[kind]
+            outside = sum(not self.ranges[sp.Symbol(n)].reaches(row[col])
+                          for n, row in zip(FIGURE, table, strict=True))
+            yield Claim("sign_table", method.split(":")[0] + ": each smallest value seen lies "
+                        "in its range, ends included", sizes, TOLERANCE["exact"],
+                        lambda w=outside: float(w))
 
     # -- the question, and what the template formats ------------------------------------------
     def question_data(self) -> dict[str, Any]:
@@ -370,29 +320,28 @@ class LSTMCell(Problem):
             "J_ones": self.results["J_ones"].lhs,
         }
         q |= {f"b_{g}": self.vc.sym(sp.Symbol(f"b_{g}")) for g in GATES}
-        errors = self.row_sum_errors
+        r = self.results
         return {
             **super().context(),
             "q": q,
             "equations": given["equations"],
-            "signs": [self._sign_row(q[n], n) for n in FIGURE],
-            "sampling": reference.SAMPLING,
+            "signs": [(q[n], row[0], bool(row[1]), *row[2:])
+                      for n, row in zip(FIGURE, r["sign_table"].expr, strict=True)],
             "vjp": terms.vjp_parts(*self.vjp, self.weights),
             "jac": terms.jacobian_parts(self.jacobian),
             "limit_subs": list(self.limit.items()),
-            "handout": {**self.handout, "row_sums_error": errors["row_sums"],
-                        "printed_error": errors["printed"]},  # the evidence, in the prose
-            "run": self.saturated_run,
+            # The evidence, in the prose: measured errors as the evidence table has them.
+            "handout": {**self.handout, "row_sums_error": self._quoted("J_ones", ROW_SUMS),
+                        "printed_error": r["printed_formula_error"].value},
+            "run": {"steps": self.stated()["run_steps"], "gate_gap": r["gate_gap"].value,
+                    "complex_step": self._quoted("dC_dCk_f1_i0", RUN_COMPLEX_STEP),
+                    "derived_product": self._quoted("dC_dCk_f1_i0", RUN_PRODUCT)},
         }
 
-    def _sign_row(self, sym: sp.MatrixSymbol, name: str) -> tuple:
-        r = self.ranges[sp.Symbol(name)]
-        lows = (_sci(self.samples[kind][name][1]) for kind in ("float64", "mpmath"))
-        return (sym, r.as_interval(), r.positive, *lows)
+    def stated(self) -> dict[str, Any]:
+        """The saturated run's number of steps."""
+        return {"run_steps": reference.SATURATED_STEPS}
 
-
-def _sci(v) -> str:
-    """An mpmath number in LaTeX, 3 digits, with an exponent beyond float64's range."""
-    text = mpmath.nstr(v, 3, min_fixed=-3, max_fixed=4)
-    mantissa, _, exponent = text.partition("e")
-    return r"%s\times 10^{%d}" % (mantissa, int(exponent)) if exponent else mantissa
+    def _quoted(self, key: str, method: str) -> float:
+        """The measured error of the evidence row of ``key`` by ``method``."""
+        return next(c.max_rel_error for c in self.checks if (c.claim, c.method) == (key, method))

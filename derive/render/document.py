@@ -12,7 +12,7 @@ Filters handed to templates:
 * ``esc``: plain text that prints verbatim (``texgate.escape``: TeX's special characters
   escaped, other characters through the gate's table, so the source is pure ASCII);
 * ``sci``: a float in scientific notation for tables;
-* ``sig6``: a computed number to six significant digits (``render.numbers``);
+* ``sig6``, ``sig3``: a computed number to six or three significant digits (``render.numbers``);
 * ``millions``: a count in millions to one decimal; ``approx``: a SymPy value rounded to
   given significant digits (``render.numbers``).
 """
@@ -29,7 +29,7 @@ import mpmath
 import sympy as sp
 
 from derive.render.latex import KeyPrinter, Notation
-from derive.render.numbers import approx, millions, sig6
+from derive.render.numbers import approx, millions, sig3, sig6
 from derive.render.plot import curve_plot
 from derive.render.texgate import escape
 from derive.verify import evidence_table
@@ -96,6 +96,7 @@ def environment(notation: Notation) -> jinja2.Environment:
     env.filters["esc"] = escape
     env.filters["sci"] = sci
     env.filters["sig6"] = sig6
+    env.filters["sig3"] = sig3
     env.filters["millions"] = millions
     env.filters["approx"] = approx
     env.filters["evidence"] = evidence_table

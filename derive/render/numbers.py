@@ -4,12 +4,17 @@
   forward values, adjoints and gradients).
 * ``approx``: a SymPy number or matrix rounded to a number of significant digits, for
   "W^n ≈ ...";
-* ``millions``: a count in millions to one decimal ("207.5"), for "about N million".
+* ``millions``: a count in millions to one decimal ("207.5"), for "about N million";
+* ``sig3``: a measured number to three significant digits, as LaTeX math, also beyond
+  float64's range (a sampled minimum of 1e-400).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import mpmath
+import sympy as sp
 
 
 def sig6(value: float) -> str:
@@ -29,3 +34,13 @@ def millions(count: int) -> str:
 def approx(value: Any, digits: int) -> Any:
     """``value`` (a SymPy number or matrix) rounded to ``digits`` significant digits."""
     return value.evalf(digits)
+
+
+def sig3(value: Any) -> str:
+    """``value`` (a float, an mpmath or a SymPy number) to 3 significant digits as LaTeX
+    math, fixed from 0.01 up to 10^4, else with an exponent: 0.5, -1.0, 3.33\\times 10^{-401}."""
+    if isinstance(value, sp.Float):
+        value = value._to_mpmath(value._prec)  # every digit it holds, any exponent
+    text = mpmath.nstr(value, 3, min_fixed=-3, max_fixed=4)
+    mantissa, _, exponent = text.partition("e")
+    return rf"{mantissa}\times 10^{{{int(exponent)}}}" if exponent else mantissa

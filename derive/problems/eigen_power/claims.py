@@ -154,6 +154,37 @@ def _power_claims(p: EigenPower) -> Iterator[Claim]:
         0.0,
         lambda: abs(longest - p.results["power_digits"].value),
     )
+    yield from _power_facts(p, exact)
+
+
+def _power_facts(p: EigenPower, exact: list[list[Fraction]]) -> Iterator[Claim]:
+    """Zero, shrinking and terminating, each against a route that does not use Λ."""
+    r = p.results
+    zero = all(f == 0 for row in exact for f in row)
+    yield Claim("power_zero", f"Fractions: W multiplied {p.n} times is zero", f"n={p.n}", 0.0,
+                lambda: float(zero != r["power_zero"].value))
+    # Both roots of x^2 - tr x + det lie in (-1, 1) exactly when |det| < 1 and
+    # |tr| < 1 + det (Jury's test for degree 2): no eigenvalue is computed.
+    tr, det = p.w.trace(), p.w.det()
+    inside = bool(abs(det) < 1 and abs(tr) < 1 + det)
+    yield Claim("power_shrinks", "exact: Jury's test, |det W| < 1 and |tr W| < 1 + det W",
+                "2x2, exact", 0.0, lambda: float(inside != r["power_shrinks"].value))
+    w = [Fraction(str(v)) for v in p.w]
+    stated = r["terminating"].value
+    # Stated: W's entries terminate, and so (products of them) do W^n's.
+    wrong = (all(map(_decimal, w)) != stated) + (stated and not all(
+        _decimal(f) for row in exact for f in row))
+    yield Claim("terminating", "Fractions: denominators of W and W^n divided by 2 and 5",
+                f"n={p.n}", 0.0, lambda: float(wrong))
+
+
+def _decimal(f: Fraction) -> bool:
+    """``f`` has a finite decimal expansion: its denominator divides by 2 and 5 down to 1."""
+    q = f.denominator
+    for prime in (2, 5):
+        while q % prime == 0:
+            q //= prime
+    return q == 1
 
 
 def _digits(f: Fraction) -> int:

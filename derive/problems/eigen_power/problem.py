@@ -153,7 +153,8 @@ class EigenPower(Problem):
         return out
 
     def _decomposition(self) -> dict[str, Result]:
-        """1. Q, Λ and Q^-1 of W; 2. W^n = Q Λ^n Q^-1 exactly, its size and its digits."""
+        """1. Q, Λ and Q^-1 of W; 2. W^n = Q Λ^n Q^-1 exactly, its size and its digits,
+        whether it is zero, shrinks with n, and has terminating decimals as W has."""
         q, lam = self.decomposition
         n = self.n
         # radsimp + expand: irrational eigenvalues cancel back to W^n's rational entries.
@@ -178,6 +179,10 @@ class EigenPower(Problem):
             ),
             "W_power": Result("W_power", power, sp.Symbol(f"W^{{{n}}}"), value=json_rows(power)),
             "power_digits": Result("power_digits", sp.Integer(longest), value=longest),
+            # What the key says of W^n: zero, shrinking (rho < 1), exact as decimals.
+            "power_zero": _truth("power_zero", power.is_zero_matrix),
+            "power_shrinks": _truth("power_shrinks", bool(radius < 1)),
+            "terminating": _truth("terminating", all(terminating(v) for v in self.w)),
         }
 
     def _given(self) -> dict[str, Result]:
@@ -285,11 +290,11 @@ class EigenPower(Problem):
         return {
             **super().context(),
             "n": self.n,
-            "power_shrinks": bool(r["spectral_radius"].expr < 1),
-            "power_zero": r["W_power"].expr.is_zero_matrix,
+            "power_shrinks": r["power_shrinks"].value,
+            "power_zero": r["power_zero"].value,
             "lambda_n": r["Lambda_power"].expr,
             "orthogonal": r["Q_orthogonal"].value,
-            "terminating": all(terminating(v) for v in self.w),
+            "terminating": r["terminating"].value,
             "given_q": self.given_q,
             "given_lambda": self.given_lambda,
             "given_wrong_entries": [f"({i},{j})" for i, j in r["given_wrong_entries"].value]

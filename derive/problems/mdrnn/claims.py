@@ -235,6 +235,41 @@ def _schedule_claims(p: MDRNN) -> Iterator[Claim]:
         0.0,
         lambda: failures((ok for g in CHECK_G for ok in at(zero, g, 0)), bool),
     )
+    yield from _neighbour_claims(p)
+
+
+def _neighbour_claims(p: MDRNN) -> Iterator[Claim]:
+    """The neighbours' steps and the last square (from 0) against the simulation."""
+    west, north = p.results["neighbour_steps"].expr
+    last = p.results["last_zero_square"].expr
+
+    def neighbours_hold(g: int) -> Iterator[bool]:
+        rnd = mdrnn_rounds(g)  # node (1, j, i) is h(i, j), from 1
+        for a, b in _cells(g):
+            if a > 1:
+                yield count_mismatch(west, {i: a, j: b}, rnd[(1, b, a - 1)]) == 0
+            if b > 1:
+                yield count_mismatch(north, {i: a, j: b}, rnd[(1, b - 1, a)]) == 0
+
+    def last_holds(g: int) -> bool:
+        rnd = {n: r for n, r in mdrnn_rounds(g).items() if n[0] == 1}
+        final = [(ii - 1, jj - 1) for (_, jj, ii), r in rnd.items() if r == max(rnd.values())]
+        return final == [tuple(int(v.xreplace({G: g})) for v in last)]
+
+    yield Claim(
+        "neighbour_steps",
+        "simulation: round of each cell's west and north neighbour",
+        f"every cell, G = 1..{CHECK_G[-1]}",
+        0.0,
+        lambda: failures((ok for g in CHECK_G for ok in neighbours_hold(g)), bool),
+    )
+    yield Claim(
+        "last_zero_square",
+        "simulation: the one cell of the last round, indices read from 0",
+        f"G = 1..{CHECK_G[-1]}",
+        0.0,
+        lambda: failures(CHECK_G, last_holds),
+    )
 
 
 def field_claims(p: MDRNN) -> Iterator[Claim]:

@@ -20,7 +20,9 @@ Derivation, symbolic in G, D, H:
    leading monomials (``big_o``);
 3. ``num_steps``: the critical path of instantiated grids, fitted in G (``find_polynomial``);
    ``schedule``: the step of every cell, fitted in (i, j), and tabulated for the figure;
-   ``zero_based_schedule``: the same step with indices read from 0;
+   ``neighbour_steps``: that step at the west and north neighbours (the induction's);
+   ``zero_based_schedule``: the same step with indices read from 0, and
+   ``last_zero_square``: the last square's indices read so;
 4. ``receptive_field`` (inputs h(G,G) depends on) and ``conv_comparison`` (stacks of 3×3
    convolutions on the same grid), from instantiated graphs, fitted in G;
 5. ``sample_solution``: the sample submission's claims (seed 001) against 1–4.
@@ -180,12 +182,24 @@ class MDRNN(Problem):
         """3: steps, the schedule and its table, the schedule counted from 0."""
         steps, step = self.steps_fit, self.schedule_fit
         zero = sp.expand(step.xreplace({i: i + 1, j: j + 1}))
+        # The induction's step, written with the neighbours' steps; the last square's
+        # indices when they count from 0.
+        west, north = step.xreplace({i: i - 1}), step.xreplace({j: j - 1})
+        last = sp.Tuple(G - 1, G - 1)
         return {
             "num_steps": Result("num_steps", readable(steps), sp.Symbol("T"), value=str(steps)),
             "schedule": Result(
                 "schedule", readable(step), value={"step": str(step), "table": self.table()}
             ),
+            "neighbour_steps": Result(
+                "neighbour_steps",
+                sp.Tuple(readable(west), readable(north)),
+                value={"west": str(west), "north": str(north)},
+            ),
             "zero_based_schedule": Result("zero_based_schedule", readable(zero), value=str(zero)),
+            "last_zero_square": Result(
+                "last_zero_square", readable(last), value=[str(v) for v in last]
+            ),
         }
 
     def _compare_results(self) -> dict[str, Result]:
@@ -257,7 +271,6 @@ class MDRNN(Problem):
     def context(self) -> dict[str, Any]:
         r = self.results
         verdicts = r["sample_solution"].value
-        step = r["schedule"].expr
         rows = dict(zip(self.shapes, r["weight_terms"].expr, strict=True))
         return {
             **super().context(),
@@ -276,11 +289,9 @@ class MDRNN(Problem):
             "sample": sample.shown(),
             "zero_lines": [k for k, ok in enumerate(verdicts["listing_zero_based"], 1) if ok],
             "one_lines": [k for k, ok in enumerate(verdicts["listing_one_based"], 1) if ok],
-            # The induction's step, written with the neighbours' steps.
-            "west_step": readable(step.xreplace({i: i - 1})),
-            "north_step": readable(step.xreplace({j: j - 1})),
-            # The last square when indices count from 0.
-            "last_zero": readable(sp.Tuple(G - 1, G - 1)),
+            "west_step": r["neighbour_steps"].expr[0],
+            "north_step": r["neighbour_steps"].expr[1],
+            "last_zero": r["last_zero_square"].expr,
         }
 
 

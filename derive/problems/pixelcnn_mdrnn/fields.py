@@ -25,9 +25,9 @@ SMALL = "6 x 6, every pixel, d = 1..4, k = 3, 5"
 
 def field_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     """Every field claim, in the key's order."""
-    size_rows, blind = _deep_errors(p)
+    size, rows, blind = _deep_errors(p)
     deep = f"k = {p.kernel}, d = 1..{DEEP}, no border in reach"
-    yield Claim.measured("pixelcnn_receptive_field", ADJOINT, deep, size_rows, 0.0)
+    yield Claim.measured("pixelcnn_receptive_field", ADJOINT, deep, size, 0.0)
     yield Claim(
         "pixelcnn_receptive_field",
         ADJOINT,
@@ -42,6 +42,8 @@ def field_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
         0.0,
         lambda: sum(_small_fields("AB", lambda f, q: sum(x >= q for x in f))),
     )
+    yield Claim.measured("pixelcnn_field_rows", ADJOINT + ": rows above the pixel reached",
+                         deep, rows, 0.0)
     # Mask B in the first layer too: every pixel would see itself.
     yield Claim(
         "pixelcnn_mask_change",
@@ -51,6 +53,11 @@ def field_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
         lambda: sum(_small_fields("BB", lambda f, q: q not in f)),
     )
     yield Claim.measured("pixelcnn_blind_spot", ADJOINT, deep, blind, 0.0)
+    yield from _context_claims(p)
+
+
+def _context_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
+    """The MDRNN's context and the earlier pixels it misses, by the adjoint recursion."""
     ctx, missed = _context_errors(p)
     yield Claim.measured(
         "mdrnn_context", CONTEXT, "H, W = 1..6, every pixel, d = 1, 3; the figure", ctx, 0.0
@@ -64,23 +71,25 @@ def field_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     )
 
 
-def _deep_errors(p: PixelCNNMDRNN) -> tuple[int, int]:
-    """(size and height misses, blind-spot misses incl. the depth it starts at), d = 1..8."""
-    ff, r = p.field_fits, p.kernel // 2
-    h, w, q = DEEP * r + 1, 2 * DEEP * r + 1, (DEEP * r + 1, DEEP * r + 1)
+def _deep_errors(p: PixelCNNMDRNN) -> tuple[int, int, int]:
+    """(size misses, height misses, blind-spot misses incl. the depth it starts at) of the
+    results, d = 1..8."""
+    r, k = p.results, p.kernel // 2
+    h, w, q = DEEP * k + 1, 2 * DEEP * k + 1, (DEEP * k + 1, DEEP * k + 1)
     masks = mask_stack(p.kernel, DEEP)
-    size_rows = blind = 0
+    size = rows = blind = 0
     blinds = []
     for layers in range(1, DEEP + 1):
         field = backward_field(masks[:layers], h, w, q)
         at = {d: layers}
-        size_rows += count_mismatch(ff["size"], at, len(field)) != 0
-        size_rows += count_mismatch(ff["rows"], at, q[0] - min(a for a, _ in field)) != 0
+        size += count_mismatch(r["pixelcnn_receptive_field"].expr, at, len(field)) != 0
+        reached = q[0] - min(a for a, _ in field)
+        rows += count_mismatch(r["pixelcnn_field_rows"].expr, at, reached) != 0
         blinds.append(len(blind_spot(field, q)))
-        blind += count_mismatch(ff["blind"], at, blinds[-1]) != 0
+        blind += count_mismatch(r["pixelcnn_blind_spot"].expr, at, blinds[-1]) != 0
     start = next((n for n, b in enumerate(blinds, 1) if b), None)
-    blind += start != p.results["pixelcnn_blind_spot"].value["from_layers"]
-    return size_rows, blind
+    blind += start != r["pixelcnn_blind_spot"].value["from_layers"]
+    return size, rows, blind
 
 
 def _figure_errors(p: PixelCNNMDRNN) -> int:

@@ -293,7 +293,7 @@ class PixelCNNMDRNN(Problem):
             "pixel": self.pixel,
             "figure": self.figure(),
             "field_table": table,
-            "field_rows": readable(self.field_fits["rows"]),
+            "field_rows": r["pixelcnn_field_rows"].expr,
             "field_layers": FIELD_LAYERS,
             "context_size": r["mdrnn_context"].expr[0],
             # The figure's pixel at the figure's depth: the last row of the table.

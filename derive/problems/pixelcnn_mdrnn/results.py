@@ -144,15 +144,14 @@ def field_results(p: PixelCNNMDRNN) -> dict[str, Result]:
                 "table": p.field_table(),
             },
         ),
+        # The rows above the pixel the field reaches (the key prints it).
+        "pixelcnn_field_rows": Result("pixelcnn_field_rows", readable(ff["rows"]),
+                                      value=str(ff["rows"])),
         "pixelcnn_blind_spot": Result(
             "pixelcnn_blind_spot",
             readable(sp.factor(ff["blind"])),
-            value={
-                "count": str(ff["blind"]),
-                "from_layers": blind_from,
-                "pixel": list(p.pixel),
-                "cells": sorted(p.figure_blind),
-            },
+            value={"count": str(ff["blind"]), "from_layers": blind_from,
+                   "pixel": list(p.pixel), "cells": sorted(p.figure_blind)},
         ),
         "mdrnn_context": Result(
             "mdrnn_context",
