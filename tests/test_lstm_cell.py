@@ -19,12 +19,12 @@ from conftest import key_pdf_text, key_tex
 
 from derive.engine.cell import Cell
 from derive.engine.functions import sigma
+from derive.engine.intervals import Range, _power, ranges
 from derive.engine.jacobian import Diag
+from derive.engine.matrix_terms import jacobian_parts
 from derive.engine.vector import n_h
 from derive.errors import InputError
 from derive.instances.lstm_step import StepData, evaluate, step_env
-from derive.intervals import Range, _power, ranges
-from derive.matrix_terms import jacobian_parts
 from derive.problems.lstm_cell import LSTMCell
 from derive.render.latex import Notation
 from derive.render.numbers import sig3

@@ -8,8 +8,8 @@ import pytest
 import sympy as sp
 from conftest import key_pdf_text, key_tex
 
-from derive.engine.gridsim import run_mdrnn
 from derive.errors import InputError
+from derive.instances.gridsim import run_mdrnn
 from derive.problems.base import Result
 from derive.problems.mdrnn import MDRNN, D, G, H, i, j, n_phi
 

@@ -10,14 +10,14 @@ import pytest
 import sympy as sp
 from conftest import key_pdf_text, key_tex
 
-from derive.engine.gridsim import (
+from derive.errors import InputError
+from derive.instances.gridsim import (
     backward_field,
     mask_array,
     mask_taps,
     masked_connections,
     tap_connections,
 )
-from derive.errors import InputError
 from derive.problems.base import Result
 from derive.problems.pixelcnn_mdrnn import EXAMPLE, H, PixelCNNMDRNN, W, c, col, d, k, mask, row
 

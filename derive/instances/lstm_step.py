@@ -21,9 +21,9 @@ import sympy as sp
 from derive.engine.cell import VectorQuantity
 from derive.engine.functions import NUMERIC as ENGINE_NUMERIC
 from derive.engine.functions import sigma
+from derive.engine.matrix_terms import SigmaPrime, TanhPrime
 from derive.engine.numeric import MatrixEvaluator
 from derive.engine.vector import n_h
-from derive.matrix_terms import SigmaPrime, TanhPrime
 from derive.verify import rel_error
 from derive.verify.routes import central_difference, complex_step
 

@@ -12,7 +12,7 @@ C_{t-1} to C_t part of one cell.  The engine names C̃ ``g`` and C ``c``; a set'
 spells them.
 
 * (b) Which quantities are always positive is decided by interval arithmetic over the
-  cell's assignments (``derive.intervals``: σ maps onto (0, 1), tanh onto (-1, 1)), then
+  cell's assignments (``derive.engine.intervals``: σ maps onto (0, 1), tanh onto (-1, 1)), then
   sampled; the sign table (ranges, decisions, smallest values seen) is a result.
 * (d) The vector-Jacobian product of C_t by C_{t-1} comes from ``VectorCell.vjp`` (a
   reverse sweep over the assignments, ``derive.engine.jacobian.vjp_of``); it is linear in
@@ -34,14 +34,14 @@ from typing import Any
 
 import sympy as sp
 
-from derive import matrix_terms as terms
+from derive.engine import matrix_terms as terms
 from derive.engine.cell import Cell, t, timed
 from derive.engine.functions import sigma
+from derive.engine.intervals import Range, ranges
 from derive.engine.jacobian import jacobian_from_vjp, vjp_of
+from derive.engine.matrix_terms import SigmaPrime, TanhPrime, elementwise
 from derive.engine.vector import ONE, VectorCell, n_h
 from derive.instances import lstm_step as reference
-from derive.intervals import Range, ranges
-from derive.matrix_terms import SigmaPrime, TanhPrime, elementwise
 from derive.problems.base import Problem, Result, json_float
 from derive.verify import Claim
 from derive.verify.routes import TOLERANCE

@@ -7,7 +7,7 @@ below, above and equal to one do to W^n.
 
 W may be any diagonalizable 2x2 matrix of exact numbers up to 10^6 (denominators up to
 10^6) and n up to 200, so W^n reaches 10^1200 and its irrational relatives cancel through
-thousands of digits: the numeric checks run on ``derive.exact_matrix``, which uses float64
+thousands of digits: the numeric checks run on ``derive.engine.exact_matrix``, which uses float64
 only where a rounding bound shows that float64 holds and resolves the numbers.
 
 ``params`` holds the handout's data and the generator of variants, ``problem`` the model

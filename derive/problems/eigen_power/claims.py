@@ -1,7 +1,7 @@
 """The claims of eigen_power, each checked by a route that shares nothing with ``derive``.
 
 Exact routes (tolerance 0) recompute in exact arithmetic or count failures; floating-point
-routes run in float64 where ``derive.exact_matrix``'s rounding bounds allow, else in mpmath
+routes run in float64 where ``derive.engine.exact_matrix``'s rounding bounds allow, else in mpmath
 at the digits the bound asks for (the method text says which ran).
 """
 
@@ -15,7 +15,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from derive.exact_matrix import (
+from derive.engine.exact_matrix import (
     as_mp,
     compared,
     exact_norm,

@@ -7,8 +7,8 @@ from typing import Any
 
 import sympy as sp
 
+from derive.engine.exact_matrix import with_eigenvalues
 from derive.errors import InputError
-from derive.exact_matrix import with_eigenvalues
 from derive.params import exact_number
 
 #: The handout's W and the decomposition it states (LMU exercise 5-2 c), as printed.

@@ -9,8 +9,7 @@ from typing import Any
 import mpmath
 import sympy as sp
 
-from derive.errors import InputError
-from derive.exact_matrix import (
+from derive.engine.exact_matrix import (
     eigendecomposition,
     float_norm,
     matrix_power,
@@ -20,6 +19,7 @@ from derive.exact_matrix import (
     terminating,
     with_eigenvalues,
 )
+from derive.errors import InputError
 from derive.params import Int, Matrix, Param, Vector
 from derive.problems.base import Problem, Result, json_float, json_number, json_rows
 from derive.problems.eigen_power import claims

@@ -5,7 +5,7 @@ operations, parallel steps and the comparison with a conv net.
 ``problem`` the derivation and the key's data, ``claims`` the independent checks.
 """
 
-from derive.engine.gridsim import run_mdrnn
+from derive.instances.gridsim import run_mdrnn
 from derive.problems.mdrnn.model import D, G, H, i, j, n_phi, step_rule_violations
 from derive.problems.mdrnn.problem import MDRNN
 

@@ -1,6 +1,6 @@
 """The MDRNN's claims, each checked by a route that shares no step with its derivation.
 
-* counts: a pure-Python forward pass (``derive.engine.gridsim.run_mdrnn``) counting every
+* counts: a pure-Python forward pass (``derive.instances.gridsim.run_mdrnn``) counting every
   multiplication, addition and φ, the weight entries it touches and its products with each
   matrix; growth by SymPy limits along every direction;
 * steps and schedule: a round-by-round parallel simulation, the longest path beyond the
@@ -23,7 +23,7 @@ import sympy as sp
 
 from derive.engine.graph import same_growth
 from derive.engine.grid import count_failures, rounds
-from derive.engine.gridsim import (
+from derive.instances.gridsim import (
     Tally,
     conv_impulse_field,
     conv_params,

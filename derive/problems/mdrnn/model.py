@@ -14,7 +14,7 @@ import sympy as sp
 
 from derive.engine.graph import GridModel, parallel_rounds
 from derive.engine.grid import BELOW, NORTH, WEST, mdrnn_grid
-from derive.engine.gridsim import n_phi as n_phi  # one of the sizes, re-exported
+from derive.instances.gridsim import n_phi as n_phi  # one of the sizes, re-exported
 from derive.params import Int
 from derive.verify.routes import nonzero_entries
 

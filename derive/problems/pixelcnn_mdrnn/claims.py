@@ -21,7 +21,7 @@ import sympy as sp
 
 from derive.engine.graph import polynomial_function, same_growth
 from derive.engine.grid import BELOW, NORTH, WEST, count_failures, rounds
-from derive.engine.gridsim import mask_array, mask_taps, masked_connections, tap_connections
+from derive.instances.gridsim import mask_array, mask_taps, masked_connections, tap_connections
 from derive.problems.pixelcnn_mdrnn.fields import field_claims
 from derive.problems.pixelcnn_mdrnn.model import (
     BASE,

@@ -1,5 +1,5 @@
 """Claims about receptive fields, blind spots and contexts, by NumPy adjoints: masks built
-as k×k arrays (``derive.engine.gridsim``), run backwards from one pixel, share no code
+as k×k arrays (``derive.instances.gridsim``), run backwards from one pixel, share no code
 with the graphs' ancestor sets the results come from."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from derive.engine.gridsim import backward_context, backward_field, mask_stack
+from derive.instances.gridsim import backward_context, backward_field, mask_stack
 from derive.problems.pixelcnn_mdrnn.model import W, blind_spot, col, d, earlier, row
 from derive.verify import Claim
 from derive.verify.routes import count_mismatch, failures

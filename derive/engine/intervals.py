@@ -112,7 +112,7 @@ def value_range(cell: Cell, e: sp.Expr, known: dict[sp.Symbol, Range]) -> Range:
         return Range(fn(z.lo), fn(z.hi), z.lo_open, z.hi_open)
     raise InputError(
         f"no range rule for {type(e).__name__} in {e}: register it (increasing) in "
-        "derive/engine/functions.py or add a rule to value_range in derive/intervals.py"
+        "derive/engine/functions.py or add a rule to value_range in derive/engine/intervals.py"
     )
 
 
