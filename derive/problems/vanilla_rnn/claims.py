@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from derive.problems.vanilla_rnn.problem import VanillaRNN
 
 #: Tolerances: a complex step is exact to round-off (worst measured 4e-14); central
-#: differences carry truncation O(h²) and round-off O(ε/h) (worst 3e-7 at CENTRAL_STEP);
-#: two float64 evaluations of the same gradient differ by round-off only (worst 6e-14).
+#: differences carry truncation O(h²) and round-off O(ε/h) (worst 3e-8 at
+#: SUMMED_CENTRAL_STEP); two float64 evaluations of the same gradient differ by round-off
+#: only (worst 6e-14).
 TOL = {**{m: TOLERANCE[m] for m in ROUTES}, "float64": 1e-12}
 
 #: (n, d, T, weight scale, seed) of the gradient cases.

@@ -44,7 +44,7 @@ from derive.engine.functions import sigma
 from derive.engine.jacobian import Diag, jacobian_from_vjp, vjp_of
 from derive.engine.vector import VectorCell, n_h
 from derive.errors import InputError
-from derive.instances.rnn_sequence import SequenceData, states
+from derive.instances.rnn_sequence import STEPS, SequenceData, states
 from derive.params import Int, Param
 from derive.problems.base import Problem, Result, json_number
 from derive.problems.vanilla_rnn.claims import claims_of
@@ -65,7 +65,6 @@ from derive.problems.vanilla_rnn.notation import (
 )
 from derive.problems.vanilla_rnn.values import Values, evaluate
 from derive.verify import Claim
-from derive.verify.routes import CENTRAL_STEP, COMPLEX_STEP
 
 MAX_T = 8  # the written-out sum has T(T+1)/2 terms; beyond this it no longer fits a page
 #: The number of terms of the double sum for T steps: one per pair 1 <= k <= t <= T.
@@ -276,7 +275,7 @@ class VanillaRNN(Problem):
 
     def stated(self) -> dict[str, Any]:
         """The steps of the two routes the key names (``derive.verify.routes``)."""
-        return {"cs_step": COMPLEX_STEP, "cd_step": CENTRAL_STEP}
+        return {"cs_step": STEPS["complex step"], "cd_step": STEPS["central difference"]}
 
     def _layer_shapes(self) -> list[tuple]:
         x, y = sp.MatrixSymbol("x", d, 1), sp.MatrixSymbol("y", n, 1)
