@@ -3,6 +3,7 @@ and the rendered key."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
@@ -425,13 +426,47 @@ def test_handout_reading_is_checked(problem, monkeypatch):
     assert context["first_fc"] == 205_521_920 and context["text_agrees"]
     assert context["other_choices"] == {"conv_stride": 1_049_600, "pool_padding": 220_464_128}
     assert any("handout's text" in c.method for c in problem.checks)
-    # A text that says 5 conv layers no longer agrees with the diagram.
+    # A text that says 5 conv layers no longer agrees with the diagram: the key says so,
+    # and numpy's count says the same, so the claim about what the key prints holds.
     monkeypatch.setattr(cnn_params, "HANDOUT_TEXT_CONVS", 5)
-    failed = [c for c in CNNParams().checks if not c.passed]
-    assert len(failed) == 1 and "handout's text" in failed[0].method
+    five = CNNParams()
+    assert five.results["handout_text"].value["agrees"] is False
+    assert all(c.passed for c in five.checks)
     # Other networks make no claim about the handout's text.
     other = CNNParams([10, 10, 2], ["conv3-2/p0/s2", "fc-3"])
     assert not any("handout" in c.sizes + c.method for c in other.checks)
+
+
+@pytest.mark.parametrize(
+    ("field", "wrong"),
+    [("convs", 5), ("convs", 3), ("kernels", ["5x5"]), ("kernels", ["3x3", "5x5"]),
+     ("agrees", False), ("agrees", None)],
+)
+def test_a_wrong_printed_reading_of_the_text_fails(field, wrong, monkeypatch):
+    """The printed conv count, kernels and agreement are checked against numpy's arrays,
+    not against the function that computed them: each one altered fails, alone."""
+    real = CNNParams._handout_results
+
+    def altered(self):
+        out = real(self)
+        text = out["handout_text"]
+        out["handout_text"] = dataclasses.replace(text, value={**text.value, field: wrong})
+        return out
+
+    monkeypatch.setattr(CNNParams, "_handout_results", altered)
+    failed = [c for c in CNNParams().checks if not c.passed]
+    assert [c.claim for c in failed] == ["handout_text"]
+
+
+def test_the_text_is_read_off_numpy_arrays(problem):
+    full = numpy_trace(problem.net.input_shape, problem.net.layers, None)
+    assert cnn_params.claims.text_reading(full, 4, (3, 3)) == problem.results["handout_text"].value
+    assert cnn_params.claims.text_reading(full, 4, (5, 5))["agrees"] is False
+    # A conv whose kernel is not 3x3 shows in numpy's weight array: (out, in, k_h, k_w).
+    other = CNNParams([8, 8, 1], ["conv3-2", "conv5x3-2", "fc-2"]).net
+    trace = numpy_trace(other.input_shape, other.layers, None)
+    assert cnn_params.claims.text_reading(trace, 2, (3, 3)) == {
+        "convs": 2, "kernels": ["3x3", "5x3"], "agrees": False}
 
 
 def test_big_network_skips_only_the_forward_pass():

@@ -216,13 +216,10 @@ class CNNParams(Problem):
         rules = {key: r[key].expr for key in self.rules}
         yield from cc.rule_claims(rules, RULE_SYMBOLS, [(self.net, full), *further])
         if self.is_handout:
-            text = f"{HANDOUT_TEXT_CONVS} conv layers, all {cc.shape_text(HANDOUT_TEXT_KERNEL)}"
-            yield from cc.handout_claims(
-                self.text_mismatches(),
-                text,
-                self.other_choices,
-                OTHER_CHOICES,
-                r["other_choices"].value,
+            text = r["handout_text"].value
+            yield cc.text_claim(text, full, HANDOUT_TEXT_CONVS, HANDOUT_TEXT_KERNEL)
+            yield cc.other_choices_claim(
+                self.other_choices, OTHER_CHOICES, r["other_choices"].value
             )
 
     # -- rendering ------------------------------------------------------------------------------

@@ -232,23 +232,39 @@ def _instances(layer: Layer, t: Trace, sym: dict[str, sp.Symbol]):
 
 
 # -- the handout's reading ----------------------------------------------------------------------
-def handout_claims(
-    text_mismatches: int,
-    text: str,
-    other: dict[str, Network],
-    choices: dict[str, int],
-    claimed: dict[str, int],
-) -> Iterator[Claim]:
-    """The handout's text against its diagram; its other readings (``choices``, one at a
-    time, giving the ``other`` networks) through numpy, their first fc layer against
-    ``claimed``."""
-    yield Claim.measured(
+def text_reading(full: list[Trace], convs: int, kernel: tuple[int, int]) -> dict[str, Any]:
+    """The handout's text against numpy's arrays: the 4-D weight arrays (out, in, k_h, k_w)
+    are the convolutions, their last two axes the kernels; they agree when there are
+    ``convs`` of them, all ``kernel``."""
+    kernels = [shape[2:] for t in full for shape in t.arrays if len(shape) == 4]
+    return {
+        "convs": len(kernels),
+        "kernels": sorted({shape_text(k) for k in kernels}),
+        "agrees": len(kernels) == convs and all(k == tuple(kernel) for k in kernels),
+    }
+
+
+def text_claim(stated: dict[str, Any], full: list[Trace], convs: int,
+               kernel: tuple[int, int]) -> Claim:
+    """The printed reading of the handout's text (its conv count, kernels, and whether the
+    text agrees) against the same read off numpy's arrays (``text_reading``)."""
+    counted = text_reading(full, convs, kernel)
+    wrong = sum(stated.get(field) != value for field, value in counted.items())
+    return Claim.measured(
         "handout_text",
-        f"the handout's text: {text}; conv layers that differ",
+        f"the handout's text: {convs} conv layers, all {shape_text(kernel)}; printed count, "
+        "kernels and agreement against numpy's conv weights: entries that differ",
         "the handout's network",
-        text_mismatches,
+        wrong,
         EXACT,
     )
+
+
+def other_choices_claim(
+    other: dict[str, Network], choices: dict[str, int], claimed: dict[str, int]
+) -> Claim:
+    """The handout's other readings (``choices``, one at a time, giving the ``other``
+    networks) through numpy, their first fc layer against ``claimed``."""
     bad = 0
     for field, net in other.items():
         trace = numpy_trace(net.input_shape, net.layers, None)
@@ -256,7 +272,7 @@ def handout_claims(
         first = next(t.params for la, t in zip(net.layers, trace, strict=True) if la.kind == "fc")
         bad += first != claimed[field]
     tried = ", ".join(f"{f} = {v}" for f, v in choices.items())
-    yield Claim.measured(
+    return Claim.measured(
         "other_choices",
         "numpy shape pass and .size, as above",
         f"the handout's network with {tried} (one at a time)",

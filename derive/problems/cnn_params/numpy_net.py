@@ -24,6 +24,7 @@ class Trace:
     in_shape: tuple[int, ...]  # the array that reached the layer
     out_shape: tuple[int, ...]
     params: int  # total .size of the arrays it allocated for the layer
+    arrays: tuple[tuple[int, ...], ...] = ()  # the shapes of those arrays
 
 
 def _alloc(shape: tuple[int, ...], rng: np.random.Generator | None) -> np.ndarray:
@@ -108,7 +109,8 @@ def numpy_trace(
             raise ValueError(f"the numpy implementation has no rule for {layer.kind!r}; add one")
         shape = tuple(x.shape)
         x, arrays = NUMPY_RULES[layer.kind](x, layer, rng)
-        out.append(Trace(shape, tuple(x.shape), sum(a.size for a in arrays)))
+        sizes = sum(a.size for a in arrays)
+        out.append(Trace(shape, tuple(x.shape), sizes, tuple(a.shape for a in arrays)))
     return out
 
 
