@@ -19,10 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sympy as sp
 from conftest import key_pdf_text, key_tex
+from test_mgu import mgu_loss
 
 from derive.cli import main
+from derive.engine.functions import sigma as sigmoid_sym
 from derive.errors import InputError
+from derive.problems import REGISTRY
 from derive.problems.gru import GRU
 from derive.problems.lstm import LSTM, WEIGHTS
 from derive.render.numbers import sig6
@@ -137,6 +141,17 @@ def gru_loss(w: dict, xs: list, h: complex, a: list) -> complex:
     return total
 
 
+#: The test oracle of every registered recurrent problem: its forward pass typed again by
+#: hand from the cell's equations, as L(weights, example) with the example in floats.  The
+#: key's own checks of a worked example run the cell's equations as the problem states
+#: them, so a typo in those equations would pass them; only a pass written apart catches it.
+HAND_WRITTEN = {
+    "lstm": lambda w, e: lstm_loss(w, e["x"], e["h0"], e["c0"], e["dL_dh"]),
+    "gru": lambda w, e: gru_loss(w, e["x"], e["h0"], e["dL_dh"]),
+    "mgu": lambda w, e: mgu_loss(w, e["x"], e["h0"], e["dL_dh"]),
+}
+
+
 def complex_step(loss, w: dict) -> dict[str, float]:
     """dL/dw for every weight by complex step (h = 1e-30: no cancellation)."""
     out = {}
@@ -210,6 +225,67 @@ def test_gru_gradient_matches_a_complex_step_written_here(gru):
         assert got[k] == pytest.approx(ref[k], rel=1e-12, abs=1e-15), k
 
 
+def test_every_recurrent_problem_has_a_hand_written_forward_pass(recurrent_key):
+    assert recurrent_key in HAND_WRITTEN, (
+        f"{recurrent_key} has no hand-written forward pass: add one to HAND_WRITTEN in "
+        "tests/test_recurrent_example.py, typed from the cell's equations"
+    )
+
+
+def _distinct_example(cell) -> dict:
+    """A worked example from a cell's names, each weight its own value (a swap shows)."""
+    values = ["1/2", "-3/10", Decimal("0.7"), Decimal("-0.4"), 1, "1/5", Decimal("-0.9")]
+    return {
+        "weights": {w: values[i % len(values)] for i, w in enumerate(cell.weights)},
+        "x": [1, Decimal("-0.5"), 2],
+        **{f"{s}0": Decimal("0.1") * (i + 1) for i, s in enumerate(cell.states)},
+        **{f"dL_d{v}": [1, Decimal("-0.5"), 2] for v in cell.loss_on},
+    }
+
+
+def test_example_gradient_matches_the_hand_written_pass(recurrent_key):
+    """The derived gradient on an example against a complex step of the pass typed here."""
+    if recurrent_key not in HAND_WRITTEN:
+        pytest.fail(f"{recurrent_key} has no hand-written forward pass (see above)")
+    cls = REGISTRY[recurrent_key]
+    example = _distinct_example(cls.CELL)
+    got = cls(example=example, cases=FEW).results["example_grad"].value
+    e = {k: v if k == "weights" else _floats(v) for k, v in example.items()}
+    w = _floats(example["weights"])
+    ref = complex_step(lambda p: HAND_WRITTEN[recurrent_key](p, e), w)
+    assert set(got) == set(ref)
+    for k in ref:
+        assert got[k] == pytest.approx(ref[k], rel=1e-12, abs=1e-15), k
+
+
+def test_a_typo_in_the_cell_passes_its_own_checks_but_not_the_hand_written_pass():
+    """Reset gate after w_nh instead of before: the key's checks of the example run the
+    typo'd equations on both sides and pass; the hand-written pass does not agree."""
+    typo = dataclasses.replace(GRU.CELL, equations=lambda s: (
+        ("z", sigmoid_sym(s.w_zx * s.x + s.w_zh * s.h_prev + s.b_z)),
+        ("r", sigmoid_sym(s.w_rx * s.x + s.w_rh * s.h_prev + s.b_r)),
+        ("n", sp.tanh(s.w_nx * s.x + s.r * s.w_nh + s.b_n)),  # the typo: r w_nh, no h_prev
+        ("h", (1 - s.z) * s.h_prev + s.z * s.n),
+    ))
+    typo_gru = type("TypoGRU", (GRU,), {"CELL": typo})
+    example = _distinct_example(typo)
+    p = typo_gru(example=example, cases=FEW)
+    assert all(c.passed for c in example_checks(p))
+    e = {k: v if k == "weights" else _floats(v) for k, v in example.items()}
+    ref = complex_step(lambda w: HAND_WRITTEN["gru"](w, e), _floats(example["weights"]))
+    got = p.results["example_grad"].value
+    assert any(got[k] != pytest.approx(ref[k], rel=1e-6) for k in ref)
+
+
+def _floats(v):
+    """Exact example numbers (Decimal, "p/q", int) as floats, through dicts and lists."""
+    if isinstance(v, dict):
+        return {k: _floats(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_floats(x) for x in v]
+    return float(Fraction(str(v)))
+
+
 def test_example_agrees_with_derive_grad(lstm):
     """The same numbers through the derive grad path give the same gradient (its NumPy
     backend runs the very code of the example; the C backend agrees to round-off, see
@@ -229,7 +305,7 @@ def test_example_checks_pass_and_cover_every_example_result(name, lstm, gru):
     assert {c.claim for c in checks} == {"example_forward", "example_grad", "example_adjoints"}
     assert all(c.passed for c in checks), [c for c in checks if not c.passed]
     methods = {c.method.removesuffix(", saturated") for c in checks}
-    assert "complex step of the interpreted pass" in methods
+    assert "complex step of the forward pass from the stated equations" in methods
     assert "derived equations at 50 digits vs those differences" in methods
     # The example's checks have a group of their own in the key.
     assert [n for n, g in p.check_groups() if g and g[0].claim.startswith("example_")] == [
@@ -259,8 +335,8 @@ def test_checks_catch_a_wrong_example_value():
     value = dict(result.value, w_fh=result.value["w_fh"] * (1 + 1e-10))
     broken.results["example_grad"] = dataclasses.replace(result, value=value)
     failed = {c.method for c in example_checks(broken) if not c.passed}
-    assert "complex step of the interpreted pass" in failed
-    assert "float64 vs 60-digit central differences of that pass" in failed
+    assert "complex step of the forward pass from the stated equations" in failed
+    assert "float64 vs 60-digit central differences of the same pass" in failed
 
 
 def test_problems_without_an_example_stay_as_they_were():

@@ -220,6 +220,10 @@ class RecurrentProblem(Problem):
     def _example_claims(self) -> Iterator[Claim]:
         """The example's numbers against the cell's assignments run by the interpreter.
 
+        Both sides start from the cell's assignments, so these claims check the derived
+        equations and their evaluation, not the assignments themselves (a typo there would
+        pass; tests/test_recurrent_example.py keeps a hand-written forward pass per cell).
+
         Forward values: the interpreted pass at 60 digits.  Gradients and adjoints: its
         complex-step derivatives and its 60-digit central differences, the latter also
         against the derived equations evaluated at 50 digits (the formulas themselves).
@@ -230,7 +234,7 @@ class RecurrentProblem(Problem):
         ref = run.interpreted_forward()
         err = rel_error([fwd[v] for v in names], [ref[v] for v in names])
         sizes = f"T={self.example.steps}, the example's numbers"
-        method = "float64 vs the cell's equations run by an mpmath interpreter"
+        method = f"float64 vs the cell's stated equations evaluated at {REFERENCE_DPS} digits"
         yield Claim.measured("example_forward", method, sizes, err, METHODS["complex step"])
         yield from self._example_gradient_claims()
 
@@ -244,8 +248,8 @@ class RecurrentProblem(Problem):
         got += [v for vals in adj.values() for v in vals]
         deep = run.deep_differences(probes)
         refs = {
-            "complex step of the interpreted pass": run.complex_steps(probes),
-            f"float64 vs {REFERENCE_DPS}-digit central differences of that pass": deep,
+            "complex step of the forward pass from the stated equations": run.complex_steps(probes),
+            f"float64 vs {REFERENCE_DPS}-digit central differences of the same pass": deep,
         }
         deep_got = run.derived_deep(probes)
         # Beyond SATURATION float64 keeps fewer digits of the slopes: the house's saturated
