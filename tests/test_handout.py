@@ -259,6 +259,11 @@ def test_key_opens_with_the_question_then_solves_it(problem_key, problems, hando
     # The question comes first, the solution after it, with derived results and evidence.
     assert doc.key.index(question) < doc.key.index(SOLUTION)
     assert shown(solution_forms(problems[problem_key], doc.printer), doc.solution)
+    # Above all the result the question is mainly about.
+    problem = problems[problem_key]
+    assert problem.MAIN in problem.results and problem.MAIN not in problem.GIVEN
+    main_form = doc.printer.doprint(problem.results[problem.MAIN].expr)
+    assert len(main_form) >= SHORTEST and main_form in doc.solution, problem.MAIN
     assert "Verification" in doc.solution and "\\begin{longtable}" in doc.solution
 
 

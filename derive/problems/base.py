@@ -54,6 +54,8 @@ class Problem(ABC):
 
     key: ClassVar[str]
     title: ClassVar[str]
+    #: The result the question is mainly about: the key's solution must print its form.
+    MAIN: ClassVar[str]
     #: Parameters a set file may give (each defaults to the handout's value).
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     #: The templates' name when they serve more problems than this one (else the key).

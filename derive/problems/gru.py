@@ -30,6 +30,7 @@ class GRU(RecurrentProblem):
 
     key = "gru"
     title = "GRU gradient (backprop through time)"
+    MAIN = "w_zx_bar"
     NOUN = "gated recurrent unit"
     ROLES = ("an update gate", "a reset gate", "a candidate state", "the new hidden state")
 

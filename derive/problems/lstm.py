@@ -40,6 +40,7 @@ class LSTM(RecurrentProblem):
 
     key = "lstm"
     title = "LSTM gradient (backprop through time)"
+    MAIN = "w_ix_bar"
     LABELS = ("adjoints", "weight", "optional")
 
     TEMPLATE = "lstm"

@@ -102,6 +102,7 @@ class LSTMCell(Problem):
 
     key = "lstm_cell"
     title = "LSTM cell: gates, signs and the cell-state gradient"
+    MAIN = "dC_dCk_f1_i0"
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = (
         "J", "W_ch", "W_cx", "W_fh", "W_fx", "W_ih", "W_ix", "W_oh", "W_ox", "b_c", "b_f", "b_i",

@@ -24,6 +24,7 @@ class MGU(RecurrentProblem):
 
     key = "mgu"
     title = "MGU gradient (backprop through time)"
+    MAIN = "w_fx_bar"
     NOUN = "minimal gated unit"
     ROLES = ("a forget gate", "a candidate state", "the new hidden state")
 

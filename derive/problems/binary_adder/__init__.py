@@ -93,6 +93,7 @@ class BinaryAdder(Problem):
 
     key = "binary_adder"
     title = "Binary addition with a hard-threshold RNN"
+    MAIN = "W"
 
     PARAMS = (
         Param(

@@ -88,6 +88,7 @@ class CNNParams(Problem):
 
     key = "cnn_params"
     title = "Parameters of a convolutional network"
+    MAIN = "total_params"
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("C_in", "C_out", "H", "N", "W", "k", "k_h", "k_w", "n", "n_in", "n_out", "p", "s")
 

@@ -51,6 +51,7 @@ class EigenPower(Problem):
 
     key = "eigen_power"
     title = "Matrix powers and eigenvalues (vanishing and exploding gradients)"
+    MAIN = "W_power"
     # The handout gives W, and states a decomposition whose eigenvalues are right and whose
     # Q is the derived Q^-1 (eigenvectors in rows): given data equal to two results.
     GIVEN = ("W", "Lambda", "Q_inv")

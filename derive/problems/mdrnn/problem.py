@@ -80,6 +80,7 @@ class MDRNN(Problem):
 
     key = "mdrnn"
     title = "Multidimensional RNN: weights, operations and parallel steps"
+    MAIN = "num_weights"
     LABELS = ("weights", "steps", "compare")
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "G", "H", "i", "j", "n_phi")

@@ -91,6 +91,7 @@ class Momentum(Problem):
 
     key = "momentum"
     title = "Reversibility of gradient descent with momentum"
+    MAIN = "det_jacobian"
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "H", "alpha", "beta", "p^(k)", "p^(k+1)", "theta^(k)", "theta^(k+1)")
 

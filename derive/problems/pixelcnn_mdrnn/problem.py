@@ -64,6 +64,7 @@ class PixelCNNMDRNN(Problem):
 
     key = "pixelcnn_mdrnn"
     title = "Autoregressive image models: PixelCNN against MDRNN"
+    MAIN = "pixelcnn_connections_order"
     LABELS = ("pixelcnn", "mdrnn", "compare")
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("H", "S_A", "S_B", "W", "c", "d", "i", "j", "k")

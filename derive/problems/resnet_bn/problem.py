@@ -70,6 +70,7 @@ class ResnetBN(Problem):
 
     key = "resnet_bn"
     title = "Residual blocks: where BatchNorm and ReLU go"
+    MAIN = "grad_norm_ratio"
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "D_1", "D_2", "D_3", "J", "J_1", "J_2", "J_3", "W_1", "W_2", "x")
     # The handout fixes none of these: they size the experiment.

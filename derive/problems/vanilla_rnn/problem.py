@@ -114,6 +114,7 @@ class VanillaRNN(Problem):
 
     key = "vanilla_rnn"
     title = "Backpropagation through time in a vanilla RNN (sums of Jacobian products)"
+    MAIN = "jacobian_y_x"
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("L", "U", "W", "a", "d", "ell", "gbar", "h", "j", "n", "sigma_prime", "u", "x", "y")
 
