@@ -11,14 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from derive.engine.functions import NUMERIC, sigma
+from derive.engine.functions import FUNCTIONS
 from derive.verify.routes import central_difference, complex_step, jacobian
 
 #: The routes a derived derivative is compared with, by the name the evidence prints.
 ROUTES = {"complex step": complex_step, "central difference": central_difference}
 
 # The engine's numeric sigma: analytic (complex steps pass through) and overflow-free.
-logistic = NUMERIC[sigma]["numpy"]
+logistic = FUNCTIONS["sigma"].numpy
 
 
 @dataclass(frozen=True)
