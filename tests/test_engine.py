@@ -464,3 +464,19 @@ def test_only_saturating_functions_bound_a_worked_example():
     gate = ExampleRun(small_cell(sigma(v * x)), given)
     with pytest.raises(InputError, match="the gate h saturates"):
         gate.refuse_saturated_gates("here")
+
+
+def test_a_worked_example_with_a_third_passes_its_50_digit_check():
+    """derived_deep (the derived equations at 50 digits) agrees with the 60-digit
+    differences of the interpreted pass: no float64 1/3 in the mpmath forward pass."""
+    from derive.example import Example
+    from derive.example_run import ExampleRun
+
+    x, hp, w, v = map(sym, ("x", "h_prev", "w", "v"))
+    cell = small_cell(sp.tanh(w * hp + v * x) / 3)
+    given = Example({"w": sp.Rational(1, 2), "v": sp.Rational(-3, 4)},
+                    {"x": [sp.Integer(1), sp.Rational(1, 2)]},
+                    {"h": sp.Rational(1, 4)}, {"h": [sp.Integer(1), sp.Integer(-2)]})
+    run, probes = ExampleRun(cell, given), [("w", "w"), ("w", "v"), (1, "h")]
+    for got, want in zip(run.derived_deep(probes), run.deep_differences(probes), strict=True):
+        assert abs(got - want) < 1e-25 * max(1, abs(want)), (got, want)
