@@ -20,7 +20,7 @@ import numpy as np
 import sympy as sp
 
 from derive.engine.cell import Cell
-from derive.engine.functions import NUMERIC
+from derive.engine.functions import lookup
 from derive.engine.numeric import Gradients, evaluate_at, forward, sweep_for
 from derive.errors import InputError
 from derive.example import Example
@@ -62,23 +62,24 @@ class ExampleRun:
 
     @cached_property
     def arguments(self) -> list[tuple[int, str, bool, float]]:
-        """(step, variable, whether it is a gate, |z|) for every sigma(z) and tanh(z) of the
-        forward pass: a gate is a variable assigned sigma(z) or tanh(z)."""
+        """(step, variable, whether it is a gate, |z|) for every saturating function
+        (sigma, tanh: ``Elementwise.saturates``) applied in the forward pass: a gate is a
+        variable assigned one.  ReLU, exp or log may take any argument."""
         traj, cell = self.trajectory, self.cell
         w = self.example.floats()[0]
         at_t = cell.at_step(0)  # the cell's local symbols as quantities at step t
         out = []
         for k in range(1, self.example.steps + 1):
             for u, e in cell.assignments:
-                for f in e.atoms(*NUMERIC):
+                for f in _saturating(e):
                     z = abs(float(evaluate_at(f.args[0].xreplace(at_t), traj, w, k)))
                     out.append((k, u.name, f == e, z))
         return out
 
     @property
     def steepest(self) -> float:
-        """The largest |z| of any sigma(z) or tanh(z) of the forward pass."""
-        return max(z for *_, z in self.arguments)
+        """The largest |z| of any sigma(z) or tanh(z) of the forward pass (0 if none)."""
+        return max((z for *_, z in self.arguments), default=0.0)
 
     def refuse_saturated_gates(self, where: str) -> None:
         """An ``InputError`` if a gate's |pre-activation| exceeds ``EXAMPLE_MAX_Z``."""
@@ -146,6 +147,11 @@ class ExampleRun:
             # The sweep hands back some 0-d object arrays; unwrap them at this precision
             # (mpf() outside this block would round to 15 digits).
             return [mpmath.mpf(np.asarray(v).item()) for v in got]
+
+
+def _saturating(e: sp.Expr) -> list[sp.Expr]:
+    """The applications of saturating functions in ``e`` (sigma(z), tanh(z))."""
+    return [f for f in e.atoms(sp.Function) if (found := lookup(f)) and found.saturates]
 
 
 def float_matrix(rows) -> sp.Matrix:

@@ -334,3 +334,149 @@ def test_a_check_with_numpy_numbers_exports_plain_json():
     assert json.loads(json.dumps(row))["passed"] is True
     assert type(row["passed"]) is bool and type(row["max_rel_error"]) is float
     assert Check("x", "m", "s", np.float64(np.inf), 1.0).as_dict()["max_rel_error"] is None
+
+
+# -- odd cells: names, constants, powers, edges --------------------------------------------------
+def small_cell(rhs, names=("x", "h", "h_prev", "w", "v"), pre=()) -> Cell:
+    """One state ``h = rhs`` (after the assignments ``pre``) over weights w, v and input x."""
+    x, h, hp, w, v = map(sym, names)
+    sub = dict(zip(map(sym, ("x", "h", "h_prev", "w", "v")), (x, h, hp, w, v), strict=True))
+    assignments = (*((sym(u), e.xreplace(sub)) for u, e in pre), (h, rhs.xreplace(sub)))
+    return Cell("small", (x,), (h,), {h: hp}, {w: "weight", v: "weight"}, assignments, (h,))
+
+
+def test_a_symbol_named_like_a_function_does_not_hide_it():
+    """A weight called ``sigma``, an input called ``exp``: the compiled code calls the
+    functions, not the numbers (the forward step, the sweep and the initial adjoints)."""
+    x, hp, w, v = map(sym, ("x", "h_prev", "w", "v"))
+    rhs = sigma(w * hp + v * sp.exp(x))
+    names = ("exp", "h", "h_prev", "sigma", "tanh")
+    plain, odd = small_cell(rhs), small_cell(rhs, names)
+    runs = []
+    for cell, (nx, _, _, nw, nv) in ((plain, ("x", 0, 0, "w", "v")), (odd, names)):
+        for wrap in (float, np.float64):  # math (plain floats) and NumPy
+            p = {nw: wrap(0.4), nv: wrap(-0.8)}
+            traj = forward(cell, p, {nx: [wrap(0.5), wrap(-1.0)]}, {"h": wrap(0.3)})
+            g = ScalarSweep(Adjoints(cell)).run(traj, p, {"h": [1.0, -0.5]})
+            runs.append([float(traj["h"][2]), float(g.params[nw]), float(g.initial["h"])])
+    np.testing.assert_allclose(runs[2:], runs[:2], rtol=1e-15)
+
+
+def test_the_mpmath_forward_pass_keeps_rational_constants_exact():
+    import mpmath
+
+    from derive.verify.interpret import Interpreter
+
+    x, hp, w, v = map(sym, ("x", "h_prev", "w", "v"))
+    cell = small_cell(sp.tanh(w * hp + v * x) / 3 + sp.Rational(1, 7))
+    with mpmath.workdps(50):
+        p = {"w": mpmath.mpf("0.5"), "v": mpmath.mpf("0.25")}
+        xs, h0 = {"x": [mpmath.mpf(1), mpmath.mpf(-2)]}, {"h": mpmath.mpf("0.125")}
+        traj = forward(cell, p, xs, h0, "mpmath")
+        rows = Interpreter(cell).run(p, xs, h0)
+        for k in (1, 2):
+            assert abs(np.asarray(traj["h"][k]).item() - rows[k - 1]["h"]) < 1e-45
+
+
+def test_math_on_plain_floats_gives_what_numpy_gives():
+    """exp(800), log of a negative number, 1/(2 sqrt(0)): inf and nan as NumPy, not an
+    OverflowError, ValueError or ZeroDivisionError of ``math``."""
+    from derive.engine.functions import relu
+
+    x, hp, w, v = map(sym, ("x", "h_prev", "w", "v"))
+    for rhs, xs in (
+        (sp.exp(w * hp + v * x), [800.0, 1.0]),
+        (sp.log(w * hp + v * x), [-5.0, 1.0]),
+        (sp.sqrt(relu(w * hp + v * x)), [-5.0, 1.0]),
+    ):
+        cell, got = small_cell(rhs), []
+        for wrap in (float, np.float64):
+            p = {"w": wrap(0.5), "v": wrap(1.0)}
+            with np.errstate(all="ignore"):
+                traj = forward(cell, p, {"x": list(map(wrap, xs))}, {"h": wrap(0.5)})
+                g = ScalarSweep(Adjoints(cell)).run(traj, p, {"h": [1.0, 1.0]})
+            got.append([*map(float, traj["h"]), float(g.params["w"]), float(g.initial["h"])])
+        np.testing.assert_equal(got[0], got[1])
+
+
+def test_a_sqrt_assignment_is_written_through_its_variable():
+    """sqrt'(p) of ``r = sqrt(p)`` reads r, in the scalar form as in the vector form."""
+    x, hp, w, v, p, r = map(sym, ("x", "h_prev", "w", "v", "p", "r"))
+    cell = small_cell(r * hp, pre=(("p", sigma(w * hp + v * x)), ("r", sp.sqrt(p))))
+    assert Adjoints(cell).variables["p"].expr == bar("r") / (2 * timed("r"))
+    assert not VectorAdjoints(cell).variables["p"].has(sp.sqrt(p))
+
+
+@pytest.mark.parametrize("power", [sp.sqrt(2), sp.Integer(2)])
+def test_a_constant_factor_or_integer_power_has_a_vector_form(power):
+    """sqrt(2 p) = sqrt(2) sqrt(p): sqrt(2) is a coefficient; p**2 is a Hadamard power."""
+    x, hp, w, v, p = map(sym, ("x", "h_prev", "w", "v", "p"))
+    rhs = sp.sqrt(2 * p) * hp if power == sp.sqrt(2) else p**2 + hp
+    cell = small_cell(rhs, pre=(("p", sigma(w * hp + v * x)),))
+    errors = check_case(cell, Case(3, n_h=3, n_x=2, seed=4), ("complex step",))
+    errors |= check_case(cell, Case(3, seed=4), ("complex step",))
+    assert max(errors.values()) < 1e-12, errors
+
+
+@pytest.mark.parametrize("rhs", [sym("p") ** sp.Rational(3, 2), 1 / sp.sqrt(sym("p"))])
+def test_a_power_without_a_vector_form_says_so(rhs):
+    x, hp, w, v = map(sym, ("x", "h_prev", "w", "v"))
+    cell = small_cell(rhs * hp, pre=(("p", sigma(w * hp + v * x)),))
+    with pytest.raises(InputError, match=r"no vector form for .*only integer ones and sqrt"):
+        _ = VectorAdjoints(cell).variables
+    column = np.ones((2, 1))
+    with pytest.raises(InputError, match=r"no vector form for .*only integer ones and sqrt"):
+        forward(cell, {"w": np.eye(2), "v": np.eye(2)}, {"x": [column]}, {"h": column})
+
+
+def test_ranges_follow_monotone_functions_inside_their_domains():
+    from derive.engine.functions import relu, step
+    from derive.engine.intervals import Range, ranges
+
+    x, hp, w, v = map(sym, ("x", "h_prev", "w", "v"))
+    z = w * hp + v * x
+    pre = (("a", relu(z)), ("b", step(z)), ("s", sp.sqrt(sym("a"))), ("p", sigma(z)))
+    got = ranges(small_cell(sp.log(sym("p")) + hp, pre=pre))
+    assert got[sym("a")] == Range(0, sp.oo, False, False)  # nondecreasing: ends closed
+    assert got[sym("b")] == Range(0, 1, False, False)
+    assert got[sym("s")] == Range(0, sp.oo, False, False)
+    assert got[sym("h")] == Range(-sp.oo, sp.oo)
+    with pytest.raises(InputError, match=r"log may be applied outside its domain"):
+        ranges(small_cell(sp.log(w * x)))
+    with pytest.raises(InputError, match=r"sqrt may be applied outside its domain"):
+        ranges(small_cell(sp.sqrt(z)))
+
+
+def test_only_saturating_functions_bound_a_worked_example():
+    """A ReLU or exp of a large argument is no saturated gate; sigma(z) at |z| > 6 is."""
+    from derive.engine.functions import relu
+    from derive.example import Example
+    from derive.example_run import ExampleRun
+
+    x, hp, w, v = map(sym, ("x", "h_prev", "w", "v"))
+    cell = small_cell(sp.exp(v * x) + relu(w * hp + v * x) + sigma(hp))
+    given = Example({"w": sp.Integer(1), "v": sp.Integer(9)}, {"x": [sp.Integer(1)]},
+                    {"h": sp.Rational(1, 2)}, {"h": [sp.Integer(1)]})
+    run = ExampleRun(cell, given)
+    assert [(k, name, gate) for k, name, gate, _ in run.arguments] == [(1, "h", False)]
+    assert run.steepest == 0.5
+    run.refuse_saturated_gates("here")
+    gate = ExampleRun(small_cell(sigma(v * x)), given)
+    with pytest.raises(InputError, match="the gate h saturates"):
+        gate.refuse_saturated_gates("here")
+
+
+def test_a_worked_example_with_a_third_passes_its_50_digit_check():
+    """derived_deep (the derived equations at 50 digits) agrees with the 60-digit
+    differences of the interpreted pass: no float64 1/3 in the mpmath forward pass."""
+    from derive.example import Example
+    from derive.example_run import ExampleRun
+
+    x, hp, w, v = map(sym, ("x", "h_prev", "w", "v"))
+    cell = small_cell(sp.tanh(w * hp + v * x) / 3)
+    given = Example({"w": sp.Rational(1, 2), "v": sp.Rational(-3, 4)},
+                    {"x": [sp.Integer(1), sp.Rational(1, 2)]},
+                    {"h": sp.Rational(1, 4)}, {"h": [sp.Integer(1), sp.Integer(-2)]})
+    run, probes = ExampleRun(cell, given), [("w", "w"), ("w", "v"), (1, "h")]
+    for got, want in zip(run.derived_deep(probes), run.deep_differences(probes), strict=True):
+        assert abs(got - want) < 1e-25 * max(1, abs(want)), (got, want)

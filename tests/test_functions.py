@@ -140,3 +140,44 @@ def test_a_new_function_needs_no_engine_edit(name):
     cell = Cell("toy", (x,), (s,), {s: s_prev}, {w: "weight"}, ((s, fn(w * x) + s_prev),), (s,))
     vc = VectorCell(cell)
     assert vc.vjp(cell.rhs(s), w, vc.bar(s), 0, s) is not None
+
+
+def test_only_the_gate_activations_saturate():
+    """Worked examples bound the arguments of sigma and tanh alone (``saturates``)."""
+    assert {f.name for f in ENTRIES if f.saturates} == {"sigma", "tanh"}
+
+
+EDGES = [-np.inf, np.inf, np.nan, -2.0, 0.0, 3.0]
+
+
+def same(a: float, b: float) -> bool:
+    return (np.isnan(a) and np.isnan(b)) or a == b
+
+
+@pytest.mark.parametrize("name", ["relu", "step", "softplus"])
+def test_every_spelling_agrees_at_infinity_and_nan(name, tmp_path, monkeypatch):
+    """0 * z would make relu(-inf), step(+-inf), softplus(-inf) NaN in NumPy and mpmath;
+    a comparison would make relu(nan) and step(nan) 0 in math and C, hiding a NaN."""
+    f = FUNCTIONS[name]
+    want = {-np.inf: 0.0, np.inf: np.inf if name != "step" else 1.0, np.nan: np.nan}
+    for x in EDGES:
+        got = [f.math(x), float(f.numpy(np.array([x]))[0]), float(f.mpmath(mpmath.mpf(x)))]
+        got.append(complex(f.numpy(np.array([x + 0j]))[0]).real)
+        ref = want.get(x, got[0]) if not np.isnan(x) else np.nan
+        assert all(same(g, ref) for g in got), (name, x, got)
+    if native.available():
+        monkeypatch.setenv("DERIVE_CACHE", str(tmp_path))
+        body = native.c_code(f(sp.Symbol("x")))
+        source = native.PRELUDE + f"\ndouble apply(double x) {{ return {body}; }}\n"
+        dll = native.build(source + "int derive_gradient(void) { return 0; }\n", native.FLAGS).dll
+        dll.apply.restype, dll.apply.argtypes = ctypes.c_double, [ctypes.c_double]
+        for x in EDGES:
+            assert same(dll.apply(x), f.math(x)), (name, x)
+
+
+def test_a_power_other_than_sqrt_is_no_elementwise_function():
+    p = sp.Symbol("p")
+    assert entry(sp.sqrt(p)) is FUNCTIONS["sqrt"]
+    for power in (p ** sp.Rational(3, 2), 1 / sp.sqrt(p)):
+        with pytest.raises(InputError, match=r"no vector form for .*only integer ones and sqrt"):
+            entry(power)

@@ -13,6 +13,7 @@ import sympy as sp
 
 from derive.engine.cell import Cell
 from derive.engine.numeric import forward
+from derive.errors import InputError
 from derive.problems import REGISTRY
 from derive.problems.recurrent import RecurrentProblem
 from derive.verify.interpret import Interpreter, UninterpretableError, compile_expr
@@ -57,3 +58,26 @@ def test_exact_numbers_stay_exact_at_the_working_precision():
 def test_an_unknown_function_names_where_to_add_it():
     with pytest.raises(UninterpretableError, match=r"derive/engine/functions\.py"):
         compile_expr(sp.sin(sp.Symbol("x")))
+
+
+def test_a_function_outside_its_domain_is_an_error_not_a_complex_number():
+    a = sp.Symbol("a")
+    cube_root = a ** sp.Rational(1, 3)
+    for expr, at in ((sp.log(a), -1), (sp.log(a), 0), (sp.sqrt(a), -2), (cube_root, -8)):
+        with pytest.raises(InputError, match=r"outside its domain|non-integer power"):
+            compile_expr(expr)({"a": mpmath.mpf(at)})
+    # a complex step on a real argument inside the domain is fine
+    assert compile_expr(sp.log(a))({"a": mpmath.mpc(2, 1e-30)}).imag == pytest.approx(5e-31)
+    assert compile_expr(a**2)({"a": mpmath.mpf(-3)}) == 9  # an integer power of any number
+
+
+def test_a_float_is_the_binary_number_the_engine_uses():
+    with mpmath.workdps(40):
+        assert compile_expr(sp.Float(0.1))({}) == mpmath.mpf(0.1)
+        assert compile_expr(sp.Float(0.1))({}) != mpmath.mpf("0.1")
+
+
+def test_a_constant_is_named_as_a_constant():
+    for c in (sp.pi, sp.E, sp.I):
+        with pytest.raises(UninterpretableError, match="the constant"):
+            compile_expr(c * sp.Symbol("a"))

@@ -16,7 +16,7 @@ import sympy as sp
 
 from derive.engine import native
 from derive.engine.adjoint import Adjoints
-from derive.engine.cell import Cell, VectorQuantity, t, vector_quantity
+from derive.engine.cell import Cell, VectorQuantity, bar, t, timed, vector_quantity
 from derive.engine.functions import sigma
 from derive.engine.native import native_gradient, program
 from derive.engine.numeric import ScalarSweep, VectorSweep, forward
@@ -160,3 +160,21 @@ def test_a_cell_symbol_needs_a_name() -> None:
     h, hp = sp.symbols("h h_prev")
     with pytest.raises(InputError, match="empty name"):
         Cell("bad", (sp.Symbol(""),), (h,), {h: hp}, {}, ((h, sp.tanh(hp)),), (h,))
+
+
+def test_a_name_holding_a_role_prefix_is_no_other_quantity() -> None:
+    """The value of ``bar:h`` and the adjoint of ``h`` (or ``c@1`` and c at t + 1) differ in
+    SymPy's order, srepr and str, so neither term order nor the exported srepr confuses
+    them; an ordinary name's sort name stays what it was."""
+    pairs = [
+        (timed("bar:h"), bar("h")),
+        (vector_quantity("bar:x", (2, 1), "value", t), vector_quantity("x", (2, 1), "adjoint", t)),
+        (vector_quantity("c@1", (n_h, 1)), vector_quantity("c", (n_h, 1), "value", t + 1)),
+    ]
+    for a, b in pairs:
+        assert a != b
+        assert sp.default_sort_key(a) != sp.default_sort_key(b)
+        assert sp.srepr(a) != sp.srepr(b) and str(a) != str(b)
+    assert sp.srepr(bar("h")) == sp.srepr(sp.Function("bar:h")(t))
+    assert str(timed("bar:h")) == "bar\\:h(t)"
+

@@ -31,7 +31,7 @@ from sympy.core.cache import cacheit
 from sympy.core.function import AppliedUndef, UndefinedFunction
 from sympy.core.symbol import Str
 
-from derive.engine.functions import entry
+from derive.engine.functions import entry, lookup
 from derive.errors import InputError
 
 t = sp.Symbol("t", integer=True)
@@ -79,12 +79,26 @@ class Quantity(AppliedUndef):
 #: kept as it was when these were plain functions named so (outputs do not change).  The
 #: same spelling orders vector quantities (``VectorQuantity.sort_name``).  Never parsed.
 _SORT_NAME = {"value": "{}", "adjoint": "bar:{}", "loss": "dL:{}", "hoisted": "aux:{}"}
+#: What the sort names spell with: a cell symbol's name escapes them (``_escaped``).
+_SPECIAL = str.maketrans({"\\": "\\\\", ":": "\\:", "@": "\\@"})
+
+
+def _escaped(name: str) -> str:
+    """``name`` with ``\\``, ``:`` and ``@`` escaped by a backslash, so that the sort names
+    of different quantities differ (the value of ``bar:h`` is ``bar\\:h``, the adjoint of
+    ``h`` is ``bar:h``) while an ordinary name, holding none of these, stays itself."""
+    return name.translate(_SPECIAL)
+
+
+def sort_name(name: str, role: Role) -> str:
+    """The name SymPy orders (and srepr prints) quantity ``name`` in ``role`` by."""
+    return _SORT_NAME[role].format(_escaped(name))
 
 
 @cache
 def quantity_class(name: str, role: Role = "value") -> type[Quantity]:
     """The class of quantity ``name`` in ``role``; apply it to a step."""
-    return UndefinedFunction(_SORT_NAME[role].format(name), (Quantity,), quantity=name, role=role)
+    return UndefinedFunction(sort_name(name, role), (Quantity,), quantity=name, role=role)
 
 
 def quantity(name: str, role: Role = "value", k: int | sp.Expr = 0) -> Quantity:
@@ -164,7 +178,7 @@ class VectorQuantity(sp.MatrixSymbol):
     def sort_name(self) -> str:
         """The name SymPy ordered this by when it was a plain ``MatrixSymbol``: ``bar:c@1``
         for bar c at t + 1, ``c@=0`` for c at the fixed step 0 (see the class)."""
-        name = _SORT_NAME[self.role].format(self.name)
+        name = sort_name(self.name, self.role)
         if self.step is None:
             return name
         return f"{name}@{self.offset}" if self.step.has(t) else f"{name}@={self.step}"
@@ -236,9 +250,11 @@ class Cell:
 
     @property
     def weights(self) -> tuple[sp.Symbol, ...]:
+        """The parameters of kind ``weight``, in the order of ``params``."""
         return tuple(p for p, kind in self.params.items() if kind == "weight")
 
     def rhs(self, u: sp.Symbol) -> sp.Expr:
+        """The right-hand side assigned to variable ``u``."""
         return dict(self.assignments)[u]
 
     def kind(self, s: sp.Symbol) -> Kind:
@@ -272,13 +288,21 @@ class Cell:
         sub.update({p: timed(s.name, k - 1) for s, p in self.prev.items()})
         return sub
 
-    def forward_rewrites(self) -> dict[sp.Expr, sp.Symbol]:
-        """``{f(z): u}`` for every assignment ``u = f(z)`` with ``f`` elementwise.
+    def forward_rewrites(self) -> dict[sp.Expr, sp.Expr]:
+        """``{f(z): u}`` for every assignment ``u = f(z)`` with ``f`` registered (sqrt, a
+        ``Pow``, too: with ``{1/sqrt(z): 1/u}``, the form its derivative holds).
 
-        Applying it to a derivative writes sigma'(z) as ``i*(1 - i)`` and tanh'(z) as
-        ``1 - g**2``: in terms of the forward quantities, as an answer key does.
+        Applying it to a derivative writes sigma'(z) as ``i*(1 - i)``, tanh'(z) as
+        ``1 - g**2`` and sqrt'(p) as ``1/(2 r)``: in terms of the forward quantities, as an
+        answer key (and the vector form) does.
         """
-        return {e: u for u, e in self.assignments if isinstance(e, sp.Function)}
+        out: dict[sp.Expr, sp.Expr] = {}
+        for u, e in self.assignments:
+            if lookup(e) is not None:
+                out[e] = u
+                if isinstance(e, sp.Pow):  # sqrt(z)' = 1/(2 sqrt(z)) holds z**(-1/2)
+                    out[1 / e] = 1 / u
+        return out
 
     # -- checks --------------------------------------------------------------------------
     def _validate(self) -> None:

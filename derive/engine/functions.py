@@ -16,7 +16,9 @@ In the spirit of autograd's ``defvjp``, one ``Elementwise`` entry per function g
    mpmath, ``math`` (plain floats, where NumPy's per-call overhead would dominate) and C
    spellings (a C function of its own in ``c_source`` where ``<math.h>`` has none);
 5. its domain, range and monotonicity, for interval arithmetic: ``exact`` gives its exact
-   value at a number or at +-oo.
+   value at a number or at +-oo;
+6. whether it ``saturates`` (sigma, tanh): flat far from 0, where float64 keeps few digits
+   of its slope, so a worked example bounds its argument.
 
 A function that is not registered fails with a message that names this file and the entry
 to add (``entry``).  To add one: write an ``Elementwise`` and ``register`` it below.
@@ -57,9 +59,9 @@ class Elementwise:
     domain: sp.Interval = REALS
     stable: Callable[[sp.Expr, sp.Expr], dict] = field(default=lambda u, z: {})
     c_source: str = ""
-    #: The defining formula for any library with the functions it uses (NumPy, mpmath):
-    #: ``textbook(z, lib)``, for passes written by hand that share nothing with the stable forms.
-    textbook: Callable | None = None
+    #: A gate's activation: its slope vanishes at both ends, where float64 resolves it
+    #: poorly (``derive.example_run`` bounds the arguments of these).
+    saturates: bool = False
 
     def __call__(self, z: sp.Expr) -> sp.Expr:
         return self.sympy(z)
@@ -95,6 +97,11 @@ def lookup(e: sp.Expr) -> Elementwise | None:
 def entry(e: sp.Expr) -> Elementwise:
     """Like ``lookup``, but a function that is not registered is an error saying how to add it."""
     found = lookup(e)
+    if found is None and isinstance(e, sp.Pow):
+        raise InputError(
+            f"no vector form for {e}: of the powers only integer ones and sqrt (a registered "
+            "function) apply elementwise"
+        )
     if found is None:
         name = type(e).__name__
         raise InputError(
@@ -241,13 +248,16 @@ def _math_sech(z: float) -> float:
 
 def _np_relu(z):
     # The sign taken on the real part: analytic on each half, so a complex step applies.
+    # A true zero, not 0 * z (NaN at z = -inf); NaN fails ``<= 0`` and passes through, as
+    # in every other spelling.
     z = np.asarray(z)
-    return np.where(z.real > 0, z, 0 * z)
+    return np.where(z.real <= 0, np.zeros_like(z), z)
 
 
 def _np_step(z):
     z = np.asarray(z)
-    return np.where(z.real > 0, 1 + 0 * z, 0 * z)
+    one, zero = np.ones_like(z), np.zeros_like(z)
+    return np.where(z.real > 0, one, np.where(z.real <= 0, zero, z))  # NaN stays NaN
 
 
 def _log1p(w):
@@ -265,19 +275,34 @@ def _np_softplus(z):
     # digits (log(1 + e^z) rounds to 0 below z = -37).  Analytic on each half-plane.
     z = np.asarray(z)
     right = z.real > 0
-    return np.where(right, z, 0 * z) + _log1p(np.exp(np.where(right, -z, z)))
+    return np.where(right, z, np.zeros_like(z)) + _log1p(np.exp(np.where(right, -z, z)))
 
 
 def _math_softplus(z: float) -> float:
     return (z if z > 0 else 0.0) + math.log1p(math.exp(-abs(z)))
 
 
+def _math_relu(z: float) -> float:
+    return 0.0 if z <= 0 else z  # NaN passes through
+
+
+def _math_step(z: float) -> float:
+    return 1.0 if z > 0 else 0.0 if z <= 0 else z
+
+
+def _mp_zero(z):
+    # A zero of z's type, not 0 * z (NaN at z = -inf).
+    return mpmath.mpc(0) if isinstance(z, mpmath.mpc) else mpmath.mpf(0)
+
+
 def _mp_relu(z):
-    return z if mpmath.re(z) > 0 else 0 * z
+    return _mp_zero(z) if mpmath.re(z) <= 0 else z
 
 
 def _mp_step(z):
-    return 1 + 0 * z if mpmath.re(z) > 0 else 0 * z
+    if mpmath.re(z) > 0:
+        return _mp_zero(z) + 1
+    return _mp_zero(z) if mpmath.re(z) <= 0 else z
 
 
 _C_SIGMA = """\
@@ -301,15 +326,16 @@ static inline double derive_sech(double z)
 """
 
 _C_RELU = """\
-/* max(0, z); its derivative, the indicator of z > 0 (0 at z = 0). */
+/* max(0, z); its derivative, the indicator of z > 0 (0 at z = 0).  A NaN fails both
+   comparisons and passes through, as in the NumPy forms. */
 static inline double derive_relu(double z)
 {
-    return z > 0 ? z : 0.0;
+    return z <= 0 ? 0.0 : z;
 }
 
 static inline double derive_step(double z)
 {
-    return z > 0 ? 1.0 : 0.0;
+    return z > 0 ? 1.0 : (z <= 0 ? 0.0 : z);
 }
 """
 
@@ -340,9 +366,9 @@ register(
         c="derive_sigma",
         c_source=_C_SIGMA,
         exact=lambda z: 1 / (1 + sp.exp(-z)),
-        textbook=lambda z, lib: 1 / (1 + lib.exp(-z)),
         range=OPEN_UNIT,
         monotone="increasing",
+        saturates=True,
     )
 )
 register(
@@ -359,6 +385,7 @@ register(
         exact=sp.tanh,
         range=sp.Interval.open(-1, 1),
         monotone="increasing",
+        saturates=True,
     )
 )
 register(
@@ -383,7 +410,7 @@ register(
         derivative=lambda u, z: step(z),
         numpy=_np_relu,
         mpmath=_mp_relu,
-        math=lambda z: z if z > 0 else 0.0,
+        math=_math_relu,
         c="derive_relu",
         c_source=_C_RELU,
         exact=lambda z: sp.Max(0, z),
@@ -398,7 +425,7 @@ register(
         derivative=lambda u, z: sp.S.Zero,
         numpy=_np_step,
         mpmath=_mp_step,
-        math=lambda z: 1.0 if z > 0 else 0.0,
+        math=_math_step,
         c="derive_step",
         exact=lambda z: sp.Piecewise((1, z > 0), (0, True)),
         range=sp.Interval(0, 1),
@@ -494,29 +521,3 @@ def c_names() -> dict[str, str]:
     """The C name of each function whose C name is not its SymPy name (``sigma`` ->
     ``derive_sigma``), as SymPy's C printer takes them (``user_functions``)."""
     return {n: f.c for n, f in FUNCTIONS.items() if f.c and f.c != n}
-
-
-def increasing() -> dict[type, Callable[[sp.Expr], sp.Expr]]:
-    """``{SymPy class: exact value}`` of the strictly increasing functions: an interval maps
-    to the interval between its ends' images, open ends staying open."""
-    return {cls: f.exact for cls, f in _BY_CLASS.items() if f.monotone == "increasing"}
-
-
-def textbook(name: str) -> Callable:
-    """The defining formula of ``name`` (``textbook("sigma")(z, np)`` is ``1 / (1 +
-    np.exp(-z))``); an error if its entry gives none."""
-    f = FUNCTIONS.get(name)
-    if f is None or f.textbook is None:
-        raise InputError(
-            f"no textbook formula for {name}: give its entry one (textbook=...) in "
-            "derive/engine/functions.py"
-        )
-    return f.textbook
-
-
-#: Each function's numeric forms by SymPy class, for code that evaluates by class.
-NUMERIC = {
-    cls: {"numpy": f.numpy, "mpmath": f.mpmath, "math": f.math} for cls, f in _BY_CLASS.items()
-}
-#: The SymPy classes of the registered functions (sqrt, a ``Pow``, is found by ``lookup``).
-ELEMENTWISE = tuple(_BY_CLASS)

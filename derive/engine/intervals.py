@@ -3,8 +3,9 @@
 Inputs, previous states and parameters may be any real numbers, so what a variable's
 range knows comes from its activations: a sum adds the ends, a product takes the extreme
 products of ends (an end that no value reaches stays open), a row of a matrix-vector
-product is a sum of any number of such products, and an increasing function of the
-registry (``derive.engine.functions.increasing``) maps a range to its ends' images.
+product is a sum of any number of such products, and a monotone (increasing or
+nondecreasing) function of the registry (``derive.engine.functions``) maps a range inside
+its domain to its ends' images.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import sympy as sp
 
 from derive.engine.cell import Cell
-from derive.engine.functions import increasing
+from derive.engine.functions import Elementwise, lookup
 from derive.errors import InputError
 
 
@@ -43,8 +44,6 @@ class Range:
 
 
 REAL = Range(-sp.oo, sp.oo)
-#: The registry's increasing functions: an interval maps to its ends' images.
-INCREASING = increasing()
 
 
 def _add(a: Range, b: Range) -> Range:
@@ -106,14 +105,27 @@ def value_range(cell: Cell, e: sp.Expr, known: dict[sp.Symbol, Range]) -> Range:
         return _sum_of_terms(out) if has_weight else out
     if isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp > 0:
         return _power(value_range(cell, e.base, known), int(e.exp))
-    if type(e) in INCREASING:
-        fn = INCREASING[type(e)]
-        z = value_range(cell, e.args[0], known)
-        return Range(fn(z.lo), fn(z.hi), z.lo_open, z.hi_open)
+    f = lookup(e)  # sqrt, a Pow, too
+    if f is not None and f.monotone in ("increasing", "nondecreasing"):
+        return _image(f, value_range(cell, e.args[0], known), e)
     raise InputError(
-        f"no range rule for {type(e).__name__} in {e}: register it (increasing) in "
-        "derive/engine/functions.py or add a rule to value_range in derive/engine/intervals.py"
+        f"no range rule for {type(e).__name__} in {e}: register it (increasing or "
+        "nondecreasing) in derive/engine/functions.py or add a rule to value_range in "
+        "derive/engine/intervals.py"
     )
+
+
+def _image(f: Elementwise, z: Range, e: sp.Expr) -> Range:
+    """The range of ``f`` on ``z``: the ends' images.  A strictly increasing function keeps
+    an open end open; a nondecreasing one may reach the image of an open end (ReLU on
+    (-oo, 1) reaches 0), so its ends are closed."""
+    if not z.as_interval().is_subset(f.domain):
+        raise InputError(
+            f"{f.name} may be applied outside its domain {f.domain} in {e}: its argument "
+            f"ranges over {z.as_interval()}"
+        )
+    strict = f.monotone == "increasing"
+    return Range(f.exact(z.lo), f.exact(z.hi), z.lo_open and strict, z.hi_open and strict)
 
 
 def ranges(cell: Cell) -> dict[sp.Symbol, Range]:

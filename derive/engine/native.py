@@ -10,9 +10,10 @@ equations, compiles it with the system C compiler and loads it with ``ctypes``:
   initial states' adjoints ``stable_forms(cell, adjoint.from_next_step)`` at t = 0.
 
 Semantics are those of ``forward`` + ``ScalarSweep.run``: step 0 holds the initial states
-(gates and inputs are 0 there), values beyond step T read as 0, ``dL:v(t)`` is
-``loss_grads[v][t-1]``, and a parameter's gradient is its per-step term summed over
-t = T, ..., 1.  Only the rounding can differ: the C library's exp/tanh/cosh against NumPy's.
+(gates and inputs are 0 there), values beyond step T read as 0, the loss's direct partial
+by v at step t is ``loss_grads[v][t-1]``, and a parameter's gradient is its per-step term
+summed over t = T, ..., 1.  Only the rounding can differ: the C library's exp/tanh/cosh
+against NumPy's.
 
 One call runs B independent sequences of length T sharing the parameters (B = 1 for one
 sequence).  Each sequence runs its forward pass and backward sweep in a private work array of

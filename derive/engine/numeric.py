@@ -18,6 +18,7 @@ Both use the same convention: step 0 holds the initial states; the loss reads
 
 from __future__ import annotations
 
+import builtins
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -104,6 +105,37 @@ def vector_adjoints_for(cell: Cell) -> VectorAdjoints:
     return per_cell(cell, ("vector adjoints",), lambda: VectorAdjoints(cell))
 
 
+def lambdify_apart(args: list, exprs, modules: list, cse: bool = True) -> Callable:
+    """``sympy.lambdify(args, exprs, modules)``, with every argument named like a name the
+    generated code reads (a function as ``sigma`` or ``exp``, a module) replaced by a Dummy
+    of its name: a weight called ``sigma`` would otherwise hide the function.
+
+    Only such arguments are replaced, so the code of every other cell, and its rounding,
+    stays what it was (a Dummy orders after the ``cse`` symbols, a Symbol by its name).
+    """
+    fn = sp.lambdify(args, exprs, modules, cse=cse)
+    read = set(fn.__globals__) | set(dir(builtins))
+    clash = {a: sp.Dummy(a.name) for a in args if isinstance(a, sp.Symbol) and a.name in read}
+    if not clash:
+        return fn
+    exprs = [e.xreplace(clash) for e in exprs] if isinstance(exprs, list) else exprs.xreplace(clash)
+    return sp.lambdify([clash.get(a, a) for a in args], exprs, modules, cse=cse)
+
+
+def like_numpy(fast: Callable, numpy: Callable[[], Callable]) -> Callable:
+    """``fast`` (compiled for ``math``, on plain floats) with NumPy's semantics: where
+    ``math`` raises (``exp(800)``, ``log(-1)``, a division by 0) NumPy gives inf or nan, so
+    that call is made again by ``numpy()`` (the same code compiled for NumPy) on float64."""
+
+    def call(*args):
+        try:
+            return fast(*args)
+        except (ArithmeticError, ValueError):  # OverflowError, ZeroDivisionError, domain
+            return numpy()(*map(np.float64, args))
+
+    return call
+
+
 def _compiled_step(cell: Cell, perturbed: bool, kind: str = "numpy") -> Callable:
     """One step of the univariate cell as ONE compiled NumPy function.
 
@@ -131,7 +163,7 @@ def _compiled_step(cell: Cell, perturbed: bool, kind: str = "numpy") -> Callable
                 value[u] += delta
                 args.append(delta)
         outs = [value[u] for u in cell.variables]
-        return sp.lambdify(args, outs, [names, kind], cse=True)
+        return lambdify_apart(args, outs, [names, kind])
 
     return per_cell(cell, ("step", perturbed, kind), make)
 
@@ -198,7 +230,7 @@ def _vector_step(cell: Cell, perturbed: bool, backend: str = "numpy") -> Callabl
         lines = []
         for i, (u, e) in enumerate(cell.assignments):
             names[u] = f"v{i}"
-            lines.append(f"    v{i} = {_vector_source(cell, e, names)}")
+            lines.append(f"    v{i} = {_vector_source(cell, e, names, backend == 'mpmath')}")
             if perturbed:
                 args.append(f"d{i}")
                 lines.append(f"    v{i} = v{i} + d{i}")
@@ -206,29 +238,46 @@ def _vector_step(cell: Cell, perturbed: bool, backend: str = "numpy") -> Callabl
         src = f"def step({', '.join(args)}):\n" + "\n".join(lines) + f"\n    return ({outs},)\n"
         # The source is built above from the cell alone (generated names a0, v0, ..., the
         # registry's function names, numbers printed by repr): no user text is executed.
-        space = dict(fns, _matvec=_matvec)
+        space = dict(fns, _matvec=_matvec, mpf=mpmath.mpf)
         exec(compile(src, f"<vector step of {cell.name}>", "exec"), space)
         return space["step"]
 
     return per_cell(cell, ("vector step", perturbed, backend), make)
 
 
-def _vector_source(cell: Cell, e: sp.Expr, names: Mapping[sp.Symbol, str]) -> str:
-    """Python source of a right-hand side read as vectors (see ``_vector_step``)."""
+def _vector_source(
+    cell: Cell, e: sp.Expr, names: Mapping[sp.Symbol, str], exact: bool = False
+) -> str:
+    """Python source of a right-hand side read as vectors (see ``_vector_step``); with
+    ``exact`` (mpmath) rational constants are exact at the working precision."""
     if e.is_Symbol:
         return names[e]
     if e.is_Number:
-        return repr(float(e))
+        return _number_source(e, exact)
     if isinstance(e, sp.Add):
-        return "(" + " + ".join(_vector_source(cell, a, names) for a in e.args) + ")"
+        return "(" + " + ".join(_vector_source(cell, a, names, exact) for a in e.args) + ")"
     if isinstance(e, sp.Mul):
         weights = [f for f in e.args if f.is_Symbol and cell.kind(f) == "weight"]
-        rest = [_vector_source(cell, f, names) for f in e.args if f not in weights]
+        rest = [_vector_source(cell, f, names, exact) for f in e.args if f not in weights]
         prod = "(" + " * ".join(rest) + ")"
         return f"_matvec({names[weights[0]]}, {prod})" if weights else prod
     if isinstance(e, sp.Pow) and e.exp.is_Integer:
-        return f"({_vector_source(cell, e.base, names)} ** {int(e.exp)})"
-    return f"{entry(e).name}({_vector_source(cell, argument(e), names)})"
+        return f"({_vector_source(cell, e.base, names, exact)} ** {int(e.exp)})"
+    return f"{entry(e).name}({_vector_source(cell, argument(e), names, exact)})"
+
+
+def _is_constant(e) -> bool:
+    """A scalar without free symbols: a number, or a constant such as ``sqrt(2)``."""
+    return not isinstance(e, sp.MatrixExpr) and not e.free_symbols
+
+
+def _number_source(e: sp.Expr, exact: bool) -> str:
+    """A number as Python source: its float64 ``repr``, or for mpmath (``exact``) a
+    non-integer rational as ``mpf(p) / q``, computed at the working precision when the
+    code runs (as a float, 1/3 would keep 53 bits)."""
+    if exact and e.is_Rational and not e.is_Integer:
+        return f"(mpf({int(e.p)}) / {int(e.q)})"
+    return repr(float(e) if e.is_real else complex(e))
 
 
 def _forward_compiled(
@@ -243,6 +292,8 @@ def _forward_compiled(
         # single numbers would be most of the time.
         plain = _plain(params, initial, inputs, perturb)
         step = _compiled_step(cell, bool(perturb), "math" if plain else "numpy")
+        if plain:
+            step = like_numpy(step, lambda: _compiled_step(cell, bool(perturb), "numpy"))
     fixed = [params[p.name] for p in cell.params]
     series = [inputs[x.name] for x in cell.inputs]
     state = [initial[s.name] for s in cell.prev]  # in the order of cell.prev
@@ -365,7 +416,15 @@ class ScalarSweep:
         """The sweep compiled for ``kind`` (the backend, or ``math`` for plain floats):
         arguments, step function, output names, and each initial state's adjoint."""
         if kind not in self._by_kind:
-            self._by_kind[kind] = (*self._compile(kind), self._compile_initial(kind))
+            args, fn, names = self._compile(kind)
+            initial = self._compile_initial(kind)
+            if kind == "math":  # where math raises, NumPy's inf and nan (compiled if needed)
+                fn = like_numpy(fn, lambda: self._compiled_for("numpy")[1])
+                initial = {
+                    s: (a, like_numpy(f, lambda s=s: self._compiled_for("numpy")[3][s][1]))
+                    for s, (a, f) in initial.items()
+                }
+            self._by_kind[kind] = (args, fn, names, initial)
         return self._by_kind[kind]
 
     def _compile(self, kind: str) -> tuple[list[sp.Expr], Callable, list[str]]:
@@ -385,7 +444,7 @@ class ScalarSweep:
         for s in self.cell.states:
             e = stable_forms(self.cell, self.adj.variables[s.name].from_next_step)
             args = sorted(e.atoms(AppliedUndef) | (e.free_symbols - {t}), key=sp.default_sort_key)
-            out[s.name] = (args, sp.lambdify(args, e, self._modules(kind)))
+            out[s.name] = (args, lambdify_apart(args, e, self._modules(kind), cse=False))
         return out
 
     def run(self, traj: Trajectory, params: Mapping[str, object], loss_grads: Mapping) -> Gradients:
@@ -480,7 +539,7 @@ class MatrixEvaluator:
             return special
         if isinstance(e, sp.MatrixSymbol):
             return self.symbol(e)
-        if e.is_Number:
+        if _is_constant(e):  # a number, or a coefficient such as sqrt(2)
             return float(e) if e.is_real else complex(e)
         if isinstance(e, sp.OneMatrix | sp.Identity | sp.ZeroMatrix):
             return self._constant(e)
@@ -572,6 +631,7 @@ class VectorSweep:
     def __init__(self, adjoints: VectorAdjoints, backend: str = "numpy") -> None:
         self.adj = adjoints
         self.cell = adjoints.cell
+        self.backend = backend
         self.fns = _by_name(backend)
 
     def _stable_equations(self) -> tuple[dict, dict, dict]:
@@ -589,7 +649,8 @@ class VectorSweep:
         """Each equation as (matrix symbols it reads, generated function of them)."""
 
         def comp(eqs: dict) -> dict:
-            return {n: _matrix_function(e, self.fns) for n, e in eqs.items()}
+            exact = self.backend == "mpmath"
+            return {n: _matrix_function(e, self.fns, exact) for n, e in eqs.items()}
 
         # The equations depend on the cell alone: one set per cell, whichever backend asks.
         equations = per_cell(self.cell, ("vector equations",), self._stable_equations)
@@ -640,7 +701,9 @@ def _reads(eqs: dict, first: int, series: Callable) -> list:
     return out
 
 
-def _matrix_function(e: sp.MatrixExpr, fns: Mapping) -> tuple[list[sp.MatrixSymbol], Callable]:
+def _matrix_function(
+    e: sp.MatrixExpr, fns: Mapping, exact: bool = False
+) -> tuple[list[sp.MatrixSymbol], Callable]:
     """A matrix expression as a generated Python function of the matrix symbols it reads
     (returned in the order of its arguments).
 
@@ -649,9 +712,9 @@ def _matrix_function(e: sp.MatrixExpr, fns: Mapping) -> tuple[list[sp.MatrixSymb
     """
     symbols = sorted(e.atoms(sp.MatrixSymbol), key=sp.default_sort_key)
     names = {m: f"a{i}" for i, m in enumerate(symbols)}
-    space = dict(fns)
+    space = dict(fns, mpf=mpmath.mpf)
     space |= {"_matmul": _matmul, "_diag": lambda v: np.diag(np.ravel(v)), "_kron": np.kron}
-    body = _matrix_source(e, names, space)
+    body = _matrix_source(e, names, space, exact)
     src = f"def f({', '.join(names.values())}):\n    return {body}\n"
     # Generated from a derived expression (names a0, a1, ... and the registry's function
     # names; numbers printed by repr): no user text is executed; lambdify compiles the same way.
@@ -659,21 +722,27 @@ def _matrix_function(e: sp.MatrixExpr, fns: Mapping) -> tuple[list[sp.MatrixSymb
     return symbols, space["f"]
 
 
-def _matrix_source(e, names: Mapping, space: dict) -> str:
-    """Python source of one node of a matrix expression (see ``MatrixEvaluator``)."""
+def _matrix_source(e, names: Mapping, space: dict, exact: bool = False) -> str:
+    """Python source of one node of a matrix expression (see ``MatrixEvaluator``); with
+    ``exact`` (mpmath) rational constants are exact (``_number_source``)."""
     if isinstance(e, sp.MatrixSymbol):
         return names[e]
     if e.is_Number:
-        return repr(float(e) if e.is_real else complex(e))
+        return _number_source(e, exact)
+    if _is_constant(e):  # a coefficient such as sqrt(2), at the working precision
+        const = f"c{len(space)}"
+        space[const] = mpmath.mpf(e.evalf(mpmath.mp.dps + 5)) if exact else float(e)
+        return const
     if isinstance(e, sp.OneMatrix | sp.Identity | sp.ZeroMatrix):
         const = f"c{len(space)}"
         space[const] = MatrixEvaluator(lambda m: None, {})._constant(e)
         return const
     if isinstance(e, sp.HadamardPower):
-        return f"({_matrix_source(e.base, names, space)} ** {int(e.exp)})"
+        return f"({_matrix_source(e.base, names, space, exact)} ** {int(e.exp)})"
     if isinstance(e, ElementwiseApplyFunction):
-        return f"{entry(e.function.expr).name}({_matrix_source(e.expr, names, space)})"
-    parts = [_matrix_source(a, names, space) for a in e.args]
+        inner = _matrix_source(e.expr, names, space, exact)
+        return f"{entry(e.function.expr).name}({inner})"
+    parts = [_matrix_source(a, names, space, exact) for a in e.args]
     if isinstance(e, Diag):
         return f"_diag({parts[0]})"
     if isinstance(e, sp.Transpose):

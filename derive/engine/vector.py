@@ -106,21 +106,26 @@ class VectorCell:
         return self.sym(s, k, "adjoint")
 
     def to_vec(self, e: sp.Expr, k: int) -> sp.MatrixExpr | sp.Expr:
-        """A scalar expression of the cell read as a vector expression at step t+k."""
-        if e.is_Number:
+        """A scalar expression of the cell read as a vector expression at step t+k.
+
+        A constant (a number, or ``sqrt(2)`` of ``sqrt(2 p) = sqrt(2) sqrt(p)``) stays a
+        scalar: a coefficient in a product, a vector of ones in a sum."""
+        if not e.free_symbols:
             return e
         if e.is_Symbol:
             return self.sym(e, k)
         if isinstance(e, sp.Add):
             terms = [self.to_vec(a, k) for a in e.args]
-            return sp.MatAdd(*[ONE * a if a.is_Number else a for a in terms])
+            return sp.MatAdd(*[a if isinstance(a, sp.MatrixExpr) else ONE * a for a in terms])
         if isinstance(e, sp.Mul):
             w, rest = self._split(e)
-            coeff = sp.Mul(*[f for f in rest if f.is_Number])
-            vecs = [self.to_vec(f, k) for f in rest if not f.is_Number]
+            coeff = sp.Mul(*[f for f in rest if not f.free_symbols])
+            vecs = [self.to_vec(f, k) for f in rest if f.free_symbols]
             inner = _hadamard(vecs)
             return coeff * (self.sym(w, k) * inner if w is not None else inner)
-        if is_elementwise(e):
+        if isinstance(e, sp.Pow) and e.exp.is_Integer:
+            return sp.HadamardPower(self.to_vec(e.base, k), e.exp)
+        if is_elementwise(e) or isinstance(e, sp.Pow):  # a power but sqrt: entry says so
             fn = sp.Lambda(_d, entry(e)(_d))
             return ElementwiseApplyFunction(fn, self.to_vec(argument(e), k))
         raise InputError(f"no vector form for {type(e).__name__} in {e}")
@@ -140,9 +145,14 @@ class VectorCell:
             return _sum([self.vjp(a, v, gbar, k, None) for a in e.args])
         if isinstance(e, sp.Mul):
             return self._vjp_mul(e, v, gbar, k)
+        if isinstance(e, sp.Pow) and e.exp.is_Integer:  # z**n -> rule(z, ḡ ∘ n z**(n-1))
+            fprime = as_vector(e.exp * _z ** (e.exp - 1), {_z: self.to_vec(e.base, k)})
+            return self.vjp(e.base, v, _hadamard([gbar, fprime]), k, None)
         if is_elementwise(e):
             fprime = self._fprime(e, k, top)
             return self.vjp(argument(e), v, _hadamard([gbar, fprime]), k, None)
+        if isinstance(e, sp.Pow):
+            entry(e)  # a power that is not sqrt: the error says which have a vector form
         raise InputError(
             f"no reverse-mode rule for {type(e).__name__} in {e}: "
             "add one to VectorCell.vjp in derive/engine/vector.py"
@@ -150,8 +160,8 @@ class VectorCell:
 
     def _vjp_mul(self, e: sp.Mul, v: sp.Symbol, gbar, k: int):
         w, rest = self._split(e)
-        coeff = sp.Mul(*[f for f in rest if f.is_Number])
-        factors = [f for f in rest if not f.is_Number]
+        coeff = sp.Mul(*[f for f in rest if not f.free_symbols])  # numbers, sqrt(2)
+        factors = [f for f in rest if f.free_symbols]
         if w is not None:
             inner = _hadamard([self.to_vec(f, k) for f in factors])
             if v == w:

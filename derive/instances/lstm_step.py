@@ -19,8 +19,7 @@ import numpy as np
 import sympy as sp
 
 from derive.engine.cell import VectorQuantity
-from derive.engine.functions import NUMERIC as ENGINE_NUMERIC
-from derive.engine.functions import sigma
+from derive.engine.functions import FUNCTIONS
 from derive.engine.matrix_terms import SigmaPrime, TanhPrime
 from derive.engine.numeric import MatrixEvaluator
 from derive.engine.vector import n_h
@@ -34,10 +33,11 @@ FIGURE = ("f", "i", "o", "g", "c", "h")
 #: The routes a derived Jacobian is compared with, by the name the evidence prints.
 ROUTES = {"complex step": complex_step, "central difference": central_difference}
 
-_np_sigma = ENGINE_NUMERIC[sigma]["numpy"]
+_np_sigma = FUNCTIONS["sigma"].numpy
 
+#: The numeric forms of the matrix-term functions; registered functions are the
+#: registry's NumPy forms (``MatrixEvaluator`` looks them up).
 NUMERIC = {
-    **{f: forms["numpy"] for f, forms in ENGINE_NUMERIC.items()},
     SigmaPrime: lambda z: _np_sigma(z) * (1 - _np_sigma(z)),
     TanhPrime: lambda z: 1 - np.tanh(z) ** 2,
 }

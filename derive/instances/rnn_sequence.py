@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from derive.engine.functions import NUMERIC, sigma
+from derive.engine.functions import FUNCTIONS
 from derive.verify.routes import (
     COMPLEX_STEP,
     SUMMED_CENTRAL_STEP,
@@ -32,7 +32,7 @@ ROUTES = {
 }
 
 # The engine's numeric sigma: analytic (complex steps pass through) and overflow-free.
-logistic = NUMERIC[sigma]["numpy"]
+logistic = FUNCTIONS["sigma"].numpy
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,10 @@ assignment's SymPy expression is walked node by node, once, into a tree of closu
 (``Add`` a sum, ``Mul`` a product, ``Pow`` a power, a number exact, a symbol a look-up,
 an elementwise function its mpmath spelling in ``derive.engine.functions``) and the
 closures are run step by step in mpmath, at the working precision.  Numbers may be
-``mpf`` or ``mpc``: a complex perturbation gives a complex step.
+``mpf`` or ``mpc``: a complex perturbation gives a complex step.  A function applied
+outside its real domain (log of a negative number, a fractional power of one) is an
+error, not the complex value mpmath would give: a complex step would read it as a
+derivative.
 
 A *bump* adds a number to an assigned variable right after a step computes it, so the
 derivative of the loss by that bump is the variable's adjoint at that step.
@@ -21,7 +24,8 @@ import mpmath
 import sympy as sp
 
 from derive.engine.cell import Cell
-from derive.engine.functions import lookup
+from derive.engine.functions import REALS, Elementwise, lookup
+from derive.errors import InputError
 
 Env = dict[str, Any]
 Node = Callable[[Env], Any]
@@ -40,24 +44,65 @@ def compile_expr(expr: sp.Expr) -> Node:
         p, q = int(expr.p), int(expr.q)
         return lambda env: mpmath.mpf(p) / q
     if isinstance(expr, sp.Float):
-        text = str(expr)
-        return lambda env: mpmath.mpf(text)
+        value = expr._mpf_  # the binary value the engine computes with, not its decimal print
+        return lambda env: mpmath.mpf(value)
+    if expr.is_number and not expr.args:  # pi, E, I: no number type of the interpreter
+        raise UninterpretableError(
+            f"the interpreter has no rule for the constant {expr}: write a cell's constants "
+            "as numbers (integers, rationals or floats)"
+        )
     args = [compile_expr(a) for a in expr.args]
     if isinstance(expr, sp.Add):
         return lambda env: mpmath.fsum(a(env) for a in args)
     if isinstance(expr, sp.Mul):
         return lambda env: _product(a(env) for a in args)
     if isinstance(expr, sp.Pow):
-        base, power = args
-        return lambda env: base(env) ** power(env)
+        return _power(expr, *args)
     entry = lookup(expr) if isinstance(expr, sp.Function) else None
     if entry is not None:
-        f, (arg,) = entry.mpmath, args
-        return lambda env: f(arg(env))
+        return _applied(entry, expr, *args)
     raise UninterpretableError(
         f"the interpreter has no rule for {expr.func.__name__} (in {expr}); register the "
         "function, with its mpmath spelling, in derive/engine/functions.py"
     )
+
+
+def _power(expr: sp.Pow, base: Node, power: Node) -> Node:
+    """``base ** power``; a non-integer power of a negative base is an error (mpmath would
+    give a complex number)."""
+    if expr.exp.is_Integer:
+        return lambda env: base(env) ** power(env)
+
+    def node(env: Env) -> Any:
+        b, p = base(env), power(env)
+        if mpmath.re(b) < 0 and mpmath.re(p) != int(mpmath.re(p)):
+            raise InputError(f"{expr}: a non-integer power of the negative number {_real(b)}")
+        return b**p
+
+    return node
+
+
+def _applied(entry: Elementwise, expr: sp.Expr, arg: Node) -> Node:
+    """``f(arg)`` by the registry's mpmath spelling; the real part of the argument must lie
+    in the function's domain."""
+    f, domain = entry.mpmath, entry.domain
+    if domain == REALS:
+        return lambda env: f(arg(env))
+    lo, hi = mpmath.mpf(float(domain.inf)), mpmath.mpf(float(domain.sup))
+    lo_open, hi_open = bool(domain.left_open), bool(domain.right_open)
+
+    def node(env: Env) -> Any:
+        z = arg(env)
+        x = mpmath.re(z)
+        if x < lo or x > hi or (lo_open and x == lo) or (hi_open and x == hi):
+            raise InputError(f"{expr}: {entry.name} of {_real(x)}, outside its domain {domain}")
+        return f(z)
+
+    return node
+
+
+def _real(x: Any) -> str:
+    return mpmath.nstr(mpmath.re(x), 8)
 
 
 def _product(values) -> Any:
