@@ -267,7 +267,9 @@ def _log1p(w):
         return np.log1p(w)
     one = 1 + w
     safe = np.where(one == 1, 2, one)
-    return np.where(one == 1, w, np.log(safe) * w / (safe - 1))
+    # An infinite or NaN w gives NaN here as in NumPy's own functions, without a warning.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(one == 1, w, np.log(safe) * w / (safe - 1))
 
 
 def _np_softplus(z):
