@@ -52,6 +52,31 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jobs_at_least_two(names: Sequence[str]) -> bool:
+    """Whether the sets ``names`` (all bundled sets if none) hold two or more distinct
+    problems, so that a build uses workers and their server is worth starting early.
+
+    Read from the TOML alone, without importing SymPy; a file that does not parse counts
+    as one problem (the build reports it).  Only the timing depends on this: a pool starts
+    its server itself when none is running.
+    """
+    import tomllib
+
+    from derive.readers import read_text
+
+    folder = Path(__file__).parent / "sets"
+    seen = set()
+    for name in names or [p.name for p in folder.glob("*.toml")]:
+        path = Path(name) if name.endswith(".toml") else folder / f"{name}.toml"
+        try:
+            table = tomllib.loads(read_text(path, "set file"))
+            params = table.get("params", {})
+            seen.update((k, repr(params.get(k))) for k in table.get("problems", []))
+        except (InputError, tomllib.TOMLDecodeError, AttributeError, TypeError, RecursionError):
+            seen.add(name)
+    return len(seen) > 1
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from derive import workers
 
@@ -62,7 +87,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
         if args.variants is not None and args.students is not None:
             raise InputError("give either --variants N or --students FILE, not both")
         students = _students(args)
-    if args.jobs > 1 and (not variants or len(students) > 1):
+    if args.jobs > 1 and (len(students) > 1 if variants else _jobs_at_least_two(args.sets)):
         workers.warm_up()  # its import of derive runs beside ours
     from derive.build import build_many, build_variants
     from derive.sets import bundled, check_distinct, get_set

@@ -266,3 +266,21 @@ def test_parallel_builds_plan_one_job_per_distinct_problem() -> None:
     assert len(lstm) == 1
     assert [(s.id, n) for s, n in lstm[0].uses] == [("csc421_hw3", 1), ("hw7", 2)]
     assert len(plan) == len({(s.id, k) for s in sets for k in s.problems}) - 1
+
+
+def test_workers_start_early_only_for_two_or_more_problems(tmp_path: Path, monkeypatch) -> None:
+    # A set of one problem is derived in this process: starting the worker server for it
+    # cost a third of a second per build.  Two problems (or two versions) start it early.
+    from derive import workers
+
+    started = []
+    monkeypatch.setattr(workers, "warm_up", lambda: started.append(True))
+    one = tmp_path / "one.toml"
+    one.write_text('id = "one"\ntitle = "T"\ncourse = "C"\nsource = "s"\nproblems = ["momentum"]\n')
+    assert main(["build", str(one), "--out", str(tmp_path / "a"), "--format", "tex"]) == 0
+    assert started == []
+    two = tmp_path / "two.toml"
+    two.write_text(one.read_text().replace('id = "one"', 'id = "two"').replace(
+        '["momentum"]', '["momentum", "mdrnn"]'))
+    assert main(["build", str(two), "--out", str(tmp_path / "b"), "--format", "tex"]) == 0
+    assert started  # early, and again (a no-op) when the pool starts

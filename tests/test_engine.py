@@ -276,7 +276,7 @@ def test_a_wrong_limit_fails_its_checks(monkeypatch):
     import derive.problems.lstm as lstm_module
 
     monkeypatch.setattr(lstm_module, "LIMIT", {"f": 0, "i": 0, "o": 0})
-    claims = lstm_module.LSTM()._limit_claims()
+    claims = lstm_module.LSTM().limit_claims()
     failed = {c.key for c in claims if not c.measure() <= c.tolerance}
     assert {"backward_map_limit", "c_bar_limit"} <= failed
 

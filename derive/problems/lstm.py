@@ -92,7 +92,7 @@ class LSTM(RecurrentProblem):
 
     def map_claims(self) -> Iterator[Claim]:
         yield from super().map_claims()
-        yield from self._limit_claims()
+        yield from self.limit_claims()
 
     def context(self) -> dict[str, Any]:
         r = self.results
@@ -115,7 +115,7 @@ class LSTM(RecurrentProblem):
         del data["states_now"], data["states_next"]
         return {**data, "limit": {timed(g): v for g, v in LIMIT.items()}}
 
-    def _limit_claims(self, steps: int = 30) -> Iterator[Claim]:
+    def limit_claims(self, steps: int = 30) -> Iterator[Claim]:
         """The limit results against the forward pass of a run with saturated gates.
 
         With x = 1 at every step, w_fx = 25 and w_ix = w_ox = -25, every gate is within
