@@ -60,19 +60,18 @@ def _jobs_at_least_two(names: Sequence[str]) -> bool:
     as one problem (the build reports it).  Only the timing depends on this: a pool starts
     its server itself when none is running.
     """
-    import tomllib
-
     from derive.readers import read_text
+    from derive.tomlread import load_toml
 
     folder = Path(__file__).parent / "sets"
     seen = set()
-    for name in names or [p.name for p in folder.glob("*.toml")]:
+    for name in names or [str(p) for p in folder.glob("*.toml")]:
         path = Path(name) if name.endswith(".toml") else folder / f"{name}.toml"
         try:
-            table = tomllib.loads(read_text(path, "set file"))
+            table = load_toml(read_text(path, "set file"), name)
             params = table.get("params", {})
             seen.update((k, repr(params.get(k))) for k in table.get("problems", []))
-        except (InputError, tomllib.TOMLDecodeError, AttributeError, TypeError, RecursionError):
+        except (InputError, AttributeError, TypeError):  # the build reports it
             seen.add(name)
     return len(seen) > 1
 
