@@ -261,3 +261,16 @@ class Misstated(EigenPower):
 def test_misstated_power_facts_are_caught():
     failed = {c.claim for c in Misstated().checks if not c.passed}
     assert failed == {"power_zero", "power_shrinks", "terminating"}
+
+
+@pytest.mark.parametrize("m", [
+    sp.Matrix([[sp.Rational(1, 2), sp.Rational(1, 3)], [sp.Rational(-1, 7), 2]]),
+    sp.Matrix([[1 + sp.sqrt(2), 3], [sp.Rational(1, 5), 1 - sp.sqrt(2)]]),  # in QQ<sqrt 2>
+])
+def test_power_norms_in_the_number_field_match_expanded_powers(m):
+    from derive.engine.exact_matrix import power_norms, spectral_norm
+
+    power = sp.eye(2)
+    for k, norm in enumerate(power_norms(m, 12), start=1):
+        power = (power * m).applyfunc(sp.expand)
+        assert abs(norm - spectral_norm(power)) <= 1e-40 * norm, k

@@ -25,9 +25,9 @@ from derive.engine.exact_matrix import (
     mp_rational,
     numeric_eigenvalues,
     numeric_power,
+    power_norms,
     scaled_rel_error,
     separation,
-    spectral_norm,
     stated_product,
 )
 from derive.problems.eigen_power.params import DEFECTIVE, PLOT_TOL, K, slug
@@ -313,10 +313,8 @@ def _curve_claim(p: EigenPower) -> Claim:
     def worst() -> float:
         errors = []
         for i, m in enumerate(p.regimes().values()):
-            power = sp.eye(2)
-            for j in range(len(p.plot_steps)):
-                power = (power * m).applyfunc(sp.expand)
-                errors.append(scaled_rel_error([curves[i, j]], [spectral_norm(power)]))
+            for j, norm in enumerate(power_norms(m, len(p.plot_steps))):
+                errors.append(scaled_rel_error([curves[i, j]], [norm]))
         return max(errors)
 
     sizes = f"k = 1..{len(p.plot_steps)}, {curves.rows} regimes"
