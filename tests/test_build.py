@@ -270,8 +270,9 @@ def test_parallel_builds_plan_one_job_per_distinct_problem() -> None:
 
 def test_workers_start_early_only_for_two_or_more_problems(tmp_path: Path, monkeypatch) -> None:
     # A set of one problem is derived in this process: starting the worker server for it
-    # cost a third of a second per build.  Two problems (or two versions) start it early.
+    # cost a third of a second per build.  Two distinct problems start it early.
     from derive import workers
+    from derive.cli import _jobs_at_least_two
 
     started = []
     monkeypatch.setattr(workers, "warm_up", lambda: started.append(True))
@@ -280,7 +281,10 @@ def test_workers_start_early_only_for_two_or_more_problems(tmp_path: Path, monke
     assert main(["build", str(one), "--out", str(tmp_path / "a"), "--format", "tex"]) == 0
     assert started == []
     two = tmp_path / "two.toml"
-    two.write_text(one.read_text().replace('id = "one"', 'id = "two"').replace(
-        '["momentum"]', '["momentum", "mdrnn"]'))
-    assert main(["build", str(two), "--out", str(tmp_path / "b"), "--format", "tex"]) == 0
-    assert started  # early, and again (a no-op) when the pool starts
+    two.write_text(one.read_text().replace('["momentum"]', '["momentum", "mdrnn"]'))
+    twice = tmp_path / "twice.toml"  # one problem with two sets of parameters: two jobs
+    twice.write_text(one.read_text().replace('id = "one"', 'id = "twice"') +
+                     '[params.momentum]\nbeta = "0.5"\n')
+    assert _jobs_at_least_two([str(two)]) and _jobs_at_least_two([str(one), str(twice)])
+    assert not _jobs_at_least_two([str(one), str(one)])
+    assert _jobs_at_least_two([])  # every bundled set
