@@ -311,12 +311,13 @@ def fraction_power(w: sp.Matrix, n: int) -> list[list[Fraction]]:
     return out
 
 
-def compared(got: Any, exact: sp.Matrix, digits: int | None) -> float:
+def compared(got: Any, exact: Any, digits: int | None) -> float:
     """Error of ``got`` (float64 if ``digits`` is None, else mpmath numbers) against the exact
-    matrix ``exact``."""
+    numbers ``exact`` (a matrix or a sequence)."""
+    exact = exact.tolist() if isinstance(exact, sp.MatrixBase) else list(exact)
     if digits is None:
-        return rel_error(np.array(exact.tolist(), dtype=float), np.array(got))
-    return scaled_rel_error(got, exact.tolist())
+        return rel_error(np.array(exact, dtype=float), np.array(got))
+    return scaled_rel_error(got, exact)
 
 
 def numeric_eigenvalues(

@@ -34,6 +34,11 @@ import sympy as sp
 
 #: The complex step: far below any scale of the functions, and well above underflow.
 COMPLEX_STEP = 1e-30
+def step_text(h: float) -> str:
+    """A step as a key prints it: ``1e-6`` for 1e-06, ``1e-30``; any other value as is."""
+    return f"{h:g}".replace("e-0", "e-")
+
+
 #: The float64 central-difference step.
 CENTRAL_STEP = 1e-6
 #: The float64 central-difference step for a summed output, whose round-off ~ε|L|/h is

@@ -81,13 +81,13 @@ def _decomposition_claims(p: EigenPower) -> Iterator[Claim]:
     method = (
         "numpy.linalg.eigvals of float W" if digits is None else f"mpmath.eig at {digits} digits"
     )
-    yield Claim("Lambda", method, "2x2", EIGEN_TOL, lambda: _error(values, exact, digits))
+    yield Claim("Lambda", method, "2x2", EIGEN_TOL, lambda: compared(values, exact, digits))
     yield Claim(
         "spectral_radius",
         f"{method}, largest |lambda_i|",
         "2x2",
         EIGEN_TOL,
-        lambda: _error([max(abs(v) for v in values)], [r["spectral_radius"].expr], digits),
+        lambda: compared([max(abs(v) for v in values)], [r["spectral_radius"].expr], digits),
     )
     yield Claim(
         "Q_inv",
@@ -96,12 +96,6 @@ def _decomposition_claims(p: EigenPower) -> Iterator[Claim]:
         0.0,
         lambda: exact_norm(r["Q_inv"].expr * q - sp.eye(q.rows)),
     )
-
-
-def _error(got: list, exact: list, digits: int | None) -> float:
-    if digits is None:
-        return rel_error(np.array(got, dtype=float), np.array(exact, dtype=float).ravel())
-    return scaled_rel_error(got, exact)
 
 
 def _orthogonal_claim(p: EigenPower) -> Claim:

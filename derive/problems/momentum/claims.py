@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -31,7 +30,13 @@ from derive.problems.momentum.model import (
     theta_next,
 )
 from derive.verify import Claim, rel_error
-from derive.verify.routes import CENTRAL_STEP, central_difference, jacobian, nonzero_entries
+from derive.verify.routes import (
+    CENTRAL_STEP,
+    central_difference,
+    jacobian,
+    nonzero_entries,
+    step_text,
+)
 
 #: The sizes of the float64 round trips and of the numeric Jacobians.
 INVERSE_DIMS = (1, 3, 17, 50)
@@ -97,11 +102,10 @@ class ExplicitCounts:
     det: int = 0  # berkowitz det of the Jacobian - the derived det
 
 
-def explicit_counts(factors, product, dets, det, timings: dict[str, float]) -> ExplicitCounts:
+def explicit_counts(factors, product, dets, det) -> ExplicitCounts:
     """Instantiate F2, F1 and their collapsed product at D = 1..4 and count what differs.
 
-    ``dets`` is (det F2, det F1) and ``det`` the derived determinant; seconds spent on the
-    determinants go to ``timings``.
+    ``dets`` is (det F2, det F1) and ``det`` the derived determinant.
     """
     (f2, f1), (d2, d1), out = factors, dets, ExplicitCounts()
     for n in EXPLICIT_DIMS:
@@ -109,14 +113,10 @@ def explicit_counts(factors, product, dets, det, timings: dict[str, float]) -> E
         e1, e2 = explicit(at(f1, n), n, hess), explicit(at(f2, n), n, hess)
         out.product += nonzero_entries(e2 * e1 - jac)
         out.collapsed += nonzero_entries(explicit(at(product, n), n, hess) - jac)
-        start = time.perf_counter()
         got1, got2 = e1.det(method="berkowitz"), e2.det(method="berkowitz")
-        timings[f"factors D={n}"] = time.perf_counter() - start
         out.factor_dets += nonzero_entries(sp.Matrix([got1 - d1.subs(D, n), got2 - d2.subs(D, n)]))
         if n <= FULL_DET_MAX:
-            start = time.perf_counter()
             full = jac.det(method="berkowitz")
-            timings[f"product D={n}"] = time.perf_counter() - start
         else:
             full = got2 * got1
         out.det += nonzero_entries(full - det.subs(D, n))
@@ -177,7 +177,7 @@ def numeric_jacobian_claims(
         err = abs(logdet - math.log(claim)) if claim > 0 and sign == 1 else math.inf
         worst_det = max(worst_det, err)
     sizes = f"D = {', '.join(str(s.size // 2) for s in states)}; non-quadratic J"
-    method = f"central difference (h = {_power_of_ten(CENTRAL_STEP)}) of the map"
+    method = f"central difference (h = {step_text(CENTRAL_STEP)}) of the map"
     yield Claim.measured("jacobian_factors", method, sizes, worst_j, JACOBIAN_TOL)
     yield Claim.measured(
         "det_jacobian",
@@ -188,7 +188,3 @@ def numeric_jacobian_claims(
     )
 
 
-def _power_of_ten(h: float) -> str:
-    """``1e-6`` for 1e-06: the step as the key writes it."""
-    exponent = round(math.log10(h))
-    return f"1e{exponent}" if 10.0**exponent == h else repr(h)

@@ -33,7 +33,7 @@ from derive.problems.resnet_bn.structure import (
     skip_term,
 )
 from derive.verify import Claim, rel_error
-from derive.verify.routes import CENTRAL_STEP, COMPLEX_STEP, TOLERANCE, failures
+from derive.verify.routes import CENTRAL_STEP, COMPLEX_STEP, TOLERANCE, failures, step_text
 from derive.verify.routes import complex_step as complex_step_route
 
 if TYPE_CHECKING:
@@ -123,24 +123,19 @@ def _small_instance_claims(p: ResnetBN) -> Iterator[Claim]:
         cd = [central_difference(ops, inst, SMALL_DEPTH, v) for v in vs]
         yield Claim.measured(
             "grad_norms",
-            f"complex step (h = {_step(COMPLEX_STEP)}), ordering {k}",
+            f"complex step (h = {step_text(COMPLEX_STEP)}), ordering {k}",
             sizes,
             rel_error(claimed, cs),
             CS_TOL,
         )
         yield Claim.measured(
             "grad_norms",
-            f"central difference (h = {_step(CENTRAL_STEP)}), ordering {k}",
+            f"central difference (h = {step_text(CENTRAL_STEP)}), ordering {k}",
             sizes,
             rel_error(claimed, cd),
             CD_TOL,
         )
         yield _skip_edge_claim(p, inst, k, ops, vs[0])
-
-
-def _step(h: float) -> str:
-    """A step as the key prints it: 1e-6, not 1e-06."""
-    return f"{h:g}".replace("e-0", "e-")
 
 
 def _skip_edge_claim(
