@@ -13,8 +13,7 @@ from functools import cache
 
 import sympy as sp
 
-from derive.engine.graph import GridModel, parallel_rounds, polynomial_function
-from derive.verify.routes import failures
+from derive.engine.graph import GridModel, mismatches, parallel_rounds
 
 #: (row, column) offsets of the sources: the input square below, the west and north cells.
 BELOW, WEST, NORTH = (0, 0), (0, -1), (-1, 0)
@@ -41,5 +40,4 @@ def count_failures(
     Exact: the formula is evaluated in rationals, so a wrong formula that gives a fraction
     at some size is a failure there, not an error.
     """
-    value = polynomial_function(sp.expand(formula))
-    return failures(points, lambda sizes: value(sizes) == count(sizes))
+    return mismatches(sp.expand(formula), count, points)

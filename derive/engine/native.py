@@ -70,7 +70,6 @@ from pathlib import Path
 
 import numpy as np
 import sympy as sp
-from sympy.core.function import AppliedUndef
 from sympy.printing.c import C99CodePrinter
 
 from derive import procs
@@ -556,17 +555,17 @@ class Layout:
         return -min((_offset(a) for a in _timed(self.aux[int(name)])), default=0)
 
 
-def _timed(e: sp.Expr) -> set[sp.Expr]:
-    return e.atoms(AppliedUndef)
+def _timed(e: sp.Expr) -> set[Quantity]:
+    return e.atoms(Quantity)
 
 
-def _offset(a: sp.Expr) -> int:
-    return int(a.args[0] - t)
+def _offset(a: Quantity) -> int:
+    return int(a.offset)
 
 
 def _hoist(e: sp.Expr, layout: Layout) -> sp.Expr:
     """``e`` with every function of forward quantities alone replaced by a hoisted value."""
-    if isinstance(e, AppliedUndef) or not e.args:
+    if isinstance(e, Quantity) or not e.args:
         return e
     timed = _timed(e)
     if isinstance(e, sp.Function) and timed and all(sweep_argument(a)[0] == "traj" for a in timed):
@@ -594,7 +593,7 @@ def _negated_arguments(e: sp.Expr) -> sp.Expr:
     """``f(-a - b)`` written ``f(-(a + b))``: the same number (negation is exact and rounding
     symmetric), and the compiler then sees the pre-activation ``a + b`` that the forward
     pass computes, so sigma(-z) shares the exp of sigma(z)."""
-    if isinstance(e, AppliedUndef) or not e.args:
+    if isinstance(e, Quantity) or not e.args:
         return e
     args = [_negated_arguments(a) for a in e.args]
     if isinstance(e, sp.Function) and len(args) == 1:

@@ -27,7 +27,6 @@ from functools import cache, cached_property, reduce
 import mpmath
 import numpy as np
 import sympy as sp
-from sympy.core.function import AppliedUndef
 from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive.engine.adjoint import Adjoints
@@ -431,7 +430,7 @@ class ScalarSweep:
         outs = sweep_outputs(self.adj)
         atoms = set()
         for e in outs.values():
-            atoms |= e.atoms(AppliedUndef) | (e.free_symbols - {t})
+            atoms |= e.atoms(Quantity) | (e.free_symbols - {t})
         args = sorted(atoms, key=sp.default_sort_key)
         dummies = [sp.Dummy(str(a)) for a in args]
         sub = dict(zip(args, dummies, strict=True))
@@ -443,7 +442,7 @@ class ScalarSweep:
         out = {}
         for s in self.cell.states:
             e = stable_forms(self.cell, self.adj.variables[s.name].from_next_step)
-            args = sorted(e.atoms(AppliedUndef) | (e.free_symbols - {t}), key=sp.default_sort_key)
+            args = sorted(e.atoms(Quantity) | (e.free_symbols - {t}), key=sp.default_sort_key)
             out[s.name] = (args, lambdify_apart(args, e, self._modules(kind), cse=False))
         return out
 

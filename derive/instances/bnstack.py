@@ -77,14 +77,10 @@ def block_forward(
     """
     h, tape, ws = x, [], iter(weights)
     for op in ops:
-        if op == "weight":
-            h, cache = weight_fwd(h, next(ws))
-        elif op == "bn":
-            h, cache = bn_fwd(h)
-        elif op == "relu":
-            h, cache = relu_fwd(h)
-        else:
+        if op == "add":
             h, cache = h + (x if skip is None else skip), None
+        else:
+            h, cache = FORWARD[op](h, *((next(ws),) if op == "weight" else ()))
         tape.append((op, cache))
     return h, tape
 
