@@ -12,9 +12,27 @@ cancellation rather than a wrong formula.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+
+def span(values: int | Iterable[int]) -> str:
+    """A checked range as rows print it: ``1..6`` for three or more consecutive integers,
+    else the values listed (``1, 3, 5``), or the one value."""
+    v = [values] if isinstance(values, int) else list(values)
+    if len(v) >= 3 and v == list(range(v[0], v[0] + len(v))):
+        return f"{v[0]}..{v[-1]}"
+    return ", ".join(map(str, v))
+
+
+def describe_sizes(**ranges: int | Iterable[int]) -> str:
+    """The sizes text of a row from the ranges a check runs over, in the order given; a
+    name of several letters is several sizes sharing one range: ``describe_sizes(HW=range(1,
+    7), d=(1, 3))`` is ``"H, W = 1..6, d = 1, 3"``."""
+    return ", ".join(f"{', '.join(name)} = {span(v)}" for name, v in ranges.items())
+
 
 #: Entries smaller than this fraction of a claim's largest entry are compared absolutely.
 FLOOR = 1e-3

@@ -50,12 +50,17 @@ from derive.problems.mdrnn.model import (
     step_rule_violations,
 )
 from derive.verify import Claim
+from derive.verify.evidence import describe_sizes
 from derive.verify.routes import count_mismatch, failures, nonzero_entries
 
 if TYPE_CHECKING:
     from derive.problems.mdrnn.problem import MDRNN
 
-EVAL_SIZES = "G = 1..4, D, H = 1..3"
+EVAL_SIZES = describe_sizes(G=EVAL_G, DH=EVAL_DH)
+#: Grid sides of the receptive-field impulses.
+FIELD_G = tuple(range(1, 6))
+#: The sizes of the sample's numeric checks (D, H; one G×G grid).
+SAMPLE_AT = {"G": 3, "D": 2, "H": 3}
 
 
 @cache
@@ -82,7 +87,7 @@ def _weight_claims(p: MDRNN) -> Iterator[Claim]:
     yield Claim(
         "num_weights",
         "pure-Python MDRNN: weight entries a forward pass touches",
-        "G = 2..4, D, H = 1..3",
+        describe_sizes(G=sorted({r[0][G] for r in used}), DH=EVAL_DH),
         0.0,
         lambda: failures(used, lambda r: count_mismatch(weights, r[0], len(r[1].touched)) == 0),
     )
@@ -167,7 +172,7 @@ def step_claims(p: MDRNN) -> Iterator[Claim]:
     yield Claim(
         "num_steps",
         "simulation: rounds of a machine computing every ready cell",
-        f"G = 1..{CHECK_G[-1]}, D and H do not change the graph",
+        describe_sizes(G=CHECK_G) + ", D and H do not change the graph",
         0.0,
         lambda: failures(
             CHECK_G, lambda g: count_mismatch(steps, {G: g}, rounds(mdrnn_model(g))) == 0
@@ -177,7 +182,7 @@ def step_claims(p: MDRNN) -> Iterator[Claim]:
     yield Claim(
         "num_steps",
         "longest path on grids larger than the fit's",
-        f"G = {beyond[0]}..{beyond[-1]}",
+        describe_sizes(G=beyond),
         0.0,
         lambda: count_failures(
             steps,
@@ -214,7 +219,7 @@ def _schedule_claims(p: MDRNN) -> Iterator[Claim]:
     yield Claim(
         "schedule",
         "simulation: round of each cell against the fitted step",
-        f"every cell, G = 1..{CHECK_G[-1]}",
+        "every cell, " + describe_sizes(G=CHECK_G),
         0.0,
         lambda: failures((ok for g in CHECK_G for ok in at(sched, g, 1)), bool),
     )
@@ -231,7 +236,7 @@ def _schedule_claims(p: MDRNN) -> Iterator[Claim]:
     yield Claim(
         "zero_based_schedule",
         "simulation: round of each cell, indices read from 0",
-        f"every cell, G = 1..{CHECK_G[-1]}",
+        "every cell, " + describe_sizes(G=CHECK_G),
         0.0,
         lambda: failures((ok for g in CHECK_G for ok in at(zero, g, 0)), bool),
     )
@@ -259,14 +264,14 @@ def _neighbour_claims(p: MDRNN) -> Iterator[Claim]:
     yield Claim(
         "neighbour_steps",
         "simulation: round of each cell's west and north neighbour",
-        f"every cell, G = 1..{CHECK_G[-1]}",
+        "every cell, " + describe_sizes(G=CHECK_G),
         0.0,
         lambda: failures((ok for g in CHECK_G for ok in neighbours_hold(g)), bool),
     )
     yield Claim(
         "last_zero_square",
         "simulation: the one cell of the last round, indices read from 0",
-        f"G = 1..{CHECK_G[-1]}",
+        describe_sizes(G=CHECK_G),
         0.0,
         lambda: failures(CHECK_G, last_holds),
     )
@@ -278,10 +283,10 @@ def field_claims(p: MDRNN) -> Iterator[Claim]:
     yield Claim(
         "receptive_field",
         "linear MDRNN, positive weights: inputs whose impulse reaches h(G,G)",
-        "G = 1..5",
+        describe_sizes(G=FIELD_G),
         0.0,
         lambda: failures(
-            range(1, 6), lambda g: count_mismatch(field, {G: g}, len(impulse_field(g))) == 0
+            FIELD_G, lambda g: count_mismatch(field, {G: g}, len(impulse_field(g))) == 0
         ),
     )
     cover = p.results["conv_comparison"].expr
@@ -333,7 +338,7 @@ def _comparison_claims(p: MDRNN) -> Iterator[Claim]:
     yield Claim(
         "conv_comparison",
         "NumPy weight arrays of the covering conv stack",
-        f"G = {g}; D, H = 1..3",
+        f"G = {g}; " + describe_sizes(DH=EVAL_DH),
         0.0,
         lambda: failures(
             itertools.product(EVAL_DH, EVAL_DH),
@@ -349,7 +354,8 @@ def sample_claim(p: MDRNN) -> Claim:
     return Claim(
         "sample_solution",
         "the sample's claims against the evaluator and the simulation",
-        "weights and cell cost at D = 2, H = 3; steps and listing G = 3..8",
+        f"weights and cell cost at D = {SAMPLE_AT['D']}, H = {SAMPLE_AT['H']}; steps and "
+        "listing " + describe_sizes(G=sample.LISTING_G),
         0.0,
         lambda: _sample_differences(p),
     )
@@ -360,19 +366,20 @@ def _sample_differences(p: MDRNN) -> int:
         return mdrnn_rounds(g).get((1, jj, ii))
 
     derived = p.results["sample_solution"].value
-    _, tally = run_mdrnn(3, 2, 3)
+    g, d, h = SAMPLE_AT["G"], SAMPLE_AT["D"], SAMPLE_AT["H"]
+    _, tally = run_mdrnn(g, d, h)
     numeric = {
-        "weights": sample.SAMPLE_WEIGHTS.xreplace({D: 2, H: 3}) == tally.params,
+        "weights": sample.SAMPLE_WEIGHTS.xreplace({D: d, H: h}) == tally.params,
         "cell_ops": nonzero_entries(
-            sample.SAMPLE_CELL_OPS.xreplace({D: 2, H: 3}) - tally.per_cell[(2, 2)]
+            sample.SAMPLE_CELL_OPS.xreplace({D: d, H: h}) - tally.per_cell[(2, 2)]
         )
         == 0,
         # Same growth as the exact count along every direction: the same big-O.
         "order": not same_growth(
             p.results["num_ops"].expr.subs(n_phi, 1), sample.SAMPLE_ORDER, [G, D, H], BASE
         ),
-        "steps": sample.SAMPLE_STEPS.xreplace({G: 3})
-        == max(step_of(3, a, b) for a, b in _cells(3)),
+        "steps": sample.SAMPLE_STEPS.xreplace({G: g})
+        == max(step_of(g, a, b) for a, b in _cells(g)),
     }
     recomputed = {**numeric, **sample.listings(step_of)}
     return failures(derived, lambda k: recomputed[k] == derived[k])

@@ -35,6 +35,7 @@ from derive.problems.pixelcnn_mdrnn.model import (
     at_sizes,
     c,
     d,
+    describe,
     fits_filter,
     k,
     literal_mdrnn,
@@ -44,6 +45,7 @@ from derive.problems.pixelcnn_mdrnn.model import (
     pixelcnn_connections,
 )
 from derive.verify import Claim
+from derive.verify.evidence import describe_sizes
 from derive.verify.routes import count_mismatch, failures, nonzero_entries
 
 if TYPE_CHECKING:
@@ -52,7 +54,15 @@ if TYPE_CHECKING:
 __all__ = ["count_claims", "example_claims", "field_claims", "order_claims", "step_claims"]
 
 GRAPHS = "instantiated graphs: connections counted edge by edge"
-WHERE = "H, W = 1..6, d = 1..4, k = 1, 3, 5, 7, c = 1..3, where 2 min(H, W) >= k - 1"
+WHERE = describe()
+#: Filter sizes of the MDRNN's counts and of the PixelCNN's steps (fewer than ``CHECK_K``).
+FEW_K = (1, 3, 5)
+#: Sizes of the MDRNNs' step simulations.
+RNN_STEP_D, RNN_STEP_HW = range(1, 6), range(1, 9)
+#: The single layers (d = 1, one channel) the per-layer counts are checked on.
+SINGLE = {"d": 1, "c": 1}
+#: One channel: the mask change is checked on these.
+GREY = {"c": 1}
 #: The example's steps are simulated on its instantiated graphs up to this many units.
 SIMULATED_UNITS = 50_000
 
@@ -111,13 +121,13 @@ def _mdrnn_count_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     rnn = sp.expand(p.results["mdrnn_connections"].expr)
     rnn_points = [
         {"d": a, "k": b, "H": h, "W": w}
-        for a, b, h, w in itertools.product(CHECK_D, (1, 3, 5), CHECK_HW, CHECK_HW)
+        for a, b, h, w in itertools.product(CHECK_D, FEW_K, CHECK_HW, CHECK_HW)
     ]
     rnn_sum = d * k**2 * sum((H - abs(a)) * (W - abs(b)) for a, b in (BELOW, WEST, NORTH))
     yield Claim(
         "mdrnn_connections",
         GRAPHS,
-        "H, W = 1..6, d = 1..4, k = 1, 3, 5",
+        describe_sizes(HW=CHECK_HW, d=CHECK_D, k=FEW_K),
         0.0,
         lambda: count_failures(rnn, mdrnn_connections, rnn_points),
     )
@@ -133,7 +143,7 @@ def _mdrnn_count_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
 def _layer_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     """S_A and S_B; the exact count on images too small for the filter."""
     s_a, s_b = (sp.expand(e) for e in p.results["pixelcnn_layer_connections"].expr)
-    single = [s for s in inside() if s["d"] == 1 and s["c"] == 1]
+    single = [s for s in inside() if s.items() >= SINGLE.items()]
 
     by_kinds = ((polynomial_function(s_a), "AA"), (polynomial_function(s_b), "BB"))
 
@@ -146,7 +156,7 @@ def _layer_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     yield Claim(
         "pixelcnn_layer_connections",
         "instantiated graphs: one layer of mask A, one of mask B",
-        WHERE.replace("d = 1..4", "d = 1").replace("c = 1..3", "c = 1"),
+        describe(**SINGLE),
         0.0,
         lambda: failures(single, layers_agree),
     )
@@ -196,9 +206,9 @@ def _mask_change_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     yield Claim(
         "pixelcnn_mask_change",
         "instantiated graphs with all-B and all-A stacks",
-        WHERE.replace("c = 1..3", "c = 1"),
+        describe(**GREY),
         0.0,
-        lambda: failures([s for s in inside() if s["c"] == 1], holds),
+        lambda: failures([s for s in inside() if s.items() >= GREY.items()], holds),
     )
     yield Claim(
         "pixelcnn_mask_change",
@@ -269,30 +279,31 @@ def step_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     r = p.results
     pix_sizes = [
         {"d": a, "k": b, "H": h, "W": w}
-        for a, b, h, w in itertools.product(CHECK_D, (1, 3, 5), CHECK_HW, CHECK_HW)
+        for a, b, h, w in itertools.product(CHECK_D, FEW_K, CHECK_HW, CHECK_HW)
     ]
     rnn_sizes = [
         {"d": a, "H": h, "W": w}
-        for a, h, w in itertools.product(range(1, 6), range(1, 9), range(1, 9))
+        for a, h, w in itertools.product(RNN_STEP_D, RNN_STEP_HW, RNN_STEP_HW)
     ]
+    rnn_text = describe_sizes(d=RNN_STEP_D, HW=RNN_STEP_HW)
     models = (
         (
             "pixelcnn_steps",
             lambda s: rounds(pixelcnn(s["d"], s["k"], s["H"], s["W"])),
             pix_sizes,
-            "d = 1..4, k = 1, 3, 5, H, W = 1..6",
+            describe_sizes(d=CHECK_D, k=FEW_K, HW=CHECK_HW),
         ),
         (
             "mdrnn_steps",
             lambda s: rounds(mdrnn(s["d"], s["H"], s["W"])),
             rnn_sizes,
-            "d = 1..5, H, W = 1..8",
+            rnn_text,
         ),
         (
             "literal_mdrnn_steps",
             lambda s: rounds(literal_mdrnn(s["d"], s["H"], s["W"])),
             rnn_sizes,
-            "d = 1..5, H, W = 1..8",
+            rnn_text,
         ),
     )
     for key, count, points, sizes in models:

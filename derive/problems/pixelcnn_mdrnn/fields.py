@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from derive.instances.gridsim import backward_context, backward_field, mask_stack
 from derive.problems.pixelcnn_mdrnn.model import W, blind_spot, col, d, earlier, row
 from derive.verify import Claim
+from derive.verify.evidence import describe_sizes
 from derive.verify.routes import count_mismatch, failures
 
 if TYPE_CHECKING:
@@ -20,7 +21,12 @@ ADJOINT = "NumPy adjoint of all-ones masked convolutions, masks as k x k arrays"
 CONTEXT = "adjoint recursion of a linear MDRNN with unit weights"
 #: Depth of the field checks (beyond the fit's), on an image no field of it reaches across.
 DEEP = 8
-SMALL = "6 x 6, every pixel, d = 1..4, k = 3, 5"
+#: The causality checks: every pixel of one small image, these depths and filters.
+SMALL_SIDE, SMALL_D, SMALL_K = 6, range(1, 5), (3, 5)
+SMALL = f"{SMALL_SIDE} x {SMALL_SIDE}, every pixel, " + describe_sizes(d=SMALL_D, k=SMALL_K)
+#: The context checks: every pixel of every image of these sides, these depths.
+CONTEXT_HW, CONTEXT_D = range(1, 7), (1, 3)
+CONTEXT_SIZES = describe_sizes(HW=CONTEXT_HW) + ", every pixel, " + describe_sizes(d=CONTEXT_D)
 
 
 def field_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
@@ -60,12 +66,12 @@ def _context_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     """The MDRNN's context and the earlier pixels it misses, by the adjoint recursion."""
     ctx, missed = _context_errors(p)
     yield Claim.measured(
-        "mdrnn_context", CONTEXT, "H, W = 1..6, every pixel, d = 1, 3; the figure", ctx, 0.0
+        "mdrnn_context", CONTEXT, CONTEXT_SIZES + "; the figure", ctx, 0.0
     )
     yield Claim.measured(
         "mdrnn_context",
         CONTEXT + ": earlier pixels missed",
-        "H, W = 1..6, every pixel, d = 1, 3",
+        CONTEXT_SIZES,
         missed,
         0.0,
     )
@@ -73,7 +79,7 @@ def _context_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
 
 def _deep_errors(p: PixelCNNMDRNN) -> tuple[int, int, int]:
     """(size misses, height misses, blind-spot misses incl. the depth it starts at) of the
-    results, d = 1..8."""
+    results, d = 1..``DEEP``."""
     r, k = p.results, p.kernel // 2
     h, w, q = DEEP * k + 1, 2 * DEEP * k + 1, (DEEP * k + 1, DEEP * k + 1)
     masks = mask_stack(p.kernel, DEEP)
@@ -107,18 +113,18 @@ def _figure_errors(p: PixelCNNMDRNN) -> int:
 
 
 def _small_fields(kinds: str, misses) -> Iterator[int]:
-    """``misses(field, pixel)`` for every pixel of a 6×6 image, d = 1..4, k = 3, 5."""
-    for layers, size in itertools.product(range(1, 5), (3, 5)):
+    """``misses(field, pixel)`` for every pixel and size of ``SMALL``."""
+    for layers, size in itertools.product(SMALL_D, SMALL_K):
         masks = mask_stack(size, layers, kinds)
-        for q in itertools.product(range(1, 7), repeat=2):
-            yield misses(backward_field(masks, 6, 6, q), q)
+        for q in itertools.product(range(1, SMALL_SIDE + 1), repeat=2):
+            yield misses(backward_field(masks, SMALL_SIDE, SMALL_SIDE, q), q)
 
 
 def _context_errors(p: PixelCNNMDRNN) -> tuple[int, int]:
-    """(context misses incl. the figure's, missed-pixel misses), H, W = 1..6, d = 1, 3."""
+    """(context misses incl. the figure's, missed-pixel misses) at ``CONTEXT_SIZES``."""
     cf = p.context_fits
     bad_ctx = bad_missed = 0
-    for layers, hh, ww in itertools.product((1, 3), range(1, 7), range(1, 7)):
+    for layers, hh, ww in itertools.product(CONTEXT_D, CONTEXT_HW, CONTEXT_HW):
         for q in itertools.product(range(1, hh + 1), range(1, ww + 1)):
             ctx = backward_context(layers, hh, ww, q)
             at = {row: q[0], col: q[1], W: ww}

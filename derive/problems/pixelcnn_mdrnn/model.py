@@ -19,6 +19,7 @@ from derive.engine.graph import GridModel
 from derive.engine.grid import BELOW, NORTH, WEST, mdrnn_grid
 from derive.errors import InputError
 from derive.params import Int
+from derive.verify.evidence import describe_sizes
 
 d, k, H, W, c = sp.symbols("d k H W c", integer=True, positive=True)
 row, col = sp.symbols("i j", integer=True, positive=True)
@@ -90,6 +91,13 @@ def pixelcnn_connections(s: dict[str, int], kinds: str = "AB") -> int:
 
 def mdrnn_connections(s: dict[str, int]) -> int:
     return mdrnn(s["d"], s["H"], s["W"]).connections() * s["k"] ** 2
+
+
+def describe(fits: bool = True, **fixed: int) -> str:
+    """The checked sizes (``CHECK_*``) as rows print them, those named in ``fixed`` held at
+    one value, where the filter fits the image (``fits_filter``) or, if not ``fits``, not."""
+    ranges = {"HW": CHECK_HW, "d": CHECK_D, "k": CHECK_K, "c": CHECK_C} | fixed
+    return describe_sizes(**ranges) + f", where 2 min(H, W) {'>=' if fits else '<'} k - 1"
 
 
 def fits_filter(s: dict[str, int]) -> bool:
