@@ -24,6 +24,7 @@ from derive.engine.matrix_terms import SigmaPrime, TanhPrime
 from derive.engine.numeric import MatrixEvaluator
 from derive.engine.vector import n_h
 from derive.verify import rel_error
+from derive.verify.gradcheck import to_mp
 from derive.verify.routes import central_difference, complex_step
 
 #: LMU's gate letters; the candidate C̃ is the engine's ``g`` and reads W_c, b_c.
@@ -194,16 +195,23 @@ def row_sum_errors(row_sums: sp.MatrixExpr, printed: sp.MatrixExpr, cases=JACOBI
 SATURATING = {"f": 30.0, "i": -30.0}
 
 
-#: The saturated run: T steps, its sizes and seed.
+#: The saturated run: T steps, its sizes, weight bound and seed.
 SATURATED_STEPS = 50
-SATURATED = f"T={SATURATED_STEPS}, n_h=4, n_x=3, b_f=30, b_i=-30, |W|<=0.5, seed 7"
+SATURATED_NH, SATURATED_NX = 4, 3
+SATURATED_SCALE = 0.5
+SATURATED_SEED = 7
+SATURATED = (
+    f"T={SATURATED_STEPS}, n_h={SATURATED_NH}, n_x={SATURATED_NX}, "
+    + ", ".join(f"b_{k}={v:g}" for k, v in SATURATING.items())
+    + f", |W|<={SATURATED_SCALE:g}, seed {SATURATED_SEED}"
+)
 
 
 def saturated_instance(steps: int = SATURATED_STEPS) -> tuple[StepData, Any, Any, list]:
-    """Weights, C_0, o_0 and the inputs of the saturated run (n_h = 4, n_x = 3, seed 7)."""
-    nh, nx = 4, 3
-    rng = np.random.default_rng(7)
-    data = random_step_data(rng, nh, nx, 0.5, bias=SATURATING)
+    """Weights, C_0, o_0 and the inputs of the saturated run (sizes and seed: ``SATURATED``)."""
+    nh, nx = SATURATED_NH, SATURATED_NX
+    rng = np.random.default_rng(SATURATED_SEED)
+    data = random_step_data(rng, nh, nx, SATURATED_SCALE, bias=SATURATING)
     c0, o0 = rng.normal(size=(nh, 1)), rng.uniform(0, 1, (nh, 1))
     return data, c0, o0, [rng.normal(size=(nx, 1)) for _ in range(steps)]
 
@@ -213,8 +221,8 @@ def gate_gap(steps: int = SATURATED_STEPS, digits: int | None = None) -> Any:
     data, c, o, xs = saturated_instance(steps)
     sig, tanh = _np_sigma, np.tanh
     if digits is not None:
-        to_mp, sig, tanh = _mp_functions()
-        data, c, o, xs = _to_mp(data), to_mp(c), to_mp(o), [to_mp(x) for x in xs]
+        sig, tanh = _mp_sigma, _mp_tanh
+        data, c, o, xs = _data_to_mp(data), to_mp(c), to_mp(o), to_mp(xs)
     with mpmath.workdps(digits or mpmath.mp.dps):
         gap = 0
         for x in xs:
@@ -246,14 +254,41 @@ def saturated_run(one_step: sp.MatrixExpr, steps: int = SATURATED_STEPS) -> dict
 
 
 # -- sampling the signs -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SamplingRun:
+    """A sampling run: ``batch`` random steps at each of ``scales``, of sizes (nh, nx)."""
+
+    seed: int
+    batch: int
+    nh: int
+    nx: int
+    scales: tuple[float, ...]
+
+    @property
+    def steps(self) -> int:
+        return self.batch * len(self.scales)
+
+    @property
+    def scaled_by(self) -> str:
+        s = [f"{v:g}" for v in self.scales]
+        return ", ".join(s[:-1]) + " or " + s[-1] if len(s) > 1 else s[0]
+
+
+SAMPLE_FLOAT = SamplingRun(seed=11, batch=10000, nh=4, nx=3, scales=(1.0, 5.0))
+SAMPLE_MPMATH = SamplingRun(seed=12, batch=40, nh=3, nx=2, scales=(1.0, 10.0, 100.0, 1000.0))
+#: Digits of the mpmath sampling.
+SAMPLE_DPS = 30
+
 SAMPLING = {
     "float64": (
         "sampling in float64: decisions against the smallest value seen",
-        "20000 random steps, n_h=4, n_x=3, weights, biases, inputs and states scaled by 1 or 5",
+        f"{SAMPLE_FLOAT.steps} random steps, n_h={SAMPLE_FLOAT.nh}, n_x={SAMPLE_FLOAT.nx}, "
+        f"weights, biases, inputs and states scaled by {SAMPLE_FLOAT.scaled_by}",
     ),
     "mpmath": (
-        "sampling in mpmath (30 digits): decisions against the smallest value seen",
-        "160 random steps, n_h=3, n_x=2, scaled by 1, 10, 100 or 1000",
+        f"sampling in mpmath ({SAMPLE_DPS} digits): decisions against the smallest value seen",
+        f"{SAMPLE_MPMATH.steps} random steps, n_h={SAMPLE_MPMATH.nh}, n_x={SAMPLE_MPMATH.nx}, "
+        f"scaled by {SAMPLE_MPMATH.scaled_by}",
     ),
 }
 
@@ -276,41 +311,37 @@ def _log_sigma_exp(z):
     return np.exp(-np.logaddexp(0.0, -z))
 
 
-def sample_float() -> dict[str, mpmath.mpf]:
+def sample_float(run: SamplingRun = SAMPLE_FLOAT) -> dict[str, mpmath.mpf]:
     """The smallest value of each figure quantity over random float64 steps."""
-    rng = np.random.default_rng(11)
+    rng = np.random.default_rng(run.seed)
     low = dict.fromkeys(FIGURE, math.inf)
-    for scale in (1.0, 5.0):
-        s = lstm_step(*_random_batch(rng, 10000, 4, 3, scale), sig=_log_sigma_exp)
+    for scale in run.scales:
+        s = lstm_step(*_random_batch(rng, run.batch, run.nh, run.nx, scale), sig=_log_sigma_exp)
         for n in FIGURE:
             low[n] = min(low[n], float(np.min(s[n])))
     return {n: mpmath.mpf(v) for n, v in low.items()}
 
 
-def _mp_functions():
-    """Elementwise mpmath conversion, σ and tanh for object arrays."""
-    to_mp = np.vectorize(mpmath.mpf, otypes=[object])
-    sig = np.vectorize(lambda z: 1 / (1 + mpmath.exp(-z)), otypes=[object])
-    return to_mp, sig, np.vectorize(mpmath.tanh, otypes=[object])
+#: The registry's mpmath sigma and tanh, elementwise on object arrays.
+_mp_sigma = np.vectorize(FUNCTIONS["sigma"].mpmath, otypes=[object])
+_mp_tanh = np.vectorize(FUNCTIONS["tanh"].mpmath, otypes=[object])
 
 
-def _to_mp(data: StepData) -> StepData:
-    to_mp = _mp_functions()[0]
-    return StepData({k: to_mp(v) for k, v in data.weights.items()},
-                    {k: to_mp(v) for k, v in data.biases.items()})
+def _data_to_mp(data: StepData) -> StepData:
+    return StepData(to_mp(data.weights), to_mp(data.biases))
 
 
-def sample_mpmath() -> dict[str, mpmath.mpf]:
-    """The smallest value of each figure quantity over random 30-digit steps."""
+def sample_mpmath(run: SamplingRun = SAMPLE_MPMATH, dps: int = SAMPLE_DPS) -> dict[str, mpmath.mpf]:
+    """The smallest value of each figure quantity over random steps at ``dps`` digits."""
     # Large magnitudes push σ below float64's smallest number; mpmath's exponent does not
     # underflow, so a gate's sign is measured, not rounded to 0.
-    rng = np.random.default_rng(12)
-    to_mp, sig, tanh = _mp_functions()
+    rng = np.random.default_rng(run.seed)
     low = {n: mpmath.inf for n in FIGURE}
-    with mpmath.workdps(30):
-        for scale in (1.0, 10.0, 100.0, 1000.0):
-            data, c_prev, o_prev, x = _random_batch(rng, 40, 3, 2, scale)
-            s = lstm_step(_to_mp(data), to_mp(c_prev), to_mp(o_prev), to_mp(x), sig=sig, tanh=tanh)
+    with mpmath.workdps(dps):
+        for scale in run.scales:
+            data, c_prev, o_prev, x = _random_batch(rng, run.batch, run.nh, run.nx, scale)
+            s = lstm_step(_data_to_mp(data), to_mp(c_prev), to_mp(o_prev), to_mp(x),
+                          sig=_mp_sigma, tanh=_mp_tanh)
             for n in FIGURE:
                 low[n] = min(low[n], min(s[n].ravel()))
     return low

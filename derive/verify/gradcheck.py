@@ -137,13 +137,13 @@ def _scalars(d: dict):
 
 def derived(cell: Cell, case: Case, data: Data, backend: str = "numpy") -> dict[str, np.ndarray]:
     """Every adjoint the engine derives, evaluated on ``data``: claim -> flat array."""
-    conv = _to_mp if backend == "mpmath" else (lambda v: v)
+    conv = to_mp if backend == "mpmath" else (lambda v: v)
     if case.vector:
         d = {k: conv(getattr(data, k)) for k in ("params", "inputs", "initial", "loss_grads")}
     else:
         d = {k: _scalars(getattr(data, k)) for k in ("params", "inputs", "initial", "loss_grads")}
         if backend == "mpmath":
-            d = {k: _to_mp(v) for k, v in d.items()}
+            d = {k: to_mp(v) for k, v in d.items()}
     # One compiled sweep per cell, backend and form: not once per case and method.
     sweep = sweep_for(cell, backend, case.vector)
     traj = forward(cell, d["params"], d["inputs"], d["initial"], backend)
@@ -165,11 +165,12 @@ def _flat(values: list) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def _to_mp(v):
+def to_mp(v):
+    """``v`` (a number, array, or dict or list of them) with mpmath numbers elementwise."""
     if isinstance(v, dict):
-        return {k: _to_mp(x) for k, x in v.items()}
+        return {k: to_mp(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [_to_mp(x) for x in v]
+        return [to_mp(x) for x in v]
     if isinstance(v, np.ndarray):
         return np.vectorize(mpmath.mpf, otypes=[object])(v)
     return mpmath.mpf(v)
@@ -209,7 +210,7 @@ def reference_losses(cell: Cell, data: Data, plist: list, delta, backend: str = 
     batch = len(plist)
     dtype = object if backend == "mpmath" else (complex if np.iscomplexobj(delta) else float)
     steps_of = list(delta) if isinstance(delta, list | tuple | np.ndarray) else [delta] * batch
-    conv = _to_mp if backend == "mpmath" else (lambda v: v)
+    conv = to_mp if backend == "mpmath" else (lambda v: v)
     batched = _Batch(data, batch, dtype, conv)
     for b, probe in enumerate(plist):
         batched.add(b, probe, steps_of[b])
