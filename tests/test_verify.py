@@ -79,3 +79,11 @@ def test_verify_turns_claims_into_evidence_and_refuses_unknown_keys() -> None:
     assert (check.claim, check.method, check.passed) == ("a", "by hand", True)
     with pytest.raises(ClaimError, match="'b', which is not one of its results"):
         verify(_Toy("b"))
+
+
+def test_sizes_text_is_built_from_the_ranges_a_check_runs_over() -> None:
+    from derive.verify.evidence import describe_sizes, span
+
+    assert span(range(1, 7)) == "1..6" and span((1, 3, 5)) == "1, 3, 5" and span(4) == "4"
+    assert span((2, 3)) == "2, 3"  # two values are listed, not a range
+    assert describe_sizes(HW=range(1, 7), d=(1, 3)) == "H, W = 1..6, d = 1, 3"

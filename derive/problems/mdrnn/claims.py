@@ -354,8 +354,8 @@ def sample_claim(p: MDRNN) -> Claim:
     return Claim(
         "sample_solution",
         "the sample's claims against the evaluator and the simulation",
-        f"weights and cell cost at D = {SAMPLE_AT['D']}, H = {SAMPLE_AT['H']}; steps and "
-        "listing " + describe_sizes(G=sample.LISTING_G),
+        f"weights and cell cost at D = {SAMPLE_AT['D']}, H = {SAMPLE_AT['H']}; steps at "
+        f"G = {SAMPLE_AT['G']}; listing " + describe_sizes(G=sample.LISTING_G),
         0.0,
         lambda: _sample_differences(p),
     )
