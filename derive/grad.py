@@ -128,7 +128,7 @@ def _grad_scalar(
         )
     params = {k: inp.number(weights[k], f"weights.{k}") for k in problem.weights}
     seqs = _sequences(cell, top)
-    _same_length(seqs, "numbers")
+    steps = _same_length(seqs, "numbers")
     seqs = {k: [inp.number(v, f"{k}[{i}]") for i, v in enumerate(s)] for k, s in seqs.items()}
     init = {s.name: inp.number(top[f"{s.name}0"], f"{s.name}0") for s in cell.states}
     inputs = {x.name: seqs[x.name] for x in cell.inputs}
@@ -139,7 +139,6 @@ def _grad_scalar(
         traj = forward(cell, params, inputs, init)
         run = traj, problem.scalar_sweep.run(traj, params, loss)
     traj, g = run
-    steps = len(next(iter(inputs.values())))
     out = {k: float(v) for k, v in g.params.items()}
     out |= {f"{s}0": float(v) for s, v in g.initial.items()}
     out |= {x: [float(v) for v in g.bars[x][1 : steps + 1]] for x in inputs}

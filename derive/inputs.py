@@ -24,13 +24,13 @@ __all__ = ["InputError"]
 MAX_INPUT_BYTES = 32 * 2**20
 
 
-def read_json(path: str, stdin_text: str | None = None, most: int = MAX_INPUT_BYTES) -> Any:
-    """Parse JSON from ``path`` (``-``: ``stdin_text``, else standard input), at most ``most``
+def read_json(path: str, most: int = MAX_INPUT_BYTES) -> Any:
+    """Parse JSON from ``path`` (``-``: standard input), at most ``most``
     bytes of it.  ``path`` must be a regular file: a FIFO or a device (``/dev/zero``) is
     refused at once rather than waited on or read without end."""
     where = "standard input" if path == "-" else path
     if path == "-":
-        raw = _read_stdin(stdin_text, most)
+        raw = _read_stdin(most)
         if len(raw) > most:
             raise InputError(
                 f"{where}: larger than {most} bytes ({most / 2**20:g} MiB), the most an input "
@@ -54,11 +54,9 @@ def read_json(path: str, stdin_text: str | None = None, most: int = MAX_INPUT_BY
         raise InputError(f"{where}: not enough memory to read it") from None
 
 
-def _read_stdin(given: str | None, most: int) -> bytes:
-    """Up to ``most + 1`` bytes of standard input (or of ``given``): one more than allowed
-    tells an input that is too long, without reading all of it."""
-    if given is not None:
-        return given.encode("utf-8", "surrogatepass")
+def _read_stdin(most: int) -> bytes:
+    """Up to ``most + 1`` bytes of standard input: one more than allowed tells an input
+    that is too long, without reading all of it."""
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:  # a text stream put in its place (tests)
         return sys.stdin.read(most + 1).encode("utf-8", "surrogatepass")

@@ -31,7 +31,9 @@ def read_text(
     The file is opened non-blocking and checked with ``fstat`` after opening, so neither a
     FIFO nor a device can make this wait, and a file swapped after the first check is seen.
     """
-    fail = f"cannot read {what} {path}".replace("  ", " ")
+    # "cannot read <what> <path>", with no doubled space when ``what`` is empty (a path's
+    # own spaces are kept: the message must name the file as it is).
+    fail = " ".join(s for s in ("cannot read", what, str(path)) if s)
     regular = functools.partial(_require_regular, fail=fail, instead=instead)
     try:
         # stat first: opening some devices has effects of its own (a terminal, a tape).

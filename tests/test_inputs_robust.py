@@ -396,3 +396,13 @@ def test_messages_do_not_repeat_endless_input(tmp_path, capsys) -> None:
     toml = _write(tmp_path, 'problems = ["mdrnn"]\n[notation]\ntime = "' + "a" * 100_000 + '"\n')
     err = _refused(capsys, ["build", str(toml), "--format", "tex"], r"notation\.time: 'aaa")
     assert len(err) < 400
+
+
+def test_a_message_names_a_path_with_double_spaces_as_it_is(tmp_path) -> None:
+    from derive.readers import read_text
+
+    missing = tmp_path / "my  set.toml"
+    with pytest.raises(InputError, match=re.escape(f"cannot read set file {missing}")):
+        read_text(missing, "set file")
+    with pytest.raises(InputError, match=re.escape(f"cannot read {missing}")):
+        read_text(missing, "")
