@@ -116,7 +116,7 @@ def test_decision_follows_synthetic_norms():
 
 
 def test_swapping_the_measurements_flips_the_decision(problem):
-    gains = problem.gains()
+    gains = problem.gains
     assert easier_ordering(gains) == problem.results["easier"].value == 1
     assert easier_ordering({1: gains[2], 2: gains[1]}) == 2
 

@@ -302,8 +302,14 @@ def _decision_claims(p: ResnetBN) -> Iterator[Claim]:
 
 
 def _gains(p: ResnetBN, seed: int) -> dict[int, list[float]]:
-    inst = make_instance(p.width, p.batch, p.depths[-1], seed)
-    return {k: measure(ops, inst, p.depths)[0] for k, ops in ORDERINGS.items()}
+    """The gains of ``p``'s experiment at another seed (``ResnetBN.gains``).
+
+    ``p.seed + i`` may pass the seed parameter's range at its top, so the seed is set after
+    construction; numpy's generators take any non-negative integer.
+    """
+    other = type(p)(p.width, p.batch, p.depths)
+    other.seed = seed
+    return other.gains
 
 
 def recurrence_tolerance(depth: int, cancellation: float) -> float:

@@ -44,7 +44,6 @@ WIDTH_RANGE, BATCH_RANGE, DEPTH_RANGE, COUNT_RANGE = (8, 128), (32, 256), (1, 64
 DIGITS = 3  # significant digits of measured values in the key (the JSON keeps all)
 
 
-# -- the decision ---------------------------------------------------------------------------------
 # -- parameters -----------------------------------------------------------------------------------
 WIDTH_KIND, BATCH_KIND, SEED_KIND = Int(*WIDTH_RANGE), Int(*BATCH_RANGE), Int(0, 2**32 - 1)
 DEPTHS_TEXT = (
@@ -121,7 +120,9 @@ class ResnetBN(Problem):
         """Per ordering: gains at each depth and the input gradients."""
         return {k: measure(ops, self.instance, self.depths) for k, ops in ORDERINGS.items()}
 
+    @cached_property
     def gains(self) -> dict[int, list[float]]:
+        """Per ordering: the gains at each depth (read, never changed, by every caller)."""
         return {k: g for k, (g, _) in self.measured.items()}
 
     def derive(self) -> dict[str, Result]:
@@ -147,7 +148,7 @@ class ResnetBN(Problem):
 
     def _measurement(self) -> dict[str, Result]:
         """2. The gains G(L) of both stacks at every depth (the table and the plot)."""
-        gains = self.gains()
+        gains = self.gains
         table = sp.Matrix(
             [
                 [d, sp.Float(gains[1][i], DIGITS), sp.Float(gains[2][i], DIGITS)]
@@ -159,7 +160,7 @@ class ResnetBN(Problem):
 
     def _decision(self) -> dict[str, Result]:
         """3. How the gains move with depth, their ratio at the deepest stack, the decision."""
-        gains = self.gains()
+        gains = self.gains
         ranges = {k: log_range(g) for k, g in gains.items()}
         rates = {k: growth(self.depths, g) for k, g in gains.items()}
         ratio = gains[2][-1] / gains[1][-1]

@@ -7,7 +7,8 @@
 * ``n_terms``: the terms of the written-out sum, counted.
 
 Where two routes share a run (one evaluation of the derived formula per case), the run is
-measured once and read by both claims.
+measured once and read by both claims; each derived formula is evaluated once per case
+(``_gradient``), whichever claims read it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import cache
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 import numpy as np
 
@@ -24,7 +26,6 @@ from derive.engine.numeric import forward as engine_forward
 from derive.engine.vector import VectorAdjoints
 from derive.instances.rnn_sequence import (
     ROUTES,
-    SequenceData,
     case_data,
     describe,
     layer_jacobian,
@@ -91,11 +92,24 @@ def claims_of(problem: VanillaRNN) -> Iterator[Claim]:
     )
 
 
-def _gradient_or_inf(problem: VanillaRNN, expr: Any, seq: SequenceData) -> np.ndarray:
+#: Per problem: the derived formulas evaluated so far, by (formula, case).
+_RUNS: WeakKeyDictionary[VanillaRNN, dict[tuple, np.ndarray]] = WeakKeyDictionary()
+
+
+def _gradient(problem: VanillaRNN, expr: Any, case: tuple) -> np.ndarray:
+    """``problem.gradient(expr, ...)`` on the sequence of ``case``, evaluated once (a formula
+    that does not fit raises each time it is asked)."""
+    runs = _RUNS.setdefault(problem, {})
+    if (expr, case) not in runs:
+        runs[expr, case] = problem.gradient(expr, case_data(case))
+    return runs[expr, case]
+
+
+def _gradient_or_inf(problem: VanillaRNN, expr: Any, case: tuple) -> np.ndarray:
     try:
-        return problem.gradient(expr, seq)
+        return _gradient(problem, expr, case)
     except (IndexError, ValueError, TypeError):  # a wrong formula may not even fit
-        return np.full(seq.W.shape, np.inf)
+        return np.full(case_data(case).W.shape, np.inf)
 
 
 def gradient_claims(problem: VanillaRNN, key: str, expr: Any,
@@ -105,8 +119,8 @@ def gradient_claims(problem: VanillaRNN, key: str, expr: Any,
     @cache
     def worst() -> dict[str, float]:
         out = dict.fromkeys(ROUTES, 0.0)
-        for seq in map(case_data, cases):
-            got = _gradient_or_inf(problem, expr, seq)
+        for case in cases:
+            seq, got = case_data(case), _gradient_or_inf(problem, expr, case)
             for m in out:
                 out[m] = max(out[m], rel_error(got, loss_gradient(seq, m)))
         return out
@@ -121,9 +135,9 @@ def gradient_claims(problem: VanillaRNN, key: str, expr: Any,
 def _expanded_gap(problem: VanillaRNN) -> float:
     """The written-out sum against the double sum at this T, on the same sequences."""
     r, worst = problem.results, 0.0
-    for seq in map(case_data, expanded_cases(problem.T)):
-        expanded = problem.gradient(r[problem.expanded_key].expr, seq)
-        worst = max(worst, rel_error(expanded, problem.gradient(r["dL_dW"].expr, seq)))
+    for case in expanded_cases(problem.T):
+        expanded = _gradient(problem, r[problem.expanded_key].expr, case)
+        worst = max(worst, rel_error(expanded, _gradient(problem, r["dL_dW"].expr, case)))
     return worst
 
 
@@ -182,11 +196,12 @@ def sweep_claim(problem: VanillaRNN, expr: Any) -> Claim:
 
     def gap() -> float:
         adj, worst = VectorAdjoints(problem.cell), 0.0
-        for seq in map(case_data, GRADIENT_CASES):
+        for case in GRADIENT_CASES:
+            seq = case_data(case)
             params = {"W": seq.W, "U": seq.U}
             traj = engine_forward(adj.cell, params, {"x": seq.xs}, {"h": seq.h0})
             swept = VectorSweep(adj).run(traj, params, {"h": seq.a}).params["W"]
-            worst = max(worst, rel_error(problem.gradient(expr, seq), swept))
+            worst = max(worst, rel_error(_gradient(problem, expr, case), swept))
         return worst
 
     method = "BPTT sweep (the adjoint recursion, step by step)"
