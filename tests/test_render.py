@@ -8,8 +8,9 @@ import sympy as sp
 
 from derive.engine.cell import bar, timed
 from derive.errors import InputError
-from derive.render.document import environment, escape, render, sci
+from derive.render.document import environment, escape, render
 from derive.render.latex import Notation, tex
+from derive.render.numbers import sci
 from derive.render.texgate import spelling
 from derive.sets import ProblemSet, bundled, parse_set
 

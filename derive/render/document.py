@@ -19,44 +19,21 @@ Filters handed to templates:
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import mpmath
 import sympy as sp
 
 from derive.render.latex import KeyPrinter, Notation
-from derive.render.numbers import approx, millions, sig3, sig6
+from derive.render.numbers import approx, millions, sci, sig3, sig6
 from derive.render.plot import curve_plot
 from derive.render.texgate import escape
 from derive.verify import evidence_table
 
 #: A control word at the very end of a text.
 _OPEN_END = re.compile(r"\\[A-Za-z]+$")
-
-
-def sci(value: float) -> str:
-    """``1.2e-12`` as ``1.2\\times 10^{-12}`` (LaTeX math); plain for 0.001 to 9999.
-
-    ``value`` may also be an mpmath number beyond float64's range (a norm of 10^1200).
-    """
-    if value == 0:
-        return "0"
-    if not isinstance(value, float | int) and not 1e-300 < abs(value) < 1e300:
-        mantissa, exponent = mpmath.nstr(value, 2, min_fixed=1, max_fixed=0).split("e")
-        return r"%s\times 10^{%d}" % (mantissa, int(exponent))
-    value = float(value)
-    if not math.isfinite(value):
-        return r"\infty"
-    if 1e-3 <= abs(value) < 1e3:  # plain numbers read better in this range
-        return f"{value:.3g}"
-    if 1e3 <= abs(value) < 1e4:  # .3g would switch to exponent form here (1.74e+03)
-        return f"{value:.0f}"
-    mantissa, exponent = f"{value:.1e}".split("e")
-    return r"%s\times 10^{%d}" % (mantissa, int(exponent))
 
 
 def closed(latex: str) -> str:
