@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import sympy as sp
-from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
 
 from derive.engine.jacobian import Diag
+from derive.engine.vector import apply_elementwise
 
 
 class SigmaPrime(sp.Function):
@@ -34,10 +34,7 @@ class TanhPrime(sp.Function):
         return r"\tanh'\left(%s\right)" % printer._print(self.args[0])
 
 
-def elementwise(fn: type, v: sp.MatrixExpr) -> ElementwiseApplyFunction:
-    """``fn`` applied to every entry of ``v``."""
-    z = sp.Symbol("z")
-    return ElementwiseApplyFunction(sp.Lambda(z, fn(z)), v)
+elementwise = apply_elementwise  # the vector form's own rule (derive.engine.vector)
 
 
 def gate_rank(term: Any, weights: list[str]) -> int:

@@ -33,7 +33,7 @@ from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, ParamAdjoint, Quantity, VectorQuantity, param_bar, t
 from derive.engine.functions import argument, entry, lookup, numeric
 from derive.engine.jacobian import Diag
-from derive.engine.vector import VectorAdjoints, VectorCell, as_vector
+from derive.engine.vector import U, VectorAdjoints, VectorCell, Z, as_vector
 
 Array = np.ndarray
 Trajectory = dict[str, list]
@@ -613,11 +613,9 @@ def _vector_rewrite(vc: VectorCell, a: sp.MatrixExpr) -> dict:
     found = lookup(f)
     if found is None:
         return {}
-    pairs = found.stable(_u, _z).items()
-    return {as_vector(p, {_u: u, _z: z}): as_vector(r, {_u: u, _z: z}) for p, r in pairs}
+    pairs = found.stable(U, Z).items()
+    return {as_vector(p, {U: u, Z: z}): as_vector(r, {U: u, Z: z}) for p, r in pairs}
 
-
-_u, _z = sp.symbols("u z")
 
 
 class VectorSweep:

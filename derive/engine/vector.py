@@ -21,6 +21,7 @@ tests check.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from functools import cached_property, reduce
 
 import sympy as sp
@@ -126,8 +127,7 @@ class VectorCell:
         if isinstance(e, sp.Pow) and e.exp.is_Integer:
             return sp.HadamardPower(self.to_vec(e.base, k), e.exp)
         if is_elementwise(e) or isinstance(e, sp.Pow):  # a power but sqrt: entry says so
-            fn = sp.Lambda(_d, entry(e)(_d))
-            return ElementwiseApplyFunction(fn, self.to_vec(argument(e), k))
+            return apply_elementwise(entry(e), self.to_vec(argument(e), k))
         raise InputError(f"no vector form for {type(e).__name__} in {e}")
 
     # -- reverse-mode rules ---------------------------------------------------------------
@@ -146,7 +146,7 @@ class VectorCell:
         if isinstance(e, sp.Mul):
             return self._vjp_mul(e, v, gbar, k)
         if isinstance(e, sp.Pow) and e.exp.is_Integer:  # z**n -> rule(z, ḡ ∘ n z**(n-1))
-            fprime = as_vector(e.exp * _z ** (e.exp - 1), {_z: self.to_vec(e.base, k)})
+            fprime = as_vector(e.exp * Z ** (e.exp - 1), {Z: self.to_vec(e.base, k)})
             return self.vjp(e.base, v, _hadamard([gbar, fprime]), k, None)
         if is_elementwise(e):
             fprime = self._fprime(e, k, top)
@@ -177,9 +177,9 @@ class VectorCell:
     def _fprime(self, e: sp.Expr, k: int, top: sp.Symbol | None) -> sp.MatrixExpr:
         """f'(z) of ``e = f(z)`` from the registry, in forward quantities as vectors."""
         out = self.sym(top, k) if top is not None else self.to_vec(e, k)
-        d = entry(e).derivative(_u, _z)
-        z = self.to_vec(argument(e), k) if _z in d.free_symbols else None
-        return as_vector(d, {_u: out, _z: z})
+        d = entry(e).derivative(U, Z)
+        z = self.to_vec(argument(e), k) if Z in d.free_symbols else None
+        return as_vector(d, {U: out, Z: z})
 
 
 def as_vector(e: sp.Expr, sub: dict) -> sp.MatrixExpr | sp.Expr:
@@ -200,14 +200,21 @@ def as_vector(e: sp.Expr, sub: dict) -> sp.MatrixExpr | sp.Expr:
     if isinstance(e, sp.Pow) and e.exp.is_Integer:
         return sp.HadamardPower(as_vector(e.base, sub), e.exp)
     if is_elementwise(e):
-        return ElementwiseApplyFunction(sp.Lambda(_d, entry(e)(_d)), as_vector(argument(e), sub))
+        return apply_elementwise(entry(e), as_vector(argument(e), sub))
     raise InputError(f"no vector form for {type(e).__name__} in {e}")
 
 
-# A plain symbol, not a Dummy: a Dummy gets a new index per process and would make
-# the exported srepr strings differ between two builds.
-_d = sp.Symbol("z")
-_u, _z = sp.symbols("u z")  # f'(z) in the registry reads u = f(z) and z
+# Plain symbols, not Dummies: a Dummy gets a new index per process and would make the
+# exported srepr strings differ between two builds.  f'(z) in the registry reads u = f(z)
+# and z; an elementwise function of a vector is written Lambda(z, f(z)).
+U, Z = sp.symbols("u z")
+
+
+def apply_elementwise(
+    fn: Callable[[sp.Expr], sp.Expr], v: sp.MatrixExpr
+) -> ElementwiseApplyFunction:
+    """``fn`` applied to every entry of the vector ``v``."""
+    return ElementwiseApplyFunction(sp.Lambda(Z, fn(Z)), v)
 
 
 def at_absolute_step(expr, step: int):
