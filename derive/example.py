@@ -18,6 +18,7 @@ import sympy as sp
 
 from derive.engine.cell import Cell, bar, loss_grad, param_bar, t, timed
 from derive.errors import InputError
+from derive.inputs import cell_keys
 from derive.params import exact_number, show
 
 #: A worked example's longest sequence.
@@ -102,9 +103,7 @@ def parse_example(cell: Cell, raw: Any, where: str) -> Example:
     decimals, fractions as text) with |v| <= EXAMPLE_MAX_ABS; sequences have 1 to
     EXAMPLE_MAX_T entries, all the same length.
     """
-    inputs = [x.name for x in cell.inputs]
-    states = [f"{s.name}0" for s in cell.states]
-    losses = [f"dL_d{v.name}" for v in cell.loss_on]
+    inputs, states, losses = cell_keys(cell)
     _keys(raw, ["weights", *inputs, *states, *losses], where, "key")
     weights = [p.name for p in cell.weights]
     _keys(raw["weights"], weights, f"{where}.weights", "weight")

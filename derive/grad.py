@@ -54,9 +54,8 @@ def grad(problem: RecurrentProblem, data: Any, backend: str = "auto") -> dict:
     if backend not in BACKENDS:
         raise InputError(f"backend: {backend!r} is unknown; use one of {', '.join(BACKENDS)}")
     cell = problem.cell
-    keys = ["weights", *[x.name for x in cell.inputs]]
-    keys += [f"{s.name}0" for s in cell.states] + [f"dL_d{v.name}" for v in cell.loss_on]
-    top = inp.mapping(data, "input", keys)
+    inputs, states, losses = inp.cell_keys(cell)
+    top = inp.mapping(data, "input", ["weights", *inputs, *states, *losses])
     weights = inp.mapping(top["weights"], "weights", problem.weights, problem.biases)
     # Overflow is reported below as one clear error, not as NumPy warnings.
     with np.errstate(all="ignore"):

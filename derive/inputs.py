@@ -124,6 +124,16 @@ def matrix(
     return out
 
 
+def cell_keys(cell: Any) -> tuple[list[str], list[str], list[str]]:
+    """The names a cell's numbers go by, in ``derive grad``'s input and a worked example:
+    its inputs (``x``), initial states (``h0``) and loss coefficients (``dL_dh``)."""
+    return (
+        [x.name for x in cell.inputs],
+        [f"{s.name}0" for s in cell.states],
+        [f"dL_d{v.name}" for v in cell.loss_on],
+    )
+
+
 def mapping(value: Any, field: str, required: list[str], optional: list[str] = ()) -> Mapping:
     """An object with exactly the ``required`` keys, plus any of ``optional``."""
     if not isinstance(value, dict):

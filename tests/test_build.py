@@ -273,6 +273,7 @@ def test_workers_start_early_only_for_two_or_more_problems(tmp_path: Path, monke
     # cost a third of a second per build.  Two distinct problems start it early.
     from derive import workers
     from derive.cli import _jobs_at_least_two
+    from derive.sets import bundled
 
     started = []
     monkeypatch.setattr(workers, "warm_up", lambda: started.append(True))
@@ -287,4 +288,5 @@ def test_workers_start_early_only_for_two_or_more_problems(tmp_path: Path, monke
                      '[params.momentum]\nbeta = "0.5"\n')
     assert _jobs_at_least_two([str(two)]) and _jobs_at_least_two([str(one), str(twice)])
     assert not _jobs_at_least_two([str(one), str(one)])
-    assert _jobs_at_least_two([])  # every bundled set
+    # No names: every bundled set, each of which holds two problems or more.
+    assert _jobs_at_least_two([]) and all(len(p.problems) >= 2 for p in bundled().values())
