@@ -173,14 +173,22 @@ def _vector_params(problem: RecurrentProblem, weights: dict) -> tuple[dict, dict
     n_h (rows of the first weight) and n_x (columns of the first weight that multiplies x)."""
     vc, most = problem.vector_adjoints.vc, GRAD_MAX_SIZE
     first = problem.weights[0]
-    rows = inp.matrix(weights[first], f"weights.{first}", most=most).shape[0]
+    # The weights that give the sizes are parsed once (bounded by ``most``) and kept.
+    seen = {first: inp.matrix(weights[first], f"weights.{first}", most=most)}
+    rows = seen[first].shape[0]
     sizes = {"rows": rows, n_x: rows}
     for w in problem.weights:
         if vc.shape(sp.Symbol(w))[1] == n_x:
-            sizes[n_x] = inp.matrix(weights[w], f"weights.{w}", most=most).shape[1]
+            if w not in seen:
+                seen[w] = inp.matrix(weights[w], f"weights.{w}", most=most)
+            sizes[n_x] = seen[w].shape[1]
             break
     dims = _dims(problem, sizes)
-    params = {k: inp.matrix(weights[k], f"weights.{k}", dims(k)) for k in problem.weights}
+    params = {
+        k: inp.shaped(seen[k], f"weights.{k}", dims(k)) if k in seen
+        else inp.matrix(weights[k], f"weights.{k}", dims(k))
+        for k in problem.weights
+    }
     for k in problem.biases:
         given = k in weights
         params[k] = inp.vector(weights[k], f"weights.{k}", rows) if given else np.zeros((rows, 1))

@@ -117,6 +117,11 @@ def matrix(
     out = np.array(
         [[number(v, f"{field}[{i}][{j}]") for j, v in enumerate(r)] for i, r in enumerate(value)]
     )
+    return shaped(out, field, shape)
+
+
+def shaped(out: np.ndarray, field: str, shape: tuple[int | None, int | None]) -> np.ndarray:
+    """``out`` if it has ``shape`` (None: any size on that axis), else an ``InputError``."""
     rows, cols = shape
     if (rows is not None and out.shape[0] != rows) or (cols is not None and out.shape[1] != cols):
         want = f"{rows if rows is not None else 'any'}x{cols if cols is not None else 'any'}"
