@@ -90,7 +90,7 @@ class Prepared:
         """The outputs by file name (a PDF is typeset here: a LaTeX error writes nothing)."""
         if self.fmt == "json":
             return {"derivations.json": _json_bytes(self.pset, self.entries)}
-        stem = "handout" if self.handout else "answer-key"
+        stem = "handout" if self.handout else self.pset.form.stem
         out = {f"{stem}.tex": self.source.encode()}
         if self.fmt == "pdf":
             out = {f"{stem}.pdf": pdf.typeset(self.source), **out}

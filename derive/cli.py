@@ -19,6 +19,7 @@ outputs byte-identical.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -35,6 +36,7 @@ from derive.errors import (
     DeriveError,
     InputError,
 )
+from derive.render.forms import FORMS
 
 #: Most worker processes a build may start (more would only contend for the same cores).
 MAX_JOBS = 32
@@ -95,6 +97,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     names = args.sets or list(bundled())
     sets = [get_set(n) for n in names]  # every name is checked before anything is built
+    if args.key is not None:
+        sets = [dataclasses.replace(s, form=FORMS[args.key]) for s in sets]
     check_distinct(sets, Path(args.out))
     if variants:
         out = Path(args.out)
@@ -259,6 +263,13 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", default="build", metavar="DIR", help="output directory (build/)")
     b.add_argument("--format", default="pdf", choices=("pdf", "tex", "json"))
     b.add_argument("--handout", action="store_true", help="the students' version: no solutions")
+    b.add_argument(
+        "--key",
+        choices=tuple(FORMS),
+        help="the key's form: full (questions, solutions, evidence), compact (solutions, one "
+        "evidence line per problem, tables in an appendix), student (no evidence or "
+        "instructor notes); default: the set's key, else full",
+    )
     b.add_argument("--variants", type=_positive, metavar="N", help="N per-student versions")
     b.add_argument("--students", metavar="FILE", help="one version per id in FILE (a roster)")
     b.add_argument("--seed", default="0", metavar="S", help="seed of the variants (text)")

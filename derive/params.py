@@ -232,6 +232,25 @@ class Raw(Kind):
 
 
 @dataclass(frozen=True)
+class Quote(Kind):
+    """Text quoted from a source (what its handout or sample solution says), printed
+    verbatim through the TeX gate."""
+
+    description: str
+    max_len: int = 600
+
+    def parse(self, value: Any, where: str) -> str:
+        from derive.render import texgate  # the gate reads params' show: imported late
+
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(value, where)
+        return texgate.text(value, where, self.max_len)
+
+    def describe(self) -> str:
+        return f"{self.description} (text, at most {self.max_len} characters)"
+
+
+@dataclass(frozen=True)
 class Custom(Kind):
     """A kind whose parser lives with its problem (e.g. a CNN's layer list)."""
 

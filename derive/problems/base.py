@@ -28,7 +28,7 @@ import mpmath
 import sympy as sp
 
 from derive.errors import InputError
-from derive.params import Param, resolve
+from derive.params import Kind, Param, resolve
 from derive.verify import Check, Claim, verify
 
 
@@ -68,6 +68,10 @@ class Problem(ABC):
     #: Results the question itself gives (a given matrix, a stated decomposition), which a
     #: handout may show; every other result is derived and stays out of it.
     GIVEN: ClassVar[tuple[str, ...]] = ()
+    #: What a set may declare its source printed (``[original.<key>]``), by field, each
+    #: parsed by its kind: the original's formulas and data, a sample solution's claims,
+    #: damage to its text.  Remarks on a source are printed only where a set declares it.
+    ORIGINAL: ClassVar[dict[str, Kind]] = {}
 
     @classmethod
     def symbols(cls) -> frozenset[str]:

@@ -120,6 +120,10 @@ def render_problem(
         "data": problem.question_data(),
         # The set's part headings, so that question and solution number parts alike.
         "labels": pset.labels.get(problem.key, {}),
+        "points": pset.points.get(problem.key, {}),
+        # What the set declares its source printed: the only material remarks may discuss.
+        "original": pset.original.get(problem.key, {}),
+        "form": pset.form,
     }
     question = env.get_template(problem.question_template).render(**common)
     if handout:

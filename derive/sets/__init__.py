@@ -19,12 +19,13 @@ from derive.params import show, to_toml
 from derive.problems import REGISTRY, Problem
 from derive.readers import read_text
 from derive.render import texgate
+from derive.render.forms import FORMS, Form
 from derive.render.latex import Notation
 from derive.tomlread import INT_RANGE, MAX_DEPTH, load_toml
 
 _KEYS = {
     "id", "title", "course", "source", "problems", "notation", "out_of_scope", "labels",
-    "params", "vary",
+    "params", "vary", "key", "original", "points",
 }
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 #: Free text longer than this is surely a mistake (a pasted file, say).
@@ -59,6 +60,13 @@ class ProblemSet:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     vary: dict[str, dict[str, Any]] = field(default_factory=dict)
     where: str = ""
+    #: The key's form (``key = "compact"``; ``--key`` overrides it).
+    form: Form = FORMS["full"]
+    #: What the set declares its source printed, per problem (``[original.<key>]``): the
+    #: only material a key may remark on (``Problem.ORIGINAL`` lists the fields).
+    original: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Points per part, per problem (``[points.<key>]``, parts as ``Problem.LABELS``).
+    points: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def make_problem(self, key: str) -> Problem:
         """An instance of problem ``key`` with this set's parameters."""
@@ -98,6 +106,9 @@ def parse_set(text: str, where: str) -> ProblemSet:
         _per_problem(data.get("params", {}), problems, where, "params"),
         _per_problem(data.get("vary", {}), problems, where, "vary"),
         where,
+        _form(data.get("key", "full"), where),
+        _original(data.get("original", {}), problems, where),
+        _points(data.get("points", {}), problems, where),
     )
     for key in problems:  # parse every parameter now: a bad value fails before any output
         REGISTRY[key].parse_params(pset.params.get(key, {}), where)
@@ -241,6 +252,54 @@ def _labels(value, problems: list[str], where: str) -> dict[str, dict[str, str]]
                     f"{', '.join(allowed)}"
                 )
             texgate.text(text, f"{where}: labels.{problem}.{key}", MAX_TEXT)
+    return value
+
+
+def _form(value: Any, where: str) -> Form:
+    if value not in FORMS:
+        raise InputError(f"{where}: key: expected one of {', '.join(FORMS)}, got {show(value)}")
+    return FORMS[value]
+
+
+def _original(value: Any, problems: list[str], where: str) -> dict[str, dict[str, Any]]:
+    """``[original.<problem>]``: each field one the problem declares (``Problem.ORIGINAL``),
+    parsed by its kind, so a remark can only quote what the set says its source holds."""
+    _per_problem(value, problems, where, "original")
+    out = {}
+    for key, table in value.items():
+        fields = REGISTRY[key].ORIGINAL
+        for name in table:
+            if name not in fields:
+                raise InputError(
+                    f"{where}: original.{key}.{_key(name)}: unknown field; allowed are "
+                    f"{', '.join(fields) or 'none'}"
+                )
+        out[key] = {
+            name: fields[name].parse(table[name], f"{where}: original.{key}.{name}")
+            for name in table
+        }
+    return out
+
+
+#: Most points a part may carry.
+MAX_POINTS = 1000
+
+
+def _points(value: Any, problems: list[str], where: str) -> dict[str, dict[str, int]]:
+    _per_problem(value, problems, where, "points")
+    for key, table in value.items():
+        parts = REGISTRY[key].LABELS
+        for part, n in table.items():
+            if part not in parts:
+                raise InputError(
+                    f"{where}: points.{key}.{_key(part)}: not a part of {key}; allowed are "
+                    f"{', '.join(parts) or 'none'}"
+                )
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_POINTS:
+                raise InputError(
+                    f"{where}: points.{key}.{part}: expected an integer from 0 to "
+                    f"{MAX_POINTS}, got {show(n)}"
+                )
     return value
 
 
