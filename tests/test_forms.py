@@ -7,13 +7,14 @@ with the question and the compact key must not.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import set_file, snapshot
+from conftest import QUIZ, set_file, snapshot
 
 from derive.cli import main
 from derive.render.document import render
@@ -225,6 +226,23 @@ def test_bad_key_on_the_command_line(tmp_path, previous, capsys):
     assert (info.value.code, out) == (2, "")
     assert err.count("\n") == 1 and "argument --key: invalid choice: 'brief'" in err
     assert snapshot(previous) == before
+
+
+def test_variants_index_names_the_files_of_the_form(tmp_path):
+    quiz = tmp_path / "quiz.toml"
+    quiz.write_text(QUIZ, encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["build", str(quiz), "--out", str(out), "--variants", "2", "--format", "tex"]
+    assert main([*argv, "--key", "compact", "--jobs", "1"]) == 0
+    folder = out / "quiz" / "variants"
+    rows = list(csv.DictReader((folder / "index.csv").open()))
+    assert [r["answer_key"] for r in rows] == [
+        "v01/answer-key-compact.tex",
+        "v02/answer-key-compact.tex",
+    ]
+    for row in rows:
+        assert (folder / row["answer_key"]).is_file() and (folder / row["handout"]).is_file()
+        assert "--- Answer Key}" in (folder / row["answer_key"]).read_text()
 
 
 # -- pages ---------------------------------------------------------------------------------------
