@@ -437,6 +437,6 @@ def _index_csv(chosen: list[Version], seed: str, ext: str) -> str:
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(["student", "version", "seed", "answer_key", "handout", "parameters"])
     for v in chosen:
-        key, handout = f"{v.student}/answer-key.{ext}", f"{v.student}/handout.{ext}"
+        key, handout = f"{v.student}/{v.pset.form.stem}.{ext}", f"{v.student}/handout.{ext}"
         out.writerow([v.student, v.number, seed, key, handout, v.digest()])
     return buf.getvalue()

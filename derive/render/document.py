@@ -112,7 +112,11 @@ def render(pset, problems: list, *, handout: bool = False, version: str = "") ->
 def render_problem(
     pset, problem, number: int, *, handout: bool = False, env: jinja2.Environment | None = None
 ) -> str:
-    """Problem ``number`` of ``pset``: its question, and for a key its solution."""
+    """Problem ``number`` of ``pset``: its heading and question, and for a key its solution.
+
+    A key whose form does not restate questions (``Form.restate``) prints the heading alone
+    above the solution.
+    """
     env = env or environment(pset.notation)
     common = {
         "number": number,
@@ -125,7 +129,11 @@ def render_problem(
         "original": pset.original.get(problem.key, {}),
         "form": pset.form,
     }
-    question = env.get_template(problem.question_template).render(**common)
+    heading = env.get_template("heading.tex.j2").render(**common)
+    if handout or pset.form.restate:
+        question = heading + env.get_template(problem.question_template).render(**common)
+    else:
+        question = heading  # the solution follows the heading; the handout has the question
     if handout:
         return question
     tpl = env.get_template(problem.template)
