@@ -21,27 +21,15 @@ from typing import Any
 
 from derive import fsutil, procs, workers
 from derive.errors import ChecksFailedError, DeriveError, InputError, NoTexEngineError
+from derive.export import export_problem, json_bytes
 from derive.params import plain_data
 from derive.problems import Problem
 from derive.render import pdf
 from derive.render.document import render, render_page, render_problem
-from derive.render.latex import KeyPrinter
 from derive.sets import ProblemSet
 from derive.variants import INDEX_NAME, Version, versions
 
 FORMATS = ("pdf", "tex", "json")
-
-
-def export_problem(pset: ProblemSet, problem: Problem) -> dict:
-    """One problem's entry of the JSON export (stable keys): title, results (LaTeX, SymPy,
-    value), checks."""
-    printer = KeyPrinter(pset.notation)
-    results = {
-        key: {"latex": printer.doprint(r.expr), "sympy": r.srepr(), "value": r.value}
-        for key, r in problem.results.items()
-    }
-    checks = [c.as_dict() for c in problem.checks]
-    return {"title": problem.title, "results": results, "checks": checks}
 
 
 def make_problems(pset: ProblemSet, cache: dict[str, Problem]) -> list[Problem]:
@@ -89,7 +77,7 @@ class Prepared:
     def files(self) -> dict[str, bytes]:
         """The outputs by file name (a PDF is typeset here: a LaTeX error writes nothing)."""
         if self.fmt == "json":
-            return {"derivations.json": _json_bytes(self.pset, self.entries)}
+            return {"derivations.json": json_bytes(self.pset, self.entries)}
         stem = "handout" if self.handout else self.pset.form.stem
         out = {f"{stem}.tex": self.source.encode()}
         if self.fmt == "pdf":
@@ -338,12 +326,6 @@ def _assemble(pset, out_dir, fmt, handout, plan, futures) -> Prepared:
         failed += done.failed
     source = None if fmt == "json" else render_page(pset, parts, handout=handout)
     return Prepared(pset, out_dir / pset.id, fmt, handout, source, entries, failed)
-
-
-def _json_bytes(pset: ProblemSet, entries: dict[str, dict]) -> bytes:
-    document = {"set": pset.id, "title": pset.title, "problems": entries}
-    text = json.dumps(document, indent=2, ensure_ascii=True, allow_nan=False)
-    return (text + "\n").encode()
 
 
 #: A progress report: versions done, versions in all, seconds since the start.
