@@ -72,6 +72,10 @@ class Problem(ABC):
     #: parsed by its kind: the original's formulas and data, a sample solution's claims,
     #: damage to its text.  Remarks on a source are printed only where a set declares it.
     ORIGINAL: ClassVar[dict[str, Kind]] = {}
+    #: Parameters the question prints, so that the handout changes with each: the only
+    #: ones a set may vary (``[vary.<key>]``), or two students would get one question with
+    #: two keys.  A test renders the handout with two values of each and compares.
+    SHOWN: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def symbols(cls) -> frozenset[str]:

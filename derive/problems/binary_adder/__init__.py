@@ -95,6 +95,7 @@ class BinaryAdder(Problem):
     title = "Binary addition with a hard-threshold RNN"
     MAIN = "W"
 
+    SHOWN = ("example",)  # bits sizes the checks; the weights are not in the question
     PARAMS = (
         Param(
             "bits",
