@@ -45,9 +45,11 @@ MAX_CANDIDATES = 10_000
 MAX_VERSIONS = 1000
 #: Hash draws a student makes before taking the next unused combination instead.
 MAX_REDRAWS = 8
-#: The file the variants folder holds beside the students' folders (no id may be it).
+#: The files the variants folder holds beside the students' folders (no id may be one):
+#: the index, and every handout and every key bound into one PDF each for printing.
 INDEX_NAME = "index.csv"
-RESERVED = frozenset({INDEX_NAME})
+COMBINED_NAMES = ("all-handouts.pdf", "all-keys.pdf")
+RESERVED = frozenset({INDEX_NAME, *COMBINED_NAMES})
 _STUDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
