@@ -30,7 +30,7 @@ from derive.sets import ProblemSet
 from derive.variants import COMBINED_NAMES, INDEX_NAME, Version, versions
 
 FORMATS = ("pdf", "tex", "json")
-#: The JSON export's file name.
+#: The JSON export's file name (as a variants index lists it).
 JSON_NAME = "derivations.json"
 
 
@@ -91,7 +91,7 @@ class Prepared:
     def files(self) -> dict[str, bytes]:
         """The outputs by file name (a PDF is typeset here: a LaTeX error writes nothing)."""
         if self.fmt == "json":
-            return {JSON_NAME: _json_bytes(self.pset, self.entries)}
+            return {"derivations.json": _json_bytes(self.pset, self.entries)}
         stem = "handout" if self.handout else self.pset.form.stem
         out = {f"{stem}.tex": self.source.encode()}
         if self.fmt == "pdf":
