@@ -181,3 +181,15 @@ def test_json_variants_write_each_students_export(tmp_path: Path) -> None:
         single = json.loads((tmp_path / r["student"] / "quiz" / "derivations.json").read_text())
         assert mine["problems"] == single["problems"]
     assert len({(root / r["answer_key"]).read_bytes() for r in rows}) == 2
+
+
+def test_the_index_names_the_key_of_the_sets_form(tmp_path: Path) -> None:
+    quiz = tmp_path / "quiz.toml"
+    quiz.write_text('key = "compact"\n' + QUIZ, encoding="utf-8")
+    out = tmp_path / "o"
+    args = ["build", str(quiz), "--out", str(out), "--format", "tex", "--jobs", "1"]
+    assert main([*args, "--variants", "1"]) == 0
+    root = out / "quiz" / "variants"
+    (row,) = csv.DictReader((root / INDEX_NAME).open(encoding="utf-8"))
+    assert row["answer_key"] == "v01/answer-key-compact.tex"
+    assert (root / row["answer_key"]).is_file()
