@@ -79,6 +79,10 @@ class Problem(ABC):
     #: export's keys (``derive.export``), written out in docs/results.md.  A key that needs
     #: a parameter says so; an export without that parameter holds it, all null.
     RESULTS: ClassVar[dict[str, str]] = {}
+    #: Parameters the question prints, so that the handout changes with each: the only
+    #: ones a set may vary (``[vary.<key>]``), or two students would get one question with
+    #: two keys.  A test renders the handout with two values of each and compares.
+    SHOWN: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def symbols(cls) -> frozenset[str]:

@@ -52,6 +52,7 @@ ClaimGroup = tuple[str, list[Claim]]
 class RecurrentProblem(Problem):
     """Backprop-through-time equations of a recurrent cell, scalar and vector form."""
 
+    SHOWN = ("example",)
     PARAMS = (
         Param(
             "example",

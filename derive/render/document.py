@@ -14,7 +14,8 @@ Filters handed to templates:
 * ``sci``: a float in scientific notation for tables;
 * ``sig6``, ``sig3``: a computed number to six or three significant digits (``render.numbers``);
 * ``millions``: a count in millions to one decimal; ``approx``: a SymPy value rounded to
-  given significant digits (``render.numbers``).
+  given significant digits; ``decimal``: an exact number as a decimal where it ends
+  (``render.numbers``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import jinja2
 import sympy as sp
 
 from derive.render.latex import KeyPrinter, Notation
-from derive.render.numbers import approx, millions, sci, sig3, sig6
+from derive.render.numbers import approx, decimal, millions, sci, sig3, sig6
 from derive.render.plot import curve_plot
 from derive.render.texgate import escape
 from derive.verify import evidence_table
@@ -76,6 +77,7 @@ def environment(notation: Notation) -> jinja2.Environment:
     env.filters["sig3"] = sig3
     env.filters["millions"] = millions
     env.filters["approx"] = approx
+    env.filters["decimal"] = decimal
     env.filters["evidence"] = evidence_table
     env.globals["curve_plot"] = curve_plot  # templates place exported series on a plot
     return env

@@ -397,7 +397,7 @@ def starter(name: str) -> str:
     lines += [
         "",
         "# Per-student versions (derive build FILE --variants 30 --seed S) draw each listed",
-        "# parameter from a list of values or a range:",
+        "# parameter the handout prints from a list of values or a range:",
         "# [vary.eigen_power]",
         "# n = { min = 10, max = 40 }",
         "",

@@ -118,6 +118,7 @@ class BinaryAdder(Problem):
         ),
     }
 
+    SHOWN = ("example",)  # bits sizes the checks; the weights are not in the question
     PARAMS = (
         Param(
             "bits",

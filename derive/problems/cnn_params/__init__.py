@@ -120,6 +120,7 @@ class CNNParams(Problem):
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("C_in", "C_out", "H", "N", "W", "k", "k_h", "k_w", "n", "n_in", "n_out", "p", "s")
 
+    SHOWN = ("input_shape", "layers", "defaults")  # defaults print in the layer names
     PARAMS = (
         Param(
             "input_shape",

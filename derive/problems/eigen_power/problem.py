@@ -106,6 +106,7 @@ class EigenPower(Problem):
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("k",)
 
+    SHOWN = ("W", "n", "given_Q", "given_Lambda")
     PARAMS = (
         Param(
             "W",

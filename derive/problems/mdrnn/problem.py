@@ -110,6 +110,7 @@ class MDRNN(Problem):
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "G", "H", "i", "j", "n_phi")
 
+    SHOWN = ("grid",)
     PARAMS = (Param("grid", GRID, 5, "G of the step figure and the conv comparison"),)
 
     def __init__(self, grid: int = 5) -> None:
@@ -293,6 +294,10 @@ class MDRNN(Problem):
     def stated(self) -> dict[str, Any]:
         """The largest grid the tables are checked on, the convolution's kernel."""
         return {"max_grid": MAX_GRID, "kernel": KERNEL}
+
+    def question_data(self) -> dict[str, Any]:
+        """The grid whose steps part (b) asks for (the question is otherwise symbolic)."""
+        return {"grid": self.grid}
 
     def context(self) -> dict[str, Any]:
         r = self.results

@@ -111,6 +111,7 @@ class Momentum(Problem):
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "H", "alpha", "beta", "p^(k)", "p^(k+1)", "theta^(k)", "theta^(k+1)")
 
+    SHOWN = ("beta", "volume_D")  # alpha only sets the reversal experiment
     PARAMS = (
         # Bounds keep the experiments' trajectories finite in float64 (a larger step diverges
         # on the test function) and the 50-digit reference meaningful.
@@ -260,6 +261,9 @@ class Momentum(Problem):
             "theta_next": theta_next,
             "p_next": p_next,
             "D": D,
+            # The numbers part (b) asks the volume factor for (what a version varies).
+            "beta": self.exact_b,
+            "volume_D": self.volume_d,
         }
 
     def context(self) -> dict[str, Any]:

@@ -125,6 +125,7 @@ class VanillaRNN(Problem):
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("L", "U", "W", "a", "d", "ell", "gbar", "h", "j", "n", "sigma_prime", "u", "x", "y")
 
+    SHOWN = ("T",)
     PARAMS = (Param("T", Int(1, MAX_T), 3, "sequence length of the written-out sum (5-2 a)"),)
 
     def __init__(self, T: int = 3) -> None:  # noqa: N803 - the handout's T
