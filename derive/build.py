@@ -24,7 +24,7 @@ from derive.errors import ChecksFailedError, DeriveError, InputError, NoTexEngin
 from derive.params import plain_data
 from derive.problems import Problem
 from derive.render import pdf
-from derive.render.document import render, render_page, render_problem
+from derive.render.document import ordering, render, render_page, render_problem
 from derive.render.latex import KeyPrinter
 from derive.sets import ProblemSet
 from derive.variants import INDEX_NAME, Version, versions
@@ -35,7 +35,7 @@ FORMATS = ("pdf", "tex", "json")
 def export_problem(pset: ProblemSet, problem: Problem) -> dict:
     """One problem's entry of the JSON export (stable keys): title, results (LaTeX, SymPy,
     value), checks."""
-    printer = KeyPrinter(pset.notation)
+    printer = KeyPrinter(pset.notation, ordering(problem))
     results = {
         key: {"latex": printer.doprint(r.expr), "sympy": r.srepr(), "value": r.value}
         for key, r in problem.results.items()

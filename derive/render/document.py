@@ -26,7 +26,7 @@ from typing import Any
 import jinja2
 import sympy as sp
 
-from derive.render.latex import KeyPrinter, Notation
+from derive.render.latex import KeyPrinter, Notation, Ordering
 from derive.render.numbers import approx, millions, sci, sig3, sig6
 from derive.render.plot import curve_plot
 from derive.render.texgate import escape
@@ -51,9 +51,21 @@ def template_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
-def environment(notation: Notation) -> jinja2.Environment:
+class KeyEnvironment(jinja2.Environment):
+    """A Jinja environment whose ``tex`` filters print through ``printer``."""
+
+    printer: KeyPrinter
+
+
+def ordering(problem) -> Ordering | None:
+    """The order ``problem``'s model is written in, for the printer (None: SymPy's)."""
+    order = problem.written_order()
+    return None if order is None else Ordering(*order)
+
+
+def environment(notation: Notation) -> KeyEnvironment:
     """A Jinja environment whose ``tex`` filters print in ``notation``."""
-    env = jinja2.Environment(
+    env = KeyEnvironment(
         loader=jinja2.FileSystemLoader(template_dir()),
         block_start_string="((*",
         block_end_string="*))",
@@ -67,7 +79,7 @@ def environment(notation: Notation) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    printer = KeyPrinter(notation)
+    printer = env.printer = KeyPrinter(notation)
     env.filters["tex"] = lambda e: closed(printer.doprint(e))
     env.filters["terms"] = lambda e: [closed(term) for term in _terms(printer, e)]
     env.filters["esc"] = escape
@@ -82,7 +94,7 @@ def environment(notation: Notation) -> jinja2.Environment:
 
 
 def _terms(printer: KeyPrinter, expr: Any) -> list[str]:
-    args = expr.args if isinstance(expr, sp.Add | sp.MatAdd) else (expr,)
+    args = printer.terms(expr) if isinstance(expr, sp.Basic) else [expr]
     out = []
     for i, a in enumerate(args):
         s = printer.doprint(a)
@@ -125,11 +137,12 @@ def render_problem(
         "original": pset.original.get(problem.key, {}),
         "form": pset.form,
     }
-    question = env.get_template(problem.question_template).render(**common)
-    if handout:
-        return question
-    tpl = env.get_template(problem.template)
-    return tpl.render(question=question, **common, **problem.context())
+    with env.printer.ordered(ordering(problem)):
+        question = env.get_template(problem.question_template).render(**common)
+        if handout:
+            return question
+        tpl = env.get_template(problem.template)
+        return tpl.render(question=question, **common, **problem.context())
 
 
 def render_page(
