@@ -262,6 +262,8 @@ class VanillaRNN(Problem):
             "layer_shapes": self._layer_shapes(),
             "sigma_prime": sp_j,
             "sigma_prime_max": self.results["sigma_prime_max"].expr,
+            # Exact: 1/(1/4) = 4, the norm below which distant steps' terms shrink.
+            "norm_bound": 1 / self.results["sigma_prime_max"].expr,
             "sigma_prime_def": fprime,
             "immediate_lhs": chain["immediate"],
             "across_explicit": OrderedProduct(rules["per_step"], j, k + 1, t),
