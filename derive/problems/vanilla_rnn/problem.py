@@ -204,6 +204,9 @@ class VanillaRNN(Problem):
         count = N_TERMS.xreplace({T_END: self.T})
         out["n_terms"] = Result("n_terms", N_TERMS, sp.Symbol("N_T"), value=json_number(count))
         out["sigma_prime_max"] = sigma_prime_max()
+        # Below this spectral norm of W every per-step factor contracts: 1/(1/4) = 4.
+        bound = 1 / out["sigma_prime_max"].expr
+        out["norm_bound"] = Result("norm_bound", bound, None, value=json_number(bound))
         return out
 
     # -- numbers of the derived expressions ----------------------------------------------------
@@ -262,8 +265,7 @@ class VanillaRNN(Problem):
             "layer_shapes": self._layer_shapes(),
             "sigma_prime": sp_j,
             "sigma_prime_max": self.results["sigma_prime_max"].expr,
-            # Exact: 1/(1/4) = 4, the norm below which distant steps' terms shrink.
-            "norm_bound": 1 / self.results["sigma_prime_max"].expr,
+            "norm_bound": self.results["norm_bound"].expr,
             "sigma_prime_def": fprime,
             "immediate_lhs": chain["immediate"],
             "across_explicit": OrderedProduct(rules["per_step"], j, k + 1, t),
