@@ -83,6 +83,12 @@ def test_tall_brackets_only_around_tall_content() -> None:
     )
 
 
+def test_a_decimal_power_needs_no_brackets() -> None:
+    power = sp.UnevaluatedExpr(sp.Rational(2, 5)) ** 30
+    assert KeyPrinter().doprint(power) == "0.4^{30}"
+    assert KeyPrinter().doprint(sp.UnevaluatedExpr(sp.Rational(-2, 5)) ** 3) == "(-0.4)^{3}"
+
+
 @pytest.mark.parametrize("set_id", sorted(bundled()))
 def test_no_tall_brackets_around_one_symbol(bundled_keys: Path, set_id: str) -> None:
     tex = key(bundled_keys, set_id)

@@ -265,6 +265,15 @@ class KeyPrinter(LatexPrinter):
             return (1, *_group_key(f, ordering, inside))
 
         return key
+    def _print_Pow(self, expr):
+        # A positive decimal needs no brackets under its power: 0.4^{30}, not (0.4)^{30}.
+        base = expr.base.args[0] if isinstance(expr.base, sp.UnevaluatedExpr) else expr.base
+        if base.is_Rational and base.is_positive and not base.is_Integer:
+            out = self._print_Rational(base)
+            if "frac" not in out and expr.exp.is_Integer and expr.exp > 0:
+                return "%s^{%s}" % (out, self._print(expr.exp))
+        return super()._print_Pow(expr)
+
     def _print_Rational(self, expr):
         # A rational with a terminating decimal expansion prints as that decimal, as a
         # handout writes it (0.58, not 29/50); others stay fractions.
