@@ -183,7 +183,7 @@ class KeyPrinter(LatexPrinter):
         out = self._decorate(expr.role, core, self.notation.step(offset))
         return out if exp is None else r"\left(%s\right)^{%s}" % (out, exp)
 
-    def _print_function(self, expr, exp=None):
+    def _print_applied(self, expr, exp=None):
         # SymPy's Printer dispatches an applied undefined function from AppliedUndef on, past
         # the classes between: a Quantity is sent on from here.
         if isinstance(expr, Quantity):
@@ -265,6 +265,7 @@ class KeyPrinter(LatexPrinter):
             return (1, *_group_key(f, ordering, inside))
 
         return key
+
     def _print_Pow(self, expr):
         # A positive decimal needs no brackets under its power: 0.4^{30}, not (0.4)^{30}.
         base = expr.base.args[0] if isinstance(expr.base, sp.UnevaluatedExpr) else expr.base
@@ -311,7 +312,7 @@ class KeyPrinter(LatexPrinter):
         return "I"  # the identity as the prose writes it (I, I_D), never a second symbol
 
     def _print_Function(self, expr, exp=None):
-        out = self._print_function(expr, exp)
+        out = self._print_applied(expr, exp)
         # \tanh(c), not \tanh{\left(c \right)}: the brackets follow the function name.
         m = _FUNCTION_ARG.match(out)
         return r"%s\left(%s\right)" % m.groups() if m else out
