@@ -236,9 +236,10 @@ def export_problem(pset: Any, problem: Any) -> dict[str, Any]:
     """One problem's entry: title, the parameters the set gives it, results (every
     documented key, derived ones first), checks."""
     from derive.params import plain_data
+    from derive.render.document import ordering
     from derive.render.latex import KeyPrinter
 
-    printer = KeyPrinter(pset.notation)
+    printer = KeyPrinter(pset.notation, ordering(problem))  # the key's order of terms
     results = {key: export_result(r, printer) for key, r in problem.results.items()}
     docs = problem.result_docs()  # a key with a {placeholder} (dL_dW_T{T}) is always derived
     results |= {key: dict(ABSENT) for key in docs if key not in results and "{" not in key}

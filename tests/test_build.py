@@ -149,10 +149,11 @@ def test_json_sympy_reads_back_as_the_derived_results(exported: dict, problem) -
 
 
 def test_json_latex_matches_a_fresh_derivation(exported: dict, problem) -> None:
+    from derive.render.document import ordering
     from derive.render.latex import KeyPrinter
     from derive.sets import get_set
 
-    printer = KeyPrinter(get_set(SET).notation)
+    printer = KeyPrinter(get_set(SET).notation, ordering(problem))
     results = exported["problems"]["lstm"]["results"]
     for key in [*ACTIVATION_BARS, *WEIGHT_BARS]:
         assert results[key]["latex"] == printer.doprint(problem.results[key].expr), key

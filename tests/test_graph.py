@@ -162,4 +162,4 @@ def test_same_growth_finds_a_wrong_bound():
 
 
 def test_big_o_prints_as_a_bound():
-    assert KeyPrinter().doprint(BigO(x * y)) == r"\mathcal{O}\left(x y\right)"
+    assert KeyPrinter().doprint(BigO(x * y)) == r"\mathcal{O}(x y)"

@@ -152,7 +152,7 @@ def test_a_form_without_a_rule_is_named():
 
 # -- Diag ---------------------------------------------------------------------------------------
 def test_diag_prints_and_simplifies():
-    assert tex(Diag(v)) == r"\operatorname{diag}\left(v\right)"
+    assert tex(Diag(v)) == r"\operatorname{diag}(v)"
     assert Diag(v).shape == (N, N)
     assert Diag(ONE).doit() == sp.Identity(n_h)
     assert Diag(sp.ZeroMatrix(n_h, 1)).doit() == sp.ZeroMatrix(n_h, n_h)

@@ -209,7 +209,7 @@ def test_template_renders_in_the_lmu_notation(problem):
     for part in ("(a)", "(b)", "(c)", "(d)"):
         assert f"\\paragraph{{{part}" in out
     assert "C_{t - 1}" in out and "\\tilde{C}_{t}" in out
-    assert "\\operatorname{diag}\\left(f_{t}\\right)" in out
+    assert "\\operatorname{diag}(f_{t})" in out
 
 
 def test_template_takes_its_spellings_from_the_notation(problem):

@@ -192,7 +192,7 @@ def test_pdf_contains_the_answers(problem, tmp_path: Path):
     flat = " ".join(text.split())
     assert "Multidimensional RNN" in flat
     assert "T = 2G − 1" in flat
-    assert "H (D + 2H)" in flat
+    assert "H(D + 2H)" in flat
     assert "mixes two indexings" in flat
     assert "lines 1, 2, 3" in flat and "lines 4, 5" in flat
     assert "pass" in flat

@@ -255,7 +255,7 @@ def test_set_file_parameters_are_parsed_with_the_field_path():
 def test_template_renders(problem):
     out = key_tex(problem)
     assert "Architecture (1) is easier to train" in out
-    assert r"S^{(1)} = \mathbb{I}" in out
+    assert r"S^{(1)} = I," in out
     assert "D_{3} J_{3} D_{2} J_{2} D_{1} J_{1}" in out
     assert r"\begin{picture}" in out
     # What the skip path passes through comes from the operations after the addition.

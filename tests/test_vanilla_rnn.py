@@ -65,7 +65,7 @@ def test_layer_jacobian_is_diag_times_w(problem):
     jac = problem.results["jacobian_y_x"].expr
     diag, w = jac.args
     assert isinstance(diag, Diag) and w == sp.MatrixSymbol("W", n, d)
-    assert tex(jac) == r"\operatorname{diag}\left(y \odot \left(\mathbf{1} - y\right)\right) W"
+    assert tex(jac) == r"\operatorname{diag}(y \odot (\mathbf{1} - y)) W"
 
 
 @pytest.mark.parametrize(

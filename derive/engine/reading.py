@@ -36,10 +36,29 @@ def by_monomials(expr: sp.Expr, sizes: Sequence[sp.Symbol]) -> sp.Expr:
     coefficient factored and in reading order."""
     poly = sp.Poly(sp.expand(expr), *sizes)
     terms = [
-        readable(sp.factor(v)) * sp.Mul(*(x**e for x, e in zip(sizes, m, strict=True)))
+        readable(factor_in_squares(v)) * sp.Mul(*(x**e for x, e in zip(sizes, m, strict=True)))
         for m, v in poly.terms()  # lexicographic: HW, H, W, 1
     ]
     return sp.Add(*terms, evaluate=False)
+
+
+def factor_in_squares(expr: sp.Expr) -> sp.Expr:
+    """``expr`` factored, with a polynomial in one symbol's square kept as one:
+    k (k^2 - 1)/8 and (k^2 - 1)^2/32 rather than k (k - 1)(k + 1)/8, as a key writes them."""
+    symbols = expr.free_symbols
+    if len(symbols) != 1 or not expr.is_polynomial():
+        return sp.factor(expr)
+    (k,) = symbols
+    u = sp.Dummy("u", positive=True)
+    poly = sp.Poly(expr, k)
+    odd = poly.monoms()[-1][0] % 2  # the lowest power of k, factored out when odd
+    if any((e - odd) % 2 for (e,) in poly.monoms()):
+        return sp.factor(expr)
+    coeff, factors = sp.factor_list(sp.expand(expr / k**odd).subs(k, sp.sqrt(u)))
+    parts = [f.subs(u, k**2) ** e for f, e in factors]
+    # Unevaluated: SymPy would spread the coefficient over a single sum, (k^2 - 1)/2.
+    return sp.Mul(*([coeff] if coeff != 1 else []), *([k] if odd else []), *parts,
+                  evaluate=False)
 
 
 def signed_factors(expr: sp.Expr) -> sp.Expr:

@@ -18,14 +18,21 @@ from derive.engine.cell import Cell
 
 
 class Names:
-    """The symbols an equation may read: ``names.x``, ``names.h_prev``, ``names.b_f``."""
+    """The symbols an equation may read: ``names.x``, ``names.h_prev``, ``names.b_f``.
+
+    ``read`` lists the names in the order the equations first read them: Python evaluates
+    operands left to right, so this is the order the model's author wrote them in
+    (``w_ix``, ``x``, ``w_ih``, ``h_prev``, ...), which SymPy's canonical order forgets.
+    """
 
     def __init__(self, zero: frozenset[str] = frozenset()) -> None:
         self._zero = zero
+        self.read: dict[str, None] = {}
 
     def __getattr__(self, name: str) -> sp.Expr:
         if name.startswith("_"):
             raise AttributeError(name)
+        self.read.setdefault(name, None)
         return sp.S.Zero if name in self._zero else sp.Symbol(name)
 
 
@@ -64,6 +71,17 @@ class CellSpec:
             assignments=tuple((sp.Symbol(u), e) for u, e in pairs),
             loss_on=_symbols(self.loss_on),
         )
+
+
+    def written_order(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The order the equations are written in: every name as first read (a previous
+        state ``h_prev`` as its state ``h``), and the assigned variables in evaluation
+        order.  Printers order terms and factors by these (``render.latex.Ordering``)."""
+        names = Names()
+        assigned = tuple(u for u, _ in self.equations(names))
+        prev = {f"{s}_prev": s for s in self.states}
+        read = tuple(dict.fromkeys(prev.get(n, n) for n in names.read))
+        return read, assigned
 
 
 def _symbols(names: Sequence[str]) -> tuple[sp.Symbol, ...]:

@@ -138,6 +138,11 @@ class Problem(ABC):
         """The evidence of every claim: ``derive.verify.verify`` over ``claims()``."""
         return verify(self)
 
+    def written_order(self) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """The order the problem's model is written in, for printing its expressions: its
+        names as first written and its assigned variables in order; None for SymPy's."""
+        return None
+
     def context(self) -> dict[str, Any]:
         """Data the template formats (SymPy objects pass through the ``tex`` filter)."""
         return {"results": self.results, "checks": self.checks}

@@ -140,6 +140,16 @@ class LSTMCell(Problem):
     def cell(self) -> Cell:
         return lstm_step_cell()
 
+    def written_order(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The step as the handout writes it: h_{t-1} from o_{t-1} and C_{t-1}, each gate
+        from W_kh h_{t-1} + W_kx x_t + b_k, then C_t = f C_{t-1} + i g and h_t."""
+        written = ["o", "c"]
+        for k in GATES:
+            written += [f"W_{k}h", "h", f"W_{k}x", "x", f"b_{k}"]
+        written += [u.name for u in self.cell.variables]
+        assigned = tuple(u.name for u in self.cell.variables)
+        return tuple(dict.fromkeys(written)), assigned
+
     @cached_property
     def vc(self) -> VectorCell:
         return VectorCell(self.cell)

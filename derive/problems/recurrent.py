@@ -95,6 +95,10 @@ class RecurrentProblem(Problem):
             self.example_run = ExampleRun(self.cell, self.example)
             self.example_run.refuse_saturated_gates(where)
 
+    def written_order(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The cell's equations as written (``CellSpec.written_order``)."""
+        return self.CELL.written_order()
+
     def make_cell(self, biases: bool) -> Cell:
         """The cell built from ``CELL``; ``biases`` adds bias vectors (the vector form)."""
         return self.CELL.build(biases)

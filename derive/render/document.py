@@ -27,7 +27,7 @@ from typing import Any
 import jinja2
 import sympy as sp
 
-from derive.render.latex import KeyPrinter, Notation
+from derive.render.latex import KeyPrinter, Notation, Ordering
 from derive.render.numbers import approx, decimal, millions, sci, sig3, sig6
 from derive.render.plot import curve_plot
 from derive.render.texgate import escape
@@ -52,9 +52,21 @@ def template_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
-def environment(notation: Notation) -> jinja2.Environment:
+class KeyEnvironment(jinja2.Environment):
+    """A Jinja environment whose ``tex`` filters print through ``printer``."""
+
+    printer: KeyPrinter
+
+
+def ordering(problem) -> Ordering | None:
+    """The order ``problem``'s model is written in, for the printer (None: SymPy's)."""
+    order = problem.written_order()
+    return None if order is None else Ordering(*order)
+
+
+def environment(notation: Notation) -> KeyEnvironment:
     """A Jinja environment whose ``tex`` filters print in ``notation``."""
-    env = jinja2.Environment(
+    env = KeyEnvironment(
         loader=jinja2.FileSystemLoader(template_dir()),
         block_start_string="((*",
         block_end_string="*))",
@@ -68,7 +80,7 @@ def environment(notation: Notation) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    printer = KeyPrinter(notation)
+    printer = env.printer = KeyPrinter(notation)
     env.filters["tex"] = lambda e: closed(printer.doprint(e))
     env.filters["terms"] = lambda e: [closed(term) for term in _terms(printer, e)]
     env.filters["esc"] = escape
@@ -84,7 +96,7 @@ def environment(notation: Notation) -> jinja2.Environment:
 
 
 def _terms(printer: KeyPrinter, expr: Any) -> list[str]:
-    args = expr.args if isinstance(expr, sp.Add | sp.MatAdd) else (expr,)
+    args = printer.terms(expr) if isinstance(expr, sp.Basic) else [expr]
     out = []
     for i, a in enumerate(args):
         s = printer.doprint(a)
@@ -132,14 +144,15 @@ def render_problem(
         "form": pset.form,
     }
     heading = env.get_template("heading.tex.j2").render(**common)
-    if handout or pset.form.restate:
-        question = heading + env.get_template(problem.question_template).render(**common)
-    else:
-        question = heading  # the solution follows the heading; the handout has the question
-    if handout:
-        return question
-    tpl = env.get_template(problem.template)
-    return tpl.render(question=question, **common, **problem.context())
+    with env.printer.ordered(ordering(problem)):
+        if handout or pset.form.restate:
+            question = heading + env.get_template(problem.question_template).render(**common)
+        else:
+            question = heading  # the solution follows the heading; the handout has the question
+        if handout:
+            return question
+        tpl = env.get_template(problem.template)
+        return tpl.render(question=question, **common, **problem.context())
 
 
 def render_page(

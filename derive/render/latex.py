@@ -9,11 +9,19 @@ through the set's ``Notation``: CSC421 writes ``w_{ix}`` and ``i^{(t)}``, CSE 89
 before they reach the printer, since it prints them verbatim; where the printer attaches a
 step or a power to a spelling that already carries such a script, it braces the spelling
 (a prime needs no braces: the gate admits primes only where LaTeX merges a following ^).
+
+Order and brackets are printing concerns: the expressions keep SymPy's structure.  Given a
+model's ``Ordering`` (the order its equations are written in), sums print their terms and
+products their factors in the author's order: w_ix x + w_ih h + b_i, f c + i g; an adjoint
+reads "adjoint, then the local derivative", factors in forward order: h̄ o (1 - tanh² c).
+Brackets are plain ``( )`` unless what they hold is tall (a fraction, a sum, a matrix).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,7 +29,7 @@ import sympy as sp
 from sympy.core.function import AppliedUndef
 from sympy.printing.latex import LatexPrinter
 
-from derive.engine.cell import Quantity, Role, VectorQuantity, t
+from derive.engine.cell import ParamAdjoint, Quantity, Role, VectorQuantity, t
 from derive.errors import InputError
 from derive.params import show
 from derive.render.texgate import ACCENTS, spelling
@@ -30,6 +38,37 @@ from derive.render.texgate import ACCENTS, spelling
 _ACCENTED = re.compile(r"^[\s{]*\\(%s)(?![A-Za-z])" % "|".join(ACCENTS))
 # A plain name, printed as SymPy prints a symbol (with the set's spelling, if any).
 _PLAIN = re.compile(r"^\w+$")
+# What makes the content of a bracket tall enough for \left( \right).
+_TALL = re.compile(r"\\(frac|dfrac|sum|prod|int|begin|sqrt|binom|overset|underset)(?![A-Za-z])")
+# A standard function's argument as SymPy brackets it: \tanh{\left(c \right)}.
+_FUNCTION_ARG = re.compile(r"^(\\[A-Za-z]+(?:\^\{[^{}]*\})?)\{\\left\((.*) \\right\)\}$", re.S)
+_DELIMITER = re.compile(r"\\(left|right)(\\[{}|]|\\[A-Za-z]+|[()\[\].|])")
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """The order a model writes its symbols in (``CellSpec.written_order``).
+
+    Parameters
+    ----------
+    written
+        Every name as the equations first read it: ``w_ix, x, w_ih, h, b_i, ..., f, c``.
+        Terms of a sum print in this order (w_ix x + w_ih h + b_i; f c + i g).
+    assigned
+        The assigned variables in evaluation order (``i, f, o, g, c, h``): the quantities
+        of a product, and the adjoints that lead the terms of a sum, print in this order.
+    """
+
+    written: tuple[str, ...] = ()
+    assigned: tuple[str, ...] = ()
+
+    def read_rank(self, name: str) -> int:
+        """Where ``name`` is first written (after every written name if never)."""
+        return self.written.index(name) if name in self.written else len(self.written)
+
+    def assign_rank(self, name: str) -> int:
+        """Where ``name`` is assigned (after every variable if it is none: an input)."""
+        return self.assigned.index(name) if name in self.assigned else len(self.assigned)
 
 
 @dataclass(frozen=True)
@@ -81,10 +120,53 @@ class Notation:
 class KeyPrinter(LatexPrinter):
     """``sympy.latex`` with the engine's naming conventions and a set's notation."""
 
-    def __init__(self, notation: Notation | None = None, **settings) -> None:
+    def __init__(
+        self, notation: Notation | None = None, ordering: Ordering | None = None, **settings
+    ) -> None:
         self.notation = notation or Notation()
+        self.ordering = ordering
         settings.setdefault("order", "none")  # print sums in the order they were built
         super().__init__(settings)
+
+    @contextmanager
+    def ordered(self, ordering: Ordering | None) -> Iterator[KeyPrinter]:
+        """Print in ``ordering`` (a model's written order) inside the block."""
+        before, self.ordering = self.ordering, ordering
+        try:
+            yield self
+        finally:
+            self.ordering = before
+
+    def doprint(self, expr) -> str:
+        return slim_brackets(super().doprint(expr))
+
+    def terms(self, expr) -> list:
+        """The terms of sum ``expr`` in printing order (``[expr]`` for no sum)."""
+        if not isinstance(expr, sp.Add | sp.MatAdd):
+            return [expr]
+        return self._as_ordered_terms(expr)
+
+    def _as_ordered_terms(self, expr, order=None):
+        args = list(expr.args)
+        if self.ordering is None:
+            return args if order is None else super()._as_ordered_terms(expr, order)
+        return _positive_first(sorted(args, key=self._term_key))
+
+    def _term_key(self, term) -> tuple:
+        """A sum's terms: numbers, then terms led by an adjoint (by its step, the loss's
+        direct term before adjoints, then by variable), then the rest as written."""
+        if term.is_number or isinstance(term, sp.OneMatrix | sp.Identity):
+            return (0,)
+        leads = [_lead_key(a, self.ordering) for a in sp.preorder_traversal(term)
+                 if _is_lead(a)]
+        if leads:
+            return (1, min(leads))
+        # By the quantities first (x before h, f c before i g), then the parameters
+        # (w_ix before w_ih); a term of parameters alone (a bias) comes last.
+        quantities, params = _names(term)
+        rank = self.ordering.read_rank
+        first = sorted(map(rank, quantities)) or [len(self.ordering.written) + 1]
+        return (2, tuple(first), tuple(sorted(map(rank, params))))
 
     def _decorate(self, role: Role, core: str, step: str = "") -> str:
         if role == "adjoint":
@@ -101,7 +183,7 @@ class KeyPrinter(LatexPrinter):
         out = self._decorate(expr.role, core, self.notation.step(offset))
         return out if exp is None else r"\left(%s\right)^{%s}" % (out, exp)
 
-    def _print_Function(self, expr, exp=None):
+    def _print_applied(self, expr, exp=None):
         # SymPy's Printer dispatches an applied undefined function from AppliedUndef on, past
         # the classes between: a Quantity is sent on from here.
         if isinstance(expr, Quantity):
@@ -154,17 +236,44 @@ class KeyPrinter(LatexPrinter):
         # An answer key writes bar u, then the forward quantities, then the weights:
         # bar i i (1 - i) w_ih, not w_ih (1 - i) bar i i.
         coeff, factors = expr.as_coeff_mul()
-        if coeff != 1 or any(f.is_Pow and f.exp.is_negative for f in factors):
+        if not coeff.is_Integer or any(f.is_Pow and f.exp.is_negative for f in factors):
             return super()._print_Mul(expr)
-        inside = set().union(*[f.atoms(AppliedUndef) for f in factors if f.is_Add or f.is_Pow])
-        # In a plain product such as a pre-activation term, the weight leads: w_ix x.
-        plain = not inside and not any(_rank_adjoint(f) for f in factors)
-        ordered = sorted(
-            factors, key=lambda f: -1 if plain and f.is_Symbol else _factor_rank(f, inside)
-        )
-        return " ".join(
+        quantities = expr.atoms(Quantity, ParamAdjoint) or expr.has(sp.Derivative)
+        if not quantities:  # no cell's: a problem's own symbols lead, as before: H (2D - 1)
+            ordered = sorted(factors, key=lambda f: not f.is_Symbol)
+        else:
+            ordered = sorted(factors, key=self._factor_key(factors))
+        sign = "- " if coeff == -1 else "" if coeff == 1 else self._print(coeff) + " "
+        return sign + " ".join(
             r"\left(%s\right)" % self._print(f) if f.is_Add else self._print(f) for f in ordered
         )
+
+    def _factor_key(self, factors):
+        """Order of the factors of a product of a cell's quantities: adjoint (or a derivative
+        of one) first; then the quantities by step, latest first, each beside its own
+        derivative factor (o (1 - tanh² c), i (1 - i)), in evaluation order; the weights
+        last, unless the product is a plain one such as a pre-activation term (w_ix x)."""
+        ordering = self.ordering or Ordering()
+        plain = not any(f.is_Add or f.is_Pow or _is_lead(f) for f in factors)
+        inside = _inside(factors)
+
+        def key(f) -> tuple:
+            if _is_lead(f):
+                return (0,)
+            if f.is_Symbol:  # a weight
+                return (-1 if plain else 2, ordering.read_rank(f.name))
+            return (1, *_group_key(f, ordering, inside))
+
+        return key
+
+    def _print_Pow(self, expr):
+        # A positive decimal needs no brackets under its power: 0.4^{30}, not (0.4)^{30}.
+        base = expr.base.args[0] if isinstance(expr.base, sp.UnevaluatedExpr) else expr.base
+        if base.is_Rational and base.is_positive and not base.is_Integer:
+            out = self._print_Rational(base)
+            if "frac" not in out and expr.exp.is_Integer and expr.exp > 0:
+                return "%s^{%s}" % (out, self._print(expr.exp))
+        return super()._print_Pow(expr)
 
     def _print_Rational(self, expr):
         # A rational with a terminating decimal expansion prints as that decimal, as a
@@ -188,9 +297,25 @@ class KeyPrinter(LatexPrinter):
         return r"\mathbf{1}"
 
     def _print_HadamardProduct(self, expr):
-        # Adjoints first, as an answer key writes bar u * du/dv.
-        args = sorted(expr.args, key=_hadamard_rank)
+        # Adjoints first, as an answer key writes bar u * du/dv; then as a scalar product.
+        ordering, inside = self.ordering or Ordering(), _inside(expr.args)
+        args = sorted(
+            expr.args, key=lambda a: (_hadamard_rank(a), *_group_key(a, ordering, inside))
+        )
         return r" \odot ".join(self.parenthesize(a, 50) for a in args)
+
+    def _print_Tuple(self, expr):
+        # An index pair as a handout writes it: (G - 1, G - 1).
+        return "(%s)" % ", ".join(self._print(a) for a in expr.args)
+
+    def _print_Identity(self, expr):
+        return "I"  # the identity as the prose writes it (I, I_D), never a second symbol
+
+    def _print_Function(self, expr, exp=None):
+        out = self._print_applied(expr, exp)
+        # \tanh(c), not \tanh{\left(c \right)}: the brackets follow the function name.
+        m = _FUNCTION_ARG.match(out)
+        return r"%s\left(%s\right)" % m.groups() if m else out
 
     def _print_HadamardPower(self, expr):
         return r"%s^{\odot %s}" % (self.parenthesize(expr.base, 1000), self._print(expr.exp))
@@ -202,8 +327,11 @@ class KeyPrinter(LatexPrinter):
         )
 
     def _print_MatAdd(self, expr):
-        # 1 - u reads better than -u + 1.
-        args = sorted(expr.args, key=lambda a: not isinstance(a, sp.OneMatrix))
+        # 1 - u reads better than -u + 1, I - alpha H better than -alpha H + I.
+        if self.ordering is None:
+            args = sorted(expr.args, key=lambda a: not isinstance(a, sp.OneMatrix | sp.Identity))
+        else:
+            args = self._as_ordered_terms(expr)
         out = self._print(args[0])
         for a in args[1:]:
             s = self._print(a)
@@ -235,25 +363,105 @@ def _matrix_case(base: str) -> str:
 
 
 def _hadamard_rank(a) -> int:
-    """Order in an elementwise product: adjoint, quantities, derivative factors."""
-    if isinstance(a, sp.MatrixSymbol):
-        return 0 if isinstance(a, VectorQuantity) and a.role == "adjoint" else 1
-    return 2
+    """Order in an elementwise product: what holds the adjoint first (bar u, or the W^T
+    (...) that carries it), then the rest (``_group_key``)."""
+    return 0 if any(_is_lead(b) for b in sp.preorder_traversal(a)) else 1
 
 
-def _rank_adjoint(f) -> bool:
-    return isinstance(f, Quantity) and f.role in ("adjoint", "loss")
+def _positive_first(terms: list) -> list:
+    """``terms`` with the first positive one in front: n - h, not - h + n."""
+    for i, term in enumerate(terms):
+        if not term.could_extract_minus_sign():
+            return [term, *terms[:i], *terms[i + 1:]]
+    return terms
 
 
-def _factor_rank(f, inside: set) -> int:
-    """Order of a factor in a product: adjoint, gate, its derivative factor, the rest."""
-    if _rank_adjoint(f):
+def _is_lead(a) -> bool:
+    """An adjoint, the loss's direct partial, or a derivative of an adjoint (J's entries):
+    what a term of the backward equations starts with."""
+    if isinstance(a, Quantity | VectorQuantity):
+        return a.role in ("adjoint", "loss")
+    if isinstance(a, ParamAdjoint):
+        return True
+    return isinstance(a, sp.Derivative) and _is_lead(a.expr)
+
+
+def _step_of(q) -> int:
+    """``k`` of a quantity at step t + k, or its fixed step (0 for a parameter)."""
+    step = q.step
+    if step is None:
         return 0
-    if isinstance(f, AppliedUndef):
-        return 1 if f in inside else 3
-    if f.is_Symbol:
-        return 4
-    return 2 if f.is_Add or f.is_Pow else 3
+    k = step - t if step.has(t) else step
+    return int(k) if k.is_Integer else 0
+
+
+def _lead_key(a, ordering: Ordering) -> tuple:
+    if isinstance(a, sp.Derivative):
+        a = a.expr
+    if isinstance(a, ParamAdjoint):
+        return (0, 1, ordering.read_rank(a.name))
+    role = 0 if a.role == "loss" else 1
+    return (_step_of(a), role, ordering.assign_rank(_name(a)))
+
+
+def _name(q) -> str:
+    return q.quantity if isinstance(q, Quantity) else q.name
+
+
+def _names(expr) -> tuple[list[str], list[str]]:
+    """The names of the cell's quantities in ``expr``, and of its parameters (weights and
+    biases: symbols, or vector quantities of no step)."""
+    found = expr.atoms(Quantity, VectorQuantity)
+    quantities = [_name(q) for q in found if q.step is not None]
+    params = [q.name for q in found if q.step is None]
+    return quantities, params + [s.name for s in expr.atoms(sp.Symbol) if s != t]
+
+
+def _inside(factors) -> frozenset:
+    """The quantities that a derivative factor of a product is built of (i in 1 - i)."""
+    built = [f for f in factors if not isinstance(f, Quantity | VectorQuantity | sp.Symbol)]
+    return frozenset().union(*[f.atoms(Quantity, VectorQuantity) for f in built])
+
+
+def _group_key(f, ordering: Ordering, inside: frozenset = frozenset()) -> tuple:
+    """A factor's place among the forward quantities: its quantity's step (latest first),
+    the quantity's place in evaluation order, then (for names the order does not rank) a
+    quantity with a derivative factor in ``inside`` first, and the quantity itself before
+    a factor built of it (o before tanh c, i before 1 - i)."""
+    qs = [q for q in (f.atoms(Quantity) | f.atoms(VectorQuantity)) if not _is_lead(q)]
+    if not qs:  # a problem's own symbols (g-bar, y): a symbol before a sum (1 - y)
+        return (0, len(ordering.assigned) + 1, True, not isinstance(f, sp.MatrixSymbol))
+    q = max(qs, key=lambda q: (-_step_of(q), ordering.assign_rank(_name(q))))
+    bare = isinstance(f, Quantity | VectorQuantity)
+    return (-_step_of(q), ordering.assign_rank(_name(q)), q not in inside, not bare)
+
+
+def slim_brackets(latex: str) -> str:
+    """``latex`` with every ``\\left( ... \\right)`` pair around content that is not tall
+    (no fraction, sum, matrix or root, no tall bracket inside) written ``( ... )``: tall
+    brackets around h or 2 D - 1 only make a line uneven."""
+    tokens = list(_DELIMITER.finditer(latex))
+    partner, stack = {}, []
+    for i, m in enumerate(tokens):
+        if m.group(1) == "left":
+            stack.append(i)
+        elif stack:
+            partner[stack.pop()] = i
+    tall: dict[int, bool] = {}
+    for j, i in sorted(partner.items(), key=lambda p: p[1]):  # inner pairs first
+        inner = latex[tokens[j].end():tokens[i].start()]
+        tall[j] = bool(
+            (tokens[j].group(2), tokens[i].group(2)) != ("(", ")")
+            or _TALL.search(inner)
+            or any(tall.get(k) for k in range(j + 1, i))
+        )
+    slim = {k for j, i in partner.items() if not tall[j] for k in (j, i)}
+    out, pos = [], 0
+    for k in sorted(slim):
+        m = tokens[k]
+        out += [latex[pos:m.start()], m.group(2)]
+        pos = m.end()
+    return "".join(out) + latex[pos:]
 
 
 def tex(expr, notation: Notation | None = None) -> str:

@@ -2,6 +2,7 @@
 
 * ``jacobian_y_x``: complex step and central differences of σ(Wx);
 * ``sigma_prime_max``: a dense grid of σ', and the norm of every per-step factor;
+* ``norm_bound``: every per-step factor contracts when ||W||_2 is just below the bound;
 * ``dL_dW``: complex step and central differences of the loss, and the engine's BPTT sweep;
 * ``dL_dW_T<T>``: the same routes, and the double sum at this T;
 * ``n_terms``: the terms of the written-out sum, counted.
@@ -78,6 +79,7 @@ def claims_of(problem: VanillaRNN) -> Iterator[Claim]:
     cases = expanded_cases(problem.T)
     yield from layer_claims(r["jacobian_y_x"].expr)
     yield from bound_claims(float(r["sigma_prime_max"].value))
+    yield norm_bound_claim(float(r["norm_bound"].value))
     yield from gradient_claims(problem, "dL_dW", r["dL_dW"].expr)
     yield sweep_claim(problem, r["dL_dW"].expr)
     yield from gradient_claims(problem, key, r[key].expr, cases)
@@ -189,6 +191,23 @@ def bound_claims(bound: float) -> list[Claim]:
         Claim("sigma_prime_max", "||diag(sigma'_j) W||_2 / (bound ||W||_2) - 1 at every step",
               describe(GRADIENT_CASES), 1e-12, excess),
     ]
+
+
+def norm_bound_claim(bound: float) -> Claim:
+    """With ||W||_2 just below ``bound``, every per-step factor diag(sigma'_j) W contracts:
+    the largest factor norm seen, less 1 (0 when all are below 1), is the error."""
+
+    def excess() -> float:
+        worst = 0.0
+        for seq in map(case_data, GRADIENT_CASES):
+            w = seq.W * (0.999 * bound / np.linalg.norm(seq.W, 2))
+            for h in states(seq, w)[1:]:
+                factor = np.diag((h * (1 - h)).ravel()) @ w
+                worst = max(worst, np.linalg.norm(factor, 2) - 1.0)
+        return max(worst, 0.0)
+
+    method = "||diag(sigma'_j) W||_2 - 1 at every step, W scaled to ||W||_2 = 0.999 bound"
+    return Claim("norm_bound", method, describe(GRADIENT_CASES), 0.0, excess)
 
 
 def sweep_claim(problem: VanillaRNN, expr: Any) -> Claim:

@@ -121,6 +121,7 @@ class VanillaRNN(Problem):
         "dL_dW_T{T}": "That sum written out for the set's T (the key carries T, e.g. dL_dW_T3).",
         "n_terms": "The number of terms of the double sum, T(T+1)/2; value at the set's T.",
         "sigma_prime_max": "The largest value of sigma'.",
+        "norm_bound": "1/max sigma': below this norm of W every per-step factor contracts.",
     }
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("L", "U", "W", "a", "d", "ell", "gbar", "h", "j", "n", "sigma_prime", "u", "x", "y")
@@ -212,6 +213,9 @@ class VanillaRNN(Problem):
         count = N_TERMS.xreplace({T_END: self.T})
         out["n_terms"] = Result("n_terms", N_TERMS, sp.Symbol("N_T"), value=json_number(count))
         out["sigma_prime_max"] = sigma_prime_max()
+        # Below this spectral norm of W every per-step factor contracts: 1/(1/4) = 4.
+        bound = 1 / out["sigma_prime_max"].expr
+        out["norm_bound"] = Result("norm_bound", bound, None, value=json_number(bound))
         return out
 
     # -- numbers of the derived expressions ----------------------------------------------------
@@ -270,6 +274,7 @@ class VanillaRNN(Problem):
             "layer_shapes": self._layer_shapes(),
             "sigma_prime": sp_j,
             "sigma_prime_max": self.results["sigma_prime_max"].expr,
+            "norm_bound": self.results["norm_bound"].expr,
             "sigma_prime_def": fprime,
             "immediate_lhs": chain["immediate"],
             "across_explicit": OrderedProduct(rules["per_step"], j, k + 1, t),
