@@ -56,8 +56,11 @@ def make_problems(pset: ProblemSet, cache: dict[str, Problem]) -> list[Problem]:
 
 
 def _ident(pset: ProblemSet, key: str) -> str:
-    """What makes two uses of a problem the same: its key and its parameters."""
-    return key + ":" + canonical(pset.params.get(key, {}))
+    """What makes two uses of a problem the same: its key, its parameters and what the set
+    declares of its source (a declared sample solution adds results)."""
+    original = pset.original.get(key)
+    tail = ":" + canonical(original) if original else ""
+    return key + ":" + canonical(pset.params.get(key, {})) + tail
 
 
 def canonical(value: Any) -> str:

@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import mpmath
@@ -72,6 +73,10 @@ class Problem(ABC):
     #: parsed by its kind: the original's formulas and data, a sample solution's claims,
     #: damage to its text.  Remarks on a source are printed only where a set declares it.
     ORIGINAL: ClassVar[dict[str, Kind]] = {}
+    #: The set's declarations about its source (``[original.<key>]``, parsed), given to
+    #: ``from_params``: a problem whose results discuss a source (a sample solution's
+    #: claims) derives them only when the set declares it.
+    original: dict[str, Any] = MappingProxyType({})  # type: ignore[assignment]
 
     @classmethod
     def symbols(cls) -> frozenset[str]:
@@ -89,12 +94,19 @@ class Problem(ABC):
         return resolve(cls.PARAMS, given or {}, f"{prefix}params.{cls.key}")
 
     @classmethod
-    def from_params(cls, given: dict[str, Any] | None = None, source: str = "") -> Problem:
-        """An instance from raw set-file values; ``source`` (a file) prefixes messages."""
+    def from_params(
+        cls, given: dict[str, Any] | None = None, source: str = "",
+        original: dict[str, Any] | None = None,
+    ) -> Problem:
+        """An instance from raw set-file values; ``source`` (a file) prefixes messages and
+        ``original`` is the set's parsed ``[original.<key>]`` table."""
         prefix = f"{source}: " if source else ""
         values = cls.parse_params(given, source)
         try:
-            return cls(**values)
+            problem = cls(**values)
+            if original:
+                problem.original = dict(original)
+            return problem
         except InputError as exc:  # a property the values lack (W not diagonalizable, ...)
             text = str(exc)
             if not text.startswith("params."):  # constructors name the field alone

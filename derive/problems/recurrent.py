@@ -72,6 +72,8 @@ class RecurrentProblem(Problem):
     NOUN: ClassVar[str] = "recurrent cell"
     #: What the question calls each assigned variable, in order ("an update gate", ...).
     ROLES: ClassVar[tuple[str, ...]] = ()
+    #: The parts a set may label and score (``[labels.<key>]``, ``[points.<key>]``).
+    LABELS: ClassVar[tuple[str, ...]] = ("adjoints", "weight", "map", "example")
     #: The heading of the backward map's evidence.
     MAP_GROUP: ClassVar[str] = "Backward map"
 

@@ -42,12 +42,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import sympy as sp
 
 from derive.errors import InputError
-from derive.params import Int, Param, Raw, show
+from derive.params import Int, Kind, Param, Quote, Raw, show
 from derive.problems.base import Problem, Result, json_number, json_rows
 from derive.problems.binary_adder import claims as bc
 from derive.problems.binary_adder.claims import addition_check
@@ -94,6 +94,13 @@ class BinaryAdder(Problem):
     key = "binary_adder"
     title = "Binary addition with a hard-threshold RNN"
     MAIN = "W"
+    #: One part: the design.  A set may also give a hint to print with the question
+    #: (``[labels.binary_adder] hint = "..."``, hw7's handout gives one).
+    LABELS = ("design", "hint")  # "design" is the whole problem: its points head the problem
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "notation": Quote("the original handout's names of the five parameters"),
+        "solution_weights": Quote("the original solution's weights, as it prints them"),
+    }
 
     PARAMS = (
         Param(
@@ -111,8 +118,8 @@ class BinaryAdder(Problem):
         Param(
             "given_weights",
             Raw(dict, "a table U, W, b_h, V, b_y"),
-            HANDOUT_WEIGHTS,
-            "weights stated with the question, checked (not trusted)",
+            None,
+            "weights the question states and asks to check (checked, not trusted)",
         ),
     )
 
@@ -120,13 +127,13 @@ class BinaryAdder(Problem):
         self,
         bits: int = N_MAX,
         example: list[int] | None = None,
-        given_weights: dict[str, Any] = HANDOUT_WEIGHTS,
+        given_weights: dict[str, Any] | None = None,
         bound: int = BOUND,
     ) -> None:
         self.bits = bits
         self.example = None if example is None else _example(example)
         self.bound = bound
-        self.given = Weights.parse(given_weights)
+        self.given = None if given_weights is None else Weights.parse(given_weights)
         self.hidden = [solve_unit(hidden_rows(i), bound) for i in range(1, N_HIDDEN + 1)]
         self.output = solve_unit(output_rows(), bound)
 
@@ -163,10 +170,13 @@ class BinaryAdder(Problem):
         sums = [x1 + x2 + c for x1, x2, c, *_ in table]
         out["truth_table_sums"] = Result("truth_table_sums", sp.Matrix(sums), value=sums)
         out["units"] = self._units_result()
-        ok = wrong_transitions(self.given)[0] == 0
-        out["given_weights_ok"] = Result("given_weights_ok", sp.true if ok else sp.false, value=ok)
-        equal = self.given == wt
-        out["given_equal"] = Result("given_equal", sp.true if equal else sp.false, value=equal)
+        if self.given is not None:
+            ok = wrong_transitions(self.given)[0] == 0
+            out["given_weights_ok"] = Result("given_weights_ok", sp.true if ok else sp.false,
+                                             value=ok)
+            equal = self.given == wt
+            out["given_equal"] = Result("given_equal", sp.true if equal else sp.false,
+                                        value=equal)
         if self.example is not None:
             out.update(self._example_results(wt, *self.example))
         return out
@@ -238,26 +248,29 @@ class BinaryAdder(Problem):
         yield from bc.unit_claims([(u["unit"], rs, u) for u, rs in zip(stated, rows, strict=True)])
         yield from bc.table_claims(wt, r["truth_table"].value)
         yield bc.sums_claim(r["truth_table"].value, r["truth_table_sums"].value)
-        derived = {k: r[k].value for k in bc.KEYS}
-        yield from bc.given_claims(
-            self.given,
-            bool(r["given_weights_ok"].value),
-            bool(r["given_equal"].value),
-            derived,
-            self.bits,
-        )
+        if self.given is not None:
+            derived = {k: r[k].value for k in bc.KEYS}
+            yield from bc.given_claims(
+                self.given,
+                bool(r["given_weights_ok"].value),
+                bool(r["given_equal"].value),
+                derived,
+                self.bits,
+            )
         if self.example is not None:
             total = r["example_sum"].value["sum"]
             yield from bc.example_claims(*self.example, total, r["example_steps"].value)
 
     # -- rendering ----------------------------------------------------------------------------
     def question_data(self) -> dict[str, Any]:
+        given = None if self.given is None else self.given.matrices()
         if self.example is None:
-            return {"example": None}
+            return {"example": None, "given": given}
         a, b = self.example
         n = steps(a, b)
         return {
             "example": (a, b, a + b),
+            "given": given,
             "steps": n,
             # Integer addition, not the network: the target the question states.
             "bits": [[(v >> t) & 1 for t in range(n)] for v in (a, b, a + b)],
@@ -281,7 +294,7 @@ class BinaryAdder(Problem):
             "table_rows": list(
                 zip(r["truth_table"].value, r["truth_table_sums"].value, strict=True)
             ),
-            "given_equal": r["given_equal"].value,
+            "given_equal": r["given_equal"].value if "given_equal" in r else None,
             "n_max": self.bits,
             "example": self.example,
             "example_rows": None

@@ -23,13 +23,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import mpmath
 import numpy as np
 import sympy as sp
 
-from derive.params import Exact, Int, Param
+from derive.params import Exact, Int, Kind, Param, Quote
 from derive.problems.base import Problem, Result
 from derive.problems.momentum import claims as mc
 from derive.problems.momentum.model import (
@@ -92,6 +92,11 @@ class Momentum(Problem):
     key = "momentum"
     title = "Reversibility of gradient descent with momentum"
     MAIN = "det_jacobian"
+    LABELS = ("inverse", "det")
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "updates": Quote("the original handout's two updates, as its text reads"),
+        "sample_det": Quote("the sample solution's argument for the determinant, as written"),
+    }
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "H", "alpha", "beta", "p^(k)", "p^(k+1)", "theta^(k)", "theta^(k+1)")
 
