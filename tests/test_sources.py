@@ -113,3 +113,21 @@ def test_an_unknown_sample_is_refused():
     text = SCRATCH + '[original.mdrnn]\nsample = "someone_else"\n'
     with pytest.raises(InputError, match=r"original\.mdrnn\.sample: expected one of 'csc421_hw3'"):
         parse_set(text, "scratch.toml")
+
+
+def test_an_original_solutions_weights_are_checked_where_declared(problems):
+    assert "solution_weights_ok" not in problems["binary_adder"].results
+    hw7 = bundled()["hw7"].make_problem("binary_adder")
+    assert hw7.results["solution_weights_ok"].value is True
+    assert hw7.results["solution_equal"].value is True
+    wrong = SCRATCH + """
+[original.binary_adder.solution_weights]
+U = [[1, 1], [1, 1], [1, 1]]
+W = [[0, 1, 0], [0, 1, 0], [0, 1, 0]]
+b_h = ["-0.5", "-1.5", "-2.5"]
+V = [1, -1, 1]
+b_y = "0.5"
+"""
+    adder = parse_set(wrong, "wrong.toml").make_problem("binary_adder")
+    assert adder.results["solution_weights_ok"].value is False
+    assert all(c.passed for c in adder.checks)  # the wrong sums are found, as stated

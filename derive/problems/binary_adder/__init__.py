@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 import sympy as sp
 
 from derive.errors import InputError
-from derive.params import Int, Kind, Param, Quote, Raw, show
+from derive.params import Custom, Int, Kind, Param, Quote, Raw, show
 from derive.problems.base import Problem, Result, json_number, json_rows
 from derive.problems.binary_adder import claims as bc
 from derive.problems.binary_adder.claims import addition_check
@@ -99,7 +99,10 @@ class BinaryAdder(Problem):
     LABELS = ("design", "hint")  # "design" is the whole problem: its points head the problem
     ORIGINAL: ClassVar[dict[str, Kind]] = {
         "notation": Quote("the original handout's names of the five parameters"),
-        "solution_weights": Quote("the original solution's weights, as it prints them"),
+        "solution_weights": Custom(
+            lambda value, where: Weights.parse(value, where),
+            "a table U, W, b_h, V, b_y: the weights the original solution gives",
+        ),
     }
 
     PARAMS = (
@@ -170,16 +173,22 @@ class BinaryAdder(Problem):
         sums = [x1 + x2 + c for x1, x2, c, *_ in table]
         out["truth_table_sums"] = Result("truth_table_sums", sp.Matrix(sums), value=sums)
         out["units"] = self._units_result()
-        if self.given is not None:
-            ok = wrong_transitions(self.given)[0] == 0
-            out["given_weights_ok"] = Result("given_weights_ok", sp.true if ok else sp.false,
-                                             value=ok)
-            equal = self.given == wt
-            out["given_equal"] = Result("given_equal", sp.true if equal else sp.false,
-                                        value=equal)
+        for prefix, weights in self._stated().items():
+            ok = wrong_transitions(weights)[0] == 0
+            key = f"{prefix}_weights_ok"
+            out[key] = Result(key, sp.true if ok else sp.false, value=ok)
+            equal = weights == wt
+            out[f"{prefix}_equal"] = Result(f"{prefix}_equal", sp.true if equal else sp.false,
+                                            value=equal)
         if self.example is not None:
             out.update(self._example_results(wt, *self.example))
         return out
+
+    def _stated(self) -> dict[str, Weights]:
+        """Weights stated somewhere, to be checked: the question's (``given_weights``) and an
+        original solution's (``[original.binary_adder] solution_weights``), by prefix."""
+        out = {"given": self.given, "solution": self.original.get("solution_weights")}
+        return {k: v for k, v in out.items() if v is not None}
 
     @staticmethod
     def _weight_results(wt: Weights) -> dict[str, Result]:
@@ -248,14 +257,17 @@ class BinaryAdder(Problem):
         yield from bc.unit_claims([(u["unit"], rs, u) for u, rs in zip(stated, rows, strict=True)])
         yield from bc.table_claims(wt, r["truth_table"].value)
         yield bc.sums_claim(r["truth_table"].value, r["truth_table_sums"].value)
-        if self.given is not None:
-            derived = {k: r[k].value for k in bc.KEYS}
+        derived = {k: r[k].value for k in bc.KEYS}
+        whose = {"given": "the question's weights", "solution": "the original solution's"}
+        for prefix, weights in self._stated().items():
             yield from bc.given_claims(
-                self.given,
-                bool(r["given_weights_ok"].value),
-                bool(r["given_equal"].value),
+                weights,
+                bool(r[f"{prefix}_weights_ok"].value),
+                bool(r[f"{prefix}_equal"].value),
                 derived,
                 self.bits,
+                prefix,
+                whose[prefix],
             )
         if self.example is not None:
             total = r["example_sum"].value["sum"]
@@ -295,6 +307,10 @@ class BinaryAdder(Problem):
                 zip(r["truth_table"].value, r["truth_table_sums"].value, strict=True)
             ),
             "given_equal": r["given_equal"].value if "given_equal" in r else None,
+            "solution": None if "solution_equal" not in r else {
+                **self.original["solution_weights"].matrices(),
+                "ok": r["solution_weights_ok"].value, "equal": r["solution_equal"].value,
+            },
             "n_max": self.bits,
             "example": self.example,
             "example_rows": None
