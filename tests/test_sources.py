@@ -82,8 +82,8 @@ def test_points_print_in_question_and_key(bundled_keys, problems):
     handout = _render(bundled()["hw7"], problems, handout=True)
     assert "[4 pts] Design by hand" in handout
     assert "(c) Why the gradient does not explode [2 pts]" in handout
-    # The hint of hw7's handout: the three hidden units count x1 + x2 + carry to 1, 2, 3.
-    assert "at least 1, the second when it is at least 2, and the third when it is 3" in handout
+    # The hint of hw7's handout: the hidden units count the bits and the carry to 1, 2, 3.
+    assert "add up to at least 1, the second when they add up to at least 2" in handout
 
 
 def test_given_weights_are_stated_and_checked_only_when_given(problems):
