@@ -11,6 +11,7 @@ import dataclasses
 
 import pytest
 
+from derive.build import export_problem
 from derive.errors import InputError
 from derive.render.document import render
 from derive.render.forms import FORMS
@@ -42,8 +43,11 @@ def test_a_set_from_scratch_remarks_on_no_source(problems):
 
 
 def test_mdrnn_has_a_sample_solution_only_where_declared(problems):
-    assert "sample_solution" not in problems["mdrnn"].results
-    declared = bundled()["csc421_hw3"].make_problem("mdrnn")
+    scratch = parse_set(SCRATCH, "scratch.toml")
+    assert "sample_solution" not in export_problem(scratch, problems["mdrnn"])["results"]
+    csc = bundled()["csc421_hw3"]
+    declared = csc.make_problem("mdrnn")
+    assert "sample_solution" in export_problem(csc, declared)["results"]
     assert declared.results["sample_solution"].value["weights"] is True
     assert any(c.claim == "sample_solution" for c in declared.checks)
 
