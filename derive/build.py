@@ -22,7 +22,7 @@ from typing import Any
 from derive import fsutil, procs, workers
 from derive.errors import ChecksFailedError, DeriveError, InputError, NoTexEngineError
 from derive.params import plain_data
-from derive.problems import Problem
+from derive.problems import REGISTRY, Problem
 from derive.render import pdf
 from derive.render.document import render, render_page, render_problem
 from derive.render.latex import KeyPrinter
@@ -56,9 +56,10 @@ def make_problems(pset: ProblemSet, cache: dict[str, Problem]) -> list[Problem]:
 
 
 def _ident(pset: ProblemSet, key: str) -> str:
-    """What makes two uses of a problem the same: its key, its parameters and what the set
-    declares of its source (a declared sample solution adds results)."""
-    original = pset.original.get(key)
+    """What makes two uses of a problem the same: its key, its parameters and the source
+    declarations its derivation reads (a declared sample solution adds results)."""
+    derives = REGISTRY[key].ORIGINAL_DERIVES
+    original = {k: v for k, v in pset.original.get(key, {}).items() if k in derives}
     tail = ":" + canonical(original) if original else ""
     return key + ":" + canonical(pset.params.get(key, {})) + tail
 

@@ -73,9 +73,12 @@ class Problem(ABC):
     #: parsed by its kind: the original's formulas and data, a sample solution's claims,
     #: damage to its text.  Remarks on a source are printed only where a set declares it.
     ORIGINAL: ClassVar[dict[str, Kind]] = {}
-    #: The set's declarations about its source (``[original.<key>]``, parsed), given to
-    #: ``from_params``: a problem whose results discuss a source (a sample solution's
-    #: claims) derives them only when the set declares it.
+    #: The fields of ``ORIGINAL`` the derivation reads (a sample solution whose claims it
+    #: checks); the others are only quoted by the templates.  A problem is derived once
+    #: per parameters and these fields, however many sets quote other fields.
+    ORIGINAL_DERIVES: ClassVar[tuple[str, ...]] = ()
+    #: The set's values of ``ORIGINAL_DERIVES`` (parsed), given to ``from_params``: results
+    #: about a source exist only where a set declares it.
     original: dict[str, Any] = MappingProxyType({})  # type: ignore[assignment]
 
     @classmethod
@@ -99,13 +102,15 @@ class Problem(ABC):
         original: dict[str, Any] | None = None,
     ) -> Problem:
         """An instance from raw set-file values; ``source`` (a file) prefixes messages and
-        ``original`` is the set's parsed ``[original.<key>]`` table."""
+        ``original`` is the set's parsed ``[original.<key>]`` table (of which the problem
+        keeps ``ORIGINAL_DERIVES``)."""
         prefix = f"{source}: " if source else ""
         values = cls.parse_params(given, source)
         try:
             problem = cls(**values)
-            if original:
-                problem.original = dict(original)
+            derives = {k: v for k, v in (original or {}).items() if k in cls.ORIGINAL_DERIVES}
+            if derives:
+                problem.original = derives
             return problem
         except InputError as exc:  # a property the values lack (W not diagonalizable, ...)
             text = str(exc)

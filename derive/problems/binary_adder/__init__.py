@@ -104,6 +104,7 @@ class BinaryAdder(Problem):
             "a table U, W, b_h, V, b_y: the weights the original solution gives",
         ),
     }
+    ORIGINAL_DERIVES = ("solution_weights",)
 
     PARAMS = (
         Param(

@@ -94,6 +94,7 @@ class MDRNN(Problem):
         "sample_weights": Quote("the sample solution's count of weights, as written"),
         "sample_listing": Quote("the sample solution's listing of the steps, as written"),
     }
+    ORIGINAL_DERIVES = ("sample",)
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "G", "H", "i", "j", "n_phi")
 
