@@ -282,8 +282,10 @@ class MDRNN(Problem):
 
     # -- the key ------------------------------------------------------------------------------
     def stated(self) -> dict[str, Any]:
-        """The largest grid the tables are checked on, the convolution's kernel."""
-        return {"max_grid": MAX_GRID, "kernel": KERNEL}
+        """The largest grid the tables are checked on, the convolution's kernel, the grids a
+        sample's listing is read on."""
+        grids = sample.LISTING_G
+        return {"max_grid": MAX_GRID, "kernel": KERNEL, "listing_g": (grids[0], grids[-1])}
 
     def context(self) -> dict[str, Any]:
         r = self.results
