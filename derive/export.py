@@ -241,7 +241,9 @@ def export_problem(pset: Any, problem: Any) -> dict[str, Any]:
 
     printer = KeyPrinter(pset.notation, ordering(problem))  # the key's order of terms
     results = {key: export_result(r, printer) for key, r in problem.results.items()}
-    docs = problem.result_docs()  # a key with a {placeholder} (dL_dW_T{T}) is always derived
+    # Stable keys are present always (null where they do not apply); a key about a source
+    # only where the set declares it; one with a {placeholder} (dL_dW_T{T}) is always derived.
+    docs = problem.RESULTS
     results |= {key: dict(ABSENT) for key in docs if key not in results and "{" not in key}
     return {
         "title": problem.title,

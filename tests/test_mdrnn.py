@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from derive.errors import InputError
 from derive.instances.gridsim import run_mdrnn
 from derive.problems.base import Result
 from derive.problems.mdrnn import MDRNN, D, G, H, i, j, n_phi
+from derive.render.document import render
+from derive.sets import bundled
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +64,25 @@ def test_figure_table_and_comparison(problem):
     assert same(sp.sympify(v["cover_weights"], locals={"D": D, "H": H}), 9 * D * H + 27 * H**2)
 
 
-def test_sample_solution_verdicts(problem):
-    v = problem.results["sample_solution"].value
+@pytest.fixture(scope="module")
+def declared():
+    """The problem as csc421_hw3 makes it: with the sample solution it declares."""
+    return bundled()["csc421_hw3"].make_problem("mdrnn")
+
+
+def _declared_key(problem) -> str:
+    pset = dataclasses.replace(bundled()["csc421_hw3"], problems=("mdrnn",))
+    return render(pset, [problem])
+
+
+def test_sample_solution_verdicts(declared, problem):
+    assert "sample_solution" not in problem.results  # only where a set declares it
+    v = declared.results["sample_solution"].value
     assert v["weights"] and v["cell_ops"] and v["order"] and v["steps"]
     # Its first three lines count from 0, its last two from 1.
     assert v["listing_zero_based"] == [True, True, True, False, False]
     assert v["listing_one_based"] == [False, False, False, True, True]
-    assert problem.results["sample_solution"].expr == sp.false
+    assert declared.results["sample_solution"].expr == sp.false
 
 
 def test_every_check_passes(problem):
@@ -180,11 +195,15 @@ def test_other_grid_sizes():
     assert p.results["conv_comparison"].value["cover_layers"] == 2
 
 
-def test_template_renders(problem):
+def test_template_renders(problem, declared):
     out = key_tex(problem)
     assert r"\mathcal{O}" in out
-    assert "mixes two indexings" in out
+    assert "sample" not in out and "instructors" not in out
     assert "FAIL" not in out
+    noted = _declared_key(declared)
+    assert "mixes two indexings" in noted
+    assert "lines 1, 2, 3" in noted and "lines 4, 5" in noted
+    assert "Step 1: h(0,0)" in noted  # the declared listing, quoted
 
 
 def test_pdf_contains_the_answers(problem, tmp_path: Path):
@@ -193,7 +212,5 @@ def test_pdf_contains_the_answers(problem, tmp_path: Path):
     assert "Multidimensional RNN" in flat
     assert "T = 2G − 1" in flat
     assert "H(D + 2H)" in flat
-    assert "mixes two indexings" in flat
-    assert "lines 1, 2, 3" in flat and "lines 4, 5" in flat
     assert "pass" in flat
     assert "FAIL" not in flat

@@ -22,6 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import mpmath
@@ -79,10 +80,21 @@ class Problem(ABC):
     #: export's keys (``derive.export``), written out in docs/results.md.  A key that needs
     #: a parameter says so; an export without that parameter holds it, all null.
     RESULTS: ClassVar[dict[str, str]] = {}
+    #: Results about a declared source (``[original.<key>]``: a sample solution's claims
+    #: checked): derived, and exported, only where a set declares that source, so a set
+    #: written from scratch carries nothing about another course.
+    SOURCE_RESULTS: ClassVar[dict[str, str]] = {}
     #: Parameters the question prints, so that the handout changes with each: the only
     #: ones a set may vary (``[vary.<key>]``), or two students would get one question with
     #: two keys.  A test renders the handout with two values of each and compares.
     SHOWN: ClassVar[tuple[str, ...]] = ()
+    #: The fields of ``ORIGINAL`` the derivation reads (a sample solution whose claims it
+    #: checks); the others are only quoted by the templates.  A problem is derived once
+    #: per parameters and these fields, however many sets quote other fields.
+    ORIGINAL_DERIVES: ClassVar[tuple[str, ...]] = ()
+    #: The set's values of ``ORIGINAL_DERIVES`` (parsed), given to ``from_params``: results
+    #: about a source exist only where a set declares it.
+    original: dict[str, Any] = MappingProxyType({})  # type: ignore[assignment]
 
     @classmethod
     def symbols(cls) -> frozenset[str]:
@@ -95,8 +107,9 @@ class Problem(ABC):
 
     @classmethod
     def result_docs(cls) -> dict[str, str]:
-        """Result key -> what it is, for every key the problem may derive (``RESULTS``)."""
-        return dict(cls.RESULTS)
+        """Result key -> what it is, for every key the problem may derive (``RESULTS`` and
+        ``SOURCE_RESULTS``)."""
+        return dict(cls.RESULTS) | dict(cls.SOURCE_RESULTS)
 
     @classmethod
     def parse_params(cls, given: dict[str, Any] | None = None, source: str = "") -> dict:
@@ -105,12 +118,21 @@ class Problem(ABC):
         return resolve(cls.PARAMS, given or {}, f"{prefix}params.{cls.key}")
 
     @classmethod
-    def from_params(cls, given: dict[str, Any] | None = None, source: str = "") -> Problem:
-        """An instance from raw set-file values; ``source`` (a file) prefixes messages."""
+    def from_params(
+        cls, given: dict[str, Any] | None = None, source: str = "",
+        original: dict[str, Any] | None = None,
+    ) -> Problem:
+        """An instance from raw set-file values; ``source`` (a file) prefixes messages and
+        ``original`` is the set's parsed ``[original.<key>]`` table (of which the problem
+        keeps ``ORIGINAL_DERIVES``)."""
         prefix = f"{source}: " if source else ""
         values = cls.parse_params(given, source)
         try:
-            return cls(**values)
+            problem = cls(**values)
+            derives = {k: v for k, v in (original or {}).items() if k in cls.ORIGINAL_DERIVES}
+            if derives:
+                problem.original = derives
+            return problem
         except InputError as exc:  # a property the values lack (W not diagonalizable, ...)
             text = str(exc)
             if not text.startswith("params."):  # constructors name the field alone

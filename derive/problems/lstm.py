@@ -18,9 +18,11 @@ from typing import Any, ClassVar
 import numpy as np
 import sympy as sp
 
-from derive.engine.cell import Cell, bar, loss_grad, t, timed
+from derive.engine.cell import Cell, bar, loss_grad, param_bar, t, timed
 from derive.engine.functions import sigma
+from derive.engine.numeric import evaluate_at, forward
 from derive.engine.spec import CellSpec
+from derive.params import Kind, Quote
 from derive.problems.base import Result
 from derive.problems.recurrent import RecurrentProblem, scalar_data
 from derive.verify import Claim
@@ -46,8 +48,19 @@ class LSTM(RecurrentProblem):
         "c_bar_limit": "The adjoint of c in that limit.",
         "backward_map_limit": "The backward map in that limit.",
         "backward_map_limit_idempotent": "Whether the limit map is its own square.",
+        "h_bar_limit_terms": (
+            "Each term of the adjoint of h beside the factor that vanishes in the limit."
+        ),
+        "c_bar_limit_terms": "Each term of the adjoint of c beside its vanishing factor.",
+        "weights_bar_limit": "The weight gradients in the limit: every one vanishes (value 0).",
     }
-    LABELS = ("adjoints", "weight", "optional")
+    LABELS = ("adjoints", "weight", "optional", "example")
+    #: A source's cell equations as its text reads (flagged where extraction damaged them),
+    #: and an original solution's conclusion on the limit, quoted in instructors' notes.
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "equations": Quote("the original handout's cell equations, as its text reads"),
+        "limit_claim": Quote("the original solution's conclusion on the optional part"),
+    }
 
     TEMPLATE = "lstm"
     NOUN = "LSTM"
@@ -73,11 +86,12 @@ class LSTM(RecurrentProblem):
 
     def derive(self) -> dict[str, Result]:
         out = super().derive()
-        out.update(self._limit(out["backward_map"].expr))
+        out.update(self._limit(out))
         return out
 
-    def _limit(self, jac: sp.Matrix) -> dict[str, Result]:
+    def _limit(self, derived: dict[str, Result]) -> dict[str, Result]:
         """The optional question: the backward recurrence when f -> 1, i -> 0, o -> 0."""
+        jac = derived["backward_map"].expr
         at = {timed(g, k): v for g, v in LIMIT.items() for k in (0, 1)}
         forms = self.adjoints.through_states()
         later = {k.subs(t, t + 1): v.subs(t, t + 1) for k, v in forms.items()}
@@ -86,6 +100,7 @@ class LSTM(RecurrentProblem):
         for s in ("h", "c"):
             full = forms[bar(s)].xreplace(gates)
             out[f"{s}_bar_limit"] = Result(f"{s}_bar_limit", sp.expand(full.subs(at)), bar(s), full)
+        out.update(self._limit_terms(derived, forms, gates, at))
         lim = jac.subs(at).applyfunc(sp.simplify)
         out["backward_map_limit"] = Result(
             "backward_map_limit", lim, None, value=[[_num(v) for v in row] for row in lim.tolist()]
@@ -94,6 +109,30 @@ class LSTM(RecurrentProblem):
         # is that same matrix: the key says so only when this result holds.
         key = "backward_map_limit_idempotent"
         out[key] = Result(key, lim * lim, None, value=bool((lim * lim - lim).is_zero_matrix))
+        return out
+
+    def _limit_terms(
+        self, derived: dict[str, Result], forms: dict, gates: dict, at: dict
+    ) -> dict[str, Result]:
+        """The limit term by term: each term of bar h(t) and bar c(t) (bar h's with the gate
+        adjoints of step t+1 written through bar c(t+1), bar h(t+1)) beside its factors that
+        tend to 0; and each weight's gradient, whose summand (the gate adjoints of step t
+        written through bar c(t), bar h(t)) has such a factor too."""
+        out = {}
+        for s, sub in (("h", gates), ("c", {})):
+            rows = []
+            for term in sp.Add.make_args(derived[f"{s}_bar"].expr):
+                full = term.xreplace(sub)
+                rows.append(sp.Tuple(term, full, sp.Tuple(*_vanishing(full, at))))
+            key = f"{s}_bar_limit_terms"
+            out[key] = Result(key, sp.Tuple(*rows), bar(s))
+        now = {bar(g): forms[bar(g)] for g in GATES}
+        rows = []
+        for w in self.weights:
+            summand = derived[f"{w}_bar"].expr.function
+            full = summand.xreplace(now)
+            rows.append(sp.Tuple(param_bar(w), full, sp.Tuple(*_vanishing(full, at))))
+        out["weights_bar_limit"] = Result("weights_bar_limit", sp.Tuple(*rows), value=0)
         return out
 
     def map_claims(self) -> Iterator[Claim]:
@@ -142,7 +181,8 @@ class LSTM(RecurrentProblem):
         departure = err.pop("backward_map_limit_idempotent")
         for key, value in err.items():
             yield Claim.measured(key, method, sizes, value, 1e-8)
-        yield self._loss_term_claim(case, params, inputs["x"], sizes)
+        yield from self._loss_term_claims(case, params, inputs["x"], sizes)
+        yield from self._term_claims(params, inputs, init, steps, sizes)
         stated = self.results["backward_map_limit_idempotent"].value
         yield idempotence_claim(stated, departure, method, sizes)
 
@@ -170,8 +210,28 @@ class LSTM(RecurrentProblem):
                 err[key] = max(err[key], float(np.max(np.abs(diff))))
         return err
 
-    def _loss_term_claim(self, case: Case, params: dict, xs: list, sizes: str) -> Claim:
-        """bar h(t) in the limit is the loss's direct term: derived form vs complex step."""
+    def _term_claims(self, params: dict, inputs: dict, init: dict, steps: int,
+                     sizes: str) -> Iterator[Claim]:
+        """The term-by-term limit: every factor said to vanish is within the run's distance
+        of 0 at every step, and the terms of an adjoint add up to it exactly."""
+        r = self.results
+        traj = forward(self.cell, params, inputs, init)
+        whole = {"h_bar_limit_terms": r["h_bar"].expr, "c_bar_limit_terms": r["c_bar"].expr}
+        method = "forward pass at saturated gates: the factors said to vanish"
+        for key in ("h_bar_limit_terms", "c_bar_limit_terms", "weights_bar_limit"):
+            rows = r[key].expr
+            factors = [f for row in rows for f in row[2]]
+            worst = max(abs(float(evaluate_at(f, traj, params, k)))
+                        for f in factors for k in range(1, steps))
+            # A split of an adjoint must add up to it (exactly): a lost term counts as 1.
+            if key in whole and sp.expand(sum(row[0] for row in rows) - whole[key]) != 0:
+                worst = max(worst, 1.0)
+            yield Claim.measured(key, method, sizes, worst, 1e-8)
+
+    def _loss_term_claims(self, case: Case, params: dict, xs: list,
+                          sizes: str) -> Iterator[Claim]:
+        """bar h(t) in the limit is the loss's direct term: derived form vs complex step;
+        and every weight's gradient is near 0 (complex step, relative to the loss's scale)."""
         data = make_data(self.cell, case)
         data.params.update({k: np.array([[v]]) for k, v in params.items()})
         data.inputs["x"] = [np.array([[v]]) for v in xs]
@@ -182,8 +242,18 @@ class LSTM(RecurrentProblem):
         expr = self.results["h_bar_limit"].expr
         derived = [float(expr.xreplace({loss_grad("h"): a[k]})) for k in range(case.T)]
         err = float(np.max(np.abs(h_bar - derived)) / np.max(np.abs(a)))
-        method = "complex step: bar h(t) against its derived limit"
-        return Claim.measured("h_bar_limit", method, sizes, err, 1e-8)
+        # One route for both: the run's adjoints and gradients against the derived limits
+        # (bar h(t) -> its loss term, every weight's gradient -> 0).
+        method = "complex step: bar h(t) and the weights' gradients against their limits"
+        yield Claim.measured("h_bar_limit", method, sizes, err, 1e-8)
+        weights = ref[np.array([p[1] == "param" for p in plist])]
+        err = float(np.max(np.abs(weights)) / np.max(np.abs(a)))
+        yield Claim.measured("weights_bar_limit", method, sizes, err, 1e-8)
+
+
+def _vanishing(term: sp.Expr, at: dict) -> list[sp.Expr]:
+    """The factors of a product that are 0 at the limit's gate values."""
+    return [a for a in sp.Mul.make_args(term) if a.subs(at) == 0]
 
 
 def idempotence_claim(stated: Any, departure: float, method: str, sizes: str,

@@ -58,9 +58,8 @@ class RecurrentProblem(Problem):
             "example",
             Raw(dict, "a table with weights, the input sequence, initial states and dL_dh"),
             None,
-            "a worked numeric example, as for derive grad: every weight by name (weights = "
-            "{...}), the inputs x (1 to 20 steps), the initial states (h0, ...) and dL_dh, the "
-            "loss's coefficient of h at each step",
+            "a worked numeric example, as for derive grad: weights by name (weights = {...}), "
+            "inputs x (1 to 20 steps), initial states (h0, ...) and dL_dh at each step",
         ),
     )
 
@@ -70,10 +69,11 @@ class RecurrentProblem(Problem):
     SYMBOLS = ("T", "n_h", "n_x")
     #: One pair of templates serves every cell (``recurrent.tex.j2``, ``.question.tex.j2``).
     TEMPLATE: ClassVar[str | None] = "recurrent"
-    #: What the question calls the cell ("gated recurrent unit").
+    #: What the question calls the cell ("gated recurrent unit") and each assigned variable.
     NOUN: ClassVar[str] = "recurrent cell"
-    #: What the question calls each assigned variable, in order ("an update gate", ...).
     ROLES: ClassVar[tuple[str, ...]] = ()
+    #: The parts a set may label and score (``[labels.<key>]``, ``[points.<key>]``).
+    LABELS: ClassVar[tuple[str, ...]] = ("adjoints", "weight", "map", "example")
     #: The heading of the backward map's evidence.
     MAP_GROUP: ClassVar[str] = "Backward map"
 

@@ -67,11 +67,13 @@ class ProblemSet:
     #: only material a key may remark on (``Problem.ORIGINAL`` lists the fields).
     original: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Points per part, per problem (``[points.<key>]``, parts as ``Problem.LABELS``).
-    points: dict[str, dict[str, int]] = field(default_factory=dict)
+    points: dict[str, dict[str, int | Decimal]] = field(default_factory=dict)
 
     def make_problem(self, key: str) -> Problem:
         """An instance of problem ``key`` with this set's parameters."""
-        return REGISTRY[key].from_params(self.params.get(key, {}), self.where)
+        return REGISTRY[key].from_params(
+            self.params.get(key, {}), self.where, self.original.get(key)
+        )
 
 
 def parse_set(text: str, where: str) -> ProblemSet:
@@ -302,7 +304,9 @@ def _original(value: Any, problems: list[str], where: str) -> dict[str, dict[str
 MAX_POINTS = 1000
 
 
-def _points(value: Any, problems: list[str], where: str) -> dict[str, dict[str, int]]:
+def _points(
+    value: Any, problems: list[str], where: str
+) -> dict[str, dict[str, int | Decimal]]:
     _per_problem(value, problems, where, "points")
     for key, table in value.items():
         parts = REGISTRY[key].LABELS
@@ -312,12 +316,23 @@ def _points(value: Any, problems: list[str], where: str) -> dict[str, dict[str, 
                     f"{where}: points.{key}.{_key(part)}: not a part of {key}; allowed are "
                     f"{', '.join(parts) or 'none'}"
                 )
-            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_POINTS:
-                raise InputError(
-                    f"{where}: points.{key}.{part}: expected an integer from 0 to "
-                    f"{MAX_POINTS}, got {show(n)}"
-                )
+            table[part] = _point_value(n, f"{where}: points.{key}.{part}")
     return value
+
+
+def _point_value(n: Any, where: str) -> int | Decimal:
+    """Points of one part: a whole number, or a decimal with at most two places (CSE 891
+    gives half points), from 0 to ``MAX_POINTS``; a decimal is kept as written (0.5)."""
+    whole = isinstance(n, int) and not isinstance(n, bool)
+    decimal = isinstance(n, Decimal) and n.is_finite() and 0 <= n <= MAX_POINTS
+    if decimal:  # within range, so quantize cannot overflow the context's precision
+        decimal = n == n.quantize(Decimal("0.01"))
+    if not (whole or decimal) or not 0 <= n <= MAX_POINTS:
+        raise InputError(
+            f"{where}: expected a number of points from 0 to {MAX_POINTS} (a whole number "
+            f"or a decimal with at most two places, such as 0.5), got {show(n)}"
+        )
+    return int(n) if decimal and n == int(n) else n
 
 
 def bundled() -> dict[str, ProblemSet]:

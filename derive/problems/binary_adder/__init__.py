@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 import sympy as sp
 
 from derive.errors import InputError
-from derive.params import Int, Param, Raw, show
+from derive.params import Custom, Int, Kind, Param, Quote, Raw, show
 from derive.problems.base import Problem, Result, json_number, json_rows
 from derive.problems.binary_adder import claims as bc
 from derive.problems.binary_adder.claims import addition_check
@@ -117,6 +117,21 @@ class BinaryAdder(Problem):
             " is given."
         ),
     }
+    #: One part: the design.  A set may also give a hint to print with the question
+    #: (``[labels.binary_adder] hint = "..."``, hw7's handout gives one).
+    SOURCE_RESULTS: ClassVar[dict[str, str]] = {
+        "solution_weights_ok": "Whether the declared original solution's weights add every pair.",
+        "solution_equal": "Whether those weights are the derived ones.",
+    }
+    LABELS = ("design", "hint")  # "design" is the whole problem: its points head the problem
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "notation": Quote("the original handout's names of the five parameters"),
+        "solution_weights": Custom(
+            lambda value, where: Weights.parse(value, where),
+            "a table U, W, b_h, V, b_y: the weights the original solution gives",
+        ),
+    }
+    ORIGINAL_DERIVES = ("solution_weights",)
 
     SHOWN = ("example",)  # bits sizes the checks; the weights are not in the question
     PARAMS = (
@@ -135,8 +150,8 @@ class BinaryAdder(Problem):
         Param(
             "given_weights",
             Raw(dict, "a table U, W, b_h, V, b_y"),
-            HANDOUT_WEIGHTS,
-            "weights stated with the question, checked (not trusted)",
+            None,
+            "weights the question states and asks to check (checked, not trusted)",
         ),
     )
 
@@ -144,13 +159,13 @@ class BinaryAdder(Problem):
         self,
         bits: int = N_MAX,
         example: list[int] | None = None,
-        given_weights: dict[str, Any] = HANDOUT_WEIGHTS,
+        given_weights: dict[str, Any] | None = None,
         bound: int = BOUND,
     ) -> None:
         self.bits = bits
         self.example = None if example is None else _example(example)
         self.bound = bound
-        self.given = Weights.parse(given_weights)
+        self.given = None if given_weights is None else Weights.parse(given_weights)
         self.hidden = [solve_unit(hidden_rows(i), bound) for i in range(1, N_HIDDEN + 1)]
         self.output = solve_unit(output_rows(), bound)
 
@@ -187,13 +202,22 @@ class BinaryAdder(Problem):
         sums = [x1 + x2 + c for x1, x2, c, *_ in table]
         out["truth_table_sums"] = Result("truth_table_sums", sp.Matrix(sums), value=sums)
         out["units"] = self._units_result()
-        ok = wrong_transitions(self.given)[0] == 0
-        out["given_weights_ok"] = Result("given_weights_ok", sp.true if ok else sp.false, value=ok)
-        equal = self.given == wt
-        out["given_equal"] = Result("given_equal", sp.true if equal else sp.false, value=equal)
+        for prefix, weights in self._stated().items():
+            ok = wrong_transitions(weights)[0] == 0
+            key = f"{prefix}_weights_ok"
+            out[key] = Result(key, sp.true if ok else sp.false, value=ok)
+            equal = weights == wt
+            out[f"{prefix}_equal"] = Result(f"{prefix}_equal", sp.true if equal else sp.false,
+                                            value=equal)
         if self.example is not None:
             out.update(self._example_results(wt, *self.example))
         return out
+
+    def _stated(self) -> dict[str, Weights]:
+        """Weights stated somewhere, to be checked: the question's (``given_weights``) and an
+        original solution's (``[original.binary_adder] solution_weights``), by prefix."""
+        out = {"given": self.given, "solution": self.original.get("solution_weights")}
+        return {k: v for k, v in out.items() if v is not None}
 
     @staticmethod
     def _weight_results(wt: Weights) -> dict[str, Result]:
@@ -263,25 +287,31 @@ class BinaryAdder(Problem):
         yield from bc.table_claims(wt, r["truth_table"].value)
         yield bc.sums_claim(r["truth_table"].value, r["truth_table_sums"].value)
         derived = {k: r[k].value for k in bc.KEYS}
-        yield from bc.given_claims(
-            self.given,
-            bool(r["given_weights_ok"].value),
-            bool(r["given_equal"].value),
-            derived,
-            self.bits,
-        )
+        whose = {"given": "the question's weights", "solution": "the original solution's"}
+        for prefix, weights in self._stated().items():
+            yield from bc.given_claims(
+                weights,
+                bool(r[f"{prefix}_weights_ok"].value),
+                bool(r[f"{prefix}_equal"].value),
+                derived,
+                self.bits,
+                prefix,
+                whose[prefix],
+            )
         if self.example is not None:
             total = r["example_sum"].value["sum"]
             yield from bc.example_claims(*self.example, total, r["example_steps"].value)
 
     # -- rendering ----------------------------------------------------------------------------
     def question_data(self) -> dict[str, Any]:
+        given = None if self.given is None else self.given.matrices()
         if self.example is None:
-            return {"example": None}
+            return {"example": None, "given": given}
         a, b = self.example
         n = steps(a, b)
         return {
             "example": (a, b, a + b),
+            "given": given,
             "steps": n,
             # Integer addition, not the network: the target the question states.
             "bits": [[(v >> t) & 1 for t in range(n)] for v in (a, b, a + b)],
@@ -305,7 +335,11 @@ class BinaryAdder(Problem):
             "table_rows": list(
                 zip(r["truth_table"].value, r["truth_table_sums"].value, strict=True)
             ),
-            "given_equal": r["given_equal"].value,
+            "given_equal": r["given_equal"].value if "given_equal" in r else None,
+            "solution": None if "solution_equal" not in r else {
+                **self.original["solution_weights"].matrices(),
+                "ok": r["solution_weights_ok"].value, "equal": r["solution_equal"].value,
+            },
             "n_max": self.bits,
             "example": self.example,
             "example_rows": None

@@ -192,16 +192,20 @@ def sums_claim(table: list[list[int]], sums: list[int]) -> Claim:
 
 
 def given_claims(
-    given: Weights, verdict: bool, equal: bool, derived: dict[str, Any], bits: int
+    given: Weights, verdict: bool, equal: bool, derived: dict[str, Any], bits: int,
+    prefix: str = "given", whose: str = "the question's weights",
 ) -> Iterator[Claim]:
-    """The stated weights simulated against the verdict; compared entry by entry."""
+    """The stated weights simulated against the verdict; compared entry by entry.
+
+    ``prefix`` names the results (``given_weights_ok``, ``given_equal``; ``solution_...``
+    for an original solution's weights), ``whose`` the weights in the method column."""
     sim = simulate(given, bits)
     # If the verdict is "they add", every wrong sum contradicts it; if it is "they do
     # not", the simulation must find at least one wrong sum.
     error = sim.wrong_sums if verdict else int(sim.wrong_sums == 0)
     yield Claim.measured(
-        "given_weights_ok",
-        f"numpy, exact integers: handout's weights, wrong sums = {sim.wrong_sums}",
+        f"{prefix}_weights_ok",
+        f"numpy, exact integers: {whose}, wrong sums = {sim.wrong_sums}",
         sizes(sim, bits),
         error,
         EXACT,
@@ -213,7 +217,7 @@ def given_claims(
     ]
     differ = failures(pairs, lambda p: Fraction(p[0]) == Fraction(str(p[1])))
     yield Claim.measured(
-        "given_equal",
+        f"{prefix}_equal",
         f"Fractions: stated entries that differ from the derived ({differ})",
         ", ".join(KEYS),
         int((differ == 0) != equal),

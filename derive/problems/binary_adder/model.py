@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+import sympy as sp
+
 from derive.errors import InputError
 from derive.params import exact_number, show
 
@@ -58,6 +60,13 @@ class Weights:
             raise InputError(f"{where}: expected a table with exactly the keys {', '.join(shapes)}")
         out = {k: _entries(data[k], shape, f"{where}.{k}") for k, shape in shapes.items()}
         return cls(**out)
+
+    def matrices(self) -> dict[str, Any]:
+        """The parameters as exact SymPy matrices (b_y a number), as a question states them."""
+        return {
+            "U": sp.Matrix(self.U), "W": sp.Matrix(self.W), "b_h": sp.Matrix(self.b_h),
+            "V": sp.Matrix([self.V]), "b_y": sp.Rational(self.b_y),
+        }
 
     def replace(self, **changes: Any) -> Weights:
         """A copy with some parameters changed (``b_y="1/2"``), e.g. to break it on purpose."""

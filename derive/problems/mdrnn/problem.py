@@ -25,7 +25,8 @@ Derivation, symbolic in G, D, H:
    ``last_zero_square``: the last square's indices read so;
 4. ``receptive_field`` (inputs h(G,G) depends on) and ``conv_comparison`` (stacks of 3×3
    convolutions on the same grid), from instantiated graphs, fitted in G;
-5. ``sample_solution``: the sample submission's claims (seed 001) against 1–4.
+5. ``sample_solution`` (only where a set declares ``[original.mdrnn] sample``): the sample
+   submission's claims (seed 001) against 1–4.
 
 The claims (``derive.problems.mdrnn.claims``) take other routes: a pure-Python evaluator
 that counts what it does, impulse responses, a round-by-round parallel simulation.
@@ -48,7 +49,7 @@ from derive.engine.graph import (
 )
 from derive.engine.grid import BELOW, NORTH, WEST
 from derive.engine.reading import readable
-from derive.params import Param
+from derive.params import Choice, Kind, Param, Quote
 from derive.problems.base import Problem, Result
 from derive.problems.mdrnn import claims as mdrnn_claims
 from derive.problems.mdrnn import sample
@@ -102,11 +103,25 @@ class MDRNN(Problem):
             "A 3x3 convolutional net against the MDRNN on the grid: receptive fields, steps, "
             "layers and weights to cover it."
         ),
+    }
+    SOURCE_RESULTS: ClassVar[dict[str, str]] = {
         "sample_solution": (
-            "Whether each claim of the sample solution agrees with the derived results."
+            "Whether each claim of the declared sample solution agrees with the derived results."
         ),
     }
     LABELS = ("weights", "steps", "compare")
+    #: What a set may declare of its source: the original handout's equation as its text
+    #: reads (a reconstruction is flagged for instructors), and a sample solution whose
+    #: claims this problem knows (``sample = "csc421_hw3"``: seed 001, ``sample.py``) with
+    #: its words on the weights and on the schedule, quoted.  ``sample_solution`` is a
+    #: result only where a set declares the sample.
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "equation": Quote("the original handout's equation of the hidden state, as its text reads"),
+        "sample": Choice(sample.SAMPLES),
+        "sample_weights": Quote("the sample solution's count of weights, as written"),
+        "sample_listing": Quote("the sample solution's listing of the steps, as written"),
+    }
+    ORIGINAL_DERIVES = ("sample",)
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "G", "H", "i", "j", "n_phi")
 
@@ -231,9 +246,7 @@ class MDRNN(Problem):
 
     def _compare_results(self) -> dict[str, Result]:
         """4–5: the receptive field, the conv comparison and the sample's verdicts."""
-        verdicts = self.sample_verdicts()
-        holds = all(v if isinstance(v, bool) else all(v) for v in verdicts.values())
-        return {
+        out = {
             "receptive_field": Result(
                 "receptive_field", readable(self.field_fit), value=self.field_fit
             ),
@@ -242,10 +255,14 @@ class MDRNN(Problem):
                 readable(self.cover_fit),
                 value=dict(self.comparison),
             ),
-            "sample_solution": Result(
-                "sample_solution", sp.true if holds else sp.false, value=verdicts
-            ),
         }
+        if self.original.get("sample"):
+            verdicts = self.sample_verdicts()
+            holds = all(v if isinstance(v, bool) else all(v) for v in verdicts.values())
+            out["sample_solution"] = Result(
+                "sample_solution", sp.true if holds else sp.false, value=verdicts
+            )
+        return out
 
     def table(self) -> list[list[int]]:
         """The figure: rows j, columns i, each cell's step from the computed schedule."""
@@ -288,12 +305,15 @@ class MDRNN(Problem):
         yield from mdrnn_claims.count_claims(self)
         yield from mdrnn_claims.step_claims(self)
         yield from mdrnn_claims.field_claims(self)
-        yield mdrnn_claims.sample_claim(self)
+        if "sample_solution" in self.results:
+            yield mdrnn_claims.sample_claim(self)
 
     # -- the key ------------------------------------------------------------------------------
     def stated(self) -> dict[str, Any]:
-        """The largest grid the tables are checked on, the convolution's kernel."""
-        return {"max_grid": MAX_GRID, "kernel": KERNEL}
+        """The largest grid the tables are checked on, the convolution's kernel, the grids a
+        sample's listing is read on."""
+        grids = sample.LISTING_G
+        return {"max_grid": MAX_GRID, "kernel": KERNEL, "listing_g": (grids[0], grids[-1])}
 
     def question_data(self) -> dict[str, Any]:
         """The grid whose steps part (b) asks for (the question is otherwise symbolic)."""
@@ -301,7 +321,6 @@ class MDRNN(Problem):
 
     def context(self) -> dict[str, Any]:
         r = self.results
-        verdicts = r["sample_solution"].value
         rows = dict(zip(self.shapes, r["weight_terms"].expr, strict=True))
         return {
             **super().context(),
@@ -316,11 +335,20 @@ class MDRNN(Problem):
             "comparison": {k: readable(v) for k, v in self.comparison.items()},
             "table": r["schedule"].value["table"],
             "grid": self.grid,
+            **self._sample_context(),
+            "west_step": r["neighbour_steps"].expr[0],
+            "north_step": r["neighbour_steps"].expr[1],
+            "last_zero": r["last_zero_square"].expr,
+        }
+
+    def _sample_context(self) -> dict[str, Any]:
+        """The declared sample's verdicts and formulas (empty when no sample is declared)."""
+        if "sample_solution" not in self.results:
+            return {"verdicts": None}
+        verdicts = self.results["sample_solution"].value
+        return {
             "verdicts": verdicts,
             "sample": sample.shown(),
             "zero_lines": [k for k, ok in enumerate(verdicts["listing_zero_based"], 1) if ok],
             "one_lines": [k for k, ok in enumerate(verdicts["listing_one_based"], 1) if ok],
-            "west_step": r["neighbour_steps"].expr[0],
-            "north_step": r["neighbour_steps"].expr[1],
-            "last_zero": r["last_zero_square"].expr,
         }

@@ -16,6 +16,10 @@ from derive.engine.graph import BigO
 from derive.engine.reading import readable
 from derive.problems.mdrnn.model import D, G, H, n_phi
 
+#: The sample solutions whose claims are held here, by the name a set declares
+#: (``[original.mdrnn] sample``): the CSC421 2019 submission (seed 001).
+SAMPLES = ("csc421_hw3",)
+
 SAMPLE_WEIGHTS = (D + 2 * H) * H
 SAMPLE_CELL_OPS = H * (n_phi + 2 * D + 4 * H - 1)
 SAMPLE_ORDER = G**2 * H * (D + H)

@@ -29,7 +29,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from derive.params import Exact, Int, Param
+from derive.params import Exact, Int, Kind, Param, Quote
 from derive.problems.base import Problem, Result
 from derive.problems.momentum import claims as mc
 from derive.problems.momentum.model import (
@@ -107,6 +107,11 @@ class Momentum(Problem):
             "Relative error after k steps forward and k back in float64, by k; null where the run"
             " overflowed."
         ),
+    }
+    LABELS = ("inverse", "det")
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "updates": Quote("the original handout's two updates, as its text reads"),
+        "sample_det": Quote("the sample solution's argument for the determinant, as written"),
     }
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "H", "alpha", "beta", "p^(k)", "p^(k+1)", "theta^(k)", "theta^(k+1)")
