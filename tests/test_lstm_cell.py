@@ -191,7 +191,7 @@ def test_every_check_passes_and_every_result_has_one(problem):
     assert not failed
     assert set(problem.results) == {
         "dC_dCprev", "J_ones", "dC_dCk_f1_i0", "positive", "sign_table", "gate_gap",
-        "printed_formula_error",
+        "printed_formula_error", "cell_gradient_sum", "path_counts",
     }
     assert set(problem.results) <= {c.claim for c in problem.checks}
     tolerances = {c.method.split(":")[0]: c.tolerance for c in problem.checks}

@@ -64,6 +64,7 @@ class Problem(ABC):
     SYMBOLS: ClassVar[tuple[str, ...]] = ()
     #: Part headings a set file may rename (``[labels.<key>]``) to follow its handout's
     #: numbering and words; the template prints its own wording for any it is not given.
+    #: ``"title"`` among them renames the problem's heading (it is no part: no points).
     LABELS: ClassVar[tuple[str, ...]] = ()
     #: Results the question itself gives (a given matrix, a stated decomposition), which a
     #: handout may show; every other result is derived and stays out of it.

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import cache, cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import sympy as sp
 
@@ -40,9 +40,12 @@ from derive.engine.functions import sigma
 from derive.engine.intervals import Range, ranges
 from derive.engine.jacobian import jacobian_from_vjp, vjp_of
 from derive.engine.matrix_terms import SigmaPrime, TanhPrime, elementwise
+from derive.engine.path_sums import chain_symbols, path_counts, path_sum
 from derive.engine.vector import ONE, VectorCell, n_h
 from derive.instances import lstm_step as reference
-from derive.problems.base import Problem, Result, json_float
+from derive.instances.chain_paths import enumerated_counts, unrolled_gradient
+from derive.params import Kind, Quote
+from derive.problems.base import Problem, Result, json_float, json_rows
 from derive.verify import Claim
 from derive.verify.routes import TOLERANCE
 
@@ -82,6 +85,15 @@ def lstm_step_cell() -> Cell:
     )
 
 
+def path_factors() -> list[sp.Expr]:
+    """∂L_t/∂C_t, ∂C_t/∂C_k, ∂C_k/∂W: a term of the gradient's double sum, in order."""
+    c, k, w = sp.Function("c"), sp.Symbol("k", integer=True), sp.Symbol("W")
+    return [sp.Derivative(sp.Function("L")(t), c(t)), sp.Derivative(c(t), c(k)),
+            sp.Derivative(c(k), w)]
+
+
+#: Steps of the chain whose paths are counted, and the chains the double sum is checked on.
+PATH_STEPS, PATH_RANGE = 3, range(1, 7)
 #: Gates of the saturated run are within ~1e-10 of the limit: T = 50 steps stay near I.
 LIMIT_TOLERANCE = 1e-6
 #: The handout's formula as printed counts as wrong when it is off by more than this.
@@ -105,9 +117,19 @@ class LSTMCell(Problem):
     MAIN = "dC_dCk_f1_i0"
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = (
-        "J", "W_ch", "W_cx", "W_fh", "W_fx", "W_ih", "W_ix", "W_oh", "W_ox", "b_c", "b_f", "b_i",
-        "b_o", "c", "delta", "f", "g", "h", "i", "j", "k", "o", "x",
+        "J", "L", "W", "W_ch", "W_cx", "W_fh", "W_fx", "W_ih", "W_ix", "W_oh", "W_ox", "b_c",
+        "b_f", "b_i", "b_o", "c", "delta", "f", "g", "h", "i", "j", "k", "o", "x",
     )
+    #: The problem's heading and its four parts, as a set's handout numbers them.
+    LABELS = ("title", "gates", "positive", "limit", "recursive")
+    #: What an original may print, quoted by a set: the words before its (lost) figure of
+    #: the step, its gradient as a double sum, its product for (c), its formula for (d).
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "figure": Quote("the original's words introducing the step's equations"),
+        "gradient": Quote("the original's double sum for dL/dW over the cell states"),
+        "chain": Quote("the original's product for dC_t/dC_k"),
+        "recursive": Quote("the original's formula for dC_t/dC_(t-1)"),
+    }
 
     @cached_property
     def cell(self) -> Cell:
@@ -179,6 +201,19 @@ class LSTMCell(Problem):
             "positive": Result("positive", sp.Tuple(*[timed(n) for n in positive]),
                                value=positive),
             **self._measured_results(),
+            **self._path_results(),
+        }
+
+    def _path_results(self) -> dict[str, Result]:
+        """dL/dW along the cell states as a double sum over (t, k), and how often the sum
+        with the total dL/dC_t in front holds the path from step k into L_s (row s, col k)."""
+        k, end = sp.Symbol("k", integer=True), sp.Symbol("T", integer=True)
+        double = sp.Sum(sp.Mul(*path_factors()), (k, 1, t), (t, 1, end))
+        counts = path_counts(PATH_STEPS)
+        return {
+            "cell_gradient_sum": Result("cell_gradient_sum", double,
+                                        sp.Derivative(sp.Symbol("L"), sp.Symbol("W"))),
+            "path_counts": Result("path_counts", counts, value=json_rows(counts)),
         }
 
     def _measured_results(self) -> dict[str, Result]:
@@ -208,6 +243,21 @@ class LSTMCell(Problem):
         yield from self._row_sum_claims()
         yield from self._limit_claims()
         yield from self._sign_claims()
+        yield from self._path_claims()
+
+    def _path_claims(self) -> Iterator[Claim]:
+        """The double sum against dL/dw of the unrolled chain, differentiated by SymPy,
+        at T = 1..PATH_STEPS + 3; the multiplicities against an enumeration of pairs."""
+        def wrong_sums() -> float:
+            sums = (path_sum(n) - unrolled_gradient(*chain_symbols(n)) for n in PATH_RANGE)
+            return float(sum(sp.expand(d) != 0 for d in sums))
+
+        counts = sp.Matrix(enumerated_counts(PATH_STEPS))
+        wrong = float(counts != self.results["path_counts"].expr)
+        yield Claim("cell_gradient_sum", "exact: the unrolled chain C_t = a_t C_(t-1) + b_t w "
+                    "differentiated", f"T = 1..{PATH_RANGE[-1]}", TOLERANCE["exact"], wrong_sums)
+        yield Claim("path_counts", "exact: the pairs (t, k) and losses s >= t enumerated",
+                    f"T = {PATH_STEPS}", TOLERANCE["exact"], lambda: wrong)
 
     def jacobian_claims(self, jac: sp.MatrixExpr) -> list[Claim]:
         """``jac`` as dC_t/dC_{t-1} against each route on the NumPy step (one shared run)."""
@@ -331,6 +381,8 @@ class LSTMCell(Problem):
             "vjp": terms.vjp_parts(*self.vjp, self.weights),
             "jac": terms.jacobian_parts(self.jacobian),
             "limit_subs": list(self.limit.items()),
+            "path_factors": path_factors(),
+            "path_steps": PATH_STEPS,
             # The evidence, in the prose: measured errors as the evidence table has them.
             "handout": {**self.handout, "row_sums_error": self._quoted("J_ones", ROW_SUMS),
                         "printed_error": r["printed_formula_error"].value},

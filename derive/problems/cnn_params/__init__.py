@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import sympy as sp
@@ -35,7 +35,7 @@ from derive.cnn_spec import (
     parse_network,
 )
 from derive.errors import InputError
-from derive.params import Param, Raw
+from derive.params import Kind, Param, Quote, Raw
 from derive.problems.base import Problem, Result
 from derive.problems.cnn_params import claims as cc
 from derive.problems.cnn_params.claims import OTHER_NETS, scaled_copy
@@ -91,6 +91,13 @@ class CNNParams(Problem):
     MAIN = "total_params"
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("C_in", "C_out", "H", "N", "W", "k", "k_h", "k_w", "n", "n_in", "n_out", "p", "s")
+    #: The heading, and the one part (the count).
+    LABELS = ("title", "count")
+    #: What an original may print: its description of the network (whose numbers of
+    #: convolutions and kernels, HANDOUT_TEXT_*, are compared with its layer list).
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "text": Quote("the original's description of the network"),
+    }
 
     PARAMS = (
         Param(
