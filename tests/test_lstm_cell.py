@@ -104,7 +104,7 @@ def test_handout_formula_as_printed_is_flagged(problem):
     assert problem.row_sum_errors["printed_least"] > 0.1
     assert {c.method for c in problem.checks if c.claim == "J_ones"} == {
         "J 1 (derived) against the row sums of the complex-step Jacobian",
-        "exact: the handout's formula off by more than 0.1 in every case",
+        "exact: the formula with sigma'(W_fh delta) off by more than 0.1 in every case",
     }
 
 

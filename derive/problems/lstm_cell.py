@@ -277,8 +277,8 @@ class LSTMCell(Problem):
         sizes, errors = reference.describe(reference.JACOBIAN_CASES), self.row_sum_errors
         yield Claim("J_ones", ROW_SUMS, sizes, 1e-12, lambda: errors["row_sums"])
         # The key says the handout's formula is wrong: count the cases where it is not.
-        yield Claim("J_ones", f"exact: the handout's formula off by more than {WRONG} in "
-                    "every case", sizes, TOLERANCE["exact"],
+        yield Claim("J_ones", f"exact: the formula with sigma'(W_fh delta) off by more than "
+                    f"{WRONG} in every case", sizes, TOLERANCE["exact"],
                     lambda: float(errors["printed_least"] <= WRONG))
         yield Claim("printed_formula_error", "central difference: the same error against the "
                     "row sums of the central-difference Jacobian", sizes,
