@@ -20,6 +20,15 @@ from __future__ import annotations
 
 import sympy as sp
 
+from derive.engine.cell import t
+
+
+def path_factors(state: str = "c", loss: str = "L", weight: str = "W") -> list[sp.Expr]:
+    """∂L_t/∂C_t, ∂C_t/∂C_k, ∂C_k/∂W: one term of the double sum, as printed, in order."""
+    c, k, w = sp.Function(state), sp.Symbol("k", integer=True), sp.Symbol(weight)
+    return [sp.Derivative(sp.Function(loss)(t), c(t)), sp.Derivative(c(t), c(k)),
+            sp.Derivative(c(k), w)]
+
 
 def chain_symbols(steps: int) -> tuple[list[sp.Symbol], list[sp.Symbol], list[sp.Symbol]]:
     """The local derivatives a_t, b_t and e_t for t = 1..steps (index 0 unused: None)."""

@@ -40,7 +40,7 @@ from derive.engine.functions import sigma
 from derive.engine.intervals import Range, ranges
 from derive.engine.jacobian import jacobian_from_vjp, vjp_of
 from derive.engine.matrix_terms import SigmaPrime, TanhPrime, elementwise
-from derive.engine.path_sums import chain_symbols, path_counts, path_sum
+from derive.engine.path_sums import chain_symbols, path_counts, path_factors, path_sum
 from derive.engine.vector import ONE, VectorCell, n_h
 from derive.instances import lstm_step as reference
 from derive.instances.chain_paths import enumerated_counts, unrolled_gradient
@@ -83,13 +83,6 @@ def lstm_step_cell() -> Cell:
         ),
         loss_on=(h,),
     )
-
-
-def path_factors() -> list[sp.Expr]:
-    """∂L_t/∂C_t, ∂C_t/∂C_k, ∂C_k/∂W: a term of the gradient's double sum, in order."""
-    c, k, w = sp.Function("c"), sp.Symbol("k", integer=True), sp.Symbol("W")
-    return [sp.Derivative(sp.Function("L")(t), c(t)), sp.Derivative(c(t), c(k)),
-            sp.Derivative(c(k), w)]
 
 
 #: Steps of the chain whose paths are counted, and the chains the double sum is checked on.
@@ -246,8 +239,7 @@ class LSTMCell(Problem):
         yield from self._path_claims()
 
     def _path_claims(self) -> Iterator[Claim]:
-        """The double sum against dL/dw of the unrolled chain, differentiated by SymPy,
-        at T = 1..PATH_STEPS + 3; the multiplicities against an enumeration of pairs."""
+        """The double sum against the unrolled chain; the counts against an enumeration."""
         def wrong_sums() -> float:
             sums = (path_sum(n) - unrolled_gradient(*chain_symbols(n)) for n in PATH_RANGE)
             return float(sum(sp.expand(d) != 0 for d in sums))
