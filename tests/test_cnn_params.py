@@ -425,7 +425,7 @@ def test_handout_reading_is_checked(problem, monkeypatch):
     context = problem.context()
     assert context["first_fc"] == 205_521_920 and context["text_agrees"]
     assert context["other_choices"] == {"conv_stride": 1_049_600, "pool_padding": 220_464_128}
-    assert any("handout's text" in c.method for c in problem.checks)
+    assert any("the description: 4 conv layers" in c.method for c in problem.checks)
     # A text that says 5 conv layers no longer agrees with the diagram: the key says so,
     # and numpy's count says the same, so the claim about what the key prints holds.
     monkeypatch.setattr(cnn_params, "HANDOUT_TEXT_CONVS", 5)
@@ -477,8 +477,10 @@ def test_big_network_skips_only_the_forward_pass():
 
 
 # -- rendering ------------------------------------------------------------------------------------
-def _render(p: CNNParams) -> str:
-    return render(ProblemSet("one", "One", "Course", "test", ("cnn_params",), Notation()), [p])
+def _render(p: CNNParams, original: dict | None = None) -> str:
+    pset = ProblemSet("one", "One", "Course", "test", ("cnn_params",), Notation(),
+                      original={"cnn_params": original} if original else {})
+    return render(pset, [p])
 
 
 def test_template_renders(problem):
@@ -486,9 +488,13 @@ def test_template_renders(problem):
     assert "207,507,816" in out and "N = 207507816" in out
     assert r"( 28 \cdot 28 \cdot 256)" in out and r"3 \cdot 3 \cdot 64 \cdot 128 + 128" in out
     assert "untied biases" in out and "6,421,824" in out  # 224^2*64 + 112^2*128 + 2*56^2*256 - 704
-    assert "no stride" in out and "FAIL" not in out
-    assert "4 convolutional layers" in out and "which agrees" in out
-    assert "1,049,600 with convolution stride" in out
+    assert "FAIL" not in out
+    # The reading of an original's text only where a set quotes that text.
+    assert "no stride" not in out and "original" not in out
+    quoted = " ".join(_render(problem, {"text": "Consider a CNN with 4 conv layers."}).split())
+    assert "no stride" in quoted and "Consider a CNN with 4 conv layers." in quoted
+    assert "4 convolutional layers" in quoted and "which agrees" in quoted
+    assert "1,049,600 with convolution stride" in quoted
 
 
 def test_template_renders_other_networks():

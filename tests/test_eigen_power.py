@@ -15,9 +15,12 @@ from derive.errors import InputError
 from derive.problems.eigen_power import HANDOUT_W, EigenPower, symmetric_candidates
 from derive.render.plot import curve_plot
 
+#: The decomposition LMU exercise 5-2 (c) states with its W (../shared/seeds/003).
+STATED = {"given_Q": [["0.8", "-0.6"], ["0.6", "0.8"]], "given_Lambda": ["0.4", "0.9"]}
+
 
 def test_handout_decomposition_is_flagged_wrong():
-    p = EigenPower()
+    p = EigenPower.from_params(STATED)
     # By hand: Q L Q^-1 with the handout's Q = [[.8,-.6],[.6,.8]], L = diag(.4,.9) gives
     # off-diagonal entries -0.24, not W's +0.24.
     assert p.results["given_decomposition_ok"].value is False

@@ -46,8 +46,14 @@ def keys(problems) -> dict[tuple[str, str], str]:
 
 
 def sections(tex: str) -> list[str]:
-    """The problems of a document, each from its ``\\section*{Problem`` line on."""
-    return re.split(r"(?=^\\section\*\{Problem )", tex, flags=re.M)[1:]
+    """The problems of a document, each from its ``\\section*{`` line on (a set may title a
+    problem its own way: "Exercise 5-3"); the closing sections are no problems."""
+    parts = re.split(r"(?=^\\section\*\{)", tex, flags=re.M)[1:]
+    return [p for p in parts if not p.startswith(NOT_PROBLEMS)]
+
+
+#: Sections of a key that hold no problem.
+NOT_PROBLEMS = ("\\section*{Not answered here", "\\section*{Appendix")
 
 
 def prose(question: str) -> list[str]:

@@ -177,13 +177,19 @@ def flat(text: str) -> str:
 
 def question_of(tex: str) -> str:
     """The question of a one-problem handout: from its heading to the end of the body."""
-    return tex[tex.index("\\section*{Problem") : tex.index("\\end{document}")].strip()
+    return tex[tex.index("\\section*{") : tex.index("\\end{document}")].strip()
+
+
+def heading(pset: ProblemSet, problem: Problem, number: int = 1) -> str:
+    """Problem ``number``'s heading: the set's title for it, else "Problem N: title"."""
+    title = pset.labels.get(problem.key, {}).get("title")
+    return title or f"Problem {number}: {problem.title}"
 
 
 # -- what the handout shows -----------------------------------------------------------------
 def test_handout_states_the_model(problem_key, problems, handouts):
     doc = handouts[problem_key]
-    assert f"\\section*{{Problem 1: {problems[problem_key].title}}}" in doc.tex
+    assert f"\\section*{{{heading(doc.pset, problems[problem_key])}" in doc.tex
     for equation in equations(problems[problem_key].question_data()):
         for side in equation:
             assert doc.printer.doprint(side) in doc.tex, equation
@@ -204,10 +210,10 @@ def test_key_answers_every_part_under_its_heading(problem_key, handouts):
 def test_handout_pdf_reads_as_a_question(problem_key, problems, handouts):
     doc = handouts[problem_key]
     text = flat(doc.pdf)
-    assert f"Problem 1: {problems[problem_key].title}" in text
+    assert heading(doc.pset, problems[problem_key]) in text
     # Headings up to their first formula survive pdftotext verbatim.
     for part in parts(doc.tex):
-        plain = part.split("$")[0].strip()
+        plain = part.split("$")[0].split("\\quad")[0].strip()  # the points are set apart
         assert plain in text, plain
     for word in ("Verification", "Solution", "pass", "FAIL", "tolerance"):
         assert word not in text, word
@@ -224,7 +230,7 @@ def test_handouts_carry_the_given_data(handouts):
     assert "\\delta = o_{t - 1} \\odot \\tanh'(C_{t - 1})" in lstm_cell
     vanilla = handouts["vanilla_rnn"].tex
     assert "$W \\in \\mathbb{R}^{n \\times n}$ and $U \\in \\mathbb{R}^{n \\times d}$" in vanilla
-    assert "Expand the double sum of (b) for $T = 3$" in flat(vanilla)
+    assert "Expand the double sum of 5-1 (b) for $T = 3$" in flat(vanilla)
     assert "\\mathbb{R}^{D}" in handouts["momentum"].tex
 
 
@@ -262,7 +268,8 @@ def test_key_opens_with_the_question_then_solves_it(problem_key, problems, hando
     doc = handouts[problem_key]
     question = question_of(doc.tex)
     assert doc.key.count(question) == 1
-    assert doc.key.count("\\section*{Problem") == 1
+    # One heading for the problem (and one for what the set leaves out, if anything).
+    assert doc.key.count("\\section*{") == 1 + bool(doc.pset.out_of_scope)
     # The question comes first, the solution after it, with derived results and evidence.
     assert doc.key.index(question) < doc.key.index(SOLUTION)
     # Above all the result the question is mainly about.
@@ -287,6 +294,9 @@ def test_set_labels_number_question_and_solution_alike(set_id, key, problems):
         if part == "hint":  # a hint is a sentence of the question, not a heading
             assert label in handout and label not in solution, label
             continue
+        if part == "title":  # the problem's heading, printed once before the question
+            assert f"\\section*{{{label}" in handout, label
+            continue
         assert f"\\paragraph{{{label}" in handout, label
         assert f"\\paragraph{{{label}" in solution, label
 
@@ -310,9 +320,9 @@ def test_bundled_handout_pdf_has_no_solution(set_id, problems, tmp_path: Path):
     text, tex = pdf_text(folder / "handout.pdf"), (folder / "handout.tex").read_text()
     pset = SETS[set_id]
     for i, key in enumerate(pset.problems, start=1):
-        assert f"Problem {i}:" in text
         problem = pset.make_problem(key) if pset.params.get(key) else problems[key]
         printer = KeyPrinter(pset.notation, ordering(problem))
+        assert heading(pset, problem, i) in flat(text)
         assert shown(solution_forms(problem, printer), tex) == [], key
     assert "Verification" not in text and "tolerance" not in text
     assert _verdict_lines(text) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from derive.instances.gridsim import (
 )
 from derive.problems.base import Result
 from derive.problems.pixelcnn_mdrnn import EXAMPLE, H, PixelCNNMDRNN, W, c, col, d, k, mask, row
+from derive.render import texgate
+from derive.render.document import render
+from derive.sets import bundled
 
 
 @pytest.fixture(scope="module")
@@ -235,8 +239,14 @@ def test_bad_sizes_are_refused(kwargs, field):
 def test_template_renders(problem):
     out = key_tex(problem)
     assert r"\mathcal{O}" in out
-    assert "Two slips in the handout" in out
     assert "FAIL" not in out
+    # The original's slips only where a set quotes them: CSE 891's equation and question.
+    assert "original" not in out and "x^{(i-1,j)}" not in out
+    pset = bundled()["cse891_hw3"]
+    noted = render(dataclasses.replace(pset, problems=("pixelcnn_mdrnn",)), [problem])
+    assert "Note for instructors" in noted and "x^{(i-1,j)}" in noted
+    assert texgate.escape(pset.original["pixelcnn_mdrnn"]["equation"]) in noted
+    assert "naming a PixelCNN" in " ".join(noted.split())
 
 
 def test_pdf_contains_the_answers(problem, tmp_path: Path):
@@ -246,9 +256,7 @@ def test_pdf_contains_the_answers(problem, tmp_path: Path):
     assert "PixelCNN against MDRNN" in flat
     assert "H + W + d − 2" in flat
     assert f"{v['pixelcnn_connections']} {v['mdrnn_connections']}" in flat
-    assert "Two slips in the handout" in flat
-    assert "x(i−1,j)" in flat  # the handout's literal equation, flagged
-    assert "“a PixelCNN”" in flat
+    assert "s(l, i, j) = l + i + j − 2" in flat  # the induction behind the step count
     assert "blind spot" in flat
     assert "pass" in flat
     assert "FAIL" not in flat

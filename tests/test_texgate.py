@@ -313,9 +313,10 @@ class _Recording(dict):
         return super().get(key, default)
 
 
-def _printed_names(problem) -> set[str]:
+def _printed_names(problem, original: dict | None = None) -> set[str]:
     spelled = _Recording()
-    pset = ProblemSet("k", "K", "C", "s", (problem.key,), Notation(symbols=spelled))
+    pset = ProblemSet("k", "K", "C", "s", (problem.key,), Notation(symbols=spelled),
+                      original={problem.key: original or {}})
     render(pset, [problem])
     render(pset, [problem], handout=True)
     return spelled.seen - _UNSPELLED
@@ -324,11 +325,14 @@ def _printed_names(problem) -> set[str]:
 def test_problem_symbols_are_the_names_its_printer_spells(problem_key: str) -> None:
     # Problem.symbols() is what a set file's notation keys are checked against, without
     # deriving anything; it must be exactly what rendering the key and handout looks up,
-    # with the default parameters and with every bundled set's.
+    # with the default parameters and with every bundled set's, and with the notes on a
+    # source that a bundled set declares.
     printed = _printed_names(_problem(problem_key))
     for pset in bundled().values():
         if problem_key in pset.problems and pset.params.get(problem_key):
             printed |= _printed_names(pset.make_problem(problem_key))
+        if problem_key in pset.problems and pset.original.get(problem_key):
+            printed |= _printed_names(_problem(problem_key), pset.original[problem_key])
     assert printed == REGISTRY[problem_key].symbols()
 
 

@@ -18,7 +18,9 @@ from derive.problems.vanilla_rnn import VanillaRNN
 from derive.problems.vanilla_rnn.claims import gradient_claims, layer_claims
 from derive.problems.vanilla_rnn.notation import OrderedProduct, Partial, d, j, k, n
 from derive.problems.vanilla_rnn.values import Values, evaluate
+from derive.render.document import render
 from derive.render.latex import Notation, tex
+from derive.sets import ProblemSet
 from derive.verify import Check
 
 #: The problem the ``problem`` fixture (tests/conftest.py) gives, derived once per session.
@@ -179,7 +181,12 @@ def test_template_renders(problem, time):
     out = key_tex(problem, Notation(time=time))
     assert problem.title.split()[0] in out
     assert "\\begin{longtable}" in out
-    assert "typo" in out and r"\partial h_k / \partial h_k" in out
+    # The original's formula is discussed only where a set quotes it.
+    assert r"\partial h_k / \partial h_k" not in out and "original" not in out
+    pset = ProblemSet("k", "K", "C", "s", ("vanilla_rnn",), Notation(time=time),
+                      original={"vanilla_rnn": {"gradient": "dL/dW = ..."}})
+    noted = render(pset, [problem])
+    assert r"\partial h_k / \partial h_k" in noted and "dL/dW = ..." in noted
     assert out.count(r"\\") >= 2 * 6  # the six written-out terms, twice, one per line
     step = "h_{k - 1}" if time == "subscript" else "h^{(k - 1)}"
     assert step in out

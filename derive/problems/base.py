@@ -68,7 +68,10 @@ class Problem(ABC):
     SYMBOLS: ClassVar[tuple[str, ...]] = ()
     #: Part headings a set file may rename (``[labels.<key>]``) to follow its handout's
     #: numbering and words; the template prints its own wording for any it is not given.
+    #: ``"title"`` among them renames the problem's heading (it is no part: no points).
     LABELS: ClassVar[tuple[str, ...]] = ()
+    #: The part that is the whole problem, if one is: its points print in the heading.
+    WHOLE: ClassVar[str | None] = None
     #: Results the question itself gives (a given matrix, a stated decomposition), which a
     #: handout may show; every other result is derived and stays out of it.
     GIVEN: ClassVar[tuple[str, ...]] = ()

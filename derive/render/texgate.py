@@ -447,12 +447,18 @@ _MATH_SYMBOLS = {
     "\u00f7": r"\div",
     "\u2190": r"\leftarrow",
     "\u2192": r"\rightarrow",
+    # For formulas quoted from a source ([original.<problem>]): partials, sums, products.
+    "\u2032": r"{}^{\prime}",
+    "\u2202": r"\partial",
+    "\u220f": r"\prod",
+    "\u2211": r"\sum",
     "\u2212": "-",
     "\u221e": r"\infty",
     "\u2248": r"\approx",
     "\u2260": r"\neq",
     "\u2264": r"\leq",
     "\u2265": r"\geq",
+    "\u2299": r"\odot",
 }
 #: Greek letters by their Unicode names; capitals that look Latin are set as those letters.
 _GREEK_SMALL = {
@@ -478,7 +484,7 @@ _BLOCKS = (
     (0x00A0, 0x0250),  # Latin-1 Supplement, Latin Extended-A and -B
     (0x0370, 0x0400),  # Greek
     (0x1E00, 0x1F00),  # Latin Extended Additional
-    (0x2010, 0x2270),  # punctuation, arrows, mathematical operators
+    (0x2010, 0x2300),  # punctuation, arrows, mathematical operators
 )
 TEXT_RULES = (
     "printable ASCII, Latin letters with the accents of LaTeX's OT1 fonts, Greek letters, "

@@ -302,6 +302,8 @@ def _original(value: Any, problems: list[str], where: str) -> dict[str, dict[str
 
 #: Most points a part may carry.
 MAX_POINTS = 1000
+#: The label that renames a problem's heading (``Problem.LABELS`` may hold it): no part.
+TITLE = "title"
 
 
 def _points(
@@ -309,7 +311,7 @@ def _points(
 ) -> dict[str, dict[str, int | Decimal]]:
     _per_problem(value, problems, where, "points")
     for key, table in value.items():
-        parts = REGISTRY[key].LABELS
+        parts = [p for p in REGISTRY[key].LABELS if p != TITLE]  # the heading is no part
         for part, n in table.items():
             if part not in parts:
                 raise InputError(

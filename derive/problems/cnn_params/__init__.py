@@ -35,7 +35,7 @@ from derive.cnn_spec import (
     parse_network,
 )
 from derive.errors import InputError
-from derive.params import Param, Raw
+from derive.params import Kind, Param, Quote, Raw
 from derive.problems.base import Problem, Result
 from derive.problems.cnn_params import claims as cc
 from derive.problems.cnn_params.claims import OTHER_NETS, scaled_copy
@@ -119,6 +119,14 @@ class CNNParams(Problem):
     }
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("C_in", "C_out", "H", "N", "W", "k", "k_h", "k_w", "n", "n_in", "n_out", "p", "s")
+    #: The heading, and the one part (the count).
+    LABELS = ("title", "count")
+    WHOLE = "count"
+    #: What an original may print: its description of the network (whose numbers of
+    #: convolutions and kernels, HANDOUT_TEXT_*, are compared with its layer list).
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "text": Quote("the original's description of the network"),
+    }
 
     SHOWN = ("input_shape", "layers", "defaults")  # defaults print in the layer names
     PARAMS = (

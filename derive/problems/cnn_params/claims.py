@@ -252,9 +252,9 @@ def text_claim(stated: dict[str, Any], full: list[Trace], convs: int,
     wrong = sum(stated.get(field) != value for field, value in counted.items())
     return Claim.measured(
         "handout_text",
-        f"the handout's text: {convs} conv layers, all {shape_text(kernel)}; printed count, "
+        f"the description: {convs} conv layers, all {shape_text(kernel)}; printed count, "
         "kernels and agreement against numpy's conv weights: entries that differ",
-        "the handout's network",
+        "the network as given",
         wrong,
         EXACT,
     )
@@ -275,7 +275,7 @@ def other_choices_claim(
     return Claim.measured(
         "other_choices",
         "numpy shape pass and .size, as above",
-        f"the handout's network with {tried} (one at a time)",
+        f"the network as given, with {tried} (one at a time)",
         bad,
         EXACT,
     )

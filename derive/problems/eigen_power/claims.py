@@ -42,7 +42,7 @@ EIGEN_TOL, POWER_TOL, PRODUCT_TOL, REGIME_TOL = 1e-13, 1e-12, 1e-14, 1e-10
 #: Powers at which the defective matrix's power in k is multiplied out.
 DEFECTIVE_STEPS = range(1, 11)
 #: The sizes column of the stated decomposition's claims.
-GIVEN = "handout's Q, Lambda"
+GIVEN = "the stated Q, Lambda"
 
 
 def claims(p: EigenPower) -> Iterator[Claim]:
@@ -196,9 +196,9 @@ def _given_claims(p: EigenPower) -> Iterator[Claim]:
     top = max([abs(v) for v in exact] + [sp.Integer(0)])
     prod, digits = stated_product(p.given_q, p.given_lambda, float(top) * PRODUCT_TOL)
     method = (
-        "float64 product of the handout's factors"
+        "float64 product of the stated factors"
         if digits is None
-        else f"mpmath product of the handout's factors at {digits} digits"
+        else f"mpmath product of the stated factors at {digits} digits"
     )
     yield Claim("given_product", method, "2x2", PRODUCT_TOL, lambda: compared(prod, exact, digits))
     sep = separation(p.given_q, p.given_lambda, p.w)
@@ -209,6 +209,49 @@ def _given_claims(p: EigenPower) -> Iterator[Claim]:
     dev, _, route = _deviation(p, p.given_q.T, sep)
     text = "{} with Q transposed: max deviation {:.1e}"
     yield _verdict(p, "given_q_transposed_ok", text.format(route, float(dev.max())), dev, sep)
+    if "flipped_W" in r:
+        yield from _flipped_claims(p)
+
+
+def _flipped_claims(p: EigenPower) -> Iterator[Claim]:
+    """W with the wrong entries' signs flipped, built again from W and the entries the
+    float products found; the stated factors multiplied in Fractions against it; its
+    power by repeated multiplication in Fractions."""
+    r = p.results
+    w = [[Fraction(str(v)) for v in row] for row in p.w.tolist()]
+    for i, j in r["given_wrong_entries"].value:
+        w[i - 1][j - 1] = -w[i - 1][j - 1]
+    flipped = r["flipped_W"].expr
+
+    def rebuilt() -> float:
+        pairs = [(i, j) for i in range(2) for j in range(2)]
+        return float(sum(Fraction(str(flipped[i, j])) != w[i][j] for i, j in pairs))
+
+    yield Claim("flipped_W", "Fractions: W with the wrong entries negated", GIVEN, 0.0, rebuilt)
+    q = [[Fraction(str(v)) for v in row] for row in p.given_q.tolist()]
+    lam = [Fraction(str(v)) for v in p.given_lambda.diagonal()]
+    det = q[0][0] * q[1][1] - q[0][1] * q[1][0]
+    q_inv = [[q[1][1] / det, -q[0][1] / det], [-q[1][0] / det, q[0][0] / det]]
+    product = [[sum(q[i][k] * lam[k] * q_inv[k][j] for k in range(2)) for j in range(2)]
+               for i in range(2)]
+    holds = product == w
+    yield Claim("flipped_decomposition_ok", "Fractions: stated Q Lambda Q^-1 against it", GIVEN,
+                0.0, lambda: float(holds != r["flipped_decomposition_ok"].value))
+    exact = _fraction_power(w, p.n)
+    power = r["flipped_power"].expr
+
+    def powers() -> float:
+        return float(max(abs(Fraction(str(power[i, j])) - exact[i][j])
+                         for i in range(2) for j in range(2)))
+
+    yield Claim("flipped_power", f"Fractions: W' multiplied {p.n} times", f"n={p.n}", 0.0, powers)
+
+
+def _fraction_power(w: list[list[Fraction]], n: int) -> list[list[Fraction]]:
+    m = [[Fraction(int(i == j)) for j in range(2)] for i in range(2)]
+    for _ in range(n):
+        m = [[sum(m[i][k] * w[k][j] for k in range(2)) for j in range(2)] for i in range(2)]
+    return m
 
 
 def _verdict(p: EigenPower, key: str, method: str, dev: np.ndarray, sep: float) -> Claim:

@@ -1,4 +1,4 @@
-"""eigen_power's data: the handout's W and stated decomposition, the sizes of the regimes'
+"""eigen_power's data: the default W, the sizes of the regimes'
 table and plot, and the generator of symmetric matrices for variants."""
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ from derive.engine.exact_matrix import with_eigenvalues
 from derive.errors import InputError
 from derive.params import exact_number
 
-#: The handout's W and the decomposition it states (LMU exercise 5-2 c), as printed.
+#: The default W and power (a decomposition to check is stated only by a set file).
 HANDOUT_W = [["0.58", "0.24"], ["0.24", "0.72"]]
-HANDOUT_Q = [["0.8", "-0.6"], ["0.6", "0.8"]]
-HANDOUT_LAMBDA = ["0.4", "0.9"]
 HANDOUT_N = 30
 #: Largest power a set may ask for (exact entries of W^n grow with n).
 MAX_N = 200

@@ -20,14 +20,12 @@ from derive.engine.exact_matrix import (
     with_eigenvalues,
 )
 from derive.errors import InputError
-from derive.params import Int, Matrix, Param, Vector
+from derive.params import Int, Kind, Matrix, Param, Quote, Vector
 from derive.problems.base import Problem, Result, json_float, json_number, json_rows
 from derive.problems.eigen_power import claims
 from derive.problems.eigen_power.params import (
     DEFECTIVE,
-    HANDOUT_LAMBDA,
     HANDOUT_N,
-    HANDOUT_Q,
     HANDOUT_W,
     MAX_N,
     NORM_STEPS,
@@ -83,6 +81,12 @@ class EigenPower(Problem):
         "given_q_transposed_ok": (
             "Whether the transpose of the stated Q reproduces W; null unless `given_Q` is given."
         ),
+        "flipped_W": (
+            "W with the entries the stated decomposition gets wrong negated (the reading in "
+            "which extraction lost their minus signs); null unless that decomposition is wrong."
+        ),
+        "flipped_decomposition_ok": "Whether the stated decomposition reproduces that W.",
+        "flipped_power": "That W to the power n through the stated decomposition.",
         "induction_step": (
             "The inductive step M^(n+1) - Q Lambda^(n+1) Q^-1 in symbols, which simplifies to "
             "zero."
@@ -105,6 +109,13 @@ class EigenPower(Problem):
     GIVEN = ("W", "Lambda", "Q_inv")
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("k",)
+    #: The problem's heading and its two parts, as a set's handout numbers them.
+    LABELS = ("title", "induction", "power")
+    #: What an original handout may print: its statement of W and of a decomposition (a
+    #: remark on how its text may read is made only where a set quotes it).
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "text": Quote("the original's statement of W and its decomposition"),
+    }
 
     SHOWN = ("W", "n", "given_Q", "given_Lambda")
     PARAMS = (
@@ -120,7 +131,7 @@ class EigenPower(Problem):
             "given_Q",
             Matrix(2, 2),
             None,
-            "a stated eigenvector matrix to check (default: the handout's, for its W)",
+            "a stated eigenvector matrix to check (default: none is stated)",
         ),
         Param("given_Lambda", Vector(2), None, "the eigenvalues stated with given_Q"),
     )
@@ -137,8 +148,6 @@ class EigenPower(Problem):
         q, lam = given_Q, given_Lambda
         if (q is None) != (lam is None):
             raise InputError("params.eigen_power: give both given_Q and given_Lambda, or neither")
-        if q is None and self.w == rational_matrix(HANDOUT_W):
-            q, lam = rational_matrix(HANDOUT_Q), HANDOUT_LAMBDA
         # A decomposition stated with the question, checked against W (not trusted).
         self.given_q = None if q is None else sp.Matrix(q)
         self.given_lambda = None if lam is None else sp.diag(*[sp.Rational(v) for v in lam])
@@ -173,10 +182,15 @@ class EigenPower(Problem):
         small, large = lam[0, 0], lam[1, 1]
         top = max(abs(small), abs(large))
         shrink = sp.Rational(9, 10) / top if top >= 1 else 1
+        # The eigenvalue of largest absolute value moves away from 0 to |lambda| = 6/5
+        # (when no |lambda| exceeds 1 already): -0.9 becomes -1.2, not -0.7.
         grow = 0 if top > 1 else 1 - top + sp.Rational(1, 5)
+        spread = [small, large]
+        far = 0 if abs(small) > abs(large) else 1
+        spread[far] += -grow if spread[far] < 0 else grow
         return {
             "contracting": with_eigenvalues(q, [small * shrink, large * shrink]),
-            "expanding": with_eigenvalues(q, [small, large + grow]),
+            "expanding": with_eigenvalues(q, spread),
             "unit": with_eigenvalues(q, [1, 1]),
             DEFECTIVE: sp.Matrix([[1, 1], [0, 1]]),
         }
@@ -244,7 +258,8 @@ class EigenPower(Problem):
         wrong = [(i, j) for i in range(w.rows) for j in range(w.cols) if given[i, j] != w[i, j]]
         flips = all(given[i, j] == -w[i, j] for i, j in wrong)
         positions = [[i + 1, j + 1] for i, j in wrong]
-        return {
+        out = self._flipped(wrong) if wrong and flips else {}
+        return out | {
             "given_product": Result("given_product", given, None, value=json_rows(given)),
             "given_decomposition_ok": _truth("given_decomposition_ok", given == w),
             "given_wrong_entries": Result(
@@ -254,6 +269,25 @@ class EigenPower(Problem):
             ),
             "given_sign_flips_only": _truth("given_sign_flips_only", bool(wrong) and flips),
             "given_q_transposed_ok": _truth("given_q_transposed_ok", transposed),
+        }
+
+    def _flipped(self, wrong: list[tuple[int, int]]) -> dict[str, Result]:
+        """The other reading when the stated product is W with some signs flipped: W with
+        those entries negated (a text that lost its minus signs), which the stated
+        decomposition then does decompose, and its n-th power through that decomposition."""
+        flipped = self.w.copy()
+        for i, j in wrong:
+            flipped[i, j] = -flipped[i, j]
+        q, lam = self.given_q, self.given_lambda
+        power = q * lam**self.n * q.inv()
+        return {
+            "flipped_W": Result("flipped_W", flipped, sp.Symbol("W'"), value=json_rows(flipped)),
+            "flipped_decomposition_ok": _truth(
+                "flipped_decomposition_ok", q * lam * q.inv() == flipped
+            ),
+            "flipped_power": Result(
+                "flipped_power", power, sp.Symbol(f"W'^{{{self.n}}}"), value=json_rows(power)
+            ),
         }
 
     def _induction(self) -> dict[str, Result]:
@@ -346,6 +380,9 @@ class EigenPower(Problem):
             "terminating": r["terminating"].value,
             "given_q": self.given_q,
             "given_lambda": self.given_lambda,
+            "flipped": "flipped_W" in r,
+            "same_eigenvalues": self.given_lambda is not None
+            and sorted(self.given_lambda.diagonal()) == sorted(r["Lambda"].expr.diagonal()),
             "given_wrong_entries": [f"({i},{j})" for i, j in r["given_wrong_entries"].value]
             if "given_wrong_entries" in r
             else [],

@@ -26,7 +26,7 @@ import sympy as sp
 from derive.engine.graph import Axis, GridModel, find_polynomial
 from derive.engine.reading import readable
 from derive.errors import InputError
-from derive.params import Int, Param, Raw
+from derive.params import Int, Kind, Param, Quote, Raw
 from derive.problems.base import Problem, Result
 from derive.problems.pixelcnn_mdrnn import claims as pixel_claims
 from derive.problems.pixelcnn_mdrnn import results
@@ -111,7 +111,13 @@ class PixelCNNMDRNN(Problem):
         "example_comparison": "Connections and steps of both models at the example's sizes.",
         "activations": "Activations a forward pass keeps in each model, at the figure's sizes.",
     }
-    LABELS = ("pixelcnn", "mdrnn", "compare")
+    LABELS = ("title", "pixelcnn", "mdrnn", "compare")
+    #: What an original handout may print, quoted by a set: its MDRNN equation and the
+    #: words of its question on the MDRNN's sequential steps.
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "equation": Quote("the original's equation of the MDRNN's activations"),
+        "steps_question": Quote("the original's question on the MDRNN's sequential steps"),
+    }
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("H", "S_A", "S_B", "W", "c", "d", "i", "j", "k")
 

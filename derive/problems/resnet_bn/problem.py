@@ -12,7 +12,7 @@ import sympy as sp
 
 from derive.errors import InputError
 from derive.instances.bnstack import EPS, Instance, make_instance, measure
-from derive.params import Custom, Int, Param, show
+from derive.params import Custom, Int, Kind, Param, Quote, show
 from derive.problems.base import Problem, Result
 from derive.problems.resnet_bn import claims
 from derive.problems.resnet_bn.decision import easier_ordering, growth, log_range
@@ -82,6 +82,13 @@ class ResnetBN(Problem):
     }
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "D_1", "D_2", "D_3", "J", "J_1", "J_2", "J_3", "W_1", "W_2", "x")
+    #: The heading, and the one part (the answer with its justification).
+    LABELS = ("title", "answer")
+    WHOLE = "answer"
+    #: What an original may print: its figure of the two blocks, as its text keeps it.
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "figure": Quote("the labels of the original's figure, in the order kept"),
+    }
     # The handout fixes none of these: they size the experiment.
     PARAMS = (
         Param(

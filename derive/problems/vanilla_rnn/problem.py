@@ -45,7 +45,7 @@ from derive.engine.jacobian import Diag, jacobian_from_vjp, vjp_of
 from derive.engine.vector import VectorCell, n_h
 from derive.errors import InputError
 from derive.instances.rnn_sequence import STEPS, SequenceData, states
-from derive.params import Int, Param
+from derive.params import Int, Kind, Param, Quote
 from derive.problems.base import Problem, Result, json_number
 from derive.problems.vanilla_rnn.claims import claims_of
 from derive.problems.vanilla_rnn.notation import (
@@ -128,6 +128,12 @@ class VanillaRNN(Problem):
 
     SHOWN = ("T",)
     PARAMS = (Param("T", Int(1, MAX_T), 3, "sequence length of the written-out sum (5-2 a)"),)
+    #: The problem's heading and its three parts, as a set's handout numbers them.
+    LABELS = ("title", "jacobian", "gradient", "expanded")
+    #: What an original handout may print: its formula for the gradient (part b).
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "gradient": Quote("the original's formula for dL/dW, as it prints it"),
+    }
 
     def __init__(self, T: int = 3) -> None:  # noqa: N803 - the handout's T
         if isinstance(T, bool) or not isinstance(T, int) or not 1 <= T <= MAX_T:

@@ -8,8 +8,7 @@ The step, with W_f [h_{t-1}, x_t] split into W_fh h_{t-1} + W_fx x_t (likewise f
     C_t = f_t ∘ C_{t-1} + i_t ∘ C̃_t             h_t = o_t ∘ tanh(C_t)
 
 Writing h_{t-1} as a function of C_{t-1} (the cell carries C and o) makes every path from
-C_{t-1} to C_t part of one cell.  The engine names C̃ ``g`` and C ``c``; a set's notation
-spells them.
+C_{t-1} to C_t part of one cell (C̃ is ``g`` and C ``c``; a set's notation spells them).
 
 * (b) Which quantities are always positive is decided by interval arithmetic over the
   cell's assignments (``derive.engine.intervals``: σ maps onto (0, 1), tanh onto (-1, 1)), then
@@ -20,10 +19,9 @@ spells them.
   (``jacobian_from_vjp``).
 * (c) The limit f_t = 1, i_t = 0 of that Jacobian is the identity, so dC_t/dC_k = I.
 
-Claims: complex step and central differences of a NumPy step on [h, x] that shares no code
-with the engine (``derive.instances.lstm_step``), saturated runs, sampled signs.  Numbers
-the prose quotes are results (the gate gap of the saturated run, the error of the handout's
-formula as printed) or measured errors of the evidence rows.
+Claims: complex step and central differences of a NumPy step on [h, x] sharing no code
+with the engine (``derive.instances.lstm_step``), saturated runs, sampled signs.  Result
+keys are documented in ``docs.py``.
 """
 
 from __future__ import annotations
@@ -40,9 +38,13 @@ from derive.engine.functions import sigma
 from derive.engine.intervals import Range, ranges
 from derive.engine.jacobian import jacobian_from_vjp, vjp_of
 from derive.engine.matrix_terms import SigmaPrime, TanhPrime, elementwise
+from derive.engine.path_sums import chain_symbols, path_counts, path_factors, path_sum
 from derive.engine.vector import ONE, VectorCell, n_h
 from derive.instances import lstm_step as reference
-from derive.problems.base import Problem, Result, json_float
+from derive.instances.chain_paths import enumerated_counts, unrolled_gradient
+from derive.params import Kind, Quote
+from derive.problems.base import Problem, Result, json_float, json_rows
+from derive.problems.lstm_cell.docs import RESULTS
 from derive.verify import Claim
 from derive.verify.routes import TOLERANCE
 
@@ -82,6 +84,8 @@ def lstm_step_cell() -> Cell:
     )
 
 
+#: Steps of the chain whose paths are counted, and the chains the double sum is checked on.
+PATH_STEPS, PATH_RANGE = 3, range(1, 7)
 #: Gates of the saturated run are within ~1e-10 of the limit: T = 50 steps stay near I.
 LIMIT_TOLERANCE = 1e-6
 #: The handout's formula as printed counts as wrong when it is off by more than this.
@@ -103,38 +107,20 @@ class LSTMCell(Problem):
     key = "lstm_cell"
     title = "LSTM cell: gates, signs and the cell-state gradient"
     MAIN = "dC_dCk_f1_i0"
-    RESULTS: ClassVar[dict[str, str]] = {
-        "dC_dCprev": (
-            "The Jacobian dC_t/dC_{t-1} of the cell state through every path (gates included), in"
-            " vector form."
-        ),
-        "J_ones": (
-            "That Jacobian applied to the vector of ones (its row sums), in the handout's "
-            "abbreviation delta."
-        ),
-        "dC_dCk_f1_i0": (
-            "dC_t/dC_k with every forget gate 1 and input gate 0; value: whether it is the "
-            "identity matrix."
-        ),
-        "positive": (
-            "The gates whose values are always positive, by interval arithmetic; text: their "
-            "names."
-        ),
-        "sign_table": (
-            "Per figure quantity: its range (exact), whether it is always positive, its smallest "
-            "sampled values in float64 and in mpmath."
-        ),
-        "gate_gap": "How far the saturated run's gates are from 1 and 0 (the largest gap).",
-        "printed_formula_error": (
-            "The largest relative error of the formula as the handout prints it, against the "
-            "derived row sums."
-        ),
-    }
+    RESULTS = RESULTS
     #: Names the printer spells through the set's notation (``Problem.symbols``).
-    SYMBOLS = (
-        "J", "W_ch", "W_cx", "W_fh", "W_fx", "W_ih", "W_ix", "W_oh", "W_ox", "b_c", "b_f", "b_i",
-        "b_o", "c", "delta", "f", "g", "h", "i", "j", "k", "o", "x",
-    )
+    SYMBOLS = tuple("J L W W_ch W_cx W_fh W_fx W_ih W_ix W_oh W_ox b_c b_f b_i b_o c delta f g "
+                    "h i j k o x".split())
+    #: The problem's heading and its four parts, as a set's handout numbers them.
+    LABELS = ("title", "gates", "positive", "limit", "recursive")
+    #: What an original may print, quoted by a set: the words before its (lost) figure of
+    #: the step, its gradient as a double sum, its product for (c), its formula for (d).
+    ORIGINAL: ClassVar[dict[str, Kind]] = {
+        "figure": Quote("the original's words introducing the step's equations"),
+        "gradient": Quote("the original's double sum for dL/dW over the cell states"),
+        "chain": Quote("the original's product for dC_t/dC_k"),
+        "recursive": Quote("the original's formula for dC_t/dC_(t-1)"),
+    }
 
     @cached_property
     def cell(self) -> Cell:
@@ -215,6 +201,19 @@ class LSTMCell(Problem):
             "positive": Result("positive", sp.Tuple(*[timed(n) for n in positive]),
                                value=positive),
             **self._measured_results(),
+            **self._path_results(),
+        }
+
+    def _path_results(self) -> dict[str, Result]:
+        """dL/dW along the cell states as a double sum over (t, k), and how often the sum
+        with the total dL/dC_t in front holds the path from step k into L_s (row s, col k)."""
+        k, end = sp.Symbol("k", integer=True), sp.Symbol("T", integer=True)
+        double = sp.Sum(sp.Mul(*path_factors()), (k, 1, t), (t, 1, end))
+        counts = path_counts(PATH_STEPS)
+        return {
+            "cell_gradient_sum": Result("cell_gradient_sum", double,
+                                        sp.Derivative(sp.Symbol("L"), sp.Symbol("W"))),
+            "path_counts": Result("path_counts", counts, value=json_rows(counts)),
         }
 
     def _measured_results(self) -> dict[str, Result]:
@@ -244,6 +243,20 @@ class LSTMCell(Problem):
         yield from self._row_sum_claims()
         yield from self._limit_claims()
         yield from self._sign_claims()
+        yield from self._path_claims()
+
+    def _path_claims(self) -> Iterator[Claim]:
+        """The double sum against the unrolled chain; the counts against an enumeration."""
+        def wrong_sums() -> float:
+            sums = (path_sum(n) - unrolled_gradient(*chain_symbols(n)) for n in PATH_RANGE)
+            return float(sum(sp.expand(d) != 0 for d in sums))
+
+        counts = sp.Matrix(enumerated_counts(PATH_STEPS))
+        wrong = float(counts != self.results["path_counts"].expr)
+        yield Claim("cell_gradient_sum", "exact: the unrolled chain C_t = a_t C_(t-1) + b_t w "
+                    "differentiated", f"T = 1..{PATH_RANGE[-1]}", TOLERANCE["exact"], wrong_sums)
+        yield Claim("path_counts", "exact: the pairs (t, k) and losses s >= t enumerated",
+                    f"T = {PATH_STEPS}", TOLERANCE["exact"], lambda: wrong)
 
     def jacobian_claims(self, jac: sp.MatrixExpr) -> list[Claim]:
         """``jac`` as dC_t/dC_{t-1} against each route on the NumPy step (one shared run)."""
@@ -263,8 +276,8 @@ class LSTMCell(Problem):
         sizes, errors = reference.describe(reference.JACOBIAN_CASES), self.row_sum_errors
         yield Claim("J_ones", ROW_SUMS, sizes, 1e-12, lambda: errors["row_sums"])
         # The key says the handout's formula is wrong: count the cases where it is not.
-        yield Claim("J_ones", f"exact: the handout's formula off by more than {WRONG} in "
-                    "every case", sizes, TOLERANCE["exact"],
+        yield Claim("J_ones", f"exact: the formula with sigma'(W_fh delta) off by more than "
+                    f"{WRONG} in every case", sizes, TOLERANCE["exact"],
                     lambda: float(errors["printed_least"] <= WRONG))
         yield Claim("printed_formula_error", "central difference: the same error against the "
                     "row sums of the central-difference Jacobian", sizes,
@@ -367,6 +380,8 @@ class LSTMCell(Problem):
             "vjp": terms.vjp_parts(*self.vjp, self.weights),
             "jac": terms.jacobian_parts(self.jacobian),
             "limit_subs": list(self.limit.items()),
+            "path_factors": path_factors(),
+            "path_steps": PATH_STEPS,
             # The evidence, in the prose: measured errors as the evidence table has them.
             "handout": {**self.handout, "row_sums_error": self._quoted("J_ones", ROW_SUMS),
                         "printed_error": r["printed_formula_error"].value},
