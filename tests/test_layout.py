@@ -44,8 +44,15 @@ EXTREMES: list[tuple[str, dict]] = [
                      "n": 200}),
     # Rational eigenvalues, long fractions.
     ("eigen_power", {"W": [["-999999/1000000", "1000000"], ["0", "999998/999999"]], "n": 200}),
-    # The most bits, and a 32-bit example: 33 steps in the example's tables.
-    ("binary_adder", {"bits": 10, "example": [2**32 - 1, 2**32 - 2]}),
+    # The most bits, a 32-bit example (33 steps in the example's tables), and wrong stated
+    # weights of 10^6 with denominators 10^6 (one denominator: distinct ones overflow the
+    # simulation's int64, a bug of its own).
+    ("binary_adder", {"bits": 10, "example": [2**32 - 1, 2**32 - 2], "given_weights": {
+        "U": [["999999/1000000", "-999998/1000000"], ["-1000000", "999997/1000000"], ["1", "1"]],
+        "W": [["-999999/1000000", "1000000", "-1/1000000"], ["0", "1", "0"],
+              ["999999/1000000", "-999999/1000000", "999999/1000000"]],
+        "b_h": ["-999999/1000000", "-1.5", "-999999/1000000"],
+        "V": ["1000000", "-999999/1000000", "1"], "b_y": "-999999/1000000"}}),
     ("cnn_params", {
         "input_shape": [1024, 1024, 3],
         "layers": ["conv5x5-32/p2/s1/nobias", "conv3-64", "maxpool2", "conv3-128", "conv3-128",
