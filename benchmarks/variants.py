@@ -3,7 +3,8 @@
 Each round runs ``python -m derive build benchmarks/variants.toml --variants N --jobs 2``
 in a cold process (the command line calls ``derive.build.build_variants``; a fresh process
 also keeps its fork-based pool away from threads a peer library may have started here),
-then compiles the 2N .tex files it wrote with two latexmk processes at a time: the floor.
+then compiles the 2N .tex files it wrote with two latexmk processes at a time and binds
+their PDFs into the two files for printing, as the run does: the floor.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from benchmarks.config import Config
 from benchmarks.floor import compile_all, run_derive
 from benchmarks.timing import Row, at_most, median, timed
+from derive.render import pdf
 
 SET_FILE = Path(__file__).with_name("variants.toml")
 SET_ID = "bench_variants"
@@ -27,6 +29,12 @@ def arguments(out: Path, count: int) -> list[str]:
     ]  # fmt: skip
 
 
+def bind(root: Path) -> None:
+    """The run's two bound files made again from its PDFs (LaTeX's share of them)."""
+    for stem in ("handout", "answer-key"):
+        pdf.combine([p.read_bytes() for p in sorted(root.glob(f"*/{stem}.pdf"))])
+
+
 def run(cfg: Config) -> tuple[list[Row], dict]:
     count = cfg.pick(30, 2)
     builds, floors = [], []
@@ -36,7 +44,8 @@ def run(cfg: Config) -> tuple[list[Row], dict]:
         texs = sorted((out / SET_ID / "variants").glob("*/*.tex"))
         if len(texs) != 2 * count:
             raise RuntimeError(f"expected {2 * count} .tex files under {out}, found {len(texs)}")
-        floors.append(timed(lambda texs=texs: compile_all(texs, JOBS))[0])
+        root = out / SET_ID / "variants"
+        floors.append(timed(lambda texs=texs, root=root: (compile_all(texs, JOBS), bind(root)))[0])
     per, floor = median(builds) / count, median(floors) / count
     detail = (
         f"{per:.2f} s per version vs LaTeX alone {floor:.2f} s; {count} versions, "

@@ -13,7 +13,9 @@ The library surface:
 * ``Claim``: a claim about a result; ``derive.verify.verify`` checks a problem's claims
   by the routes of ``derive.verify.routes``;
 * ``forward``, ``ScalarSweep``, ``VectorSweep``: numbers from a cell and from its derived
-  equations (what ``derive grad`` runs).
+  equations (what ``derive grad`` runs);
+* ``from_export``: the SymPy expression of a ``sympy`` text in ``derivations.json``
+  (``derive.export`` states the file's contract and holds its schema).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ _EXPORTS = {
     "VectorSweep": "derive.engine.numeric",
     "bundled": "derive.sets",
     "forward": "derive.engine.numeric",
+    "from_export": "derive.export",
     "get_problem": "derive.problems",
     "get_set": "derive.sets",
 }

@@ -21,27 +21,17 @@ from typing import Any
 
 from derive import fsutil, procs, workers
 from derive.errors import ChecksFailedError, DeriveError, InputError, NoTexEngineError
+from derive.export import export_problem, json_bytes
 from derive.params import plain_data
 from derive.problems import Problem
 from derive.render import pdf
 from derive.render.document import render, render_page, render_problem
-from derive.render.latex import KeyPrinter
 from derive.sets import ProblemSet
-from derive.variants import INDEX_NAME, Version, versions
+from derive.variants import COMBINED_NAMES, INDEX_NAME, Version, versions
 
 FORMATS = ("pdf", "tex", "json")
-
-
-def export_problem(pset: ProblemSet, problem: Problem) -> dict:
-    """One problem's entry of the JSON export (stable keys): title, results (LaTeX, SymPy,
-    value), checks."""
-    printer = KeyPrinter(pset.notation)
-    results = {
-        key: {"latex": printer.doprint(r.expr), "sympy": r.srepr(), "value": r.value}
-        for key, r in problem.results.items()
-    }
-    checks = [c.as_dict() for c in problem.checks]
-    return {"title": problem.title, "results": results, "checks": checks}
+#: The JSON export's file name (as a variants index lists it).
+JSON_NAME = "derivations.json"
 
 
 def make_problems(pset: ProblemSet, cache: dict[str, Problem]) -> list[Problem]:
@@ -89,7 +79,7 @@ class Prepared:
     def files(self) -> dict[str, bytes]:
         """The outputs by file name (a PDF is typeset here: a LaTeX error writes nothing)."""
         if self.fmt == "json":
-            return {"derivations.json": _json_bytes(self.pset, self.entries)}
+            return {"derivations.json": json_bytes(self.pset, self.entries)}
         stem = "handout" if self.handout else self.pset.form.stem
         out = {f"{stem}.tex": self.source.encode()}
         if self.fmt == "pdf":
@@ -340,12 +330,6 @@ def _assemble(pset, out_dir, fmt, handout, plan, futures) -> Prepared:
     return Prepared(pset, out_dir / pset.id, fmt, handout, source, entries, failed)
 
 
-def _json_bytes(pset: ProblemSet, entries: dict[str, dict]) -> bytes:
-    document = {"set": pset.id, "title": pset.title, "problems": entries}
-    text = json.dumps(document, indent=2, ensure_ascii=True, allow_nan=False)
-    return (text + "\n").encode()
-
-
 #: A progress report: versions done, versions in all, seconds since the start.
 Progress = Callable[[int, int, float], None]
 
@@ -362,13 +346,13 @@ def build_variants(
     """One verified answer key and handout per student, and ``index.csv`` mapping them.
 
     Versions land in ``out_dir/<set id>/variants/<student>/``; ``jobs`` processes build
-    them in parallel (the outputs do not depend on the order).  Every parameter of every
-    version is parsed before anything is built, and the versions are built into a staging
-    folder that replaces ``variants/`` only once all of them and the index are written.
-    ``progress`` is called after each version.
+    them in parallel (the outputs do not depend on the order).  As PDF, every handout and
+    every key are also bound into one file each, in roster order, for printing
+    (``COMBINED_NAMES``); as JSON, each student gets the set's export and no handout.  Every
+    parameter of every version is parsed before anything is built, and the versions are
+    built into a staging folder that replaces ``variants/`` only once all of them, the
+    combined files and the index are written.  ``progress`` is called after each version.
     """
-    if fmt == "json":
-        raise InputError("--variants: builds answer keys and handouts; use --format pdf or tex")
     _check_request(fmt, handout=False)
     chosen = versions(pset, students, seed)
     for v in chosen:  # a drawn value the problem rejects fails here, before any output
@@ -381,13 +365,27 @@ def build_variants(
     with fsutil.staging(dest.parent.parent) as staged:
         tasks = [(v, staged / v.student, shown / v.student, fmt) for v in chosen]
         outcomes = _run_versions(tasks, jobs, progress)
+        combined = _combine(chosen, staged) if fmt == "pdf" else []
         fsutil.atomic_write(staged / INDEX_NAME, index)
         with fsutil.locked(dest.parent.parent):
             fsutil.swap_in(staged, dest)
     failed = [f"{v.student}: {msg}" for v, (_, msg) in zip(chosen, outcomes, strict=True) if msg]
     if failed:
         raise ChecksFailedError(f"{len(failed)} version(s) failed a check: " + "; ".join(failed))
-    return [shown / INDEX_NAME] + [path for files, _ in outcomes for path in files]
+    files = [path for files, _ in outcomes for path in files]
+    return [shown / INDEX_NAME, *(shown / name for name in combined), *files]
+
+
+def _combine(chosen: list[Version], staged: Path) -> list[str]:
+    """Every student's handout, and every key, bound into one PDF each (``COMBINED_NAMES``),
+    in roster order, beside the students' folders; the names written."""
+    handouts, keys = COMBINED_NAMES
+    stems = {handouts: "handout", keys: chosen[0].pset.form.stem}  # one form for every version
+    for name, stem in stems.items():
+        parts = [(staged / v.student / f"{stem}.pdf").read_bytes() for v in chosen]
+        # About 0.2 s a part on a busy machine; the default 120 s would stop a big class.
+        fsutil.atomic_write(staged / name, pdf.combine(parts, timeout=120.0 + len(parts)))
+    return list(stems)
 
 
 def _run_versions(
@@ -417,10 +415,10 @@ def _build_version(task: tuple[Version, Path, Path, str]) -> tuple[list[Path], s
     have once swapped in (``shown``), and the message of a failed check, or ''."""
     version, target, shown, fmt = task
     cache: dict[str, Problem] = {}  # the handout and the key share their problems
-    key, handout = (
-        _prepare(version.pset, target, fmt, h, version.student, cache) for h in (False, True)
-    )
-    made = key.files() | handout.files()
+    key = _prepare(version.pset, target, fmt, False, version.student, cache)
+    made = key.files()
+    if fmt != "json":  # a handout has nothing to export
+        made |= _prepare(version.pset, target, fmt, True, version.student, cache).files()
     for name, data in made.items():
         fsutil.atomic_write(target / name, data)
     written = [shown / name for name in made]
@@ -437,6 +435,9 @@ def _index_csv(chosen: list[Version], seed: str, ext: str) -> str:
     out = csv.writer(buf, lineterminator="\n")
     out.writerow(["student", "version", "seed", "answer_key", "handout", "parameters"])
     for v in chosen:
-        key, handout = f"{v.student}/answer-key.{ext}", f"{v.student}/handout.{ext}"
+        if ext == "json":  # the export stands for the key; there is no handout
+            key, handout = f"{v.student}/{JSON_NAME}", ""
+        else:
+            key, handout = f"{v.student}/{v.pset.form.stem}.{ext}", f"{v.student}/handout.{ext}"
         out.writerow([v.student, v.number, seed, key, handout, v.digest()])
     return buf.getvalue()

@@ -97,8 +97,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     names = args.sets or list(bundled())
     sets = [get_set(n) for n in names]  # every name is checked before anything is built
-    if args.key is not None:
-        sets = [dataclasses.replace(s, form=FORMS[args.key]) for s in sets]
+    if args.key is not None:  # the set's own form keeps what its set file says of extras
+        sets = [
+            s if s.form.name == args.key else dataclasses.replace(s, form=FORMS[args.key])
+            for s in sets
+        ]
     check_distinct(sets, Path(args.out))
     if variants:
         out = Path(args.out)

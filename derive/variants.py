@@ -8,6 +8,9 @@ A set's ``[vary.<problem>]`` table gives, per parameter, the values a version ma
 * a generator the parameter itself defines (``Param.generate``; for example symmetric 2x2
   matrices with eigenvalues from given grids).
 
+Only parameters the handout's question prints (``Problem.SHOWN``) may vary: a value the
+students never see would give them one question with different answers.
+
 Candidates equal as values (``5`` and ``5``; ``0.5``, ``"0.5"`` and ``"1/2"``; equal
 matrices) count once, under the spelling written first, so the number of distinct versions
 is exact.  Each version is drawn from SHA-256 of (seed, student id, problem, parameter),
@@ -42,9 +45,11 @@ MAX_CANDIDATES = 10_000
 MAX_VERSIONS = 1000
 #: Hash draws a student makes before taking the next unused combination instead.
 MAX_REDRAWS = 8
-#: The file the variants folder holds beside the students' folders (no id may be it).
+#: The files the variants folder holds beside the students' folders (no id may be one):
+#: the index, and every handout and every key bound into one PDF each for printing.
 INDEX_NAME = "index.csv"
-RESERVED = frozenset({INDEX_NAME})
+COMBINED_NAMES = ("all-handouts.pdf", "all-keys.pdf")
+RESERVED = frozenset({INDEX_NAME, *COMBINED_NAMES})
 _STUDENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -156,11 +161,25 @@ def plan(pset: ProblemSet) -> dict[tuple[str, str], list[Any]]:
             if name not in params:
                 allowed = ", ".join(params) or "none (this problem has no parameters)"
                 raise InputError(f"{where}: unknown parameter; allowed are {allowed}")
+            _check_shown(REGISTRY[key], name, where)
             values = candidates(params[name], specs[name], where)
             if isinstance(params[name].kind, Raw):
                 values = _distinct_questions(pset, key, name, values)
             out[(key, name)] = values
     return out
+
+
+def _check_shown(cls: type, name: str, where: str) -> None:
+    """Refuse a parameter the handout does not print: every student would read the same
+    question and each key would answer a different one."""
+    if name in cls.SHOWN:
+        return
+    shown = ", ".join(cls.SHOWN)
+    allowed = f"vary one of {shown}" if shown else "its question prints none of its parameters"
+    raise InputError(
+        f"{where}: the handout does not show {name}, so every version would ask the same "
+        f"question with a different answer; {allowed}"
+    )
 
 
 def _distinct_questions(pset: ProblemSet, key: str, name: str, values: list[Any]) -> list[Any]:

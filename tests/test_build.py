@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import sympy as sp
 
 import derive.build
 from derive.build import export_problem
 from derive.cli import main
+from derive.export import srepr
 from derive.problems import get_problem
 from derive.render.latex import Notation
 from derive.render.pdf import pdf_text
@@ -61,15 +61,19 @@ def problem():
 
 # -- JSON ----------------------------------------------------------------------------------------
 def test_json_schema(exported: dict) -> None:
-    assert set(exported) == {"set", "title", "problems"}
+    assert set(exported) == {"format", "derive_version", "set", "title", "course", "source",
+                             "problems"}
     assert exported["set"] == SET
     assert exported["title"] == "Written Homework 3"
     assert list(exported["problems"]) == list(get_set(SET).problems)
     lstm = exported["problems"]["lstm"]
-    assert set(lstm) == {"title", "results", "checks"}
+    assert set(lstm) == {"title", "params", "results", "checks"}
     assert lstm["title"] == "LSTM gradient (backprop through time)"
     for key, result in lstm["results"].items():
-        assert set(result) == {"latex", "sympy", "value"}, key
+        if key.startswith("example_"):  # documented, but this set gives no example
+            assert set(result.values()) == {None}, key
+            continue
+        assert set(result) == {"latex", "sympy", "value", "exact", "text"}, key
         assert isinstance(result["latex"], str) and result["latex"], key
         assert isinstance(result["sympy"], str) and result["sympy"], key
     assert lstm["checks"], "no checks exported"
@@ -95,12 +99,17 @@ def test_every_problem_exports_its_results_and_checks(problem_key, problems) -> 
     pset = ProblemSet("one", "One", "Course", "test", (problem_key,), Notation())
     entry = export_problem(pset, problem)
     json.dumps(entry, allow_nan=False)  # no inf or nan: JSON has none
-    assert set(entry) == {"title", "results", "checks"} and entry["title"] == problem.title
-    assert list(entry["results"]) == list(problem.results)
+    assert set(entry) == {"title", "params", "results", "checks"}
+    assert entry["title"] == problem.title
+    # Derived keys first, then documented ones these parameters do not give (all null).
+    assert list(entry["results"])[: len(problem.results)] == list(problem.results)
     for key, result in entry["results"].items():
-        assert set(result) == {"latex", "sympy", "value"}, key
+        assert set(result) == {"latex", "sympy", "value", "exact", "text"}, key
+        if key not in problem.results:
+            assert set(result.values()) == {None}, key
+            continue
         assert isinstance(result["latex"], str) and result["latex"], key
-        assert result["sympy"] == sp.srepr(problem.results[key].expr), key
+        assert result["sympy"] == srepr(problem.results[key].expr), key
         assert _plain(result["value"]), key
     assert len(entry["checks"]) == len(problem.checks) > 0
     for check in entry["checks"]:
@@ -131,11 +140,12 @@ def test_json_checks_all_pass(exported: dict) -> None:
     assert {"h_bar", "w_gh_bar", "vector_b_f_bar", "h_bar_limit", "c_bar_limit"} <= claims
 
 
-def test_json_sympy_is_the_srepr_of_the_derived_results(exported: dict, problem) -> None:
+def test_json_sympy_reads_back_as_the_derived_results(exported: dict, problem) -> None:
     results = exported["problems"]["lstm"]["results"]
-    assert set(results) == set(problem.results)
-    for key, result in results.items():
-        assert result["sympy"] == sp.srepr(problem.results[key].expr), key
+    assert set(problem.results) <= set(results)
+    for key, r in problem.results.items():
+        assert results[key]["sympy"] == srepr(r.expr), key
+        assert derive.from_export(results[key]["sympy"]) == r.expr, key
 
 
 def test_json_latex_matches_a_fresh_derivation(exported: dict, problem) -> None:

@@ -297,7 +297,7 @@ VARIED = 'problems = ["eigen_power"]\n[vary.eigen_power]\nn = { min = 3, max = 4
     ("roster", "message"),
     [
         ("ada\nindex.csv\n", r"students: line 2: 'index\.csv' is not an allowed id; the variants "
-         r"folder holds index\.csv itself"),
+         r"folder holds all-handouts\.pdf, all-keys\.pdf, index\.csv itself"),
         ("ada\nINDEX.CSV\n", r"students: line 2: 'INDEX\.CSV' is not an allowed id"),
         ("# class\nAlice\n\nalice\n", r"students: line 4: 'alice' and line 2: 'Alice' differ only "
          r"in case"),

@@ -36,7 +36,10 @@ from derive.verify import Check, Claim, verify
 class Result:
     """One derived result: ``lhs = expr``, optionally with a chain-rule form first.
 
-    ``value`` is a plain number or list when the result is numeric (JSON export), else None.
+    ``value`` is the result as data, else None: numbers (exact ones as SymPy numbers, measured
+    ones as floats or mpmath reals), formulas and sets as SymPy objects, booleans, labels as
+    text, in lists and text-keyed dicts.  The JSON export (``derive.export.split_value``)
+    writes it as numbers, exact text and labels, each in a field of its own.
     """
 
     key: str
@@ -72,6 +75,14 @@ class Problem(ABC):
     #: parsed by its kind: the original's formulas and data, a sample solution's claims,
     #: damage to its text.  Remarks on a source are printed only where a set declares it.
     ORIGINAL: ClassVar[dict[str, Kind]] = {}
+    #: Every result key ``derive()`` may give, with one line on what it is: the JSON
+    #: export's keys (``derive.export``), written out in docs/results.md.  A key that needs
+    #: a parameter says so; an export without that parameter holds it, all null.
+    RESULTS: ClassVar[dict[str, str]] = {}
+    #: Parameters the question prints, so that the handout changes with each: the only
+    #: ones a set may vary (``[vary.<key>]``), or two students would get one question with
+    #: two keys.  A test renders the handout with two values of each and compares.
+    SHOWN: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def symbols(cls) -> frozenset[str]:
@@ -81,6 +92,11 @@ class Problem(ABC):
         renders every problem and compares the names its printer met with these.
         """
         return frozenset(cls.SYMBOLS)
+
+    @classmethod
+    def result_docs(cls) -> dict[str, str]:
+        """Result key -> what it is, for every key the problem may derive (``RESULTS``)."""
+        return dict(cls.RESULTS)
 
     @classmethod
     def parse_params(cls, given: dict[str, Any] | None = None, source: str = "") -> dict:
@@ -150,46 +166,31 @@ class Problem(ABC):
 
 
 def json_number(v: Any) -> Any:
-    """An exact value for JSON: an int, a float when a float holds it exactly (-1/2 is
-    -0.5), else the exact text "p/q" (or the value's text when it is not rational).
-
-    An integer beyond float64's range (|v| > 1.8e308) is its exact decimal text, and an
-    irrational real goes through ``json_float``: JSON readers hold numbers as float64.
-    """
+    """An exact number for a result's ``value``: an int, a float when a float holds it
+    exactly (-1/2 is -0.5), else the SymPy number itself (6/5, 10^400, sqrt(2)), which the
+    export writes as its nearest float (null beyond float64's range) and its exact text."""
     v = sp.sympify(v)
-    if v.is_Integer:
-        return int(v) if abs(v) <= FLOAT64_MAX else str(v)
-    if v.is_Rational:
-        return _rational_float(v)
-    if v.is_number and v.is_real:
-        f = float(v)
-        if FLOAT64_TINY <= abs(f) <= FLOAT64_MAX:
-            return f
-        return json_float(mpmath.mpf(sp.N(v, 20)._to_mpmath(70)))
-    return str(v)
-
-
-def _rational_float(v: sp.Rational) -> Any:
-    if abs(v) > FLOAT64_MAX:
-        return str(v)
-    f = float(v)
-    return f if sp.Rational(f) == v else str(v)
+    if v.is_Integer and abs(v) <= FLOAT64_MAX:
+        return int(v)
+    if v.is_Rational and abs(v) <= FLOAT64_MAX and sp.Rational(float(v)) == v:
+        return float(v)
+    return v
 
 
 #: Magnitudes float64 holds to full precision: 2.2e-308 (2^-1022) to 1.8e308.
 FLOAT64_TINY, FLOAT64_MAX = sys.float_info.min, sys.float_info.max
 
 
-def json_float(x: Any) -> float | str:
-    """A measured or rounded real for JSON: a float when float64 holds it (zero, or
-    2.2e-308 <= |x| < 1.8e308), else its text with 17 significant digits ("1.0e+1200"): a
-    float would be inf, which JSON cannot hold, or a zero (or subnormal) that is not the
-    value."""
+def json_float(x: Any) -> float | mpmath.mpf:
+    """A measured or rounded real for a result's ``value``: a float when float64 holds it
+    (zero, or 2.2e-308 <= |x| < 1.8e308), else the mpmath real, which the export writes as
+    null with its 17 significant digits ("1.0e+1200"): a float would be inf, which JSON
+    cannot hold, or a zero (or subnormal) that is not the value."""
     with mpmath.workdps(30):  # an mpmath value keeps its own digits; a float is exact
         x = x if isinstance(x, mpmath.mpf) else mpmath.mpf(x)
         if x == 0 or FLOAT64_TINY <= abs(x) <= FLOAT64_MAX:
             return float(x)
-        return mpmath.nstr(x, 17, min_fixed=1, max_fixed=0)
+        return x
 
 
 def json_rows(m: sp.Matrix) -> list[list[Any]]:

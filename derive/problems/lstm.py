@@ -13,7 +13,7 @@ Everything below is derived by the engine from this data; nothing is typed in.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import sympy as sp
@@ -41,6 +41,12 @@ class LSTM(RecurrentProblem):
     key = "lstm"
     title = "LSTM gradient (backprop through time)"
     MAIN = "w_ix_bar"
+    RESULTS: ClassVar[dict[str, str]] = {
+        "h_bar_limit": "The adjoint of h with f = 1, i = 0, o = 0 at every step.",
+        "c_bar_limit": "The adjoint of c in that limit.",
+        "backward_map_limit": "The backward map in that limit.",
+        "backward_map_limit_idempotent": "Whether the limit map is its own square.",
+    }
     LABELS = ("adjoints", "weight", "optional")
 
     TEMPLATE = "lstm"

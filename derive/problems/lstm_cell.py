@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import cache, cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import sympy as sp
 
@@ -103,6 +103,33 @@ class LSTMCell(Problem):
     key = "lstm_cell"
     title = "LSTM cell: gates, signs and the cell-state gradient"
     MAIN = "dC_dCk_f1_i0"
+    RESULTS: ClassVar[dict[str, str]] = {
+        "dC_dCprev": (
+            "The Jacobian dC_t/dC_{t-1} of the cell state through every path (gates included), in"
+            " vector form."
+        ),
+        "J_ones": (
+            "That Jacobian applied to the vector of ones (its row sums), in the handout's "
+            "abbreviation delta."
+        ),
+        "dC_dCk_f1_i0": (
+            "dC_t/dC_k with every forget gate 1 and input gate 0; value: whether it is the "
+            "identity matrix."
+        ),
+        "positive": (
+            "The gates whose values are always positive, by interval arithmetic; text: their "
+            "names."
+        ),
+        "sign_table": (
+            "Per figure quantity: its range (exact), whether it is always positive, its smallest "
+            "sampled values in float64 and in mpmath."
+        ),
+        "gate_gap": "How far the saturated run's gates are from 1 and 0 (the largest gap).",
+        "printed_formula_error": (
+            "The largest relative error of the formula as the handout prints it, against the "
+            "derived row sums."
+        ),
+    }
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = (
         "J", "W_ch", "W_cx", "W_fh", "W_fx", "W_ih", "W_ix", "W_oh", "W_ox", "b_c", "b_f", "b_i",
@@ -170,12 +197,11 @@ class LSTMCell(Problem):
         lim = jac.xreplace(self.limit).doit()
         positive = [u.name for u in self.cell.variables if self.ranges[u].positive]
         ones = sp.MatMul(sp.MatrixSymbol("J", n_h, n_h), ONE)
-        identity = "identity" if lim == sp.Identity(n_h) else sp.srepr(lim)
         return {
             "dC_dCprev": Result("dC_dCprev", jac, sp.Derivative(timed("c"), timed("c", -1))),
             "J_ones": Result("J_ones", self.handout["row_sums"], ones),
             "dC_dCk_f1_i0": Result("dC_dCk_f1_i0", lim, sp.Derivative(timed("c"), c(k)),
-                                   value=identity),
+                                   value=lim == sp.Identity(n_h)),
             "positive": Result("positive", sp.Tuple(*[timed(n) for n in positive]),
                                value=positive),
             **self._measured_results(),
@@ -190,7 +216,7 @@ class LSTMCell(Problem):
             r, lows = self.ranges[sp.Symbol(n)], [self.samples[k][n][1] for k in SAMPLED]
             table[n] = (r.as_interval(), sp.true if r.positive else sp.false,
                         *(sp.Float(v, 30) for v in lows))
-        value = {n: {"range": str(row[0]), "positive": bool(row[1])}
+        value = {n: {"range": row[0], "positive": bool(row[1])}
                  | {f"smallest_{k}": json_float(v) for k, v in zip(SAMPLED, row[2:], strict=True)}
                  for n, row in table.items()}
         gap, printed = reference.gate_gap(), self.row_sum_errors["printed"]

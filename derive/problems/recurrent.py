@@ -33,6 +33,7 @@ from derive.example import parse_example
 from derive.example_run import SATURATION, ExampleRun, float_matrix
 from derive.params import Param, Raw
 from derive.problems.base import Problem, Result
+from derive.problems.recurrent_docs import cell_result_docs
 from derive.verify import Check, Claim, rel_error
 from derive.verify.gradcheck import (
     METHODS,
@@ -51,6 +52,7 @@ ClaimGroup = tuple[str, list[Claim]]
 class RecurrentProblem(Problem):
     """Backprop-through-time equations of a recurrent cell, scalar and vector form."""
 
+    SHOWN = ("example",)
     PARAMS = (
         Param(
             "example",
@@ -74,6 +76,10 @@ class RecurrentProblem(Problem):
     ROLES: ClassVar[tuple[str, ...]] = ()
     #: The heading of the backward map's evidence.
     MAP_GROUP: ClassVar[str] = "Backward map"
+
+    @classmethod
+    def result_docs(cls) -> dict[str, str]:
+        return cell_result_docs(cls.CELL) | cls.RESULTS
 
     @classmethod
     def symbols(cls) -> frozenset[str]:

@@ -20,7 +20,8 @@ Filters handed to templates:
 * ``sci``: a float in scientific notation for tables;
 * ``sig6``, ``sig3``: a computed number to six or three significant digits (``render.numbers``);
 * ``millions``: a count in millions to one decimal; ``approx``: a SymPy value rounded to
-  given significant digits (``render.numbers``).
+  given significant digits; ``decimal``: an exact number as a decimal where it ends
+  (``render.numbers``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import sympy as sp
 
 from derive.render import breaks
 from derive.render.latex import KeyPrinter, Notation
-from derive.render.numbers import approx, millions, sci, sig3, sig6
+from derive.render.numbers import approx, decimal, millions, sci, sig3, sig6
 from derive.render.plot import curve_plot
 from derive.render.texgate import escape
 from derive.verify import evidence_table
@@ -83,6 +84,7 @@ def environment(notation: Notation) -> jinja2.Environment:
     env.filters["sig3"] = sig3
     env.filters["millions"] = millions
     env.filters["approx"] = approx
+    env.filters["decimal"] = decimal
     env.filters["evidence"] = evidence_table
     env.globals["display_rows"] = breaks.rows
     env.filters["fits"] = breaks.fits
@@ -125,7 +127,11 @@ def render(pset, problems: list, *, handout: bool = False, version: str = "") ->
 def render_problem(
     pset, problem, number: int, *, handout: bool = False, env: jinja2.Environment | None = None
 ) -> str:
-    """Problem ``number`` of ``pset``: its question, and for a key its solution."""
+    """Problem ``number`` of ``pset``: its heading and question, and for a key its solution.
+
+    A key whose form does not restate questions (``Form.restate``) prints the heading alone
+    above the solution.
+    """
     env = env or environment(pset.notation)
     common = {
         "number": number,
@@ -138,7 +144,11 @@ def render_problem(
         "original": pset.original.get(problem.key, {}),
         "form": pset.form,
     }
-    question = env.get_template(problem.question_template).render(**common)
+    heading = env.get_template("heading.tex.j2").render(**common)
+    if handout or pset.form.restate:
+        question = heading + env.get_template(problem.question_template).render(**common)
+    else:
+        question = heading  # the solution follows the heading; the handout has the question
     if handout:
         return question
     tpl = env.get_template(problem.template)

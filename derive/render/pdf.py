@@ -5,6 +5,7 @@ Contract for callers:
 * The source is compiled as job ``answer-key`` in a fresh temporary directory, so it
   cannot rely on files next to the destination; ``\\input`` and ``\\include`` may only
   name files below that directory (``openin_any=p``), and absolute paths are refused.
+* Files it includes (``combine``'s PDFs) are written beside it under plain names.
 * Shell escape is off, whatever the user's TeX configuration or ``latexmkrc`` says.
 * Dates are pinned to the Unix epoch (``SOURCE_DATE_EPOCH=0``, ``FORCE_SOURCE_DATE=1``),
   so ``\\today`` prints 1 January 1970; do not use it in an answer key.
@@ -59,13 +60,15 @@ def find_engine() -> str | None:
     return None
 
 
-def typeset(tex: str, *, timeout: float = 120.0) -> bytes:
+def typeset(tex: str, *, files: dict[str, bytes] | None = None, timeout: float = 120.0) -> bytes:
     """Compile the LaTeX document ``tex`` and return the PDF's bytes.
 
     Parameters
     ----------
     tex : str
         Complete LaTeX document.
+    files : dict of str to bytes, optional
+        Files the document reads (``\\includepdf``), by plain name, written beside it.
     timeout : float
         Seconds before the whole LaTeX process group is killed.
 
@@ -87,6 +90,8 @@ def typeset_with_log(tex: str, *, timeout: float = 120.0) -> tuple[bytes, str]:
         raise NoTexEngineError(INSTALL_HINT)
     with procs.scratch("derive-latex-") as work:
         (work / f"{JOB_NAME}.tex").write_text(tex, encoding="utf-8")
+        for name, data in (files or {}).items():
+            (work / _plain_name(name)).write_bytes(data)
         status, output = _run(_command(engine), work, timeout)
         # Only the exit status counts: a failed rerun leaves the previous run's PDF.
         if status != 0:
@@ -130,6 +135,35 @@ def overfull_boxes(log: str, limit: float = 0.0) -> list[Overfull]:
             content = lines[k + 1] if k + 1 < len(lines) else ""
             out.append(Overfull(float(m.group(1)), m.group(2), (first, last), content))
     return out
+
+
+def combine(parts: list[bytes], *, timeout: float = 120.0) -> bytes:
+    """One PDF holding every page of ``parts``, in order (every version, to print at once).
+
+    A LaTeX run like any other (``typeset``: the same flags, in a fresh directory) includes
+    each part with ``pdfpages`` at its own paper size, so nothing is scaled; the parts'
+    names and the date are fixed, so the same parts give the same bytes.
+    """
+    names = {f"part-{i:04d}.pdf": data for i, data in enumerate(parts, start=1)}
+    tex = "\n".join(
+        [
+            r"\nofiles",  # no .aux: latexmk then needs one pdflatex run, not two
+            r"\documentclass{article}",
+            r"\usepackage{pdfpages}",
+            r"\begin{document}",
+            *(rf"\includepdf[pages=-,fitpaper]{{{name}}}" for name in names),
+            r"\end{document}",
+            "",
+        ]
+    )
+    return typeset(tex, files=names, timeout=timeout)
+
+
+def _plain_name(name: str) -> str:
+    # A file beside the document: no folder, nothing TeX reads specially, not the job's own.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*\.pdf", name) or name.startswith(JOB_NAME):
+        raise ValueError(f"not a plain PDF name for a LaTeX input: {name!r}")
+    return name
 
 
 def compile_pdf(tex: str, dest: Path, *, timeout: float = 120.0) -> None:

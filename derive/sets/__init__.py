@@ -6,6 +6,7 @@ evaluates anything).  The bundled sets live beside this module, one file each.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -256,8 +257,24 @@ def _labels(value, problems: list[str], where: str) -> dict[str, dict[str, str]]
 
 
 def _form(value: Any, where: str) -> Form:
-    if value not in FORMS:
-        raise InputError(f"{where}: key: expected one of {', '.join(FORMS)}, got {show(value)}")
+    """``key = "compact"``, or ``key = { form = "compact", extras = true }``: a form, with
+    optional material (``Form.extras``) printed or left out whatever the form's default."""
+    if not isinstance(value, dict):
+        return _form_name(value, where, "key")
+    _known_keys(value, {"form", "extras"}, where, "key.")
+    form = _form_name(value.get("form", "full"), where, "key.form")
+    extras = value.get("extras", form.extras)
+    if not isinstance(extras, bool):
+        raise InputError(f"{where}: key.extras: expected true or false, got {show(extras)}")
+    return dataclasses.replace(form, extras=extras)
+
+
+def _form_name(value: Any, where: str, path: str) -> Form:
+    if not isinstance(value, str) or value not in FORMS:
+        also = ", or a table { form = ..., extras = true|false }" if path == "key" else ""
+        raise InputError(
+            f"{where}: {path}: expected one of {', '.join(FORMS)}{also}, got {show(value)}"
+        )
     return FORMS[value]
 
 
@@ -351,9 +368,7 @@ def starter(name: str) -> str:
     set_id = re.sub(r"[^a-z0-9_]", "_", name.lower()).lstrip("_0123456789") or "my_set"
     lines = [
         f"# A derive problem set.  Build its answer key with:  derive build {name}.toml",
-        "# and the students' handout with:  derive build {name}.toml --handout".replace(
-            "{name}", name
-        ),
+        f"# and the students' handout with:  derive build {name}.toml --handout",
         "# Every parameter below is optional; without it the problem uses the handout's value.",
         "# Numbers are exact: integers, decimals, or fractions as text (\"3/5\").",
         "",
@@ -362,6 +377,8 @@ def starter(name: str) -> str:
         'course = "My course"',
         'source = "my own handout"',
         'problems = ["eigen_power", "momentum"]   # in order; known: ' + ", ".join(REGISTRY),
+        "",
+        '# key = "compact"   # the form of the key: full (default), compact or student',
         "",
         "[notation]",
         'time = "superscript"   # h^{(t)}; or "subscript" for h_t',
@@ -380,7 +397,7 @@ def starter(name: str) -> str:
     lines += [
         "",
         "# Per-student versions (derive build FILE --variants 30 --seed S) draw each listed",
-        "# parameter from a list of values or a range:",
+        "# parameter the handout prints from a list of values or a range:",
         "# [vary.eigen_power]",
         "# n = { min = 10, max = 40 }",
         "",

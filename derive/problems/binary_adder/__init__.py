@@ -42,7 +42,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from fractions import Fraction
-from typing import Any
+from typing import Any, ClassVar
 
 import sympy as sp
 
@@ -94,7 +94,31 @@ class BinaryAdder(Problem):
     key = "binary_adder"
     title = "Binary addition with a hard-threshold RNN"
     MAIN = "W"
+    RESULTS: ClassVar[dict[str, str]] = {
+        "U": "Input-to-hidden weights of the threshold RNN.",
+        "W": "Hidden-to-hidden weights.",
+        "b_h": "Hidden biases.",
+        "V": "Hidden-to-output weights.",
+        "b_y": "The output bias.",
+        "truth_table": (
+            "Every input pair and carry, run through the weights: x1, x2, carry in, h1, h2, h3, "
+            "y, carry out."
+        ),
+        "truth_table_sums": "x1 + x2 + carry of each row of the truth table.",
+        "units": (
+            "Each hidden unit: its name (text), its weights, the interval its pre-activation lies"
+            " in, its bias and its margin."
+        ),
+        "given_weights_ok": "Whether the given weights add every pair correctly.",
+        "given_equal": "Whether the given weights are the derived ones.",
+        "example_sum": "The example's sum: its bits and its value; null unless `example` is given.",
+        "example_steps": (
+            "The example step by step: inputs, hidden units and output bit; null unless `example`"
+            " is given."
+        ),
+    }
 
+    SHOWN = ("example",)  # bits sizes the checks; the weights are not in the question
     PARAMS = (
         Param(
             "bits",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import sympy as sp
@@ -89,9 +89,38 @@ class CNNParams(Problem):
     key = "cnn_params"
     title = "Parameters of a convolutional network"
     MAIN = "total_params"
+    RESULTS: ClassVar[dict[str, str]] = {
+        "layers": "Every layer: its name (text), its output shape and its parameter count.",
+        "total_params": "The number of parameters of the network.",
+        "untied_extra": (
+            "Parameters added if every output position of a convolution had its own bias."
+        ),
+        "untied_total": "The total with untied biases.",
+        "largest_layer": (
+            "The layer with the most parameters: its name (text), its count and its share of the "
+            "total in percent."
+        ),
+        "rule_side": "The rule for an output side: 1 + floor((n - k + 2p)/s).",
+        "rule_conv": "The rule for a convolution's parameters: weights and biases.",
+        "rule_fc_spatial": "The rule for a fully connected layer on a spatial input.",
+        "rule_fc_flat": "The rule for a fully connected layer on a flat input.",
+        "flat_inputs": (
+            "The inputs of the first fully connected layer after a spatial one; null when there "
+            "is none."
+        ),
+        "handout_text": (
+            "What the handout's text says of its network (convolutions, kernel sizes as text) and"
+            " whether the network agrees; null unless the network is the handout's."
+        ),
+        "other_choices": (
+            "The first fully connected layer's parameters under other readings of the handout "
+            "(stride, pool padding); null unless the network is the handout's."
+        ),
+    }
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("C_in", "C_out", "H", "N", "W", "k", "k_h", "k_w", "n", "n_in", "n_out", "p", "s")
 
+    SHOWN = ("input_shape", "layers", "defaults")  # defaults print in the layer names
     PARAMS = (
         Param(
             "input_shape",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import mpmath
 import sympy as sp
@@ -52,12 +52,61 @@ class EigenPower(Problem):
     key = "eigen_power"
     title = "Matrix powers and eigenvalues (vanishing and exploding gradients)"
     MAIN = "W_power"
+    RESULTS: ClassVar[dict[str, str]] = {
+        "W": "The matrix W (given or the handout's).",
+        "Q": "Unit eigenvectors of W as columns, eigenvalues increasing.",
+        "Lambda": "The diagonal matrix of W's eigenvalues, increasing.",
+        "spectral_radius": "The largest absolute value of an eigenvalue of W.",
+        "Q_inv": "The inverse of Q.",
+        "Q_orthogonal": "Whether Q is orthogonal (Q^-1 = Q^T).",
+        "Lambda_power": "Lambda to the power n, entry by entry.",
+        "W_power": "W^n = Q Lambda^n Q^-1, exactly.",
+        "power_digits": "The number of digits of the longest exact entry of W^n.",
+        "power_zero": "Whether W^n is the zero matrix.",
+        "power_shrinks": "Whether W^n tends to zero as n grows (spectral radius below 1).",
+        "terminating": "Whether every entry of W is a terminating decimal.",
+        "given_product": (
+            "The stated decomposition multiplied out, Q Lambda Q^-1; null unless `given_Q` is "
+            "given."
+        ),
+        "given_decomposition_ok": (
+            "Whether the stated decomposition reproduces W; null unless `given_Q` is given."
+        ),
+        "given_wrong_entries": (
+            "Positions (row, column, from 1) where the stated product differs from W; null unless"
+            " `given_Q` is given."
+        ),
+        "given_sign_flips_only": (
+            "Whether every wrong entry of the stated product is minus W's; null unless `given_Q` "
+            "is given."
+        ),
+        "given_q_transposed_ok": (
+            "Whether the transpose of the stated Q reproduces W; null unless `given_Q` is given."
+        ),
+        "induction_step": (
+            "The inductive step M^(n+1) - Q Lambda^(n+1) Q^-1 in symbols, which simplifies to "
+            "zero."
+        ),
+        "regime_contracting": (
+            "The contracting regime's matrix: eigenvalues and the exact norms of its powers at "
+            "the tabulated steps."
+        ),
+        "regime_expanding": "The expanding regime's matrix: eigenvalues and norms of its powers.",
+        "regime_unit": "The regime with eigenvalues 1: eigenvalues and norms of its powers.",
+        "regime_unit_defective": (
+            "The defective matrix with eigenvalue 1: eigenvalues and norms of its powers, which "
+            "grow linearly."
+        ),
+        "norm_curves": "The plotted norms of each regime's powers at k = 1, 2, ...",
+        "defective_power": "The k-th power of the defective matrix, in the symbol k.",
+    }
     # The handout gives W, and states a decomposition whose eigenvalues are right and whose
     # Q is the derived Q^-1 (eigenvectors in rows): given data equal to two results.
     GIVEN = ("W", "Lambda", "Q_inv")
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("k",)
 
+    SHOWN = ("W", "n", "given_Q", "given_Lambda")
     PARAMS = (
         Param(
             "W",
@@ -235,7 +284,7 @@ class EigenPower(Problem):
                 sp.Matrix([values]),
                 m,
                 value={
-                    "eigenvalues": [str(v) for v in values],
+                    "eigenvalues": values,
                     "norm_powers": [json_float(x) for x in self.regime_norms[name]],
                 },
             )
@@ -248,8 +297,7 @@ class EigenPower(Problem):
         )
         defective = self.regimes()[DEFECTIVE]
         power = defective**K
-        rows = [[str(v) for v in row] for row in power.tolist()]
-        out["defective_power"] = Result("defective_power", power, sp.Symbol("M^k"), value=rows)
+        out["defective_power"] = Result("defective_power", power, sp.Symbol("M^k"), value=power)
         return out
 
     @property

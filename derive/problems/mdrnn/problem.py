@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import sympy as sp
 
@@ -81,10 +81,36 @@ class MDRNN(Problem):
     key = "mdrnn"
     title = "Multidimensional RNN: weights, operations and parallel steps"
     MAIN = "num_weights"
+    RESULTS: ClassVar[dict[str, str]] = {
+        "num_weights": "The MDRNN's weights in D, H.",
+        "weight_terms": (
+            "Per weight matrix: its rows, columns, operations per use and uses on the grid."
+        ),
+        "num_ops": "The exact operation count of a forward pass on a G x G grid.",
+        "interior_cell_ops": "The operations of one interior cell.",
+        "boundary_saving": "The operations the boundary cells save (they have fewer neighbours).",
+        "num_ops_order": "The operation count's order in big-O.",
+        "num_steps": "The parallel steps of a forward pass, 2G - 1.",
+        "schedule": (
+            "The step at which cell (i, j) is computed, and the table of steps on the grid."
+        ),
+        "neighbour_steps": "The steps of the west and north neighbours of cell (i, j).",
+        "zero_based_schedule": "The schedule with indices counted from 0.",
+        "last_zero_square": "The last cell's indices counted from 0.",
+        "receptive_field": "The cells the last output sees.",
+        "conv_comparison": (
+            "A 3x3 convolutional net against the MDRNN on the grid: receptive fields, steps, "
+            "layers and weights to cover it."
+        ),
+        "sample_solution": (
+            "Whether each claim of the sample solution agrees with the derived results."
+        ),
+    }
     LABELS = ("weights", "steps", "compare")
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "G", "H", "i", "j", "n_phi")
 
+    SHOWN = ("grid",)
     PARAMS = (Param("grid", GRID, 5, "G of the step figure and the conv comparison"),)
 
     def __init__(self, grid: int = 5) -> None:
@@ -165,18 +191,18 @@ class MDRNN(Problem):
         }
         r = readable
         return {
-            "num_weights": Result("num_weights", r(weights), sp.Symbol("N_w"), value=str(weights)),
+            "num_weights": Result("num_weights", r(weights), sp.Symbol("N_w"), value=weights),
             "weight_terms": Result(
                 "weight_terms",
                 sp.Tuple(*(sp.Tuple(*map(r, row)) for row in terms.values())),
-                value={name: [str(v) for v in row] for name, row in terms.items()},
+                value={name: list(row) for name, row in terms.items()},
             ),
-            "num_ops": Result("num_ops", r(ops), sp.Symbol("N_ops"), value=str(ops)),
+            "num_ops": Result("num_ops", r(ops), sp.Symbol("N_ops"), value=ops),
             "interior_cell_ops": Result(
-                "interior_cell_ops", r(sp.factor(interior)), value=str(sp.factor(interior))
+                "interior_cell_ops", r(sp.factor(interior)), value=sp.factor(interior)
             ),
-            "boundary_saving": Result("boundary_saving", r(saving), value=str(saving)),
-            "num_ops_order": Result("num_ops_order", BigO(r(order)), value=f"O({order})"),
+            "boundary_saving": Result("boundary_saving", r(saving), value=saving),
+            "num_ops_order": Result("num_ops_order", BigO(r(order)), value=BigO(order)),
         }
 
     def _step_results(self) -> dict[str, Result]:
@@ -188,18 +214,18 @@ class MDRNN(Problem):
         west, north = step.xreplace({i: i - 1}), step.xreplace({j: j - 1})
         last = sp.Tuple(G - 1, G - 1)
         return {
-            "num_steps": Result("num_steps", readable(steps), sp.Symbol("T"), value=str(steps)),
+            "num_steps": Result("num_steps", readable(steps), sp.Symbol("T"), value=steps),
             "schedule": Result(
-                "schedule", readable(step), value={"step": str(step), "table": self.table()}
+                "schedule", readable(step), value={"step": step, "table": self.table()}
             ),
             "neighbour_steps": Result(
                 "neighbour_steps",
                 sp.Tuple(readable(west), readable(north)),
-                value={"west": str(west), "north": str(north)},
+                value={"west": west, "north": north},
             ),
-            "zero_based_schedule": Result("zero_based_schedule", readable(zero), value=str(zero)),
+            "zero_based_schedule": Result("zero_based_schedule", readable(zero), value=zero),
             "last_zero_square": Result(
-                "last_zero_square", readable(last), value=[str(v) for v in last]
+                "last_zero_square", readable(last), value=list(last)
             ),
         }
 
@@ -209,12 +235,12 @@ class MDRNN(Problem):
         holds = all(v if isinstance(v, bool) else all(v) for v in verdicts.values())
         return {
             "receptive_field": Result(
-                "receptive_field", readable(self.field_fit), value=str(self.field_fit)
+                "receptive_field", readable(self.field_fit), value=self.field_fit
             ),
             "conv_comparison": Result(
                 "conv_comparison",
                 readable(self.cover_fit),
-                value={k: _plain(v) for k, v in self.comparison.items()},
+                value=dict(self.comparison),
             ),
             "sample_solution": Result(
                 "sample_solution", sp.true if holds else sp.false, value=verdicts
@@ -269,6 +295,10 @@ class MDRNN(Problem):
         """The largest grid the tables are checked on, the convolution's kernel."""
         return {"max_grid": MAX_GRID, "kernel": KERNEL}
 
+    def question_data(self) -> dict[str, Any]:
+        """The grid whose steps part (b) asks for (the question is otherwise symbolic)."""
+        return {"grid": self.grid}
+
     def context(self) -> dict[str, Any]:
         r = self.results
         verdicts = r["sample_solution"].value
@@ -294,7 +324,3 @@ class MDRNN(Problem):
             "north_step": r["neighbour_steps"].expr[1],
             "last_zero": r["last_zero_square"].expr,
         }
-
-
-def _plain(v: Any) -> Any:
-    return str(v) if isinstance(v, sp.Basic) else v

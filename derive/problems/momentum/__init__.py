@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import mpmath
 import numpy as np
@@ -92,9 +92,26 @@ class Momentum(Problem):
     key = "momentum"
     title = "Reversibility of gradient descent with momentum"
     MAIN = "det_jacobian"
+    RESULTS: ClassVar[dict[str, str]] = {
+        "inverse_theta": "theta_k from the next step's theta and p.",
+        "inverse_p": "p_k from the next step's theta and p.",
+        "jacobian_factors": "The Jacobian of one step as a product of two block factors.",
+        "jacobian": "The Jacobian of one step, block by block.",
+        "factor_dets": "The determinants of the two factors.",
+        "det_jacobian": "The determinant of the Jacobian, beta^D.",
+        "volume_factor": (
+            "beta^D at the set's beta and D: how much a step shrinks volume, and how much its "
+            "inverse grows it."
+        ),
+        "reversal_error": (
+            "Relative error after k steps forward and k back in float64, by k; null where the run"
+            " overflowed."
+        ),
+    }
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "H", "alpha", "beta", "p^(k)", "p^(k+1)", "theta^(k)", "theta^(k+1)")
 
+    SHOWN = ("beta", "volume_D")  # alpha only sets the reversal experiment
     PARAMS = (
         # Bounds keep the experiments' trajectories finite in float64 (a larger step diverges
         # on the test function) and the 50-digit reference meaningful.
@@ -156,9 +173,9 @@ class Momentum(Problem):
             # The product the key prints after F2 F1, block by block.
             "jacobian": Result("jacobian", sp.block_collapse(f2 * f1), sp.Symbol("J")),
             "factor_dets": Result(
-                "factor_dets", sp.Tuple(det2, det1), value=[str(det2), str(det1)]
+                "factor_dets", sp.Tuple(det2, det1), value=[det2, det1]
             ),
-            "det_jacobian": Result("det_jacobian", det2 * det1, value=str(det2 * det1)),
+            "det_jacobian": Result("det_jacobian", det2 * det1, value=det2 * det1),
             "volume_factor": self._volume_factor(),
             "reversal_error": self._reversal_error(),
         }
@@ -244,6 +261,9 @@ class Momentum(Problem):
             "theta_next": theta_next,
             "p_next": p_next,
             "D": D,
+            # The numbers part (b) asks the volume factor for (what a version varies).
+            "beta": self.exact_b,
+            "volume_D": self.volume_d,
         }
 
     def context(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import sympy as sp
 
@@ -65,6 +65,52 @@ class PixelCNNMDRNN(Problem):
     key = "pixelcnn_mdrnn"
     title = "Autoregressive image models: PixelCNN against MDRNN"
     MAIN = "pixelcnn_connections_order"
+    RESULTS: ClassVar[dict[str, str]] = {
+        "pixelcnn_connections": (
+            "PixelCNN's connections for an H x W image, d layers, k x k kernels, c channels; "
+            "exact holds the polynomial and where it is valid."
+        ),
+        "pixelcnn_steps": "PixelCNN's sequential steps in training (one per layer).",
+        "mdrnn_connections": "The MDRNN's connections for the same sizes.",
+        "mdrnn_steps": (
+            "The MDRNN's sequential steps (the longest path through the grid and the layers)."
+        ),
+        "literal_mdrnn_steps": (
+            "The MDRNN's steps if every layer waited for the one below to finish."
+        ),
+        "pixelcnn_layer_connections": "Connections of one layer with mask A and with mask B.",
+        "pixelcnn_small_images": (
+            "How many checked small images the filter does not fit, and at how many of them the "
+            "polynomial count is wrong; text: the sizes checked."
+        ),
+        "pixelcnn_connections_order": "The order of PixelCNN's connections in big-O.",
+        "pixelcnn_steps_order": "The order of PixelCNN's steps.",
+        "mdrnn_connections_order": "The order of the MDRNN's connections.",
+        "mdrnn_steps_order": "The order of the MDRNN's steps.",
+        "grey_pixelcnn_connections_order": (
+            "The order of PixelCNN's connections on one channel (c = 1)."
+        ),
+        "pixelcnn_mask_change": (
+            "Connections mask B in the first layer adds, and mask A in every layer removes."
+        ),
+        "pixelcnn_receptive_field": (
+            "PixelCNN's receptive field in d layers of the kernel: its size, the rows it reaches,"
+            " and a table by depth."
+        ),
+        "pixelcnn_field_rows": (
+            "The rows above the pixel the receptive field reaches after d layers."
+        ),
+        "pixelcnn_blind_spot": (
+            "The blind spot's size in d layers, the first depth with one, and its cells at the "
+            "figure's pixel."
+        ),
+        "mdrnn_context": (
+            "The pixels the MDRNN's output at (i, j) sees, those a raster-order context has that "
+            "it misses, and both counted at the figure."
+        ),
+        "example_comparison": "Connections and steps of both models at the example's sizes.",
+        "activations": "Activations a forward pass keeps in each model, at the figure's sizes.",
+    }
     LABELS = ("pixelcnn", "mdrnn", "compare")
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("H", "S_A", "S_B", "W", "c", "d", "i", "j", "k")

@@ -60,13 +60,13 @@ def count_results(p: PixelCNNMDRNN) -> dict[str, Result]:
         "pixelcnn_connections": Result(
             "pixelcnn_connections",
             display_connections(p),  # already in print order
-            value={"exact": str(f["pixelcnn_connections"]), "valid": "2*min(H, W) >= k - 1"},
+            value={"exact": f["pixelcnn_connections"], "valid": sp.Ge(2 * sp.Min(H, W), k - 1)},
         ),
-        **{key: Result(key, readable(e), value=str(sp.expand(e))) for key, e in exact.items()},
+        **{key: Result(key, readable(e), value=sp.expand(e)) for key, e in exact.items()},
         "pixelcnn_layer_connections": Result(
             "pixelcnn_layer_connections",
             sp.Tuple(by_size(s_a), by_size(s_b)),
-            value={"mask_a": str(s_a), "mask_b": str(s_b)},
+            value={"mask_a": s_a, "mask_b": s_b},
         ),
         "pixelcnn_small_images": small_images(p),
     }
@@ -82,7 +82,7 @@ def mask_change_result(p: PixelCNNMDRNN) -> Result:
     return Result(
         "pixelcnn_mask_change",
         readable(change),
-        value={"first_layer_b": str(change[0]), "all_layers_a": str(-change[1])},
+        value={"first_layer_b": change[0], "all_layers_a": -change[1]},
     )
 
 
@@ -124,7 +124,7 @@ def order_results(p: PixelCNNMDRNN) -> dict[str, Result]:
     }
     grey = orders["pixelcnn_connections_order"].subs(c, 1)
     orders["grey_pixelcnn_connections_order"] = grey
-    return {key: Result(key, BigO(readable(e)), value=f"O({e})") for key, e in orders.items()}
+    return {key: Result(key, BigO(readable(e)), value=BigO(e)) for key, e in orders.items()}
 
 
 def field_results(p: PixelCNNMDRNN) -> dict[str, Result]:
@@ -140,26 +140,26 @@ def field_results(p: PixelCNNMDRNN) -> dict[str, Result]:
             readable(sp.factor(ff["size"])),
             value={
                 "kernel": p.kernel,
-                "size": str(ff["size"]),
-                "rows": str(ff["rows"]),
+                "size": ff["size"],
+                "rows": ff["rows"],
                 "table": p.field_table(),
             },
         ),
         # The rows above the pixel the field reaches (the key prints it).
         "pixelcnn_field_rows": Result("pixelcnn_field_rows", readable(ff["rows"]),
-                                      value=str(ff["rows"])),
+                                      value=ff["rows"]),
         "pixelcnn_blind_spot": Result(
             "pixelcnn_blind_spot",
             readable(sp.factor(ff["blind"])),
-            value={"count": str(ff["blind"]), "from_layers": blind_from,
+            value={"count": ff["blind"], "from_layers": blind_from,
                    "pixel": list(p.pixel), "cells": sorted(p.figure_blind)},
         ),
         "mdrnn_context": Result(
             "mdrnn_context",
             sp.Tuple(readable(ctx[0]), signed_factors(ctx[1])),
             value={
-                "context": str(ctx[0]),
-                "missed": str(ctx[1]),
+                "context": ctx[0],
+                "missed": ctx[1],
                 "figure": [len(p.figure_context), len(p.figure_missed)],
             },
         ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import sympy as sp
@@ -70,6 +70,16 @@ class ResnetBN(Problem):
     key = "resnet_bn"
     title = "Residual blocks: where BatchNorm and ReLU go"
     MAIN = "grad_norm_ratio"
+    RESULTS: ClassVar[dict[str, str]] = {
+        "skip_term": "The skip path's Jacobian term of one block in each ordering.",
+        "skip_path_stack": "The skip path's Jacobian through a stack of blocks in each ordering.",
+        "grad_norms": "The measured gradient gains G(L) by depth for both orderings.",
+        "log_gain_range": "For each ordering, the spread of log10 G(L) over the depths measured.",
+        "growth": "For each ordering, the gain's growth per block and its log-log slope.",
+        "grad_norm_ratio": "The deepest stack's gain of ordering 2 over that of ordering 1.",
+        "explodes": "For each ordering, whether the gain grows with depth.",
+        "easier": "The ordering that trains more easily (1 or 2).",
+    }
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("D", "D_1", "D_2", "D_3", "J", "J_1", "J_2", "J_3", "W_1", "W_2", "x")
     # The handout fixes none of these: they size the experiment.
@@ -136,13 +146,13 @@ class ResnetBN(Problem):
             "skip_term": Result(
                 "skip_term",
                 sp.Tuple(*skip.values()),
-                value={f"ordering_{k}": str(s) for k, s in skip.items()},
+                value={f"ordering_{k}": s for k, s in skip.items()},
             ),
             "skip_path_stack": Result(
                 "skip_path_stack",
                 sp.Tuple(*stack.values()),
                 value={"blocks": STACK_BLOCKS}
-                | {f"ordering_{k}": str(s) for k, s in stack.items()},
+                | {f"ordering_{k}": s for k, s in stack.items()},
             ),
         }
 

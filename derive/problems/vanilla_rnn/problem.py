@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import sympy as sp
@@ -115,9 +115,17 @@ class VanillaRNN(Problem):
     key = "vanilla_rnn"
     title = "Backpropagation through time in a vanilla RNN (sums of Jacobian products)"
     MAIN = "jacobian_y_x"
+    RESULTS: ClassVar[dict[str, str]] = {
+        "jacobian_y_x": "The Jacobian of a layer y = sigma(W x), in vector form.",
+        "dL_dW": "dL/dW as a double sum over steps of products of Jacobians.",
+        "dL_dW_T{T}": "That sum written out for the set's T (the key carries T, e.g. dL_dW_T3).",
+        "n_terms": "The number of terms of the double sum, T(T+1)/2; value at the set's T.",
+        "sigma_prime_max": "The largest value of sigma'.",
+    }
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = ("L", "U", "W", "a", "d", "ell", "gbar", "h", "j", "n", "sigma_prime", "u", "x", "y")
 
+    SHOWN = ("T",)
     PARAMS = (Param("T", Int(1, MAX_T), 3, "sequence length of the written-out sum (5-2 a)"),)
 
     def __init__(self, T: int = 3) -> None:  # noqa: N803 - the handout's T
