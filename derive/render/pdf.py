@@ -79,10 +79,12 @@ def typeset(tex: str, *, files: dict[str, bytes] | None = None, timeout: float =
     LatexError
         LaTeX failed or timed out; the message carries the relevant log lines.
     """
-    return typeset_with_log(tex, timeout=timeout)[0]
+    return typeset_with_log(tex, files=files, timeout=timeout)[0]
 
 
-def typeset_with_log(tex: str, *, timeout: float = 120.0) -> tuple[bytes, str]:
+def typeset_with_log(
+    tex: str, *, files: dict[str, bytes] | None = None, timeout: float = 120.0
+) -> tuple[bytes, str]:
     """As ``typeset``, and the log of LaTeX's last run besides the PDF's bytes (where the
     layout tests read overfull boxes)."""
     engine = find_engine()
