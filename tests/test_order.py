@@ -50,7 +50,7 @@ def test_lstm_handout_writes_the_cell_as_the_key_does(problems) -> None:
 @pytest.mark.parametrize("set_id", LSTM_SETS)
 def test_adjoint_then_local_derivative_in_forward_order(bundled_keys: Path, set_id: str) -> None:
     tex = key(bundled_keys, set_id)
-    assert r"&= \overline{h^{(t)}} o^{(t)} (1 - \tanh^{2}(c^{(t)})) \\" in tex
+    assert r"&= \overline{h^{(t)}} o^{(t)} (1 - \tanh^{2}(c^{(t)}))" in tex
     vector = r"\overline{h^{(t)}} \odot o^{(t)} \odot (\mathbf{1} - (\tanh(c^{(t)}))^{\odot 2})"
     assert vector in tex
 

@@ -187,7 +187,8 @@ def test_template_renders(problem, time):
                       original={"vanilla_rnn": {"gradient": "dL/dW = ..."}})
     noted = render(pset, [problem])
     assert r"\partial h_k / \partial h_k" in noted and "dL/dW = ..." in noted
-    assert out.count(r"\\") >= 2 * 6  # the six written-out terms, twice, one per line
+    # The six written-out terms, twice (Jacobians, then carried out), each led by dl_t/dh_t.
+    assert out.count(r"\frac{\partial \ell") >= 2 * 6
     step = "h_{k - 1}" if time == "subscript" else "h^{(k - 1)}"
     assert step in out
 

@@ -9,6 +9,12 @@ Filters handed to templates:
 * ``tex``: a SymPy object in the set's notation;
 * ``terms``: the terms of a sum as separate LaTeX strings (for line breaks), each after
   the first with its sign;
+* layout (``render.breaks``): ``display_rows`` (a global), the rows of an ``align*``
+  holding ``lhs = rhs``, broken only where a line would be too long; ``fits``, whether
+  LaTeX fits a share of the line; ``table_fits``, whether a table's rows fit at natural
+  column widths; ``blocks``, a table's columns cut into blocks that fit; ``entries``, a
+  matrix's entries with their row and column; ``power_base``, LaTeX bracketed to take an
+  exponent;
 * ``esc``: plain text that prints verbatim (``texgate.escape``: TeX's special characters
   escaped, other characters through the gate's table, so the source is pure ASCII);
 * ``sci``: a float in scientific notation for tables;
@@ -27,6 +33,7 @@ from typing import Any
 import jinja2
 import sympy as sp
 
+from derive.render import breaks
 from derive.render.latex import KeyPrinter, Notation, Ordering
 from derive.render.numbers import approx, decimal, millions, sci, sig3, sig6
 from derive.render.plot import curve_plot
@@ -91,6 +98,12 @@ def environment(notation: Notation) -> KeyEnvironment:
     env.filters["approx"] = approx
     env.filters["decimal"] = decimal
     env.filters["evidence"] = evidence_table
+    env.globals["display_rows"] = breaks.rows
+    env.filters["fits"] = breaks.fits
+    env.filters["blocks"] = breaks.blocks
+    env.filters["table_fits"] = breaks.table_fits
+    env.filters["entries"] = breaks.entries
+    env.filters["power_base"] = breaks.power_base
     env.globals["curve_plot"] = curve_plot  # templates place exported series on a plot
     return env
 

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from derive import procs
@@ -78,6 +79,14 @@ def typeset(tex: str, *, files: dict[str, bytes] | None = None, timeout: float =
     LatexError
         LaTeX failed or timed out; the message carries the relevant log lines.
     """
+    return typeset_with_log(tex, files=files, timeout=timeout)[0]
+
+
+def typeset_with_log(
+    tex: str, *, files: dict[str, bytes] | None = None, timeout: float = 120.0
+) -> tuple[bytes, str]:
+    """As ``typeset``, and the log of LaTeX's last run besides the PDF's bytes (where the
+    layout tests read overfull boxes)."""
     engine = find_engine()
     if engine is None:
         raise NoTexEngineError(INSTALL_HINT)
@@ -93,7 +102,41 @@ def typeset(tex: str, *, files: dict[str, bytes] | None = None, timeout: float =
         pdf = work / f"{JOB_NAME}.pdf"
         if not pdf.is_file():  # defensive: latexmk itself exits nonzero for this
             raise LatexError(f"LaTeX produced no PDF:\n{_tail(output)}")
-        return pdf.read_bytes()
+        log = work / f"{JOB_NAME}.log"
+        return pdf.read_bytes(), log.read_text(encoding="utf-8", errors="replace")
+
+
+#: TeX's report of a box wider than its line: "Overfull \\hbox (12.3pt too wide) in
+#: paragraph at lines 82--92" (or "in alignment at lines", or "detected at line 65").
+_OVERFULL = re.compile(
+    r"^Overfull \\hbox \((\d+(?:\.\d+)?)pt too wide\) (.*?at lines? (\d+)(?:--(\d+))?)"
+)
+
+
+@dataclass(frozen=True)
+class Overfull:
+    """A box TeX could not fit in its line: how much too wide, where in the source (the
+    first and last line), and TeX's one-line sketch of its content."""
+
+    points: float
+    where: str
+    lines: tuple[int, int]
+    content: str
+
+
+def overfull_boxes(log: str, limit: float = 0.0) -> list[Overfull]:
+    """The overfull boxes a LaTeX ``log`` reports over ``limit`` points (the log of
+    ``typeset_with_log``, whose lines TeX does not wrap)."""
+    lines = log.splitlines()
+    out = []
+    for k, line in enumerate(lines):
+        m = _OVERFULL.match(line)
+        if m and float(m.group(1)) > limit:
+            first = int(m.group(3))
+            last = int(m.group(4) or first)
+            content = lines[k + 1] if k + 1 < len(lines) else ""
+            out.append(Overfull(float(m.group(1)), m.group(2), (first, last), content))
+    return out
 
 
 def combine(parts: list[bytes], *, timeout: float = 120.0) -> bytes:
