@@ -72,6 +72,9 @@ class Problem(ABC):
     #: parsed by its kind: the original's formulas and data, a sample solution's claims,
     #: damage to its text.  Remarks on a source are printed only where a set declares it.
     ORIGINAL: ClassVar[dict[str, Kind]] = {}
+    #: What the evidence tables call a claim (LaTeX; ``{lhs}`` stands for the result's
+    #: left-hand side) where the result's left-hand side alone does not name it.
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def symbols(cls) -> frozenset[str]:

@@ -176,7 +176,7 @@ class LSTM(RecurrentProblem):
         expr = self.results["h_bar_limit"].expr
         derived = [float(expr.xreplace({loss_grad("h"): a[k]})) for k in range(case.T)]
         err = float(np.max(np.abs(h_bar - derived)) / np.max(np.abs(a)))
-        method = "complex step: bar h(t) against its derived limit"
+        method = "complex step: the adjoint of h(t) against its derived limit"
         return Claim.measured("h_bar_limit", method, sizes, err, 1e-8)
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import cache, cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import sympy as sp
 
@@ -90,8 +90,8 @@ WRONG = 0.1
 STEP_ROUTE = "one step of the cell in NumPy, the previous hidden state from the previous cell state"
 #: Routes whose measured errors the prose quotes (looked up in the evidence by these).
 ROW_SUMS = "J 1 (derived) against the row sums of the complex-step Jacobian"
-RUN_COMPLEX_STEP = "complex step through the whole run: max |dC_T/dC_k - I|, k = 0, T/2, T-1"
-RUN_PRODUCT = "derived J multiplied over every step: max |prod J - I|"
+RUN_COMPLEX_STEP = "complex step through the whole run from k = 0, T/2, T - 1: largest entry off I"
+RUN_PRODUCT = "derived J multiplied over every step: largest entry off I"
 #: 1 - f of a saturated gate cancels in float64 (spacing 1e-16 next to a gap near 1e-12):
 #: the printed gap (two digits) is checked against 30 digits to this relative error.
 GAP_TOLERANCE = 1e-3
@@ -99,6 +99,13 @@ GAP_TOLERANCE = 1e-3
 
 class LSTMCell(Problem):
     """LMU exercise 5-3: the gates, which quantities are positive, and dC_t/dC_{t-1}."""
+
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        "J_ones": "{lhs} and the printed formula",
+        "printed_formula_error": "the printed formula's error",
+        "gate_gap": "how far the gates are from $f = 1$, $i = 0$",
+        "positive": "signs of the gate values", "sign_table": "ranges of the gate values",
+    }
 
     key = "lstm_cell"
     title = "LSTM cell: gates, signs and the cell-state gradient"
@@ -229,7 +236,7 @@ class LSTMCell(Problem):
         # The key says the handout's formula is wrong: count the cases where it is not.
         yield Claim("J_ones", f"exact: the handout's formula off by more than {WRONG} in "
                     "every case", sizes, TOLERANCE["exact"],
-                    lambda: float(errors["printed_least"] <= WRONG))
+                    lambda: float(errors["printed_least"] <= WRONG), detects=True)
         yield Claim("printed_formula_error", "central difference: the same error against the "
                     "row sums of the central-difference Jacobian", sizes,
                     TOLERANCE["central difference"], self._printed_error_difference)
@@ -257,7 +264,7 @@ class LSTMCell(Problem):
         yield Claim("dC_dCk_f1_i0", RUN_PRODUCT, run["sizes"], LIMIT_TOLERANCE,
                     lambda: run["derived_product"])
         gap = self.results["gate_gap"].value
-        yield Claim("gate_gap", "mpmath (30 digits): max(1 - f, i) over the same run",
+        yield Claim("gate_gap", "30-digit arithmetic: largest gap of f below 1 and of i above 0",
                     reference.SATURATED, GAP_TOLERANCE,
                     lambda: float(abs(reference.gate_gap(digits=30) - gap) / gap))
 

@@ -51,6 +51,13 @@ ClaimGroup = tuple[str, list[Claim]]
 class RecurrentProblem(Problem):
     """Backprop-through-time equations of a recurrent cell, scalar and vector form."""
 
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        "backward_map": "the backward map", "backward_map_limit": "its saturated limit",
+        "h_bar_limit": "limit of {lhs}", "c_bar_limit": "limit of {lhs}",
+        "backward_map_limit_idempotent": "the limit map squared is itself",
+        "example_forward": "the example's forward values", "example_grad": "the example's "
+        "weight gradients", "example_adjoints": "the example's adjoints"}
+
     PARAMS = (
         Param(
             "example",

@@ -15,6 +15,11 @@ Filters handed to templates:
 * ``sig6``, ``sig3``: a computed number to six or three significant digits (``render.numbers``);
 * ``millions``: a count in millions to one decimal; ``approx``: a SymPy value rounded to
   given significant digits (``render.numbers``).
+
+The global ``evidence_view(problem, checks)`` arranges a problem's checks for the evidence
+macros (``render.evidence``).  A compact key's evidence tables go to an appendix for
+instructors: ``render_evidence`` renders one problem's part of it where the problem is at
+hand (a worker process, say), and ``render_page`` assembles the parts.
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ from typing import Any
 import jinja2
 import sympy as sp
 
+from derive.render.evidence import evidence_view
 from derive.render.latex import KeyPrinter, Notation
 from derive.render.numbers import approx, millions, sci, sig3, sig6
 from derive.render.plot import curve_plot
 from derive.render.texgate import escape
-from derive.verify import evidence_table
 
 #: A control word at the very end of a text.
 _OPEN_END = re.compile(r"\\[A-Za-z]+$")
@@ -76,7 +81,9 @@ def environment(notation: Notation) -> jinja2.Environment:
     env.filters["sig3"] = sig3
     env.filters["millions"] = millions
     env.filters["approx"] = approx
-    env.filters["evidence"] = evidence_table
+    env.globals["evidence_view"] = lambda problem, checks: evidence_view(
+        problem, checks, lambda e: closed(printer.doprint(e))
+    )
     env.globals["curve_plot"] = curve_plot  # templates place exported series on a plot
     return env
 
@@ -102,11 +109,10 @@ def render(pset, problems: list, *, handout: bool = False, version: str = "") ->
     it.  ``version`` names a per-student variant in the title.
     """
     env = environment(pset.notation)
-    body = [
-        render_problem(pset, problem, number, handout=handout, env=env)
-        for number, problem in enumerate(problems, start=1)
-    ]
-    return render_page(pset, body, handout=handout, version=version, env=env)
+    numbered = list(enumerate(problems, start=1))
+    body = [render_problem(pset, p, n, handout=handout, env=env) for n, p in numbered]
+    appendix = [] if handout else [render_evidence(pset, p, n, env=env) for n, p in numbered]
+    return render_page(pset, body, handout=handout, version=version, env=env, appendix=appendix)
 
 
 def render_problem(
@@ -132,6 +138,19 @@ def render_problem(
     return tpl.render(question=question, **common, **problem.context())
 
 
+def render_evidence(
+    pset, problem, number: int, *, env: jinja2.Environment | None = None
+) -> str:
+    """Problem ``number``'s part of the instructors' evidence appendix: its tables, in a
+    key whose form prints one line per problem ("" in any other form)."""
+    if pset.form.evidence != "line":
+        return ""
+    env = env or environment(pset.notation)
+    return env.get_template("evidence.tex.j2").render(
+        number=number, problem=problem, checks=problem.checks
+    )
+
+
 def render_page(
     pset,
     body: list[str],
@@ -139,8 +158,13 @@ def render_page(
     handout: bool = False,
     version: str = "",
     env: jinja2.Environment | None = None,
+    appendix: list[str] | None = None,
 ) -> str:
-    """The whole document around the problems' rendered ``body`` parts."""
+    """The whole document around the problems' rendered ``body`` parts, and for a key the
+    ``appendix`` parts (``render_evidence``) at its end."""
     env = env or environment(pset.notation)
     page = "handout.tex.j2" if handout else "answer_key.tex.j2"
-    return env.get_template(page).render(pset=pset, body="\n".join(body), version=version)
+    return env.get_template(page).render(
+        pset=pset, body="\n".join(body), version=version,
+        appendix="\n".join(a for a in appendix or () if a),
+    )

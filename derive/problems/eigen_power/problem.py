@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import mpmath
 import sympy as sp
@@ -48,6 +48,23 @@ def digits(v: sp.Rational) -> int:
 
 class EigenPower(Problem):
     """M^n = Q Λ^n Q^-1, the handout's W^30, and the role of the eigenvalues."""
+
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        # Literal names: these left-hand sides are display symbols no set may respell.
+        "Q": "eigenvectors $Q$", "W": "$Q \\Lambda Q^{-1} = W$", "Lambda": "eigenvalues "
+        "$\\Lambda$", "spectral_radius": "$\\rho(W)$", "Q_inv": "$Q^{-1}$", "W_power": "$W^n$",
+        "defective_power": "$M^k$",
+        "Q_orthogonal": "$Q$ orthogonal", "Lambda_power": "$\\Lambda^n$",
+        "power_digits": "digits of $W^n$", "power_zero": "whether $W^n = 0$",
+        "power_shrinks": "whether $W^n \\to 0$", "terminating": "whether $W^n$ has finite "
+        "decimals", "given_product": "product of the stated factors",
+        "given_decomposition_ok": "the stated decomposition",
+        "given_wrong_entries": "its wrong entries", "given_sign_flips_only": "only signs wrong",
+        "given_q_transposed_ok": "stated $Q$ transposed", "induction_step": "the induction step",
+        "regime_contracting": "eigenvalues below 1", "regime_expanding": "one eigenvalue "
+        "above 1", "regime_unit": "eigenvalues equal to 1", "regime_unit_defective":
+        "eigenvalue 1, not diagonalizable", "norm_curves": "the plotted norms",
+    }
 
     key = "eigen_power"
     title = "Matrix powers and eigenvalues (vanishing and exploding gradients)"

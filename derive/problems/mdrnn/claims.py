@@ -157,7 +157,7 @@ def count_claims(p: MDRNN) -> Iterator[Claim]:
     exact, bound = p.results["num_ops"].expr, p.results["num_ops_order"].expr.args[0]
     yield Claim(
         "num_ops_order",
-        "SymPy: exact / bound has a positive finite limit along each growth direction",
+        "symbolic: exact / bound has a positive finite limit along each growth direction",
         "rates in {0,1,2}^3 of (G, D, H); n_phi = 1, 10",
         0.0,
         lambda: sum(

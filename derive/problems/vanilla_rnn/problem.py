@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import sympy as sp
@@ -111,6 +111,11 @@ def sigma_prime_max() -> Result:
 
 class VanillaRNN(Problem):
     """∂L/∂W of h^(t) = σ(W h^(t-1) + U x^(t)) as a double sum of Jacobian products."""
+
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        "sigma_prime_max": "largest slope $\\max \\sigma'$", "dL_dW_T3": "{lhs} written out",
+        "n_terms": "number of terms of the sum",
+    }
 
     key = "vanilla_rnn"
     title = "Backpropagation through time in a vanilla RNN (sums of Jacobian products)"
