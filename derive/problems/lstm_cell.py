@@ -255,7 +255,7 @@ class LSTMCell(Problem):
 
     def _limit_claims(self) -> Iterator[Claim]:
         lim = self.results["dC_dCk_f1_i0"].expr
-        yield Claim("dC_dCk_f1_i0", "exact: J at f_t = 1, i_t = 0 is the identity matrix",
+        yield Claim("dC_dCk_f1_i0", "exact: J with f = 1 and i = 0 is the identity matrix",
                     "symbolic n_h", TOLERANCE["exact"],
                     lambda: 0.0 if lim == sp.Identity(n_h) else 1.0)
         run = self.saturated_run
