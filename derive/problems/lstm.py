@@ -131,7 +131,8 @@ class LSTM(RecurrentProblem):
         params.update(SATURATING)
         inputs = {"x": [1.0] * steps}
         err = self._limit_errors(params, inputs, init, steps)
-        sizes = f"T={steps}, x=1, w_fx = 25, w_ix = w_ox = -25, seed {case.seed}, every step"
+        sizes = (f"T = {steps}, x = 1, forget-gate input weight 25, input- and output-gate "
+                 f"input weights -25, seed {case.seed}, every step")
         method = "complex step on the forward pass: J at saturated gates"
         departure = err.pop("backward_map_limit_idempotent")
         for key, value in err.items():

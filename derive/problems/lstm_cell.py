@@ -256,7 +256,7 @@ class LSTMCell(Problem):
     def _limit_claims(self) -> Iterator[Claim]:
         lim = self.results["dC_dCk_f1_i0"].expr
         yield Claim("dC_dCk_f1_i0", "exact: J with f = 1 and i = 0 is the identity matrix",
-                    "symbolic n_h", TOLERANCE["exact"],
+                    "any number of hidden units", TOLERANCE["exact"],
                     lambda: 0.0 if lim == sp.Identity(n_h) else 1.0)
         run = self.saturated_run
         yield Claim("dC_dCk_f1_i0", RUN_COMPLEX_STEP, run["sizes"], LIMIT_TOLERANCE,

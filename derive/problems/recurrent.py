@@ -208,7 +208,7 @@ class RecurrentProblem(Problem):
 
     def map_claims(self) -> Iterator[Claim]:
         """The claims about the backward map J (subclasses add their own analysis of J)."""
-        sizes = "T=8, every step, |w| up to 1,5, seeds 14,15"
+        sizes = "T = 8, every step, |w| \u2264 1 or 5, seeds 14, 15"
         route = "complex step on the forward pass"
         yield Claim("backward_map", route, sizes, 1e-11, lambda: self._map_error(8))
 
