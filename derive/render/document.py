@@ -36,7 +36,14 @@ from derive.render.latex import KeyPrinter, Notation
 from derive.render.numbers import approx, millions, sci, sig3, sig6
 from derive.render.plot import curve_plot
 from derive.render.texgate import escape
+from derive.verify import FLOOR
+from derive.verify.routes import CENTRAL_STEP, COMPLEX_STEP, DERIVED_DPS, TOLERANCE
 
+#: The numbers the evidence legend states: the error's floor, the routes' steps and digits.
+EVIDENCE_CONSTANTS = {
+    "floor": FLOOR, "complex_step": COMPLEX_STEP, "central_step": CENTRAL_STEP,
+    "digits": DERIVED_DPS, "high_precision": TOLERANCE["high precision"],
+}
 #: A control word at the very end of a text.
 _OPEN_END = re.compile(r"\\[A-Za-z]+$")
 
@@ -84,6 +91,7 @@ def environment(notation: Notation) -> jinja2.Environment:
     env.globals["evidence_view"] = lambda problem, checks: evidence_view(
         problem, checks, lambda e: closed(printer.doprint(e))
     )
+    env.globals["evidence_constants"] = EVIDENCE_CONSTANTS  # what the legend explains
     env.globals["curve_plot"] = curve_plot  # templates place exported series on a plot
     return env
 
