@@ -243,7 +243,8 @@ def order_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
         yield Claim(
             key,
             GROWTH,
-            "rates in {0,1,2}^n" + (", k no faster than H and W" if slower else ""),
+            "every size growing at rate 0, 1 or 2"
+            + (", k no faster than H and W" if slower else ""),
             0.0,
             lambda e=exact, b=bound, x=symbols, s=slower: len(same_growth(e, b, x, BASE, s)),
         )
@@ -251,7 +252,7 @@ def order_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
         "pixelcnn_mask_change",
         "symbolic: all-B and all-A counts / the bound have positive finite limits; "
         "the mask-A sum is 0 at k = 1",
-        "rates in {0,1,2}^n, k from 3, no faster than H and W",
+        "every size growing at rate 0, 1 or 2, k from 3, no faster than H and W",
         0.0,
         lambda: _mask_change_growth(p),
     )
