@@ -25,7 +25,7 @@ from derive.export import export_problem, json_bytes
 from derive.params import plain_data
 from derive.problems import REGISTRY, Problem
 from derive.render import pdf
-from derive.render.document import render, render_page, render_problem
+from derive.render.document import render, render_evidence, render_page, render_problem
 from derive.sets import ProblemSet
 from derive.variants import COMBINED_NAMES, INDEX_NAME, Version, versions
 
@@ -278,7 +278,7 @@ class _Job:
 
 @dataclass(frozen=True)
 class _Done:
-    parts: tuple  # per use: the LaTeX part, or the JSON entry
+    parts: tuple  # per use: (the LaTeX part, its evidence appendix part), or the JSON entry
     failed: tuple[str, ...]
 
 
@@ -300,7 +300,15 @@ def _run_job(job: _Job, problem: Problem | None = None) -> _Done:
     if job.fmt == "json":
         parts = tuple(export_problem(pset, problem) for pset, _ in job.uses)
     else:
-        parts = tuple(render_problem(pset, problem, n, handout=job.handout) for pset, n in job.uses)
+        # Each use's solution and its part of the evidence appendix (built here, where the
+        # problem is at hand: the parent has only the rendered parts).
+        parts = tuple(
+            (
+                render_problem(pset, problem, n, handout=job.handout),
+                "" if job.handout else render_evidence(pset, problem, n),
+            )
+            for pset, n in job.uses
+        )
     failed = () if job.handout else tuple(failed_checks([problem]))
     return _Done(parts, failed)
 
@@ -320,7 +328,7 @@ class _Immediate:
 
 def _assemble(pset, out_dir, fmt, handout, plan, futures) -> Prepared:
     """A set's ``Prepared`` from its problems' finished jobs."""
-    parts, entries, failed = [], {}, []
+    parts, appendix, entries, failed = [], [], {}, []
     for number, key in enumerate(pset.problems, start=1):
         ident = _ident(pset, key)
         done: _Done = futures[ident].result()
@@ -328,9 +336,13 @@ def _assemble(pset, out_dir, fmt, handout, plan, futures) -> Prepared:
         if fmt == "json":
             entries[key] = done.parts[use]
         else:
-            parts.append(done.parts[use])
+            parts.append(done.parts[use][0])
+            appendix.append(done.parts[use][1])
         failed += done.failed
-    source = None if fmt == "json" else render_page(pset, parts, handout=handout)
+    source = (
+        None if fmt == "json"
+        else render_page(pset, parts, handout=handout, appendix=appendix)
+    )
     return Prepared(pset, out_dir / pset.id, fmt, handout, source, entries, failed)
 
 

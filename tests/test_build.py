@@ -23,12 +23,13 @@ from derive.problems import get_problem
 from derive.render.latex import Notation
 from derive.render.pdf import pdf_text
 from derive.sets import ProblemSet, get_set
+from derive.verify import evidence_groups
 
 REPO = Path(__file__).resolve().parents[1]
 SET = "csc421_hw3"
 WEIGHT_BARS = [f"w_{g}{s}_bar" for g in "ifog" for s in "xh"]
 ACTIVATION_BARS = ["h_bar", "c_bar", "g_bar", "o_bar", "f_bar", "i_bar"]
-CHECK_KEYS = {"claim", "method", "sizes", "max_rel_error", "tolerance", "passed"}
+CHECK_KEYS = {"claim", "method", "sizes", "max_rel_error", "tolerance", "passed", "detects"}
 BROKEN = "\\documentclass{article}\\begin{document}\\undefinedmacro\\end{document}"
 
 
@@ -221,13 +222,14 @@ def test_pdf_text_has_the_results(pdf_dir: Path, exported: dict) -> None:
     for word in ("Written Homework 3", "Problem 1", "LSTM", "Verification", "pass", "Vector form"):
         assert word in text, word
     assert "FAIL" not in text
-    # The evidence tables have one row per claim and table (mild and saturated weights
-    # are separate tables), each ending in its verdict "pass".
-    # Problem 1 (the LSTM) runs up to the next problem's heading.
+    # The evidence tables have one row per claim (a grid of claims and methods) or per
+    # check (a list), each ending in its verdict "pass"; mild and saturated weights are
+    # separate groups.  Problem 1 (the LSTM) runs up to the next problem's heading.
     lstm_text = text.split("Problem 2:")[0]
     rows = [line for line in lstm_text.splitlines() if re.search(r"\bpass\s*$", line)]
     problem = get_problem("lstm")
-    expected = sum(len({c.claim for c in group}) for _, group in problem.check_groups())
+    groups = evidence_groups(problem.checks, problem.check_groups())
+    expected = sum(len(g.claims) if g.pivot else len(g.checks) for g in groups)
     assert len(rows) == expected > 30
 
 

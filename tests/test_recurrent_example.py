@@ -431,7 +431,7 @@ def test_key_shows_the_worked_example(lstm):
         assert all(f"${sig6(v)}$" in section for v in values)
     # Between the vector form and the verification, with its own evidence table.
     assert tex.index("\\paragraph{Vector form.}") < tex.index("\\paragraph{Worked example.}")
-    assert "\\subsubsection*{Worked example}" in tex
+    assert "\\textbf{Worked example}" in tex
 
 
 def test_sig6_prints_six_significant_digits():

@@ -156,10 +156,10 @@ def random_step(case: tuple) -> tuple[StepData, np.ndarray, np.ndarray, np.ndarr
 
 def describe(cases) -> str:
     """The sizes, weight scales and seeds of cases, for evidence."""
-    sizes = ", ".join(f"({nh},{nx})" for nh, nx, _, _ in cases)
-    scales = ",".join(sorted({f"{s:g}" for _, _, s, _ in cases}))
-    seeds = ",".join(str(s) for *_, s in cases)
-    return f"(n_h, n_x) in {sizes}; |W| up to {scales}; seeds {seeds}"
+    sizes = ", ".join(f"({nh}, {nx})" for nh, nx, _, _ in cases)
+    scales = " or ".join(sorted({f"{s:g}" for _, _, s, _ in cases}))
+    seeds = ", ".join(str(s) for *_, s in cases)
+    return f"(hidden, input) units {sizes}; |W| \u2264 {scales}; seeds {seeds}"
 
 
 def jacobian_errors(jac: sp.MatrixExpr, cases=JACOBIAN_CASES) -> dict[str, float]:
@@ -201,9 +201,9 @@ SATURATED_NH, SATURATED_NX = 4, 3
 SATURATED_SCALE = 0.5
 SATURATED_SEED = 7
 SATURATED = (
-    f"T={SATURATED_STEPS}, n_h={SATURATED_NH}, n_x={SATURATED_NX}, "
-    + ", ".join(f"b_{k}={v:g}" for k, v in SATURATING.items())
-    + f", |W|<={SATURATED_SCALE:g}, seed {SATURATED_SEED}"
+    f"T = {SATURATED_STEPS}, {SATURATED_NH} hidden and {SATURATED_NX} input units, biases "
+    + ", ".join(f"{v:g} ({k})" for k, v in SATURATING.items())
+    + f", |W| \u2264 {SATURATED_SCALE:g}, seed {SATURATED_SEED}"
 )
 
 
@@ -249,7 +249,7 @@ def saturated_run(one_step: sp.MatrixExpr, steps: int = SATURATED_STEPS) -> dict
     return {
         "complex_step": by_cs,
         "derived_product": float(np.max(np.abs(product - eye))),
-        "sizes": f"{SATURATED}; max(1-f, i) = {gate_gap(steps):.1e}",
+        "sizes": f"{SATURATED}; gates within {gate_gap(steps):.1e} of f = 1, i = 0",
     }
 
 
@@ -282,12 +282,14 @@ SAMPLE_DPS = 30
 SAMPLING = {
     "float64": (
         "sampling in float64: decisions against the smallest value seen",
-        f"{SAMPLE_FLOAT.steps} random steps, n_h={SAMPLE_FLOAT.nh}, n_x={SAMPLE_FLOAT.nx}, "
+        f"{SAMPLE_FLOAT.steps} random steps, {SAMPLE_FLOAT.nh} hidden and {SAMPLE_FLOAT.nx} input "
+        "units, "
         f"weights, biases, inputs and states scaled by {SAMPLE_FLOAT.scaled_by}",
     ),
     "mpmath": (
         f"sampling in mpmath ({SAMPLE_DPS} digits): decisions against the smallest value seen",
-        f"{SAMPLE_MPMATH.steps} random steps, n_h={SAMPLE_MPMATH.nh}, n_x={SAMPLE_MPMATH.nx}, "
+        f"{SAMPLE_MPMATH.steps} random steps, {SAMPLE_MPMATH.nh} hidden and {SAMPLE_MPMATH.nx} "
+        "input units, "
         f"scaled by {SAMPLE_MPMATH.scaled_by}",
     ),
 }

@@ -98,6 +98,9 @@ class Problem(ABC):
     #: The set's values of ``ORIGINAL_DERIVES`` (parsed), given to ``from_params``: results
     #: about a source exist only where a set declares it.
     original: dict[str, Any] = MappingProxyType({})  # type: ignore[assignment]
+    #: What the evidence tables call a claim (LaTeX; ``{lhs}`` stands for the result's
+    #: left-hand side) where the result's left-hand side alone does not name it.
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def symbols(cls) -> frozenset[str]:

@@ -176,7 +176,8 @@ class LSTM(RecurrentProblem):
         params.update(SATURATING)
         inputs = {"x": [1.0] * steps}
         err = self._limit_errors(params, inputs, init, steps)
-        sizes = f"T={steps}, x=1, w_fx = 25, w_ix = w_ox = -25, seed {case.seed}, every step"
+        sizes = (f"T = {steps}, x = 1, forget-gate input weight 25, input- and output-gate "
+                 f"input weights -25, seed {case.seed}, every step")
         method = "complex step on the forward pass: J at saturated gates"
         departure = err.pop("backward_map_limit_idempotent")
         for key, value in err.items():
@@ -244,7 +245,7 @@ class LSTM(RecurrentProblem):
         err = float(np.max(np.abs(h_bar - derived)) / np.max(np.abs(a)))
         # One route for both: the run's adjoints and gradients against the derived limits
         # (bar h(t) -> its loss term, every weight's gradient -> 0).
-        method = "complex step: bar h(t) and the weights' gradients against their limits"
+        method = "complex step: the adjoint of h(t) and the weight gradients against their limits"
         yield Claim.measured("h_bar_limit", method, sizes, err, 1e-8)
         weights = ref[np.array([p[1] == "param" for p in plist])]
         err = float(np.max(np.abs(weights)) / np.max(np.abs(a)))

@@ -33,7 +33,7 @@ from derive.example import parse_example
 from derive.example_run import SATURATION, ExampleRun, float_matrix
 from derive.params import Param, Raw
 from derive.problems.base import Problem, Result
-from derive.problems.recurrent_docs import cell_result_docs
+from derive.problems.recurrent_docs import CELL_CLAIM_NAMES, cell_result_docs
 from derive.verify import Check, Claim, rel_error
 from derive.verify.gradcheck import (
     METHODS,
@@ -52,7 +52,7 @@ ClaimGroup = tuple[str, list[Claim]]
 class RecurrentProblem(Problem):
     """Backprop-through-time equations of a recurrent cell, scalar and vector form."""
 
-    SHOWN = ("example",)
+    SHOWN, CLAIM_NAMES = ("example",), CELL_CLAIM_NAMES
     PARAMS = (
         Param(
             "example",
@@ -211,7 +211,7 @@ class RecurrentProblem(Problem):
 
     def map_claims(self) -> Iterator[Claim]:
         """The claims about the backward map J (subclasses add their own analysis of J)."""
-        sizes = "T=8, every step, |w| up to 1,5, seeds 14,15"
+        sizes = "T = 8, every step, |w| \u2264 1 or 5, seeds 14, 15"
         route = "complex step on the forward pass"
         yield Claim("backward_map", route, sizes, 1e-11, lambda: self._map_error(8))
 

@@ -22,6 +22,11 @@ Filters handed to templates:
 * ``millions``: a count in millions to one decimal; ``approx``: a SymPy value rounded to
   given significant digits; ``decimal``: an exact number as a decimal where it ends
   (``render.numbers``).
+
+The global ``evidence_view(problem, checks)`` arranges a problem's checks for the evidence
+macros (``render.evidence``).  A compact key's evidence tables go to an appendix for
+instructors: ``render_evidence`` renders one problem's part of it where the problem is at
+hand (a worker process, say), and ``render_page`` assembles the parts.
 """
 
 from __future__ import annotations
@@ -34,12 +39,19 @@ import jinja2
 import sympy as sp
 
 from derive.render import breaks
+from derive.render.evidence import evidence_view
 from derive.render.latex import KeyPrinter, Notation, Ordering
 from derive.render.numbers import approx, decimal, millions, sci, sig3, sig6
 from derive.render.plot import curve_plot
 from derive.render.texgate import escape
-from derive.verify import evidence_table
+from derive.verify import FLOOR
+from derive.verify.routes import CENTRAL_STEP, COMPLEX_STEP, DERIVED_DPS, TOLERANCE
 
+#: The numbers the evidence legend states: the error's floor, the routes' steps and digits.
+EVIDENCE_CONSTANTS = {
+    "floor": FLOOR, "complex_step": COMPLEX_STEP, "central_step": CENTRAL_STEP,
+    "digits": DERIVED_DPS, "high_precision": TOLERANCE["high precision"],
+}
 #: A control word at the very end of a text.
 _OPEN_END = re.compile(r"\\[A-Za-z]+$")
 
@@ -97,13 +109,16 @@ def environment(notation: Notation) -> KeyEnvironment:
     env.filters["millions"] = millions
     env.filters["approx"] = approx
     env.filters["decimal"] = decimal
-    env.filters["evidence"] = evidence_table
     env.globals["display_rows"] = breaks.rows
     env.filters["fits"] = breaks.fits
     env.filters["blocks"] = breaks.blocks
     env.filters["table_fits"] = breaks.table_fits
     env.filters["entries"] = breaks.entries
     env.filters["power_base"] = breaks.power_base
+    env.globals["evidence_view"] = lambda problem, checks: evidence_view(
+        problem, checks, lambda e: closed(printer.doprint(e))
+    )
+    env.globals["evidence_constants"] = EVIDENCE_CONSTANTS  # what the legend explains
     env.globals["curve_plot"] = curve_plot  # templates place exported series on a plot
     return env
 
@@ -129,11 +144,10 @@ def render(pset, problems: list, *, handout: bool = False, version: str = "") ->
     it.  ``version`` names a per-student variant in the title.
     """
     env = environment(pset.notation)
-    body = [
-        render_problem(pset, problem, number, handout=handout, env=env)
-        for number, problem in enumerate(problems, start=1)
-    ]
-    return render_page(pset, body, handout=handout, version=version, env=env)
+    numbered = list(enumerate(problems, start=1))
+    body = [render_problem(pset, p, n, handout=handout, env=env) for n, p in numbered]
+    appendix = [] if handout else [render_evidence(pset, p, n, env=env) for n, p in numbered]
+    return render_page(pset, body, handout=handout, version=version, env=env, appendix=appendix)
 
 
 def render_problem(
@@ -168,6 +182,19 @@ def render_problem(
         return tpl.render(question=question, **common, **problem.context())
 
 
+def render_evidence(
+    pset, problem, number: int, *, env: jinja2.Environment | None = None
+) -> str:
+    """Problem ``number``'s part of the instructors' evidence appendix: its tables, in a
+    key whose form prints one line per problem ("" in any other form)."""
+    if pset.form.evidence != "line":
+        return ""
+    env = env or environment(pset.notation)
+    return env.get_template("evidence.tex.j2").render(
+        number=number, problem=problem, checks=problem.checks
+    )
+
+
 def render_page(
     pset,
     body: list[str],
@@ -175,8 +202,13 @@ def render_page(
     handout: bool = False,
     version: str = "",
     env: jinja2.Environment | None = None,
+    appendix: list[str] | None = None,
 ) -> str:
-    """The whole document around the problems' rendered ``body`` parts."""
+    """The whole document around the problems' rendered ``body`` parts, and for a key the
+    ``appendix`` parts (``render_evidence``) at its end."""
     env = env or environment(pset.notation)
     page = "handout.tex.j2" if handout else "answer_key.tex.j2"
-    return env.get_template(page).render(pset=pset, body="\n".join(body), version=version)
+    return env.get_template(page).render(
+        pset=pset, body="\n".join(body), version=version,
+        appendix="\n".join(a for a in appendix or () if a),
+    )

@@ -7,15 +7,25 @@ and the error measure they share.
 """
 
 from derive.verify.claims import Claim, ClaimError, verify
-from derive.verify.evidence import FLOOR, Check, EvidenceTable, evidence_table, rel_error
+from derive.verify.evidence import (
+    FLOOR,
+    Check,
+    EvidenceGroup,
+    RouteSummary,
+    evidence_groups,
+    evidence_summary,
+    rel_error,
+)
 
 __all__ = [
     "FLOOR",
     "Check",
     "Claim",
     "ClaimError",
-    "EvidenceTable",
-    "evidence_table",
+    "EvidenceGroup",
+    "RouteSummary",
+    "evidence_groups",
+    "evidence_summary",
     "rel_error",
     "verify",
 ]

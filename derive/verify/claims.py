@@ -25,7 +25,8 @@ class Claim:
     """A checkable statement about the result ``key``.
 
     ``measure`` returns the worst error found by ``route`` (a mixed relative error, or a
-    count of failures for exact routes, whose tolerance is 0).
+    count of failures for exact routes, whose tolerance is 0).  ``detects``: the claim is
+    that given data is wrong (its evidence then reads "detected", not "pass").
     """
 
     key: str
@@ -33,12 +34,13 @@ class Claim:
     sizes: str
     tolerance: float
     measure: Callable[[], float]
+    detects: bool = False
 
     @classmethod
     def measured(cls, key: str, route: str, sizes: str, error: float,
-                 tolerance: float) -> Claim:
+                 tolerance: float, detects: bool = False) -> Claim:
         """A claim whose error was measured together with others (one shared run)."""
-        return cls(key, route, sizes, tolerance, lambda: error)
+        return cls(key, route, sizes, tolerance, lambda: error, detects)
 
 
 class HasClaims(Protocol):
@@ -61,5 +63,7 @@ def verify(problem: HasClaims) -> list[Check]:
                 f"its results ({', '.join(sorted(results))})"
             )
         error = float(claim.measure())
-        checks.append(Check(claim.key, claim.route, claim.sizes, error, claim.tolerance))
+        checks.append(
+            Check(claim.key, claim.route, claim.sizes, error, claim.tolerance, claim.detects)
+        )
     return checks

@@ -1,7 +1,10 @@
 """The evidence of checks: rows of an answer key's verification table, and their errors.
 
 A ``Check`` is one row of an answer key's verification table: the claim (a result key),
-the method, the sizes and seeds it ran on, the worst error found and the tolerance.
+the method, the sizes and seeds it ran on, the worst error found and the tolerance, and
+whether the claim is that given data is wrong (``detects``: its verdict reads "detected").
+``evidence_groups`` arranges checks for print (rows grouped, sizes once per group) and
+``evidence_summary`` condenses them to one line: per route, how many claims and how close.
 
 Errors are *mixed* relative errors, ``|a - b| / max(|a|, |b|, floor)`` with the floor a
 fixed fraction of the largest reference entry of the same claim: some gradient entries
@@ -16,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+
+from derive.verify.routes import route_family
 
 
 def span(values: int | Iterable[int]) -> str:
@@ -40,18 +45,30 @@ FLOOR = 1e-3
 
 @dataclass(frozen=True)
 class Check:
-    """Evidence for one claim: method, sizes, worst error, tolerance."""
+    """Evidence for one claim: method, sizes, worst error, tolerance.
+
+    ``detects`` marks a claim that given data (a stated decomposition, stated weights, a
+    printed formula) is wrong: when it passes, the error was found, and it reads "detected".
+    """
 
     claim: str
     method: str
     sizes: str
     max_rel_error: float
     tolerance: float
+    detects: bool = False
 
     @property
     def passed(self) -> bool:
         # bool(): a numpy error would give np.bool_, which JSON cannot hold.
         return bool(math.isfinite(self.max_rel_error) and self.max_rel_error <= self.tolerance)
+
+    @property
+    def verdict(self) -> str:
+        """``"pass"``, ``"detected"`` (a wrong given datum found wrong) or ``"FAIL"``."""
+        if not self.passed:
+            return "FAIL"
+        return "detected" if self.detects else "pass"
 
     def as_dict(self) -> dict:
         return {
@@ -64,6 +81,7 @@ class Check:
             ),
             "tolerance": float(self.tolerance),
             "passed": self.passed,
+            "detects": self.detects,
         }
 
 
@@ -88,24 +106,89 @@ def rel_error(got, ref, floor: float = FLOOR) -> float:
 
 
 @dataclass(frozen=True)
-class EvidenceTable:
-    """Checks pivoted for print: one row per claim, one column per method."""
+class EvidenceGroup:
+    """Checks printed together: their sizes once, then one row per check or, when three
+    claims or more were each checked by most of the same two to five methods (``pivot``),
+    one row per claim and one column per method.
 
-    methods: list[tuple[str, float, str]]  # (method, tolerance, sizes)
-    rows: list[tuple[str, list[float | None], bool]]  # (claim, worst error per method, passed)
+    ``sizes`` pairs each distinct sizes text with the methods that ran on it.
+    """
+
+    title: str
+    checks: list[Check]
+
+    @property
+    def sizes(self) -> list[tuple[list[str], str]]:
+        out: dict[str, list[str]] = {}
+        for c in self.checks:
+            methods = out.setdefault(c.sizes, [])
+            if c.method not in methods:
+                methods.append(c.method)
+        return [(m, s) for s, m in out.items()]
+
+    @property
+    def methods(self) -> list[tuple[str, float]]:
+        """The methods in order of first use, each with its tolerance."""
+        out: dict[str, float] = {}
+        for c in self.checks:
+            out.setdefault(c.method, c.tolerance)
+        return list(out.items())
+
+    @property
+    def claims(self) -> list[str]:
+        return list(dict.fromkeys(c.claim for c in self.checks))
+
+    @property
+    def pivot(self) -> bool:
+        # A claim x method grid pays only when it is mostly full and each cell is one check.
+        pairs = {(c.claim, c.method) for c in self.checks}
+        n_methods, n_claims = len(self.methods), len(self.claims)
+        return (2 <= n_methods <= 5 and n_claims >= 3 and len(pairs) == len(self.checks)
+                and 4 * len(self.checks) >= 3 * n_claims * n_methods)
+
+    @property
+    def rows(self) -> list[tuple[str, list[Check | None]]]:
+        """The pivot's rows: each claim with its check per method (None where not run)."""
+        by = {(c.claim, c.method): c for c in self.checks}
+        return [(k, [by.get((k, m)) for m, _ in self.methods]) for k in self.claims]
 
 
-def evidence_table(checks: list[Check]) -> EvidenceTable:
-    """Pivot ``checks`` so that an answer key prints them compactly."""
-    methods: dict[str, tuple[str, float, str]] = {}
+def evidence_groups(checks: list[Check],
+                    named: list[tuple[str, list[Check]]] | None = None) -> list[EvidenceGroup]:
+    """``checks`` arranged for print: in the groups a problem names (``named``), else
+    grouped by the sizes they ran on, in order of first appearance."""
+    if named is not None:
+        return [EvidenceGroup(title, list(group)) for title, group in named if group]
+    by_sizes: dict[str, list[Check]] = {}
     for c in checks:
-        methods.setdefault(c.method, (c.method, c.tolerance, c.sizes))
-    order = list(methods)
-    claims: dict[str, dict[str, Check]] = {}
+        by_sizes.setdefault(c.sizes, []).append(c)
+    return [EvidenceGroup("", group) for group in by_sizes.values()]
+
+
+@dataclass(frozen=True)
+class RouteSummary:
+    """One route's share of a problem's evidence: claims and checks, and the worst error."""
+
+    route: str
+    claims: int
+    checks: int
+    worst: float
+    exact: bool
+    failed: int
+
+
+def evidence_summary(checks: list[Check]) -> list[RouteSummary]:
+    """Per route family (``routes.route_family``), in order of first use with exact checks
+    last: how many claims and checks, the worst error, how many failed."""
+    fams: dict[str, list[Check]] = {}
     for c in checks:
-        claims.setdefault(c.claim, {})[c.method] = c
-    rows = []
-    for claim, by_method in claims.items():
-        errors = [by_method[m].max_rel_error if m in by_method else None for m in order]
-        rows.append((claim, errors, all(c.passed for c in by_method.values())))
-    return EvidenceTable(list(methods.values()), rows)
+        fams.setdefault(route_family(c.method, c.tolerance), []).append(c)
+    out = [
+        RouteSummary(
+            name, len({c.claim for c in group}), len(group),
+            max(c.max_rel_error for c in group), all(c.tolerance == 0 for c in group),
+            sum(not c.passed for c in group),
+        )
+        for name, group in fams.items()
+    ]
+    return sorted(out, key=lambda r: r.exact)  # stable: the order of first use otherwise

@@ -395,12 +395,15 @@ def gradient_claims(
 
 def _summary(cases: list[Case]) -> str:
     lengths = sorted({c.T for c in cases})
-    forms = sorted({"scalar" if not c.vector else f"n_h={c.n_h},n_x={c.n_x}" for c in cases})
+    forms = sorted({
+        "scalar" if not c.vector else f"{c.n_h} hidden and {c.n_x} input units" for c in cases
+    })
     scales = sorted({c.scale for c in cases})
     seeds = sorted({c.seed for c in cases})
+    # Words and numbers an evidence table prints as they stand (no code names, no braces).
     text = (
-        f"T in {{{','.join(map(str, lengths))}}}; {'; '.join(forms)}; "
-        f"|w| up to {','.join(f'{s:g}' for s in scales)}; seeds {','.join(map(str, seeds))}"
+        f"T = {', '.join(map(str, lengths))}; {'; '.join(forms)}; "
+        f"|w| \u2264 {' or '.join(f'{s:g}' for s in scales)}; seeds {', '.join(map(str, seeds))}"
     )
     if lengths[-1] > EXHAUSTIVE_T:
         text += (

@@ -25,6 +25,7 @@ Why each step:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -124,3 +125,40 @@ def sampled(draw: Callable[[np.random.Generator, int], np.ndarray], n: int,
 
 #: Sampling claims hold when the sample mean is within this many standard errors.
 SAMPLING_SIGMAS = 5.0
+
+
+#: The gradient checks' method names (``gradcheck.METHODS``) as an evidence table heads
+#: its columns: what each compares, in words.
+ROUTE_WORDS = {
+    "central difference": "central differences",
+    "mpmath 50 digits": f"{DERIVED_DPS} digits vs {REFERENCE_DPS}-digit differences",
+    "float64 vs mpmath": f"float64 vs {DERIVED_DPS} digits",
+}
+_DIGITS = re.compile(r"(\d+)[ -]digits?\b")
+
+
+def route_words(method: str) -> str:
+    """``method`` as a table prints it: a gradient check's name in words
+    (``ROUTE_WORDS``, keeping any tail such as ", saturated"), others as they are."""
+    head, sep, tail = method.partition(",")
+    return ROUTE_WORDS.get(head, head) + sep + tail
+
+
+def route_family(method: str, tolerance: float) -> str:
+    """The route a check's ``method`` belongs to, for a one-line summary: ``"exact"``
+    (tolerance 0), ``"complex step"``, ``"float64 evaluation"`` (of derived equations,
+    against high precision), ``"N-digit arithmetic"``, ``"central differences"``,
+    ``"sampling"``, else ``"float64 recomputation"`` (an independent float64 route)."""
+    m = method.lower()
+    if tolerance == 0:
+        return "exact"
+    if "complex step" in m:
+        return "complex step"
+    if "float64 vs" in m:
+        return "float64 evaluation"
+    if digits := _DIGITS.search(m):
+        return f"{digits.group(1)}-digit arithmetic"
+    for family in ("central difference", "sampling"):
+        if family in m:
+            return family + ("s" if family.endswith("difference") else "")
+    return "float64 recomputation"

@@ -91,6 +91,15 @@ def _example(value: list) -> tuple[int, int]:
 class BinaryAdder(Problem):
     """Weights of a threshold RNN that adds binary numbers, found by an exact search."""
 
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        "U": "$U$", "W": "$W$", "b_h": "$b_h$", "b_y": "$b_y$", "V": "$V$",
+        "units": "each unit's weight intervals", "truth_table": "the truth table",
+        "truth_table_sums": "the truth table as sums $2c + y$",
+        "given_weights_ok": "the stated weights add", "given_equal": "the stated weights "
+        "equal the derived", "example_sum": "the example's sum",
+        "example_steps": "the example step by step",
+    }
+
     key = "binary_adder"
     title = "Binary addition with a hard-threshold RNN"
     MAIN = "W"

@@ -85,7 +85,7 @@ def weight_claims(wt: Weights, bits: int) -> Iterator[Claim]:
     )
     yield Claim.measured(
         "V",
-        "Fractions: product with a true adder, reachable wrong output bits",
+        "exact rationals: product with a true adder, reachable wrong output bits",
         f"{states} reachable (h, carry) states: every length",
         wrong,
         EXACT,
@@ -126,10 +126,10 @@ def unit_claims(units: list[tuple[str, list[Row], dict[str, Any]]]) -> Iterator[
         cases += [
             (w, rows, b, True) for b in (low + quarter, Fraction(str(u["bias"])), high - quarter)
         ]
-    names = ", ".join(name for name, _, _ in units)
+    names = ", ".join(name.replace("_", "") for name, _, _ in units)  # h1, as the method says
     yield Claim(
         "units",
-        "Fractions: the interval's ends fail a row or tie, inside points are clean",
+        "exact rationals: the interval's ends fail a row or tie, inside points are clean",
         f"{names}: both ends, midpoint, quarter points",
         EXACT,
         lambda: failures(cases, lambda c: _clean(c[0], c[1], c[2]) == c[3]),
@@ -140,7 +140,7 @@ def unit_claims(units: list[tuple[str, list[Row], dict[str, Any]]]) -> Iterator[
     ]
     yield Claim(
         "units",
-        "Fractions: the least |z| over each unit's rows, against its margin",
+        "exact rationals: the least |z| over each unit's rows, against its margin",
         f"{names}: every row",
         EXACT,
         lambda: failures(margins, lambda m: min(abs(_pre(m[0], a, m[2])) for a, _ in m[1]) == m[3]),
@@ -172,7 +172,7 @@ def table_claims(wt: Weights, table: list[list[int]]) -> Iterator[Claim]:
     cases = [(row, s) for row in table for s in (2 * row[2], 2 * row[2] + 1)]
     yield Claim(
         "truth_table",
-        "Fractions: network from each h(t-1) with that carry",
+        "exact rationals: network from each h(t-1) with that carry",
         "8 rows x 2 states",
         EXACT,
         lambda: failures(cases, network),
@@ -209,6 +209,7 @@ def given_claims(
         sizes(sim, bits),
         error,
         EXACT,
+        detects=not verdict,
     )
     pairs = [
         (g, d)
@@ -218,8 +219,8 @@ def given_claims(
     differ = failures(pairs, lambda p: Fraction(p[0]) == Fraction(str(p[1])))
     yield Claim.measured(
         f"{prefix}_equal",
-        f"Fractions: stated entries that differ from the derived ({differ})",
-        ", ".join(KEYS),
+        f"exact rationals: stated entries that differ from the derived ({differ})",
+        "every stated weight and bias",
         int((differ == 0) != equal),
         EXACT,
     )
@@ -235,7 +236,7 @@ def example_claims(a: int, b: int, total: int, steps: list[list[int]]) -> Iterat
     """The worked example's sum and every step against integer addition."""
     yield Claim.measured(
         "example_sum",
-        f"Python integers: |network - (a + b)|, a + b = {a + b}",
+        f"integers: the network's sum against a + b = {a + b}",
         f"a = {a}, b = {b}",
         abs(total - (a + b)),
         EXACT,

@@ -86,6 +86,18 @@ RULE_SYMBOLS = {
 class CNNParams(Problem):
     """Output shapes and parameter counts of every layer of a feed-forward CNN, and the total."""
 
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        "layers": "each layer's output and parameters", "total_params": "total parameters",
+        "untied_extra": "extra parameters of untied biases",
+        "untied_total": "total with untied biases", "largest_layer": "the largest layer",
+        "flat_inputs": "inputs of the first fully connected layer",
+        "rule_side": "the output-side rule", "rule_conv": "a convolution's parameters",
+        "rule_fc_spatial": "a fully connected layer's, spatial input",
+        "rule_fc_flat": "a fully connected layer's, flat input",
+        "handout_text": "the handout's stated network", "other_choices": "other strides "
+        "and paddings",
+    }
+
     key = "cnn_params"
     title = "Parameters of a convolutional network"
     MAIN = "total_params"

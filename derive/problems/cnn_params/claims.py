@@ -38,7 +38,7 @@ OTHER_NETS: list[tuple[list[int], list[Any]]] = [
     ([11, 7, 1], ["conv2x1-2/p0/s2", "maxpool2x3/p1/s2", "fc-3", "relu", "fc-3"]),
 ]
 EXACT = 0.0
-FORWARD_METHOD = "numpy float64 forward pass on random input: output shapes and parameter .size"
+FORWARD_METHOD = "numpy float64 forward pass on random input: output shapes and parameter counts"
 
 Traced = list[tuple[Network, list[Trace]]]
 
@@ -84,14 +84,14 @@ def forward_cost(net: Network) -> int:
 # -- the network as given, full size (shape pass) ------------------------------------------------
 #: The method of each full-size claim (``full_size_claims``), by what it measures.
 FULL_SIZE_METHODS = {
-    "shapes": "numpy shape pass: sliding_window_view over zero-stride arrays, output shapes",
-    "params": "numpy: .size of the weight and bias arrays each layer allocates",
-    "total_params": "numpy: .size summed over all weight and bias arrays",
-    "untied_extra": "numpy: .size of a bias array shaped like each biased convolution's "
+    "shapes": "numpy shape pass: sliding windows over zero-stride arrays, output shapes",
+    "params": "numpy: entries of the weight and bias arrays each layer allocates",
+    "total_params": "numpy: entries of all weight and bias arrays",
+    "untied_extra": "numpy: entries of a bias array shaped like each biased convolution's "
     "output, less its tied bias",
-    "untied_total": "numpy: summed .size plus the untied bias arrays' extra",
-    "largest_layer": "numpy: the layer with the largest .size and its share of the sum",
-    "flat_inputs": "numpy: .size of the array reaching the first fc on a spatial input",
+    "untied_total": "numpy: summed entries plus the untied bias arrays' extra",
+    "largest_layer": "numpy: the layer with the most entries and its share of the sum",
+    "flat_inputs": "numpy: entries of the array reaching the first fc on a spatial input",
 }
 
 
@@ -186,9 +186,9 @@ def rule_claims(
                 counts[key][1] += count_mismatch(rules[key], values, counted)
     what = {
         "rule_side": ("each spatial axis of", "the numpy output side"),
-        "rule_conv": ("each biased conv layer of", "numpy .size"),
-        "rule_fc_spatial": ("each biased fc layer on a spatial input of", "numpy .size"),
-        "rule_fc_flat": ("each biased fc layer on a flat input of", "numpy .size"),
+        "rule_conv": ("each biased conv layer of", "numpy's entry counts"),
+        "rule_fc_spatial": ("each biased fc layer on a spatial input of", "numpy's entry counts"),
+        "rule_fc_flat": ("each biased fc layer on a flat input of", "numpy's entry counts"),
     }
     nets = f"the given net and {len(traced) - 1} further nets"
     for key, (checked, bad) in counts.items():
@@ -274,7 +274,7 @@ def other_choices_claim(
     tried = ", ".join(f"{f} = {v}" for f, v in choices.items())
     return Claim.measured(
         "other_choices",
-        "numpy shape pass and .size, as above",
+        "numpy shape pass and entry counts, as above",
         f"the network as given, with {tried} (one at a time)",
         bad,
         EXACT,

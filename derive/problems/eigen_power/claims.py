@@ -68,10 +68,11 @@ def _decomposition_claims(p: EigenPower) -> Iterator[Claim]:
     def pairs() -> float:
         return max(exact_norm(p.w * q[:, i] - lam[i, i] * q[:, i]) for i in range(q.cols))
 
-    yield Claim("Q", "exact: max |W q_i - lambda_i q_i|", "2x2, exact", 0.0, pairs)
+    yield Claim("Q", "exact: W times each eigenvector against its eigenvalue times it",
+                "2x2, exact", 0.0, pairs)
     yield Claim(
         "W",
-        "exact: |Q Lambda Q^-1 - W|",
+        "exact: the product of the factors against W",
         "2x2, exact",
         0.0,
         lambda: exact_norm(q * lam * q.inv() - p.w),
@@ -79,19 +80,19 @@ def _decomposition_claims(p: EigenPower) -> Iterator[Claim]:
     values, digits = numeric_eigenvalues(p.w, q, lam, EIGEN_TOL)
     exact = list(lam.diagonal())
     method = (
-        "numpy.linalg.eigvals of float W" if digits is None else f"mpmath.eig at {digits} digits"
+        "float64 eigenvalues of W" if digits is None else f"eigenvalues of W at {digits} digits"
     )
     yield Claim("Lambda", method, "2x2", EIGEN_TOL, lambda: compared(values, exact, digits))
     yield Claim(
         "spectral_radius",
-        f"{method}, largest |lambda_i|",
+        f"{method}: the largest in size",
         "2x2",
         EIGEN_TOL,
         lambda: compared([max(abs(v) for v in values)], [r["spectral_radius"].expr], digits),
     )
     yield Claim(
         "Q_inv",
-        "exact: |Q^-1 Q - I|",
+        "exact: the inverse times Q against I",
         "2x2, rationals",
         0.0,
         lambda: exact_norm(r["Q_inv"].expr * q - sp.eye(q.rows)),
@@ -103,7 +104,7 @@ def _orthogonal_claim(p: EigenPower) -> Claim:
     q, _ = p.decomposition
     holds = nonzero_entries(q.T * q - sp.eye(q.rows)) == 0
     stated = p.results["Q_orthogonal"].value
-    return Claim("Q_orthogonal", "exact: entries of Q^T Q - I", "2x2, exact", 0.0,
+    return Claim("Q_orthogonal", "exact: Q transposed times Q against I", "2x2, exact", 0.0,
                  lambda: float(holds != stated))
 
 
@@ -132,18 +133,18 @@ def _power_claims(p: EigenPower) -> Iterator[Claim]:
             max(abs(Fraction(str(power[i, j])) - exact[i][j]) for i in range(2) for j in range(2))
         )
 
-    yield Claim("W_power", f"Fractions: W multiplied {p.n} times", f"n={p.n}", 0.0, fractions)
+    yield Claim("W_power", f"exact rationals: W multiplied {p.n} times", f"n={p.n}", 0.0, fractions)
     got, digits = numeric_power(p.w, p.n, POWER_TOL)
     method = (
-        "numpy.linalg.matrix_power (float64)"
+        "float64: W squared repeatedly"
         if digits is None
-        else f"mpmath: W squared repeatedly at {digits} digits"
+        else f"W squared repeatedly at {digits} digits"
     )
     yield Claim("W_power", method, f"n={p.n}", POWER_TOL, lambda: compared(got, power, digits))
     longest = max(_digits(f) for row in exact for f in row)
     yield Claim(
         "power_digits",
-        "Fractions: digits of W multiplied out",
+        "exact rationals: digits of W multiplied out",
         f"n={p.n}",
         0.0,
         lambda: abs(longest - p.results["power_digits"].value),
@@ -155,20 +156,21 @@ def _power_facts(p: EigenPower, exact: list[list[Fraction]]) -> Iterator[Claim]:
     """Zero, shrinking and terminating, each against a route that does not use Λ."""
     r = p.results
     zero = all(f == 0 for row in exact for f in row)
-    yield Claim("power_zero", f"Fractions: W multiplied {p.n} times is zero", f"n={p.n}", 0.0,
+    yield Claim("power_zero", f"exact rationals: W multiplied {p.n} times is zero", f"n={p.n}", 0.0,
                 lambda: float(zero != r["power_zero"].value))
     # Both roots of x^2 - tr x + det lie in (-1, 1) exactly when |det| < 1 and
     # |tr| < 1 + det (Jury's test for degree 2): no eigenvalue is computed.
     tr, det = p.w.trace(), p.w.det()
     inside = bool(abs(det) < 1 and abs(tr) < 1 + det)
-    yield Claim("power_shrinks", "exact: Jury's test, |det W| < 1 and |tr W| < 1 + det W",
+    yield Claim("power_shrinks", "exact: Jury's test on the determinant and trace of W",
                 "2x2, exact", 0.0, lambda: float(inside != r["power_shrinks"].value))
     w = [Fraction(str(v)) for v in p.w]
     stated = r["terminating"].value
     # Stated: W's entries terminate, and so (products of them) do W^n's.
     wrong = (all(map(_decimal, w)) != stated) + (stated and not all(
         _decimal(f) for row in exact for f in row))
-    yield Claim("terminating", "Fractions: denominators of W and W^n divided by 2 and 5",
+    yield Claim("terminating",
+                "exact rationals: denominators of W and its power divided by 2 and 5",
                 f"n={p.n}", 0.0, lambda: float(wrong))
 
 
@@ -203,7 +205,7 @@ def _given_claims(p: EigenPower) -> Iterator[Claim]:
     yield Claim("given_product", method, "2x2", PRODUCT_TOL, lambda: compared(prod, exact, digits))
     sep = separation(p.given_q, p.given_lambda, p.w)
     dev, flipped, route = _deviation(p, p.given_q, sep)
-    text = "{}: max |Q L Q^-1 - W| = {:.2f}"
+    text = "{}: largest entry off W is {:.2f}"
     yield _verdict(p, "given_decomposition_ok", text.format(route, float(dev.max())), dev, sep)
     yield from _entry_claims(p, dev, flipped, route, sep)
     dev, _, route = _deviation(p, p.given_q.T, sep)
@@ -255,8 +257,10 @@ def _fraction_power(w: list[list[Fraction]], n: int) -> list[list[Fraction]]:
 
 
 def _verdict(p: EigenPower, key: str, method: str, dev: np.ndarray, sep: float) -> Claim:
-    agrees = bool(dev.max() < sep / 2) == bool(p.results[key].value)
-    return Claim.measured(key, method, GIVEN, float(not agrees), 0.0)
+    """The verdict "the product is W" (or "is not": then a wrong datum is detected)."""
+    ok = bool(p.results[key].value)
+    agrees = bool(dev.max() < sep / 2) == ok
+    return Claim.measured(key, method, GIVEN, float(not agrees), 0.0, detects=not ok)
 
 
 def _deviation(p: EigenPower, q: sp.Matrix, sep: float) -> tuple[np.ndarray, np.ndarray, str]:
@@ -284,11 +288,13 @@ def _entry_claims(
     r = p.results
     wrong = [[i + 1, j + 1] for i in range(2) for j in range(2) if dev[i, j] >= sep / 2]
     error = float(wrong != r["given_wrong_entries"].value)
-    yield Claim.measured("given_wrong_entries", f"{route}: entries off W", GIVEN, error, 0.0)
+    yield Claim.measured("given_wrong_entries", f"{route}: entries off W", GIVEN, error, 0.0,
+                         detects=bool(wrong))
     flips = bool(wrong) and all(flipped[i - 1, j - 1] < sep / 2 for i, j in wrong)
     error = float(flips != r["given_sign_flips_only"].value)
     yield Claim.measured(
-        "given_sign_flips_only", f"{route}: wrong entries are -W's", GIVEN, error, 0.0
+        "given_sign_flips_only", f"{route}: wrong entries are those of W, sign flipped",
+        GIVEN, error, 0.0,
     )
 
 
@@ -302,7 +308,7 @@ def _induction_claims(p: EigenPower) -> Iterator[Claim]:
         0.0,
         lambda: 0.0 if step.is_zero_matrix else 1.0,
     )
-    method = "M^n by repeated products, symbolic 2x2 (numerators over det Q)"
+    method = "repeated products of a symbolic 2x2 M (numerators over det Q)"
     yield Claim("induction_step", method, "n = 1..6", 0.0, _small_n_failures)
 
 
@@ -334,7 +340,7 @@ def _regime_claim(p: EigenPower, name: str, m: sp.Matrix) -> Claim:
             widest = max(widest or 0, digits)
     if widest is None:
         error = rel_error(got, [float(x) for x in expected])
-        method = "numpy: spectral norm of W^k"
+        method = "float64 spectral norms of the powers"
     else:
         # Norms from 1e-600 to 1e1200: each against its own value, not the largest's.
         error = max(scaled_rel_error([g], [e]) for g, e in zip(got, expected, strict=True))

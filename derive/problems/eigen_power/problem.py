@@ -23,6 +23,7 @@ from derive.errors import InputError
 from derive.params import Int, Kind, Matrix, Param, Quote, Vector
 from derive.problems.base import Problem, Result, json_float, json_number, json_rows
 from derive.problems.eigen_power import claims
+from derive.problems.eigen_power.docs import RESULTS
 from derive.problems.eigen_power.params import (
     DEFECTIVE,
     HANDOUT_N,
@@ -47,63 +48,29 @@ def digits(v: sp.Rational) -> int:
 class EigenPower(Problem):
     """M^n = Q Λ^n Q^-1, the handout's W^30, and the role of the eigenvalues."""
 
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        # Literal names: these left-hand sides are display symbols no set may respell.
+        "Q": "eigenvectors $Q$", "W": "$Q \\Lambda Q^{-1} = W$", "Lambda": "eigenvalues "
+        "$\\Lambda$", "spectral_radius": "$\\rho(W)$", "Q_inv": "$Q^{-1}$", "W_power": "$W^n$",
+        "defective_power": "$M^k$",
+        "Q_orthogonal": "$Q$ orthogonal", "Lambda_power": "$\\Lambda^n$",
+        "power_digits": "digits of $W^n$", "power_zero": "whether $W^n = 0$",
+        "power_shrinks": "whether $W^n \\to 0$", "terminating": "whether $W^n$ has finite "
+        "decimals", "given_product": "product of the stated factors",
+        "given_decomposition_ok": "the stated decomposition",
+        "given_wrong_entries": "its wrong entries", "given_sign_flips_only": "only signs wrong",
+        "given_q_transposed_ok": "stated $Q$ transposed", "induction_step": "the induction step",
+        "regime_contracting": "every $|\\lambda| < 1$", "regime_expanding": "some "
+        "$|\\lambda| > 1$", "regime_unit": "every $|\\lambda| = 1$", "regime_unit_defective":
+        "eigenvalue 1, not diagonalizable", "norm_curves": "the plotted norms",
+        "flipped_W": "$W$ with those signs flipped", "flipped_decomposition_ok": "the stated "
+        "decomposition of that $W$", "flipped_power": "its power through the stated factors",
+    }
+
     key = "eigen_power"
     title = "Matrix powers and eigenvalues (vanishing and exploding gradients)"
     MAIN = "W_power"
-    RESULTS: ClassVar[dict[str, str]] = {
-        "W": "The matrix W (given or the handout's).",
-        "Q": "Unit eigenvectors of W as columns, eigenvalues increasing.",
-        "Lambda": "The diagonal matrix of W's eigenvalues, increasing.",
-        "spectral_radius": "The largest absolute value of an eigenvalue of W.",
-        "Q_inv": "The inverse of Q.",
-        "Q_orthogonal": "Whether Q is orthogonal (Q^-1 = Q^T).",
-        "Lambda_power": "Lambda to the power n, entry by entry.",
-        "W_power": "W^n = Q Lambda^n Q^-1, exactly.",
-        "power_digits": "The number of digits of the longest exact entry of W^n.",
-        "power_zero": "Whether W^n is the zero matrix.",
-        "power_shrinks": "Whether W^n tends to zero as n grows (spectral radius below 1).",
-        "terminating": "Whether every entry of W is a terminating decimal.",
-        "given_product": (
-            "The stated decomposition multiplied out, Q Lambda Q^-1; null unless `given_Q` is "
-            "given."
-        ),
-        "given_decomposition_ok": (
-            "Whether the stated decomposition reproduces W; null unless `given_Q` is given."
-        ),
-        "given_wrong_entries": (
-            "Positions (row, column, from 1) where the stated product differs from W; null unless"
-            " `given_Q` is given."
-        ),
-        "given_sign_flips_only": (
-            "Whether every wrong entry of the stated product is minus W's; null unless `given_Q` "
-            "is given."
-        ),
-        "given_q_transposed_ok": (
-            "Whether the transpose of the stated Q reproduces W; null unless `given_Q` is given."
-        ),
-        "flipped_W": (
-            "W with the entries the stated decomposition gets wrong negated (the reading in "
-            "which extraction lost their minus signs); null unless that decomposition is wrong."
-        ),
-        "flipped_decomposition_ok": "Whether the stated decomposition reproduces that W.",
-        "flipped_power": "That W to the power n through the stated decomposition.",
-        "induction_step": (
-            "The inductive step M^(n+1) - Q Lambda^(n+1) Q^-1 in symbols, which simplifies to "
-            "zero."
-        ),
-        "regime_contracting": (
-            "The contracting regime's matrix: eigenvalues and the exact norms of its powers at "
-            "the tabulated steps."
-        ),
-        "regime_expanding": "The expanding regime's matrix: eigenvalues and norms of its powers.",
-        "regime_unit": "The regime with eigenvalues 1: eigenvalues and norms of its powers.",
-        "regime_unit_defective": (
-            "The defective matrix with eigenvalue 1: eigenvalues and norms of its powers, which "
-            "grow linearly."
-        ),
-        "norm_curves": "The plotted norms of each regime's powers at k = 1, 2, ...",
-        "defective_power": "The k-th power of the defective matrix, in the symbol k.",
-    }
+    RESULTS = RESULTS
     # The handout gives W, and states a decomposition whose eigenvalues are right and whose
     # Q is the derived Q^-1 (eigenvectors in rows): given data equal to two results.
     GIVEN = ("W", "Lambda", "Q_inv")

@@ -44,7 +44,7 @@ from derive.instances import lstm_step as reference
 from derive.instances.chain_paths import enumerated_counts, unrolled_gradient
 from derive.params import Kind, Quote
 from derive.problems.base import Problem, Result, json_float, json_rows
-from derive.problems.lstm_cell.docs import RESULTS
+from derive.problems.lstm_cell.docs import CLAIM_NAMES, RESULTS
 from derive.verify import Claim
 from derive.verify.routes import TOLERANCE
 
@@ -94,8 +94,8 @@ WRONG = 0.1
 STEP_ROUTE = "one step of the cell in NumPy, the previous hidden state from the previous cell state"
 #: Routes whose measured errors the prose quotes (looked up in the evidence by these).
 ROW_SUMS = "J 1 (derived) against the row sums of the complex-step Jacobian"
-RUN_COMPLEX_STEP = "complex step through the whole run: max |dC_T/dC_k - I|, k = 0, T/2, T-1"
-RUN_PRODUCT = "derived J multiplied over every step: max |prod J - I|"
+RUN_COMPLEX_STEP = "complex step through the whole run from k = 0, T/2, T - 1: largest entry off I"
+RUN_PRODUCT = "derived J multiplied over every step: largest entry off I"
 #: 1 - f of a saturated gate cancels in float64 (spacing 1e-16 next to a gap near 1e-12):
 #: the printed gap (two digits) is checked against 30 digits to this relative error.
 GAP_TOLERANCE = 1e-3
@@ -107,7 +107,7 @@ class LSTMCell(Problem):
     key = "lstm_cell"
     title = "LSTM cell: gates, signs and the cell-state gradient"
     MAIN = "dC_dCk_f1_i0"
-    RESULTS = RESULTS
+    RESULTS, CLAIM_NAMES = RESULTS, CLAIM_NAMES
     #: Names the printer spells through the set's notation (``Problem.symbols``).
     SYMBOLS = tuple("J L W W_ch W_cx W_fh W_fx W_ih W_ix W_oh W_ox b_c b_f b_i b_o c delta f g "
                     "h i j k o x".split())
@@ -278,7 +278,7 @@ class LSTMCell(Problem):
         # The key says the handout's formula is wrong: count the cases where it is not.
         yield Claim("J_ones", f"exact: the formula with sigma'(W_fh delta) off by more than "
                     f"{WRONG} in every case", sizes, TOLERANCE["exact"],
-                    lambda: float(errors["printed_least"] <= WRONG))
+                    lambda: float(errors["printed_least"] <= WRONG), detects=True)
         yield Claim("printed_formula_error", "central difference: the same error against the "
                     "row sums of the central-difference Jacobian", sizes,
                     TOLERANCE["central difference"], self._printed_error_difference)
@@ -297,8 +297,8 @@ class LSTMCell(Problem):
 
     def _limit_claims(self) -> Iterator[Claim]:
         lim = self.results["dC_dCk_f1_i0"].expr
-        yield Claim("dC_dCk_f1_i0", "exact: J at f_t = 1, i_t = 0 is the identity matrix",
-                    "symbolic n_h", TOLERANCE["exact"],
+        yield Claim("dC_dCk_f1_i0", "exact: J with f = 1 and i = 0 is the identity matrix",
+                    "any number of hidden units", TOLERANCE["exact"],
                     lambda: 0.0 if lim == sp.Identity(n_h) else 1.0)
         run = self.saturated_run
         yield Claim("dC_dCk_f1_i0", RUN_COMPLEX_STEP, run["sizes"], LIMIT_TOLERANCE,
@@ -306,7 +306,7 @@ class LSTMCell(Problem):
         yield Claim("dC_dCk_f1_i0", RUN_PRODUCT, run["sizes"], LIMIT_TOLERANCE,
                     lambda: run["derived_product"])
         gap = self.results["gate_gap"].value
-        yield Claim("gate_gap", "mpmath (30 digits): max(1 - f, i) over the same run",
+        yield Claim("gate_gap", "30-digit arithmetic: largest gap of f below 1 and of i above 0",
                     reference.SATURATED, GAP_TOLERANCE,
                     lambda: float(abs(reference.gate_gap(digits=30) - gap) / gap))
 

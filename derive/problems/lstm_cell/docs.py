@@ -1,4 +1,5 @@
-"""What each result of the LSTM cell problem is (the JSON export's documented keys)."""
+"""What each result of the LSTM cell problem is (the JSON export's documented keys), and
+what the evidence calls its claims."""
 
 from __future__ import annotations
 
@@ -34,4 +35,13 @@ RESULTS: dict[str, str] = {
         "The largest relative error of the formula as the handout prints it, against the "
         "derived row sums."
     ),
+}
+
+#: What the evidence tables call the claims that no left-hand side names.
+CLAIM_NAMES: dict[str, str] = {
+    "path_counts": "how often each path into the loss is counted",
+    "J_ones": "{lhs} and the printed formula",
+    "printed_formula_error": "the printed formula's error",
+    "gate_gap": "how far the gates are from $f = 1$, $i = 0$",
+    "positive": "signs of the gate values", "sign_table": "ranges of the gate values",
 }

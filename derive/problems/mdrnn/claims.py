@@ -157,8 +157,8 @@ def count_claims(p: MDRNN) -> Iterator[Claim]:
     exact, bound = p.results["num_ops"].expr, p.results["num_ops_order"].expr.args[0]
     yield Claim(
         "num_ops_order",
-        "SymPy: exact / bound has a positive finite limit along each growth direction",
-        "rates in {0,1,2}^3 of (G, D, H); n_phi = 1, 10",
+        "symbolic: exact / bound has a positive finite limit along each growth direction",
+        "G, D and H each growing at rate 0, 1 or 2; 1 or 10 operations per phi",
         0.0,
         lambda: sum(
             len(same_growth(exact.subs(n_phi, c), bound, [G, D, H], BASE)) for c in (1, 10)

@@ -79,6 +79,17 @@ from derive.verify import Claim
 class MDRNN(Problem):
     """Weights, arithmetic and parallel steps of a 2-D RNN, and how it compares to a conv net."""
 
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        "num_weights": "number of weights", "num_ops": "number of operations",
+        "weight_terms": "the weight arrays' terms", "num_ops_order": "order of the "
+        "operation count", "num_steps": "number of steps", "interior_cell_ops": "cost of an "
+        "interior square", "boundary_saving": "saving on the first row and column",
+        "schedule": "step of each cell", "zero_based_schedule": "steps, indices from 0",
+        "neighbour_steps": "steps of the neighbours", "last_zero_square": "the last cell",
+        "receptive_field": "the last cell's field", "conv_comparison": "comparison with "
+        "a conv net", "sample_solution": "the sample solution's claims",
+    }
+
     key = "mdrnn"
     title = "Multidimensional RNN: weights, operations and parallel steps"
     MAIN = "num_weights"

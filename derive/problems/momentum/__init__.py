@@ -89,6 +89,13 @@ REVERSAL_TOL = 1e-25
 class Momentum(Problem):
     """Inverse and Jacobian determinant of the momentum update, and what β^D means."""
 
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        "inverse_theta": "inverse, {lhs}", "inverse_p": "inverse, {lhs}",
+        "jacobian_factors": "the two factors of $J$", "jacobian": "$J$ as one block matrix",
+        "factor_dets": "determinants of the factors", "det_jacobian": "determinant of $J$",
+        "volume_factor": "the volume factor", "reversal_error": "reversing the steps in float64",
+    }
+
     key = "momentum"
     title = "Reversibility of gradient descent with momentum"
     MAIN = "det_jacobian"
@@ -236,7 +243,7 @@ class Momentum(Problem):
         yield from mc.numeric_jacobian_claims(self.factors, det, self.a, self.b, jacobians)
         yield Claim(
             "volume_factor",
-            f"mpmath {VOLUME_DPS} digits: beta^-D",
+            f"{VOLUME_DPS}-digit arithmetic: the volume factor",
             f"beta = {self.exact_b}, D = {self.volume_d}",
             VOLUME_TOL,
             self._volume_error,

@@ -59,7 +59,7 @@ def inverse_claims(inv, a: float, b: float, states: list[np.ndarray]) -> Iterato
         worst_p = max(worst_p, rel_error(back[n:], s[n:]))
         worst_fi = max(worst_fi, rel_error(forward(inv(s, a, b), a, b), s))
     sizes = f"D = {', '.join(str(s.size // 2) for s in states)}; non-quadratic J"
-    there, back = "float64: f^-1(f(s)) against s", "float64: f(f^-1(s)) against s"
+    there, back = "float64: the inverse after the map", "float64: the map after the inverse"
     yield Claim.measured("inverse_theta", there, sizes, worst_t, ROUND_TRIP_TOL)
     yield Claim.measured("inverse_p", there, sizes, worst_p, ROUND_TRIP_TOL)
     yield Claim.measured("inverse_p", back, sizes, worst_fi, ROUND_TRIP_TOL)
@@ -72,7 +72,7 @@ def symbolic_inverse_claim(inverse: tuple[sp.Expr, sp.Expr, sp.Expr]) -> Claim:
     residual = sp.Matrix([p_new - p_next, th + p_new - theta_next])
     return Claim(
         "inverse_theta",
-        "SymPy: forward map of the inverse minus s'",
+        "symbolic: forward map of the inverse minus s'",
         "symbolic, any D (elementwise)",
         0.0,
         lambda: nonzero_entries(residual),
@@ -128,28 +128,28 @@ def explicit_claims(counts: ExplicitCounts) -> Iterator[Claim]:
     sizes = f"D = {EXPLICIT_DIMS[0]}..{EXPLICIT_DIMS[-1]}, symbolic Hessian entries"
     yield Claim.measured(
         "jacobian_factors",
-        "SymPy: F2 F1 against jacobian() of the map",
+        "symbolic: F2 F1 against the map's Jacobian",
         sizes,
         counts.product,
         0.0,
     )
     yield Claim.measured(
         "jacobian",
-        "SymPy: the collapsed block product against jacobian() of the map",
+        "symbolic: the collapsed block product against the map's Jacobian",
         sizes,
         counts.collapsed,
         0.0,
     )
     yield Claim.measured(
         "factor_dets",
-        "SymPy: berkowitz det of each explicit factor",
+        "symbolic determinant of each explicit factor",
         sizes,
         counts.factor_dets,
         0.0,
     )
     yield Claim.measured(
         "det_jacobian",
-        f"SymPy: berkowitz det of the Jacobian (D <= {FULL_DET_MAX}), of the factors "
+        f"symbolic determinant of the Jacobian (D <= {FULL_DET_MAX}), of the factors "
         f"(D = {EXPLICIT_DIMS[-1]})",
         sizes,
         counts.det,

@@ -107,7 +107,7 @@ def count_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     )
     yield Claim(
         "pixelcnn_connections",
-        "SymPy: sum over the mask offsets of (H - |a|)(W - |b|)",
+        "symbolic sum over the mask offsets of the positions each reaches",
         "symbolic, k = 2r + 1, H, W >= r",
         0.0,
         lambda: nonzero_entries(pix - by_offsets),
@@ -133,7 +133,7 @@ def _mdrnn_count_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     )
     yield Claim(
         "mdrnn_connections",
-        "SymPy: d k^2 times the sum over the three sources of (H - |a|)(W - |b|)",
+        "symbolic sum over the three sources' offsets of the positions each reaches",
         "symbolic",
         0.0,
         lambda: nonzero_entries(rnn - rnn_sum),
@@ -162,14 +162,14 @@ def _layer_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     )
     yield Claim(
         "pixelcnn_layer_connections",
-        "SymPy: sum over the mask offsets of (H - |a|)(W - |b|)",
+        "symbolic sum over the mask offsets of the positions each reaches",
         "symbolic, k = 2r + 1, H, W >= r",
         0.0,
         lambda: nonzero_entries(sp.Matrix([s_a - offset_sum("A"), s_b - offset_sum("B")])),
     )
     yield Claim(
         "pixelcnn_small_images",
-        "mask arrays tap by tap, (H - |a|)+ (W - |b|)+: sizes where a tap leaves the image, "
+        "mask arrays tap by tap: sizes where a tap leaves the image, "
         "and where the exact count is wrong",
         "the checked sizes, c = 1",
         0.0,
@@ -212,7 +212,7 @@ def _mask_change_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     )
     yield Claim(
         "pixelcnn_mask_change",
-        "SymPy: mask B minus mask A offset sums",
+        "symbolic: mask B minus mask A offset sums",
         "symbolic",
         0.0,
         lambda: nonzero_entries(
@@ -221,7 +221,7 @@ def _mask_change_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     )
 
 
-GROWTH = "SymPy: exact / bound has a positive finite limit along each growth direction"
+GROWTH = "symbolic: exact / bound has a positive finite limit along each growth direction"
 
 
 def order_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
@@ -243,14 +243,16 @@ def order_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
         yield Claim(
             key,
             GROWTH,
-            "rates in {0,1,2}^n" + (", k no faster than H and W" if slower else ""),
+            "every size growing at rate 0, 1 or 2"
+            + (", k no faster than H and W" if slower else ""),
             0.0,
             lambda e=exact, b=bound, x=symbols, s=slower: len(same_growth(e, b, x, BASE, s)),
         )
     yield Claim(
         "pixelcnn_mask_change",
-        "SymPy: all-B and all-A counts / the bound have positive finite limits; S_A = 0 at k = 1",
-        "rates in {0,1,2}^n, k from 3, no faster than H and W",
+        "symbolic: all-B and all-A counts / the bound have positive finite limits; "
+        "the mask-A sum is 0 at k = 1",
+        "every size growing at rate 0, 1 or 2, k from 3, no faster than H and W",
         0.0,
         lambda: _mask_change_growth(p),
     )

@@ -62,6 +62,21 @@ from derive.verify import Claim
 class PixelCNNMDRNN(Problem):
     """Connections and sequential steps of PixelCNN and MDRNN, and their context windows."""
 
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        "pixelcnn_connections": "PixelCNN connections", "pixelcnn_layer_connections":
+        "PixelCNN connections per layer", "pixelcnn_small_images": "PixelCNN on small images",
+        "pixelcnn_mask_change": "mask B instead of mask A", "mdrnn_connections":
+        "MDRNN connections", "pixelcnn_connections_order": "order of PixelCNN connections",
+        "pixelcnn_steps_order": "order of PixelCNN steps", "mdrnn_connections_order":
+        "order of MDRNN connections", "mdrnn_steps_order": "order of MDRNN steps",
+        "grey_pixelcnn_connections_order": "order, one colour channel", "pixelcnn_steps":
+        "PixelCNN steps", "mdrnn_steps": "MDRNN steps", "literal_mdrnn_steps": "MDRNN steps, "
+        "equation as printed", "pixelcnn_receptive_field": "PixelCNN receptive field",
+        "pixelcnn_field_rows": "rows the field reaches", "pixelcnn_blind_spot":
+        "the blind spot", "mdrnn_context": "MDRNN context", "example_comparison":
+        "the example's comparison", "activations": "activations",
+    }
+
     key = "pixelcnn_mdrnn"
     title = "Autoregressive image models: PixelCNN against MDRNN"
     MAIN = "pixelcnn_connections_order"

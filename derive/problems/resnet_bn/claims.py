@@ -96,14 +96,14 @@ def _structure_claims() -> Iterator[Claim]:
     sizes = ", ".join(map(str, SYMBOLIC_SIZES))
     yield Claim(
         "skip_term",
-        "SymPy: jacobian() of an explicit block w.r.t. its skip input",
+        "symbolic Jacobian of an explicit block in its skip input",
         f"n = {sizes} activations; {generic}",
         0.0,
         block,
     )
     yield Claim(
         "skip_path_stack",
-        "SymPy: jacobian() of an explicit stack, branch inputs held fixed",
+        "symbolic Jacobian of an explicit stack, branch inputs held fixed",
         f"{STACK_BLOCKS} blocks, n = {STACK_SIZE} activations; {generic}",
         0.0,
         stack,

@@ -67,6 +67,13 @@ def parse_depths(value: Any, where: str) -> tuple[int, ...]:
 class ResnetBN(Problem):
     """Which residual-block ordering of BN, ReLU and the addition keeps gradients in check."""
 
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        "skip_term": "skip-path Jacobian of a block", "skip_path_stack": "skip-path "
+        "Jacobian of a stack", "grad_norms": "gradient gains", "log_gain_range":
+        "range of $\\log_{10}$ gain", "growth": "growth rates", "grad_norm_ratio":
+        "deepest gain ratio", "easier": "the easier ordering", "explodes": "which gain explodes",
+    }
+
     key = "resnet_bn"
     title = "Residual blocks: where BatchNorm and ReLU go"
     MAIN = "grad_norm_ratio"

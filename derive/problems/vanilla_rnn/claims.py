@@ -83,11 +83,11 @@ def claims_of(problem: VanillaRNN) -> Iterator[Claim]:
     yield from gradient_claims(problem, "dL_dW", r["dL_dW"].expr)
     yield sweep_claim(problem, r["dL_dW"].expr)
     yield from gradient_claims(problem, key, r[key].expr, cases)
-    method = "the double sum dL_dW evaluated at this T"
+    method = "the double sum evaluated at this T"
     yield Claim(key, method, describe(cases), TOL["float64"], lambda: _expanded_gap(problem))
     yield Claim(
         "n_terms",
-        "exact: the terms of the written-out sum counted, against T(T+1)/2",
+        "exact: the terms of the written-out sum counted",
         f"T = {problem.T}",
         TOLERANCE["exact"],
         lambda: count_mismatch(r["n_terms"].expr, {T_END: problem.T}, len(terms(r[key].expr))),
@@ -163,7 +163,7 @@ def layer_claims(jac: Any) -> list[Claim]:
     sizes = "(n, d) in " + ", ".join(f"({a},{b})" for a, b, _ in LAYER_CASES)
     sizes += "; seeds " + ",".join(str(s) for *_, s in LAYER_CASES)
     return [
-        Claim("jacobian_y_x", f"{m} on sigma(Wx)", sizes, TOL[m], lambda m=m: worst()[m])
+        Claim("jacobian_y_x", f"{m} on the layer's map", sizes, TOL[m], lambda m=m: worst()[m])
         for m in ROUTES
     ]
 
@@ -186,9 +186,10 @@ def bound_claims(bound: float) -> list[Claim]:
         return worst
 
     return [
-        Claim("sigma_prime_max", "max of sigma(z)(1 - sigma(z)) on a grid, |z| <= 40",
+        Claim("sigma_prime_max", "largest slope of the sigmoid on a grid over [-40, 40]",
               "800001 points", 1e-12, grid),
-        Claim("sigma_prime_max", "||diag(sigma'_j) W||_2 / (bound ||W||_2) - 1 at every step",
+        Claim("sigma_prime_max",
+              "spectral norm of each step's factor against the bound, every step",
               describe(GRADIENT_CASES), 1e-12, excess),
     ]
 

@@ -112,6 +112,12 @@ def sigma_prime_max() -> Result:
 class VanillaRNN(Problem):
     """∂L/∂W of h^(t) = σ(W h^(t-1) + U x^(t)) as a double sum of Jacobian products."""
 
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        "sigma_prime_max": "largest slope $\\max \\sigma'$", "dL_dW_T3": "{lhs} written out",
+        "n_terms": "number of terms of the sum",
+        "norm_bound": "the contraction bound on $\\lVert W \\rVert_2$",
+    }
+
     key = "vanilla_rnn"
     title = "Backpropagation through time in a vanilla RNN (sums of Jacobian products)"
     MAIN = "jacobian_y_x"
