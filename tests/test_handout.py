@@ -269,7 +269,8 @@ def test_key_opens_with_the_question_then_solves_it(problem_key, problems, hando
     question = question_of(doc.tex)
     assert doc.key.count(question) == 1
     # One heading for the problem (and one for what the set leaves out, if anything).
-    assert doc.key.count("\\section*{") == 1 + bool(doc.pset.out_of_scope)
+    legend = "\\section*{Reading the evidence}" in doc.key  # once per key, after the problems
+    assert doc.key.count("\\section*{") == 1 + bool(doc.pset.out_of_scope) + legend
     # The question comes first, the solution after it, with derived results and evidence.
     assert doc.key.index(question) < doc.key.index(SOLUTION)
     # Above all the result the question is mainly about.

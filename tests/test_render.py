@@ -49,7 +49,8 @@ def test_every_bundled_set_renders_its_problems(set_id, problems):
     assert source.startswith("\\documentclass")
     # One heading per problem (a set may title it as its handout does), and one for what
     # the set leaves out.
-    assert source.count("\\section*{") == len(pset.problems) + bool(pset.out_of_scope)
+    legend = "\\section*{Reading the evidence}" in source  # once per key, after the problems
+    assert source.count("\\section*{") == len(pset.problems) + bool(pset.out_of_scope) + legend
 
 
 def test_undefined_template_variable_fails_the_build():

@@ -49,6 +49,10 @@ SAMPLES = {
     ("eigen_power", "given_Q"): [["4/5", "-3/5"], ["3/5", "4/5"]],
     ("eigen_power", "given_Lambda"): [Decimal("0.5"), 1],
     ("binary_adder", "example"): [19, 23],
+    ("binary_adder", "given_weights"): {
+        "U": [[1, 1]] * 3, "W": [[0, 1, 0]] * 3, "b_h": ["-0.5", "-1.5", "-2.5"],
+        "V": [1, -1, 1], "b_y": "-0.5",
+    },
     ("cnn_params", "defaults"): {"conv_padding": 1, "pool_stride": 2},
     ("pixelcnn_mdrnn", "pixel"): [4, 4],
 }

@@ -144,9 +144,9 @@ def test_the_total_derivative_counts_each_path_s_minus_k_plus_1_times(problems):
 
 def test_points_print_in_headings(problems):
     tex = _key(bundled()["cse891_hw3"], problems)
-    assert "Problem 3.1: Parameters of a convolutional network\\quad\\textup{[1~point]}" in tex
+    assert "Problem 3.1: Parameters of a convolutional network\\quad\\textup{[1 pt]}" in tex
     pixel = _problem_part(tex, "Problem 4:")
-    assert pixel.count("[1~point]") == 6  # three parts, in the question and in the solution
+    assert pixel.count("[1 pt]") == 6  # three parts, in the question and in the solution
 
 
 def test_a_title_is_no_part_to_give_points():

@@ -578,7 +578,10 @@ def _check_spliced(value: str, source: str, baseline: str) -> None:
     _document_is_clean(source, baseline, text_commands())
 
 
-_LABELS = [(problem, key) for problem, cls in REGISTRY.items() for key in cls.LABELS]
+#: Every label the default problems print (a recurrent cell's "example" part exists only with
+#: a worked example, and its label passes the same gate; a whole problem's part takes none).
+_LABELS = [(problem, key) for problem, cls in REGISTRY.items() for key in cls.LABELS
+           if key not in ("example", cls.WHOLE)]
 
 
 @cache

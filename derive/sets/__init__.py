@@ -247,7 +247,9 @@ def _labels(value, problems: list[str], where: str) -> dict[str, dict[str, str]]
                 f"{where}: labels.{_key(problem)}: not a problem of this set with labels; "
                 f"allowed are {', '.join(labelled) or 'none'}"
             )
-        allowed = REGISTRY[problem].LABELS
+        cls = REGISTRY[problem]
+        # The whole problem's part has no heading of its own: "title" renames the problem.
+        allowed = tuple(p for p in cls.LABELS if p != cls.WHOLE)
         for key, text in table.items():
             if key not in allowed or not isinstance(text, str):
                 raise InputError(

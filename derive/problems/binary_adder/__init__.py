@@ -132,7 +132,8 @@ class BinaryAdder(Problem):
         "solution_weights_ok": "Whether the declared original solution's weights add every pair.",
         "solution_equal": "Whether those weights are the derived ones.",
     }
-    LABELS = ("design", "hint")  # "design" is the whole problem: its points head the problem
+    LABELS = ("title", "design", "hint")
+    WHOLE = "design"  # the whole problem: its points head it
     ORIGINAL: ClassVar[dict[str, Kind]] = {
         "notation": Quote("the original handout's names of the five parameters"),
         "solution_weights": Custom(
