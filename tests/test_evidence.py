@@ -149,3 +149,12 @@ def test_a_build_assembles_the_appendix(tmp_path):
 def test_a_check_without_detects_reads_pass():
     assert Check("x", "m", "s", 0.0, 0.0).verdict == "pass"
     assert Check("x", "m", "s", float("nan"), 1.0, detects=True).verdict == "FAIL"
+
+
+def test_evidence_names_routes_not_libraries(bundled_keys):
+    """How a claim was checked is said in mathematics (exact rationals, a float64 forward pass,
+    50-digit arithmetic), never by the library that ran it."""
+    for tex in sorted(bundled_keys.glob("*/answer-key.tex")):
+        evidence = tex.read_text().split("\\begin{longtable}", 1)[-1]
+        named = re.findall(r"(?i)\b(numpy|sympy|mpmath|python|fractions|slogdet)\b", evidence)
+        assert named == [], (tex.parent.name, sorted(set(named)))

@@ -195,6 +195,14 @@ def test_sums_split_at_top_level_signs_only():
         r"\left[\begin{matrix}1 & -2\end{matrix}\right]"]
 
 
+def test_plain_brackets_are_never_split():
+    """The printer writes (1 - i) with plain brackets: a cut inside one printed "(1" on one
+    line and "- i)" on the next."""
+    term = r"i^{(t + 1)} (1 - i^{(t + 1)}) g^{(t + 1)} w_{ih}"
+    assert breaks.factors(term) == ["i^{(t + 1)}", "(1 - i^{(t + 1)})", "g^{(t + 1)}", "w_{ih}"]
+    assert breaks.terms(r"a (1 - i) + [b - c] - d") == ["a (1 - i)", "+ [b - c]", "- d"]
+
+
 def test_products_split_between_factors_keeping_signs_and_operators():
     term = r"- \frac{\partial \ell}{\partial h} " + _FACTOR + r" \sum_{k} x_{k} \cdot y"
     assert breaks.factors(term) == [

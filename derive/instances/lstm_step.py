@@ -287,7 +287,7 @@ SAMPLING = {
         f"weights, biases, inputs and states scaled by {SAMPLE_FLOAT.scaled_by}",
     ),
     "mpmath": (
-        f"sampling in mpmath ({SAMPLE_DPS} digits): decisions against the smallest value seen",
+        f"sampling at {SAMPLE_DPS} digits: decisions against the smallest value seen",
         f"{SAMPLE_MPMATH.steps} random steps, {SAMPLE_MPMATH.nh} hidden and {SAMPLE_MPMATH.nx} "
         "input units, "
         f"scaled by {SAMPLE_MPMATH.scaled_by}",

@@ -250,13 +250,15 @@ def table_fits(body: str, scale: float = 1.0, pad: float = 0.55) -> bool:
 # -- splitting at the top level ---------------------------------------------------------------
 def _top_level(latex: str) -> list[tuple[str, bool]]:
     """``latex``'s tokens, each with whether it stands at the top level (outside every brace,
-    ``\\left…\\right`` and environment)."""
+    bracket, ``\\left…\\right`` and environment)."""
     out, depth = [], 0
     for tok in _tokens(latex):
-        if tok in ("{", "\\left", "\\begin"):
+        # Plain brackets nest too: the printer writes (1 - i) without \left( since a bracket
+        # is tall only around tall content.  An interval (a, b] opens and closes once.
+        if tok in ("{", "\\left", "\\begin", "(", "["):
             depth += 1
             out.append((tok, False))
-        elif tok in ("}", "\\right", "\\end"):
+        elif tok in ("}", "\\right", "\\end", ")", "]"):
             depth -= 1
             out.append((tok, False))
         else:

@@ -31,7 +31,7 @@ def sum_claim(sim: Simulation, key: str, label: str, n_max: int = N_MAX) -> Clai
     """The exhaustive simulation as a claim: error = number of wrong sums."""
     return Claim.measured(
         key,
-        f"numpy, exact integers: {label}, wrong sums",
+        f"simulation in exact integers: {label}, wrong sums",
         sizes(sim, n_max),
         sim.wrong_sums,
         EXACT,
@@ -64,21 +64,21 @@ def weight_claims(wt: Weights, bits: int) -> Iterator[Claim]:
     yield sum_claim(sim, "U", "derived weights", bits)
     yield Claim.measured(
         "W",
-        "numpy: steps where h(t) is not the code of S(t) (h2 = carry)",
+        "simulation: steps whose hidden state is not the code of S (the carry is h2)",
         size,
         sim.state_mismatches,
         EXACT,
     )
     yield Claim.measured(
         "b_h",
-        f"numpy: hidden z exactly at 0 (min |z| = {sim.min_abs_z})",
+        f"simulation: a hidden pre-activation exactly at 0 (min |z| = {sim.min_abs_z})",
         size,
         sim.hidden_ties,
         EXACT,
     )
     yield Claim.measured(
         "b_y",
-        f"numpy: output r exactly at 0 (min |r| = {sim.min_abs_r})",
+        f"simulation: the output pre-activation exactly at 0 (min |r| = {sim.min_abs_r})",
         size,
         sim.output_ties,
         EXACT,
@@ -99,7 +99,7 @@ def minimality_claims(
     for name, rows, weights in units:
         norm = sum(map(abs, weights))
         smaller, ties = minimal_count(rows, bound, norm)
-        method = f"numpy: weights for {name} with L1 norm < {norm} ({ties} with norm {norm})"
+        method = f"search: weights for {name} with L1 norm < {norm} ({ties} with norm {norm})"
         key = "V" if name == "y" else "U"
         yield Claim.measured(key, method, f"[-{bound}, {bound}]", smaller, EXACT)
 
@@ -205,7 +205,7 @@ def given_claims(
     error = sim.wrong_sums if verdict else int(sim.wrong_sums == 0)
     yield Claim.measured(
         f"{prefix}_weights_ok",
-        f"numpy, exact integers: {whose}, wrong sums = {sim.wrong_sums}",
+        f"simulation in exact integers: {whose}, wrong sums = {sim.wrong_sums}",
         sizes(sim, bits),
         error,
         EXACT,
@@ -254,7 +254,7 @@ def example_claims(a: int, b: int, total: int, steps: list[list[int]]) -> Iterat
 
     yield Claim(
         "example_steps",
-        "Python integers: inputs, h(t) = code of S(t), y(t) = bit t of a + b",
+        "exact integers: inputs, each hidden state the code of S, each output the bit of a + b",
         f"a = {a}, b = {b}: {len(steps)} steps",
         EXACT,
         lambda: failures(range(len(steps)), step_ok),

@@ -38,7 +38,7 @@ OTHER_NETS: list[tuple[list[int], list[Any]]] = [
     ([11, 7, 1], ["conv2x1-2/p0/s2", "maxpool2x3/p1/s2", "fc-3", "relu", "fc-3"]),
 ]
 EXACT = 0.0
-FORWARD_METHOD = "numpy float64 forward pass on random input: output shapes and parameter counts"
+FORWARD_METHOD = "float64 forward pass on random input: output shapes and parameter counts"
 
 Traced = list[tuple[Network, list[Trace]]]
 
@@ -84,14 +84,14 @@ def forward_cost(net: Network) -> int:
 # -- the network as given, full size (shape pass) ------------------------------------------------
 #: The method of each full-size claim (``full_size_claims``), by what it measures.
 FULL_SIZE_METHODS = {
-    "shapes": "numpy shape pass: sliding windows over zero-stride arrays, output shapes",
-    "params": "numpy: entries of the weight and bias arrays each layer allocates",
-    "total_params": "numpy: entries of all weight and bias arrays",
-    "untied_extra": "numpy: entries of a bias array shaped like each biased convolution's "
+    "shapes": "shape pass: sliding windows over zero-stride arrays, output shapes",
+    "params": "arrays: entries of the weight and bias arrays each layer allocates",
+    "total_params": "arrays: entries of all weight and bias arrays",
+    "untied_extra": "arrays: entries of a bias array shaped like each biased convolution's "
     "output, less its tied bias",
-    "untied_total": "numpy: summed entries plus the untied bias arrays' extra",
-    "largest_layer": "numpy: the layer with the most entries and its share of the sum",
-    "flat_inputs": "numpy: entries of the array reaching the first fc on a spatial input",
+    "untied_total": "arrays: summed entries plus the untied bias arrays' extra",
+    "largest_layer": "arrays: the layer with the most entries and its share of the sum",
+    "flat_inputs": "arrays: entries of the array reaching the first fc on a spatial input",
 }
 
 
@@ -185,10 +185,10 @@ def rule_claims(
                 counts[key][0] += 1
                 counts[key][1] += count_mismatch(rules[key], values, counted)
     what = {
-        "rule_side": ("each spatial axis of", "the numpy output side"),
-        "rule_conv": ("each biased conv layer of", "numpy's entry counts"),
-        "rule_fc_spatial": ("each biased fc layer on a spatial input of", "numpy's entry counts"),
-        "rule_fc_flat": ("each biased fc layer on a flat input of", "numpy's entry counts"),
+        "rule_side": ("each spatial axis of", "the sliding windows' output side"),
+        "rule_conv": ("each biased conv layer of", "the arrays' entries"),
+        "rule_fc_spatial": ("each biased fc layer on a spatial input of", "the arrays' entries"),
+        "rule_fc_flat": ("each biased fc layer on a flat input of", "the arrays' entries"),
     }
     nets = f"the given net and {len(traced) - 1} further nets"
     for key, (checked, bad) in counts.items():
@@ -253,7 +253,7 @@ def text_claim(stated: dict[str, Any], full: list[Trace], convs: int,
     return Claim.measured(
         "handout_text",
         f"the description: {convs} conv layers, all {shape_text(kernel)}; printed count, "
-        "kernels and agreement against numpy's conv weights: entries that differ",
+        "kernels and agreement against the allocated conv weights: entries that differ",
         "the network as given",
         wrong,
         EXACT,
@@ -274,7 +274,7 @@ def other_choices_claim(
     tried = ", ".join(f"{f} = {v}" for f, v in choices.items())
     return Claim.measured(
         "other_choices",
-        "numpy shape pass and entry counts, as above",
+        "shape pass and entry counts, as above",
         f"the network as given, with {tried} (one at a time)",
         bad,
         EXACT,

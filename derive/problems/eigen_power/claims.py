@@ -200,7 +200,7 @@ def _given_claims(p: EigenPower) -> Iterator[Claim]:
     method = (
         "float64 product of the stated factors"
         if digits is None
-        else f"mpmath product of the stated factors at {digits} digits"
+        else f"product of the stated factors at {digits} digits"
     )
     yield Claim("given_product", method, "2x2", PRODUCT_TOL, lambda: compared(prod, exact, digits))
     sep = separation(p.given_q, p.given_lambda, p.w)
@@ -229,7 +229,8 @@ def _flipped_claims(p: EigenPower) -> Iterator[Claim]:
         pairs = [(i, j) for i in range(2) for j in range(2)]
         return float(sum(Fraction(str(flipped[i, j])) != w[i][j] for i, j in pairs))
 
-    yield Claim("flipped_W", "Fractions: W with the wrong entries negated", GIVEN, 0.0, rebuilt)
+    yield Claim("flipped_W", "exact rationals: W with the wrong entries negated", GIVEN, 0.0,
+                rebuilt)
     q = [[Fraction(str(v)) for v in row] for row in p.given_q.tolist()]
     lam = [Fraction(str(v)) for v in p.given_lambda.diagonal()]
     det = q[0][0] * q[1][1] - q[0][1] * q[1][0]
@@ -237,7 +238,8 @@ def _flipped_claims(p: EigenPower) -> Iterator[Claim]:
     product = [[sum(q[i][k] * lam[k] * q_inv[k][j] for k in range(2)) for j in range(2)]
                for i in range(2)]
     holds = product == w
-    yield Claim("flipped_decomposition_ok", "Fractions: stated Q Lambda Q^-1 against it", GIVEN,
+    yield Claim("flipped_decomposition_ok",
+                "exact rationals: stated Q, Lambda and Q's inverse multiplied, against it", GIVEN,
                 0.0, lambda: float(holds != r["flipped_decomposition_ok"].value))
     exact = _fraction_power(w, p.n)
     power = r["flipped_power"].expr
@@ -246,7 +248,8 @@ def _flipped_claims(p: EigenPower) -> Iterator[Claim]:
         return float(max(abs(Fraction(str(power[i, j])) - exact[i][j])
                          for i in range(2) for j in range(2)))
 
-    yield Claim("flipped_power", f"Fractions: W' multiplied {p.n} times", f"n={p.n}", 0.0, powers)
+    yield Claim("flipped_power", f"exact rationals: that W multiplied {p.n} times", f"n={p.n}",
+                0.0, powers)
 
 
 def _fraction_power(w: list[list[Fraction]], n: int) -> list[list[Fraction]]:
@@ -277,7 +280,7 @@ def _deviation(p: EigenPower, q: sp.Matrix, sep: float) -> tuple[np.ndarray, np.
             [[abs(g + v) for g, v in zip(*rows, strict=True)] for rows in zip(got, w, strict=True)],
             dtype=object,
         )
-    route = "float64 product" if digits is None else f"mpmath product ({digits} digits)"
+    route = "float64 product" if digits is None else f"{digits}-digit product"
     return dev, flipped, route
 
 
@@ -344,7 +347,7 @@ def _regime_claim(p: EigenPower, name: str, m: sp.Matrix) -> Claim:
     else:
         # Norms from 1e-600 to 1e1200: each against its own value, not the largest's.
         error = max(scaled_rel_error([g], [e]) for g, e in zip(got, expected, strict=True))
-        method = f"spectral norm of W^k (mpmath where float64 fails, up to {widest} digits)"
+        method = f"spectral norm of W^k (more digits where float64 fails, up to {widest})"
     steps = ", ".join(map(str, p.norm_steps))
     return Claim.measured(f"regime_{slug(name)}", method, f"k = {steps}", error, REGIME_TOL)
 

@@ -91,7 +91,7 @@ LIMIT_TOLERANCE = 1e-6
 #: The handout's formula as printed counts as wrong when it is off by more than this.
 WRONG = 0.1
 #: What the Jacobian's routes perturb, for the evidence.
-STEP_ROUTE = "one step of the cell in NumPy, the previous hidden state from the previous cell state"
+STEP_ROUTE = "one float64 step of the cell, the previous hidden state from the previous cell"
 #: Routes whose measured errors the prose quotes (looked up in the evidence by these).
 ROW_SUMS = "J 1 (derived) against the row sums of the complex-step Jacobian"
 RUN_COMPLEX_STEP = "complex step through the whole run from k = 0, T/2, T - 1: largest entry off I"
@@ -388,11 +388,12 @@ class LSTMCell(Problem):
             "run": {"steps": self.stated()["run_steps"], "gate_gap": r["gate_gap"].value,
                     "complex_step": self._quoted("dC_dCk_f1_i0", RUN_COMPLEX_STEP),
                     "derived_product": self._quoted("dC_dCk_f1_i0", RUN_PRODUCT)},
+            "sample_digits": self.stated()["sample_digits"],
         }
 
     def stated(self) -> dict[str, Any]:
-        """The saturated run's number of steps."""
-        return {"run_steps": reference.SATURATED_STEPS}
+        """The saturated run's number of steps, the sampling's digits."""
+        return {"run_steps": reference.SATURATED_STEPS, "sample_digits": reference.SAMPLE_DPS}
 
     def _quoted(self, key: str, method: str) -> float:
         """The measured error of the evidence row of ``key`` by ``method``."""

@@ -77,7 +77,7 @@ def _weight_claims(p: MDRNN) -> Iterator[Claim]:
     runs = evaluator_runs()
     yield Claim(
         "num_weights",
-        "pure-Python MDRNN: entries of its weight arrays",
+        "a simulated MDRNN: entries of its weight arrays",
         EVAL_SIZES,
         0.0,
         lambda: failures(runs, lambda r: count_mismatch(weights, r[0], r[1].params) == 0),
@@ -86,14 +86,14 @@ def _weight_claims(p: MDRNN) -> Iterator[Claim]:
     used = [r for r in runs if r[0][G] >= 2]
     yield Claim(
         "num_weights",
-        "pure-Python MDRNN: weight entries a forward pass touches",
+        "a simulated MDRNN: weight entries a forward pass touches",
         describe_sizes(G=sorted({r[0][G] for r in used}), DH=EVAL_DH),
         0.0,
         lambda: failures(used, lambda r: count_mismatch(weights, r[0], len(r[1].touched)) == 0),
     )
     yield Claim(
         "weight_terms",
-        "pure-Python MDRNN: each weight array's shape, the cost of one product with it and "
+        "a simulated MDRNN: each weight array's shape, the cost of one product with it and "
         "the products made",
         EVAL_SIZES,
         0.0,
@@ -129,21 +129,21 @@ def _ops_claims(p: MDRNN) -> Iterator[Claim]:
 
     yield Claim(
         "num_ops",
-        "pure-Python MDRNN counting every multiplication, addition and phi",
+        "a simulated MDRNN counting every multiplication, addition and activation",
         EVAL_SIZES,
         0.0,
         lambda: nonzero_entries(sp.Matrix([ops.xreplace(s) - t.ops() for s, t in runs])),
     )
     yield Claim(
         "interior_cell_ops",
-        "pure-Python MDRNN: cost of each square with both neighbours",
+        "a simulated MDRNN: cost of each square with both neighbours",
         EVAL_SIZES,
         0.0,
         lambda: sum(interior_misses(s, t) for s, t in runs),
     )
     yield Claim(
         "boundary_saving",
-        "pure-Python MDRNN: what the first row and column save against squares at the full cost",
+        "a simulated MDRNN: what the first row and column save against squares at the full cost",
         EVAL_SIZES,
         0.0,
         lambda: nonzero_entries(sp.Matrix([saving.xreplace(s) - saved(s, t) for s, t in runs])),
@@ -218,7 +218,7 @@ def _schedule_claims(p: MDRNN) -> Iterator[Claim]:
 
     yield Claim(
         "schedule",
-        "simulation: round of each cell against the fitted step",
+        "simulation: round of each cell against the derived step",
         "every cell, " + describe_sizes(G=CHECK_G),
         0.0,
         lambda: failures((ok for g in CHECK_G for ok in at(sched, g, 1)), bool),
@@ -299,7 +299,7 @@ def field_claims(p: MDRNN) -> Iterator[Claim]:
 
     yield Claim(
         "conv_comparison",
-        "NumPy 3x3 convolutions: impulses reaching the corner output",
+        "direct 3x3 convolutions: impulses reaching the corner output",
         f"G = {', '.join(map(str, sizes))}; cover layers and one fewer",
         0.0,
         lambda: failures(sizes, covers),
@@ -323,7 +323,7 @@ def _comparison_claims(p: MDRNN) -> Iterator[Claim]:
     weights = p.comparison["cover_weights"]
     yield Claim(
         "conv_comparison",
-        "NumPy 3x3 convolution: one layer's field at corner and centre",
+        "a direct 3x3 convolution: one layer's field at corner and centre",
         f"G = {g}",
         0.0,
         lambda: failures(one, lambda c: c[0] == np.count_nonzero(c[1])),
@@ -337,7 +337,7 @@ def _comparison_claims(p: MDRNN) -> Iterator[Claim]:
     )
     yield Claim(
         "conv_comparison",
-        "NumPy weight arrays of the covering conv stack",
+        "weight arrays of the covering conv stack",
         f"G = {g}; " + describe_sizes(DH=EVAL_DH),
         0.0,
         lambda: failures(

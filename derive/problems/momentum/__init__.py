@@ -250,7 +250,7 @@ class Momentum(Problem):
         )
         yield Claim(
             "reversal_error",
-            f"mpmath {self.reversal_digits} digits: the same k steps reversed",
+            f"{self.reversal_digits}-digit arithmetic: the same k steps reversed",
             f"D = {REVERSAL_D}, k = {REVERSAL_STEPS[-1]}",
             REVERSAL_TOL,
             lambda: self.reversal[1][0],
@@ -298,7 +298,8 @@ class Momentum(Problem):
             "reversal_mp": next(
                 c.max_rel_error
                 for c in self.checks
-                if c.claim == "reversal_error" and c.method.startswith("mpmath")
+                if c.claim == "reversal_error"
+                and c.method.startswith(f"{self.reversal_digits}-digit")
             ),
             "alpha_value": self.a,
         }

@@ -181,7 +181,7 @@ def numeric_jacobian_claims(
     yield Claim.measured("jacobian_factors", method, sizes, worst_j, JACOBIAN_TOL)
     yield Claim.measured(
         "det_jacobian",
-        "slogdet of the central-difference Jacobian against log of the claim",
+        "log |det| of the central-difference Jacobian against the log of the claim",
         sizes,
         worst_det,
         JACOBIAN_TOL,

@@ -17,7 +17,7 @@ from derive.verify.routes import count_mismatch, failures
 if TYPE_CHECKING:
     from derive.problems.pixelcnn_mdrnn.problem import PixelCNNMDRNN
 
-ADJOINT = "NumPy adjoint of all-ones masked convolutions, masks as k x k arrays"
+ADJOINT = "adjoint of all-ones masked convolutions, masks as k x k arrays"
 CONTEXT = "adjoint recursion of a linear MDRNN with unit weights"
 #: Depth of the field checks (beyond the fit's), on an image no field of it reaches across.
 DEEP = 8
@@ -43,7 +43,7 @@ def field_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     )
     yield Claim(
         "pixelcnn_receptive_field",
-        "NumPy adjoint: field pixels at or after the pixel (causality)",
+        "adjoint: field pixels at or after the pixel (causality)",
         SMALL,
         0.0,
         lambda: sum(_small_fields("AB", lambda f, q: sum(x >= q for x in f))),
@@ -53,7 +53,7 @@ def field_claims(p: PixelCNNMDRNN) -> Iterator[Claim]:
     # Mask B in the first layer too: every pixel would see itself.
     yield Claim(
         "pixelcnn_mask_change",
-        "NumPy adjoint, mask B in every layer: pixels missing from their own field",
+        "adjoint, mask B in every layer: pixels missing from their own field",
         SMALL,
         0.0,
         lambda: sum(_small_fields("BB", lambda f, q: q not in f)),
