@@ -275,7 +275,9 @@ def test_cache_folder_that_is_a_symbolic_link(cache: Path, capsys, input_file: P
 def test_compiler_that_writes_nothing(cache: Path, capsys, input_file: Path, tmp_path, monkeypatch):
     monkeypatch.setenv("CC", str(script(tmp_path / "silent-cc", "exit 0\n")))
     status, out, err = grad_here(capsys, input_file, "auto")
-    assert status == 0 and out["backend"] == "numpy" and out == REFERENCE
+    # NumPy's sums follow SymPy's order of terms, which a process's expression cache can
+    # change: the output agrees with the reference to round-off (as the C backend's must).
+    assert status == 0 and out["backend"] == "numpy" and agrees(out)
     assert err.count("\n") == 1 and err.startswith("derive: warning: the C backend cannot run")
     assert "exited 0 but wrote no library" in err
     status, out, err = grad_here(capsys, input_file, "c")
@@ -349,7 +351,7 @@ def test_spot_check_refuses_a_miscompiled_library(cache: Path, capsys, input_fil
     has its function, but disagrees with NumPy on the first use, and is not used."""
     monkeypatch.setenv("CC", f"{CC} -Dtanh=sinh")
     status, out, err = grad_here(capsys, input_file, "auto")
-    assert status == 0 and out == REFERENCE
+    assert status == 0 and out["backend"] == "numpy" and agrees(out)
     assert err.count("\n") == 1 and "disagrees with the NumPy sweep" in err
     status, out, err = grad_here(capsys, input_file, "c")
     assert status == 2 and out is None and err.count("\n") == 1

@@ -65,7 +65,7 @@ class LSTM(RecurrentProblem):
     TEMPLATE = "lstm"
     NOUN = "LSTM"
     # The limit's checks join the backward map's group (they are about J).
-    MAP_GROUP = "Backward map and the optional part"
+    MAP_GROUP = "Backward map and its limit"
 
     CELL = CellSpec(
         name="lstm",
