@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import pytest
 
@@ -158,3 +159,15 @@ def test_evidence_names_routes_not_libraries(bundled_keys):
         evidence = tex.read_text().split("\\begin{longtable}", 1)[-1]
         named = re.findall(r"(?i)\b(numpy|sympy|mpmath|python|fractions|slogdet)\b", evidence)
         assert named == [], (tex.parent.name, sorted(set(named)))
+
+
+def test_appendix_heads_each_problem_as_the_key_does(tmp_path: Path):
+    """A set that titles its problems its own way ("Exercise 5-3: LSTMs") has the appendix
+    say so too, so that its tables are found under the key's own headings."""
+    pset = dataclasses.replace(get_set("lmu_ex5"), form=FORMS["compact"])
+    out = build_many([pset], tmp_path, "tex", jobs=1)
+    tex = out[0].read_text()
+    appendix = tex.split("\\section*{Evidence (for instructors)}", 1)[1]
+    for key in pset.problems:
+        title = pset.labels[key]["title"]
+        assert f"\\section*{{{title}" in tex and f"\\subsection*{{{title}}}" in appendix

@@ -191,7 +191,8 @@ def render_evidence(
         return ""
     env = env or environment(pset.notation)
     return env.get_template("evidence.tex.j2").render(
-        number=number, problem=problem, checks=problem.checks
+        number=number, problem=problem, checks=problem.checks,
+        labels=pset.labels.get(problem.key, {}),
     )
 
 
