@@ -41,7 +41,9 @@ def _key(pset: ProblemSet, problems: dict, form: str = "full") -> str:
 
 
 def _prose(tex: str) -> str:
-    """The key without its evidence: each problem's text up to its Verification paragraph."""
+    """The key without its evidence: each problem's text up to its Verification paragraph,
+    and no legend (which names the kinds of given data a check may find wrong)."""
+    tex = tex.split("\\section*{Reading the evidence}", 1)[0]
     return re.sub(r"\\paragraph\{Verification\.\}.*?(?=\\section\*|\Z)", "", tex, flags=re.S)
 
 
