@@ -1,0 +1,256 @@
+"""A recurrent cell's equations as text, parsed by a grammar into the engine's ``CellSpec``.
+
+An equation reads ``name = expression``: numbers, declared names, ``h[t-1]`` for a state's
+value at the previous step, ``+ - * /``, powers ``^`` (or ``**``) with a whole-number
+exponent, brackets, and the functions of the registry (``derive.engine.functions``).  The
+grammar is LALR (lark builds it once and reports any conflict then); the parse tree maps to
+SymPy through the names ``CellSpec`` hands its equations, so nothing is ever evaluated.
+
+Every mistake is one line naming the model, the equation, the column, what was found and
+what is allowed: an undeclared name, a variable read before it is assigned, a state never
+assigned, a name assigned twice, a function outside the registry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import lark
+import sympy as sp
+
+from derive.engine.functions import FUNCTIONS
+from derive.engine.spec import CellSpec, Names
+from derive.errors import InputError
+
+#: Longest equation, most equations, deepest bracket nesting: beyond these a model is surely
+#: a mistake, and the bounds keep parsing and building cheap.
+MAX_EQUATION, MAX_EQUATIONS, MAX_DEPTH = 400, 32, 16
+#: A name as a model may declare it.
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+
+_GRAMMAR = r"""
+    equation: NAME "=" sum
+    ?sum: product
+        | sum "+" product   -> add
+        | sum "-" product   -> sub
+    ?product: unary
+        | product "*" unary -> mul
+        | product "/" unary -> div
+    ?unary: power
+        | "-" unary         -> neg
+    ?power: atom
+        | atom ("^" | "**") INT -> pow
+    ?atom: NUMBER           -> number
+        | NAME              -> name
+        | NAME "[" "t" "-" "1" "]" -> previous
+        | NAME "(" sum ")"  -> call
+        | "(" sum ")"
+    NAME: /[A-Za-z][A-Za-z0-9_]*/
+    INT: /[0-9]+/
+    NUMBER: /[0-9]+(\.[0-9]+)?/
+    %ignore " "
+"""
+
+
+@cache
+def _parser() -> lark.Lark:
+    return lark.Lark(_GRAMMAR, start="equation", parser="lalr", propagate_positions=True)
+
+
+@dataclass(frozen=True)
+class Equation:
+    """One parsed equation: the variable it assigns and its right-hand side's tree."""
+
+    target: str
+    tree: Any
+    text: str
+    where: str
+
+
+def parse(text: str, where: str) -> Equation:
+    """``text`` parsed as ``name = expression``; ``where`` names it in messages."""
+    if not isinstance(text, str) or not 0 < len(text) <= MAX_EQUATION:
+        raise InputError(f"{where}: expected an equation of 1 to {MAX_EQUATION} characters")
+    depth = max_depth(text)
+    if depth > MAX_DEPTH:
+        raise InputError(f"{where}: brackets nested {depth} deep; at most {MAX_DEPTH}")
+    try:
+        tree = _parser().parse(text)
+    except lark.UnexpectedCharacters as exc:
+        raise InputError(
+            f"{where}: column {exc.column}: unexpected character {text[exc.pos_in_stream]!r}; "
+            "allowed are names, numbers, + - * / ^, brackets and h[t-1]"
+        ) from None
+    except lark.UnexpectedInput as exc:
+        raise InputError(f"{where}: column {exc.column}: {_unexpected(exc)}") from None
+    return Equation(str(tree.children[0]), tree.children[1], text, where)
+
+
+def _unexpected(exc: lark.UnexpectedInput) -> str:
+    token = getattr(exc, "token", None)
+    found = "end of the equation" if token is None or token.type == "$END" else repr(
+        str(token))
+    expected = sorted(getattr(exc, "expected", ()) or ())
+    shown = ", ".join(_TOKEN_WORDS.get(e, e) for e in expected[:6])
+    return f"unexpected {found}" + (f"; expected {shown}" if shown else "")
+
+
+_TOKEN_WORDS = {
+    "NAME": "a name", "NUMBER": "a number", "INT": "a whole number", "LPAR": "(",
+    "RPAR": ")", "PLUS": "+", "MINUS": "-", "STAR": "*", "SLASH": "/", "EQUAL": "=",
+    "LSQB": "[", "RSQB": "]", "CIRCUMFLEX": "^", "__ANON_0": "**",
+}
+
+
+def max_depth(text: str) -> int:
+    """How deeply the brackets of ``text`` nest (before parsing, so a deep text is refused
+    cheaply and never reaches a recursive walk)."""
+    depth = deepest = 0
+    for ch in text:
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A cell's declared names by role."""
+
+    inputs: tuple[str, ...]
+    states: tuple[str, ...]
+    weights: tuple[str, ...]
+    biases: tuple[str, ...]
+
+    @property
+    def leaves(self) -> set[str]:
+        return {*self.inputs, *self.weights, *self.biases}
+
+
+class _Build:
+    """A right-hand side's tree as SymPy, reading names through the engine's ``Names``."""
+
+    def __init__(self, s: Names, known: set[str], later: set[str], declared: Declared,
+                 where: str) -> None:
+        self.s, self.known, self.later, self.declared = s, known, later, declared
+        self.where = where
+
+    def expr(self, t) -> sp.Expr:
+        rule = t.data
+        if rule in ("add", "sub", "mul", "div"):
+            a, b = (self.expr(c) for c in t.children)
+            return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b}[rule]
+        if rule == "neg":
+            return -self.expr(t.children[0])
+        if rule == "pow":
+            return self.expr(t.children[0]) ** int(t.children[1])
+        if rule == "number":
+            return sp.Rational(str(t.children[0]))
+        if rule == "previous":
+            return self._previous(t.children[0])
+        if rule == "call":
+            return self._call(t.children[0], self.expr(t.children[1]))
+        return self._name(t.children[0])
+
+    def _name(self, tok) -> sp.Expr:
+        name = str(tok)
+        if name in self.declared.states and name not in self.known:
+            raise self._fail(tok, f"the state {name!r} is read before it is assigned at this "
+                                  f"step; its previous value is {name}[t-1]")
+        if name in self.later:
+            raise self._fail(tok, f"{name!r} is read before the equation that assigns it; "
+                                  "order the equations so that each uses earlier ones")
+        if name not in self.known and name not in self.declared.leaves:
+            raise self._fail(tok, f"{name!r} is not declared; allowed are "
+                                  f"{', '.join(sorted(self.declared.leaves | self.known))}")
+        return getattr(self.s, name)
+
+    def _previous(self, tok) -> sp.Expr:
+        name = str(tok)
+        if name not in self.declared.states:
+            raise self._fail(tok, f"{name}[t-1]: only a state has a previous value; states "
+                                  f"are {', '.join(self.declared.states)}")
+        return getattr(self.s, f"{name}_prev")
+
+    def _call(self, tok, arg: sp.Expr) -> sp.Expr:
+        entry = FUNCTIONS.get(str(tok))
+        if entry is None:
+            raise self._fail(tok, f"unknown function {str(tok)!r}; allowed are "
+                                  f"{', '.join(FUNCTIONS)}")
+        return entry.sympy(arg)
+
+    def _fail(self, tok, why: str) -> InputError:
+        return InputError(f"{self.where}: column {tok.column}: {why}")
+
+
+def cell_spec(name: str, table: dict[str, Any], where: str) -> CellSpec:
+    """The ``CellSpec`` of the recurrent cell ``table`` declares (its ``inputs``,
+    ``states``, ``weights``, ``biases``, ``loss_on`` and ``equations``); ``where`` names the
+    model in messages (``set.toml: models.mgu``)."""
+    declared = Declared(*(_names(table, key, where) for key in
+                          ("inputs", "states", "weights", "biases")))
+    roles = [*declared.inputs, *declared.states, *declared.weights, *declared.biases]
+    twice = sorted({n for n in roles if roles.count(n) > 1})
+    if twice:
+        raise InputError(f"{where}: {twice[0]!r} is declared in two roles; a name has one")
+    texts = table.get("equations")
+    if not isinstance(texts, list) or not 0 < len(texts) <= MAX_EQUATIONS:
+        raise InputError(f"{where}.equations: expected a list of 1 to {MAX_EQUATIONS} equations")
+    parsed = [parse(t, f"{where}.equations[{i}]") for i, t in enumerate(texts)]
+    _check_targets(parsed, declared, where)
+    loss_on = _names(table, "loss_on", where)
+    assigned = {e.target for e in parsed}
+    for v in loss_on:
+        if v not in assigned:
+            raise InputError(f"{where}.loss_on: {v!r} is not assigned; assigned are "
+                             f"{', '.join(sorted(assigned))}")
+    equations = _equations(parsed, declared)
+    equations(Names())  # every name and function is checked now, before any derivation
+    return CellSpec(name, declared.inputs, declared.states, declared.weights,
+                    declared.biases, equations, loss_on)
+
+
+def _equations(parsed: Sequence[Equation], declared: Declared):
+    def equations(s: Names) -> tuple[tuple[str, sp.Expr], ...]:
+        known: set[str] = set()
+        later = {e.target for e in parsed} - set(declared.states)
+        out = []
+        for e in parsed:
+            out.append((e.target, _Build(s, known, later, declared, e.where).expr(e.tree)))
+            known.add(e.target)
+            later.discard(e.target)
+        return tuple(out)
+
+    return equations
+
+
+def _check_targets(parsed: Sequence[Equation], declared: Declared, where: str) -> None:
+    seen: set[str] = set()
+    for e in parsed:
+        if e.target in seen:
+            raise InputError(f"{e.where}: {e.target!r} is assigned twice")
+        if e.target in declared.leaves:
+            raise InputError(f"{e.where}: {e.target!r} is declared as an input, weight or "
+                             "bias and cannot be assigned")
+        seen.add(e.target)
+    for s in declared.states:
+        if s not in seen:
+            raise InputError(f"{where}.equations: the state {s!r} is never assigned")
+
+
+def _names(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}.{key}: expected a list of names")
+    for v in value:
+        if not NAME.match(v) or v in FUNCTIONS or v == "t":
+            raise InputError(f"{where}.{key}: {v!r} is not allowed as a name; use a letter "
+                             "then letters, digits or _, at most 32, not a function's name")
+    if len(set(value)) != len(value):
+        raise InputError(f"{where}.{key}: a name may appear only once")
+    if key in ("inputs", "states") and not value:
+        raise InputError(f"{where}.{key}: expected at least one name")
+    return tuple(value)
