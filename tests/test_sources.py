@@ -78,14 +78,14 @@ def test_the_student_form_has_no_notes_for_instructors(problems):
 def test_points_print_in_question_and_key(bundled_keys, problems):
     csc = (bundled_keys / "csc421_hw3" / "answer-key.tex").read_text()
     assert csc.count("[3 pts]") == 2  # lstm (a): question and key
-    assert "(Optional) Why the gradient does not explode [no points]" in csc
-    assert csc.count("(b) The Jacobian determinant [2 pts]") == 2
+    assert "(Optional) Why the gradient does not explode\\quad\\textup{[no points]}" in csc
+    assert csc.count("(b) The Jacobian determinant\\quad\\textup{[2 pts]}") == 2
     cse = (bundled_keys / "cse891_hw3" / "answer-key.tex").read_text()
     assert "hard-threshold RNN\\quad\\textup{[2.5 pts]}}" in cse  # the whole problem's points
-    assert "3. (Extra credit) Why the gradient does not explode [0.5 pts]" in cse
+    assert "3. (Extra credit) Why the gradient does not explode\\quad\\textup{[0.5 pts]}" in cse
     handout = _render(bundled()["hw7"], problems, handout=True)
     assert "hard-threshold RNN\\quad\\textup{[4 pts]}}" in handout
-    assert "(c) Why the gradient does not explode [2 pts]" in handout
+    assert "(c) Why the gradient does not explode\\quad\\textup{[2 pts]}" in handout
     # The hint of hw7's handout: the hidden units count the bits and the carry to 1, 2, 3.
     assert "add up to at least 1, the second when they add up to at least 2" in handout
 
