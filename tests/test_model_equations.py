@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 from derive.errors import InputError
-from derive.model.equations import MAX_DEPTH, MAX_EQUATION, _parser, cell_spec
+from derive.model.equations import MAX_DEPTH, MAX_EQUATION, MAX_POWER, _parser, cell_spec
 from derive.problems.lstm import LSTM
 from derive.problems.mgu import MGU
 from derive.problems.recurrent import RecurrentProblem
@@ -135,6 +135,13 @@ BAD = [
     (_edit(weights="w"), "weights: expected a list of names"),
     (_edit(states=[]), "states: expected at least one name"),
     (_edit(inputs=[]), "inputs: expected at least one name"),
+    (_edit(loss_on=[]), "loss_on: expected at least one name"),
+    (_edit(lossOn=["h"]), "lossOn: unknown key; allowed are inputs"),
+    (_eqs("f = 2^100000000 * x", "h = f"), f"power 100000000; at most {MAX_POWER}"),
+    (_eqs("f = w_fx*x / 0", "h = f"), "column 14: division by zero"),
+    (_eqs("f = x / (w_fx - w_fx)", "h = f"), "division by zero"),
+    (_eqs("h_prev = w_fx*x", "h = h_prev"), "'h_prev' cannot be assigned"),
+    (_eqs("sigma = x", "h = sigma"), "'sigma' cannot be assigned"),
 ]
 
 

@@ -28,7 +28,9 @@ from derive.errors import InputError
 
 #: Longest equation, most equations, deepest bracket nesting: beyond these a model is surely
 #: a mistake, and the bounds keep parsing and building cheap.
-MAX_EQUATION, MAX_EQUATIONS, MAX_DEPTH = 400, 32, 16
+MAX_EQUATION, MAX_EQUATIONS, MAX_DEPTH, MAX_POWER = 400, 32, 16, 16
+#: What a recurrent model's table holds.
+KEYS = ("inputs", "states", "weights", "biases", "loss_on", "equations")
 #: A name as a model may declare it.
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
@@ -142,11 +144,16 @@ class _Build:
         rule = t.data
         if rule in ("add", "sub", "mul", "div"):
             a, b = (self.expr(c) for c in t.children)
+            if rule == "div" and b.is_zero:
+                raise self._fail(t.children[1].meta, "division by zero")
             return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b}[rule]
         if rule == "neg":
             return -self.expr(t.children[0])
-        if rule == "pow":
-            return self.expr(t.children[0]) ** int(t.children[1])
+        if rule == "pow":  # bounded, so no model builds a huge number
+            n = int(t.children[1])
+            if n > MAX_POWER:
+                raise self._fail(t.children[1], f"power {n}; at most {MAX_POWER}")
+            return self.expr(t.children[0]) ** n
         if rule == "number":
             return sp.Rational(str(t.children[0]))
         if rule == "previous":
@@ -190,6 +197,9 @@ def cell_spec(name: str, table: dict[str, Any], where: str) -> CellSpec:
     """The ``CellSpec`` of the recurrent cell ``table`` declares (its ``inputs``,
     ``states``, ``weights``, ``biases``, ``loss_on`` and ``equations``); ``where`` names the
     model in messages (``set.toml: models.mgu``)."""
+    unknown = sorted(set(table) - set(KEYS))
+    if unknown:
+        raise InputError(f"{where}.{unknown[0]}: unknown key; allowed are {', '.join(KEYS)}")
     declared = Declared(*(_names(table, key, where) for key in
                           ("inputs", "states", "weights", "biases")))
     roles = [*declared.inputs, *declared.states, *declared.weights, *declared.biases]
@@ -229,7 +239,11 @@ def _equations(parsed: Sequence[Equation], declared: Declared):
 
 def _check_targets(parsed: Sequence[Equation], declared: Declared, where: str) -> None:
     seen: set[str] = set()
+    previous = {f"{s}_prev" for s in declared.states}  # the engine's name for s[t-1]
     for e in parsed:
+        if not NAME.match(e.target) or e.target in FUNCTIONS or e.target in {"t", *previous}:
+            raise InputError(f"{e.where}: {e.target!r} cannot be assigned; use a letter then "
+                             "letters, digits or _, at most 32, not a function's name")
         if e.target in seen:
             raise InputError(f"{e.where}: {e.target!r} is assigned twice")
         if e.target in declared.leaves:
@@ -251,6 +265,6 @@ def _names(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
                              "then letters, digits or _, at most 32, not a function's name")
     if len(set(value)) != len(value):
         raise InputError(f"{where}.{key}: a name may appear only once")
-    if key in ("inputs", "states") and not value:
+    if key in ("inputs", "states", "loss_on") and not value:
         raise InputError(f"{where}.{key}: expected at least one name")
     return tuple(value)

@@ -20,8 +20,7 @@ Filters handed to templates:
 * ``sci``: a float in scientific notation for tables;
 * ``sig6``, ``sig3``: a computed number to six or three significant digits (``render.numbers``);
 * ``millions``: a count in millions to one decimal; ``approx``: a SymPy value rounded to
-  given significant digits; ``decimal``: an exact number as a decimal where it ends
-  (``render.numbers``).
+  given significant digits (``render.numbers``).
 
 The global ``evidence_view(problem, checks)`` arranges a problem's checks for the evidence
 macros (``render.evidence``).  A compact key's evidence tables go to an appendix for
@@ -41,7 +40,7 @@ import sympy as sp
 from derive.render import breaks
 from derive.render.evidence import evidence_view
 from derive.render.latex import KeyPrinter, Notation, Ordering
-from derive.render.numbers import approx, decimal, millions, sci, sig3, sig6
+from derive.render.numbers import approx, millions, sci, sig3, sig6
 from derive.render.plot import curve_plot
 from derive.render.texgate import escape
 from derive.verify import FLOOR
@@ -108,7 +107,6 @@ def environment(notation: Notation) -> KeyEnvironment:
     env.filters["sig3"] = sig3
     env.filters["millions"] = millions
     env.filters["approx"] = approx
-    env.filters["decimal"] = decimal
     env.globals["display_rows"] = breaks.rows
     env.filters["fits"] = breaks.fits
     env.filters["blocks"] = breaks.blocks

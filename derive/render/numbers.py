@@ -8,13 +8,11 @@
 * ``sci``: a measured error or tolerance for the evidence tables (1.2\\times 10^{-12});
 * ``sig3``: a measured number to three significant digits, as LaTeX math, also beyond
   float64's range (a sampled minimum of 1e-400);
-* ``decimal``: an exact parameter as a handout states it (0.9, not 9/10; 2/3 as a fraction).
 """
 
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from typing import Any
 
 import mpmath
@@ -68,18 +66,3 @@ def sig3(value: Any) -> str:
     if isinstance(value, sp.Float):
         value = value._to_mpmath(value._prec)  # every digit it holds, any exponent
     return _times_ten(mpmath.nstr(value, 3, min_fixed=-3, max_fixed=4))
-
-
-def decimal(value: Any) -> str:
-    """An exact rational as LaTeX math: its decimal expansion when it ends within 12 places
-    (9/10 as 0.9, 5 as 5), else the fraction (2/3 as \\frac{2}{3})."""
-    r = sp.Rational(value)
-    q = Fraction(int(r.p), int(r.q))
-    sign, q = "-" * (q < 0), abs(q)
-    for places in range(13):
-        scaled = q * 10**places
-        if scaled.denominator == 1:
-            digits = str(scaled.numerator).rjust(places + 1, "0")
-            cut = len(digits) - places
-            return sign + digits[:cut] + ("." + digits[cut:] if places else "")
-    return rf"{sign}\frac{{{q.numerator}}}{{{q.denominator}}}"
