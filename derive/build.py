@@ -25,7 +25,13 @@ from derive.export import export_problem, json_bytes
 from derive.params import plain_data
 from derive.problems import REGISTRY, Problem
 from derive.render import pdf
-from derive.render.document import render, render_evidence, render_page, render_problem
+from derive.render.document import (
+    environment,
+    render,
+    render_evidence,
+    render_page,
+    render_problem,
+)
 from derive.sets import ProblemSet
 from derive.variants import COMBINED_NAMES, INDEX_NAME, Version, versions
 
@@ -83,7 +89,7 @@ class Prepared:
     def files(self) -> dict[str, bytes]:
         """The outputs by file name (a PDF is typeset here: a LaTeX error writes nothing)."""
         if self.fmt == "json":
-            return {"derivations.json": json_bytes(self.pset, self.entries)}
+            return {JSON_NAME: json_bytes(self.pset, self.entries)}
         stem = "handout" if self.handout else self.pset.form.stem
         out = {f"{stem}.tex": self.source.encode()}
         if self.fmt == "pdf":
@@ -302,13 +308,7 @@ def _run_job(job: _Job, problem: Problem | None = None) -> _Done:
     else:
         # Each use's solution and its part of the evidence appendix (built here, where the
         # problem is at hand: the parent has only the rendered parts).
-        parts = tuple(
-            (
-                render_problem(pset, problem, n, handout=job.handout),
-                "" if job.handout else render_evidence(pset, problem, n),
-            )
-            for pset, n in job.uses
-        )
+        parts = tuple(_rendered(pset, problem, n, job.handout) for pset, n in job.uses)
     failed = () if job.handout else tuple(failed_checks([problem]))
     return _Done(parts, failed)
 
@@ -324,6 +324,13 @@ class _Immediate:
         if self._done is None:
             self._done = _run_job(self._job, self._problem)
         return self._done
+
+
+def _rendered(pset: ProblemSet, problem: Problem, n: int, handout: bool) -> tuple[str, str]:
+    """One use's solution and its part of the evidence appendix, from one environment."""
+    env = environment(pset.notation)
+    evidence = "" if handout else render_evidence(pset, problem, n, env=env)
+    return render_problem(pset, problem, n, handout=handout, env=env), evidence
 
 
 def _assemble(pset, out_dir, fmt, handout, plan, futures) -> Prepared:

@@ -243,7 +243,7 @@ def export_problem(pset: Any, problem: Any) -> dict[str, Any]:
     results = {key: export_result(r, printer) for key, r in problem.results.items()}
     # Stable keys are present always (null where they do not apply); a key about a source
     # only where the set declares it; one with a {placeholder} (dL_dW_T{T}) is always derived.
-    docs = problem.RESULTS
+    docs = [k for k in type(problem).result_docs() if k not in problem.SOURCE_RESULTS]
     results |= {key: dict(ABSENT) for key in docs if key not in results and "{" not in key}
     return {
         "title": problem.title,

@@ -55,6 +55,11 @@ class LSTM(RecurrentProblem):
         "weights_bar_limit": "The weight gradients in the limit: every one vanishes (value 0).",
     }
     LABELS = ("adjoints", "weight", "optional", "example")
+    CLAIM_NAMES = RecurrentProblem.CLAIM_NAMES | {  # the limit's claims are the LSTM's own
+        "backward_map_limit": "its saturated limit", "h_bar_limit": "limit of {lhs}",
+        "c_bar_limit": "limit of {lhs}", "weights_bar_limit": "the weight gradients in the limit",
+        "backward_map_limit_idempotent": "the limit map squared is itself",
+    }
     #: A source's cell equations as its text reads (flagged where extraction damaged them),
     #: and an original solution's conclusion on the limit, quoted in instructors' notes.
     ORIGINAL: ClassVar[dict[str, Kind]] = {

@@ -31,9 +31,8 @@ def cell_result_docs(spec: CellSpec) -> dict[str, str]:
 
 #: What the evidence tables call a recurrent cell's claims that no left-hand side names.
 CELL_CLAIM_NAMES: dict[str, str] = {
-    "backward_map": "the backward map", "backward_map_limit": "its saturated limit",
-    "h_bar_limit": "limit of {lhs}", "c_bar_limit": "limit of {lhs}",
-    "backward_map_limit_idempotent": "the limit map squared is itself",
-    "weights_bar_limit": "the weight gradients in the limit",
-    "example_forward": "the example's forward values", "example_grad": "the example's "
-    "weight gradients", "example_adjoints": "the example's adjoints"}
+    "backward_map": "the backward map",
+    "example_forward": "the example's forward values",
+    "example_grad": "the example's weight gradients",
+    "example_adjoints": "the example's adjoints",
+}

@@ -188,10 +188,11 @@ def render_evidence(
     if pset.form.evidence != "line":
         return ""
     env = env or environment(pset.notation)
-    return env.get_template("evidence.tex.j2").render(
-        number=number, problem=problem, checks=problem.checks,
-        labels=pset.labels.get(problem.key, {}),
-    )
+    with env.printer.ordered(ordering(problem)):  # claim names as the body prints them
+        return env.get_template("evidence.tex.j2").render(
+            number=number, problem=problem, checks=problem.checks,
+            labels=pset.labels.get(problem.key, {}),
+        )
 
 
 def render_page(

@@ -143,7 +143,9 @@ class BinaryAdder(Problem):
     }
     ORIGINAL_DERIVES = ("solution_weights",)
 
-    SHOWN = ("example",)  # bits sizes the checks; the weights are not in the question
+    # bits only sizes the checks; given weights are printed, but a version with other
+    # weights to check would be another question, so they stay fixed in a set.
+    SHOWN = ("example",)
     PARAMS = (
         Param(
             "bits",
