@@ -418,18 +418,29 @@ def test_forgotten_biases_are_caught(monkeypatch):
     assert failed == {"layers", "total_params", "untied_extra", "largest_layer", "other_choices"}
 
 
-def test_handout_reading_is_checked(problem, monkeypatch):
+#: What CSE 891's text says of its network (read by hand from ../shared/seeds/004): 4 conv
+#: layers, all 3 x 3, as a set declares it in [original.cnn_params].
+STATED = {"text_convs": 4, "text_kernel": (3, 3)}
+
+
+def _stated(**changes) -> CNNParams:
+    return CNNParams.from_params({}, original={**STATED, **changes})
+
+
+def test_handout_reading_is_checked(problem):
     # By hand: with conv stride 2 the sides go 224 -> 112 -> 56 -> 28 -> 14 -> 7 -> 4 -> 2, so
     # fc-1024 sees 2*2*256 = 1024 inputs: 1024*1024 + 1024 = 1,049,600.  With pool padding 1
     # they go 224 -> 113 -> 113 -> 57 -> 57 -> 57 -> 29: 29*29*256*1024 + 1024 = 220,464,128.
-    context = problem.context()
+    stated = _stated()
+    context = stated.context()
     assert context["first_fc"] == 205_521_920 and context["text_agrees"]
     assert context["other_choices"] == {"conv_stride": 1_049_600, "pool_padding": 220_464_128}
-    assert any("the description: 4 conv layers" in c.method for c in problem.checks)
+    assert any("the description: 4 conv layers" in c.method for c in stated.checks)
+    # Without a declared description nothing is said of one.
+    assert "handout_text" not in problem.results and problem.context()["text_convs"] is None
     # A text that says 5 conv layers no longer agrees with the diagram: the key says so,
     # and numpy's count says the same, so the claim about what the key prints holds.
-    monkeypatch.setattr(cnn_params, "HANDOUT_TEXT_CONVS", 5)
-    five = CNNParams()
+    five = _stated(text_convs=5)
     assert five.results["handout_text"].value["agrees"] is False
     assert all(c.passed for c in five.checks)
     # Other networks make no claim about the handout's text.
@@ -454,13 +465,14 @@ def test_a_wrong_printed_reading_of_the_text_fails(field, wrong, monkeypatch):
         return out
 
     monkeypatch.setattr(CNNParams, "_handout_results", altered)
-    failed = [c for c in CNNParams().checks if not c.passed]
+    failed = [c for c in _stated().checks if not c.passed]
     assert [c.claim for c in failed] == ["handout_text"]
 
 
 def test_the_text_is_read_off_numpy_arrays(problem):
     full = numpy_trace(problem.net.input_shape, problem.net.layers, None)
-    assert cnn_params.claims.text_reading(full, 4, (3, 3)) == problem.results["handout_text"].value
+    stated = _stated().results["handout_text"].value
+    assert cnn_params.claims.text_reading(full, 4, (3, 3)) == stated
     assert cnn_params.claims.text_reading(full, 4, (5, 5))["agrees"] is False
     # A conv whose kernel is not 3x3 shows in numpy's weight array: (out, in, k_h, k_w).
     other = CNNParams([8, 8, 1], ["conv3-2", "conv5x3-2", "fc-2"]).net
@@ -491,7 +503,8 @@ def test_template_renders(problem):
     assert "FAIL" not in out
     # The reading of an original's text only where a set quotes that text.
     assert "no stride" not in out and "original" not in out
-    quoted = " ".join(_render(problem, {"text": "Consider a CNN with 4 conv layers."}).split())
+    declared = {"text": "Consider a CNN with 4 conv layers.", **STATED}
+    quoted = " ".join(_render(_stated(), declared).split())
     assert "no stride" in quoted and "Consider a CNN with 4 conv layers." in quoted
     assert "4 convolutional layers" in quoted and "which agrees" in quoted
     assert "1,049,600 with convolution stride" in quoted

@@ -35,7 +35,7 @@ from derive.cnn_spec import (
     parse_network,
 )
 from derive.errors import InputError
-from derive.params import Kind, Param, Quote, Raw
+from derive.params import Custom, Int, Kind, Param, Quote, Raw, show
 from derive.problems.base import Problem, Result
 from derive.problems.cnn_params import claims as cc
 from derive.problems.cnn_params.claims import OTHER_NETS, scaled_copy
@@ -67,7 +67,6 @@ HANDOUT_LAYERS = [
     "Softmax",
 ]
 #: What the handout's text says of its diagram: the number of conv layers and their kernel.
-HANDOUT_TEXT_CONVS, HANDOUT_TEXT_KERNEL = 4, (3, 3)
 #: Values the handout leaves open, each with another allowed value the key tries instead.
 OTHER_CHOICES = {"conv_stride": 2, "pool_padding": 1}
 SEED = 20261122
@@ -81,6 +80,15 @@ RULE_SYMBOLS = {
     str(s): s
     for s in (k_h, k_w, c_in, c_out, n_sym, k_sym, p_sym, s_sym, h_sym, w_sym, n_out, n_in)
 }
+
+
+def _kernel(value: Any, where: str) -> tuple[int, int]:
+    """A kernel [k_h, k_w] as a description states it."""
+    if not (isinstance(value, list) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1000 for v in value)):
+        raise InputError(f"{where}: expected a kernel [k_h, k_w] of whole numbers from 1 to "
+                         f"1000, got {show(value)}")
+    return (value[0], value[1])
 
 
 class CNNParams(Problem):
@@ -120,10 +128,6 @@ class CNNParams(Problem):
             "The inputs of the first fully connected layer after a spatial one; null when there "
             "is none."
         ),
-        "handout_text": (
-            "What the handout's text says of its network (convolutions, kernel sizes as text) and"
-            " whether the network agrees; null unless the network is the handout's."
-        ),
         "other_choices": (
             "The first fully connected layer's parameters under other readings of the handout "
             "(stride, pool padding); null unless the network is the handout's."
@@ -134,10 +138,19 @@ class CNNParams(Problem):
     #: The heading, and the one part (the count).
     LABELS = ("title", "count")
     WHOLE = "count"
-    #: What an original may print: its description of the network (whose numbers of
-    #: convolutions and kernels, HANDOUT_TEXT_*, are compared with its layer list).
+    #: What an original may print: its description of the network, and the number of
+    #: convolutions and the kernel that description states (compared with its layer list).
     ORIGINAL: ClassVar[dict[str, Kind]] = {
         "text": Quote("the original's description of the network"),
+        "text_convs": Int(1, 1000),
+        "text_kernel": Custom(_kernel, "a kernel [k_h, k_w] of whole numbers from 1 to 1000"),
+    }
+    ORIGINAL_DERIVES = ("text_convs", "text_kernel")
+    SOURCE_RESULTS: ClassVar[dict[str, str]] = {
+        "handout_text": (
+            "The declared description's count of convolutions and their kernels against the "
+            "network's (kernel sizes as text), and whether they agree."
+        ),
     }
 
     SHOWN = ("input_shape", "layers", "defaults")  # defaults print in the layer names
@@ -190,11 +203,17 @@ class CNNParams(Problem):
             for f, v in OTHER_CHOICES.items()
         }
 
+    @property
+    def text_stated(self) -> tuple[int, tuple[int, int]] | None:
+        """The conv count and kernel the declared description states (None: not declared)."""
+        convs, kernel = self.original.get("text_convs"), self.original.get("text_kernel")
+        return None if convs is None or kernel is None else (convs, kernel)
+
     def text_mismatches(self) -> int:
-        """Conv layers that the handout's text contradicts (count and kernel), 0 if it agrees."""
+        """Conv layers the declared description contradicts (count and kernel), 0 if none."""
+        convs, kernel = self.text_stated
         kernels = [r.layer.kernel for r in self.net.rows if r.layer.kind == "conv"]
-        wrong = sum(k != HANDOUT_TEXT_KERNEL for k in kernels)
-        return wrong + abs(len(kernels) - HANDOUT_TEXT_CONVS)
+        return sum(k != kernel for k in kernels) + abs(len(kernels) - convs)
 
     # -- derivation ---------------------------------------------------------------------------
     def derive(self) -> dict[str, Result]:
@@ -226,18 +245,16 @@ class CNNParams(Problem):
         return Result("largest_layer", sp.Integer(row.params), value=value)
 
     def _handout_results(self) -> dict[str, Result]:
-        """What the key says of the handout's reading: its text, and other defaults."""
-        kernels = [r.layer.kernel for r in self.net.rows if r.layer.kind == "conv"]
-        text = {
-            "convs": len(kernels),
-            "kernels": sorted({cc.shape_text(k) for k in kernels}),
-            "agrees": self.text_mismatches() == 0,
-        }
+        """What the key says of the handout's reading: other defaults, and a declared
+        description of the network compared with its layers."""
         other = {f: _first_fc(n) for f, n in self.other_choices.items()}
-        return {
-            "handout_text": Result("handout_text", sp.Integer(len(kernels)), value=text),
-            "other_choices": Result("other_choices", sp.Tuple(*other.values()), value=other),
-        }
+        out = {"other_choices": Result("other_choices", sp.Tuple(*other.values()), value=other)}
+        if self.text_stated is not None:
+            kernels = [r.layer.kernel for r in self.net.rows if r.layer.kind == "conv"]
+            text = {"convs": len(kernels), "kernels": sorted({cc.shape_text(k) for k in kernels}),
+                    "agrees": self.text_mismatches() == 0}
+            out["handout_text"] = Result("handout_text", sp.Integer(len(kernels)), value=text)
+        return out
 
     @cached_property
     def untied_extra(self) -> int:
@@ -266,8 +283,8 @@ class CNNParams(Problem):
         rules = {key: r[key].expr for key in self.rules}
         yield from cc.rule_claims(rules, RULE_SYMBOLS, [(self.net, full), *further])
         if self.is_handout:
-            text = r["handout_text"].value
-            yield cc.text_claim(text, full, HANDOUT_TEXT_CONVS, HANDOUT_TEXT_KERNEL)
+            if "handout_text" in r:
+                yield cc.text_claim(r["handout_text"].value, full, *self.text_stated)
             yield cc.other_choices_claim(
                 self.other_choices, OTHER_CHOICES, r["other_choices"].value
             )
@@ -304,9 +321,8 @@ class CNNParams(Problem):
     def _handout_context(self, value: dict[str, Any]) -> dict[str, Any]:
         text = value.get("handout_text", {})
         return {
-            "is_handout": self.is_handout,
-            "text_convs": HANDOUT_TEXT_CONVS,
-            "text_kernel": cc.shape_text(HANDOUT_TEXT_KERNEL),
+            "text_convs": None if self.text_stated is None else self.text_stated[0],
+            "text_kernel": None if self.text_stated is None else cc.shape_text(self.text_stated[1]),
             "parsed_convs": text.get("convs"),
             "conv_kernels": text.get("kernels"),
             "text_agrees": text.get("agrees"),
