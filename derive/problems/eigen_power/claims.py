@@ -215,6 +215,19 @@ def _given_claims(p: EigenPower) -> Iterator[Claim]:
         yield from _flipped_claims(p)
 
 
+def _same_eigenvalues_claim(p: EigenPower, flipped: list[list[Fraction]]) -> Claim:
+    """Two 2x2 matrices share their eigenvalues exactly when they share trace and
+    determinant (one characteristic polynomial): no eigenvalue is computed."""
+    v = [[Fraction(str(x)) for x in row] for row in p.w.tolist()]
+
+    def invariants(m: list[list[Fraction]]) -> tuple[Fraction, Fraction]:
+        return m[0][0] + m[1][1], m[0][0] * m[1][1] - m[0][1] * m[1][0]
+
+    same = invariants(flipped) == invariants(v)
+    return Claim("flipped_same_eigenvalues", "exact rationals: trace and determinant of both",
+                 GIVEN, 0.0, lambda: float(same != p.results["flipped_same_eigenvalues"].value))
+
+
 def _flipped_claims(p: EigenPower) -> Iterator[Claim]:
     """W with the wrong entries' signs flipped, built again from W and the entries the
     float products found; the stated factors multiplied in Fractions against it; its
@@ -250,6 +263,7 @@ def _flipped_claims(p: EigenPower) -> Iterator[Claim]:
 
     yield Claim("flipped_power", f"exact rationals: that W multiplied {p.n} times", f"n={p.n}",
                 0.0, powers)
+    yield _same_eigenvalues_claim(p, w)
 
 
 def _fraction_power(w: list[list[Fraction]], n: int) -> list[list[Fraction]]:

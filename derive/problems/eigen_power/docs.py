@@ -39,6 +39,7 @@ RESULTS: dict[str, str] = {
     ),
     "flipped_decomposition_ok": "Whether the stated decomposition reproduces that W.",
     "flipped_power": "That W to the power n through the stated decomposition.",
+    "flipped_same_eigenvalues": "Whether that W has the eigenvalues of W (the stated ones).",
     "induction_step": (
         "The inductive step M^(n+1) - Q Lambda^(n+1) Q^-1 in symbols, which simplifies to "
         "zero."

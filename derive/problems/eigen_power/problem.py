@@ -65,6 +65,7 @@ class EigenPower(Problem):
         "eigenvalue 1, not diagonalizable", "norm_curves": "the plotted norms",
         "flipped_W": "$W$ with those signs flipped", "flipped_decomposition_ok": "the stated "
         "decomposition of that $W$", "flipped_power": "its power through the stated factors",
+        "flipped_same_eigenvalues": "$W'$ has the eigenvalues of $W$",
     }
 
     key = "eigen_power"
@@ -255,6 +256,11 @@ class EigenPower(Problem):
             "flipped_power": Result(
                 "flipped_power", power, sp.Symbol(f"W'^{{{self.n}}}"), value=json_rows(power)
             ),
+            # The stated eigenvalues, which W' has, against the eigenvalues derived for W.
+            "flipped_same_eigenvalues": _truth(
+                "flipped_same_eigenvalues",
+                sorted(lam.diagonal()) == sorted(self.decomposition[1].diagonal()),
+            ),
         }
 
     def _induction(self) -> dict[str, Result]:
@@ -348,8 +354,6 @@ class EigenPower(Problem):
             "given_q": self.given_q,
             "given_lambda": self.given_lambda,
             "flipped": "flipped_W" in r,
-            "same_eigenvalues": self.given_lambda is not None
-            and sorted(self.given_lambda.diagonal()) == sorted(r["Lambda"].expr.diagonal()),
             "given_wrong_entries": [f"({i},{j})" for i, j in r["given_wrong_entries"].value]
             if "given_wrong_entries" in r
             else [],
