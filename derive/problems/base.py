@@ -214,6 +214,11 @@ def json_number(v: Any) -> Any:
 FLOAT64_TINY, FLOAT64_MAX = sys.float_info.min, sys.float_info.max
 
 
+def truth(key: str, holds: bool) -> Result:
+    """A derived yes or no (SymPy's true or false, and the JSON boolean)."""
+    return Result(key, sp.true if holds else sp.false, value=bool(holds))
+
+
 def json_float(x: Any) -> float | mpmath.mpf:
     """A measured or rounded real for a result's ``value``: a float when float64 holds it
     (zero, or 2.2e-308 <= |x| < 1.8e308), else the mpmath real, which the export writes as

@@ -48,7 +48,7 @@ import sympy as sp
 
 from derive.errors import InputError
 from derive.params import Custom, Int, Kind, Param, Quote, Raw, show
-from derive.problems.base import Problem, Result, json_number, json_rows
+from derive.problems.base import Problem, Result, json_number, json_rows, truth
 from derive.problems.binary_adder import claims as bc
 from derive.problems.binary_adder.claims import addition_check
 from derive.problems.binary_adder.model import (
@@ -216,11 +216,8 @@ class BinaryAdder(Problem):
         out["units"] = self._units_result()
         for prefix, weights in self._stated().items():
             ok = wrong_transitions(weights)[0] == 0
-            key = f"{prefix}_weights_ok"
-            out[key] = Result(key, sp.true if ok else sp.false, value=ok)
-            equal = weights == wt
-            out[f"{prefix}_equal"] = Result(f"{prefix}_equal", sp.true if equal else sp.false,
-                                            value=equal)
+            out[f"{prefix}_weights_ok"] = truth(f"{prefix}_weights_ok", ok)
+            out[f"{prefix}_equal"] = truth(f"{prefix}_equal", weights == wt)
         if self.example is not None:
             out.update(self._example_results(wt, *self.example))
         return out

@@ -21,7 +21,7 @@ from derive.engine.exact_matrix import (
 )
 from derive.errors import InputError
 from derive.params import Int, Kind, Matrix, Param, Quote, Vector
-from derive.problems.base import Problem, Result, json_float, json_number, json_rows
+from derive.problems.base import Problem, Result, json_float, json_number, json_rows, truth
 from derive.problems.eigen_power import claims
 from derive.problems.eigen_power.docs import RESULTS
 from derive.problems.eigen_power.params import (
@@ -202,7 +202,7 @@ class EigenPower(Problem):
             ),
             "Q_inv": Result("Q_inv", q.inv(), sp.Symbol("Q^{-1}"), value=json_rows(q.inv())),
             # Whether Q^-1 is Q^T (unit, orthogonal eigenvectors): the key says so when it is.
-            "Q_orthogonal": _truth("Q_orthogonal", q.T == q.inv()),
+            "Q_orthogonal": truth("Q_orthogonal", q.T == q.inv()),
             # Λ^n as printed in W^n = Q Λ^n Q^-1: each eigenvalue's power, not multiplied out.
             "Lambda_power": Result(
                 "Lambda_power",
@@ -212,9 +212,9 @@ class EigenPower(Problem):
             "W_power": Result("W_power", power, sp.Symbol(f"W^{{{n}}}"), value=json_rows(power)),
             "power_digits": Result("power_digits", sp.Integer(longest), value=longest),
             # What the key says of W^n: zero, shrinking (rho < 1), exact as decimals.
-            "power_zero": _truth("power_zero", power.is_zero_matrix),
-            "power_shrinks": _truth("power_shrinks", bool(radius < 1)),
-            "terminating": _truth("terminating", all(terminating(v) for v in self.w)),
+            "power_zero": truth("power_zero", power.is_zero_matrix),
+            "power_shrinks": truth("power_shrinks", bool(radius < 1)),
+            "terminating": truth("terminating", all(terminating(v) for v in self.w)),
         }
 
     def _given(self) -> dict[str, Result]:
@@ -229,14 +229,14 @@ class EigenPower(Problem):
         out = self._flipped(wrong) if wrong and flips else {}
         return out | {
             "given_product": Result("given_product", given, None, value=json_rows(given)),
-            "given_decomposition_ok": _truth("given_decomposition_ok", given == w),
+            "given_decomposition_ok": truth("given_decomposition_ok", given == w),
             "given_wrong_entries": Result(
                 "given_wrong_entries",
                 sp.Tuple(*[sp.Tuple(*pos) for pos in positions]),
                 value=positions,
             ),
-            "given_sign_flips_only": _truth("given_sign_flips_only", bool(wrong) and flips),
-            "given_q_transposed_ok": _truth("given_q_transposed_ok", transposed),
+            "given_sign_flips_only": truth("given_sign_flips_only", bool(wrong) and flips),
+            "given_q_transposed_ok": truth("given_q_transposed_ok", transposed),
         }
 
     def _flipped(self, wrong: list[tuple[int, int]]) -> dict[str, Result]:
@@ -250,14 +250,14 @@ class EigenPower(Problem):
         power = q * lam**self.n * q.inv()
         return {
             "flipped_W": Result("flipped_W", flipped, sp.Symbol("W'"), value=json_rows(flipped)),
-            "flipped_decomposition_ok": _truth(
+            "flipped_decomposition_ok": truth(
                 "flipped_decomposition_ok", q * lam * q.inv() == flipped
             ),
             "flipped_power": Result(
                 "flipped_power", power, sp.Symbol(f"W'^{{{self.n}}}"), value=json_rows(power)
             ),
             # The stated eigenvalues, which W' has, against the eigenvalues derived for W.
-            "flipped_same_eigenvalues": _truth(
+            "flipped_same_eigenvalues": truth(
                 "flipped_same_eigenvalues",
                 sorted(lam.diagonal()) == sorted(self.decomposition[1].diagonal()),
             ),
@@ -363,7 +363,3 @@ class EigenPower(Problem):
             "curves": {name: curves.row(i) for i, (name, *_) in enumerate(regimes)},
             "defective": self.regimes()[DEFECTIVE],
         }
-
-
-def _truth(key: str, holds: bool) -> Result:
-    return Result(key, sp.true if holds else sp.false, value=bool(holds))
