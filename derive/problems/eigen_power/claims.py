@@ -1,9 +1,7 @@
-"""The claims of eigen_power, each checked by a route that shares nothing with ``derive``.
-
-Exact routes (tolerance 0) recompute in exact arithmetic or count failures; floating-point
-routes run in float64 where ``derive.engine.exact_matrix``'s rounding bounds allow, else in mpmath
-at the digits the bound asks for (the method text says which ran).
-"""
+"""The claims of eigen_power, each checked by a route that shares nothing with ``derive``:
+exact routes (tolerance 0) recompute exactly or count failures; floating-point routes run in
+float64 where ``engine.exact_matrix``'s rounding bounds allow, else in mpmath at the digits
+the bound asks for (the method text says which ran)."""
 
 from __future__ import annotations
 
@@ -315,8 +313,11 @@ def _entry_claims(
     )
 
 
+INDUCTION_N = 6  # M^n = Q Lambda^n Q^-1 is also multiplied out in symbols up to this n
+
+
 def _induction_claims(p: EigenPower) -> Iterator[Claim]:
-    """The step identity is zero; the claim holds for n = 1..6 in symbols."""
+    """The step identity is zero; the claim holds for n = 1..INDUCTION_N in symbols."""
     step = p.results["induction_step"].expr
     yield Claim(
         "induction_step",
@@ -326,7 +327,7 @@ def _induction_claims(p: EigenPower) -> Iterator[Claim]:
         lambda: 0.0 if step.is_zero_matrix else 1.0,
     )
     method = "repeated products of a symbolic 2x2 M (numerators over det Q)"
-    yield Claim("induction_step", method, "n = 1..6", 0.0, _small_n_failures)
+    yield Claim("induction_step", method, f"n = 1..{INDUCTION_N}", 0.0, _small_n_failures)
 
 
 def _small_n_failures() -> float:
@@ -338,7 +339,7 @@ def _small_n_failures() -> float:
     adj, det = q.adjugate(), q.det()
     n_mat = (q * sp.diag(l1, l2) * adj).expand()
     power, bad = sp.eye(2), 0
-    for k in range(1, 7):
+    for k in range(1, INDUCTION_N + 1):
         power = (power * n_mat).expand()
         rhs = (det ** (k - 1) * q * sp.diag(l1**k, l2**k) * adj).expand()
         bad += not (power - rhs).is_zero_matrix

@@ -333,8 +333,10 @@ class EigenPower(Problem):
         }
 
     def stated(self) -> dict[str, Any]:
-        """The steps k of the norm table, the digits W^n is printed to."""
-        return {"norm_steps": self.norm_steps, "printed_digits": PRINTED_DIGITS}
+        """The steps k of the norm table, the digits W^n is printed to, the powers at which
+        the induction is also multiplied out."""
+        return {"norm_steps": self.norm_steps, "printed_digits": PRINTED_DIGITS,
+                "induction_n": claims.INDUCTION_N}
 
     def context(self) -> dict[str, Any]:
         r = self.results
