@@ -97,15 +97,18 @@ def _unexpected(exc: lark.UnexpectedInput) -> str:
     found = "end of the equation" if token is None or token.type == "$END" else repr(
         str(token))
     expected = sorted(getattr(exc, "expected", ()) or ())
-    shown = ", ".join(_TOKEN_WORDS.get(e, e) for e in expected[:6])
+    shown = ", ".join(_words().get(e, e) for e in expected[:6])
     return f"unexpected {found}" + (f"; expected {shown}" if shown else "")
 
 
-_TOKEN_WORDS = {
-    "NAME": "a name", "NUMBER": "a number", "INT": "a whole number", "LPAR": "(",
-    "RPAR": ")", "PLUS": "+", "MINUS": "-", "STAR": "*", "SLASH": "/", "EQUAL": "=",
-    "LSQB": "[", "RSQB": "]", "CIRCUMFLEX": "^", "__ANON_0": "**",
-}
+@cache
+def _words() -> dict[str, str]:
+    """Each terminal of the grammar as a message names it: a literal as it is written (lark
+    knows it), a pattern by what it stands for, the end of input in words."""
+    words = {"NAME": "a name", "NUMBER": "a number", "INT": "a whole number",
+             "$END": "the end of the equation"}
+    literal = {t.name: t.pattern.value for t in _parser().terminals if t.pattern.type == "str"}
+    return literal | words
 
 
 def max_depth(text: str) -> int:
