@@ -34,8 +34,9 @@ KEYS = ("inputs", "states", "weights", "biases", "loss_on", "equations")
 #: A name as a model may declare it.
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
-_GRAMMAR = r"""
-    equation: NAME "=" sum
+#: The arithmetic every model's equations share: sums, products, a unary minus, powers with
+#: a whole-number exponent; each grammar adds its ``equation`` and its ``atom`` rules.
+ARITHMETIC = r"""
     ?sum: product
         | sum "+" product   -> add
         | sum "-" product   -> sub
@@ -46,16 +47,20 @@ _GRAMMAR = r"""
         | "-" unary         -> neg
     ?power: atom
         | atom ("^" | "**") INT -> pow
-    ?atom: NUMBER           -> number
-        | NAME              -> name
-        | NAME "[" "t" "-" "1" "]" -> previous
-        | NAME "(" sum ")"  -> call
-        | "(" sum ")"
     NAME: /[A-Za-z][A-Za-z0-9_]*/
     INT: /[0-9]+/
     NUMBER: /[0-9]+(\.[0-9]+)?/
     %ignore " "
 """
+
+_GRAMMAR = r"""
+    equation: NAME "=" sum
+    ?atom: NUMBER           -> number
+        | NAME              -> name
+        | NAME "[" "t" "-" "1" "]" -> previous
+        | NAME "(" sum ")"  -> call
+        | "(" sum ")"
+""" + ARITHMETIC
 
 
 @cache
@@ -75,39 +80,46 @@ class Equation:
 
 def parse(text: str, where: str) -> Equation:
     """``text`` parsed as ``name = expression``; ``where`` names it in messages."""
+    tree = parse_tree(_parser(), text, where, "names, numbers, + - * / ^, brackets and h[t-1]")
+    return Equation(str(tree.children[0]), tree.children[1], text, where)
+
+
+def parse_tree(parser: lark.Lark, text: str, where: str, allowed: str) -> lark.Tree:
+    """``text`` parsed by ``parser`` (bounded in length and nesting first); ``allowed`` says
+    in a message what may be written where a character is unexpected."""
     if not isinstance(text, str) or not 0 < len(text) <= MAX_EQUATION:
         raise InputError(f"{where}: expected an equation of 1 to {MAX_EQUATION} characters")
     depth = max_depth(text)
     if depth > MAX_DEPTH:
         raise InputError(f"{where}: brackets nested {depth} deep; at most {MAX_DEPTH}")
     try:
-        tree = _parser().parse(text)
+        return parser.parse(text)
     except lark.UnexpectedCharacters as exc:
         raise InputError(
             f"{where}: column {exc.column}: unexpected character {text[exc.pos_in_stream]!r}; "
-            "allowed are names, numbers, + - * / ^, brackets and h[t-1]"
+            f"allowed are {allowed}"
         ) from None
     except lark.UnexpectedInput as exc:
-        raise InputError(f"{where}: column {exc.column}: {_unexpected(exc)}") from None
-    return Equation(str(tree.children[0]), tree.children[1], text, where)
+        raise InputError(f"{where}: column {exc.column}: {_unexpected(parser, exc)}") from None
 
 
-def _unexpected(exc: lark.UnexpectedInput) -> str:
+def _unexpected(parser: lark.Lark, exc: lark.UnexpectedInput) -> str:
     token = getattr(exc, "token", None)
     found = "end of the equation" if token is None or token.type == "$END" else repr(
         str(token))
     expected = sorted(getattr(exc, "expected", ()) or ())
-    shown = ", ".join(_words().get(e, e) for e in expected[:6])
+    words = _words(parser)
+    shown = ", ".join(words.get(e, e) for e in expected[:6])
     return f"unexpected {found}" + (f"; expected {shown}" if shown else "")
 
 
 @cache
-def _words() -> dict[str, str]:
+def _words(parser: lark.Lark) -> dict[str, str]:
     """Each terminal of the grammar as a message names it: a literal as it is written (lark
     knows it), a pattern by what it stands for, the end of input in words."""
     words = {"NAME": "a name", "NUMBER": "a number", "INT": "a whole number",
              "$END": "the end of the equation"}
-    literal = {t.name: t.pattern.value for t in _parser().terminals if t.pattern.type == "str"}
+    literal = {t.name: t.pattern.value for t in parser.terminals if t.pattern.type == "str"}
     return literal | words
 
 
@@ -135,13 +147,11 @@ class Declared:
         return {*self.inputs, *self.weights, *self.biases}
 
 
-class _Build:
-    """A right-hand side's tree as SymPy, reading names through the engine's ``Names``."""
+class Arithmetic:
+    """A right-hand side's tree as SymPy: the arithmetic shared by every grammar here; a
+    subclass reads the grammar's own atoms (``atom``) and says where it is (``where``)."""
 
-    def __init__(self, s: Names, known: set[str], later: set[str], declared: Declared,
-                 where: str) -> None:
-        self.s, self.known, self.later, self.declared = s, known, later, declared
-        self.where = where
+    where: str
 
     def expr(self, t) -> sp.Expr:
         rule = t.data
@@ -159,9 +169,34 @@ class _Build:
             return self.expr(t.children[0]) ** n
         if rule == "number":
             return sp.Rational(str(t.children[0]))
-        if rule == "previous":
+        return self.atom(t)
+
+    def atom(self, t) -> sp.Expr:
+        raise NotImplementedError
+
+    def _call(self, tok, arg: sp.Expr) -> sp.Expr:
+        entry = FUNCTIONS.get(str(tok))
+        if entry is None:
+            raise self._fail(tok, f"unknown function {str(tok)!r}; allowed are "
+                                  f"{', '.join(FUNCTIONS)}")
+        return entry.sympy(arg)
+
+    def _fail(self, tok, why: str) -> InputError:
+        return InputError(f"{self.where}: column {tok.column}: {why}")
+
+
+class _Build(Arithmetic):
+    """A cell's right-hand side as SymPy, reading names through the engine's ``Names``."""
+
+    def __init__(self, s: Names, known: set[str], later: set[str], declared: Declared,
+                 where: str) -> None:
+        self.s, self.known, self.later, self.declared = s, known, later, declared
+        self.where = where
+
+    def atom(self, t) -> sp.Expr:
+        if t.data == "previous":
             return self._previous(t.children[0])
-        if rule == "call":
+        if t.data == "call":
             return self._call(t.children[0], self.expr(t.children[1]))
         return self._name(t.children[0])
 
@@ -184,16 +219,6 @@ class _Build:
             raise self._fail(tok, f"{name}[t-1]: only a state has a previous value; states "
                                   f"are {', '.join(self.declared.states)}")
         return getattr(self.s, f"{name}_prev")
-
-    def _call(self, tok, arg: sp.Expr) -> sp.Expr:
-        entry = FUNCTIONS.get(str(tok))
-        if entry is None:
-            raise self._fail(tok, f"unknown function {str(tok)!r}; allowed are "
-                                  f"{', '.join(FUNCTIONS)}")
-        return entry.sympy(arg)
-
-    def _fail(self, tok, why: str) -> InputError:
-        return InputError(f"{self.where}: column {tok.column}: {why}")
 
 
 def cell_spec(name: str, table: dict[str, Any], where: str) -> CellSpec:
