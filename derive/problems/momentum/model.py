@@ -100,36 +100,47 @@ def at(m: sp.BlockMatrix, n: int) -> sp.BlockMatrix:
     return m.subs(D, n)
 
 
-def explicit(m: sp.BlockMatrix, n: int, hess, values: dict | None = None):
+def explicit(m: sp.BlockMatrix, n: int, hess, values: dict | None = None, leaf=None):
     """The explicit 2n×2n matrix of a block matrix in I, 0, c·I and H.
 
     With ``values`` (numbers for α, β) and a numpy ``hess`` the result is a float64 array;
-    otherwise a SymPy matrix.
+    otherwise a SymPy matrix.  ``explicit_block`` says what ``hess`` and ``leaf`` may be.
     """
+    rows = [[explicit_block(x, n, hess, values, leaf) for x in row] for row in m.blocks.tolist()]
+    if values is not None:
+        return np.block(rows)
+    return sp.Matrix.vstack(*[sp.Matrix.hstack(*row) for row in rows])
+
+
+def explicit_block(x: sp.MatrixExpr, n: int, hess, values: dict | None = None, leaf=None):
+    """The explicit n×n matrix of one block: I, 0, sums and products with scalar
+    coefficients (numbers at ``values``), and H as ``hess`` (or, with ``hess`` a dict, each
+    matrix symbol by its name); ``leaf(x)`` gives any other block (None: none known)."""
     numeric = values is not None
+    mats = hess if isinstance(hess, dict) else {H.name: hess}
 
     def block(x: sp.MatrixExpr):
         if isinstance(x, sp.Identity):
             return np.eye(n) if numeric else sp.eye(n)
         if isinstance(x, sp.ZeroMatrix):
             return np.zeros((n, n)) if numeric else sp.zeros(n, n)
-        if isinstance(x, sp.MatrixSymbol) and x.name == H.name:
-            return hess
+        if isinstance(x, sp.MatrixSymbol) and x.name in mats:
+            return mats[x.name]
         if isinstance(x, sp.MatAdd):
             parts = [block(y) for y in x.args]
             return sum(parts[1:], parts[0])
         if isinstance(x, sp.MatMul):
-            coeff, mats = x.as_coeff_matrices()
-            out = (float(coeff.subs(values)) if numeric else coeff) * block(mats[0])
-            for y in mats[1:]:
+            coeff, factors = x.as_coeff_matrices()
+            out = (float(coeff.subs(values)) if numeric else coeff) * block(factors[0])
+            for y in factors[1:]:
                 out = out @ block(y) if numeric else out * block(y)
             return out
-        raise ValueError(f"cannot instantiate the block {x}")
+        found = leaf(x) if leaf is not None else None
+        if found is None:
+            raise ValueError(f"cannot instantiate the block {x}")
+        return found
 
-    rows = [[block(x) for x in row] for row in m.blocks.tolist()]
-    if numeric:
-        return np.block(rows)
-    return sp.Matrix.vstack(*[sp.Matrix.hstack(*row) for row in rows])
+    return block(x)
 
 
 # -- the numeric map (a non-quadratic J) ----------------------------------------------------------

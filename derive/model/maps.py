@@ -1,0 +1,258 @@
+"""A map's updates as text (an optimizer step, a flow layer), parsed by a grammar into a
+``MapSpec``.
+
+A map acts on a state of vectors in R^D, one update after the other, each written
+``x' = expression``: ``x`` is the state's value before the step and ``x'`` its updated
+value, which later updates may read (``theta' = theta + p'``).  An expression holds
+numbers, states, scalar constants, ``+ - * /`` (elementwise between vectors, scaling by a
+scalar), powers with a whole-number exponent, the registry's elementwise functions
+(``derive.engine.functions``) and ``grad(J)(expression)``: the gradient of an unspecified
+objective ``J`` at that point, whose Jacobian is J's Hessian there.
+
+Each update overwrites one state, so an update sees the state as the earlier ones left it:
+once ``p'`` is assigned, ``p`` may no longer be read.  The map is then the composition of
+its updates, and its Jacobian the product of one factor per update.
+
+Every mistake is one line naming the model, the equation, the column, what was found and
+what is allowed.  ``run`` evaluates the parse tree on arrays, apart from SymPy: the
+independent forward pass the checks differentiate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import lark
+import numpy as np
+import sympy as sp
+
+from derive.engine.functions import FUNCTIONS
+from derive.errors import InputError
+from derive.model.equations import ARITHMETIC, MAX_EQUATIONS, NAME, Arithmetic, parse_tree
+
+#: What a map's table holds (``kind`` and ``title`` are read by the set, not here).
+KEYS = ("kind", "title", "state", "constants", "equations")
+#: Most states, most constants, most gradient evaluations in one map.
+MAX_STATES, MAX_CONSTANTS, MAX_GRADS = 8, 16, 8
+#: Names a map may not declare: the grammar's keyword, and the dimension, Hessian, identity
+#: and step index the key prints.
+RESERVED = frozenset({"grad", "D", "H", "I", "k"})
+
+_GRAMMAR = r"""
+    equation: NAME "'" "=" sum
+    ?atom: NUMBER           -> number
+        | NAME              -> name
+        | NAME "'"          -> updated
+        | NAME "(" sum ")"  -> call
+        | "grad" "(" NAME ")" "(" sum ")" -> grad
+        | "(" sum ")"
+""" + ARITHMETIC
+_ALLOWED = "names, numbers, + - * / ^, brackets, x' and grad(J)(...)"
+
+
+@cache
+def _parser() -> lark.Lark:
+    return lark.Lark(_GRAMMAR, start="equation", parser="lalr", propagate_positions=True)
+
+
+class Grad(sp.Function):
+    """∇J(u): the gradient of the objective ``J`` (first argument) at the vector ``u``."""
+
+    def _latex(self, printer):
+        objective, point = self.args
+        return r"\nabla %s\left(%s\right)" % (printer._print(objective), printer._print(point))
+
+
+def old(x: str) -> sp.Symbol:
+    """The state ``x`` before the step, x^(k)."""
+    return sp.Symbol(f"{x}^(k)")
+
+
+def new(x: str) -> sp.Symbol:
+    """The state ``x`` after the step, x^(k+1)."""
+    return sp.Symbol(f"{x}^(k+1)")
+
+
+def constant(c: str) -> sp.Symbol:
+    """The scalar constant ``c``."""
+    return sp.Symbol(c, real=True)
+
+
+@dataclass(frozen=True)
+class MapEquation:
+    """One update: the state it assigns, its right-hand side (SymPy, in x^(k) and x^(k+1)),
+    its parse tree and text."""
+
+    target: str
+    rhs: sp.Expr
+    tree: Any
+    text: str
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """A map as data: its states (vectors in R^D), scalar constants, objective and updates."""
+
+    name: str
+    title: str
+    states: tuple[str, ...]
+    constants: tuple[str, ...]
+    objective: str | None
+    equations: tuple[MapEquation, ...]
+
+    def updates(self) -> list[sp.Eq]:
+        """The updates as equations x^(k+1) = ..., in the order the map runs them."""
+        return [sp.Eq(new(e.target), e.rhs, evaluate=False) for e in self.equations]
+
+
+class _MapBuild(Arithmetic):
+    """A map update's right-hand side as SymPy, checking every name against its role."""
+
+    def __init__(self, spec: dict[str, Any], done: set[str], where: str) -> None:
+        self.spec, self.done, self.where = spec, done, where
+        self.mentions = False
+
+    def atom(self, t) -> sp.Expr:
+        tok = t.children[0]
+        if t.data == "call":
+            return self._call(tok, self.expr(t.children[1]))
+        if t.data == "grad":
+            return self._grad(tok, self.expr(t.children[1]))
+        name, states = str(tok), self.spec["states"]
+        if t.data == "updated":
+            if name not in states:
+                raise self._fail(tok, f"{name}': only a state has an updated value; states "
+                                      f"are {', '.join(states)}")
+            if name not in self.done:
+                raise self._fail(tok, f"{name}' is read before the update that assigns it; "
+                                      "an update may read only earlier updates' values")
+            self.mentions = True
+            return new(name)
+        if name in states:
+            if name in self.done:
+                raise self._fail(tok, f"{name!r} is read after {name}' is assigned; an update "
+                                      f"sees the state as earlier updates left it: write {name}'")
+            self.mentions = True
+            return old(name)
+        if name in self.spec["constants"]:
+            return constant(name)
+        allowed = ", ".join([*states, *self.spec["constants"]])
+        raise self._fail(tok, f"{name!r} is not declared; allowed are {allowed}, a state's "
+                              "updated value x' and grad(J)(...)")
+
+    def _grad(self, tok, point: sp.Expr) -> sp.Expr:
+        name = str(tok)
+        if name in self.spec["states"] or name in self.spec["constants"]:
+            raise self._fail(tok, f"grad({name}): {name!r} is declared as a state or constant;"
+                                  " grad takes the objective's name, as in grad(J)")
+        objective = self.spec.setdefault("objective", name)
+        if name != objective:
+            raise self._fail(tok, f"grad({name}): a map has one objective, here {objective}")
+        self.spec["grads"] = self.spec.get("grads", 0) + 1
+        if self.spec["grads"] > MAX_GRADS:
+            raise self._fail(tok, f"more than {MAX_GRADS} gradients in one map")
+        return Grad(sp.Symbol(name), point)
+
+
+def map_spec(name: str, table: dict[str, Any], where: str) -> MapSpec:
+    """The ``MapSpec`` of the map ``table`` declares (``state``, ``constants``,
+    ``equations``; ``kind`` and ``title`` are accepted); ``where`` names the model in
+    messages (``set.toml: models.nesterov``)."""
+    if not isinstance(table, Mapping):
+        raise InputError(f"{where}: expected a table with {', '.join(KEYS)}")
+    unknown = sorted(set(table) - set(KEYS))
+    if unknown:
+        raise InputError(f"{where}.{unknown[0]}: unknown key; allowed are {', '.join(KEYS)}")
+    title = table.get("title", name)
+    if not isinstance(title, str) or not 0 < len(title) <= 120:
+        raise InputError(f"{where}.title: expected a text of 1 to 120 characters")
+    states = _names(table, "state", where, 1, MAX_STATES)
+    constants = _names(table, "constants", where, 0, MAX_CONSTANTS)
+    both = sorted(set(states) & set(constants))
+    if both:
+        raise InputError(f"{where}: {both[0]!r} is declared as a state and a constant; "
+                         "a name has one role")
+    texts = table.get("equations")
+    if not isinstance(texts, list) or not 0 < len(texts) <= MAX_EQUATIONS:
+        raise InputError(f"{where}.equations: expected a list of 1 to {MAX_EQUATIONS} updates")
+    roles: dict[str, Any] = {"states": states, "constants": constants}
+    done: set[str] = set()
+    equations = tuple(_equation(t, f"{where}.equations[{i}]", roles, done)
+                      for i, t in enumerate(texts))
+    for s in states:
+        if s not in done:
+            raise InputError(f"{where}.equations: the state {s!r} is never updated; write "
+                             f"an update {s}' = ...")
+    return MapSpec(name, title, states, constants, roles.get("objective"), equations)
+
+
+def _equation(text: Any, where: str, roles: dict[str, Any], done: set[str]) -> MapEquation:
+    tree = parse_tree(_parser(), text, where, _ALLOWED)
+    tok, rhs = tree.children
+    target = str(tok)
+    if target not in roles["states"]:
+        raise InputError(f"{where}: column {tok.column}: {target}' = ...: {target!r} is not "
+                         f"a state; states are {', '.join(roles['states'])}")
+    if target in done:
+        raise InputError(f"{where}: column {tok.column}: the state {target!r} is updated "
+                         "twice; each state is updated once")
+    build = _MapBuild(roles, done, where)
+    expr = build.expr(rhs)
+    if not build.mentions:
+        raise InputError(f"{where}: the update of {target!r} reads no state; it must read "
+                         f"one of {', '.join(roles['states'])} or an updated value")
+    done.add(target)
+    return MapEquation(target, expr, rhs, text)
+
+
+def _names(table: dict[str, Any], key: str, where: str, least: int, most: int
+           ) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(f"{where}.{key}: expected a list of names")
+    if not least <= len(value) <= most:
+        raise InputError(f"{where}.{key}: expected {least} to {most} names")
+    for v in value:
+        if not NAME.match(v) or v in FUNCTIONS or v in RESERVED:
+            raise InputError(f"{where}.{key}: {v!r} is not allowed as a name; use a letter "
+                             "then letters, digits or _, at most 32, not a function's name "
+                             f"nor one of {', '.join(sorted(RESERVED))}")
+    if len(set(value)) != len(value):
+        raise InputError(f"{where}.{key}: a name may appear only once")
+    return tuple(value)
+
+
+# -- the independent forward pass ----------------------------------------------------------------
+def run(spec: MapSpec, state: Mapping[str, np.ndarray], constants: Mapping[str, float],
+        grad: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+    """One step of the map on arrays: the parse trees evaluated in order, with ``grad`` as
+    the objective's gradient; never through SymPy."""
+    current = dict(state)
+    for e in spec.equations:
+        current[e.target] = _evaluate(e.tree, current, constants, grad)
+    return current
+
+
+def _evaluate(t, current, constants, grad) -> Any:
+    def ev(u):
+        return _evaluate(u, current, constants, grad)
+
+    rule, kids = t.data, t.children
+    binary = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
+    if rule in binary:
+        return binary[rule](ev(kids[0]), ev(kids[1]))
+    if rule == "neg":
+        return -ev(kids[0])
+    if rule == "pow":
+        return ev(kids[0]) ** int(kids[1])
+    if rule == "number":
+        return float(kids[0])
+    if rule == "call":
+        return FUNCTIONS[str(kids[0])].numpy(ev(kids[1]))
+    if rule == "grad":
+        return grad(ev(kids[1]))
+    name = str(kids[0])  # a state (as earlier updates left it) or a constant
+    return current[name] if name in current else constants[name]

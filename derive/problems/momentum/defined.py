@@ -1,0 +1,170 @@
+"""A map defined as data in a set file (``[models.<name>]`` with ``kind = "map"``), derived
+as the bundled momentum map is.
+
+``map_problem(name, table, where)`` parses the table (``derive.model.maps.map_spec``) and
+returns a ``MapProblem`` subclass whose key is ``name``: the inverse, solved update by
+update in reverse order where each update can be solved for its state; the Jacobian as one
+factor per update and block by block; each factor's determinant and the map's, for
+symbolic D (``mapping``); every claim checked on the map run from its parse tree with a
+non-quadratic J for D = 1..4 (``map_claims``).  The class holds everything it is built
+from (``TABLE``), so the same table gives, in any process, a class that behaves the same.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any, ClassVar
+
+import numpy as np
+import sympy as sp
+
+from derive.model.maps import MapSpec, constant, map_spec, new, old
+from derive.params import Exact, Param
+from derive.problems.base import Problem, Result
+from derive.problems.momentum import map_claims as mc
+from derive.problems.momentum import mapping
+from derive.problems.momentum.model import D
+from derive.verify import Claim
+
+SEED = 20261201
+#: The bounds of a constant's value in the numeric checks.
+VALUE_BOUND = sp.Integer(10)
+
+#: What each result of a defined map is (``{x}``: each state's name).
+MAP_RESULT_DOCS = {
+    "inverse_{x}": "x_k from the next step's state; null where the inverse is not explicit.",
+    "jacobian_factors": "The Jacobian of one step as a product of one factor per update.",
+    "jacobian": "The Jacobian of one step, block by block.",
+    "factor_dets": "The determinants of the factors, in the order the updates run.",
+    "det_jacobian": "The determinant of the Jacobian, for symbolic D.",
+}
+
+
+def default_values(constants: tuple[str, ...]) -> dict[str, sp.Rational]:
+    """The constants' values in the numeric checks unless a set gives them: evenly spaced
+    from 1/10 to 9/10, in the order declared (momentum's alpha = 1/10, beta = 9/10)."""
+    m = len(constants)
+    step = sp.Rational(8, 10 * (m - 1)) if m > 1 else 0
+    return {c: sp.Rational(1, 10) + k * step for k, c in enumerate(constants)}
+
+
+class MapProblem(Problem):
+    """Inverse, factored Jacobian and determinant of a map given as data."""
+
+    SPEC: ClassVar[MapSpec]
+    #: The table the class was built from (a copy), to build it again anywhere.
+    TABLE: ClassVar[dict[str, Any]]
+    TEMPLATE: ClassVar[str | None] = "map"
+    MAIN = "det_jacobian"
+    LABELS = ("inverse", "det")
+    CLAIM_NAMES: ClassVar[dict[str, str]] = {
+        "jacobian_factors": "the factors of the Jacobian",
+        "jacobian": "the Jacobian as one block matrix",
+        "factor_dets": "determinants of the factors",
+        "det_jacobian": "determinant of the Jacobian",
+    }
+
+    def __init__(self, **values: sp.Rational) -> None:
+        #: The constants' values in the numeric checks (the derivation is symbolic).
+        given = {p.name: p.default for p in self.PARAMS} | values
+        self.values = {c: sp.Rational(given[c]) for c in self.SPEC.constants}
+
+    # -- derivation ---------------------------------------------------------------------------
+    @cached_property
+    def hessians(self) -> dict[sp.Expr, sp.MatrixSymbol]:
+        return mapping.hessians(self.SPEC)
+
+    @cached_property
+    def factors(self) -> list[sp.BlockMatrix]:
+        """F_1, ..., F_m in the order the updates run (the Jacobian is F_m ⋯ F_1)."""
+        return mapping.factors(self.SPEC)
+
+    @cached_property
+    def inverse(self) -> mapping.Inverse:
+        return mapping.solve_inverse(self.SPEC)
+
+    def derive(self) -> dict[str, Result]:
+        fs = self.factors
+        dets = [mapping.factor_det(f) for f in fs]
+        det = sp.Mul(*dets)
+        out = {f"inverse_{x}": Result(f"inverse_{x}", expr, old(x), chain=chain)
+               for x, chain, expr in self.inverse.solved}
+        shown = sp.MatMul(*reversed(fs), evaluate=False) if len(fs) > 1 else fs[0]
+        return out | {
+            "jacobian_factors": Result("jacobian_factors", shown, sp.Symbol("J")),
+            "jacobian": Result("jacobian", mapping.product(fs), sp.Symbol("J")),
+            "factor_dets": Result("factor_dets", sp.Tuple(*dets), value=list(dets)),
+            "det_jacobian": Result("det_jacobian", det, value=det),
+        }
+
+    # -- claims -------------------------------------------------------------------------------
+    def claims(self) -> Iterator[Claim]:
+        r, spec = self.results, self.SPEC
+        values = {c: float(v) for c, v in self.values.items()}
+        points = [mc.Point(spec, s, values)
+                  for s in mc.draw(spec, np.random.default_rng(SEED))]
+        yield from mc.inverse_claims(spec, self.inverse, points)
+        yield from mc.symbolic_inverse_claims(spec, self.inverse)
+        yield from mc.jacobian_claims(self.factors, r["jacobian"].expr,
+                                      list(r["factor_dets"].expr), r["det_jacobian"].expr,
+                                      self.hessians, points)
+
+    # -- rendering ----------------------------------------------------------------------------
+    def question_data(self) -> dict[str, Any]:
+        """The updates (the given map), the state before and after a step, the constants."""
+        spec = self.SPEC
+        return {
+            "updates": spec.updates(),
+            "olds": [old(x) for x in spec.states],
+            "news": [new(x) for x in spec.states],
+            "constants": [constant(c) for c in spec.constants],
+            "objective": sp.Symbol(spec.objective) if spec.objective else None,
+            "D": D,
+        }
+
+    def context(self) -> dict[str, Any]:
+        r, spec = self.results, self.SPEC
+        stuck = self.inverse.stuck
+        return {
+            **super().context(),
+            "inverses": [r[f"inverse_{x}"] for x, _, _ in self.inverse.solved],
+            "stuck": None if stuck is None else {"old": old(stuck[0]), "new": new(stuck[0]),
+                                                 "why": stuck[1]},
+            "factors": [(k, f, d) for k, (f, d) in
+                        enumerate(zip(self.factors, r["factor_dets"].expr, strict=True), 1)],
+            "updated": [spec.equations[k].target for k in range(len(spec.equations))],
+            "hessians": [(h, u) for u, h in self.hessians.items()],
+            "product": r["jacobian"].expr,
+            "several": len(self.factors) > 1,
+            **self.stated(),
+        }
+
+    def stated(self) -> dict[str, Any]:
+        """The constants' values and the sizes of the numeric checks."""
+        return {"values": [(constant(c), v) for c, v in self.values.items()],
+                "dims": list(mc.MAP_DIMS)}
+
+
+def map_problem(name: str, table: dict[str, Any], where: str) -> type[Problem]:
+    """The problem class of the map ``table`` defines (``kind = "map"``), keyed ``name``;
+    ``where`` names the table in messages.  Equal tables give classes that behave alike."""
+    spec = map_spec(name, table, where)
+    defaults = default_values(spec.constants)
+    params = tuple(
+        Param(c, Exact(-VALUE_BOUND, VALUE_BOUND), defaults[c],
+              f"value of {c} in the numeric checks (-{VALUE_BOUND} <= {c} <= {VALUE_BOUND})")
+        for c in spec.constants)
+    hess = [h.name for h in mapping.hessians(spec).values()]
+    symbols = ("D", *hess, *spec.constants, *([spec.objective] if spec.objective else []),
+               *(f"{x}^(k)" for x in spec.states), *(f"{x}^(k+1)" for x in spec.states))
+    docs = {k: v for k, v in MAP_RESULT_DOCS.items() if "{x}" not in k}
+    inverse_doc = MAP_RESULT_DOCS["inverse_{x}"]
+    results = {f"inverse_{x}": inverse_doc.replace("x_k", f"{x}_k") for x in spec.states}
+    attrs = {
+        "__module__": __name__, "__doc__": f"{spec.title}: {MapProblem.__doc__}",
+        "key": name, "title": spec.title, "SPEC": spec, "TABLE": copy.deepcopy(dict(table)),
+        "PARAMS": params, "SYMBOLS": symbols, "RESULTS": results | docs,
+    }
+    return type(f"Map_{name}", (MapProblem,), attrs)

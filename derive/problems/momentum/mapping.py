@@ -1,0 +1,182 @@
+"""The derivation for a map given as data (``derive.model.maps.MapSpec``), as for momentum.
+
+State s = (x_1, ..., x_m) of vectors in R^D; update i overwrites x_i with
+x_i' = e_i(current state), the state as the earlier updates left it.  Then:
+
+* **factors**: update i has the Jacobian F_i, the identity but in block row i, which holds
+  ∂e_i/∂x_j.  For an elementwise e and a gradient g = ∇J(u) in it,
+  ∂e/∂x = diag(∂e/∂x) + diag(∂e/∂g) H_u ∂u/∂x with H_u the Hessian of J at u; a scalar
+  diagonal is c·I.  The Jacobian of the map is F_m ⋯ F_1;
+* **determinants**: a matrix that is the identity but in one block row has the determinant
+  of that row's diagonal block; det(c·I) = c^D, det(c·M) = c^D det M, det(AB) = det A det B,
+  anything else stays det(M) for symbolic D;
+* **inverse**: the updates solved in reverse order, each for its state's old value, which is
+  explicit unless that value is lost, sits inside ∇J, or has several solutions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from derive.model.maps import Grad, MapSpec, constant, new, old
+from derive.problems.momentum.model import D, H, diagonal_block_det
+
+
+class Diag(sp.MatrixExpr):
+    """diag(u): the D×D diagonal matrix holding the entries of the elementwise vector u."""
+
+    def __new__(cls, entry, n=D):
+        return sp.Basic.__new__(cls, sp.sympify(entry), sp.sympify(n))
+
+    @property
+    def shape(self):
+        return (self.args[1], self.args[1])
+
+    def _latex(self, printer):
+        return r"\operatorname{diag}\left(%s\right)" % printer._print(self.args[0])
+
+
+def current(spec: MapSpec, i: int) -> list[sp.Symbol]:
+    """The state update ``i`` reads: the new values of the states updated before it."""
+    done = {e.target for e in spec.equations[:i]}
+    return [new(x) if x in done else old(x) for x in spec.states]
+
+
+def hessians(spec: MapSpec) -> dict[sp.Expr, sp.MatrixSymbol]:
+    """The Hessian of J at each point ∇J is taken at: H alone, or H_1, H_2, ... in order."""
+    points: list[sp.Expr] = []
+    for e in spec.equations:
+        for g in sp.preorder_traversal(e.rhs):
+            if isinstance(g, Grad) and g.args[1] not in points:
+                points.append(g.args[1])
+    if len(points) == 1:
+        return {points[0]: H}
+    return {u: sp.MatrixSymbol(f"H_{k}", D, D) for k, u in enumerate(points, 1)}
+
+
+def derivative(e: sp.Expr, v: sp.Symbol, spec: MapSpec, hess: dict) -> sp.MatrixExpr:
+    """∂e/∂v as a D×D block for an elementwise ``e`` and a state vector ``v``."""
+    grads = e.atoms(Grad)
+    outer = sorted((g for g in grads if not any(h != g and h.args[1].has(g) for h in grads)),
+                   key=sp.default_sort_key)
+    dummies = {g: sp.Dummy(f"g{k}") for k, g in enumerate(outer)}
+    back = {d: g for g, d in dummies.items()}
+    flat = e.xreplace(dummies)
+    terms = [_scaled(sp.diff(flat, v).xreplace(back), spec)]
+    for g, d in dummies.items():
+        c = sp.diff(flat, d).xreplace(back)
+        inner = derivative(g.args[1], v, spec, hess)
+        if c != 0 and not isinstance(inner, sp.ZeroMatrix):
+            terms.append(_scaled(c, spec) * hess[g.args[1]] * inner)
+    terms = [t for t in terms if not isinstance(t, sp.ZeroMatrix)]
+    return sp.MatAdd(*terms).doit() if terms else sp.ZeroMatrix(D, D)
+
+
+def _scaled(c: sp.Expr, spec: MapSpec) -> sp.MatrixExpr:
+    """c·I for a scalar c (numbers and constants), diag(c) for a vector, 0 for zero."""
+    if c == 0:
+        return sp.ZeroMatrix(D, D)
+    if c.free_symbols <= {constant(k) for k in spec.constants}:
+        return sp.MatMul(c, sp.Identity(D)).doit() if c != 1 else sp.Identity(D)
+    return Diag(c)
+
+
+def factors(spec: MapSpec) -> list[sp.BlockMatrix]:
+    """F_1, ..., F_m: the Jacobian of each update, in the order the map runs them."""
+    hess, m, out = hessians(spec), len(spec.states), []
+    for i, e in enumerate(spec.equations):
+        row = spec.states.index(e.target)
+        reads = current(spec, i)
+        blocks = [[sp.Identity(D) if r == c else sp.ZeroMatrix(D, D) for c in range(m)]
+                  for r in range(m)]
+        blocks[row] = [derivative(e.rhs, v, spec, hess) for v in reads]
+        out.append(sp.BlockMatrix(blocks))
+    return out
+
+
+def product(fs: list[sp.BlockMatrix]) -> sp.MatrixExpr:
+    """The Jacobian as a product F_m ⋯ F_1 (unevaluated) and block by block."""
+    if len(fs) == 1:
+        return fs[0]
+    return sp.block_collapse(sp.MatMul(*reversed(fs)))
+
+
+def factor_det(f: sp.BlockMatrix) -> sp.Expr:
+    """det of a block matrix that is the identity but in one block row: that row's diagonal
+    block's determinant."""
+    blocks = f.blocks.tolist()
+    m = len(blocks)
+    eye = [[sp.Identity(D) if r == c else sp.ZeroMatrix(D, D) for c in range(m)]
+           for r in range(m)]
+    rows = [r for r in range(m) if blocks[r] != eye[r]]
+    if len(rows) > 1:
+        raise ValueError(f"no determinant rule: {f} differs from I in more than one block row")
+    return block_det(blocks[rows[0]][rows[0]]) if rows else sp.Integer(1)
+
+
+def block_det(b: sp.MatrixExpr) -> sp.Expr:
+    """det of a D×D block for symbolic D: I, 0 and c·I by momentum's rules, a common scalar
+    factored out (c^D), a product factor by factor; otherwise det(b) unevaluated."""
+    try:
+        return diagonal_block_det(b)
+    except ValueError:
+        pass
+    if isinstance(b, sp.MatMul):
+        coeff, mats = b.as_coeff_matrices()
+        if coeff != 1:
+            return coeff**D * block_det(sp.MatMul(*mats).doit())
+        return sp.Mul(*(block_det(x) for x in mats))
+    if isinstance(b, sp.MatAdd):
+        coeffs = [t.as_coeff_matrices()[0] if isinstance(t, sp.MatMul) else sp.Integer(1)
+                  for t in b.args]
+        common = sp.gcd_list(coeffs)
+        if common not in (0, 1, -1):
+            return common**D * block_det(sp.MatAdd(*(t / common for t in b.args)).doit())
+    return sp.Determinant(b)
+
+
+@dataclass(frozen=True)
+class Inverse:
+    """The updates solved in reverse order: each solved state's old value (``chain`` in the
+    values recovered before it, ``expr`` in s' alone), and where solving stopped, if it did:
+    the state and why (``lost``: the update does not read it; ``inside``: it sits inside
+    ∇J; ``several``: more than one solution; ``none``: no closed form)."""
+
+    solved: tuple[tuple[str, sp.Expr, sp.Expr], ...]
+    stuck: tuple[str, str] | None
+
+    @property
+    def complete(self) -> bool:
+        return self.stuck is None
+
+
+def solve_inverse(spec: MapSpec) -> Inverse:
+    """Each update solved for its state's old value, last update first."""
+    known: dict[sp.Symbol, sp.Expr] = {}
+    solved = []
+    for e in reversed(spec.equations):
+        x = old(e.target)
+        why = _unsolvable(e.rhs, x)
+        if why:
+            return Inverse(tuple(solved), (e.target, why))
+        try:
+            roots = sp.solve(sp.Eq(new(e.target), e.rhs), x, simplify=False, rational=False)
+        except NotImplementedError:
+            roots = []
+        if len(roots) != 1:
+            return Inverse(tuple(solved), (e.target, "several" if roots else "none"))
+        chain = sp.together(roots[0])
+        expr = chain.xreplace(known)
+        known[x] = expr
+        solved.append((e.target, chain, expr))
+    return Inverse(tuple(solved), None)
+
+
+def _unsolvable(rhs: sp.Expr, x: sp.Symbol) -> str:
+    if not rhs.has(x):
+        return "lost"
+    if any(g.args[1].has(x) for g in rhs.atoms(Grad)):
+        return "inside"
+    return ""
