@@ -159,17 +159,21 @@ class Arithmetic:
             a, b = (self.expr(c) for c in t.children)
             if rule == "div" and b.is_zero:
                 raise self._fail(t.children[1].meta, "division by zero")
-            return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b}[rule]
+            return self.binary(rule, a, b)
         if rule == "neg":
-            return -self.expr(t.children[0])
+            return self.binary("mul", sp.Integer(-1), self.expr(t.children[0]))
         if rule == "pow":  # bounded, so no model builds a huge number
             n = int(t.children[1])
             if n > MAX_POWER:
                 raise self._fail(t.children[1], f"power {n}; at most {MAX_POWER}")
-            return self.expr(t.children[0]) ** n
+            return self.binary("pow", self.expr(t.children[0]), sp.Integer(n))
         if rule == "number":
             return sp.Rational(str(t.children[0]))
         return self.atom(t)
+
+    def binary(self, rule: str, a: sp.Expr, b: sp.Expr) -> sp.Expr:
+        """``a`` and ``b`` combined by ``rule`` (add, sub, mul, div, pow)."""
+        return {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b, "pow": a**b}[rule]
 
     def atom(self, t) -> sp.Expr:
         raise NotImplementedError

@@ -20,6 +20,7 @@ independent forward pass the checks differentiate.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -40,6 +41,8 @@ MAX_STATES, MAX_CONSTANTS, MAX_GRADS = 8, 16, 8
 #: Names a map may not declare: the grammar's keyword, and the dimension, Hessian, identity
 #: and step index the key prints.
 RESERVED = frozenset({"grad", "D", "H", "I", "k"})
+#: The Hessians' names where ∇J is taken at several points: H_1, H_2, ...
+HESSIAN = re.compile(r"^H_[0-9]+$")
 
 _GRAMMAR = r"""
     equation: NAME "'" "=" sum
@@ -78,16 +81,17 @@ def new(x: str) -> sp.Symbol:
 
 def constant(c: str) -> sp.Symbol:
     """The scalar constant ``c``."""
-    return sp.Symbol(c, real=True)
+    return sp.Symbol(c)
 
 
 @dataclass(frozen=True)
 class MapEquation:
     """One update: the state it assigns, its right-hand side (SymPy, in x^(k) and x^(k+1)),
-    its parse tree and text."""
+    the same as written (unevaluated, for display), its parse tree and text."""
 
     target: str
     rhs: sp.Expr
+    shown: sp.Expr
     tree: Any
     text: str
 
@@ -104,8 +108,8 @@ class MapSpec:
     equations: tuple[MapEquation, ...]
 
     def updates(self) -> list[sp.Eq]:
-        """The updates as equations x^(k+1) = ..., in the order the map runs them."""
-        return [sp.Eq(new(e.target), e.rhs, evaluate=False) for e in self.equations]
+        """The updates as equations x^(k+1) = ..., as written, in the order they run."""
+        return [sp.Eq(new(e.target), e.shown, evaluate=False) for e in self.equations]
 
 
 class _MapBuild(Arithmetic):
@@ -157,6 +161,21 @@ class _MapBuild(Arithmetic):
         return Grad(sp.Symbol(name), point)
 
 
+class _Shown(_MapBuild):
+    """The same right-hand side as written: nothing combined or reordered."""
+
+    def binary(self, rule: str, a: sp.Expr, b: sp.Expr) -> sp.Expr:
+        if rule == "add":
+            return sp.Add(a, b, evaluate=False)
+        if rule == "sub":
+            return sp.Add(a, sp.Mul(-1, b, evaluate=False), evaluate=False)
+        if rule == "mul":
+            return sp.Mul(a, b, evaluate=False)
+        if rule == "div":
+            return sp.Mul(a, sp.Pow(b, -1, evaluate=False), evaluate=False)
+        return sp.Pow(a, b, evaluate=False)
+
+
 def map_spec(name: str, table: dict[str, Any], where: str) -> MapSpec:
     """The ``MapSpec`` of the map ``table`` declares (``state``, ``constants``,
     ``equations``; ``kind`` and ``title`` are accepted); ``where`` names the model in
@@ -204,8 +223,9 @@ def _equation(text: Any, where: str, roles: dict[str, Any], done: set[str]) -> M
     if not build.mentions:
         raise InputError(f"{where}: the update of {target!r} reads no state; it must read "
                          f"one of {', '.join(roles['states'])} or an updated value")
+    shown = _Shown(dict(roles, grads=0), done, where).expr(rhs)
     done.add(target)
-    return MapEquation(target, expr, rhs, text)
+    return MapEquation(target, expr, shown, rhs, text)
 
 
 def _names(table: dict[str, Any], key: str, where: str, least: int, most: int
@@ -216,10 +236,10 @@ def _names(table: dict[str, Any], key: str, where: str, least: int, most: int
     if not least <= len(value) <= most:
         raise InputError(f"{where}.{key}: expected {least} to {most} names")
     for v in value:
-        if not NAME.match(v) or v in FUNCTIONS or v in RESERVED:
+        if not NAME.match(v) or v in FUNCTIONS or v in RESERVED or HESSIAN.match(v):
             raise InputError(f"{where}.{key}: {v!r} is not allowed as a name; use a letter "
                              "then letters, digits or _, at most 32, not a function's name "
-                             f"nor one of {', '.join(sorted(RESERVED))}")
+                             f"nor one of {', '.join(sorted(RESERVED))}, H_1, H_2, ...")
     if len(set(value)) != len(value):
         raise InputError(f"{where}.{key}: a name may appear only once")
     return tuple(value)

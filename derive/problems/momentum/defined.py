@@ -125,19 +125,17 @@ class MapProblem(Problem):
         }
 
     def context(self) -> dict[str, Any]:
-        r, spec = self.results, self.SPEC
-        stuck = self.inverse.stuck
+        r, stuck = self.results, self.inverse.stuck
         return {
             **super().context(),
             "inverses": [r[f"inverse_{x}"] for x, _, _ in self.inverse.solved],
             "stuck": None if stuck is None else {"old": old(stuck[0]), "new": new(stuck[0]),
                                                  "why": stuck[1]},
-            "factors": [(k, f, d) for k, (f, d) in
-                        enumerate(zip(self.factors, r["factor_dets"].expr, strict=True), 1)],
-            "updated": [spec.equations[k].target for k in range(len(spec.equations))],
+            # Block by block, so that a factor too wide for a line prints one block a line.
+            "factors": [(f.blocks, d) for f, d in
+                        zip(self.factors, r["factor_dets"].expr, strict=True)],
             "hessians": [(h, u) for u, h in self.hessians.items()],
-            "product": r["jacobian"].expr,
-            "several": len(self.factors) > 1,
+            "product": r["jacobian"].expr.blocks,
             **self.stated(),
         }
 

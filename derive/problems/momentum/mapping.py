@@ -96,11 +96,27 @@ def factors(spec: MapSpec) -> list[sp.BlockMatrix]:
     return out
 
 
-def product(fs: list[sp.BlockMatrix]) -> sp.MatrixExpr:
-    """The Jacobian as a product F_m ⋯ F_1 (unevaluated) and block by block."""
+def product(fs: list[sp.BlockMatrix]) -> sp.BlockMatrix:
+    """The Jacobian F_m ⋯ F_1 block by block (diag(u) diag(v) written diag(u v))."""
     if len(fs) == 1:
         return fs[0]
-    return sp.block_collapse(sp.MatMul(*reversed(fs)))
+    out = sp.block_collapse(sp.MatMul(*reversed(fs)))
+    return sp.BlockMatrix(out.blocks.applyfunc(_merge_diags).tolist())
+
+
+def _merge_diags(b: sp.MatrixExpr) -> sp.MatrixExpr:
+    if isinstance(b, sp.MatAdd):
+        return sp.MatAdd(*map(_merge_diags, b.args)).doit()
+    if not isinstance(b, sp.MatMul):
+        return b
+    coeff, mats = b.as_coeff_matrices()
+    merged: list[sp.MatrixExpr] = []
+    for m in mats:
+        if merged and isinstance(m, Diag) and isinstance(merged[-1], Diag):
+            merged[-1] = Diag(merged[-1].args[0] * m.args[0])
+        else:
+            merged.append(m)
+    return sp.MatMul(coeff, *merged).doit()
 
 
 def factor_det(f: sp.BlockMatrix) -> sp.Expr:
