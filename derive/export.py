@@ -296,13 +296,19 @@ described in README.md ("The JSON contract") and in `derive/schema/derivations.s
 def results_markdown() -> str:
     """docs/results.md: every registered problem's result keys and what each is."""
     from derive.problems import REGISTRY
+    from derive.problems.momentum.defined import MAP_RESULT_DOCS
 
     parts = [DOCS_HEAD]
     for key, cls in REGISTRY.items():
-        rows = [f"| `{k}` | {v.replace('|', '/')} |" for k, v in cls.result_docs().items()]
-        parts.append(f"\n## `{key}`: {cls.title}\n\n| key | what it is |\n|---|---|\n"
-                     + "\n".join(rows) + "\n")
+        parts.append(_docs_section(f"`{key}`: {cls.title}", cls.result_docs()))
+    parts.append(_docs_section('A map defined in a set file (`kind = "map"`; `{x}` stands '
+                               "for each state's name)", MAP_RESULT_DOCS))
     return "".join(parts)
+
+
+def _docs_section(heading: str, docs: dict[str, str]) -> str:
+    rows = [f"| `{k}` | {v.replace('|', '/')} |" for k, v in docs.items()]
+    return f"\n## {heading}\n\n| key | what it is |\n|---|---|\n" + "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -294,3 +294,13 @@ def test_the_key_compiles_without_an_overfull_box():
     pset = ProblemSet("key", "Key", "Course", "test", ("nesterov", "flow"), Notation())
     pdf, log = typeset_with_log(render(pset, problems))
     assert pdf.startswith(b"%PDF") and overfull_boxes(log, 1.0) == []
+
+
+@pytest.mark.parametrize("table", [NESTEROV, FLOW], ids=["nesterov", "flow"])
+def test_the_key_prints_only_results_and_spells_only_its_symbols(table):
+    from test_problems import unbacked_numbers
+    from test_texgate import _printed_names
+
+    p = map_problem("m", table, WHERE)()
+    assert not unbacked_numbers(p)
+    assert _printed_names(p) == type(p).symbols()
