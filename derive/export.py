@@ -101,7 +101,8 @@ def namespace() -> dict[str, Any]:
 
     Raises ``RuntimeError`` if two of derive's classes share a name, or one shadows SymPy's.
     """
-    import derive.problems  # noqa: F401 - defines every problem's classes
+    # Every problem's classes (derive.problems), and a defined map's (not in the registry).
+    import derive.problems.momentum.defined  # noqa: F401
     from derive.engine.cell import quantity_class
 
     out = {name: getattr(sp, name) for name in dir(sp) if not name.startswith("_")}

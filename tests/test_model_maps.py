@@ -304,3 +304,27 @@ def test_the_key_prints_only_results_and_spells_only_its_symbols(table):
     p = map_problem("m", table, WHERE)()
     assert not unbacked_numbers(p)
     assert _printed_names(p) == type(p).symbols()
+
+
+def test_a_defined_map_pickles_as_the_call_that_builds_it(nesterov):
+    import pickle
+
+    cls = pickle.loads(pickle.dumps(type(nesterov)))
+    assert cls is not type(nesterov) and cls.key == "nesterov" and cls.TABLE == NESTEROV
+    back = pickle.loads(pickle.dumps(nesterov))
+    assert _fingerprint(back) == _fingerprint(nesterov)
+
+
+def test_the_exports_sympy_text_reads_back_in_a_fresh_process():
+    from derive.export import srepr
+
+    p = map_problem("flow", FLOW, WHERE)()
+    texts = {k: srepr(r.expr) for k, r in p.results.items()}
+    code = ("import sys, json\nfrom derive.export import from_export, srepr\n"
+            "texts = json.loads(sys.stdin.read())\n"
+            "print(all(srepr(from_export(t)) == t for t in texts.values()))\n")
+    import json
+
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, input=json.dumps(texts),
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"

@@ -13,6 +13,8 @@ from (``TABLE``), so the same table gives, in any process, a class that behaves 
 from __future__ import annotations
 
 import copy
+import copyreg
+from abc import ABCMeta
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any, ClassVar
@@ -50,12 +52,19 @@ def default_values(constants: tuple[str, ...]) -> dict[str, sp.Rational]:
     return {c: sp.Rational(1, 10) + k * step for k, c in enumerate(constants)}
 
 
-class MapProblem(Problem):
+class MapClass(ABCMeta):
+    """The type of a defined map's problem class: pickled as the call that builds it
+    (``map_problem`` of its name, table and place), so a worker process rebuilds it."""
+
+
+class MapProblem(Problem, metaclass=MapClass):
     """Inverse, factored Jacobian and determinant of a map given as data."""
 
     SPEC: ClassVar[MapSpec]
-    #: The table the class was built from (a copy), to build it again anywhere.
+    #: The table the class was built from (a copy) and where it was written, to build it
+    #: again anywhere.
     TABLE: ClassVar[dict[str, Any]]
+    WHERE: ClassVar[str]
     TEMPLATE: ClassVar[str | None] = "map"
     MAIN = "det_jacobian"
     LABELS = ("inverse", "det")
@@ -163,6 +172,16 @@ def map_problem(name: str, table: dict[str, Any], where: str) -> type[Problem]:
     attrs = {
         "__module__": __name__, "__doc__": f"{spec.title}: {MapProblem.__doc__}",
         "key": name, "title": spec.title, "SPEC": spec, "TABLE": copy.deepcopy(dict(table)),
+        "WHERE": where,
         "PARAMS": params, "SYMBOLS": symbols, "RESULTS": results | docs,
     }
-    return type(f"Map_{name}", (MapProblem,), attrs)
+    return MapClass(f"Map_{name}", (MapProblem,), attrs)
+
+
+def _reduce_class(cls: MapClass) -> Any:
+    if "SPEC" not in cls.__dict__:  # MapProblem itself: by name, as any class
+        return cls.__qualname__
+    return map_problem, (cls.key, cls.TABLE, cls.WHERE)
+
+
+copyreg.pickle(MapClass, _reduce_class)

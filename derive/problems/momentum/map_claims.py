@@ -21,7 +21,7 @@ import sympy as sp
 from derive.engine.functions import numeric
 from derive.model.maps import MapSpec, constant, new, old, run
 from derive.problems.momentum.claims import ROUND_TRIP_TOL
-from derive.problems.momentum.mapping import Diag, Inverse
+from derive.problems.momentum.mapping import DiagOf, Inverse
 from derive.problems.momentum.model import D, explicit, explicit_block, grad_j, hess_j
 from derive.verify import Claim, rel_error
 from derive.verify.routes import COMPLEX_STEP, complex_step, jacobian, nonzero_entries, step_text
@@ -65,7 +65,7 @@ class Point:
         mats = {h.name: hess_j(self.value(u)) for u, h in hess.items()}
 
         def leaf(x):
-            return np.diag(self.value(x.args[0])) if isinstance(x, Diag) else None
+            return np.diag(self.value(x.args[0])) if isinstance(x, DiagOf) else None
 
         if isinstance(m, sp.BlockMatrix):
             return explicit(m, self.n, mats, self.numbers, leaf)

@@ -24,7 +24,7 @@ from derive.model.maps import Grad, MapSpec, constant, new, old
 from derive.problems.momentum.model import D, H, diagonal_block_det
 
 
-class Diag(sp.MatrixExpr):
+class DiagOf(sp.MatrixExpr):
     """diag(u): the D×D diagonal matrix holding the entries of the elementwise vector u."""
 
     def __new__(cls, entry, n=D):
@@ -80,7 +80,7 @@ def _scaled(c: sp.Expr, spec: MapSpec) -> sp.MatrixExpr:
         return sp.ZeroMatrix(D, D)
     if c.free_symbols <= {constant(k) for k in spec.constants}:
         return sp.MatMul(c, sp.Identity(D)).doit() if c != 1 else sp.Identity(D)
-    return Diag(c)
+    return DiagOf(c)
 
 
 def factors(spec: MapSpec) -> list[sp.BlockMatrix]:
@@ -112,8 +112,8 @@ def _merge_diags(b: sp.MatrixExpr) -> sp.MatrixExpr:
     coeff, mats = b.as_coeff_matrices()
     merged: list[sp.MatrixExpr] = []
     for m in mats:
-        if merged and isinstance(m, Diag) and isinstance(merged[-1], Diag):
-            merged[-1] = Diag(merged[-1].args[0] * m.args[0])
+        if merged and isinstance(m, DiagOf) and isinstance(merged[-1], DiagOf):
+            merged[-1] = DiagOf(merged[-1].args[0] * m.args[0])
         else:
             merged.append(m)
     return sp.MatMul(coeff, *merged).doit()
