@@ -42,6 +42,14 @@ FLOW = {
     "equations": ["y' = y*exp(tanh(a*x)) + x^2", "x' = x + sigma(y')"],
 }
 
+#: An update that forgets the old momentum: no inverse, determinant 0.
+FORGETS = dict(MOMENTUM, equations=["p' = -alpha*grad(J)(theta)", "theta' = theta + p'"])
+
+
+def ONE_STATE(update: str) -> dict:  # noqa: N802 - reads as the tables above
+    return {"title": "One update", "state": ["x"], "constants": ["c"], "equations": [update]}
+
+
 alpha, beta = constant("alpha"), constant("beta")
 D, H = mm.D, mm.H
 
@@ -137,9 +145,23 @@ def test_a_coupling_layer_has_an_explicit_inverse_and_a_diagonal_determinant():
 
 
 def test_an_update_that_forgets_its_state_has_determinant_zero_and_no_inverse():
-    table = dict(MOMENTUM, equations=["p' = -alpha*grad(J)(theta)", "theta' = theta + p'"])
-    p = map_problem("forgets", table, WHERE)()
+    p = map_problem("forgets", FORGETS, WHERE)()
     assert p.results["det_jacobian"].expr == 0 and p.inverse.stuck == ("p", "lost")
+    _passes(p)
+
+
+@pytest.mark.parametrize(("update", "stuck", "positive"), [
+    ("x' = sqrt(x)", None, True),         # x = x'^2 where x' > 0
+    ("x' = softplus(x)", None, True),     # x = log(exp(x') - 1), x' > 0
+    ("x' = x^3 + x", None, False),        # one real root of three
+    ("x' = c*x^2", ("x", "several"), False),
+    ("x' = exp(x) + x", ("x", "none"), False),   # LambertW: not in closed form here
+    ("x' = step(x) + x", ("x", "none"), False),  # SymPy's root does not solve it
+])
+def test_an_inverse_counts_only_once_it_solves_its_update(update, stuck, positive):
+    p = map_problem("one", ONE_STATE(update), WHERE)()
+    assert p.inverse.stuck == stuck
+    assert [s[3] for s in p.inverse.solved] == ([positive] if stuck is None else [])
     _passes(p)
 
 
@@ -289,11 +311,14 @@ def test_the_key_compiles_without_an_overfull_box():
     from derive.render.pdf import overfull_boxes, typeset_with_log
     from derive.sets import ProblemSet
 
-    problems = [map_problem(k, t, WHERE)() for k, t in
-                (("nesterov", NESTEROV), ("flow", FLOW))]
-    pset = ProblemSet("key", "Key", "Course", "test", ("nesterov", "flow"), Notation())
-    pdf, log = typeset_with_log(render(pset, problems))
-    assert pdf.startswith(b"%PDF") and overfull_boxes(log, 1.0) == []
+    # Every way part (a) ends: explicit, only for positive entries, implicit, lost, several.
+    tables = {"nesterov": NESTEROV, "flow": FLOW, "root": ONE_STATE("x' = sqrt(x)"),
+              "forgets": FORGETS, "square": ONE_STATE("x' = c*x^2")}
+    problems = [map_problem(k, t, WHERE)() for k, t in tables.items()]
+    pset = ProblemSet("key", "Key", "Course", "test", tuple(tables), Notation())
+    for handout in (False, True):
+        pdf, log = typeset_with_log(render(pset, problems, handout=handout))
+        assert pdf.startswith(b"%PDF") and overfull_boxes(log, 1.0) == []
 
 
 @pytest.mark.parametrize("table", [NESTEROV, FLOW], ids=["nesterov", "flow"])

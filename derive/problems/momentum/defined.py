@@ -99,7 +99,7 @@ class MapProblem(Problem, metaclass=MapClass):
         dets = [mapping.factor_det(f) for f in fs]
         det = sp.Mul(*dets)
         out = {f"inverse_{x}": Result(f"inverse_{x}", expr, old(x), chain=chain)
-               for x, chain, expr in self.inverse.solved}
+               for x, chain, expr, _ in self.inverse.solved}
         shown = sp.MatMul(*reversed(fs), evaluate=False) if len(fs) > 1 else fs[0]
         return out | {
             "jacobian_factors": Result("jacobian_factors", shown, sp.Symbol("J")),
@@ -137,7 +137,9 @@ class MapProblem(Problem, metaclass=MapClass):
         r, stuck = self.results, self.inverse.stuck
         return {
             **super().context(),
-            "inverses": [r[f"inverse_{x}"] for x, _, _ in self.inverse.solved],
+            "inverses": [r[f"inverse_{x}"] for x, *_ in self.inverse.solved],
+            # The states whose recovery holds only where their entries are positive.
+            "positive": [old(x) for x, *_, positive in self.inverse.solved if positive],
             "stuck": None if stuck is None else {"old": old(stuck[0]), "new": new(stuck[0]),
                                                  "why": stuck[1]},
             # Block by block, so that a factor too wide for a line prints one block a line.

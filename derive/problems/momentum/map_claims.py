@@ -21,7 +21,7 @@ import sympy as sp
 from derive.engine.functions import numeric
 from derive.model.maps import MapSpec, constant, new, old, run
 from derive.problems.momentum.claims import ROUND_TRIP_TOL
-from derive.problems.momentum.mapping import DiagOf, Inverse
+from derive.problems.momentum.mapping import DiagOf, Inverse, residual
 from derive.problems.momentum.model import D, explicit, explicit_block, grad_j, hess_j
 from derive.verify import Claim, rel_error
 from derive.verify.routes import COMPLEX_STEP, complex_step, jacobian, nonzero_entries, step_text
@@ -44,7 +44,10 @@ class Point:
         self.spec, self.s, self.values = spec, s, values
         self.n = s.size // len(spec.states)
         self.olds = dict(zip(spec.states, np.split(s, len(spec.states)), strict=True))
-        self.news = run(spec, self.olds, values, grad_j)
+
+    @cached_property
+    def news(self) -> dict[str, np.ndarray]:
+        return run(self.spec, self.olds, self.values, grad_j)
 
     def value(self, expr: sp.Expr) -> np.ndarray:
         """``expr`` (in x^(k), x^(k+1) and the constants) at this point, entry by entry."""
@@ -96,7 +99,7 @@ def _sizes() -> str:
 def inverse_claims(spec: MapSpec, inverse: Inverse, points: list[Point]) -> Iterator[Claim]:
     """Each solved state after the map against the state; with every state solved, the map
     after the inverse too."""
-    exprs = {x: e for x, _, e in inverse.solved}
+    exprs = {x: e for x, _, e, _ in inverse.solved}
     there = {x: 0.0 for x in exprs}
     back = 0.0
     for pt in points:
@@ -123,11 +126,11 @@ def _as_old(expr: sp.Expr, spec: MapSpec) -> sp.Expr:
 def symbolic_inverse_claims(spec: MapSpec, inverse: Inverse) -> Iterator[Claim]:
     """Each solved old value put back into its update gives the new value (exactly)."""
     rhs = {e.target: e.rhs for e in spec.equations}
-    for x, chain, _ in inverse.solved:
-        residual = rhs[x].xreplace({old(x): chain}) - new(x)
+    for x, chain, _, positive in inverse.solved:
+        r = residual(rhs[x], old(x), chain, new(x), positive)
+        sizes = "symbolic, any D (elementwise)" + (", positive entries" if positive else "")
         yield Claim(f"inverse_{x}", "symbolic: the update at the solved value minus the new",
-                    "symbolic, any D (elementwise)", 0.0,
-                    lambda r=residual: nonzero_entries(r))
+                    sizes, 0.0, lambda r=r: nonzero_entries(r))
 
 
 def jacobian_claims(fs, product, dets, det, hess, points: list[Point]) -> Iterator[Claim]:

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from derive.engine.functions import lookup
 from derive.model.maps import Grad, MapSpec, constant, new, old
 from derive.problems.momentum.model import D, H, diagonal_block_det
+from derive.verify.routes import nonzero_entries
 
 
 class DiagOf(sp.MatrixExpr):
@@ -156,11 +158,13 @@ def block_det(b: sp.MatrixExpr) -> sp.Expr:
 @dataclass(frozen=True)
 class Inverse:
     """The updates solved in reverse order: each solved state's old value (``chain`` in the
-    values recovered before it, ``expr`` in s' alone), and where solving stopped, if it did:
-    the state and why (``lost``: the update does not read it; ``inside``: it sits inside
-    ∇J; ``several``: more than one solution; ``none``: no closed form)."""
+    values recovered before it, ``expr`` in s' alone, ``positive``: it solves the update
+    only where the entries are positive, as x = x'^2 solves x' = sqrt(x)), and where
+    solving stopped, if it did: the state and why (``lost``: the update does not read it;
+    ``inside``: it sits inside ∇J; ``several``: more than one solution; ``none``: no
+    closed form in the registry's and elementary functions)."""
 
-    solved: tuple[tuple[str, sp.Expr, sp.Expr], ...]
+    solved: tuple[tuple[str, sp.Expr, sp.Expr, bool], ...]
     stuck: tuple[str, str] | None
 
     @property
@@ -168,8 +172,13 @@ class Inverse:
         return self.stuck is None
 
 
+#: Functions besides the registry's an inverse may hold: NumPy evaluates each.
+INVERSE_FUNCTIONS = (sp.atanh, sp.asinh, sp.acosh, sp.atan, sp.exp, sp.log)
+
+
 def solve_inverse(spec: MapSpec) -> Inverse:
-    """Each update solved for its state's old value, last update first."""
+    """Each update solved for its state's old value, last update first; a solution counts
+    only once put back into its update it gives the new value exactly."""
     known: dict[sp.Symbol, sp.Expr] = {}
     solved = []
     for e in reversed(spec.equations):
@@ -181,13 +190,41 @@ def solve_inverse(spec: MapSpec) -> Inverse:
             roots = sp.solve(sp.Eq(new(e.target), e.rhs), x, simplify=False, rational=False)
         except NotImplementedError:
             roots = []
-        if len(roots) != 1:
-            return Inverse(tuple(solved), (e.target, "several" if roots else "none"))
-        chain = sp.together(roots[0])
-        expr = chain.xreplace(known)
-        known[x] = expr
-        solved.append((e.target, chain, expr))
+        checked = [(r, p) for r in roots if _closed(r)
+                   for p in (residual_positive(e.rhs, x, r, new(e.target)),) if p is not None]
+        if len(checked) != 1:
+            return Inverse(tuple(solved), (e.target, "several" if checked else "none"))
+        chain = sp.together(checked[0][0])
+        known[x] = chain.xreplace(known)
+        solved.append((e.target, chain, known[x], checked[0][1]))
     return Inverse(tuple(solved), None)
+
+
+def residual(rhs: sp.Expr, x: sp.Symbol, root: sp.Expr, target: sp.Symbol,
+             positive: bool = False) -> sp.Expr:
+    """The update at ``x = root`` minus its new value, the registry's functions written in
+    exponentials (so that SymPy can cancel them); with ``positive``, every state's entries
+    taken positive."""
+    out = (rhs.xreplace({x: root}) - target).rewrite(sp.exp)
+    if positive:
+        out = out.xreplace({s: sp.Symbol(s.name, positive=True) for s in out.free_symbols})
+    return out
+
+
+def residual_positive(rhs, x, root, target) -> bool | None:
+    """False if ``root`` solves the update for any entries, True if for positive ones only,
+    None if for neither."""
+    for positive in (False, True):
+        if nonzero_entries(residual(rhs, x, root, target, positive)) == 0:
+            return positive
+    return None
+
+
+def _closed(root: sp.Expr) -> bool:
+    """Whether ``root`` holds only ∇J, the registry's functions and ``INVERSE_FUNCTIONS``."""
+    return not root.has(sp.I) and all(
+        isinstance(f, Grad) or f.func in INVERSE_FUNCTIONS or lookup(f) is not None
+        for f in root.atoms(sp.Function))
 
 
 def _unsolvable(rhs: sp.Expr, x: sp.Symbol) -> str:
