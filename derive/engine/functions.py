@@ -132,6 +132,12 @@ def _applied(name: str) -> Callable:
 
 
 # -- SymPy forms of the functions SymPy lacks ----------------------------------------------
+def powered(latex: str, exp: str | None) -> str:
+    """A function's LaTeX raised to ``exp`` (SymPy's printer passes the power of f(z)^n to
+    f's own printing, as it writes sin^2)."""
+    return latex if exp is None else r"\left(%s\right)^{%s}" % (latex, exp)
+
+
 class sigma(sp.Function):  # noqa: N801 - reads like the math
     """The logistic function 1/(1 + exp(-z))."""
 
@@ -141,8 +147,8 @@ class sigma(sp.Function):  # noqa: N801 - reads like the math
     def _eval_rewrite_as_exp(self, z, **kwargs):
         return 1 / (1 + sp.exp(-z))
 
-    def _latex(self, printer) -> str:
-        return r"\sigma\left(%s\right)" % printer._print(self.args[0])
+    def _latex(self, printer, exp=None) -> str:
+        return powered(r"\sigma\left(%s\right)" % printer._print(self.args[0]), exp)
 
 
 class step(sp.Function):  # noqa: N801
@@ -153,8 +159,8 @@ class step(sp.Function):  # noqa: N801
     nargs = 1
     fdiff = _applied("step")
 
-    def _latex(self, printer) -> str:
-        return r"\operatorname{step}\left(%s\right)" % printer._print(self.args[0])
+    def _latex(self, printer, exp=None) -> str:
+        return powered(r"\operatorname{step}\left(%s\right)" % printer._print(self.args[0]), exp)
 
 
 class relu(sp.Function):  # noqa: N801
@@ -164,8 +170,8 @@ class relu(sp.Function):  # noqa: N801
     nargs = 1
     fdiff = _applied("relu")
 
-    def _latex(self, printer) -> str:
-        return r"\operatorname{ReLU}\left(%s\right)" % printer._print(self.args[0])
+    def _latex(self, printer, exp=None) -> str:
+        return powered(r"\operatorname{ReLU}\left(%s\right)" % printer._print(self.args[0]), exp)
 
 
 class softplus(sp.Function):  # noqa: N801
@@ -177,8 +183,9 @@ class softplus(sp.Function):  # noqa: N801
     def _eval_rewrite_as_exp(self, z, **kwargs):
         return sp.log(1 + sp.exp(z))
 
-    def _latex(self, printer) -> str:
-        return r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
+    def _latex(self, printer, exp=None) -> str:
+        arg = printer._print(self.args[0])
+        return powered(r"\operatorname{softplus}\left(%s\right)" % arg, exp)
 
 
 class identity(sp.Function):  # noqa: N801

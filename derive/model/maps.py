@@ -30,7 +30,7 @@ import lark
 import numpy as np
 import sympy as sp
 
-from derive.engine.functions import FUNCTIONS
+from derive.engine.functions import FUNCTIONS, powered
 from derive.errors import InputError
 from derive.model.equations import ARITHMETIC, MAX_EQUATIONS, NAME, Arithmetic, parse_tree
 
@@ -41,8 +41,9 @@ MAX_STATES, MAX_CONSTANTS, MAX_GRADS = 8, 16, 8
 #: Names a map may not declare: the grammar's keyword, and the dimension, Hessian, identity
 #: and step index the key prints.
 RESERVED = frozenset({"grad", "D", "H", "I", "k"})
-#: The Hessians' names where ∇J is taken at several points: H_1, H_2, ...
-HESSIAN = re.compile(r"^H_[0-9]+$")
+#: The names the key gives Hessians where ∇J is taken at several points (H_1, H_2, ...)
+#: and the diagonals of its Jacobian blocks (d_1, d_2, ...).
+KEY_NAMES = re.compile(r"^[Hd]_[0-9]+$")
 
 _GRAMMAR = r"""
     equation: NAME "'" "=" sum
@@ -64,9 +65,10 @@ def _parser() -> lark.Lark:
 class Grad(sp.Function):
     """∇J(u): the gradient of the objective ``J`` (first argument) at the vector ``u``."""
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         objective, point = self.args
-        return r"\nabla %s\left(%s\right)" % (printer._print(objective), printer._print(point))
+        return powered(r"\nabla %s\left(%s\right)" % (printer._print(objective),
+                                                       printer._print(point)), exp)
 
 
 def old(x: str) -> sp.Symbol:
@@ -236,10 +238,11 @@ def _names(table: dict[str, Any], key: str, where: str, least: int, most: int
     if not least <= len(value) <= most:
         raise InputError(f"{where}.{key}: expected {least} to {most} names")
     for v in value:
-        if not NAME.match(v) or v in FUNCTIONS or v in RESERVED or HESSIAN.match(v):
+        if not NAME.match(v) or v in FUNCTIONS or v in RESERVED or KEY_NAMES.match(v):
             raise InputError(f"{where}.{key}: {v!r} is not allowed as a name; use a letter "
                              "then letters, digits or _, at most 32, not a function's name "
-                             f"nor one of {', '.join(sorted(RESERVED))}, H_1, H_2, ...")
+                             f"nor one of {', '.join(sorted(RESERVED))}, H_1, H_2, ..., "
+                             "d_1, d_2, ...")
     if len(set(value)) != len(value):
         raise InputError(f"{where}.{key}: a name may appear only once")
     return tuple(value)

@@ -16,7 +16,7 @@ import copy
 import copyreg
 from abc import ABCMeta
 from collections.abc import Iterator
-from functools import cached_property
+from functools import cache, cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -133,8 +133,25 @@ class MapProblem(Problem, metaclass=MapClass):
             "D": D,
         }
 
+    @cached_property
+    def diagonals(self) -> dict[mapping.DiagOf, mapping.DiagOf]:
+        """Each diag(u) of the Jacobian as the key names it, diag(d_1), diag(d_2), ...: a
+        long u then prints once, on lines of its own."""
+        return {d: mapping.DiagOf(sp.Symbol(f"d_{k}"))
+                for k, d in enumerate(mapping.diagonals(self.factors), 1)}
+
+    @classmethod
+    def symbols(cls) -> frozenset[str]:
+        """The names the key prints: besides the map's own, the names of the Jacobian's
+        diagonals, which take deriving the factors (not the checks)."""
+        return super().symbols() | {f"d_{k}" for k in range(1, len(_diagonals(cls)) + 1)}
+
     def context(self) -> dict[str, Any]:
         r, stuck = self.results, self.inverse.stuck
+
+        def named(e):
+            return e.xreplace(self.diagonals)
+
         return {
             **super().context(),
             "inverses": [r[f"inverse_{x}"] for x, *_ in self.inverse.solved],
@@ -143,10 +160,12 @@ class MapProblem(Problem, metaclass=MapClass):
             "stuck": None if stuck is None else {"old": old(stuck[0]), "new": new(stuck[0]),
                                                  "why": stuck[1]},
             # Block by block, so that a factor too wide for a line prints one block a line.
-            "factors": [(f.blocks, d) for f, d in
+            "factors": [(named(f.blocks), named(d)) for f, d in
                         zip(self.factors, r["factor_dets"].expr, strict=True)],
+            "diagonals": [(n.args[0], d.args[0]) for d, n in self.diagonals.items()],
             "hessians": [(h, u) for u, h in self.hessians.items()],
-            "product": r["jacobian"].expr.blocks,
+            "product": named(r["jacobian"].expr.blocks),
+            "det": named(r["det_jacobian"].expr),
             **self.stated(),
         }
 
@@ -154,6 +173,11 @@ class MapProblem(Problem, metaclass=MapClass):
         """The constants' values and the sizes of the numeric checks."""
         return {"values": [(constant(c), v) for c, v in self.values.items()],
                 "dims": list(mc.MAP_DIMS)}
+
+
+@cache
+def _diagonals(cls: type[MapProblem]) -> list[mapping.DiagOf]:
+    return mapping.diagonals(mapping.factors(cls.SPEC))
 
 
 def map_problem(name: str, table: dict[str, Any], where: str) -> type[Problem]:

@@ -99,26 +99,20 @@ def factors(spec: MapSpec) -> list[sp.BlockMatrix]:
 
 
 def product(fs: list[sp.BlockMatrix]) -> sp.BlockMatrix:
-    """The Jacobian F_m ⋯ F_1 block by block (diag(u) diag(v) written diag(u v))."""
+    """The Jacobian F_m ⋯ F_1 block by block."""
     if len(fs) == 1:
         return fs[0]
-    out = sp.block_collapse(sp.MatMul(*reversed(fs)))
-    return sp.BlockMatrix(out.blocks.applyfunc(_merge_diags).tolist())
+    return sp.block_collapse(sp.MatMul(*reversed(fs)))
 
 
-def _merge_diags(b: sp.MatrixExpr) -> sp.MatrixExpr:
-    if isinstance(b, sp.MatAdd):
-        return sp.MatAdd(*map(_merge_diags, b.args)).doit()
-    if not isinstance(b, sp.MatMul):
-        return b
-    coeff, mats = b.as_coeff_matrices()
-    merged: list[sp.MatrixExpr] = []
-    for m in mats:
-        if merged and isinstance(m, DiagOf) and isinstance(merged[-1], DiagOf):
-            merged[-1] = DiagOf(merged[-1].args[0] * m.args[0])
-        else:
-            merged.append(m)
-    return sp.MatMul(coeff, *merged).doit()
+def diagonals(fs: list[sp.BlockMatrix]) -> list[DiagOf]:
+    """Every diag(u) of the factors, once, in the order the factors hold them (the product's
+    blocks multiply these and no others)."""
+    out: list[DiagOf] = []
+    for f in fs:
+        for b in f.blocks:
+            out += [d for d in sp.preorder_traversal(b) if isinstance(d, DiagOf) and d not in out]
+    return out
 
 
 def factor_det(f: sp.BlockMatrix) -> sp.Expr:
