@@ -153,7 +153,9 @@ def test_an_update_that_forgets_its_state_has_determinant_zero_and_no_inverse():
 @pytest.mark.parametrize(("update", "stuck", "positive"), [
     ("x' = sqrt(x)", None, True),         # x = x'^2 where x' > 0
     ("x' = softplus(x)", None, True),     # x = log(exp(x') - 1), x' > 0
-    ("x' = x^3 + x", None, False),        # one real root of three
+    ("x' = x^3/c", None, True),           # x = (c x')^(1/3): a real root where x' > 0
+    ("x' = exp(2*x) + c", None, False),   # x = log(x' - c)/2
+    ("x' = x^3 + x", ("x", "none"), False),  # a cubic: not solved by undoing operations
     ("x' = c*x^2", ("x", "several"), False),
     ("x' = exp(x) + x", ("x", "none"), False),   # LambertW: not in closed form here
     ("x' = step(x) + x", ("x", "none"), False),  # SymPy's root does not solve it

@@ -112,8 +112,7 @@ class MapProblem(Problem, metaclass=MapClass):
     def claims(self) -> Iterator[Claim]:
         r, spec = self.results, self.SPEC
         values = {c: float(v) for c, v in self.values.items()}
-        points = [mc.Point(spec, s, values)
-                  for s in mc.draw(spec, np.random.default_rng(SEED))]
+        points = mc.points(spec, values, np.random.default_rng(SEED))
         yield from mc.inverse_claims(spec, self.inverse, points)
         yield from mc.symbolic_inverse_claims(spec, self.inverse)
         yield from mc.jacobian_claims(self.factors, r["jacobian"].expr,

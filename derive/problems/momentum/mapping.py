@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from derive.engine.functions import lookup
+from derive.engine.functions import lookup, sigma, softplus
 from derive.model.maps import Grad, MapSpec, constant, new, old
 from derive.problems.momentum.model import D, H, diagonal_block_det
 from derive.verify.routes import nonzero_entries
@@ -156,7 +156,7 @@ class Inverse:
     only where the entries are positive, as x = x'^2 solves x' = sqrt(x)), and where
     solving stopped, if it did: the state and why (``lost``: the update does not read it;
     ``inside``: it sits inside ∇J; ``several``: more than one solution; ``none``: no
-    closed form in the registry's and elementary functions)."""
+    closed form)."""
 
     solved: tuple[tuple[str, sp.Expr, sp.Expr, bool], ...]
     stuck: tuple[str, str] | None
@@ -166,8 +166,13 @@ class Inverse:
         return self.stuck is None
 
 
-#: Functions besides the registry's an inverse may hold: NumPy evaluates each.
-INVERSE_FUNCTIONS = (sp.atanh, sp.asinh, sp.acosh, sp.atan, sp.exp, sp.log)
+#: Each registry function's inverse where it has one (None: it has none, as ReLU; "two":
+#: each value has two preimages, as sech).
+INVERSES = {
+    "exp": sp.log, "log": sp.exp, "tanh": sp.atanh, "sqrt": lambda t: t**2,
+    "sigma": lambda t: sp.log(t / (1 - t)), "softplus": lambda t: sp.log(sp.exp(t) - 1),
+    "sech": "two", "relu": None, "step": None,
+}
 
 
 def solve_inverse(spec: MapSpec) -> Inverse:
@@ -178,20 +183,49 @@ def solve_inverse(spec: MapSpec) -> Inverse:
     for e in reversed(spec.equations):
         x = old(e.target)
         why = _unsolvable(e.rhs, x)
-        if why:
-            return Inverse(tuple(solved), (e.target, why))
-        try:
-            roots = sp.solve(sp.Eq(new(e.target), e.rhs), x, simplify=False, rational=False)
-        except NotImplementedError:
-            roots = []
-        checked = [(r, p) for r in roots if _closed(r)
+        roots = [] if why else solve_update(e.rhs, x, new(e.target))
+        checked = [(r, p) for r in roots or ()
                    for p in (residual_positive(e.rhs, x, r, new(e.target)),) if p is not None]
-        if len(checked) != 1:
-            return Inverse(tuple(solved), (e.target, "several" if checked else "none"))
+        if why or len(checked) != 1:
+            why = why or ("several" if len(roots or ()) > 1 else "none")
+            return Inverse(tuple(solved), (e.target, why))
         chain = sp.together(checked[0][0])
         known[x] = chain.xreplace(known)
         solved.append((e.target, chain, known[x], checked[0][1]))
     return Inverse(tuple(solved), None)
+
+
+def solve_update(rhs: sp.Expr, x: sp.Symbol, y: sp.Symbol) -> list[sp.Expr] | None:
+    """The solutions x of y = rhs: linear in x, or with x read once and undone operation by
+    operation; None where neither holds (solving would take more than closed forms)."""
+    slope = sp.diff(rhs, x)
+    if not slope.has(x):
+        return [(y - rhs.xreplace({x: sp.Integer(0)})) / slope]
+    if sum(1 for a in sp.preorder_traversal(rhs) if a == x) != 1:
+        return None
+    return _peel(rhs, x, y)
+
+
+def _peel(e: sp.Expr, x: sp.Symbol, t: sp.Expr) -> list[sp.Expr] | None:
+    """The x with e(x) = t, for an e that reads x once: each operation around x undone."""
+    if e == x:
+        return [t]
+    inner = next(a for a in e.args if a.has(x))
+    rest = [a for a in e.args if a is not inner]
+    if isinstance(e, sp.Add):
+        return _peel(inner, x, t - sp.Add(*rest))
+    if isinstance(e, sp.Mul):
+        return _peel(inner, x, t / sp.Mul(*rest))
+    if isinstance(e, sp.Pow) and inner is e.base:
+        n = sp.Rational(e.exp)
+        if n.p % 2 == 0:  # an even power: two preimages
+            return [t, -t]
+        return _peel(inner, x, t ** (1 / n))
+    entry = lookup(e)
+    undo = INVERSES.get(entry.name) if entry is not None else None
+    if undo == "two":
+        return [t, -t]
+    return None if undo is None else _peel(inner, x, undo(t))
 
 
 def residual(rhs: sp.Expr, x: sp.Symbol, root: sp.Expr, target: sp.Symbol,
@@ -199,7 +233,7 @@ def residual(rhs: sp.Expr, x: sp.Symbol, root: sp.Expr, target: sp.Symbol,
     """The update at ``x = root`` minus its new value, the registry's functions written in
     exponentials (so that SymPy can cancel them); with ``positive``, every state's entries
     taken positive."""
-    out = (rhs.xreplace({x: root}) - target).rewrite(sp.exp)
+    out = (rhs.xreplace({x: root}) - target).rewrite([sigma, softplus], sp.exp)
     if positive:
         out = out.xreplace({s: sp.Symbol(s.name, positive=True) for s in out.free_symbols})
     return out
@@ -208,17 +242,12 @@ def residual(rhs: sp.Expr, x: sp.Symbol, root: sp.Expr, target: sp.Symbol,
 def residual_positive(rhs, x, root, target) -> bool | None:
     """False if ``root`` solves the update for any entries, True if for positive ones only,
     None if for neither."""
-    for positive in (False, True):
+    # A fractional power is SymPy's principal root: real only for positive entries.
+    roots = any(isinstance(p, sp.Pow) and not p.exp.is_integer for p in sp.preorder_traversal(root))
+    for positive in (roots, True):
         if nonzero_entries(residual(rhs, x, root, target, positive)) == 0:
             return positive
     return None
-
-
-def _closed(root: sp.Expr) -> bool:
-    """Whether ``root`` holds only ∇J, the registry's functions and ``INVERSE_FUNCTIONS``."""
-    return not root.has(sp.I) and all(
-        isinstance(f, Grad) or f.func in INVERSE_FUNCTIONS or lookup(f) is not None
-        for f in root.atoms(sp.Function))
 
 
 def _unsolvable(rhs: sp.Expr, x: sp.Symbol) -> str:
