@@ -16,7 +16,7 @@ import copy
 import copyreg
 from abc import ABCMeta
 from collections.abc import Iterator
-from functools import cache, cached_property
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -65,6 +65,8 @@ class MapProblem(Problem, metaclass=MapClass):
     #: again anywhere.
     TABLE: ClassVar[dict[str, Any]]
     WHERE: ClassVar[str]
+    #: How many diagonals the Jacobian's blocks hold (set on first use of ``symbols``).
+    DIAGONALS: ClassVar[int]
     TEMPLATE: ClassVar[str | None] = "map"
     MAIN = "det_jacobian"
     LABELS = ("inverse", "det")
@@ -143,7 +145,9 @@ class MapProblem(Problem, metaclass=MapClass):
     def symbols(cls) -> frozenset[str]:
         """The names the key prints: besides the map's own, the names of the Jacobian's
         diagonals, which take deriving the factors (not the checks)."""
-        return super().symbols() | {f"d_{k}" for k in range(1, len(_diagonals(cls)) + 1)}
+        if "DIAGONALS" not in cls.__dict__:  # once per class, from its own table alone
+            cls.DIAGONALS = len(mapping.diagonals(mapping.factors(cls.SPEC)))
+        return super().symbols() | {f"d_{k}" for k in range(1, cls.DIAGONALS + 1)}
 
     def context(self) -> dict[str, Any]:
         r, stuck = self.results, self.inverse.stuck
@@ -172,11 +176,6 @@ class MapProblem(Problem, metaclass=MapClass):
         """The constants' values and the sizes of the numeric checks."""
         return {"values": [(constant(c), v) for c, v in self.values.items()],
                 "dims": list(mc.MAP_DIMS)}
-
-
-@cache
-def _diagonals(cls: type[MapProblem]) -> list[mapping.DiagOf]:
-    return mapping.diagonals(mapping.factors(cls.SPEC))
 
 
 def map_problem(name: str, table: dict[str, Any], where: str) -> type[Problem]:
