@@ -135,11 +135,15 @@ class MapProblem(Problem, metaclass=MapClass):
         }
 
     @cached_property
-    def diagonals(self) -> dict[mapping.DiagOf, mapping.DiagOf]:
+    def diagonals(self) -> dict[sp.Basic, sp.Basic]:
         """Each diag(u) of the Jacobian as the key names it, diag(d_1), diag(d_2), ...: a
         long u then prints once, on lines of its own."""
-        return {d: mapping.DiagOf(sp.Symbol(f"d_{k}"))
-                for k, d in enumerate(mapping.diagonals(self.factors), 1)}
+        names = {d: sp.Symbol(f"d_{k}")
+                 for k, d in enumerate(mapping.diagonals(self.factors), 1)}
+        # det diag(u) is the product of u's entries: named alike.
+        return {**{d: mapping.DiagOf(n) for d, n in names.items()},
+                **{mapping.EntryProduct(d.args[0]): mapping.EntryProduct(n)
+                   for d, n in names.items()}}
 
     @classmethod
     def symbols(cls) -> frozenset[str]:
@@ -165,7 +169,8 @@ class MapProblem(Problem, metaclass=MapClass):
             # Block by block, so that a factor too wide for a line prints one block a line.
             "factors": [(named(f.blocks), named(d)) for f, d in
                         zip(self.factors, r["factor_dets"].expr, strict=True)],
-            "diagonals": [(n.args[0], d.args[0]) for d, n in self.diagonals.items()],
+            "diagonals": [(n.args[0], d.args[0]) for d, n in self.diagonals.items()
+                          if isinstance(d, mapping.DiagOf)],
             "hessians": [(h, u) for u, h in self.hessians.items()],
             "product": named(r["jacobian"].expr.blocks),
             "det": named(r["det_jacobian"].expr),

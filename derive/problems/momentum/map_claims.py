@@ -21,7 +21,7 @@ import sympy as sp
 from derive.engine.functions import numeric
 from derive.model.maps import MapSpec, constant, new, old, run
 from derive.problems.momentum.claims import ROUND_TRIP_TOL
-from derive.problems.momentum.mapping import DiagOf, Inverse, residual
+from derive.problems.momentum.mapping import DiagOf, EntryProduct, Inverse, residual
 from derive.problems.momentum.model import D, explicit, explicit_block, grad_j, hess_j
 from derive.verify import Claim, rel_error
 from derive.verify.routes import COMPLEX_STEP, complex_step, jacobian, nonzero_entries, step_text
@@ -90,9 +90,12 @@ class Point:
         return explicit_block(m, self.n, mats, self.numbers, leaf)
 
     def det(self, expr: sp.Expr, hess: dict) -> float:
-        """A derived determinant at this point: each det(M) of a block as a number."""
+        """A derived determinant at this point: each det(M) of a block and each product of
+        entries as a number."""
         dets = {d: sp.Float(np.linalg.det(self.matrix(d.args[0], hess)), 30)
                 for d in expr.atoms(sp.Determinant)}
+        dets |= {d: sp.Float(np.prod(self.value(d.args[0])), 30)
+                 for d in expr.atoms(EntryProduct)}
         return float(expr.xreplace(dets).xreplace(self.numbers).subs(D, self.n))
 
     def step(self, s: np.ndarray) -> np.ndarray:

@@ -8,8 +8,8 @@ x_i' = e_i(current state), the state as the earlier updates left it.  Then:
   ∂e/∂x = diag(∂e/∂x) + diag(∂e/∂g) H_u ∂u/∂x with H_u the Hessian of J at u; a scalar
   diagonal is c·I.  The Jacobian of the map is F_m ⋯ F_1;
 * **determinants**: a matrix that is the identity but in one block row has the determinant
-  of that row's diagonal block; det(c·I) = c^D, det(c·M) = c^D det M, det(AB) = det A det B,
-  anything else stays det(M) for symbolic D;
+  of that row's diagonal block; det(c·I) = c^D, det diag(u) = ∏_j u_j, det(c·M) = c^D det M,
+  det(AB) = det A det B, anything else stays det(M) for symbolic D;
 * **inverse**: the updates solved in reverse order, each for its state's old value, which is
   explicit unless that value is lost, sits inside ∇J, or has several solutions.
 """
@@ -38,6 +38,19 @@ class DiagOf(sp.MatrixExpr):
 
     def _latex(self, printer):
         return r"\operatorname{diag}\left(%s\right)" % printer._print(self.args[0])
+
+
+class EntryProduct(sp.Expr):
+    """∏_{j=1}^{D} u_j: the product of the entries of the elementwise vector u, which is
+    det diag(u)."""
+
+    def __new__(cls, entry, n=D):
+        return sp.Expr.__new__(cls, sp.sympify(entry), sp.sympify(n))
+
+    def _latex(self, printer, exp=None):
+        text = r"\prod_{j=1}^{%s} \left[%s\right]_{j}" % (printer._print(self.args[1]),
+                                                        printer._print(self.args[0]))
+        return text if exp is None else r"\left(%s\right)^{%s}" % (text, exp)
 
 
 def current(spec: MapSpec, i: int) -> list[sp.Symbol]:
@@ -129,12 +142,15 @@ def factor_det(f: sp.BlockMatrix) -> sp.Expr:
 
 
 def block_det(b: sp.MatrixExpr) -> sp.Expr:
-    """det of a D×D block for symbolic D: I, 0 and c·I by momentum's rules, a common scalar
-    factored out (c^D), a product factor by factor; otherwise det(b) unevaluated."""
+    """det of a D×D block for symbolic D: I, 0 and c·I by momentum's rules, diag(u) the
+    product of u's entries, a common scalar factored out (c^D), a product factor by factor;
+    otherwise det(b) unevaluated."""
     try:
         return diagonal_block_det(b)
     except ValueError:
         pass
+    if isinstance(b, DiagOf):
+        return EntryProduct(b.args[0])
     if isinstance(b, sp.MatMul):
         coeff, mats = b.as_coeff_matrices()
         if coeff != 1:
