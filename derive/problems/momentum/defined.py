@@ -36,7 +36,8 @@ VALUE_BOUND = sp.Integer(10)
 
 #: What each result of a defined map is (``{x}``: each state's name).
 MAP_RESULT_DOCS = {
-    "inverse_{x}": "x_k from the next step's state; null where the inverse is not explicit.",
+    "inverse_{x}": "x_k from the next step's state, for each state whose update is undone in "
+                   "closed form.",
     "jacobian_factors": "The Jacobian of one step as a product of one factor per update.",
     "jacobian": "The Jacobian of one step, block by block.",
     "factor_dets": "The determinants of the factors, in the order the updates run.",
@@ -65,8 +66,10 @@ class MapProblem(Problem, metaclass=MapClass):
     #: again anywhere.
     TABLE: ClassVar[dict[str, Any]]
     WHERE: ClassVar[str]
-    #: How many diagonals the Jacobian's blocks hold (set on first use of ``symbols``).
+    #: How many diagonals the Jacobian's blocks hold (set on first use of ``symbols``), and
+    #: the states the inverse recovers (on first use of ``result_docs``).
     DIAGONALS: ClassVar[int]
+    SOLVED: ClassVar[tuple[str, ...]]
     TEMPLATE: ClassVar[str | None] = "map"
     MAIN = "det_jacobian"
     LABELS = ("inverse", "det")
@@ -146,6 +149,15 @@ class MapProblem(Problem, metaclass=MapClass):
                    for d, n in names.items()}}
 
     @classmethod
+    def result_docs(cls) -> dict[str, str]:
+        """Besides the Jacobian's keys, ``inverse_<x>`` for each state the inverse recovers
+        (the same whatever the parameters: solving the updates is symbolic)."""
+        if "SOLVED" not in cls.__dict__:  # once per class, from its own table alone
+            cls.SOLVED = tuple(x for x, *_ in mapping.solve_inverse(cls.SPEC).solved)
+        return {f"inverse_{x}": f"{x}_k from the next step's state." for x in cls.SOLVED
+                } | super().result_docs()
+
+    @classmethod
     def symbols(cls) -> frozenset[str]:
         """The names the key prints: besides the map's own, the names of the Jacobian's
         diagonals, which take deriving the factors (not the checks)."""
@@ -196,13 +208,11 @@ def map_problem(name: str, table: dict[str, Any], where: str) -> type[Problem]:
     symbols = ("D", *hess, *spec.constants, *([spec.objective] if spec.objective else []),
                *(f"{x}^(k)" for x in spec.states), *(f"{x}^(k+1)" for x in spec.states))
     docs = {k: v for k, v in MAP_RESULT_DOCS.items() if "{x}" not in k}
-    inverse_doc = MAP_RESULT_DOCS["inverse_{x}"]
-    results = {f"inverse_{x}": inverse_doc.replace("x_k", f"{x}_k") for x in spec.states}
     attrs = {
         "__module__": __name__, "__doc__": f"{spec.title}: {MapProblem.__doc__}",
         "key": name, "title": spec.title, "SPEC": spec, "TABLE": copy.deepcopy(dict(table)),
         "WHERE": where,
-        "PARAMS": params, "SYMBOLS": symbols, "RESULTS": results | docs,
+        "PARAMS": params, "SYMBOLS": symbols, "RESULTS": docs,
     }
     return MapClass(f"Map_{name}", (MapProblem,), attrs)
 
