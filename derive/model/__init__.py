@@ -1,2 +1,3 @@
-"""Models written as text: a grammar for a model's equations, and the engine's data built
-from the parse tree (``derive.model.equations``).  Nothing here evaluates user text."""
+"""Models written as text: grammars for a recurrent cell's equations
+(``derive.model.equations``) and a map's updates (``derive.model.maps``), and the engine's
+data built from their parse trees.  Nothing here evaluates user text."""
