@@ -397,3 +397,21 @@ def test_a_power_of_a_registry_function_prints():
     z = sp.Symbol("z")
     assert sp.latex(softplus(z) ** 2) == r"\left(\operatorname{softplus}\left(z\right)\right)^{2}"
     assert sp.latex(sigma(z) ** 3) == r"\left(\sigma\left(z\right)\right)^{3}"
+
+
+def test_the_map_written_out_entry_by_entry_checks_the_blocks_exactly(nesterov):
+    from derive.problems.momentum.map_instances import instance_claims
+
+    route = "symbolic: written out entry by entry, against its jacobian()"
+    assert {c.claim for c in nesterov.checks if c.method == route} == {
+        "jacobian_factors", "jacobian"}
+    # A factor that misses the lookahead's -alpha beta H (momentum's, not Nesterov's) fails.
+    f2 = nesterov.factors[1]
+    wrong = sp.BlockMatrix([[sp.Identity(D), sp.ZeroMatrix(D, D)],
+                            [-alpha * H, beta * sp.Identity(D)]])
+    r = nesterov.results
+    found = {c.key: c.measure() for c in instance_claims(
+        nesterov.SPEC, [wrong, f2], r["jacobian"].expr, [beta**D, sp.Integer(1)], beta**D,
+        nesterov.hessians)}
+    assert found["jacobian_factors"] > 0 and found["det_jacobian"] > 0
+    assert found["jacobian"] == 0  # the product given was the right one

@@ -26,7 +26,7 @@ from derive.model.maps import MapSpec, constant, map_spec, new, old
 from derive.params import Exact, Param
 from derive.problems.base import Problem, Result
 from derive.problems.momentum import map_claims as mc
-from derive.problems.momentum import mapping
+from derive.problems.momentum import map_instances, mapping
 from derive.problems.momentum.model import D
 from derive.verify import Claim
 
@@ -120,9 +120,11 @@ class MapProblem(Problem, metaclass=MapClass):
         points = mc.points(spec, values, np.random.default_rng(SEED))
         yield from mc.inverse_claims(spec, self.inverse, points)
         yield from mc.symbolic_inverse_claims(spec, self.inverse)
-        yield from mc.jacobian_claims(self.factors, r["jacobian"].expr,
-                                      list(r["factor_dets"].expr), r["det_jacobian"].expr,
-                                      self.hessians, points)
+        derived = (self.factors, r["jacobian"].expr, list(r["factor_dets"].expr),
+                   r["det_jacobian"].expr, self.hessians)
+        yield from mc.jacobian_claims(*derived, points)
+        if map_instances.small(spec):
+            yield from map_instances.instance_claims(spec, *derived)
 
     # -- rendering ----------------------------------------------------------------------------
     def question_data(self) -> dict[str, Any]:
