@@ -123,7 +123,7 @@ class MapProblem(Problem, metaclass=MapClass):
         derived = (self.factors, r["jacobian"].expr, list(r["factor_dets"].expr),
                    r["det_jacobian"].expr, self.hessians)
         yield from mc.jacobian_claims(*derived, points)
-        if map_instances.small(spec):
+        if map_instances.small(spec, self.factors):
             yield from map_instances.instance_claims(spec, *derived)
 
     # -- rendering ----------------------------------------------------------------------------

@@ -22,14 +22,15 @@ from derive.verify.routes import nonzero_entries
 #: The sizes written out; a full determinant of the map's Jacobian only up to this many
 #: rows (a symbolic determinant grows fast).
 INSTANCE_DIMS, FULL_DET_ROWS = (1, 2), 4
-#: Maps written out at all: at most this many states and operations in their updates
-#: (past these SymPy's simplification of the written-out entries takes minutes).
-INSTANCE_STATES, INSTANCE_OPS = 3, 40
+#: Maps written out at all: at most this many states, and operations in the blocks of their
+#: factors (past these SymPy's simplification of the written-out entries takes a minute: a
+#: nest of eight tanh has 59, a product of four 16th powers 51, a coupling layer 19).
+INSTANCE_STATES, INSTANCE_OPS = 3, 30
 
 
-def small(spec: MapSpec) -> bool:
+def small(spec: MapSpec, factors: list[sp.BlockMatrix]) -> bool:
     """Whether the map is small enough to be written out entry by entry."""
-    ops = sum(sp.count_ops(e.rhs) for e in spec.equations)
+    ops = sum(sp.count_ops(b) for f in factors for b in f.blocks)
     return len(spec.states) <= INSTANCE_STATES and ops <= INSTANCE_OPS
 
 
