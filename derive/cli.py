@@ -207,11 +207,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_grad(args: argparse.Namespace) -> int:
     from derive.inputs import read_json
-    from derive.problems import REGISTRY, get_problem
+    from derive.problems import REGISTRY
 
-    problem = get_problem(args.problem)
+    classes = dict(REGISTRY)
+    if args.set is not None:  # the set's own models, before registered problems
+        from derive.sets import get_set
+
+        pset = get_set(args.set)
+        classes |= {key: pset.problem_class(key) for key in pset.problems}
+    if args.problem not in classes:
+        also = f" or in {args.set}" if args.set else " (a set's own model needs --set FILE)"
+        raise InputError(f"unknown problem {args.problem!r}; known problems: "
+                         f"{', '.join(classes)}{also}")
+    problem = classes[args.problem]()
     if not hasattr(problem, "grad"):
-        able = [k for k, cls in REGISTRY.items() if hasattr(cls, "grad")]
+        able = [k for k, cls in classes.items() if hasattr(cls, "grad")]
         raise InputError(
             f"problem {args.problem!r} has no numeric gradient; "
             f"problems with one: {', '.join(able)}"
@@ -250,6 +260,7 @@ def parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grad", help="evaluate a problem's derived gradient on numbers (JSON)")
     g.add_argument("problem", metavar="PROBLEM")
     g.add_argument("--input", required=True, metavar="FILE", help="JSON file, or - for stdin")
+    g.add_argument("--set", metavar="FILE", help="a set file whose models may be named")
     g.add_argument(
         "--backend",
         default="auto",

@@ -457,7 +457,8 @@ def test_grad_unknown_problem(tmp_path: Path, capsys) -> None:
     status = main(["grad", "nosuch", "--input", str(write_json(tmp_path, SCALAR))])
     out, err = capsys.readouterr()
     assert (status, out) == (2, "")
-    assert err == f"derive: error: unknown problem 'nosuch'; known problems: {KNOWN}\n"
+    tail = " (a set's own model needs --set FILE)"
+    assert err == f"derive: error: unknown problem 'nosuch'; known problems: {KNOWN}{tail}\n"
 
 
 def test_grad_nonexistent_input_file(tmp_path: Path, capsys) -> None:

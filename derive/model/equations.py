@@ -13,6 +13,7 @@ assigned, a name assigned twice, a function outside the registry.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -214,6 +215,7 @@ def cell_spec(name: str, table: dict[str, Any], where: str) -> CellSpec:
         raise InputError(f"{where}.equations: expected a list of 1 to {MAX_EQUATIONS} equations")
     parsed = [parse(t, f"{where}.equations[{i}]") for i, t in enumerate(texts)]
     _check_targets(parsed, declared, where)
+    _check_cycles(parsed, declared.states)
     loss_on = _names(table, "loss_on", where)
     assigned = {e.target for e in parsed}
     for v in loss_on:
@@ -222,6 +224,7 @@ def cell_spec(name: str, table: dict[str, Any], where: str) -> CellSpec:
                              f"{', '.join(sorted(assigned))}")
     equations = _equations(parsed, declared)
     equations(Names())  # every name and function is checked now, before any derivation
+    _check_dependence(parsed, declared)
     return CellSpec(name, declared.inputs, declared.states, declared.weights,
                     declared.biases, equations, loss_on)
 
@@ -256,6 +259,52 @@ def _check_targets(parsed: Sequence[Equation], declared: Declared, where: str) -
     for s in declared.states:
         if s not in seen:
             raise InputError(f"{where}.equations: the state {s!r} is never assigned")
+
+
+def _reads(e: Equation) -> set[str]:
+    """The names ``e`` reads at the current step (every atom is a tree of its own)."""
+    return {str(t.children[0]) for t in e.tree.iter_subtrees() if t.data == "name"}
+
+
+def _check_cycles(parsed: Sequence[Equation], states: Sequence[str]) -> None:
+    """Refuse equations that depend on each other (``f`` reads ``n``, which reads ``f``):
+    no order of the equations computes them.  (A name merely read before its equation is
+    refused when the equations are built, with the advice to reorder.)"""
+    # A state read at its own step is refused with its own advice (use h[t-1]).
+    assigns = {e.target: e for e in parsed if e.target not in states}
+    for e in assigns.values():
+        path = _path_to(e.target, e, assigns, set())
+        if path:
+            steps = ", ".join(f"{a} reads {b}" for a, b in itertools.pairwise(path))
+            raise InputError(f"{e.where}: the equations form a cycle ({steps}); each "
+                             "variable must be computable from earlier ones and h[t-1]")
+
+
+def _path_to(goal: str, e: Equation, assigns: dict[str, Equation],
+             seen: set[str]) -> list[str]:
+    """A chain of reads from ``e``'s target back to ``goal``, or [] if there is none."""
+    for name in _reads(e):
+        if name == goal:
+            return [e.target, goal]
+        if name in assigns and name not in seen:
+            seen.add(name)
+            rest = _path_to(goal, assigns[name], assigns, seen)
+            if rest:
+                return [e.target, *rest]
+    return []
+
+
+def _check_dependence(parsed: Sequence[Equation], declared: Declared) -> None:
+    """Refuse a variable that depends on no input and no state (only on weights, biases
+    and numbers): it is a constant of the cell, not a step of it."""
+    live: set[str] = set(declared.inputs)
+    for e in parsed:
+        previous = any(t.data == "previous" for t in e.tree.iter_subtrees())
+        if previous or live & set(_reads(e)):
+            live.add(e.target)
+            continue
+        raise InputError(f"{e.where}: {e.target!r} depends on no input and no state; an "
+                         "equation must read an input, a state's h[t-1] or a variable that does")
 
 
 def _names(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:

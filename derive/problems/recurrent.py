@@ -26,6 +26,7 @@ import sympy as sp
 from derive import grad as grad_command
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, T, bar, param_bar, t, timed, vector_quantity
+from derive.engine.functions import sigma
 from derive.engine.numeric import ScalarSweep, evaluate_at, forward, sweep_for
 from derive.engine.spec import CellSpec
 from derive.engine.vector import VectorAdjoints, at_absolute_step
@@ -355,6 +356,8 @@ class RecurrentProblem(Problem):
             "noun": self.NOUN,
             "roles": list(self.ROLES),
             "n_states": len(states),
+            # Whether the cell uses the logistic sigmoid, which the question names.
+            "sigmoid": any(e.has(sigma) for _, e in self.cell.assignments),
             "forward": self._forward_at_t(),
             "inputs": [timed(x.name) for x in self.cell.inputs],
             "loss_on": [timed(v.name) for v in self.cell.loss_on],

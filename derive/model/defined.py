@@ -1,0 +1,67 @@
+"""Problems defined by a set file's ``[models.<name>]`` tables.
+
+A model table names its ``kind`` and its ``title`` and then the model itself: a recurrent
+cell (``kind = "recurrent"``: inputs, states, weights, biases, loss_on, equations, and an
+optional regime ``limit``) or a map of a state (``kind = "map"``).  ``model_class`` turns
+the table into a problem class, as a bundled problem is one, so everything downstream
+(derivation, checks, templates, export, ``derive grad``) treats the two alike.
+
+The class is a pure function of the table: a set carries its tables (plain data) to the
+worker processes, and each rebuilds the class from them (``ProblemSet.problem_class``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from derive.errors import InputError
+from derive.params import show
+from derive.problems.base import Problem
+
+#: A model's name: the name a set's ``problems`` lists and its output keys use.
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+#: Longest title and noun (they reach TeX through the text gate).
+MAX_TITLE = 120
+#: The kinds of model and what each table may hold besides ``kind`` and ``title``.
+KINDS = ("recurrent", "map")
+
+
+def model_class(name: str, table: dict[str, Any], where: str) -> type[Problem]:
+    """The problem class the model ``table`` defines; ``where`` names it in messages
+    (``set.toml: models.mgu``).  Equal tables give the same class."""
+    if not NAME.match(name):
+        raise InputError(f"{where}: {show(name)} is not allowed as a model's name; use "
+                         "lowercase letters, digits and _, starting with a letter, at most 32")
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: expected a table with kind, title and the model")
+    kind = table.get("kind")
+    if kind not in KINDS:
+        raise InputError(f"{where}.kind: expected one of {', '.join(map(repr, KINDS))}, "
+                         f"got {show(kind)}")
+    # Keyed by the table's text: a set file is parsed once per command, and again in
+    # every worker, and each parse asks for the class of each of its models.
+    ident = (name, where, json.dumps(table, sort_keys=True, default=repr))
+    if ident not in _CLASSES:
+        _CLASSES[ident] = _FACTORIES[kind]()(name, table, where)
+    return _CLASSES[ident]
+
+
+_CLASSES: dict[tuple[str, str, str], type[Problem]] = {}
+
+
+def _recurrent() -> Callable[[str, dict, str], type[Problem]]:
+    from derive.model.recurrent import recurrent_problem
+
+    return recurrent_problem
+
+
+def _map() -> Callable[[str, dict, str], type[Problem]]:
+    from derive.model.maps import map_problem
+
+    return map_problem
+
+
+_FACTORIES = {"recurrent": _recurrent, "map": _map}
