@@ -225,6 +225,7 @@ def cell_spec(name: str, table: dict[str, Any], where: str) -> CellSpec:
     equations = _equations(parsed, declared)
     equations(Names())  # every name and function is checked now, before any derivation
     _check_dependence(parsed, declared)
+    _check_used(parsed, declared, where)
     return CellSpec(name, declared.inputs, declared.states, declared.weights,
                     declared.biases, equations, loss_on)
 
@@ -305,6 +306,25 @@ def _check_dependence(parsed: Sequence[Equation], declared: Declared) -> None:
             continue
         raise InputError(f"{e.where}: {e.target!r} depends on no input and no state; an "
                          "equation must read an input, a state's h[t-1] or a variable that does")
+
+
+def _check_used(parsed: Sequence[Equation], declared: Declared, where: str) -> None:
+    """Refuse a declared name no equation reads: an unused weight has no gradient to
+    derive, and a state never read as s[t-1] carries nothing to the next step."""
+    read = set().union(*(_reads(e) for e in parsed))
+    previous = {str(t.children[0]) for e in parsed for t in e.tree.iter_subtrees()
+                if t.data == "previous"}
+    for role, names in (("inputs", declared.inputs), ("weights", declared.weights),
+                        ("biases", declared.biases)):
+        for name in names:
+            if name not in read:
+                raise InputError(f"{where}.{role}: {name!r} is declared but no equation "
+                                 "reads it")
+    for name in declared.states:
+        if name not in previous:
+            raise InputError(f"{where}.states: {name!r} is never read as {name}[t-1]; a "
+                             "state carries its value to the next step (a variable that "
+                             "does not is declared by being assigned)")
 
 
 def _names(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:

@@ -8,9 +8,11 @@ variable, what it is: ``{ f = "a forget gate" }``) and an optional regime ``limi
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from derive.engine.spec import CellSpec, Names
+from derive.engine.vector import VectorCell
 from derive.errors import InputError
 from derive.model import equations
 from derive.params import show
@@ -31,6 +33,11 @@ def recurrent_problem(name: str, table: dict[str, Any], where: str) -> type[Recu
             raise InputError(f"{where}.{key}: unknown key; allowed are {', '.join(allowed)}")
     spec = equations.cell_spec(name, {k: v for k, v in table.items() if k in equations.KEYS},
                                where)
+    try:  # the vector form's shapes: each weight multiplies vectors of one size
+        VectorCell(spec.build(biases=True))
+    except InputError as exc:  # spoken in the set's own names: h[t-1], not h_prev
+        said = re.sub(r"\b(\w+)_prev\b", r"\1[t-1]", str(exc))
+        raise InputError(f"{where}.equations: in the vector form, {said}") from None
     if not spec.weights:
         raise InputError(f"{where}.weights: expected at least one weight (the gradients "
                          "the key derives are the weights')")
