@@ -14,6 +14,8 @@ The library surface:
   by the routes of ``derive.verify.routes``;
 * ``forward``, ``ScalarSweep``, ``VectorSweep``: numbers from a cell and from its derived
   equations (what ``derive grad`` runs);
+* ``parse_model``: the problem class of a model written as a set file's ``[models.<name>]``
+  table (TOML text or a dict): a recurrent cell or a map, parsed by a grammar;
 * ``from_export``: the SymPy expression of a ``sympy`` text in ``derivations.json``
   (``derive.export`` states the file's contract and holds its schema).
 """
@@ -45,6 +47,7 @@ _EXPORTS = {
     "from_export": "derive.export",
     "get_problem": "derive.problems",
     "get_set": "derive.sets",
+    "parse_model": "derive.model.defined",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -88,7 +88,7 @@ def test_a_defined_cell_renders_its_key_and_handout(built, stem):
 
 
 def test_a_sets_model_shadows_the_bundled_problem_of_that_name(built):
-    pset, problem = built["mgu"]
+    _, problem = built["mgu"]
     assert type(problem) is not REGISTRY["mgu"]
     assert problem.title == "Minimal gated unit"
     bundled = REGISTRY["mgu"]()
@@ -105,3 +105,22 @@ def test_two_sets_may_define_one_name_differently():
     (one,), (two,) = make_problems(first, cache), make_problems(second, cache)
     assert one is not two
     assert one.results["h_bar"].expr != two.results["h_bar"].expr
+
+
+def test_parse_model_reads_text_or_a_table():
+    import derive
+
+    text = (MODELS / "mgu.toml").read_text(encoding="utf-8")
+    cls = derive.parse_model(text[text.index("[models.mgu]"):])
+    assert (cls.key, cls.title) == ("mgu", "Minimal gated unit")
+    table = get_set(str(MODELS / "mgu.toml")).models["mgu"]
+    again = derive.parse_model(table, name="my_mgu")
+    assert again.key == "my_mgu"
+    assert sp.srepr(again().results["w_fx_bar"].expr) == sp.srepr(
+        REGISTRY["mgu"]().results["w_fx_bar"].expr)
+    from derive.errors import InputError
+
+    with pytest.raises(InputError, match=r"models\.model\.kind: expected one of"):
+        derive.parse_model({"title": "x"})
+    with pytest.raises(InputError, match="a model is TOML text or a table, got int"):
+        derive.parse_model(3)

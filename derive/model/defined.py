@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from derive.errors import InputError
 from derive.params import show
 from derive.problems.base import Problem
+from derive.tomlread import load_toml
 
 #: A model's name: the name a set's ``problems`` lists and its output keys use.
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -27,6 +28,37 @@ NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_TITLE = 120
 #: The kinds of model and what each table may hold besides ``kind`` and ``title``.
 KINDS = ("recurrent", "map")
+
+
+def parse_model(source: str | Mapping[str, Any], name: str | None = None) -> type[Problem]:
+    """The problem class of a model given as TOML text or as a table.
+
+    Parameters
+    ----------
+    source
+        A model table (``{"kind": "recurrent", "title": ..., "equations": [...]}``), or TOML
+        text holding one: either the table's keys at the top level, or one
+        ``[models.<name>]`` table as a set file writes it.
+    name
+        The problem's key; by default the ``<name>`` of ``[models.<name>]``, else "model".
+
+    Returns
+    -------
+    A ``Problem`` subclass: instantiate it for results and checks, or pass it to
+    ``derive.register`` so that the command line and set files know it.
+    """
+    if isinstance(source, str):
+        table = load_toml(source, "model text")
+        models = table.get("models")
+        if "kind" not in table and isinstance(models, dict) and len(models) == 1:
+            (found, table), = models.items()
+            name = name or found
+    elif isinstance(source, Mapping):
+        table = dict(source)
+    else:
+        raise InputError(f"a model is TOML text or a table, got {type(source).__name__}")
+    name = name or "model"
+    return model_class(name, table, f"models.{name}")
 
 
 def model_class(name: str, table: dict[str, Any], where: str) -> type[Problem]:
