@@ -17,6 +17,7 @@ presentation.  A problem imports no other problem and nothing of the renderer.
 
 from __future__ import annotations
 
+import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -64,6 +65,11 @@ class Problem(ABC):
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     #: The templates' name when they serve more problems than this one (else the key).
     TEMPLATE: ClassVar[str | None] = None
+    #: A folder of the problem's own templates (``<TEMPLATE or key>.tex.j2`` and its
+    #: ``.question.tex.j2``), for a problem outside derive (a plugin's package); None:
+    #: derive's ``templates/problems/``.  Its templates may use derive's (``macros.tex.j2``,
+    #: ``problems/recurrent.tex.j2``) by their names.
+    TEMPLATE_DIR: ClassVar[str | os.PathLike | None] = None
     #: Names of the symbols the problem prints through the set's notation.
     SYMBOLS: ClassVar[tuple[str, ...]] = ()
     #: Part headings a set file may rename (``[labels.<key>]``) to follow its handout's
@@ -189,13 +195,23 @@ class Problem(ABC):
 
     @property
     def template(self) -> str:
-        """The solution's template, ``templates/problems/<TEMPLATE or key>.tex.j2``."""
-        return f"problems/{self.TEMPLATE or self.key}.tex.j2"
+        """The solution's template, ``templates/problems/<TEMPLATE or key>.tex.j2``, or
+        ``plugins/<key>/<TEMPLATE or key>.tex.j2``: that file in ``TEMPLATE_DIR``."""
+        return self._template_name(".tex.j2")
 
     @property
     def question_template(self) -> str:
         """The question's template, ``<TEMPLATE or key>.question.tex.j2`` beside it."""
-        return f"problems/{self.TEMPLATE or self.key}.question.tex.j2"
+        return self._template_name(".question.tex.j2")
+
+    def _template_name(self, tail: str) -> str:
+        folder = "problems" if self.TEMPLATE_DIR is None else f"{PLUGIN_TEMPLATES}/{self.key}"
+        return f"{folder}/{self.TEMPLATE or self.key}{tail}"
+
+
+#: Where a problem's own templates (``Problem.TEMPLATE_DIR``) appear to the renderer:
+#: ``plugins/<key>/<file>`` is ``<file>`` in the folder of the problem registered as ``key``.
+PLUGIN_TEMPLATES = "plugins"
 
 
 def json_number(v: Any) -> Any:
