@@ -2,7 +2,9 @@
 
 Problems from elsewhere join it two ways:
 
-* ``register(cls)`` (``derive.register``): a ``Problem`` subclass defined in Python;
+* ``register(cls)`` (``derive.register``): a ``Problem`` subclass defined in Python.  The
+  build's workers receive what was registered by reference (module and name), so such a
+  class must be importable there unless the build runs in one process;
 * an **entry-point plugin**: a distribution declaring, in its ``pyproject.toml``,
 
       [project.entry-points."derive.problems"]
@@ -11,8 +13,9 @@ Problems from elsewhere join it two ways:
   where the name is the problem's key.  Every installed plugin is loaded when this module
   is first imported (the registry is built), in every process, the build's workers
   included.  A plugin that cannot be loaded (its module fails to import, its object is no
-  ``Problem``, its key is taken or misspelt) is skipped with one line on standard error
-  naming the plugin and its distribution; the bundled problems and the other plugins stay.
+  ``Problem``, its key is taken or is not the entry point's name) is skipped with one line
+  on standard error naming the plugin and its distribution; the bundled problems and the
+  other plugins stay.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """What every problem provides: its model, its derivation, its claims.
 
 A problem is a class registered in ``derive/problems/__init__.py`` (a module, or a package
-when it needs more than a few hundred lines) that states three things and nothing else:
+when it needs more than a few hundred lines; or, from outside derive, a class given to
+``derive.register`` or declared by a plugin) that states three things and nothing else:
 
 * its **model** and parameters (``PARAMS``, parsed by ``derive.params``);
 * its **derivation**, ``derive()``: every result by a stable key (the JSON export's keys);
@@ -11,8 +12,9 @@ when it needs more than a few hundred lines) that states three things and nothin
 What every problem needs comes from shared parts: ``verify()`` runs the claims through
 ``derive.verify.verify`` (a claim about a key that is not a result is an error); the
 template ``templates/problems/<TEMPLATE or key>.tex.j2`` and its ``.question.tex.j2``
-typeset ``context()``, which only arranges results; ``derive.render`` does every piece of
-presentation.  A problem imports no other problem and nothing of the renderer.
+(or those in ``TEMPLATE_DIR``, for a problem from outside derive) typeset ``context()``,
+which only arranges results; ``derive.render`` does every piece of presentation.  A
+problem imports no other problem and nothing of the renderer.
 """
 
 from __future__ import annotations
