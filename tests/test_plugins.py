@@ -29,6 +29,7 @@ from derive.errors import InputError
 from derive.problems import REGISTRY, Problem, Result, get_problem, load_plugins
 from derive.render.document import render_problem
 from derive.render.latex import Notation
+from derive.render.pdf import pdf_text
 from derive.sets import ProblemSet, parse_set
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,11 +253,26 @@ def test_the_installed_command_lists_builds_and_differentiates_a_plugin(tmp_path
     np.testing.assert_allclose(got["h0"], want[2], rtol=1e-12)
 
 
-def test_the_readme_shows_the_plugin_as_it_is():
+def _readme_blocks() -> list[str]:
     text = README.read_text(encoding="utf-8")
     section = text[text.index("### Your own problem in Python (a plugin)"):]
-    blocks = re.findall(r"```(?:toml|python)\n(.*?)```", section, re.S)
-    assert blocks[:2] == [
+    return re.findall(r"```(?:toml|python)\n(.*?)```", section, re.S)
+
+
+def test_the_readme_shows_the_plugin_as_it_is():
+    assert _readme_blocks()[:2] == [
         (PLUGIN / "pyproject.toml").read_text(encoding="utf-8"),
         (PLUGIN / "derive_demo_plugin" / "__init__.py").read_text(encoding="utf-8"),
     ]
+
+
+@pytest.mark.pdf
+def test_the_readme_register_example_builds_in_workers(clean_registry, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rnn.toml").write_text(
+        'id = "rnn"\ntitle = "Recurrent nets"\ncourse = "C"\nsource = "S"\n'
+        'problems = ["elman", "cnn_params"]\n'
+    )
+    exec(compile(_readme_blocks()[2], "README.md", "exec"), {})  # our own text, not input
+    key = pdf_text(tmp_path / "build" / "rnn" / "answer-key.pdf")
+    assert "Elman network gradient" in key and "FAIL" not in key
