@@ -144,9 +144,22 @@ def _registered_keys() -> list[str]:
     return list(REGISTRY)
 
 
-def test_workers_know_what_was_registered(clean_registry):
+def test_workers_know_what_was_registered(clean_registry, tmp_path, monkeypatch):
     derive.register(_elman())
     assert "elman" in workers.run_in_child(_registered_keys)
+
+    # A class a worker cannot import (its module gone from the path) fails in one line.
+    (tmp_path / "gone_soon.py").write_text(
+        "from derive_demo_plugin import Elman\n\nclass Gone(Elman):\n    key = 'gone'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from gone_soon import Gone
+
+    derive.register(Gone)
+    sys.path.remove(str(tmp_path))
+    with pytest.raises(InputError, match="a worker process cannot import a registered problem"):
+        workers.run_in_child(_registered_keys)
+    del registry.ADDED["gone"], sys.modules["gone_soon"]
 
     class Local(_NoTemplate):
         key, TEMPLATE = "local", "recurrent"
