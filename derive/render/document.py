@@ -70,6 +70,25 @@ def template_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
+class PluginTemplates(jinja2.BaseLoader):
+    """The templates of problems from outside derive: ``plugins/<key>/<file>`` is ``<file>``
+    in the ``TEMPLATE_DIR`` of the problem registered as ``key`` (``Problem.template``)."""
+
+    def get_source(self, environment: jinja2.Environment, template: str):
+        # Loaded by now (only a problem names these templates); imported here because the
+        # registry checks, as it loads, that a problem's templates exist.
+        from derive.problems import REGISTRY
+        from derive.problems.base import PLUGIN_TEMPLATES
+
+        top, _, rest = template.partition("/")
+        key, _, name = rest.partition("/")
+        cls = REGISTRY.get(key)
+        folder = None if cls is None else cls.TEMPLATE_DIR
+        if top != PLUGIN_TEMPLATES or not name or folder is None:
+            raise jinja2.TemplateNotFound(template)
+        return jinja2.FileSystemLoader(folder).get_source(environment, name)
+
+
 class KeyEnvironment(jinja2.Environment):
     """A Jinja environment whose ``tex`` filters print through ``printer``."""
 
@@ -85,7 +104,9 @@ def ordering(problem) -> Ordering | None:
 def environment(notation: Notation) -> KeyEnvironment:
     """A Jinja environment whose ``tex`` filters print in ``notation``."""
     env = KeyEnvironment(
-        loader=jinja2.FileSystemLoader(template_dir()),
+        loader=jinja2.ChoiceLoader(
+            [jinja2.FileSystemLoader(template_dir()), PluginTemplates()]
+        ),
         block_start_string="((*",
         block_end_string="*))",
         variable_start_string="(((",
