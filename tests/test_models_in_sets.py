@@ -124,3 +124,33 @@ def test_parse_model_reads_text_or_a_table():
         derive.parse_model({"title": "x"})
     with pytest.raises(InputError, match="a model is TOML text or a table, got int"):
         derive.parse_model(3)
+
+
+def test_a_parsed_model_registered_builds_in_worker_processes(tmp_path, monkeypatch):
+    """register(parse_model(...)) names the model for sets and the command line; the class
+    reaches workers as its table (a class made at run time has no importable name)."""
+    import pickle
+
+    import derive
+    from derive import problems as registry
+    from derive.cli import main
+
+    saved = [dict(t) for t in (registry.REGISTRY, registry.ADDED)]
+    try:
+        text = (MODELS / "mgu.toml").read_text(encoding="utf-8")
+        cls = derive.register(derive.parse_model(text[text.index("[models.mgu]"):],
+                                                 name="my_mgu"))
+        assert pickle.loads(pickle.dumps(cls)) is cls
+        other = tmp_path / "two.toml"
+        other.write_text('id = "two"\ntitle = "T"\ncourse = "C"\nsource = "S"\n'
+                         'problems = ["my_mgu", "momentum"]\n', encoding="utf-8")
+        out = tmp_path / "b"
+        assert main(["build", str(other), "--out", str(out), "--format", "json",
+                     "--jobs", "2"]) == 0
+        data = json.loads((out / "two" / "derivations.json").read_text())
+        assert data["problems"]["my_mgu"]["results"]["w_fx_bar"]["latex"]
+        assert all(c["passed"] for c in data["problems"]["my_mgu"]["checks"])
+    finally:
+        for table, old in zip((registry.REGISTRY, registry.ADDED), saved, strict=True):
+            table.clear()
+            table.update(old)

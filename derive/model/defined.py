@@ -12,8 +12,10 @@ worker processes, and each rebuilds the class from them (``ProblemSet.problem_cl
 
 from __future__ import annotations
 
+import copyreg
 import json
 import re
+from abc import ABCMeta
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -77,8 +79,20 @@ def model_class(name: str, table: dict[str, Any], where: str) -> type[Problem]:
     # every worker, and each parse asks for the class of each of its models.
     ident = (name, where, json.dumps(table, sort_keys=True, default=repr))
     if ident not in _CLASSES:
-        _CLASSES[ident] = _FACTORIES[kind]()(name, table, where)
+        made = _FACTORIES[kind]()(name, table, where)
+        # Of a metaclass of its own, so that pickle sends it as its table (a worker
+        # rebuilds it) where a class made at run time could not be sent by name.
+        _CLASSES[ident] = Defined(made.__name__, (made,), {
+            "__module__": made.__module__, "__doc__": made.__doc__,
+            "MODEL": (name, table, where)})
     return _CLASSES[ident]
+
+
+class Defined(ABCMeta):
+    """The metaclass of a problem defined by a model table (``MODEL``: its arguments)."""
+
+
+copyreg.pickle(Defined, lambda cls: (model_class, cls.MODEL))
 
 
 _CLASSES: dict[tuple[str, str, str], type[Problem]] = {}
