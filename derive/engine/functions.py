@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import cmath
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -92,6 +92,17 @@ def lookup(e: sp.Expr) -> Elementwise | None:
     if isinstance(e, sp.Pow) and e.exp == sp.S.Half:
         return FUNCTIONS["sqrt"]
     return _BY_CLASS.get(type(e))
+
+
+def applied(exprs: Iterable[sp.Expr]) -> list[Elementwise]:
+    """The registered functions applied anywhere in ``exprs``, in order of first use."""
+    seen: dict[str, Elementwise] = {}
+    for e in exprs:
+        for sub in sp.preorder_traversal(e):
+            found = lookup(sub)
+            if found is not None:
+                seen.setdefault(found.name, found)
+    return list(seen.values())
 
 
 def entry(e: sp.Expr) -> Elementwise:

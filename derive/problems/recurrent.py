@@ -20,14 +20,13 @@ from collections.abc import Iterator
 from functools import cache, cached_property
 from typing import Any, ClassVar
 
-import numpy as np
 import sympy as sp
 
 from derive import grad as grad_command
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, T, bar, param_bar, t, timed, vector_quantity
-from derive.engine.functions import sigma
-from derive.engine.numeric import ScalarSweep, evaluate_at, forward, sweep_for
+from derive.engine.functions import FUNCTIONS, applied
+from derive.engine.numeric import ScalarSweep, forward, sweep_for
 from derive.engine.spec import CellSpec
 from derive.engine.vector import VectorAdjoints, at_absolute_step
 from derive.example import parse_example
@@ -36,13 +35,14 @@ from derive.params import Param, Raw
 from derive.problems.base import Problem, Result
 from derive.problems.recurrent_docs import CELL_CLAIM_NAMES, cell_result_docs
 from derive.verify import Check, Claim, rel_error
-from derive.verify.gradcheck import (
+from derive.verify.gradcheck import (  # scalar_data: lstm.py reads it from here
     METHODS,
     SATURATED,
     Case,
     backward_map_by_probes,
+    compare_at,
     gradient_claims,
-    make_data,
+    scalar_data,
 )
 from derive.verify.routes import DERIVED_DPS, REFERENCE_DPS
 
@@ -330,7 +330,15 @@ class RecurrentProblem(Problem):
             "backward_map_entries": self._map_entries(),
             "check_groups": [(n, g) for n, g in self.check_groups() if g],
             "example": self._example_context(),
+            "local_rules": self.local_rules(),
         }
+
+    def local_rules(self) -> list[tuple[sp.Expr, sp.Expr]]:
+        """(f(z), du/dz for u = f(z)) of each function the cell applies, in order of first
+        use, from the registry's rules (``Elementwise.derivative``)."""
+        u, z = sp.Symbol("u"), sp.Symbol("z")
+        used = applied(e for _, e in self.cell.assignments)
+        return [(f.sympy(z), f.derivative(u, z)) for f in used if f.name != "identity"]
 
     def stated(self) -> dict[str, Any]:
         """Which states the loss reads: part of the given cell (``CellSpec``)."""
@@ -357,7 +365,7 @@ class RecurrentProblem(Problem):
             "roles": list(self.ROLES),
             "n_states": len(states),
             # Whether the cell uses the logistic sigmoid, which the question names.
-            "sigmoid": any(e.has(sigma) for _, e in self.cell.assignments),
+            "sigmoid": FUNCTIONS["sigma"] in applied(e for _, e in self.cell.assignments),
             "forward": self._forward_at_t(),
             "inputs": [timed(x.name) for x in self.cell.inputs],
             "loss_on": [timed(v.name) for v in self.cell.loss_on],
@@ -383,21 +391,3 @@ def _cell_names(cls: type[RecurrentProblem]) -> frozenset[str]:
     bare = cls.__new__(cls)
     cells = (bare.make_cell(biases=False), bare.make_cell(biases=True))
     return frozenset(s.name for c in cells for s in (*c.inputs, *c.variables, *c.params))
-
-
-def scalar_data(cell: Cell, case: Case) -> tuple[dict, dict, dict]:
-    """A case's random data as plain floats: parameters, input sequences, initial states."""
-    data = make_data(cell, case)
-    params = {k: float(v[0, 0]) for k, v in data.params.items()}
-    inputs = {k: [float(v[0, 0]) for v in seq] for k, seq in data.inputs.items()}
-    return params, inputs, {k: float(v[0, 0]) for k, v in data.initial.items()}
-
-
-def compare_at(expr, traj, params, k: int, ref: np.ndarray) -> float:
-    """Error of a derived expression evaluated at step k against ``ref``; inf if it
-    cannot be evaluated there (a wrong step index reads past the sequence)."""
-    try:
-        got = np.array(evaluate_at(expr, traj, params, k), dtype=float)
-    except (IndexError, KeyError, TypeError):
-        return float("inf")
-    return rel_error(got, ref)

@@ -102,14 +102,7 @@ def parse_set(text: str, where: str) -> ProblemSet:
     models = data.get("models", {})
     chosen = _problems(data.get("problems"), where, _models(models, where))
     problems = list(chosen)
-    skipped = data.get("out_of_scope", [])
-    if not isinstance(skipped, list) or len(skipped) > MAX_OUT_OF_SCOPE:
-        raise InputError(
-            f"{where}: out_of_scope: expected a list of at most {MAX_OUT_OF_SCOPE} strings, "
-            f"got {show(skipped)}"
-        )
-    for i, item in enumerate(skipped):
-        _text(item, where, f"out_of_scope[{i}]")
+    skipped = _out_of_scope(data.get("out_of_scope", []), where)
     pset = ProblemSet(
         data["id"],
         data["title"],
@@ -117,7 +110,7 @@ def parse_set(text: str, where: str) -> ProblemSet:
         data["source"],
         tuple(problems),
         _notation(data.get("notation", {}), chosen, where),
-        tuple(skipped),
+        skipped,
         _labels(data.get("labels", {}), chosen, where),
         _per_problem(data.get("params", {}), problems, where, "params"),
         _per_problem(data.get("vary", {}), problems, where, "vary"),
@@ -130,6 +123,17 @@ def parse_set(text: str, where: str) -> ProblemSet:
     for key, cls in chosen.items():  # every parameter now: a bad value fails before output
         cls.parse_params(pset.params.get(key, {}), where)
     return pset
+
+
+def _out_of_scope(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_OUT_OF_SCOPE:
+        raise InputError(
+            f"{where}: out_of_scope: expected a list of at most {MAX_OUT_OF_SCOPE} strings, "
+            f"got {show(value)}"
+        )
+    for i, item in enumerate(value):
+        _text(item, where, f"out_of_scope[{i}]")
+    return tuple(value)
 
 
 def _check_tree(data: dict[str, Any], where: str) -> None:
