@@ -20,18 +20,18 @@ from collections.abc import Iterator
 from functools import cache, cached_property
 from typing import Any, ClassVar
 
-import numpy as np
 import sympy as sp
 
 from derive import grad as grad_command
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, T, bar, param_bar, t, timed, vector_quantity
-from derive.engine.numeric import ScalarSweep, evaluate_at, forward, sweep_for
+from derive.engine.numeric import ScalarSweep, forward, sweep_for
 from derive.engine.spec import CellSpec
 from derive.engine.vector import VectorAdjoints, at_absolute_step
 from derive.example import parse_example
 from derive.example_run import SATURATION, ExampleRun, float_matrix
 from derive.params import Param, Raw
+from derive.problems import recurrent_limit
 from derive.problems.base import Problem, Result
 from derive.problems.recurrent_docs import CELL_CLAIM_NAMES, cell_result_docs
 from derive.verify import Check, Claim, rel_error
@@ -40,8 +40,9 @@ from derive.verify.gradcheck import (
     SATURATED,
     Case,
     backward_map_by_probes,
+    compare_at,
     gradient_claims,
-    make_data,
+    scalar_data,
 )
 from derive.verify.routes import DERIVED_DPS, REFERENCE_DPS
 
@@ -76,10 +77,18 @@ class RecurrentProblem(Problem):
     LABELS: ClassVar[tuple[str, ...]] = ("adjoints", "weight", "map", "example")
     #: The heading of the backward map's evidence.
     MAP_GROUP: ClassVar[str] = "Backward map"
+    #: A regime the key analyses (``derive.problems.recurrent_limit``): variable -> the end
+    #: of its range it is held at (``{"f": 0}``), as ``derive.model.limit.parse_limit`` reads
+    #: a set file's ``limit``; None for none.  Setting it adds the part ``limit`` to LABELS.
+    LIMIT: ClassVar[dict[str, int] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        recurrent_limit.install(cls)  # a regime: its part in LABELS, its claims' names
 
     @classmethod
     def result_docs(cls) -> dict[str, str]:
-        return cell_result_docs(cls.CELL) | cls.RESULTS
+        return cell_result_docs(cls.CELL, cls.LIMIT) | cls.RESULTS
 
     @classmethod
     def symbols(cls) -> frozenset[str]:
@@ -144,6 +153,8 @@ class RecurrentProblem(Problem):
         out.update(self._derive_vector())
         cols, jac = adj.backward_map()
         out["backward_map"] = Result("backward_map", jac, sp.Matrix(cols))
+        if self.LIMIT is not None:
+            out.update(recurrent_limit.derive_limit(self, out))
         if self.example is not None:
             out.update(self._derive_example())
         return out
@@ -214,6 +225,8 @@ class RecurrentProblem(Problem):
         sizes = "T = 8, every step, |w| \u2264 1 or 5, seeds 14, 15"
         route = "complex step on the forward pass"
         yield Claim("backward_map", route, sizes, 1e-11, lambda: self._map_error(8))
+        if self.LIMIT is not None:
+            yield from recurrent_limit.limit_claims(self)
 
     def _map_error(self, steps: int) -> float:
         """The derived backward map J against J read off the forward pass at every step."""
@@ -329,6 +342,7 @@ class RecurrentProblem(Problem):
             "backward_map_entries": self._map_entries(),
             "check_groups": [(n, g) for n, g in self.check_groups() if g],
             "example": self._example_context(),
+            "regime": None if self.LIMIT is None else recurrent_limit.context(self),
         }
 
     def stated(self) -> dict[str, Any]:
@@ -365,6 +379,7 @@ class RecurrentProblem(Problem):
             "states_now": [bar(s.name) for s in states],
             "states_next": [bar(s.name, 1) for s in states],
             "example": None if self.example is None else self.example.question(),
+            "regime": None if self.LIMIT is None else recurrent_limit.values(self.cell, self.LIMIT),
         }
 
     # -- numbers ------------------------------------------------------------------------------
@@ -380,21 +395,3 @@ def _cell_names(cls: type[RecurrentProblem]) -> frozenset[str]:
     bare = cls.__new__(cls)
     cells = (bare.make_cell(biases=False), bare.make_cell(biases=True))
     return frozenset(s.name for c in cells for s in (*c.inputs, *c.variables, *c.params))
-
-
-def scalar_data(cell: Cell, case: Case) -> tuple[dict, dict, dict]:
-    """A case's random data as plain floats: parameters, input sequences, initial states."""
-    data = make_data(cell, case)
-    params = {k: float(v[0, 0]) for k, v in data.params.items()}
-    inputs = {k: [float(v[0, 0]) for v in seq] for k, seq in data.inputs.items()}
-    return params, inputs, {k: float(v[0, 0]) for k, v in data.initial.items()}
-
-
-def compare_at(expr, traj, params, k: int, ref: np.ndarray) -> float:
-    """Error of a derived expression evaluated at step k against ``ref``; inf if it
-    cannot be evaluated there (a wrong step index reads past the sequence)."""
-    try:
-        got = np.array(evaluate_at(expr, traj, params, k), dtype=float)
-    except (IndexError, KeyError, TypeError):
-        return float("inf")
-    return rel_error(got, ref)

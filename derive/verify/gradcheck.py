@@ -44,7 +44,7 @@ import numpy as np
 import sympy as sp
 
 from derive.engine.cell import Cell
-from derive.engine.numeric import forward, loss, sweep_for, vector_adjoints_for
+from derive.engine.numeric import evaluate_at, forward, loss, sweep_for, vector_adjoints_for
 from derive.engine.vector import n_h, n_x
 from derive.verify import Check, Claim, rel_error, routes
 from derive.verify.routes import CENTRAL_STEP, COMPLEX_STEP, DERIVED_DPS
@@ -432,3 +432,21 @@ def backward_map_by_probes(cell: Cell, params: dict, inputs: dict, initial: dict
     a = np.array([[d(sj, (si, k)) for sj in states] for si in states])
     b = np.array([[d(sj, (si, k - 1)) for sj in states] for si in states])
     return b @ np.linalg.inv(a)
+
+
+def scalar_data(cell: Cell, case: Case) -> tuple[dict, dict, dict]:
+    """A case's random data as plain floats: parameters, input sequences, initial states."""
+    data = make_data(cell, case)
+    params = {k: float(v[0, 0]) for k, v in data.params.items()}
+    inputs = {k: [float(v[0, 0]) for v in seq] for k, seq in data.inputs.items()}
+    return params, inputs, {k: float(v[0, 0]) for k, v in data.initial.items()}
+
+
+def compare_at(expr, traj, params, k: int, ref: np.ndarray) -> float:
+    """Error of a derived expression evaluated at step k against ``ref``; inf if it
+    cannot be evaluated there (a wrong step index reads past the sequence)."""
+    try:
+        got = np.array(evaluate_at(expr, traj, params, k), dtype=float)
+    except (IndexError, KeyError, TypeError):
+        return float("inf")
+    return rel_error(got, ref)
