@@ -178,7 +178,8 @@ def _weights(problem: Any, derived: dict[str, Result], at: dict) -> Result:
     for w in problem.weights:
         full = derived[f"{w}_bar"].expr.function.xreplace(now)
         limited = _zeroed(full.xreplace(at))
-        zero = vanishing(full, at)
+        # A factor f^2 that is 0 is named by its base f.
+        zero = [a.base if a.is_Pow else a for a in vanishing(full, at)]
         rows.append(sp.Tuple(param_bar(w), full, limited, sp.Tuple(*zero)))
         vanish[w] = limited == 0
     return Result("weights_bar_limit", sp.Tuple(*rows), value=vanish)
@@ -337,4 +338,4 @@ def _evaluate(expr: sp.Expr, run: Run, bars: dict, losses: dict, k: int) -> floa
         else:
             sub[a] = run.traj[a.quantity][j]
     sub |= {sp.Symbol(n): v for n, v in run.params.items()}
-    return float(sp.sympify(expr).xreplace(sub).evalf())
+    return float(sp.N(sp.sympify(expr).xreplace(sub)))  # a lone atom comes back a number
