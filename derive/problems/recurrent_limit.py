@@ -198,12 +198,13 @@ def shifted(cell: Cell, limit: dict[str, int]) -> Cell:
     return dataclasses.replace(cell, assignments=tuple(pairs))
 
 
-def _gap(got: Any, ref: Any) -> float:
-    """Worst absolute difference, relative to the reference where it exceeds 1."""
+def _gap(got: Any, ref: Any, scale: float = 1.0) -> float:
+    """Worst absolute difference, relative to the reference (or ``scale``) beyond 1."""
     got, ref = np.asarray(got, dtype=complex), np.asarray(ref, dtype=complex)
     if got.shape != ref.shape or not np.all(np.isfinite(got)):
         return float("inf")
-    return float(np.max(np.abs(got - ref), initial=0.0) / max(1.0, np.max(np.abs(ref))))
+    scale = max(1.0, scale, float(np.max(np.abs(ref), initial=0.0)))
+    return float(np.max(np.abs(got - ref), initial=0.0) / scale)
 
 
 def held(key: str, stated: Any, departure: float, method: str, sizes: str,
@@ -287,16 +288,29 @@ def _power_claims(r: dict, run: Run, method: str, sizes: str) -> Iterator[Claim]
     for k, j in enumerate(run.probed, 1):
         product = product @ j
         departure = max(departure, _gap(product, lim))
-        gap = max(gap, _gap(product, np.array(power.subs(K, k), dtype=float)))
+        gap = max(gap, _gap(product, _numbers(power.subs(K, k))))
     route = f"{method}: products over k = 1..{len(run.probed)} steps"
     yield Claim.measured("backward_map_limit_powers", route, sizes, gap, TOLERANCE)
     stated = r["backward_map_limit_idempotent"].value
     yield idempotence_claim(stated, departure, route, sizes)
 
 
+def _numbers(m: sp.Matrix) -> np.ndarray:
+    """A matrix of numbers as complex floats; NaN where an entry is no number."""
+    try:
+        return np.array(m, dtype=complex)
+    except TypeError:
+        return np.full(m.shape, np.nan)
+
+
 def _adjoint_claims(problem: Any, run: Run, sizes: str) -> Iterator[Claim]:
     """The states' adjoints and the weights' gradients in the regime, evaluated on the run
-    with the adjoints read off it, against complex steps of its loss."""
+    with the adjoints read off it, against complex steps of its loss.
+
+    A gradient said to vanish is, on the run, the run's distance from the regime times the
+    adjoints it sums: it is measured relative to the largest adjoint of the run (a state
+    that grows step by step makes its adjoints large).
+    """
     data = make_data(run.cell, run.case)
     plist = probes(run.cell, run.case, data)
     ref = reference(run.cell, data, plist, "complex step")
@@ -320,7 +334,8 @@ def _adjoint_claims(problem: Any, run: Run, sizes: str) -> Iterator[Claim]:
         yield Claim.measured(f"{s.name}_bar_limit", method, sizes, gap, TOLERANCE)
     rows = r["weights_bar_limit"].expr
     got = [sum(value(row[2], k) for k in steps) for row in rows]
-    gap = _gap(got, [grads[row[0].name] for row in rows])
+    largest = max(abs(v) for series in bars.values() for v in series.values())
+    gap = _gap(got, [grads[row[0].name] for row in rows], largest)
     yield Claim.measured("weights_bar_limit", f"{method}, summed over the steps", sizes, gap,
                          TOLERANCE)
 
