@@ -15,6 +15,8 @@ from typing import ClassVar
 
 import pytest
 import sympy as sp
+from test_problems import unbacked_numbers
+from test_texgate import _printed_names
 
 from derive.engine.cell import bar, loss_grad
 from derive.engine.functions import sigma
@@ -251,6 +253,16 @@ def test_the_regime_keys_are_documented_and_exported_only_with_a_regime(mgu):
     results = export_problem(pset, GRUCopy())["results"]
     assert results["backward_map_limit"]["latex"] and results["weights_bar_limit"]["value"]
     assert results["backward_map_limit_powers"]["value"] is None  # no fixed matrix: null
+
+
+@pytest.mark.parametrize("cls", [MGUForget, GRUCopy, LSTMLimit], ids=lambda c: c.__name__)
+def test_the_regime_prints_only_results(cls):
+    assert not unbacked_numbers(cls())
+
+
+@pytest.mark.parametrize("cls", [MGUForget, GRUCopy], ids=lambda c: c.__name__)
+def test_the_names_the_regime_prints_are_the_problems_symbols(cls):
+    assert _printed_names(cls()) == cls.symbols()
 
 
 def test_the_handout_asks_for_the_regime_only_where_one_is(mgu):

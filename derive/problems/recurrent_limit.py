@@ -54,13 +54,18 @@ STEPS, SEED = 16, 13
 
 def install(cls: type) -> None:
     """A problem class's regime: ``LIMIT`` checked as a set file's would be, the part
-    ``limit`` added to its ``LABELS`` (after ``map``) and its claims' names."""
-    if cls.LIMIT is None or "limit" in cls.LABELS:
+    ``limit`` added to its ``LABELS`` (after ``map``), its claims' names and their group."""
+    if cls.LIMIT is None:
         return
     cls.LIMIT = parse_limit(cls.CELL, cls.LIMIT, f"{cls.__name__}.LIMIT")
-    parts = list(cls.LABELS)
-    parts.insert(parts.index("map") + 1 if "map" in parts else len(parts), "limit")
-    cls.LABELS = tuple(parts)
+    if "limit" not in cls.LABELS:
+        parts = list(cls.LABELS)
+        parts.insert(parts.index("map") + 1 if "map" in parts else len(parts), "limit")
+        cls.LABELS = tuple(parts)
+    if K.name not in cls.SYMBOLS:  # the part prints the number of steps k
+        cls.SYMBOLS = (*cls.SYMBOLS, K.name)
+    if cls.MAP_GROUP == "Backward map":
+        cls.MAP_GROUP = "Backward map and the regime"
     states = {f"{s}_bar_limit": "{lhs} in the regime" for s in cls.CELL.states}
     cls.CLAIM_NAMES = cls.CLAIM_NAMES | LIMIT_CLAIM_NAMES | states
 
