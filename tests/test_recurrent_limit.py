@@ -225,6 +225,17 @@ def test_a_variable_that_is_no_saturating_function_outermost_is_refused():
         parse_limit(spec, {"g": 0}, WHERE)
 
 
+def test_a_regime_without_a_finite_backward_map_is_refused():
+    # h(t-1)/f: its derivative by h(t-1) holds 1/f, unbounded at f = 0.
+    spec = cell_spec("logs", {"inputs": ["x"], "states": ["h"], "weights": ["w"],
+                              "loss_on": ["h"], "equations": [
+                                  "f = sigma(w*x + h[t-1])", "h = h[t-1]/f"]}, "logs")
+    cls = type("Logs", (RecurrentProblem,), {"key": "logs", "title": "L", "MAIN": "w_bar",
+                                             "CELL": spec, "LIMIT": {"f": 0}})
+    with pytest.raises(InputError, match=r"^limit: the backward map of logs has no finite"):
+        cls().results  # noqa: B018 - deriving is the point
+
+
 def test_a_class_with_a_bad_limit_is_refused_when_defined():
     with pytest.raises(InputError, match=r"^Bad\.LIMIT\.h: 'h' is a state"):
         type("Bad", (MGU,), {"LIMIT": {"h": 0}})

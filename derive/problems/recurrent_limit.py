@@ -30,6 +30,7 @@ import sympy as sp
 from derive.engine.cell import Cell, Quantity, bar, param_bar, timed
 from derive.engine.functions import argument
 from derive.engine.numeric import evaluate_at, forward
+from derive.errors import InputError
 from derive.model.limit import ends, parse_limit, saturating
 from derive.problems.base import Result, json_number, json_rows, truth
 from derive.problems.recurrent_docs import LIMIT_CLAIM_NAMES
@@ -123,6 +124,9 @@ def derive_limit(problem: Any, derived: dict[str, Result]) -> dict[str, Result]:
     """Every result of the regime ``problem.LIMIT`` (see the module's docstring)."""
     at = at_limit(problem.LIMIT)
     lim = derived["backward_map"].expr.xreplace(at).applyfunc(_zeroed)
+    if lim.has(sp.zoo, sp.nan, sp.oo, -sp.oo):  # a factor 1/f at f = 0: no finite limit
+        raise InputError(f"limit: the backward map of {problem.CELL.name} has no finite value "
+                         "in this regime (a derivative divides by a limited variable)")
     constant = all(e.is_number for e in lim)
     out = {"backward_map_limit": Result("backward_map_limit", lim,
                                         value=json_rows(lim) if constant else None)}
