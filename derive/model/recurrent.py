@@ -55,7 +55,7 @@ def recurrent_problem(name: str, table: dict[str, Any], where: str) -> type[Recu
         "__doc__": f"The recurrent cell {name!r} of a set file: {title}.",
     }
     if "limit" in table:
-        from derive.problems.recurrent_limit import parse_limit
+        from derive.model.limit import parse_limit
 
         attrs["LIMIT"] = parse_limit(spec, table["limit"], f"{where}.limit")
     return type(f"Model_{name}", (RecurrentProblem,), attrs)

@@ -25,15 +25,21 @@ import sympy as sp
 from derive import grad as grad_command
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, T, bar, param_bar, t, timed, vector_quantity
-from derive.engine.functions import FUNCTIONS, applied
+from derive.engine.functions import sigma
 from derive.engine.numeric import ScalarSweep, forward, sweep_for
 from derive.engine.spec import CellSpec
 from derive.engine.vector import VectorAdjoints, at_absolute_step
 from derive.example import parse_example
 from derive.example_run import SATURATION, ExampleRun, float_matrix
 from derive.params import Param, Raw
+from derive.problems import recurrent_limit
 from derive.problems.base import Problem, Result
-from derive.problems.recurrent_docs import CELL_CLAIM_NAMES, cell_result_docs
+from derive.problems.recurrent_docs import (
+    CELL_CLAIM_NAMES,
+    cell_result_docs,
+    consumers,
+    local_rules,
+)
 from derive.verify import Check, Claim, rel_error
 from derive.verify.gradcheck import (  # scalar_data: lstm.py reads it from here
     METHODS,
@@ -67,7 +73,7 @@ class RecurrentProblem(Problem):
     #: The cell as data: its names and equations.
     CELL: ClassVar[CellSpec]
     #: Besides the cell's own: the number of steps and the vector sizes.
-    SYMBOLS = ("T", "n_h", "n_x")
+    SYMBOLS = ("T", "n_h", "n_x", "u", "z")  # u = f(z): the local derivatives
     #: One pair of templates serves every cell (``recurrent.tex.j2``, ``.question.tex.j2``).
     TEMPLATE: ClassVar[str | None] = "recurrent"
     #: What the question calls the cell ("gated recurrent unit") and each assigned variable.
@@ -77,10 +83,18 @@ class RecurrentProblem(Problem):
     LABELS: ClassVar[tuple[str, ...]] = ("adjoints", "weight", "map", "example")
     #: The heading of the backward map's evidence.
     MAP_GROUP: ClassVar[str] = "Backward map"
+    #: A regime the key analyses (``derive.problems.recurrent_limit``): variable -> the end
+    #: of its range it is held at (``{"f": 0}``), as ``derive.model.limit.parse_limit`` reads
+    #: a set file's ``limit``; None for none.  Setting it adds the part ``limit`` to LABELS.
+    LIMIT: ClassVar[dict[str, int] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        recurrent_limit.install(cls)  # a regime: its part in LABELS, its claims' names
 
     @classmethod
     def result_docs(cls) -> dict[str, str]:
-        return cell_result_docs(cls.CELL) | cls.RESULTS
+        return cell_result_docs(cls.CELL, cls.LIMIT) | cls.RESULTS
 
     @classmethod
     def symbols(cls) -> frozenset[str]:
@@ -145,6 +159,8 @@ class RecurrentProblem(Problem):
         out.update(self._derive_vector())
         cols, jac = adj.backward_map()
         out["backward_map"] = Result("backward_map", jac, sp.Matrix(cols))
+        if self.LIMIT is not None:
+            out.update(recurrent_limit.derive_limit(self, out))
         if self.example is not None:
             out.update(self._derive_example())
         return out
@@ -215,6 +231,8 @@ class RecurrentProblem(Problem):
         sizes = "T = 8, every step, |w| \u2264 1 or 5, seeds 14, 15"
         route = "complex step on the forward pass"
         yield Claim("backward_map", route, sizes, 1e-11, lambda: self._map_error(8))
+        if self.LIMIT is not None:
+            yield from recurrent_limit.limit_claims(self)
 
     def _map_error(self, steps: int) -> float:
         """The derived backward map J against J read off the forward pass at every step."""
@@ -293,15 +311,6 @@ class RecurrentProblem(Problem):
                 named[entry] = sp.Derivative(now[i], nxt[j])
         return out
 
-    def _consumers(self) -> list[tuple[sp.Expr, list[sp.Expr], bool]]:
-        """Per state: what reads it (at its own step and the next), and whether the loss does."""
-        cell, out = self.cell, []
-        for s in cell.states:
-            now = [timed(u.name) for u in cell.consumers(s)]
-            later = [timed(u.name, 1) for u in cell.consumers(cell.prev[s])]
-            out.append((timed(s.name), now + later, s in cell.loss_on))
-        return out
-
     def context(self) -> dict[str, Any]:
         r = self.results
         vc = self.vector_adjoints.vc
@@ -324,21 +333,15 @@ class RecurrentProblem(Problem):
             + [r[f"vector_{s.name}0_bar"] for s in self.cell.states],
             "shapes": [(vc.sym(sp.Symbol(n)), *shape) for n, shape in self.shapes().items()],
             "inputs": [timed(x) for x in inputs],
-            "consumers": self._consumers(),
+            "consumers": consumers(self.cell),
             "states_now": [bar(s.name) for s in self.cell.states],
             "states_next": [bar(s.name, 1) for s in self.cell.states],
             "backward_map_entries": self._map_entries(),
             "check_groups": [(n, g) for n, g in self.check_groups() if g],
             "example": self._example_context(),
-            "local_rules": self.local_rules(),
+            "local_rules": local_rules(self.cell),
+            "regime": None if self.LIMIT is None else recurrent_limit.context(self),
         }
-
-    def local_rules(self) -> list[tuple[sp.Expr, sp.Expr]]:
-        """(f(z), du/dz for u = f(z)) of each function the cell applies, in order of first
-        use, from the registry's rules (``Elementwise.derivative``)."""
-        u, z = sp.Symbol("u"), sp.Symbol("z")
-        used = applied(e for _, e in self.cell.assignments)
-        return [(f.sympy(z), f.derivative(u, z)) for f in used if f.name != "identity"]
 
     def stated(self) -> dict[str, Any]:
         """Which states the loss reads: part of the given cell (``CellSpec``)."""
@@ -365,7 +368,7 @@ class RecurrentProblem(Problem):
             "roles": list(self.ROLES),
             "n_states": len(states),
             # Whether the cell uses the logistic sigmoid, which the question names.
-            "sigmoid": FUNCTIONS["sigma"] in applied(e for _, e in self.cell.assignments),
+            "sigmoid": any(isinstance(f, sigma) for f, _ in local_rules(self.cell)),
             "forward": self._forward_at_t(),
             "inputs": [timed(x.name) for x in self.cell.inputs],
             "loss_on": [timed(v.name) for v in self.cell.loss_on],
@@ -376,6 +379,7 @@ class RecurrentProblem(Problem):
             "states_now": [bar(s.name) for s in states],
             "states_next": [bar(s.name, 1) for s in states],
             "example": None if self.example is None else self.example.question(),
+            "regime": None if self.LIMIT is None else recurrent_limit.values(self.cell, self.LIMIT),
         }
 
     # -- numbers ------------------------------------------------------------------------------
