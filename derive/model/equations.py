@@ -43,6 +43,7 @@ _GRAMMAR = r"""
     ?product: unary
         | product "*" unary -> mul
         | product "/" unary -> div
+        | product "@" unary -> matmul
     ?unary: power
         | "-" unary         -> neg
     ?power: atom
@@ -86,7 +87,7 @@ def parse(text: str, where: str) -> Equation:
     except lark.UnexpectedCharacters as exc:
         raise InputError(
             f"{where}: column {exc.column}: unexpected character {text[exc.pos_in_stream]!r}; "
-            "allowed are names, numbers, + - * / ^, brackets and h[t-1]"
+            "allowed are names, numbers, + - * / @ ^, brackets and h[t-1]"
         ) from None
     except lark.UnexpectedInput as exc:
         raise InputError(f"{where}: column {exc.column}: {_unexpected(exc)}") from None
@@ -146,6 +147,12 @@ class _Build:
 
     def expr(self, t) -> sp.Expr:
         rule = t.data
+        if rule == "matmul":  # the vector form's reading of a weight's product, made explicit
+            left = t.children[0]
+            if not (left.data == "name" and str(left.children[0]) in self.declared.weights):
+                raise self._fail(t.meta, "'@' takes one declared weight on its left (a "
+                                 "matrix times a vector), as in w_fx @ x")
+            return self.expr(left) * self.expr(t.children[1])
         if rule in ("add", "sub", "mul", "div"):
             a, b = (self.expr(c) for c in t.children)
             if rule == "div" and b.is_zero:
