@@ -154,3 +154,20 @@ def test_a_parsed_model_registered_builds_in_worker_processes(tmp_path, monkeypa
         for table, old in zip((registry.REGISTRY, registry.ADDED), saved, strict=True):
             table.clear()
             table.update(old)
+
+
+def test_the_starter_files_model_uncommented_is_a_cell_that_checks_out():
+    from derive.sets import starter
+
+    lines, inside = [], False
+    for line in starter("hw").splitlines():
+        inside = inside or line == "# [models.my_cell]"
+        if inside and not line:
+            break
+        if inside:
+            lines.append(line.removeprefix("# "))
+    text = ('id = "s"\ntitle = "T"\ncourse = "C"\nsource = "S"\nproblems = ["my_cell"]\n'
+            + "\n".join(lines) + "\n")
+    (problem,) = make_problems(parse_set(text, "starter.toml"), {})
+    assert problem.title == "Elman network"
+    assert problem.checks and all(c.passed for c in problem.checks)

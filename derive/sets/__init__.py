@@ -452,6 +452,17 @@ def starter(name: str) -> str:
         ]
     lines += [
         "",
+        "# A cell of your own: list its name in problems and define it here (see README).",
+        "# [models.my_cell]",
+        '# kind = "recurrent"',
+        '# title = "Elman network"',
+        '# inputs = ["x"]',
+        '# states = ["h"]                # h[t-1] is its value at the previous step',
+        '# weights = ["w_hx", "w_hh"]',
+        '# biases = ["b_h"]              # vector form only',
+        '# loss_on = ["h"]',
+        '# equations = ["h = tanh(w_hx*x + w_hh*h[t-1] + b_h)"]',
+        "",
         "# Per-student versions (derive build FILE --variants 30 --seed S) draw each listed",
         "# parameter the handout prints from a list of values or a range:",
         "# [vary.eigen_power]",
