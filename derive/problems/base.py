@@ -80,6 +80,10 @@ class Problem(ABC):
     LABELS: ClassVar[tuple[str, ...]] = ()
     #: The part that is the whole problem, if one is: its points print in the heading.
     WHOLE: ClassVar[str | None] = None
+    #: Parts a set may leave out (``omit`` in ``[questions.<key>]``): optional material no
+    #: other part of the question or the key builds on.  Most are ``LABELS``; one may be a
+    #: question within a part (momentum's ``volume``), which a set may word or omit.
+    OPTIONAL: ClassVar[tuple[str, ...]] = ()
     #: Results the question itself gives (a given matrix, a stated decomposition), which a
     #: handout may show; every other result is derived and stays out of it.
     GIVEN: ClassVar[tuple[str, ...]] = ()

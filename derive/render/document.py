@@ -43,6 +43,7 @@ from derive.render.latex import KeyPrinter, Notation, Ordering
 from derive.render.numbers import approx, millions, sci, sig3, sig6
 from derive.render.plot import curve_plot
 from derive.render.texgate import escape
+from derive.sets.wording import BUNDLED
 from derive.verify import FLOOR
 from derive.verify.routes import CENTRAL_STEP, COMPLEX_STEP, DERIVED_DPS, TOLERANCE
 
@@ -185,6 +186,8 @@ def render_problem(
         # The set's part headings, so that question and solution number parts alike.
         "labels": pset.labels.get(problem.key, {}),
         "points": pset.points.get(problem.key, {}),
+        # The set's words for the question and its omitted optional parts (m.said).
+        "wording": pset.questions.get(problem.key, BUNDLED),
         # What the set declares its source printed: the only material remarks may discuss.
         "original": pset.original.get(problem.key, {}),
         "form": pset.form,

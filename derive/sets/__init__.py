@@ -23,11 +23,12 @@ from derive.readers import read_text
 from derive.render import texgate
 from derive.render.forms import FORMS, Form
 from derive.render.latex import Notation
+from derive.sets import wording
 from derive.tomlread import INT_RANGE, MAX_DEPTH, load_toml
 
 _KEYS = {
     "id", "title", "course", "source", "problems", "notation", "out_of_scope", "labels",
-    "params", "vary", "key", "original", "points", "models",
+    "params", "vary", "key", "original", "points", "models", "questions",
 }
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 #: Free text longer than this is surely a mistake (a pasted file, say).
@@ -72,6 +73,8 @@ class ProblemSet:
     #: The models the set defines (``[models.<name>]``), as written: plain data, so a set
     #: travels to worker processes and each rebuilds the classes (``problem_class``).
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The set's words for its questions (``[questions.<key>]``, ``derive.sets.wording``).
+    questions: dict[str, wording.Wording] = field(default_factory=dict)
 
     def problem_class(self, key: str) -> type[Problem]:
         """The class of problem ``key``: the set's own model of that name, else the
@@ -119,6 +122,7 @@ def parse_set(text: str, where: str) -> ProblemSet:
         _original(data.get("original", {}), chosen, where),
         _points(data.get("points", {}), chosen, where),
         {name: models[name] for name in problems if name in models},
+        wording.parse(data.get("questions", {}), chosen, where, MAX_TEXT),
     )
     for key, cls in chosen.items():  # every parameter now: a bad value fails before output
         cls.parse_params(pset.params.get(key, {}), where)
