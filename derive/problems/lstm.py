@@ -56,6 +56,7 @@ class LSTM(RecurrentProblem):
         "weights_bar_limit": "The weight gradients in the limit: every one vanishes (value 0).",
     }
     LABELS = ("adjoints", "weight", "optional", "example")
+    OPTIONAL = ("optional",)  # the limit: no other part builds on it
     CLAIM_NAMES = RecurrentProblem.CLAIM_NAMES | {  # the limit's claims are the LSTM's own
         "backward_map_limit": "its saturated limit", "h_bar_limit": "limit of {lhs}",
         "c_bar_limit": "limit of {lhs}", "weights_bar_limit": "the weight gradients in the limit",
