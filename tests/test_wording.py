@@ -5,6 +5,8 @@ left out of both, the key's mathematics stays, and every text passes the TeX gat
 from __future__ import annotations
 
 import dataclasses
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -144,6 +146,8 @@ def test_every_question_template_prints_the_sets_words(key: str, part: str, prob
         ("[questions.lstm]\nintro = '$^^5cinput$'", "questions.lstm.intro", "^^"),
         ("[questions.lstm]\nintro = '$a % b$'", "questions.lstm.intro", "'%' is not allowed"),
         ("[questions.lstm]\nintro = '$$'", "questions.lstm.intro", "it is empty"),
+        ("[questions.lstm]\nintro = '$x \\$ more'", "questions.lstm.intro",
+         "a backslash must start a command"),
         ('[questions.lstm]\nintro = "two\\nlines"', "questions.lstm.intro", "a line break"),
         (f"[questions.lstm]\nintro = '{'x' * (MAX_TEXT + 1)}'", "questions.lstm.intro",
          f"at most {MAX_TEXT} characters"),
@@ -157,7 +161,7 @@ def test_bad_wording_is_refused_in_one_line(table: str, field: str, named: str) 
     with pytest.raises(InputError) as err:
         parse_set(HEAD + 'problems = ["lstm", "momentum"]\n' + table + "\n", "w.toml")
     message = str(err.value)
-    assert "\n" not in message and message.startswith(f"w.toml: {field}: "), message
+    assert message.isprintable() and message.startswith(f"w.toml: {field}: "), message
     assert named in message
 
 
@@ -188,7 +192,7 @@ def test_gated_wording_never_reaches_tex_as_other_commands(value: str) -> None:
         latex = texgate.wording(value, "w.toml: questions.lstm.intro", MAX_TEXT)
     except InputError as exc:
         event("refused")
-        assert "\n" not in str(exc) and str(exc).startswith("w.toml: questions.lstm.intro: ")
+        assert str(exc).isprintable() and str(exc).startswith("w.toml: questions.lstm.intro: ")
         return
     event("accepted with a formula" if "$" in latex else "accepted")
     toks, reduced = texgate.read("x" + latex)
@@ -218,3 +222,12 @@ def test_a_worded_handout_typesets(tmp_path: Path, problems) -> None:
     text = " ".join(pdf_text(dest).split())
     assert "Our own gated cell, with scalar weights and no biases, runs these steps." in text
     assert "Heavy-ball momentum on" in text and "Consider a univariate" not in text
+
+
+def test_the_readmes_wording_block_works_as_written(problems) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if "[questions." in b]
+    pset = parse_set(HEAD + 'problems = ["lstm"]\n' + textwrap.dedent(block), "readme.toml")
+    handout = render(pset, [problems["lstm"]], handout=True)
+    assert r"Derive $\bar{h}^{(t)}$ and $\bar{c}^{(t)}$ in scalar form." in handout
+    assert "Why the gradient does not explode" not in handout

@@ -761,6 +761,8 @@ class _Formula:
         if tok.text in _SIZED:
             return self.delimiter(i + 1, f"\\{tok.text}")
         if tok.text not in FORMULA_COMMANDS:
+            if not tok.text.strip():  # TeX reads a final backslash with the line's end
+                raise _RefusedError("a backslash must start a command")
             raise _RefusedError(f"\\{tok.text} is not an allowed command")
         i += 1
         for _ in range(FORMULA_COMMANDS[tok.text]):
