@@ -97,6 +97,19 @@ def test_omit_drops_an_optional_part_from_handout_and_key(problems) -> None:
     assert r"\overline{h^{(t)}} &=" in key and r"\beta^{D}" in key  # the other parts stay
 
 
+def test_omit_drops_the_extra_credit_comparison(problems) -> None:
+    toml = HEAD + 'problems = ["pixelcnn_mdrnn"]\n'
+    omitted = parse_set(toml + '[questions.pixelcnn_mdrnn]\nomit = ["compare"]\n', "o.toml")
+    plain = parse_set(toml, "p.toml")
+    made = [problems["pixelcnn_mdrnn"]]
+    for handout in (True, False):
+        doc, bundled = (render(p, made, handout=handout) for p in (omitted, plain))
+        for words in ("(extra credit)", "In short: PixelCNN trains fast"):
+            assert words not in doc and (words in bundled or handout)
+        assert "2. MDRNN" in doc  # the parts before it stay
+        assert "(extra credit)" in bundled
+
+
 def test_an_empty_wording_changes_nothing(problems) -> None:
     toml = HEAD + 'problems = ["momentum"]\n'
     empty = parse_set(toml + "[questions.momentum]\n", "e.toml")
@@ -155,6 +168,11 @@ def test_every_question_template_prints_the_sets_words(key: str, part: str, prob
         ("[questions.lstm]\nomit = ['optional']\nparts.optional = 'x'",
          "questions.lstm.parts.optional", "the part is omitted"),
         ("[questions.lstm]\nparts = 'x'", "questions.lstm.parts", "expected a table"),
+        ("[points.lstm]\noptional = 2\n[questions.lstm]\nomit = ['optional']",
+         "points.lstm.optional", "the set omits this part (questions.lstm.omit)"),
+        ("[labels.momentum]\ndet = '(b)'\n[questions.momentum]\nomit = ['volume']\n"
+         "[labels.lstm]\noptional = '(c)'\n[questions.lstm]\nomit = ['optional']",
+         "labels.lstm.optional", "drop one of the two"),
     ],
 )
 def test_bad_wording_is_refused_in_one_line(table: str, field: str, named: str) -> None:

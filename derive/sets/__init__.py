@@ -122,7 +122,7 @@ def parse_set(text: str, where: str) -> ProblemSet:
         _original(data.get("original", {}), chosen, where),
         _points(data.get("points", {}), chosen, where),
         {name: models[name] for name in problems if name in models},
-        wording.parse(data.get("questions", {}), chosen, where, MAX_TEXT),
+        wording.parse(data, chosen, where, MAX_TEXT),
     )
     for key, cls in chosen.items():  # every parameter now: a bad value fails before output
         cls.parse_params(pset.params.get(key, {}), where)

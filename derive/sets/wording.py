@@ -63,14 +63,15 @@ def parts(cls: type[Problem]) -> tuple[str, ...]:
 
 
 def parse(
-    value: Any, classes: Mapping[str, type[Problem]], where: str, max_len: int
+    data: dict[str, Any], classes: Mapping[str, type[Problem]], where: str, max_len: int
 ) -> dict[str, Wording]:
     """``[questions]`` of a set file: a ``Wording`` per problem it words.
 
     Parameters
     ----------
-    value
-        The ``questions`` table as ``tomllib`` read it.
+    data
+        The set file as ``tomllib`` read it: its ``questions`` table, and its ``points``
+        and ``labels``, which may not number or score a part the set omits.
     classes
         The set's problems, by key, in order.
     where
@@ -78,6 +79,7 @@ def parse(
     max_len
         Most characters of one text (the bound of all free text).
     """
+    value = data.get("questions", {})
     if not isinstance(value, dict):
         raise InputError(f"{where}: questions: expected a table of problem names")
     out = {}
@@ -88,6 +90,13 @@ def parse(
                 f"tables named {', '.join(classes)}"
             )
         out[key] = _wording(table, classes[key], f"{where}: questions.{key}", max_len)
+        for name in ("points", "labels"):  # both checked by now: tables of tables
+            given = sorted(out[key].omit & set(data.get(name, {}).get(key, {})))
+            if given:
+                raise InputError(
+                    f"{where}: {name}.{key}.{given[0]}: the set omits this part "
+                    f"(questions.{key}.omit); drop one of the two"
+                )
     return out
 
 
