@@ -168,6 +168,8 @@ def test_every_question_template_prints_the_sets_words(key: str, part: str, prob
         ("[questions.lstm]\nomit = ['optional']\nparts.optional = 'x'",
          "questions.lstm.parts.optional", "the part is omitted"),
         ("[questions.lstm]\nparts = 'x'", "questions.lstm.parts", "expected a table"),
+        ("[questions.lstm]\nparts.example = 'x'", "questions.lstm.parts.example",
+         "only with params.lstm.example"),
         ("[points.lstm]\noptional = 2\n[questions.lstm]\nomit = ['optional']",
          "points.lstm.optional", "the set omits this part (questions.lstm.omit)"),
         ("[labels.momentum]\ndet = '(b)'\n[questions.momentum]\nomit = ['volume']\n"
@@ -249,3 +251,15 @@ def test_the_readmes_wording_block_works_as_written(problems) -> None:
     handout = render(pset, [problems["lstm"]], handout=True)
     assert r"Derive $\bar{h}^{(t)}$ and $\bar{c}^{(t)}$ in scalar form." in handout
     assert "Why the gradient does not explode" not in handout
+
+
+def test_a_worked_example_takes_the_sets_words() -> None:
+    weights = ", ".join(f"w_{g}{s} = 0.5" for g in "ifog" for s in "xh")
+    toml = (HEAD + 'problems = ["lstm"]\n[params.lstm.example]\nx = [1, -0.5]\nh0 = 0\nc0 = 0\n'
+            f"dL_dh = [1, 2]\nweights = {{ {weights} }}\n"
+            "[questions.lstm]\nparts.example = 'Find every gradient to $4$ digits.'\n")
+    pset = parse_set(toml, "ex.toml")
+    handout = render(pset, [pset.make_problem("lstm")], handout=True)
+    assert "Find every gradient to $4$ digits." in handout
+    assert "Six significant digits are enough." not in handout
+    assert r"\begin{tabular}" in handout  # the example's numbers stay

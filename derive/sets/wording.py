@@ -90,14 +90,26 @@ def parse(
                 f"tables named {', '.join(classes)}"
             )
         out[key] = _wording(table, classes[key], f"{where}: questions.{key}", max_len)
-        for name in ("points", "labels"):  # both checked by now: tables of tables
-            given = sorted(out[key].omit & set(data.get(name, {}).get(key, {})))
-            if given:
-                raise InputError(
-                    f"{where}: {name}.{key}.{given[0]}: the set omits this part "
-                    f"(questions.{key}.omit); drop one of the two"
-                )
+        _agrees(out[key], classes[key], data, f"{where}: ", key)
     return out
+
+
+def _agrees(said: Wording, cls: type[Problem], data: dict[str, Any], at: str, key: str) -> None:
+    """Refuse words for a part the question does not have and numbers for one it omits."""
+    for name in ("points", "labels"):  # both checked by now: tables of tables
+        given = sorted(said.omit & set(data.get(name, {}).get(key, {})))
+        if given:
+            raise InputError(
+                f"{at}{name}.{key}.{given[0]}: the set omits this part "
+                f"(questions.{key}.omit); drop one of the two"
+            )
+    # A part named as a parameter (a recurrent cell's worked example) exists only with it.
+    for param in sorted({p.name for p in cls.PARAMS} & set(said.text)):
+        if not any(param in data.get(t, {}).get(key, {}) for t in ("params", "vary")):
+            raise InputError(
+                f"{at}questions.{key}.parts.{param}: the question has this part only with "
+                f"params.{key}.{param}; give it, or drop these words"
+            )
 
 
 def _wording(table: dict, cls: type[Problem], path: str, max_len: int) -> Wording:
