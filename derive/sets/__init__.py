@@ -423,6 +423,30 @@ def check_distinct(sets: Iterable[ProblemSet], out_dir: Path) -> None:
         )
 
 
+#: The starter's commented model: a cell of the set's own (README, "Your own models").
+_STARTER_MODEL = (
+    "# A cell of your own: list its name in problems and define it here (see README).",
+    "# [models.my_cell]",
+    '# kind = "recurrent"',
+    '# title = "Elman network"',
+    '# inputs = ["x"]',
+    '# states = ["h"]                # h[t-1] is its value at the previous step',
+    '# weights = ["w_hx", "w_hh"]',
+    '# biases = ["b_h"]              # vector form only',
+    '# loss_on = ["h"]',
+    '# equations = ["h = tanh(w_hx*x + w_hh*h[t-1] + b_h)"]',
+    "",
+)
+
+
+def _starter_params(cls: type[Problem]) -> list[str]:
+    """A problem's parameters as the starter lists them: commented, with their defaults."""
+    return ["", f"# [params.{cls.key}]   # {cls.title}"] + [
+        f"# {p.name} = {to_toml(p.default)}   # {p.doc}" if p.default is not None
+        else f"# {p.name} = ...   # optional: {p.doc}" for p in cls.PARAMS
+    ]
+
+
 def starter(name: str) -> str:
     """A commented set file listing every problem, its parameters and their defaults."""
     set_id = re.sub(r"[^a-z0-9_]", "_", name.lower()).lstrip("_0123456789") or "my_set"
@@ -444,29 +468,10 @@ def starter(name: str) -> str:
         'time = "superscript"   # h^{(t)}; or "subscript" for h_t',
         "# [notation.symbols]    # how symbols are spelled, e.g. w_ix = \"w_{xi}\"",
     ]
-    for key, cls in REGISTRY.items():
-        if not cls.PARAMS:
-            continue
-        lines += ["", f"# [params.{key}]   # {cls.title}"]
-        lines += [
-            f"# {p.name} = {to_toml(p.default)}   # {p.doc}"
-            if p.default is not None
-            else f"# {p.name} = ...   # optional: {p.doc}"
-            for p in cls.PARAMS
-        ]
+    lines += [line for cls in REGISTRY.values() if cls.PARAMS for line in _starter_params(cls)]
     lines += [
         "",
-        "# A cell of your own: list its name in problems and define it here (see README).",
-        "# [models.my_cell]",
-        '# kind = "recurrent"',
-        '# title = "Elman network"',
-        '# inputs = ["x"]',
-        '# states = ["h"]                # h[t-1] is its value at the previous step',
-        '# weights = ["w_hx", "w_hh"]',
-        '# biases = ["b_h"]              # vector form only',
-        '# loss_on = ["h"]',
-        '# equations = ["h = tanh(w_hx*x + w_hh*h[t-1] + b_h)"]',
-        "",
+        *_STARTER_MODEL,
         "# Per-student versions (derive build FILE --variants 30 --seed S) draw each listed",
         "# parameter the handout prints from a list of values or a range:",
         "# [vary.eigen_power]",
