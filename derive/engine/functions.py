@@ -142,12 +142,27 @@ def _applied(name: str) -> Callable:
     return fdiff
 
 
+def _evalf(name: str) -> Callable:
+    # evalf reads the registry's mpmath form: SymPy has no numeric form of the classes
+    # below, and without one sigma(0.3).evalf() stays sigma(0.3) (a derived expression
+    # evaluated at numbers, as a check does, would not be a number).
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        z = self.args[0]._eval_evalf(prec)
+        if z is None or not z.is_number:
+            return None
+        with mpmath.workprec(prec):
+            return sp.Expr._from_mpmath(FUNCTIONS[name].mpmath(z._to_mpmath(prec)), prec)
+
+    return _eval_evalf
+
+
 # -- SymPy forms of the functions SymPy lacks ----------------------------------------------
 class sigma(sp.Function):  # noqa: N801 - reads like the math
     """The logistic function 1/(1 + exp(-z))."""
 
     nargs = 1
     fdiff = _applied("sigma")
+    _eval_evalf = _evalf("sigma")
 
     def _eval_rewrite_as_exp(self, z, **kwargs):
         return 1 / (1 + sp.exp(-z))
@@ -163,6 +178,7 @@ class step(sp.Function):  # noqa: N801
 
     nargs = 1
     fdiff = _applied("step")
+    _eval_evalf = _evalf("step")
 
     def _latex(self, printer) -> str:
         return r"\operatorname{step}\left(%s\right)" % printer._print(self.args[0])
@@ -174,6 +190,7 @@ class relu(sp.Function):  # noqa: N801
 
     nargs = 1
     fdiff = _applied("relu")
+    _eval_evalf = _evalf("relu")
 
     def _latex(self, printer) -> str:
         return r"\operatorname{ReLU}\left(%s\right)" % printer._print(self.args[0])
@@ -184,6 +201,7 @@ class softplus(sp.Function):  # noqa: N801
 
     nargs = 1
     fdiff = _applied("softplus")
+    _eval_evalf = _evalf("softplus")
 
     def _eval_rewrite_as_exp(self, z, **kwargs):
         return sp.log(1 + sp.exp(z))

@@ -233,6 +233,7 @@ def cell_spec(name: str, table: dict[str, Any], where: str) -> CellSpec:
     equations(Names())  # every name and function is checked now, before any derivation
     _check_dependence(parsed, declared)
     _check_used(parsed, declared, where)
+    _check_read(parsed, declared.states, loss_on)
     return CellSpec(name, declared.inputs, declared.states, declared.weights,
                     declared.biases, equations, loss_on)
 
@@ -332,6 +333,18 @@ def _check_used(parsed: Sequence[Equation], declared: Declared, where: str) -> N
             raise InputError(f"{where}.states: {name!r} is never read as {name}[t-1]; a "
                              "state carries its value to the next step (a variable that "
                              "does not is declared by being assigned)")
+
+
+def _check_read(parsed: Sequence[Equation], states: Sequence[str], loss_on: Sequence[str]
+                ) -> None:
+    """Refuse a variable nothing reads (no later equation, not the loss): it cannot change
+    the loss, so its adjoint and its weights' gradients are zero, surely not what was
+    meant.  (A state is read at the next step, as s[t-1].)"""
+    read = set().union(*(_reads(e) for e in parsed)) | set(loss_on) | set(states)
+    for e in parsed:
+        if e.target not in read:
+            raise InputError(f"{e.where}: {e.target!r} is assigned but no equation reads it "
+                             "and the loss is not on it (loss_on); use it, or remove it")
 
 
 def _names(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
