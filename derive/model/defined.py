@@ -72,6 +72,8 @@ def model_class(name: str, table: dict[str, Any], where: str) -> type[Problem]:
     if not isinstance(table, dict):
         raise InputError(f"{where}: expected a table with kind, title and the model")
     kind = table.get("kind")
+    if kind is None:
+        raise InputError(f"{where}.kind: missing; expected one of {', '.join(map(repr, KINDS))}")
     if kind not in KINDS:
         raise InputError(f"{where}.kind: expected one of {', '.join(map(repr, KINDS))}, "
                          f"got {show(kind)}")

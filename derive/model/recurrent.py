@@ -62,6 +62,8 @@ def recurrent_problem(name: str, table: dict[str, Any], where: str) -> type[Recu
 
 
 def _words(value: Any, where: str) -> str:
+    if value is None:
+        raise InputError(f"{where}: missing; expected a non-empty string")
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{where}: expected a non-empty string, got {show(value)}")
     return texgate.text(value, where, MAX_WORDS)
