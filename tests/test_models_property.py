@@ -252,6 +252,14 @@ def test_a_gate_written_inline_has_a_numeric_backward_map():
         assert FUNCTIONS[f].sympy(sp.Float(0.25)).evalf(30).is_Float, f
 
 
+def test_a_saturated_state_keeps_its_backward_map_accurate():
+    """With f = w x + w h[t-1] unbounded, h = tanh(...) saturates at |w| <= 5 to exactly 1
+    in float64: J's factor 1 - h^2 then read 0 against a probed 1e-16 (error 1.0), until the
+    check evaluated J in its stable form, sech(z)^2."""
+    cell = _cell(["f = w1*x + w2*h[t-1]", "h = tanh(w3*h[t-1] + w4*f)"])
+    assert _failed(_problem(cell)) == []
+
+
 def test_an_elementwise_root_prints():
     """sqrt of a vector is a power, not an applied function: printing it once failed."""
     v = sp.MatrixSymbol("c", 3, 1)
