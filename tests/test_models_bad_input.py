@@ -3,7 +3,7 @@ field and what is allowed (``derive.errors.InputError``, exit 2), before anythin
 
 The equation-level mistakes (a parse error, an undeclared name, a state read at its own step,
 ...) are in tests/test_model_equations.py; these are the set file's: the table's own keys
-(kind, title, noun, roles), its place in the set (names, ``problems``), what the grammar
+(kind, title, noun, roles, limit), its place in the set (names, ``problems``), what the grammar
 refuses of a whole cell (cycles, unused names, the vector form's shapes), and a few
 equation bounds seen through a set file.  Some go through ``derive build`` as a user runs it.
 """
@@ -79,6 +79,14 @@ BAD = [
      f"{M}.roles.f: expected a non-empty string, got 3"),
     ("role-outside-the-gate", model(roles='{ f = "a \u2603", n = "b", h = "c" }'),
      f"{M}.roles.f: expected one line of text"),
+    # -- the regime the key analyses
+    ("limit-unassigned", model(limit="{ q = 0 }"),
+     f"{M}.limit.q: 'q' is not a variable the cell assigns; allowed are f, n"),
+    ("limit-not-a-table", model(limit="3"),
+     f"{M}.limit: expected a table such as {{ f = 0 }} naming 1 to 32 variables"),
+    ("limit-off-the-range", model(limit="{ f = 2 }"),
+     f"{M}.limit.f: expected 0 or 1 (the ends of the range of sigma, which f applies), got 2"),
+    ("limit-a-state", model(limit="{ h = 0 }"), f"{M}.limit.h: 'h' is a state"),
     # -- the model's name and its place in the set
     ("name-capitals", model(name="MGU", problems='["MGU"]'),
      "mine.toml: models.MGU: 'MGU' is not allowed as a model's name; use lowercase letters"),
