@@ -10,6 +10,7 @@ every parameter's gradient, the initial states' and the inputs' adjoints.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -135,7 +136,7 @@ def _grad_scalar(
     run = _native_run(cell, params, inputs, init, loss, backend)
     used = "c" if run is not None else "numpy"
     if run is None:
-        traj = forward(cell, params, inputs, init)
+        traj = forward(generated(cell), params, inputs, init)
         run = traj, problem.scalar_sweep.run(traj, params, loss)
     traj, g = run
     out = {k: float(v) for k, v in g.params.items()}
@@ -235,7 +236,7 @@ def _grad_vector(problem: RecurrentProblem, top: dict, weights: dict) -> dict:
         s.name: inp.vector(top[f"{s.name}0"], f"{s.name}0", sizes["rows"]) for s in cell.states
     }
     inputs = {x.name: seqs[x.name] for x in cell.inputs}
-    traj = forward(cell, params, inputs, init)
+    traj = forward(generated(cell), params, inputs, init)
     loss = {v.name: seqs[f"dL_d{v.name}"] for v in cell.loss_on}
     g = VectorSweep(problem.vector_adjoints).run(traj, params, loss)
     out = {k: g.params[k].tolist() for k in problem.weights}
@@ -244,3 +245,10 @@ def _grad_vector(problem: RecurrentProblem, top: dict, weights: dict) -> dict:
     out |= {x: [v.ravel().tolist() for v in g.bars[x][1 : steps + 1]] for x in inputs}
     states = {s.name: [v.ravel().tolist() for v in traj[s.name][1:]] for s in cell.states}
     return {**states, "grad": out}
+
+
+def generated(cell: Cell) -> Cell:
+    """``cell`` running its compiled forward pass: ``derive grad`` evaluates the derived
+    equations as generated code (a cell written as text reads its own text only in its
+    checks, where that reading is the independent route)."""
+    return cell if cell.interpreted is None else dataclasses.replace(cell, interpreted=None)

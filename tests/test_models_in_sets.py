@@ -120,7 +120,7 @@ def test_parse_model_reads_text_or_a_table():
         REGISTRY["mgu"]().results["w_fx_bar"].expr)
     from derive.errors import InputError
 
-    with pytest.raises(InputError, match=r"models\.model\.kind: expected one of"):
+    with pytest.raises(InputError, match=r"models\.model\.kind: missing; expected one of"):
         derive.parse_model({"title": "x"})
     with pytest.raises(InputError, match="a model is TOML text or a table, got int"):
         derive.parse_model(3)

@@ -284,7 +284,9 @@ def _forward_compiled(
 ) -> Trajectory:
     """``forward`` by one compiled call per step."""
     steps = len(next(iter(inputs.values())))
-    if vector:
+    if cell.interpreted is not None:  # a cell written as text: its equations' own reading
+        step = cell.interpreted("mpmath" if backend == "mpmath" else "numpy", bool(perturb))
+    elif vector:
         step = _vector_step(cell, bool(perturb), backend)
     else:
         # One sequence of plain floats runs on ``math``: NumPy's per-call overhead on

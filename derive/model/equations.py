@@ -26,6 +26,7 @@ import sympy as sp
 from derive.engine.functions import FUNCTIONS
 from derive.engine.spec import CellSpec, Names
 from derive.errors import InputError
+from derive.model.interpret import Interpreter
 
 #: Longest equation, most equations, deepest bracket nesting: beyond these a model is surely
 #: a mistake, and the bounds keep parsing and building cheap.
@@ -234,8 +235,10 @@ def cell_spec(name: str, table: dict[str, Any], where: str) -> CellSpec:
     _check_dependence(parsed, declared)
     _check_used(parsed, declared, where)
     _check_read(parsed, declared.states, loss_on)
+    reading = Interpreter(parsed, declared.inputs, declared.states, declared.weights,
+                          declared.biases)
     return CellSpec(name, declared.inputs, declared.states, declared.weights,
-                    declared.biases, equations, loss_on)
+                    declared.biases, equations, loss_on, reading)
 
 
 def _equations(parsed: Sequence[Equation], declared: Declared):

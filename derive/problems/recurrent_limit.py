@@ -198,13 +198,15 @@ def _weights(problem: Any, derived: dict[str, Result], at: dict) -> Result:
 def shifted(cell: Cell, limit: dict[str, int]) -> Cell:
     """The cell with each limited variable's argument moved by ±``SHIFT`` towards its end."""
     kinds = saturating(cell)
-    pairs = []
+    pairs, moves = [], {}
     for u, e in cell.assignments:
         if u.name in limit:
-            sign = 1 if limit[u.name] == ends(kinds[u.name])[1] else -1
-            e = e.func(argument(e) + sign * SHIFT)
+            moves[u.name] = (1 if limit[u.name] == ends(kinds[u.name])[1] else -1) * SHIFT
+            e = e.func(argument(e) + moves[u.name])
         pairs.append((u, e))
-    return dataclasses.replace(cell, assignments=tuple(pairs))
+    # A cell written as text runs its own reading, moved the same way.
+    interpreted = cell.interpreted and cell.interpreted.shifted(moves)
+    return dataclasses.replace(cell, assignments=tuple(pairs), interpreted=interpreted)
 
 
 def _gap(got: Any, ref: Any, scale: float = 1.0) -> float:
