@@ -10,7 +10,6 @@ every parameter's gradient, the initial states' and the inputs' adjoints.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,7 @@ import sympy as sp
 from derive import inputs as inp
 from derive.engine.cell import Cell
 from derive.engine.native import NativeUnavailable, NoCompiler, native_gradient, warn
-from derive.engine.numeric import VectorSweep, forward
+from derive.engine.numeric import VectorSweep, forward, generated
 from derive.engine.vector import n_h, n_x
 from derive.errors import InputError
 
@@ -245,10 +244,3 @@ def _grad_vector(problem: RecurrentProblem, top: dict, weights: dict) -> dict:
     out |= {x: [v.ravel().tolist() for v in g.bars[x][1 : steps + 1]] for x in inputs}
     states = {s.name: [v.ravel().tolist() for v in traj[s.name][1:]] for s in cell.states}
     return {**states, "grad": out}
-
-
-def generated(cell: Cell) -> Cell:
-    """``cell`` running its compiled forward pass: ``derive grad`` evaluates the derived
-    equations as generated code (a cell written as text reads its own text only in its
-    checks, where that reading is the independent route)."""
-    return cell if cell.interpreted is None else dataclasses.replace(cell, interpreted=None)

@@ -68,3 +68,27 @@ def test_a_slip_between_the_text_and_its_sympy_form_fails_the_checks():
     good = max(c.max_rel_error for c in cls(cases=[Case(3, seed=1)]).checks
                if c.method == "complex step")
     assert good < 1e-12
+
+
+def test_a_worked_example_of_a_text_cell_is_checked_on_the_texts_reading():
+    """The example's forward values (float64, generated) against the text's reading at 60
+    digits: equal for the MGU as written, far apart once the SymPy form slips."""
+    cls = _spec("mgu")
+    spec = cls.CELL
+    example = {"x": [1, "-0.5", 2], "h0": "0.1", "dL_dh": [1, 0, -2],
+               "weights": {"w_fx": "0.5", "w_fh": "-0.3", "w_nx": "0.8", "w_nh": "1/4"}}
+
+    def slipped(s):
+        pairs = list(spec.equations(s))
+        u, e = pairs[-1]
+        return (*pairs[:-1], (u, e.subs(s.n, sp.Rational(101, 100) * s.n)))
+
+    def forward_error(problem_cls) -> float:
+        problem = problem_cls(example=example, cases=[Case(1, seed=1)])
+        (check,) = [c for c in problem.checks if c.claim == "example_forward"]
+        return check.max_rel_error
+
+    bad = type("Slipped", (cls,), {"CELL": dataclasses.replace(spec, equations=slipped),
+                                   "LIMIT": None})
+    assert forward_error(cls) < 1e-15
+    assert forward_error(bad) > 1e-3

@@ -19,6 +19,7 @@ Both use the same convention: step 0 holds the initial states; the loss reads
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -277,6 +278,13 @@ def _number_source(e: sp.Expr, exact: bool) -> str:
     if exact and e.is_Rational and not e.is_Integer:
         return f"(mpf({int(e.p)}) / {int(e.q)})"
     return repr(float(e) if e.is_real else complex(e))
+
+
+def generated(cell: Cell) -> Cell:
+    """``cell`` running its compiled forward pass: ``derive grad`` and a worked example's
+    printed values evaluate generated code (a cell written as text reads its own text only
+    where that reading is the independent route: the checks' references)."""
+    return cell if cell.interpreted is None else dataclasses.replace(cell, interpreted=None)
 
 
 def _forward_compiled(
