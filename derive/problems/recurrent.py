@@ -340,6 +340,7 @@ class RecurrentProblem(Problem):
             "check_groups": [(n, g) for n, g in self.check_groups() if g],
             "example": self._example_context(),
             "local_rules": local_rules(self.cell),
+            "gated": any(isinstance(f, sigma) for f, _ in local_rules(self.cell)),
             "regime": None if self.LIMIT is None else recurrent_limit.context(self),
         }
 
