@@ -260,7 +260,13 @@ def render_page(
     ``appendix`` parts (``render_evidence``) at its end."""
     env = env or environment(pset.notation)
     page = "handout.tex.j2" if handout else "answer_key.tex.j2"
+    text, extra = "\n".join(body), "\n".join(a for a in appendix or () if a)
+    # The legend explains the verdict "detected" only where some check gives it.
+    detected = DETECTED in text or DETECTED in extra
     return env.get_template(page).render(
-        pset=pset, body="\n".join(body), version=version,
-        appendix="\n".join(a for a in appendix or () if a),
+        pset=pset, body=text, version=version, appendix=extra, detected=detected,
     )
+
+
+#: How an evidence row prints the verdict of a check that found an error in given data.
+DETECTED = r"\textit{detected}"
