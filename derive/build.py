@@ -23,7 +23,7 @@ from derive import fsutil, procs, workers
 from derive.errors import ChecksFailedError, DeriveError, InputError, NoTexEngineError
 from derive.export import export_problem, json_bytes
 from derive.params import plain_data
-from derive.problems import REGISTRY, Problem
+from derive.problems import Problem
 from derive.render import pdf
 from derive.render.document import (
     environment,
@@ -54,10 +54,12 @@ def make_problems(pset: ProblemSet, cache: dict[str, Problem]) -> list[Problem]:
 def _ident(pset: ProblemSet, key: str) -> str:
     """What makes two uses of a problem the same: its key, its parameters and the source
     declarations its derivation reads (a declared sample solution adds results)."""
-    derives = REGISTRY[key].ORIGINAL_DERIVES
+    derives = pset.problem_class(key).ORIGINAL_DERIVES
     original = {k: v for k, v in pset.original.get(key, {}).items() if k in derives}
     tail = ":" + canonical(original) if original else ""
-    return key + ":" + canonical(pset.params.get(key, {})) + tail
+    # A set's own model is its table: two sets may define one name differently.
+    model = ":model:" + canonical(pset.models[key]) if key in pset.models else ""
+    return key + ":" + canonical(pset.params.get(key, {})) + tail + model
 
 
 def canonical(value: Any) -> str:

@@ -183,10 +183,38 @@ def _jobs(text: str) -> int:
     return value
 
 
-def _cmd_check(args: argparse.Namespace) -> int:
-    from derive.problems import REGISTRY, get_problem
+def _classes(set_file: str | None) -> dict:
+    """The problems a command may name: the registered ones, and with ``--set FILE`` the
+    set's own models (before registered problems of the same name)."""
+    from derive.problems import REGISTRY
 
-    problems = [get_problem(k) for k in (args.problems or list(REGISTRY))]
+    classes = dict(REGISTRY)
+    if set_file is not None:
+        from derive.sets import get_set
+
+        pset = get_set(set_file)
+        classes |= {key: pset.problem_class(key) for key in pset.problems}
+    return classes
+
+
+def _set_problems(set_file: str) -> list[str]:
+    from derive.sets import get_set
+
+    return list(get_set(set_file).problems)
+
+
+def _named(classes: dict, key: str, set_file: str | None):
+    if key not in classes:
+        also = f" or in {set_file}" if set_file else " (a set's own model needs --set FILE)"
+        raise InputError(f"unknown problem {key!r}; known problems: "
+                         f"{', '.join(classes)}{also}")
+    return classes[key]()
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    classes = _classes(args.set)
+    default = list(classes) if args.set is None else _set_problems(args.set)
+    problems = [_named(classes, k, args.set) for k in (args.problems or default)]
     rows = [(f"{p.key}:{c.claim}", c) for p in problems for c in p.checks]
     wc = max([len("claim")] + [len(n) for n, _ in rows])
     wm = max([len("method")] + [len(c.method) for _, c in rows])
@@ -207,11 +235,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_grad(args: argparse.Namespace) -> int:
     from derive.inputs import read_json
-    from derive.problems import REGISTRY, get_problem
 
-    problem = get_problem(args.problem)
+    classes = _classes(args.set)
+    problem = _named(classes, args.problem, args.set)
     if not hasattr(problem, "grad"):
-        able = [k for k, cls in REGISTRY.items() if hasattr(cls, "grad")]
+        able = [k for k, cls in classes.items() if hasattr(cls, "grad")]
         raise InputError(
             f"problem {args.problem!r} has no numeric gradient; "
             f"problems with one: {', '.join(able)}"
@@ -245,11 +273,14 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="run every verification; nonzero exit if one fails")
     c.add_argument("problems", nargs="*", metavar="PROBLEM")
+    c.add_argument("--set", metavar="FILE",
+                   help="a set file: its problems by default, and its models may be named")
     c.set_defaults(func=_cmd_check)
 
     g = sub.add_parser("grad", help="evaluate a problem's derived gradient on numbers (JSON)")
     g.add_argument("problem", metavar="PROBLEM")
     g.add_argument("--input", required=True, metavar="FILE", help="JSON file, or - for stdin")
+    g.add_argument("--set", metavar="FILE", help="a set file whose models may be named")
     g.add_argument(
         "--backend",
         default="auto",

@@ -21,7 +21,7 @@ import sympy as sp
 
 from derive.engine.cell import Cell
 from derive.engine.functions import lookup
-from derive.engine.numeric import Gradients, evaluate_at, forward, sweep_for
+from derive.engine.numeric import Gradients, evaluate_at, forward, generated, sweep_for
 from derive.errors import InputError
 from derive.example import Example
 from derive.verify import routes
@@ -52,7 +52,7 @@ class ExampleRun:
     def trajectory(self) -> dict:
         """The forward pass by the engine (float64): every variable per step."""
         w, x, init, _ = self.example.floats()
-        return forward(self.cell, w, x, init)
+        return forward(generated(self.cell), w, x, init)
 
     @cached_property
     def gradients(self) -> Gradients:

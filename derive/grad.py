@@ -20,7 +20,7 @@ import sympy as sp
 from derive import inputs as inp
 from derive.engine.cell import Cell
 from derive.engine.native import NativeUnavailable, NoCompiler, native_gradient, warn
-from derive.engine.numeric import VectorSweep, forward
+from derive.engine.numeric import VectorSweep, forward, generated
 from derive.engine.vector import n_h, n_x
 from derive.errors import InputError
 
@@ -135,7 +135,7 @@ def _grad_scalar(
     run = _native_run(cell, params, inputs, init, loss, backend)
     used = "c" if run is not None else "numpy"
     if run is None:
-        traj = forward(cell, params, inputs, init)
+        traj = forward(generated(cell), params, inputs, init)
         run = traj, problem.scalar_sweep.run(traj, params, loss)
     traj, g = run
     out = {k: float(v) for k, v in g.params.items()}
@@ -235,7 +235,7 @@ def _grad_vector(problem: RecurrentProblem, top: dict, weights: dict) -> dict:
         s.name: inp.vector(top[f"{s.name}0"], f"{s.name}0", sizes["rows"]) for s in cell.states
     }
     inputs = {x.name: seqs[x.name] for x in cell.inputs}
-    traj = forward(cell, params, inputs, init)
+    traj = forward(generated(cell), params, inputs, init)
     loss = {v.name: seqs[f"dL_d{v.name}"] for v in cell.loss_on}
     g = VectorSweep(problem.vector_adjoints).run(traj, params, loss)
     out = {k: g.params[k].tolist() for k in problem.weights}

@@ -36,7 +36,6 @@ import sympy as sp
 
 from derive.errors import InputError
 from derive.params import Exact, Int, Param, Raw, exact_number, plain_data, show
-from derive.problems import REGISTRY
 from derive.readers import read_text
 from derive.sets import ProblemSet
 
@@ -155,13 +154,13 @@ def plan(pset: ProblemSet) -> dict[tuple[str, str], list[Any]]:
     out = {}
     for key in pset.problems:
         specs = pset.vary.get(key, {})
-        params = {p.name: p for p in REGISTRY[key].PARAMS}
+        params = {p.name: p for p in pset.problem_class(key).PARAMS}
         for name in sorted(specs):
             where = f"{pset.where}: vary.{key}.{name}"
             if name not in params:
                 allowed = ", ".join(params) or "none (this problem has no parameters)"
                 raise InputError(f"{where}: unknown parameter; allowed are {allowed}")
-            _check_shown(REGISTRY[key], name, where)
+            _check_shown(pset.problem_class(key), name, where)
             values = candidates(params[name], specs[name], where)
             if isinstance(params[name].kind, Raw):
                 values = _distinct_questions(pset, key, name, values)
@@ -185,7 +184,7 @@ def _check_shown(cls: type, name: str, where: str) -> None:
 def _distinct_questions(pset: ProblemSet, key: str, name: str, values: list[Any]) -> list[Any]:
     """Values a problem reads whole (a layer list, a worked example) count once per question
     they pose: ``"Conv3-64"`` and ``"conv3-64"`` are one layer, so one version."""
-    cls, given = REGISTRY[key], pset.params.get(key, {})
+    cls, given = pset.problem_class(key), pset.params.get(key, {})
     out, seen = [], set()
     for i, value in enumerate(values):
         where = f"{pset.where}: vary.{key}.{name}[{i}]"

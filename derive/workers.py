@@ -24,7 +24,9 @@ import contextlib
 import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
+import pickle
 import signal
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +35,7 @@ from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
 from derive import procs
-from derive.errors import WorkerLost
+from derive.errors import InputError, WorkerLost
 
 T = TypeVar("T")
 
@@ -77,9 +79,10 @@ def run_in_child(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in a fresh worker process; its result, or its exception raised here
     (with the worker's traceback as its cause)."""
     ctx = _context()
+    added = _registered()
     receive, send = ctx.Pipe(duplex=False)
     lifeline, hold = ctx.Pipe(duplex=False)  # only this process holds ``hold``
-    child = ctx.Process(target=_child_main, args=(send, lifeline, fn, args), daemon=True)
+    child = ctx.Process(target=_child_main, args=(send, lifeline, fn, args, added), daemon=True)
     try:
         procs.start(child)
         send.close()  # the child holds the other ends: EOF here once it has gone
@@ -116,9 +119,47 @@ def _ended(status: int | None) -> str:
     return f"a worker process ended with status {status} before it answered"
 
 
-def _child_main(send: Connection, lifeline: Connection, fn: Callable, args: tuple) -> None:
+def _registered() -> bytes | None:
+    """The problems ``derive.register`` added in this process, pickled for a worker, or None.
+
+    A worker is forked from the server, which loaded the bundled problems and the plugins
+    (entry points) but knows nothing of what this process registered since.  Classes
+    travel by reference (module and name): the worker imports them.
+    """
+    added = getattr(sys.modules.get("derive.problems"), "ADDED", None)
+    if not added:
+        return None
+    try:
+        return pickle.dumps(dict(added))
+    except Exception as exc:  # a class defined inside a function, say
+        raise InputError(
+            f"register: the problems {', '.join(added)} cannot be sent to worker processes "
+            f"({exc}); define their classes at the top level of a module, or build with "
+            "one job"
+        ) from None
+
+
+def _restore(added: bytes | None) -> None:
+    if added is None:
+        return
+    try:
+        problems = pickle.loads(added)
+    except Exception as exc:  # defined where the worker cannot import it (an interpreter)
+        raise InputError(
+            f"register: a worker process cannot import a registered problem ({exc}); "
+            "define it in a module on the path (or a plugin), or build with one job"
+        ) from None
+    from derive.problems import REGISTRY
+
+    REGISTRY.update(problems)
+
+
+def _child_main(
+    send: Connection, lifeline: Connection, fn: Callable, args: tuple, added: bytes | None
+) -> None:
     procs.worker_init(lifeline)
     try:
+        _restore(added)
         outcome: Any = fn(*args)
     except BaseException as exc:  # sent to the parent, which decides
         outcome = _Failed(exc, traceback.format_exc())

@@ -457,7 +457,8 @@ def test_grad_unknown_problem(tmp_path: Path, capsys) -> None:
     status = main(["grad", "nosuch", "--input", str(write_json(tmp_path, SCALAR))])
     out, err = capsys.readouterr()
     assert (status, out) == (2, "")
-    assert err == f"derive: error: unknown problem 'nosuch'; known problems: {KNOWN}\n"
+    tail = " (a set's own model needs --set FILE)"
+    assert err == f"derive: error: unknown problem 'nosuch'; known problems: {KNOWN}{tail}\n"
 
 
 def test_grad_nonexistent_input_file(tmp_path: Path, capsys) -> None:
@@ -601,7 +602,15 @@ def test_check_unknown_problem(capsys) -> None:
     status = main(["check", "nosuch"])
     out, err = capsys.readouterr()
     assert (status, out) == (2, "")
-    assert err == f"derive: error: unknown problem 'nosuch'; known problems: {KNOWN}\n"
+    tail = " (a set's own model needs --set FILE)"
+    assert err == f"derive: error: unknown problem 'nosuch'; known problems: {KNOWN}{tail}\n"
+
+
+def test_check_runs_a_sets_own_models(capsys) -> None:
+    models = Path(__file__).resolve().parent / "models"
+    assert main(["check", "--set", str(models / "coupled.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "coupled_lstm:w_fx_bar" in out and out.rstrip().endswith(" passed, 0 failed")
 
 
 # -- no TeX engine ---------------------------------------------------------------------------------

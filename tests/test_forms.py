@@ -132,7 +132,7 @@ def test_optional_material_only_with_extras(keys):
         full, compact = keys[set_id, "full"], keys[set_id, "compact"]
         for extra in (
             "\\paragraph{Vector form.}",
-            "The initial states and the inputs receive",
+            "The initial states and the input receive",
             "The other weights follow from the same rule",
         ):
             assert extra in full and extra in keys[set_id, "student"]

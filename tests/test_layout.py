@@ -25,9 +25,11 @@ from derive.render.document import environment, render, render_page, render_prob
 from derive.render.forms import FORMS
 from derive.render.latex import Notation
 from derive.render.pdf import find_engine, overfull_boxes, typeset_with_log
-from derive.sets import ProblemSet, bundled, parse_set
+from derive.sets import ProblemSet, bundled, get_set, parse_set
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+#: Set files that define their own cells.
+MODELS = Path(__file__).resolve().parent / "models"
 #: Overfull boxes up to this many points are TeX's rounding, not a formula in the margin.
 LIMIT_PT = 1.0
 
@@ -92,7 +94,8 @@ def readme_set() -> ProblemSet:
 
 
 def _set_documents() -> dict[str, str]:
-    """Every bundled set and the README's: the key in each form, and the handout."""
+    """Every bundled set and the README's: the key in each form, and the handout; and the
+    full key and handout of each set of tests/models (cells defined in a set file)."""
     sets = {**bundled(), "dl101_hw2": readme_set()}
     cache: dict = {}
     docs = {}
@@ -101,6 +104,11 @@ def _set_documents() -> dict[str, str]:
         for name, form in FORMS.items():
             docs[f"{sid} key ({name})"] = render(dataclasses.replace(pset, form=form), problems)
         docs[f"{sid} handout"] = render(pset, problems, handout=True)
+    for path in sorted(MODELS.glob("*.toml")):
+        pset = get_set(str(path))
+        problems = make_problems(pset, cache)
+        docs[f"model {path.stem} key"] = render(pset, problems)
+        docs[f"model {path.stem} handout"] = render(pset, problems, handout=True)
     return docs
 
 
@@ -154,7 +162,7 @@ def overfull() -> dict[str, list[str]]:
 @pytest.mark.pdf
 @pytest.mark.slow
 def test_bundled_keys_and_handouts_stay_in_the_text_block(overfull):
-    names = [n for n in overfull if not n.startswith(("extremes", "dl101_hw2"))]
+    names = [n for n in overfull if not n.startswith(("extremes", "dl101_hw2", "model "))]
     assert len(names) == 4 * len(bundled())  # three forms and a handout per set
     found = [line for n in names for line in overfull[n]]
     assert not found, "\n".join(found)
@@ -164,6 +172,15 @@ def test_bundled_keys_and_handouts_stay_in_the_text_block(overfull):
 @pytest.mark.slow
 def test_readme_set_stays_in_the_text_block(overfull):
     found = [line for n in overfull if n.startswith("dl101_hw2") for line in overfull[n]]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.pdf
+@pytest.mark.slow
+def test_cells_defined_in_set_files_stay_in_the_text_block(overfull):
+    names = [n for n in overfull if n.startswith("model ")]
+    assert len(names) == 2 * len(list(MODELS.glob("*.toml")))
+    found = [line for n in names for line in overfull[n]]
     assert not found, "\n".join(found)
 
 

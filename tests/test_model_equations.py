@@ -153,3 +153,25 @@ def test_a_bad_model_is_refused_in_one_line(table, fragment):
         cell_spec("m", table, WHERE)
     message = str(exc.value)
     assert "\n" not in message and message.startswith(WHERE) and fragment in message, message
+
+
+def test_an_explicit_matrix_product_reads_as_the_vector_forms_product():
+    """``w @ v`` is what ``w*v`` means in the vector form: the same cell, both forms."""
+    written = dict(MGU_TABLE, equations=[
+        "f = sigma(w_fx @ x + w_fh @ h[t-1] + b_f)",
+        "n = tanh(w_nx @ x + w_nh @ (f*h[t-1]) + b_n)",
+        "h = (1 - f)*h[t-1] + f*n",
+    ])
+    for biases in (False, True):
+        got = cell_spec("m", written, WHERE).build(biases).assignments
+        want = cell_spec("m", MGU_TABLE, WHERE).build(biases).assignments
+        assert sp.srepr(got) == sp.srepr(want)
+
+
+@pytest.mark.parametrize("left", ["x @ w_fx", "(2*w_fx) @ x", "f0 @ x"])
+def test_an_explicit_matrix_product_needs_a_weight_on_its_left(left):
+    table = dict(MGU_TABLE, equations=[f"f = sigma({left} + w_fh*h[t-1] + w_fx*x + b_f)",
+                                       *MGU_TABLE["equations"][1:]])
+    with pytest.raises(InputError, match=r"equations\[0\]: column \d+: '@' takes one "
+                                         r"declared weight on its left"):
+        cell_spec("m", table, WHERE)

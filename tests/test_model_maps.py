@@ -271,6 +271,9 @@ BAD = [
      "brackets, x' and grad(J)(...)"),
     ({"state": ["x"], "equations": ["x = x"]},
      f"{E}[0]: column 3: unexpected '='; expected '"),
+    ({"state": ["x"], "constants": ["c"], "equations": ["x' = c @ x"]},
+     f"{E}[0]: column 6: '@' has no meaning here: vectors multiply entry by entry and a "
+     "constant scales them; write *"),
     ({"state": ["x"], "equations": ["x' = x^17"]},
      f"{E}[0]: column 8: power 17; at most 16"),
     ({"state": ["x"], "equations": ["x' = x/0"]},

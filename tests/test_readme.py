@@ -77,3 +77,30 @@ def test_readme_library_example_runs_and_its_cell_checks_out():
     assert all(c.passed for c in mgu.checks)
     assert {"complex step", "central difference", "mpmath 50 digits"} <= {
         c.method for c in mgu.checks}
+
+
+def _model_block() -> str:
+    blocks = re.findall(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    (block,) = [b for b in blocks if "[models." in b]
+    return block
+
+
+def test_readme_model_set_defines_its_cell_and_builds(tmp_path: Path, capsys):
+    """The README's [models.mgu] set, as written: its key exports the LSTM's keys, and
+    derive grad --set evaluates the same numbers as the bundled MGU it restates."""
+    path = tmp_path / "dl101_hw4.toml"
+    path.write_text(_model_block(), encoding="utf-8")
+    assert main(["build", str(path), "--out", str(tmp_path / "b"), "--format", "json"]) == 0
+    data = json.loads((tmp_path / "b" / "dl101_hw4" / "derivations.json").read_text())
+    entry = data["problems"]["mgu"]
+    assert {"h_bar", "f_bar", "w_fx_bar", "h0_bar", "backward_map"} <= set(entry["results"])
+    capsys.readouterr()
+    numbers = tmp_path / "in.json"
+    numbers.write_text(json.dumps({"weights": {"w_fx": 0.5, "w_fh": -0.3, "w_nx": 0.8,
+                                               "w_nh": 0.2}, "x": [0.1, -0.4],
+                                   "h0": 0.2, "dL_dh": [1, -0.5]}))
+    outs = []
+    for extra in (["--set", str(path)], []):  # the set's mgu, then the bundled one
+        assert main(["grad", "mgu", "--input", str(numbers), "--backend", "numpy", *extra]) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    assert outs[0] == outs[1] and outs[0]["grad"]["w_fx"] != 0

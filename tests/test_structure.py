@@ -74,8 +74,8 @@ def test_a_problem_imports_no_other_problem_and_no_renderer(path: Path) -> None:
         elif module.startswith("derive.problems."):
             other = module.split(".")[2]
             # A cell problem builds on the shared recurrent base (recurrent_docs: what its
-            # results are), as every problem on base.
-            if other not in shared | {own, "recurrent", "recurrent_docs"}:
+            # results are; recurrent_limit: a regime), as every problem on base.
+            if other not in shared | {own, "recurrent", "recurrent_docs", "recurrent_limit"}:
                 bad.add(module)
     assert bad == set()
 

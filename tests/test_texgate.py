@@ -419,7 +419,7 @@ def test_a_typo_in_a_notation_key_is_refused(tmp_path, capsys) -> None:
     toml = _set_toml(("lstm",), symbols={"w_xi_typo": "w"})
     err = _refused(tmp_path, capsys, toml)
     assert "notation.symbols.w_xi_typo: no problem of this set prints a symbol of that name" in err
-    assert "allowed are T, b_f, b_g, b_i, b_o, c, f, g, h, i, n_h, n_x, o, w_fh," in err
+    assert "allowed are T, b_f, b_g, b_i, b_o, c, f, g, h, i, n_h, n_x, o, u, w_fh," in err
 
 
 @pytest.mark.parametrize(

@@ -153,13 +153,10 @@ class Adjoints:
             out[adj.lhs] = adj.expr.xreplace(gates)
         return out
 
-    def backward_map(self) -> tuple[list[sp.Expr], sp.Matrix]:
-        """The Jacobian of the states' adjoints at t by the states' adjoints at t+1.
-
-        This is the linear map the backward sweep applies once per step; its products over
-        steps decide whether gradients explode or vanish.  Rows and columns follow the
-        order of ``Cell.states``.
-        """
+    def state_rows(self) -> dict[sp.Expr, sp.Expr]:
+        """Each state's adjoint at step t written through the states' adjoints at t+1 alone
+        (with forward quantities and the loss's direct terms): one step of the backward
+        sweep, with every other adjoint eliminated."""
         forms = self.through_states()
         later = {k.subs(t, t + 1): v.subs(t, t + 1) for k, v in forms.items()}
         gates_later = {
@@ -171,5 +168,15 @@ class Adjoints:
         for adj in self.variables.values():  # sweep order: a state may read an earlier one
             if adj.lhs in {bar(s.name) for s in self.cell.states}:
                 rows[adj.lhs] = forms[adj.lhs].xreplace(gates_later).xreplace(rows)
+        return rows
+
+    def backward_map(self) -> tuple[list[sp.Expr], sp.Matrix]:
+        """The Jacobian of the states' adjoints at t by the states' adjoints at t+1.
+
+        This is the linear map the backward sweep applies once per step; its products over
+        steps decide whether gradients explode or vanish.  Rows and columns follow the
+        order of ``Cell.states``.
+        """
+        rows = self.state_rows()
         cols = [bar(s.name, 1) for s in self.cell.states]
         return cols, sp.Matrix([rows[bar(s.name)] for s in self.cell.states]).jacobian(cols)

@@ -22,7 +22,8 @@ so a cell's symbols may be named anything: no name is encoded in a string and pa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cache
 from typing import ClassVar, Literal
 
@@ -238,6 +239,11 @@ class Cell:
     params: dict[sp.Symbol, Literal["weight", "bias"]]
     assignments: tuple[tuple[sp.Symbol, sp.Expr], ...]
     loss_on: tuple[sp.Symbol, ...]
+    #: For a cell written as text: ``interpreted(backend, perturbed)`` is a forward step
+    #: read off the text itself (``derive.model.interpret``), which the forward pass, and
+    #: so every check, runs instead of code generated from ``assignments``.
+    interpreted: Callable[[str, bool], Callable] | None = field(
+        default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._validate()

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import cmath
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -94,6 +94,17 @@ def lookup(e: sp.Expr) -> Elementwise | None:
     return _BY_CLASS.get(type(e))
 
 
+def applied(exprs: Iterable[sp.Expr]) -> list[Elementwise]:
+    """The registered functions applied anywhere in ``exprs``, in order of first use."""
+    seen: dict[str, Elementwise] = {}
+    for e in exprs:
+        for sub in sp.preorder_traversal(e):
+            found = lookup(sub)
+            if found is not None:
+                seen.setdefault(found.name, found)
+    return list(seen.values())
+
+
 def entry(e: sp.Expr) -> Elementwise:
     """Like ``lookup``, but a function that is not registered is an error saying how to add it."""
     found = lookup(e)
@@ -131,6 +142,20 @@ def _applied(name: str) -> Callable:
     return fdiff
 
 
+def _evalf(name: str) -> Callable:
+    # evalf reads the registry's mpmath form: SymPy has no numeric form of the classes
+    # below, and without one sigma(0.3).evalf() stays sigma(0.3) (a derived expression
+    # evaluated at numbers, as a check does, would not be a number).
+    def _eval_evalf(self, prec: int) -> sp.Expr | None:
+        z = self.args[0]._eval_evalf(prec)
+        if z is None or not z.is_number:
+            return None
+        with mpmath.workprec(prec):
+            return sp.Expr._from_mpmath(FUNCTIONS[name].mpmath(z._to_mpmath(prec)), prec)
+
+    return _eval_evalf
+
+
 # -- SymPy forms of the functions SymPy lacks ----------------------------------------------
 def powered(latex: str, exp: str | None) -> str:
     """A function's LaTeX raised to ``exp`` (SymPy's printer passes the power of f(z)^n to
@@ -143,6 +168,7 @@ class sigma(sp.Function):  # noqa: N801 - reads like the math
 
     nargs = 1
     fdiff = _applied("sigma")
+    _eval_evalf = _evalf("sigma")
 
     def _eval_rewrite_as_exp(self, z, **kwargs):
         return 1 / (1 + sp.exp(-z))
@@ -158,6 +184,7 @@ class step(sp.Function):  # noqa: N801
 
     nargs = 1
     fdiff = _applied("step")
+    _eval_evalf = _evalf("step")
 
     def _latex(self, printer, exp=None) -> str:
         return powered(r"\operatorname{step}\left(%s\right)" % printer._print(self.args[0]), exp)
@@ -169,6 +196,7 @@ class relu(sp.Function):  # noqa: N801
 
     nargs = 1
     fdiff = _applied("relu")
+    _eval_evalf = _evalf("relu")
 
     def _latex(self, printer, exp=None) -> str:
         return powered(r"\operatorname{ReLU}\left(%s\right)" % printer._print(self.args[0]), exp)
@@ -179,6 +207,7 @@ class softplus(sp.Function):  # noqa: N801
 
     nargs = 1
     fdiff = _applied("softplus")
+    _eval_evalf = _evalf("softplus")
 
     def _eval_rewrite_as_exp(self, z, **kwargs):
         return sp.log(1 + sp.exp(z))

@@ -10,10 +10,10 @@ equations, compiles it with the system C compiler and loads it with ``ctypes``:
   initial states' adjoints ``stable_forms(cell, adjoint.from_next_step)`` at t = 0.
 
 Semantics are those of ``forward`` + ``ScalarSweep.run``: step 0 holds the initial states
-(gates and inputs are 0 there), values beyond step T read as 0, the loss's direct partial
-by v at step t is ``loss_grads[v][t-1]``, and a parameter's gradient is its per-step term
-summed over t = T, ..., 1.  Only the rounding can differ: the C library's exp/tanh/cosh
-against NumPy's.
+(gates and inputs are 0 there), values beyond step T repeat step T's (the adjoints there are
+0), the loss's direct partial by v at step t is ``loss_grads[v][t-1]``, and a parameter's
+gradient is its per-step term summed over t = T, ..., 1.  Only the rounding can differ: the
+C library's exp/tanh/cosh against NumPy's.
 
 One call runs B independent sequences of length T sharing the parameters (B = 1 for one
 sequence).  Each sequence runs its forward pass and backward sweep in a private work array of
@@ -737,6 +737,7 @@ def _body(cell: Cell, layout: Layout, sweep: dict, initial: list, params: list[s
         *_setup(cell, layout),
         "/* forward pass: the assignments, then the step's hoisted values */",
         *_loop("k = 1; k <= T; ++k", _forward(cell, layout)),
+        *_repeat_last(cell, layout),
         *_aux_tail(layout),
         "/* backward sweep, t = T, ..., 1 */",
         *_loop("k = T; k >= 1; --k", _sweep(sweep, layout, params)),
@@ -790,6 +791,17 @@ def _forward(cell: Cell, layout: Layout) -> list[str]:
         lines.append(f"AT(k, {layout.slot('traj', u.name)}) = {target};")
         have.append(target)
     return lines + _hoisted(layout, range(len(layout.aux)), "k", have)
+
+
+def _repeat_last(cell: Cell, layout: Layout) -> list[str]:
+    """Rows past T hold step T's values (as the NumPy sweep's padding): the sweep reads
+    them only times a zero adjoint, and a 0 there could meet an infinite factor (sqrt's
+    slope 1/(2u)), whose product is NaN."""
+    slots = [layout.slot("traj", v.name) for v in (*cell.inputs, *cell.variables)]
+    return [
+        "/* past step T the values repeat step T's */",
+        *_loop("k = T + 1; k <= T + PAD; ++k", [f"AT(k, {j}) = AT(T, {j});" for j in slots]),
+    ]
 
 
 def _hoisted(

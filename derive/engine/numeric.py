@@ -19,6 +19,7 @@ Both use the same convention: step 0 holds the initial states; the loss reads
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -279,12 +280,21 @@ def _number_source(e: sp.Expr, exact: bool) -> str:
     return repr(float(e) if e.is_real else complex(e))
 
 
+def generated(cell: Cell) -> Cell:
+    """``cell`` running its compiled forward pass: ``derive grad`` and a worked example's
+    printed values evaluate generated code (a cell written as text reads its own text only
+    where that reading is the independent route: the checks' references)."""
+    return cell if cell.interpreted is None else dataclasses.replace(cell, interpreted=None)
+
+
 def _forward_compiled(
     cell: Cell, params, inputs, initial, perturb, vector: bool = False, backend: str = "numpy"
 ) -> Trajectory:
     """``forward`` by one compiled call per step."""
     steps = len(next(iter(inputs.values())))
-    if vector:
+    if cell.interpreted is not None:  # a cell written as text: its equations' own reading
+        step = cell.interpreted("mpmath" if backend == "mpmath" else "numpy", bool(perturb))
+    elif vector:
         step = _vector_step(cell, bool(perturb), backend)
     else:
         # One sequence of plain floats runs on ``math``: NumPy's per-call overhead on
@@ -480,10 +490,12 @@ class ScalarSweep:
 
 class _Padded:
     """Every argument of the scalar sweep as a series read as ``series[k + offset]``:
-    parameters are constant series, and the series are padded with zeros where the
-    equations read before step 1 (loss) or after step T, so the per-step loop of
-    ``ScalarSweep.run`` is one list comprehension and one call.  Adjoint series are the
-    sweep's own lists, filled in place as it goes."""
+    parameters are constant series, and the series are padded where the equations read
+    before step 1 (loss) or after step T, so the per-step loop of ``ScalarSweep.run`` is one
+    list comprehension and one call.  Adjoint series are the sweep's own lists, filled in
+    place as it goes.  Past step T the adjoints and loss weights are 0 and the values repeat
+    step T's: every term there is multiplied by a zero adjoint, and a value of 0 could lie
+    where a factor is infinite (sqrt's slope 1/(2u)), making the product NaN."""
 
     def __init__(self, traj, params, loss_grads, bars: dict, steps: int, zero) -> None:
         self.traj, self.params, self.loss_grads, self.bars = traj, params, loss_grads, bars
@@ -503,7 +515,7 @@ class _Padded:
             return [self.params[name]] * (steps + 2)
         if kind == "loss":
             return [zero, *self.loss_grads[name][:steps], zero]
-        return [*self.traj[name][: steps + 1], zero]
+        return [*self.traj[name][: steps + 1], self.traj[name][steps]]
 
 
 class MatrixEvaluator:
@@ -662,7 +674,8 @@ class VectorSweep:
         padded: dict[str, list] = {}
 
         def series(m: VectorQuantity) -> tuple[list, int]:
-            # (values by step, offset): read as values[k + offset], zeros past the ends.
+            # (values by step, offset): read as values[k + offset]; past the ends zero
+            # adjoints and loss weights, and values that repeat step T's (as ``_Padded``).
             if m.step is None:
                 return [params[m.name]] * (steps + 2), 0
             key, name = (m.role, m.name), m.name
@@ -672,7 +685,7 @@ class VectorSweep:
                 lg = loss_grads[name][:steps]
                 padded[key] = [0 * lg[0], *lg, 0 * lg[0]]
             elif key not in padded:
-                padded[key] = [*traj[name][: steps + 1], 0 * traj[name][1]]
+                padded[key] = [*traj[name][: steps + 1], traj[name][steps]]
             return padded[key], int(m.offset)
 
         bar_eqs, param_eqs, initial_eqs = (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 
@@ -54,6 +55,9 @@ class CellSpec:
     biases: tuple[str, ...]
     equations: Equations
     loss_on: tuple[str, ...]
+    #: A cell written as text: the forward step read off its parse trees, which every
+    #: check runs (``derive.model.interpret.Interpreter``); None for a cell in Python.
+    interpreter: Any = None
 
     def build(self, biases: bool = False) -> Cell:
         """The cell, with bias vectors (the vector form) or without (the scalar form)."""
@@ -70,6 +74,7 @@ class CellSpec:
             params=params,
             assignments=tuple((sp.Symbol(u), e) for u, e in pairs),
             loss_on=_symbols(self.loss_on),
+            interpreted=None if self.interpreter is None else self.interpreter.bound(biases),
         )
 
 

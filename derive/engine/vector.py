@@ -50,8 +50,12 @@ class VectorCell:
     def __init__(self, cell: Cell) -> None:
         self.cell = cell
         self.weight_cols: dict[sp.Symbol, sp.Expr] = {}
-        for _, e in cell.assignments:
-            self.rows(e)  # infers every weight's shape and rejects ill-typed products
+        for u, e in cell.assignments:
+            try:  # infers every weight's shape and rejects ill-typed products
+                self.rows(e)
+            except InputError as exc:
+                raise InputError(f"the equation of {u}: {exc} (a weight multiplies the "
+                                 "elementwise product of the factors beside it)") from None
 
     # -- shapes ---------------------------------------------------------------------------
     def rows(self, e: sp.Expr) -> sp.Expr | None:

@@ -13,6 +13,7 @@ assigned, a name assigned twice, a function outside the registry.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import sympy as sp
 from derive.engine.functions import FUNCTIONS
 from derive.engine.spec import CellSpec, Names
 from derive.errors import InputError
+from derive.model.interpret import Interpreter
 
 #: Longest equation, most equations, deepest bracket nesting: beyond these a model is surely
 #: a mistake, and the bounds keep parsing and building cheap.
@@ -43,6 +45,7 @@ ARITHMETIC = r"""
     ?product: unary
         | product "*" unary -> mul
         | product "/" unary -> div
+        | product "@" unary -> matmul
     ?unary: power
         | "-" unary         -> neg
     ?power: atom
@@ -80,7 +83,8 @@ class Equation:
 
 def parse(text: str, where: str) -> Equation:
     """``text`` parsed as ``name = expression``; ``where`` names it in messages."""
-    tree = parse_tree(_parser(), text, where, "names, numbers, + - * / ^, brackets and h[t-1]")
+    tree = parse_tree(_parser(), text, where,
+                      "names, numbers, + - * / @ ^, brackets and h[t-1]")
     return Equation(str(tree.children[0]), tree.children[1], text, where)
 
 
@@ -155,6 +159,8 @@ class Arithmetic:
 
     def expr(self, t) -> sp.Expr:
         rule = t.data
+        if rule == "matmul":
+            return self.matmul(t)
         if rule in ("add", "sub", "mul", "div"):
             a, b = (self.expr(c) for c in t.children)
             if rule == "div" and b.is_zero:
@@ -178,6 +184,11 @@ class Arithmetic:
     def atom(self, t) -> sp.Expr:
         raise NotImplementedError
 
+    def matmul(self, t) -> sp.Expr:
+        """``a @ b``: a grammar whose models give it a meaning overrides this."""
+        raise self._fail(t.meta, "'@' has no meaning here: vectors multiply entry by entry "
+                                 "and a constant scales them; write *")
+
     def _call(self, tok, arg: sp.Expr) -> sp.Expr:
         entry = FUNCTIONS.get(str(tok))
         if entry is None:
@@ -196,6 +207,14 @@ class _Build(Arithmetic):
                  where: str) -> None:
         self.s, self.known, self.later, self.declared = s, known, later, declared
         self.where = where
+
+    def matmul(self, t) -> sp.Expr:
+        # The vector form's reading of a weight's product, made explicit.
+        left = t.children[0]
+        if not (left.data == "name" and str(left.children[0]) in self.declared.weights):
+            raise self._fail(t.meta, "'@' takes one declared weight on its left (a "
+                             "matrix times a vector), as in w_fx @ x")
+        return self.expr(left) * self.expr(t.children[1])
 
     def atom(self, t) -> sp.Expr:
         if t.data == "previous":
@@ -243,6 +262,7 @@ def cell_spec(name: str, table: dict[str, Any], where: str) -> CellSpec:
         raise InputError(f"{where}.equations: expected a list of 1 to {MAX_EQUATIONS} equations")
     parsed = [parse(t, f"{where}.equations[{i}]") for i, t in enumerate(texts)]
     _check_targets(parsed, declared, where)
+    _check_cycles(parsed, declared.states)
     loss_on = _names(table, "loss_on", where)
     assigned = {e.target for e in parsed}
     for v in loss_on:
@@ -251,8 +271,13 @@ def cell_spec(name: str, table: dict[str, Any], where: str) -> CellSpec:
                              f"{', '.join(sorted(assigned))}")
     equations = _equations(parsed, declared)
     equations(Names())  # every name and function is checked now, before any derivation
+    _check_dependence(parsed, declared)
+    _check_used(parsed, declared, where)
+    _check_read(parsed, declared.states, loss_on)
+    reading = Interpreter(parsed, declared.inputs, declared.states, declared.weights,
+                          declared.biases)
     return CellSpec(name, declared.inputs, declared.states, declared.weights,
-                    declared.biases, equations, loss_on)
+                    declared.biases, equations, loss_on, reading)
 
 
 def _equations(parsed: Sequence[Equation], declared: Declared):
@@ -285,6 +310,83 @@ def _check_targets(parsed: Sequence[Equation], declared: Declared, where: str) -
     for s in declared.states:
         if s not in seen:
             raise InputError(f"{where}.equations: the state {s!r} is never assigned")
+
+
+def _reads(e: Equation) -> set[str]:
+    """The names ``e`` reads at the current step (every atom is a tree of its own)."""
+    return {str(t.children[0]) for t in e.tree.iter_subtrees() if t.data == "name"}
+
+
+def _check_cycles(parsed: Sequence[Equation], states: Sequence[str]) -> None:
+    """Refuse equations that depend on each other (``f`` reads ``n``, which reads ``f``):
+    no order of the equations computes them.  (A name merely read before its equation is
+    refused when the equations are built, with the advice to reorder.)"""
+    # A state read at its own step is refused with its own advice (use h[t-1]).
+    assigns = {e.target: e for e in parsed if e.target not in states}
+    for e in assigns.values():
+        path = _path_to(e.target, e, assigns, set())
+        if path:
+            steps = ", ".join(f"{a} reads {b}" for a, b in itertools.pairwise(path))
+            raise InputError(f"{e.where}: the equations form a cycle ({steps}); each "
+                             "variable must be computable from earlier ones and h[t-1]")
+
+
+def _path_to(goal: str, e: Equation, assigns: dict[str, Equation],
+             seen: set[str]) -> list[str]:
+    """A chain of reads from ``e``'s target back to ``goal``, or [] if there is none."""
+    for name in _reads(e):
+        if name == goal:
+            return [e.target, goal]
+        if name in assigns and name not in seen:
+            seen.add(name)
+            rest = _path_to(goal, assigns[name], assigns, seen)
+            if rest:
+                return [e.target, *rest]
+    return []
+
+
+def _check_dependence(parsed: Sequence[Equation], declared: Declared) -> None:
+    """Refuse a variable that depends on no input and no state (only on weights, biases
+    and numbers): it is a constant of the cell, not a step of it."""
+    live: set[str] = set(declared.inputs)
+    for e in parsed:
+        previous = any(t.data == "previous" for t in e.tree.iter_subtrees())
+        if previous or live & set(_reads(e)):
+            live.add(e.target)
+            continue
+        raise InputError(f"{e.where}: {e.target!r} depends on no input and no state; an "
+                         "equation must read an input, a state's h[t-1] or a variable that does")
+
+
+def _check_used(parsed: Sequence[Equation], declared: Declared, where: str) -> None:
+    """Refuse a declared name no equation reads: an unused weight has no gradient to
+    derive, and a state never read as s[t-1] carries nothing to the next step."""
+    read = set().union(*(_reads(e) for e in parsed))
+    previous = {str(t.children[0]) for e in parsed for t in e.tree.iter_subtrees()
+                if t.data == "previous"}
+    for role, names in (("inputs", declared.inputs), ("weights", declared.weights),
+                        ("biases", declared.biases)):
+        for name in names:
+            if name not in read:
+                raise InputError(f"{where}.{role}: {name!r} is declared but no equation "
+                                 "reads it")
+    for name in declared.states:
+        if name not in previous:
+            raise InputError(f"{where}.states: {name!r} is never read as {name}[t-1]; a "
+                             "state carries its value to the next step (a variable that "
+                             "does not is declared by being assigned)")
+
+
+def _check_read(parsed: Sequence[Equation], states: Sequence[str], loss_on: Sequence[str]
+                ) -> None:
+    """Refuse a variable nothing reads (no later equation, not the loss): it cannot change
+    the loss, so its adjoint and its weights' gradients are zero, surely not what was
+    meant.  (A state is read at the next step, as s[t-1].)"""
+    read = set().union(*(_reads(e) for e in parsed)) | set(loss_on) | set(states)
+    for e in parsed:
+        if e.target not in read:
+            raise InputError(f"{e.where}: {e.target!r} is assigned but no equation reads it "
+                             "and the loss is not on it (loss_on); use it, or remove it")
 
 
 def _names(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
 """What every problem provides: its model, its derivation, its claims.
 
 A problem is a class registered in ``derive/problems/__init__.py`` (a module, or a package
-when it needs more than a few hundred lines) that states three things and nothing else:
+when it needs more than a few hundred lines; or, from outside derive, a class given to
+``derive.register`` or declared by a plugin) that states three things and nothing else:
 
 * its **model** and parameters (``PARAMS``, parsed by ``derive.params``);
 * its **derivation**, ``derive()``: every result by a stable key (the JSON export's keys);
@@ -11,12 +12,14 @@ when it needs more than a few hundred lines) that states three things and nothin
 What every problem needs comes from shared parts: ``verify()`` runs the claims through
 ``derive.verify.verify`` (a claim about a key that is not a result is an error); the
 template ``templates/problems/<TEMPLATE or key>.tex.j2`` and its ``.question.tex.j2``
-typeset ``context()``, which only arranges results; ``derive.render`` does every piece of
-presentation.  A problem imports no other problem and nothing of the renderer.
+(or those in ``TEMPLATE_DIR``, for a problem from outside derive) typeset ``context()``,
+which only arranges results; ``derive.render`` does every piece of presentation.  A
+problem imports no other problem and nothing of the renderer.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -64,6 +67,11 @@ class Problem(ABC):
     PARAMS: ClassVar[tuple[Param, ...]] = ()
     #: The templates' name when they serve more problems than this one (else the key).
     TEMPLATE: ClassVar[str | None] = None
+    #: A folder of the problem's own templates (``<TEMPLATE or key>.tex.j2`` and its
+    #: ``.question.tex.j2``), for a problem outside derive (a plugin's package); None:
+    #: derive's ``templates/problems/``.  Its templates may use derive's (``macros.tex.j2``,
+    #: ``problems/recurrent.tex.j2``) by their names.
+    TEMPLATE_DIR: ClassVar[str | os.PathLike | None] = None
     #: Names of the symbols the problem prints through the set's notation.
     SYMBOLS: ClassVar[tuple[str, ...]] = ()
     #: Part headings a set file may rename (``[labels.<key>]``) to follow its handout's
@@ -72,6 +80,10 @@ class Problem(ABC):
     LABELS: ClassVar[tuple[str, ...]] = ()
     #: The part that is the whole problem, if one is: its points print in the heading.
     WHOLE: ClassVar[str | None] = None
+    #: Parts a set may leave out (``omit`` in ``[questions.<key>]``): optional material no
+    #: other part of the question or the key builds on.  Most are ``LABELS``; one may be a
+    #: question within a part (momentum's ``volume``), which a set may word or omit.
+    OPTIONAL: ClassVar[tuple[str, ...]] = ()
     #: Results the question itself gives (a given matrix, a stated decomposition), which a
     #: handout may show; every other result is derived and stays out of it.
     GIVEN: ClassVar[tuple[str, ...]] = ()
@@ -189,13 +201,23 @@ class Problem(ABC):
 
     @property
     def template(self) -> str:
-        """The solution's template, ``templates/problems/<TEMPLATE or key>.tex.j2``."""
-        return f"problems/{self.TEMPLATE or self.key}.tex.j2"
+        """The solution's template, ``templates/problems/<TEMPLATE or key>.tex.j2``, or
+        ``plugins/<key>/<TEMPLATE or key>.tex.j2``: that file in ``TEMPLATE_DIR``."""
+        return self._template_name(".tex.j2")
 
     @property
     def question_template(self) -> str:
         """The question's template, ``<TEMPLATE or key>.question.tex.j2`` beside it."""
-        return f"problems/{self.TEMPLATE or self.key}.question.tex.j2"
+        return self._template_name(".question.tex.j2")
+
+    def _template_name(self, tail: str) -> str:
+        folder = "problems" if self.TEMPLATE_DIR is None else f"{PLUGIN_TEMPLATES}/{self.key}"
+        return f"{folder}/{self.TEMPLATE or self.key}{tail}"
+
+
+#: Where a problem's own templates (``Problem.TEMPLATE_DIR``) appear to the renderer:
+#: ``plugins/<key>/<file>`` is ``<file>`` in the folder of the problem registered as ``key``.
+PLUGIN_TEMPLATES = "plugins"
 
 
 def json_number(v: Any) -> Any:

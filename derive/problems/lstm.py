@@ -25,6 +25,7 @@ from derive.engine.spec import CellSpec
 from derive.params import Kind, Quote
 from derive.problems.base import Result
 from derive.problems.recurrent import RecurrentProblem, scalar_data
+from derive.problems.recurrent_limit import idempotence_claim, vanishing
 from derive.verify import Claim
 from derive.verify.gradcheck import Case, backward_map_by_probes, make_data, probes, reference
 
@@ -55,6 +56,7 @@ class LSTM(RecurrentProblem):
         "weights_bar_limit": "The weight gradients in the limit: every one vanishes (value 0).",
     }
     LABELS = ("adjoints", "weight", "optional", "example")
+    OPTIONAL = ("optional",)  # the limit: no other part builds on it
     CLAIM_NAMES = RecurrentProblem.CLAIM_NAMES | {  # the limit's claims are the LSTM's own
         "backward_map_limit": "its saturated limit", "h_bar_limit": "limit of {lhs}",
         "c_bar_limit": "limit of {lhs}", "weights_bar_limit": "the weight gradients in the limit",
@@ -128,7 +130,7 @@ class LSTM(RecurrentProblem):
             rows = []
             for term in sp.Add.make_args(derived[f"{s}_bar"].expr):
                 full = term.xreplace(sub)
-                rows.append(sp.Tuple(term, full, sp.Tuple(*_vanishing(full, at))))
+                rows.append(sp.Tuple(term, full, sp.Tuple(*vanishing(full, at))))
             key = f"{s}_bar_limit_terms"
             out[key] = Result(key, sp.Tuple(*rows), bar(s))
         now = {bar(g): forms[bar(g)] for g in GATES}
@@ -136,7 +138,7 @@ class LSTM(RecurrentProblem):
         for w in self.weights:
             summand = derived[f"{w}_bar"].expr.function
             full = summand.xreplace(now)
-            rows.append(sp.Tuple(param_bar(w), full, sp.Tuple(*_vanishing(full, at))))
+            rows.append(sp.Tuple(param_bar(w), full, sp.Tuple(*vanishing(full, at))))
         out["weights_bar_limit"] = Result("weights_bar_limit", sp.Tuple(*rows), value=0)
         return out
 
@@ -255,29 +257,6 @@ class LSTM(RecurrentProblem):
         weights = ref[np.array([p[1] == "param" for p in plist])]
         err = float(np.max(np.abs(weights)) / np.max(np.abs(a)))
         yield Claim.measured("weights_bar_limit", method, sizes, err, 1e-8)
-
-
-def _vanishing(term: sp.Expr, at: dict) -> list[sp.Expr]:
-    """The factors of a product that are 0 at the limit's gate values."""
-    return [a for a in sp.Mul.make_args(term) if a.subs(at) == 0]
-
-
-def idempotence_claim(stated: Any, departure: float, method: str, sizes: str,
-                      tolerance: float = 1e-8) -> Claim:
-    """The stated idempotence of J's limit against the product of the probed J.
-
-    The product of J over k steps stays at the limit for every k exactly when the limit is
-    its own square, so the run measures the fact as ``departure <= tolerance`` (the worst
-    distance of the products from the limit).  A stated True is checked by that distance;
-    a stated False holds when the products depart (1 failure when they do not), and any
-    other value fails.
-    """
-    key = "backward_map_limit_idempotent"
-    if stated is True:
-        return Claim.measured(key, method, sizes, departure, tolerance)
-    wrong = not (stated is False and departure > tolerance)
-    route = f"{method}: the products of J depart from the limit"
-    return Claim.measured(key, route, sizes, float(wrong), 0.0)
 
 
 #: Weights that drive the gates to the limit of the optional question (with x = 1).

@@ -20,28 +20,35 @@ from collections.abc import Iterator
 from functools import cache, cached_property
 from typing import Any, ClassVar
 
-import numpy as np
 import sympy as sp
 
 from derive import grad as grad_command
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, T, bar, param_bar, t, timed, vector_quantity
-from derive.engine.numeric import ScalarSweep, evaluate_at, forward, sweep_for
+from derive.engine.functions import sigma
+from derive.engine.numeric import ScalarSweep, forward, stable_forms, sweep_for
 from derive.engine.spec import CellSpec
 from derive.engine.vector import VectorAdjoints, at_absolute_step
 from derive.example import parse_example
 from derive.example_run import SATURATION, ExampleRun, float_matrix
 from derive.params import Param, Raw
+from derive.problems import recurrent_limit
 from derive.problems.base import Problem, Result
-from derive.problems.recurrent_docs import CELL_CLAIM_NAMES, cell_result_docs
+from derive.problems.recurrent_docs import (
+    CELL_CLAIM_NAMES,
+    cell_result_docs,
+    consumers,
+    local_rules,
+)
 from derive.verify import Check, Claim, rel_error
-from derive.verify.gradcheck import (
+from derive.verify.gradcheck import (  # scalar_data: lstm.py reads it from here
     METHODS,
     SATURATED,
     Case,
     backward_map_by_probes,
+    compare_at,
     gradient_claims,
-    make_data,
+    scalar_data,
 )
 from derive.verify.routes import DERIVED_DPS, REFERENCE_DPS
 
@@ -66,7 +73,7 @@ class RecurrentProblem(Problem):
     #: The cell as data: its names and equations.
     CELL: ClassVar[CellSpec]
     #: Besides the cell's own: the number of steps and the vector sizes.
-    SYMBOLS = ("T", "n_h", "n_x")
+    SYMBOLS = ("T", "n_h", "n_x", "u", "z")  # u = f(z): the local derivatives
     #: One pair of templates serves every cell (``recurrent.tex.j2``, ``.question.tex.j2``).
     TEMPLATE: ClassVar[str | None] = "recurrent"
     #: What the question calls the cell ("gated recurrent unit") and each assigned variable.
@@ -76,10 +83,18 @@ class RecurrentProblem(Problem):
     LABELS: ClassVar[tuple[str, ...]] = ("adjoints", "weight", "map", "example")
     #: The heading of the backward map's evidence.
     MAP_GROUP: ClassVar[str] = "Backward map"
+    #: A regime the key analyses (``derive.problems.recurrent_limit``): variable -> the end
+    #: of its range it is held at (``{"f": 0}``), as ``derive.model.limit.parse_limit`` reads
+    #: a set file's ``limit``; None for none.  Setting it adds the part ``limit`` to LABELS.
+    LIMIT: ClassVar[dict[str, int] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        recurrent_limit.install(cls)  # a regime: its part in LABELS, its claims' names
 
     @classmethod
     def result_docs(cls) -> dict[str, str]:
-        return cell_result_docs(cls.CELL) | cls.RESULTS
+        return cell_result_docs(cls.CELL, cls.LIMIT) | cls.RESULTS
 
     @classmethod
     def symbols(cls) -> frozenset[str]:
@@ -144,6 +159,8 @@ class RecurrentProblem(Problem):
         out.update(self._derive_vector())
         cols, jac = adj.backward_map()
         out["backward_map"] = Result("backward_map", jac, sp.Matrix(cols))
+        if self.LIMIT is not None:
+            out.update(recurrent_limit.derive_limit(self, out))
         if self.example is not None:
             out.update(self._derive_example())
         return out
@@ -214,11 +231,13 @@ class RecurrentProblem(Problem):
         sizes = "T = 8, every step, |w| \u2264 1 or 5, seeds 14, 15"
         route = "complex step on the forward pass"
         yield Claim("backward_map", route, sizes, 1e-11, lambda: self._map_error(8))
+        if self.LIMIT is not None:
+            yield from recurrent_limit.limit_claims(self)
 
     def _map_error(self, steps: int) -> float:
-        """The derived backward map J against J read off the forward pass at every step."""
-        worst = 0.0
-        jac = self.results["backward_map"].expr
+        """The derived backward map J against J read off the forward pass at every step (J
+        in its float64-stable form: 1 - h^2 of a saturated h = tanh(z) is sech(z)^2)."""
+        worst, jac = 0.0, stable_forms(self.cell, self.results["backward_map"].expr)
         for case in (Case(steps, seed=14), Case(steps, scale=5, seed=15)):
             params, inputs, init = scalar_data(self.cell, case)
             traj = forward(self.cell, params, inputs, init)
@@ -292,15 +311,6 @@ class RecurrentProblem(Problem):
                 named[entry] = sp.Derivative(now[i], nxt[j])
         return out
 
-    def _consumers(self) -> list[tuple[sp.Expr, list[sp.Expr], bool]]:
-        """Per state: what reads it (at its own step and the next), and whether the loss does."""
-        cell, out = self.cell, []
-        for s in cell.states:
-            now = [timed(u.name) for u in cell.consumers(s)]
-            later = [timed(u.name, 1) for u in cell.consumers(cell.prev[s])]
-            out.append((timed(s.name), now + later, s in cell.loss_on))
-        return out
-
     def context(self) -> dict[str, Any]:
         r = self.results
         vc = self.vector_adjoints.vc
@@ -323,12 +333,15 @@ class RecurrentProblem(Problem):
             + [r[f"vector_{s.name}0_bar"] for s in self.cell.states],
             "shapes": [(vc.sym(sp.Symbol(n)), *shape) for n, shape in self.shapes().items()],
             "inputs": [timed(x) for x in inputs],
-            "consumers": self._consumers(),
+            "consumers": consumers(self.cell),
             "states_now": [bar(s.name) for s in self.cell.states],
             "states_next": [bar(s.name, 1) for s in self.cell.states],
             "backward_map_entries": self._map_entries(),
             "check_groups": [(n, g) for n, g in self.check_groups() if g],
             "example": self._example_context(),
+            "local_rules": local_rules(self.cell),
+            "gated": any(isinstance(f, sigma) for f, _ in local_rules(self.cell)),
+            "regime": None if self.LIMIT is None else recurrent_limit.context(self),
         }
 
     def stated(self) -> dict[str, Any]:
@@ -355,6 +368,8 @@ class RecurrentProblem(Problem):
             "noun": self.NOUN,
             "roles": list(self.ROLES),
             "n_states": len(states),
+            # Whether the cell uses the logistic sigmoid, which the question names.
+            "sigmoid": any(isinstance(f, sigma) for f, _ in local_rules(self.cell)),
             "forward": self._forward_at_t(),
             "inputs": [timed(x.name) for x in self.cell.inputs],
             "loss_on": [timed(v.name) for v in self.cell.loss_on],
@@ -365,6 +380,7 @@ class RecurrentProblem(Problem):
             "states_now": [bar(s.name) for s in states],
             "states_next": [bar(s.name, 1) for s in states],
             "example": None if self.example is None else self.example.question(),
+            "regime": None if self.LIMIT is None else recurrent_limit.values(self.cell, self.LIMIT),
         }
 
     # -- numbers ------------------------------------------------------------------------------
@@ -380,21 +396,3 @@ def _cell_names(cls: type[RecurrentProblem]) -> frozenset[str]:
     bare = cls.__new__(cls)
     cells = (bare.make_cell(biases=False), bare.make_cell(biases=True))
     return frozenset(s.name for c in cells for s in (*c.inputs, *c.variables, *c.params))
-
-
-def scalar_data(cell: Cell, case: Case) -> tuple[dict, dict, dict]:
-    """A case's random data as plain floats: parameters, input sequences, initial states."""
-    data = make_data(cell, case)
-    params = {k: float(v[0, 0]) for k, v in data.params.items()}
-    inputs = {k: [float(v[0, 0]) for v in seq] for k, seq in data.inputs.items()}
-    return params, inputs, {k: float(v[0, 0]) for k, v in data.initial.items()}
-
-
-def compare_at(expr, traj, params, k: int, ref: np.ndarray) -> float:
-    """Error of a derived expression evaluated at step k against ``ref``; inf if it
-    cannot be evaluated there (a wrong step index reads past the sequence)."""
-    try:
-        got = np.array(evaluate_at(expr, traj, params, k), dtype=float)
-    except (IndexError, KeyError, TypeError):
-        return float("inf")
-    return rel_error(got, ref)

@@ -43,6 +43,7 @@ from derive.render.latex import KeyPrinter, Notation, Ordering
 from derive.render.numbers import approx, millions, sci, sig3, sig6
 from derive.render.plot import curve_plot
 from derive.render.texgate import escape
+from derive.sets.wording import BUNDLED
 from derive.verify import FLOOR
 from derive.verify.routes import CENTRAL_STEP, COMPLEX_STEP, DERIVED_DPS, TOLERANCE
 
@@ -70,6 +71,52 @@ def template_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
+class PluginTemplates(jinja2.BaseLoader):
+    """The templates of problems from outside derive: ``plugins/<key>/<file>`` is ``<file>``
+    in the ``TEMPLATE_DIR`` of the problem registered as ``key`` (``Problem.template``)."""
+
+    def get_source(self, environment: jinja2.Environment, template: str):
+        # Loaded by now (only a problem names these templates); imported here because the
+        # registry checks, as it loads, that a problem's templates exist.
+        from derive.problems import REGISTRY
+        from derive.problems.base import PLUGIN_TEMPLATES
+
+        top, _, rest = template.partition("/")
+        key, _, name = rest.partition("/")
+        cls = REGISTRY.get(key)
+        folder = None if cls is None else cls.TEMPLATE_DIR
+        if top != PLUGIN_TEMPLATES or not name or folder is None:
+            raise jinja2.TemplateNotFound(template)
+        return jinja2.FileSystemLoader(folder).get_source(environment, name)
+
+
+class _Compiled(jinja2.BytecodeCache):
+    """Compiled templates kept in memory for every environment of the process.  A build's
+    forkserver fills it (``precompile``), so a worker forked from it loads each template's
+    code instead of compiling the template again (about 70 ms a worker).  Jinja keys each
+    entry by the template's name and checksums its source, so an edited file recompiles."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if bucket.key in self.codes:
+            bucket.bytecode_from_string(self.codes[bucket.key])
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.codes[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED = _Compiled()
+
+
+def precompile() -> None:
+    """Compile every template of derive's own folder into the shared cache."""
+    env = environment(Notation())
+    for path in sorted(template_dir().rglob("*.j2")):
+        env.get_template(path.relative_to(template_dir()).as_posix())
+
+
 class KeyEnvironment(jinja2.Environment):
     """A Jinja environment whose ``tex`` filters print through ``printer``."""
 
@@ -85,7 +132,9 @@ def ordering(problem) -> Ordering | None:
 def environment(notation: Notation) -> KeyEnvironment:
     """A Jinja environment whose ``tex`` filters print in ``notation``."""
     env = KeyEnvironment(
-        loader=jinja2.FileSystemLoader(template_dir()),
+        loader=jinja2.ChoiceLoader(
+            [jinja2.FileSystemLoader(template_dir()), PluginTemplates()]
+        ),
         block_start_string="((*",
         block_end_string="*))",
         variable_start_string="(((",
@@ -97,6 +146,7 @@ def environment(notation: Notation) -> KeyEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        bytecode_cache=_COMPILED,
     )
     printer = env.printer = KeyPrinter(notation)
     env.filters["tex"] = lambda e: closed(printer.doprint(e))
@@ -164,6 +214,8 @@ def render_problem(
         # The set's part headings, so that question and solution number parts alike.
         "labels": pset.labels.get(problem.key, {}),
         "points": pset.points.get(problem.key, {}),
+        # The set's words for the question and its omitted optional parts (m.said).
+        "wording": pset.questions.get(problem.key, BUNDLED),
         # What the set declares its source printed: the only material remarks may discuss.
         "original": pset.original.get(problem.key, {}),
         "form": pset.form,
@@ -208,7 +260,13 @@ def render_page(
     ``appendix`` parts (``render_evidence``) at its end."""
     env = env or environment(pset.notation)
     page = "handout.tex.j2" if handout else "answer_key.tex.j2"
+    text, extra = "\n".join(body), "\n".join(a for a in appendix or () if a)
+    # The legend explains the verdict "detected" only where some check gives it.
+    detected = DETECTED in text or DETECTED in extra
     return env.get_template(page).render(
-        pset=pset, body="\n".join(body), version=version,
-        appendix="\n".join(a for a in appendix or () if a),
+        pset=pset, body=text, version=version, appendix=extra, detected=detected,
     )
+
+
+#: How an evidence row prints the verdict of a check that found an error in given data.
+DETECTED = r"\textit{detected}"

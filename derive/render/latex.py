@@ -321,8 +321,8 @@ class KeyPrinter(LatexPrinter):
         return r"%s^{\odot %s}" % (self.parenthesize(expr.base, 1000), self._print(expr.exp))
 
     def _print_ElementwiseApplyFunction(self, expr):
-        fn = expr.function.expr.func
-        return self._print(fn(sp.Symbol("__arg__"))).replace(
+        # The Lambda applied, not its body's head: sqrt's body is a power, Pow(z, 1/2).
+        return self._print(expr.function(sp.Symbol("__arg__"))).replace(
             self._print(sp.Symbol("__arg__")), self._print(expr.expr)
         )
 

@@ -613,3 +613,193 @@ def text_commands() -> frozenset[str]:
     chars = [chr(c) for c in range(32, 127)] + mapped_characters()
     # After a letter, as in a document: a space alone would read as an empty line (\par).
     return frozenset(name for ch in chars for name in commands(tokens("x" + latex_char(ch))))
+
+
+# -- question wording: free text with $formulas$ ---------------------------------------------
+#: Control sequences a formula may hold, by how many arguments each takes; ``\left`` and
+#: ``\right`` and the sized delimiters take a delimiter (``_DELIMITERS``) instead.
+FORMULA_COMMANDS: dict[str, int] = (
+    dict.fromkeys(GREEK, 0)
+    | dict.fromkeys(
+        "partial nabla infty ell prime top sum prod int cdot times odot otimes circ ast pm mp "
+        "le leq ge geq ne neq approx sim equiv propto to rightarrow leftarrow mapsto "
+        "Rightarrow in notin subset subseteq cup cap forall exists emptyset mid colon "
+        "ldots cdots dots vdots log exp ln tanh sin cos max min det lim sup inf arg "
+        "quad qquad , ; ! : { } | langle rangle lVert rVert lvert rvert".split(), 0)
+    | dict.fromkeys((*ACCENTS, "mathbb", "mathcal", "mathit", "overline", "underline", "sqrt"), 1)
+    | dict.fromkeys(("frac", "dfrac", "tfrac", "binom"), 2)
+)  # fmt: skip
+_SIZED = frozenset({"left", "right", "bigl", "bigr", "Bigl", "Bigr", "big", "Big"})
+#: What may follow ``\left``, ``\right`` or a sized delimiter.
+_DELIMITERS = {
+    OTHER: frozenset("()[]|./"),
+    CS: frozenset("{ } | langle rangle lVert rVert lvert rvert lfloor rfloor lceil rceil".split()),
+}
+#: Control sequences a script may take without braces (each one math character).
+_SCRIPT_SYMBOLS = frozenset(GREEK) | frozenset({"infty", "prime", "top", "ell", "partial",
+                                                "nabla", "circ", "ast"})
+FORMULA_RULES = (
+    "a formula between $ signs is printable ASCII without % # & ~ or ^^, with braces "
+    "balanced, \\left paired with \\right, each ^ and _ after a symbol and followed by one "
+    "character or {group}, and no commands but Greek letters, accents, \\frac \\sqrt "
+    "\\mathbb \\mathcal \\overline \\partial \\nabla \\sum \\prod \\cdot \\times \\odot "
+    "\\le \\ge \\ne \\approx \\to \\in \\log \\exp \\tanh \\max \\min \\det and similar "
+    "symbols, \\left \\right \\bigl \\bigr and spacing"
+)
+
+
+def wording(value: str, where: str, max_len: int) -> str:
+    """Accept a question's wording, free text with ``$...$`` formulas; its LaTeX.
+
+    Parameters
+    ----------
+    value
+        The text as written: words as ``text`` takes them, formulas between ``$`` signs
+        as ``FORMULA_RULES`` says.
+    where
+        The field, for the message (``mine.toml: questions.lstm.intro``).
+    max_len
+        Most characters allowed, formulas included.
+
+    Returns
+    -------
+    str
+        LaTeX that prints the words verbatim (``escape``) and sets each formula in math
+        mode as written.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{where}: expected a non-empty string, got {show(value)}")
+    text(value.replace("$", " "), where, max_len)  # the words' rules; formulas judged below
+    value = unicodedata.normalize("NFC", value)
+    pieces = value.split("$")
+    if len(pieces) % 2 == 0:
+        raise InputError(f"{where}: {show(value)} has a $ that no $ closes; {FORMULA_RULES}")
+    out = []
+    for i, piece in enumerate(pieces):
+        if i % 2 == 0:
+            out.append(escape(piece))
+            continue
+        try:
+            _judge_formula(piece)
+        except _RefusedError as why:
+            raise InputError(
+                f"{where}: the formula {show('$' + piece + '$')} is not allowed ({why}); "
+                f"{FORMULA_RULES}"
+            ) from None
+        out.append(f"${piece}$")
+    return "".join(out)
+
+
+def _judge_formula(text: str) -> None:
+    if not text.strip():
+        raise _RefusedError("it is empty; $$ is not allowed")
+    for ch in text:
+        if not (" " <= ch <= "~") or ch in "%#&~":
+            raise _RefusedError(f"{describe(ch)} is not allowed")
+    if "^^" in text:
+        raise _RefusedError("TeX reads ^^ and what follows as another character: ^^5c is \\")
+    toks = tokens(text)
+    if not balanced(toks):
+        raise _RefusedError("unbalanced braces")
+    _Formula(toks).math_list(0, stop=None)
+
+
+class _Formula:
+    """A check of a formula's tokens as TeX's math mode reads them: every command known
+    and given its arguments, scripts placed, ``\\left`` closed by ``\\right`` in its group."""
+
+    def __init__(self, toks: list[Token]) -> None:
+        self.toks = toks
+
+    def math_list(self, i: int, stop: str | None) -> int:
+        """Check a math list from ``toks[i]`` to its closing brace (or the end, or
+        ``\\right`` when ``stop`` is ``"right"``); the index where it ends."""
+        toks = self.toks
+        nucleus = primes = prime_open = sup = sub = False
+        while i < len(toks) and toks[i].cat != END:
+            tok = toks[i]
+            if tok == Token(CS, "right"):
+                if stop != "right":
+                    raise _RefusedError("\\right without \\left")
+                return i
+            if tok.cat == SPACE:
+                prime_open, i = False, i + 1
+                continue
+            if tok.cat in (SUP, SUB) or tok == Token(OTHER, "'"):
+                if not nucleus:
+                    raise _RefusedError(f"{tok.text} needs a symbol before it")
+                if tok.cat == SUB:
+                    if sub or (primes and not sup):
+                        raise _RefusedError("a double subscript, or a subscript after a prime")
+                    sub, prime_open, i = True, False, self.script(i + 1, "_")
+                elif sup or (primes and not prime_open):
+                    raise _RefusedError("a double superscript (primes count as one)")
+                elif tok.cat == SUP:
+                    sup, prime_open, i = True, False, self.script(i + 1, "^")
+                else:
+                    primes = prime_open = True
+                    i += 1
+                continue
+            i = self.nucleus(i)
+            nucleus, primes, prime_open, sup, sub = True, False, False, False, False
+        if stop == "right":
+            raise _RefusedError("\\left without \\right in the same group")
+        return i
+
+    def nucleus(self, i: int) -> int:
+        """Check the symbol at ``toks[i]``; the index after it."""
+        tok = self.toks[i]
+        if tok.cat == BEGIN:
+            return self.group(i)
+        if tok.cat in (LETTER, OTHER):
+            return i + 1
+        if tok.cat != CS:
+            raise _RefusedError(f"{tok.text!r} is not allowed")
+        if tok.text == "left":
+            end = self.math_list(self.delimiter(i + 1, "\\left"), stop="right")
+            return self.delimiter(end + 1, "\\right")
+        if tok.text in _SIZED:
+            return self.delimiter(i + 1, f"\\{tok.text}")
+        if tok.text not in FORMULA_COMMANDS:
+            if not tok.text.strip():  # TeX reads a final backslash with the line's end
+                raise _RefusedError("a backslash must start a command")
+            raise _RefusedError(f"\\{tok.text} is not an allowed command")
+        i += 1
+        for _ in range(FORMULA_COMMANDS[tok.text]):
+            i = self.argument(i, f"\\{tok.text}", frozenset(GREEK))
+        return i
+
+    def group(self, i: int) -> int:
+        end = self.math_list(i + 1, stop=None)
+        if end >= len(self.toks):  # pragma: no cover - braces were checked to balance
+            raise _RefusedError("unbalanced braces")
+        return end + 1
+
+    def skip_spaces(self, i: int) -> int:
+        while i < len(self.toks) and self.toks[i].cat == SPACE:
+            i += 1  # TeX skips spaces before an argument
+        return i
+
+    def argument(self, i: int, what: str, symbols: frozenset[str]) -> int:
+        """One ``{group}``, character or command of ``symbols`` after ``what``."""
+        i = self.skip_spaces(i)
+        if i == len(self.toks) or self.toks[i].cat == END:
+            raise _RefusedError(f"{what} needs an argument")
+        tok = self.toks[i]
+        if tok.cat == BEGIN:
+            return self.group(i)
+        if (tok.cat == CS and tok.text in symbols) or (
+            tok.cat in (LETTER, OTHER) and tok.text not in "'[]"
+        ):
+            return i + 1
+        raise _RefusedError(f"{what} needs one character or a {{group}} after it")
+
+    def script(self, i: int, what: str) -> int:
+        return self.argument(i, what, _SCRIPT_SYMBOLS)
+
+    def delimiter(self, i: int, what: str) -> int:
+        i = self.skip_spaces(i)
+        tok = self.toks[i] if i < len(self.toks) else None
+        if tok is None or tok.text not in _DELIMITERS.get(tok.cat, ()):
+            raise _RefusedError(f"{what} needs a delimiter such as ( ) [ ] | . after it")
+        return i + 1

@@ -16,17 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from derive.errors import InputError
+from derive.model.defined import model_class
 from derive.params import show, to_toml
 from derive.problems import REGISTRY, Problem
 from derive.readers import read_text
 from derive.render import texgate
 from derive.render.forms import FORMS, Form
 from derive.render.latex import Notation
+from derive.sets import wording
 from derive.tomlread import INT_RANGE, MAX_DEPTH, load_toml
 
 _KEYS = {
     "id", "title", "course", "source", "problems", "notation", "out_of_scope", "labels",
-    "params", "vary", "key", "original", "points",
+    "params", "vary", "key", "original", "points", "models", "questions",
 }
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 #: Free text longer than this is surely a mistake (a pasted file, say).
@@ -68,10 +70,22 @@ class ProblemSet:
     original: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Points per part, per problem (``[points.<key>]``, parts as ``Problem.LABELS``).
     points: dict[str, dict[str, int | Decimal]] = field(default_factory=dict)
+    #: The models the set defines (``[models.<name>]``), as written: plain data, so a set
+    #: travels to worker processes and each rebuilds the classes (``problem_class``).
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The set's words for its questions (``[questions.<key>]``, ``derive.sets.wording``).
+    questions: dict[str, wording.Wording] = field(default_factory=dict)
+
+    def problem_class(self, key: str) -> type[Problem]:
+        """The class of problem ``key``: the set's own model of that name, else the
+        registered problem."""
+        if key in self.models:
+            return model_class(key, self.models[key], f"{self.where}: models.{key}")
+        return REGISTRY[key]
 
     def make_problem(self, key: str) -> Problem:
         """An instance of problem ``key`` with this set's parameters."""
-        return REGISTRY[key].from_params(
+        return self.problem_class(key).from_params(
             self.params.get(key, {}), self.where, self.original.get(key)
         )
 
@@ -88,34 +102,42 @@ def parse_set(text: str, where: str) -> ProblemSet:
             f"{where}: id: {data['id']!r} is not allowed; use lowercase letters, digits and _, "
             "starting with a letter, at most 64 characters (it names the output folder)"
         )
-    problems = _problems(data.get("problems"), where)
-    skipped = data.get("out_of_scope", [])
-    if not isinstance(skipped, list) or len(skipped) > MAX_OUT_OF_SCOPE:
-        raise InputError(
-            f"{where}: out_of_scope: expected a list of at most {MAX_OUT_OF_SCOPE} strings, "
-            f"got {show(skipped)}"
-        )
-    for i, item in enumerate(skipped):
-        _text(item, where, f"out_of_scope[{i}]")
+    models = data.get("models", {})
+    chosen = _problems(data.get("problems"), where, _models(models, where))
+    problems = list(chosen)
+    skipped = _out_of_scope(data.get("out_of_scope", []), where)
     pset = ProblemSet(
         data["id"],
         data["title"],
         data["course"],
         data["source"],
         tuple(problems),
-        _notation(data.get("notation", {}), problems, where),
-        tuple(skipped),
-        _labels(data.get("labels", {}), problems, where),
+        _notation(data.get("notation", {}), chosen, where),
+        skipped,
+        _labels(data.get("labels", {}), chosen, where),
         _per_problem(data.get("params", {}), problems, where, "params"),
         _per_problem(data.get("vary", {}), problems, where, "vary"),
         where,
         _form(data.get("key", "full"), where),
-        _original(data.get("original", {}), problems, where),
-        _points(data.get("points", {}), problems, where),
+        _original(data.get("original", {}), chosen, where),
+        _points(data.get("points", {}), chosen, where),
+        {name: models[name] for name in problems if name in models},
+        wording.parse(data, chosen, where, MAX_TEXT),
     )
-    for key in problems:  # parse every parameter now: a bad value fails before any output
-        REGISTRY[key].parse_params(pset.params.get(key, {}), where)
+    for key, cls in chosen.items():  # every parameter now: a bad value fails before output
+        cls.parse_params(pset.params.get(key, {}), where)
     return pset
+
+
+def _out_of_scope(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_OUT_OF_SCOPE:
+        raise InputError(
+            f"{where}: out_of_scope: expected a list of at most {MAX_OUT_OF_SCOPE} strings, "
+            f"got {show(value)}"
+        )
+    for i, item in enumerate(value):
+        _text(item, where, f"out_of_scope[{i}]")
+    return tuple(value)
 
 
 def _check_tree(data: dict[str, Any], where: str) -> None:
@@ -185,17 +207,34 @@ def _text(value: Any, where: str, path: str) -> str:
     return texgate.text(value, f"{where}: {path}", MAX_TEXT)
 
 
-def _problems(value: Any, where: str) -> list[str]:
+def _models(value: Any, where: str) -> dict[str, type[Problem]]:
+    """``[models.<name>]``: each table's problem class (``derive.model.defined``)."""
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: models: expected a table of models, one per name")
+    return {name: model_class(name, table, f"{where}: models.{_key(name)}")
+            for name, table in value.items()}
+
+
+def _problems(value: Any, where: str, models: dict[str, type[Problem]]
+              ) -> dict[str, type[Problem]]:
+    """The listed problems' classes, in order: a set's own model before a registered
+    problem of the same name."""
+    known = {**REGISTRY, **models}
     if not isinstance(value, list) or not value:
         raise InputError(f"{where}: problems: expected a non-empty list of problem names")
     for i, p in enumerate(value):
-        if not isinstance(p, str) or p not in REGISTRY:
+        if not isinstance(p, str) or p not in known:
             raise InputError(
-                f"{where}: problems[{i}]: unknown problem {show(p)}; known: {', '.join(REGISTRY)}"
+                f"{where}: problems[{i}]: unknown problem {show(p)}; known: {', '.join(known)}"
+                " (or a model the set defines in [models.<name>])"
             )
     if len(set(value)) != len(value):
         raise InputError(f"{where}: problems: a problem may appear only once")
-    return value
+    for name in models:
+        if name not in value:  # a model defined but never posed is surely a slip
+            raise InputError(f"{where}: models.{_key(name)}: defined but not listed in "
+                             "problems; list it there, or remove the table")
+    return {p: known[p] for p in value}
 
 
 def _key(name: str) -> str:
@@ -203,14 +242,14 @@ def _key(name: str) -> str:
     return name if _PLAIN_NAME.match(name) else f"[{show(name)}]"
 
 
-def _notation(value: Any, problems: list[str], where: str) -> Notation:
+def _notation(value: Any, problems: dict[str, type[Problem]], where: str) -> Notation:
     if not isinstance(value, dict):
         raise InputError(f"{where}: notation: expected a table with keys time and symbols")
     _known_keys(value, {"time", "symbols"}, where, "notation.")
     symbols = value.get("symbols", {})
     if not isinstance(symbols, dict) or not all(isinstance(v, str) for v in symbols.values()):
         raise InputError(f"{where}: notation.symbols: expected a table of strings")
-    printed = sorted(set().union(*(REGISTRY[key].symbols() for key in problems)))
+    printed = sorted(set().union(*(cls.symbols() for cls in problems.values())))
     for name in symbols:
         if name not in printed:  # a typo would otherwise be ignored silently
             raise InputError(
@@ -237,17 +276,18 @@ def _per_problem(value: Any, problems: list[str], where: str, name: str) -> dict
     return value
 
 
-def _labels(value, problems: list[str], where: str) -> dict[str, dict[str, str]]:
+def _labels(value, problems: dict[str, type[Problem]], where: str
+            ) -> dict[str, dict[str, str]]:
     if not isinstance(value, dict):
         raise InputError(f"{where}: labels must be a table of problem names")
-    labelled = [p for p in problems if REGISTRY[p].LABELS]  # headings each problem names
+    labelled = [p for p, cls in problems.items() if cls.LABELS]  # headings each problem names
     for problem, table in value.items():
         if problem not in problems or not isinstance(table, dict):
             raise InputError(
                 f"{where}: labels.{_key(problem)}: not a problem of this set with labels; "
                 f"allowed are {', '.join(labelled) or 'none'}"
             )
-        cls = REGISTRY[problem]
+        cls = problems[problem]
         # The whole problem's part has no heading of its own: "title" renames the problem.
         allowed = tuple(p for p in cls.LABELS if p != cls.WHOLE)
         for key, text in table.items():
@@ -282,13 +322,14 @@ def _form_name(value: Any, where: str, path: str) -> Form:
     return FORMS[value]
 
 
-def _original(value: Any, problems: list[str], where: str) -> dict[str, dict[str, Any]]:
+def _original(value: Any, problems: dict[str, type[Problem]], where: str
+              ) -> dict[str, dict[str, Any]]:
     """``[original.<problem>]``: each field one the problem declares (``Problem.ORIGINAL``),
     parsed by its kind, so a remark can only quote what the set says its source holds."""
-    _per_problem(value, problems, where, "original")
+    _per_problem(value, list(problems), where, "original")
     out = {}
     for key, table in value.items():
-        fields = REGISTRY[key].ORIGINAL
+        fields = problems[key].ORIGINAL
         for name in table:
             if name not in fields:
                 raise InputError(
@@ -309,11 +350,11 @@ TITLE = "title"
 
 
 def _points(
-    value: Any, problems: list[str], where: str
+    value: Any, problems: dict[str, type[Problem]], where: str
 ) -> dict[str, dict[str, int | Decimal]]:
-    _per_problem(value, problems, where, "points")
+    _per_problem(value, list(problems), where, "points")
     for key, table in value.items():
-        parts = [p for p in REGISTRY[key].LABELS if p != TITLE]  # the heading is no part
+        parts = [p for p in problems[key].LABELS if p != TITLE]  # the heading is no part
         for part, n in table.items():
             if part not in parts:
                 raise InputError(
@@ -382,6 +423,30 @@ def check_distinct(sets: Iterable[ProblemSet], out_dir: Path) -> None:
         )
 
 
+#: The starter's commented model: a cell of the set's own (README, "Your own models").
+_STARTER_MODEL = (
+    "# A cell of your own: list its name in problems and define it here (see README).",
+    "# [models.my_cell]",
+    '# kind = "recurrent"',
+    '# title = "Elman network"',
+    '# inputs = ["x"]',
+    '# states = ["h"]                # h[t-1] is its value at the previous step',
+    '# weights = ["w_hx", "w_hh"]',
+    '# biases = ["b_h"]              # vector form only',
+    '# loss_on = ["h"]',
+    '# equations = ["h = tanh(w_hx*x + w_hh*h[t-1] + b_h)"]',
+    "",
+)
+
+
+def _starter_params(cls: type[Problem]) -> list[str]:
+    """A problem's parameters as the starter lists them: commented, with their defaults."""
+    return ["", f"# [params.{cls.key}]   # {cls.title}"] + [
+        f"# {p.name} = {to_toml(p.default)}   # {p.doc}" if p.default is not None
+        else f"# {p.name} = ...   # optional: {p.doc}" for p in cls.PARAMS
+    ]
+
+
 def starter(name: str) -> str:
     """A commented set file listing every problem, its parameters and their defaults."""
     set_id = re.sub(r"[^a-z0-9_]", "_", name.lower()).lstrip("_0123456789") or "my_set"
@@ -403,18 +468,10 @@ def starter(name: str) -> str:
         'time = "superscript"   # h^{(t)}; or "subscript" for h_t',
         "# [notation.symbols]    # how symbols are spelled, e.g. w_ix = \"w_{xi}\"",
     ]
-    for key, cls in REGISTRY.items():
-        if not cls.PARAMS:
-            continue
-        lines += ["", f"# [params.{key}]   # {cls.title}"]
-        lines += [
-            f"# {p.name} = {to_toml(p.default)}   # {p.doc}"
-            if p.default is not None
-            else f"# {p.name} = ...   # optional: {p.doc}"
-            for p in cls.PARAMS
-        ]
+    lines += [line for cls in REGISTRY.values() if cls.PARAMS for line in _starter_params(cls)]
     lines += [
         "",
+        *_STARTER_MODEL,
         "# Per-student versions (derive build FILE --variants 30 --seed S) draw each listed",
         "# parameter the handout prints from a list of values or a range:",
         "# [vary.eigen_power]",

@@ -85,11 +85,13 @@ class Check:
         }
 
 
-def rel_error(got, ref, floor: float = FLOOR) -> float:
+def rel_error(got, ref, floor: float = FLOOR, scale: float | None = None) -> float:
     """Worst mixed relative error of ``got`` against the reference ``ref``.
 
-    The difference is taken before any conversion to float64, so 50-digit mpmath values
-    keep their precision.
+    An entry is judged relative to its own size, but never to less than ``floor`` times
+    the largest entry (or ``scale``, when a larger one is given: the size of a whole of
+    which these entries are part).  The difference is taken before any conversion to
+    float64, so 50-digit mpmath values keep their precision.
     """
     got = np.asarray(got).ravel()
     ref = np.asarray(ref).ravel()
@@ -99,8 +101,8 @@ def rel_error(got, ref, floor: float = FLOOR) -> float:
     a, b = np.abs(got).astype(float), np.abs(ref).astype(float)
     if not (np.all(np.isfinite(diff)) and np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         return math.inf
-    scale = max(float(np.max(a, initial=0.0)), float(np.max(b, initial=0.0)))
-    denom = np.maximum(np.maximum(a, b), floor * scale)
+    largest = max(float(np.max(a, initial=0.0)), float(np.max(b, initial=0.0)), scale or 0.0)
+    denom = np.maximum(np.maximum(a, b), floor * largest)
     denom[denom == 0] = 1.0  # both exactly zero: no error
     return float(np.max(diff / denom, initial=0.0))
 

@@ -44,7 +44,7 @@ import numpy as np
 import sympy as sp
 
 from derive.engine.cell import Cell
-from derive.engine.numeric import forward, loss, sweep_for, vector_adjoints_for
+from derive.engine.numeric import evaluate_at, forward, loss, sweep_for, vector_adjoints_for
 from derive.engine.vector import n_h, n_x
 from derive.verify import Check, Claim, rel_error, routes
 from derive.verify.routes import CENTRAL_STEP, COMPLEX_STEP, DERIVED_DPS
@@ -335,21 +335,28 @@ def check_case(cell: Cell, case: Case, methods=tuple(METHODS)) -> dict[tuple[str
             with mpmath.workdps(DERIVED_DPS):  # used by the mpmath backend only
                 evaluated[backend] = derived(cell, case, data, backend)
         got = evaluated[backend]
+        # A difference of losses errs in absolute terms, on the scale of the whole gradient:
+        # a component far below that scale (a weight behind a saturated gate) is judged
+        # against the gradient's largest entry, not against itself.  The complex step has
+        # no such error and judges every component against itself.
+        scale = None if method == "complex step" else float(np.max(np.abs(ref), initial=0))
         for claim in claims:
             mask = np.array([p[0] == claim for p in plist])
-            out[claim, method] = _error(got[claim], ref[mask], [p for p in plist if p[0] == claim])
+            picked = [p for p in plist if p[0] == claim]
+            out[claim, method] = _error(got[claim], ref[mask], picked, scale)
     return out
 
 
-def _error(got: np.ndarray, ref: np.ndarray, plist: list) -> float:
+def _error(got: np.ndarray, ref: np.ndarray, plist: list, scale: float | None = None) -> float:
     """Worst error of a claim's derived values against its probes' reference values.
 
-    Entry probes: the mixed relative error.  Direction probes: the derived projection
-    ``r . got`` against the reference, relative to ``|r| . |got|``, the size of the terms
-    the projection sums (a cancelling sum would otherwise inflate the relative error).
+    Entry probes: the mixed relative error (with ``scale``, the case's gradient scale, in
+    its floor).  Direction probes: the derived projection ``r . got`` against the
+    reference, relative to ``|r| . |got|``, the size of the terms the projection sums (a
+    cancelling sum would otherwise inflate the relative error).
     """
     if not plist[0][1].endswith(" dir"):
-        return rel_error(got, ref)
+        return rel_error(got, ref, scale=scale)
     dirs = np.array([p[4].reshape(-1) for p in plist])
     proj = dirs @ got
     # Differences before any conversion to float64 (50-digit values keep their digits).
@@ -432,3 +439,21 @@ def backward_map_by_probes(cell: Cell, params: dict, inputs: dict, initial: dict
     a = np.array([[d(sj, (si, k)) for sj in states] for si in states])
     b = np.array([[d(sj, (si, k - 1)) for sj in states] for si in states])
     return b @ np.linalg.inv(a)
+
+
+def scalar_data(cell: Cell, case: Case) -> tuple[dict, dict, dict]:
+    """A case's random data as plain floats: parameters, input sequences, initial states."""
+    data = make_data(cell, case)
+    params = {k: float(v[0, 0]) for k, v in data.params.items()}
+    inputs = {k: [float(v[0, 0]) for v in seq] for k, seq in data.inputs.items()}
+    return params, inputs, {k: float(v[0, 0]) for k, v in data.initial.items()}
+
+
+def compare_at(expr, traj, params, k: int, ref: np.ndarray) -> float:
+    """Error of a derived expression evaluated at step k against ``ref``; inf if it
+    cannot be evaluated there (a wrong step index reads past the sequence)."""
+    try:
+        got = np.array(evaluate_at(expr, traj, params, k), dtype=float)
+    except (IndexError, KeyError, TypeError):
+        return float("inf")
+    return rel_error(got, ref)

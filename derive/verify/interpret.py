@@ -129,6 +129,8 @@ class Interpreter:
         the variable.
         """
         bump = bump or {}
+        if self.cell.interpreted is not None:
+            return self._run_text(weights, inputs, initial, bump)
         state = dict(initial)
         rows = []
         for k in range(1, len(next(iter(inputs.values()))) + 1):
@@ -138,6 +140,22 @@ class Interpreter:
                 env[name] = node(env) + bump.get((k, name), 0)
             state = {s: env[s] for s in state}
             rows.append({name: env[name] for name, _ in self.steps})
+        return rows
+
+    def _run_text(self, weights, inputs, initial, bump) -> list[Env]:
+        """``run`` for a cell written as text: its own reading of the text, in mpmath
+        (``derive.model.interpret``), so the example is checked apart from SymPy too."""
+        cell, step = self.cell, self.cell.interpreted("mpmath", True)
+        state = [initial[s.name] for s in cell.prev]
+        where = [cell.variables.index(s) for s in cell.prev]
+        rows = []
+        for k in range(1, len(next(iter(inputs.values()))) + 1):
+            deltas = [bump.get((k, u.name), 0) for u in cell.variables]
+            vals = step(*[inputs[x.name][k - 1] for x in cell.inputs], *state,
+                        *[weights[p.name] for p in cell.params], *deltas)
+            vals = [v.item() if hasattr(v, "item") else v for v in vals]  # 0-d object arrays
+            state = [vals[i] for i in where]
+            rows.append({u.name: v for u, v in zip(cell.variables, vals, strict=True)})
         return rows
 
     def loss(self, weights: Mapping[str, Any], inputs: Mapping[str, list],

@@ -116,6 +116,8 @@ class Momentum(Problem):
         ),
     }
     LABELS = ("inverse", "det")
+    #: The question of a step's volume factor, within part (b): a set may leave it out.
+    OPTIONAL = ("volume",)
     ORIGINAL: ClassVar[dict[str, Kind]] = {
         "updates": Quote("the original handout's two updates, as its text reads"),
         "sample_det": Quote("the sample solution's argument for the determinant, as written"),

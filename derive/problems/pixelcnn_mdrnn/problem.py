@@ -127,6 +127,7 @@ class PixelCNNMDRNN(Problem):
         "activations": "Activations a forward pass keeps in each model, at the figure's sizes.",
     }
     LABELS = ("title", "pixelcnn", "mdrnn", "compare")
+    OPTIONAL = ("compare",)  # extra credit: the counts of parts 1 and 2 stand without it
     #: What an original handout may print, quoted by a set: its MDRNN equation and the
     #: words of its question on the MDRNN's sequential steps.
     ORIGINAL: ClassVar[dict[str, Kind]] = {
