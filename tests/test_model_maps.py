@@ -340,13 +340,16 @@ def test_the_key_prints_only_results_and_spells_only_its_symbols(table):
     assert _printed_names(p) == type(p).symbols()
 
 
-def test_a_defined_map_pickles_as_the_call_that_builds_it(nesterov):
+def test_a_map_table_in_a_set_builds_through_model_class_and_pickles(nesterov):
     import pickle
 
-    cls = pickle.loads(pickle.dumps(type(nesterov)))
-    assert cls is not type(nesterov) and cls.key == "nesterov" and cls.TABLE == NESTEROV
-    back = pickle.loads(pickle.dumps(nesterov))
-    assert _fingerprint(back) == _fingerprint(nesterov)
+    from derive.model.defined import model_class
+
+    cls = model_class("nesterov", NESTEROV, WHERE)
+    assert cls is model_class("nesterov", dict(NESTEROV), WHERE)
+    back = pickle.loads(pickle.dumps(cls))
+    assert back.key == "nesterov" and back.TABLE == NESTEROV
+    assert _fingerprint(back()) == _fingerprint(nesterov)
 
 
 def test_the_exports_sympy_text_reads_back_in_a_fresh_process():

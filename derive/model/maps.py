@@ -279,3 +279,11 @@ def _evaluate(t, current, constants, grad) -> Any:
         return grad(ev(kids[1]))
     name = str(kids[0])  # a state (as earlier updates left it) or a constant
     return current[name] if name in current else constants[name]
+
+
+def map_problem(name: str, table: dict[str, Any], where: str) -> type:
+    """The problem class of the map ``table`` defines (``kind = "map"``), keyed ``name``:
+    ``derive.problems.momentum.defined.map_problem``, which derives as momentum does."""
+    from derive.problems.momentum.defined import map_problem as build  # it imports this
+
+    return build(name, table, where)

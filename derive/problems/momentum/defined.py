@@ -13,8 +13,6 @@ from (``TABLE``), so the same table gives, in any process, a class that behaves 
 from __future__ import annotations
 
 import copy
-import copyreg
-from abc import ABCMeta
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any, ClassVar
@@ -53,12 +51,7 @@ def default_values(constants: tuple[str, ...]) -> dict[str, sp.Rational]:
     return {c: sp.Rational(1, 10) + k * step for k, c in enumerate(constants)}
 
 
-class MapClass(ABCMeta):
-    """The type of a defined map's problem class: pickled as the call that builds it
-    (``map_problem`` of its name, table and place), so a worker process rebuilds it."""
-
-
-class MapProblem(Problem, metaclass=MapClass):
+class MapProblem(Problem):
     """Inverse, factored Jacobian and determinant of a map given as data."""
 
     SPEC: ClassVar[MapSpec]
@@ -216,13 +209,4 @@ def map_problem(name: str, table: dict[str, Any], where: str) -> type[Problem]:
         "WHERE": where,
         "PARAMS": params, "SYMBOLS": symbols, "RESULTS": docs,
     }
-    return MapClass(f"Map_{name}", (MapProblem,), attrs)
-
-
-def _reduce_class(cls: MapClass) -> Any:
-    if "SPEC" not in cls.__dict__:  # MapProblem itself: by name, as any class
-        return cls.__qualname__
-    return map_problem, (cls.key, cls.TABLE, cls.WHERE)
-
-
-copyreg.pickle(MapClass, _reduce_class)
+    return type(f"Map_{name}", (MapProblem,), attrs)
