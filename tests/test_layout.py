@@ -104,7 +104,7 @@ def _set_documents() -> dict[str, str]:
         for name, form in FORMS.items():
             docs[f"{sid} key ({name})"] = render(dataclasses.replace(pset, form=form), problems)
         docs[f"{sid} handout"] = render(pset, problems, handout=True)
-    for path in sorted(MODELS.glob("*.toml")):
+    for path in sorted(MODELS.rglob("*.toml")):
         pset = get_set(str(path))
         problems = make_problems(pset, cache)
         docs[f"model {path.stem} key"] = render(pset, problems)
@@ -179,7 +179,7 @@ def test_readme_set_stays_in_the_text_block(overfull):
 @pytest.mark.slow
 def test_cells_defined_in_set_files_stay_in_the_text_block(overfull):
     names = [n for n in overfull if n.startswith("model ")]
-    assert len(names) == 2 * len(list(MODELS.glob("*.toml")))
+    assert len(names) == 2 * len(list(MODELS.rglob("*.toml")))
     found = [line for n in names for line in overfull[n]]
     assert not found, "\n".join(found)
 

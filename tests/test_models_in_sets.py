@@ -171,3 +171,29 @@ def test_the_starter_files_model_uncommented_is_a_cell_that_checks_out():
     (problem,) = make_problems(parse_set(text, "starter.toml"), {})
     assert problem.title == "Elman network"
     assert problem.checks and all(c.passed for c in problem.checks)
+
+
+# -- maps ---------------------------------------------------------------------------------------
+def test_the_issues_nesterov_map_builds_from_its_set_file(tmp_path):
+    """Its determinant is beta^D det(I - alpha H), not beta^D alone (by hand: the first
+    factor is [[I, 0], [-alpha H, beta (I - alpha H)]], the second has determinant 1)."""
+    from derive.cli import main
+
+    out = tmp_path / "b"
+    assert main(["build", str(MODELS / "maps" / "nesterov.toml"), "--out", str(out),
+                 "--format", "json"]) == 0
+    entry = json.loads((out / "model_nesterov" / "derivations.json").read_text())[
+        "problems"]["nesterov"]
+    assert all(c["passed"] for c in entry["checks"]) and len(entry["checks"]) >= 8
+    (problem,) = make_problems(get_set(str(MODELS / "maps" / "nesterov.toml")), {})
+    det = problem.results["det_jacobian"].expr
+    alpha, beta = (sp.Symbol(n) for n in ("alpha", "beta"))
+    assert det.has(beta) and det.has(alpha) and det != beta ** sp.Symbol("D")
+
+
+def test_momentum_written_as_a_map_in_a_set_file_has_the_bundled_determinant():
+    (problem,) = make_problems(get_set(str(MODELS / "maps" / "momentum.toml")), {})
+    bundled = REGISTRY["momentum"]()
+    assert str(problem.results["det_jacobian"].expr) == str(
+        bundled.results["det_jacobian"].expr)
+    assert all(c.passed for c in problem.checks)
