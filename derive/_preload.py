@@ -1,10 +1,9 @@
 """What a build's forkserver loads once, so that no worker loads it again (``workers``).
 
 Importing derive does not import everything a job needs: the first ``lambdify`` pulls in
-NumPy's and the standard library's modules worth about 45 ms, , the templates compile in
+NumPy's and the standard library's modules worth about 45 ms, the templates compile in
 about 70 ms and the model grammars build in about 25 ms, all of which every fresh worker
-would pay again.  Doing it here, before the
-server forks, makes it free for them.
+would pay again.  Doing it here, before the server forks, makes it free for them.
 """
 
 from __future__ import annotations
