@@ -79,10 +79,23 @@ def test_readme_library_example_runs_and_its_cell_checks_out():
         c.method for c in mgu.checks}
 
 
-def _model_block() -> str:
+def _model_block(kind: str = "recurrent") -> str:
     blocks = re.findall(r"```toml\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    (block,) = [b for b in blocks if "[models." in b]
+    (block,) = [b for b in blocks if f'kind = "{kind}"' in b]
     return block
+
+
+def test_readme_map_set_builds_its_determinant(tmp_path: Path):
+    """The README's Nesterov map, as written: every check passes, and the determinant
+    has the Hessian's factor det(I - alpha H) besides beta^D."""
+    path = tmp_path / "dl101_hw5.toml"
+    path.write_text(_model_block("map"), encoding="utf-8")
+    assert main(["build", str(path), "--out", str(tmp_path / "b"), "--format", "json"]) == 0
+    data = json.loads((tmp_path / "b" / "dl101_hw5" / "derivations.json").read_text())
+    entry = data["problems"]["nesterov"]
+    assert all(c["passed"] for c in entry["checks"])
+    det = entry["results"]["det_jacobian"]["sympy"]
+    assert "alpha" in det and "beta" in det
 
 
 def test_readme_model_set_defines_its_cell_and_builds(tmp_path: Path, capsys):
