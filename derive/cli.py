@@ -183,38 +183,38 @@ def _jobs(text: str) -> int:
     return value
 
 
-def _classes(set_file: str | None) -> dict:
-    """The problems a command may name: the registered ones, and with ``--set FILE`` the
-    set's own models (before registered problems of the same name)."""
+def _named(key: str, set_file: str | None):
+    """The problem ``key`` as a command builds it: with ``--set FILE`` a problem of that
+    set is built with the set's parameters and declarations (its own model, its worked
+    example); otherwise the registered problem with its defaults."""
     from derive.problems import REGISTRY
 
-    classes = dict(REGISTRY)
+    pset = None
     if set_file is not None:
         from derive.sets import get_set
 
         pset = get_set(set_file)
-        classes |= {key: pset.problem_class(key) for key in pset.problems}
-    return classes
-
-
-def _set_problems(set_file: str) -> list[str]:
-    from derive.sets import get_set
-
-    return list(get_set(set_file).problems)
-
-
-def _named(classes: dict, key: str, set_file: str | None):
-    if key not in classes:
+        if key in pset.problems:
+            return pset.make_problem(key)
+    if key not in REGISTRY:
+        known = [*REGISTRY, *(k for k in (pset.problems if pset else ()) if k not in REGISTRY)]
         also = f" or in {set_file}" if set_file else " (a set's own model needs --set FILE)"
-        raise InputError(f"unknown problem {key!r}; known problems: "
-                         f"{', '.join(classes)}{also}")
-    return classes[key]()
+        raise InputError(f"unknown problem {key!r}; known problems: {', '.join(known)}{also}")
+    return REGISTRY[key]()
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    classes = _classes(args.set)
-    default = list(classes) if args.set is None else _set_problems(args.set)
-    problems = [_named(classes, k, args.set) for k in (args.problems or default)]
+    from derive.problems import REGISTRY
+
+    if args.problems:
+        keys = args.problems
+    elif args.set is not None:
+        from derive.sets import get_set
+
+        keys = list(get_set(args.set).problems)
+    else:
+        keys = list(REGISTRY)
+    problems = [_named(k, args.set) for k in keys]
     rows = [(f"{p.key}:{c.claim}", c) for p in problems for c in p.checks]
     wc = max([len("claim")] + [len(n) for n, _ in rows])
     wm = max([len("method")] + [len(c.method) for _, c in rows])
@@ -235,11 +235,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_grad(args: argparse.Namespace) -> int:
     from derive.inputs import read_json
+    from derive.problems import REGISTRY
 
-    classes = _classes(args.set)
-    problem = _named(classes, args.problem, args.set)
+    problem = _named(args.problem, args.set)
     if not hasattr(problem, "grad"):
-        able = [k for k, cls in classes.items() if hasattr(cls, "grad")]
+        able = [k for k, cls in REGISTRY.items() if hasattr(cls, "grad")]
         raise InputError(
             f"problem {args.problem!r} has no numeric gradient; "
             f"problems with one: {', '.join(able)}"

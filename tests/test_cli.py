@@ -606,11 +606,19 @@ def test_check_unknown_problem(capsys) -> None:
     assert err == f"derive: error: unknown problem 'nosuch'; known problems: {KNOWN}{tail}\n"
 
 
-def test_check_runs_a_sets_own_models(capsys) -> None:
+def test_check_runs_a_sets_own_models(tmp_path, capsys) -> None:
     models = Path(__file__).resolve().parent / "models"
     assert main(["check", "--set", str(models / "coupled.toml")]) == 0
     out = capsys.readouterr().out
     assert "coupled_lstm:w_fx_bar" in out and out.rstrip().endswith(" passed, 0 failed")
+    # The set's parameters count: its worked example is checked too.
+    example = ('\n[params.mgu.example]\nx = [1, -0.5]\nh0 = 0.1\ndL_dh = [1, -2]\n'
+               '[params.mgu.example.weights]\nw_fx = 0.5\nw_fh = -0.3\nw_nx = 0.8\n'
+               'w_nh = "1/4"\n')
+    path = tmp_path / "mgu.toml"
+    path.write_text((models / "mgu.toml").read_text(encoding="utf-8") + example)
+    assert main(["check", "mgu", "--set", str(path)]) == 0
+    assert "mgu:example_forward" in capsys.readouterr().out
 
 
 # -- no TeX engine ---------------------------------------------------------------------------------

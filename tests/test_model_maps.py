@@ -408,7 +408,7 @@ def test_a_power_of_a_registry_function_prints():
 def test_the_map_written_out_entry_by_entry_checks_the_blocks_exactly(nesterov):
     from derive.problems.momentum.map_instances import instance_claims
 
-    route = "symbolic: written out entry by entry, against its jacobian()"
+    route = "symbolic: against the map written out entry by entry and differentiated"
     assert {c.claim for c in nesterov.checks if c.method == route} == {
         "jacobian_factors", "jacobian"}
     # A factor that misses the lookahead's -alpha beta H (momentum's, not Nesterov's) fails.

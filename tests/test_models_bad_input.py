@@ -144,7 +144,20 @@ BAD = [
     # -- the vector form's shapes
     ("vector-weight-plus-input", model(equations=eqs("f = sigma(w_fx + x + w_fh*h[t-1] + b_f)",
                                                      N, H)),
-     f"{M}.equations: in the vector form, the equation of f: weight w_fx must multiply a vector"),
+     f"{M}.equations[0]: column 11: the weight 'w_fx' may stand only as a factor of a "
+     "product, as in w_fx*x (or left of @)"),
+    ("vector-weight-to-a-power", model(equations=eqs("f = sigma(w_fx^1*x + w_fh*h[t-1] + b_f)",
+                                                     N, H)),
+     f"{M}.equations[0]: column 11: the weight 'w_fx' may stand only as a factor"),
+    ("vector-weight-in-a-call", model(equations=eqs(
+        "f = sigma(identity(w_fx)*x + w_fh*h[t-1] + b_f)", N, H)),
+     f"{M}.equations[0]: column 20: the weight 'w_fx' may stand only as a factor"),
+    ("vector-weight-dividing", model(equations=eqs("f = sigma(x/w_fx + w_fh*h[t-1] + b_f)",
+                                                   N, H)),
+     f"{M}.equations[0]: column 13: the weight 'w_fx' may stand only as a factor"),
+    ("matmul-inside-a-product", model(equations=eqs(
+        "f = sigma(w_fx @ x * x + w_fh*h[t-1] + b_f)", N, H)),
+     f"{M}.equations[0]: column 11: a product with @ may not be a factor of a larger product"),
     ("vector-two-weights", model(equations=eqs("f = sigma(w_fx*w_fh*x + b_f)", N, H)),
      "in the vector form, the equation of f: product of two weights in w_fh*w_fx*x"),
     ("vector-weight-input-state", model(equations=eqs(

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from derive.errors import InputError
-from derive.params import show
+from derive.params import plain_data, show
 from derive.problems.base import Problem
 from derive.tomlread import load_toml
 
@@ -79,7 +79,7 @@ def model_class(name: str, table: dict[str, Any], where: str) -> type[Problem]:
                          f"got {show(kind)}")
     # Keyed by the table's text: a set file is parsed once per command, and again in
     # every worker, and each parse asks for the class of each of its models.
-    ident = (name, where, json.dumps(table, sort_keys=True, default=repr))
+    ident = (name, where, canonical(table))
     if ident not in _CLASSES:
         made = _FACTORIES[kind]()(name, table, where)
         # Of a metaclass of its own, so that pickle sends it as its table (a worker
@@ -113,3 +113,19 @@ def _map() -> Callable[[str, dict, str], type[Problem]]:
 
 
 _FACTORIES = {"recurrent": _recurrent, "map": _map}
+
+
+def canonical(table: dict[str, Any]) -> str:
+    """A stable text of a model table: decimals as written and tagged, so that the number
+    0.5 and the string "0.5" stay apart."""
+    return json.dumps(_tagged(table), sort_keys=True, ensure_ascii=True)
+
+
+def _tagged(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _tagged(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_tagged(v) for v in value]
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return {type(value).__name__: plain_data(value)}  # a Decimal, a date: never a string

@@ -26,7 +26,7 @@ import sympy as sp
 from derive.engine.functions import FUNCTIONS
 from derive.engine.spec import CellSpec, Names
 from derive.errors import InputError
-from derive.model.interpret import Interpreter
+from derive.model.interpret import Interpreter, _factors
 
 #: Longest equation, most equations, deepest bracket nesting: beyond these a model is surely
 #: a mistake, and the bounds keep parsing and building cheap.
@@ -273,6 +273,8 @@ def cell_spec(name: str, table: dict[str, Any], where: str) -> CellSpec:
     equations(Names())  # every name and function is checked now, before any derivation
     _check_dependence(parsed, declared)
     _check_used(parsed, declared, where)
+    for e in parsed:
+        _check_weights(e.tree, False, set(declared.weights), e.where)
     _check_read(parsed, declared.states, loss_on)
     reading = Interpreter(parsed, declared.inputs, declared.states, declared.weights,
                           declared.biases)
@@ -356,6 +358,35 @@ def _check_dependence(parsed: Sequence[Equation], declared: Declared) -> None:
             continue
         raise InputError(f"{e.where}: {e.target!r} depends on no input and no state; an "
                          "equation must read an input, a state's h[t-1] or a variable that does")
+
+
+def _check_weights(t, allowed: bool, weights: set[str], where: str) -> None:
+    """Refuse a weight anywhere but as a factor of a product (``w_fx*x``) or left of
+    ``@``, and a matrix product beside other vector factors: the vector form reads a
+    product chain with a weight as the weight times the rest, so ``w^1*h[t-1]``,
+    ``identity(w)*h[t-1]`` or ``(w @ h[t-1])*h[t-1]`` would mean another thing than it
+    says."""
+    if t.data == "name":
+        if str(t.children[0]) in weights and not allowed:
+            raise InputError(f"{where}: column {t.children[0].column}: the weight "
+                             f"{str(t.children[0])!r} may stand only as a factor of a "
+                             "product, as in w_fx*x (or left of @)")
+        return
+    if t.data in ("mul", "div", "neg"):
+        factors: list = []
+        _factors(t, 1, factors)
+        vectors = [f for f, _ in factors if f.data not in ("sign", "number")]
+        for f, power in factors:
+            if f.data == "matmul" and len(vectors) > 1:
+                raise InputError(f"{where}: column {f.meta.column}: a product with @ may "
+                                 "not be a factor of a larger product; write w @ (a*b), "
+                                 "or give it an equation of its own")
+            if f.data != "sign":
+                _check_weights(f, power == 1 and f.data == "name", weights, where)
+        return
+    kids = [c for c in t.children if isinstance(c, lark.Tree)]
+    for i, c in enumerate(kids):  # the left of @ is a weight (checked when built)
+        _check_weights(c, t.data == "matmul" and i == 0, weights, where)
 
 
 def _check_used(parsed: Sequence[Equation], declared: Declared, where: str) -> None:

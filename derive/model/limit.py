@@ -59,8 +59,21 @@ def parse_limit(spec: CellSpec, value: Any, where: str) -> dict[str, int]:
         if isinstance(v, bool) or not isinstance(v, int) or v not in (low, high):
             raise InputError(f"{here}: expected {low} or {high} (the ends of the range of "
                              f"{f.name}, which {name} applies), got {show(v)}")
+        if not _written_as_call(spec, name):
+            raise InputError(f"{here}: {name} must be written as the function applied "
+                             f"outermost, as in {name} = {f.name}(...), to be shifted into "
+                             "its regime")
         out[name] = v
     return out
+
+
+def _written_as_call(spec: CellSpec, name: str) -> bool:
+    """Whether a cell written as text assigns ``name`` a function call at the root of its
+    tree (``1*sigma(z)`` is sigma(z) in SymPy, but the text's own reading shifts z only in
+    a call); True for a cell written in Python."""
+    if spec.interpreter is None:
+        return True
+    return any(e.target == name and e.tree.data == "call" for e in spec.interpreter.parsed)
 
 
 def _why(cell: Cell, name: Any) -> str:

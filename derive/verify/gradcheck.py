@@ -335,16 +335,30 @@ def check_case(cell: Cell, case: Case, methods=tuple(METHODS)) -> dict[tuple[str
             with mpmath.workdps(DERIVED_DPS):  # used by the mpmath backend only
                 evaluated[backend] = derived(cell, case, data, backend)
         got = evaluated[backend]
-        # A difference of losses errs in absolute terms, on the scale of the whole gradient:
-        # a component far below that scale (a weight behind a saturated gate) is judged
-        # against the gradient's largest entry, not against itself.  The complex step has
-        # no such error and judges every component against itself.
-        scale = None if method == "complex step" else float(np.max(np.abs(ref), initial=0))
+        scales = _difference_scales(plist, ref, method)
         for claim in claims:
             mask = np.array([p[0] == claim for p in plist])
             picked = [p for p in plist if p[0] == claim]
-            out[claim, method] = _error(got[claim], ref[mask], picked, scale)
+            out[claim, method] = _error(got[claim], ref[mask], picked, scales.get(claim))
     return out
+
+
+#: Routes that difference the loss: their error is absolute, on the loss's scale.
+DIFFERENCES = ("central difference", "mpmath 50 digits")
+
+
+def _difference_scales(plist: list, ref: np.ndarray, method: str) -> dict[str, float]:
+    """Per claim, the scale a difference route judges it against: the largest reference
+    entry of its kind in the case (the parameters' gradients, or the adjoints).  A
+    difference of losses errs in absolute terms, so a component far below the others of
+    its kind (a weight behind a saturated gate) is judged against them, not itself.  The
+    complex step and float64 evaluation judge each claim against itself ({})."""
+    if method not in DIFFERENCES:
+        return {}
+    param = np.array([p[1] == "param" for p in plist])
+    largest = {kind: float(np.max(np.abs(ref[param == kind]), initial=0))
+               for kind in (True, False)}
+    return {p[0]: largest[p[1] == "param"] for p in plist}
 
 
 def _error(got: np.ndarray, ref: np.ndarray, plist: list, scale: float | None = None) -> float:
