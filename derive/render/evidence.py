@@ -94,6 +94,8 @@ def _group(g: EvidenceGroup, names: dict[str, str]) -> Group:
              for methods, s in g.sizes]
     if len(sizes) == 1:
         sizes = [("", sizes[0][1])]
+    else:
+        sizes = _others(sizes, [methods for methods, _ in g.sizes])
     if g.pivot:
         heads = [(escape(_cut(route_words(m), tails)), tol) for m, tol in g.methods]
         rows = [Row(names[k], "", cs, _verdict([c for c in cs if c])) for k, cs in g.rows]
@@ -106,6 +108,16 @@ def _group(g: EvidenceGroup, names: dict[str, str]) -> Group:
             rows.append(Row(name, method, [c], c.verdict))
             last = c
     return Group(escape(g.title), sizes, g.pivot, heads, rows)
+
+
+def _others(sizes: list[tuple[str, str]], methods: list[list[str]]) -> list[tuple[str, str]]:
+    """Sizes labelled by their methods, but the entry of three methods or more (the most)
+    reads "the others": its rows say their methods, and a heading listing them all would
+    run for lines."""
+    most = max(range(len(methods)), key=lambda i: len(methods[i]))
+    if len(methods[most]) < 3:
+        return sizes
+    return [("the others" if i == most else label, s) for i, (label, s) in enumerate(sizes)]
 
 
 def _words(method: str) -> str:
