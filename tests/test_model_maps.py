@@ -421,3 +421,20 @@ def test_the_map_written_out_entry_by_entry_checks_the_blocks_exactly(nesterov):
         nesterov.hessians)}
     assert found["jacobian_factors"] > 0 and found["det_jacobian"] > 0
     assert found["jacobian"] == 0  # the product given was the right one
+
+
+def test_a_map_with_a_root_is_checked_by_the_numeric_routes():
+    """RMSProp's sqrt(v' + 1): written out entry by entry, its exact zero tests took
+    minutes, so the numeric routes alone check it."""
+    rmsprop = {"kind": "map", "title": "RMSProp", "state": ["w", "v"],
+               "constants": ["lr", "rho"],
+               "equations": ["v' = rho*v + (1 - rho)*grad(J)(w)^2",
+                             "w' = w - lr*grad(J)(w)/sqrt(v' + 1)"]}
+    problem = map_problem("rmsprop", rmsprop, WHERE)()
+    _passes(problem)
+    assert not any(c.method.startswith("symbolic: against the map") for c in problem.checks)
+
+
+def test_a_map_without_an_objective_names_none_in_its_evidence():
+    problem = map_problem("flow", {"kind": "map", **FLOW}, WHERE)()
+    assert problem.checks and all("J" not in c.sizes for c in problem.checks)

@@ -187,7 +187,7 @@ class MapProblem(Problem):
     def stated(self) -> dict[str, Any]:
         """The constants' values and the sizes of the numeric checks."""
         return {"values": [(constant(c), v) for c, v in self.values.items()],
-                "dims": list(mc.MAP_DIMS)}
+                "dims": list(mc.MAP_DIMS), "objective": bool(self.hessians)}
 
 
 def map_problem(name: str, table: dict[str, Any], where: str) -> type[Problem]:

@@ -19,7 +19,7 @@ import numpy as np
 import sympy as sp
 
 from derive.engine.functions import numeric
-from derive.model.maps import MapSpec, constant, new, old, run
+from derive.model.maps import Grad, MapSpec, constant, new, old, run
 from derive.problems.momentum.claims import ROUND_TRIP_TOL
 from derive.problems.momentum.mapping import DiagOf, EntryProduct, Inverse, residual
 from derive.problems.momentum.model import D, explicit, explicit_block, grad_j, hess_j
@@ -112,8 +112,10 @@ def points(spec: MapSpec, values: dict[str, float], rng: np.random.Generator) ->
             for n in MAP_DIMS]
 
 
-def _sizes() -> str:
-    return f"D = {', '.join(map(str, MAP_DIMS))}; non-quadratic J"
+def _sizes(objective: bool = True) -> str:
+    """The numeric checks' sizes; the objective is named only for a map that has one."""
+    tail = "; non-quadratic J" if objective else ""
+    return f"D = {', '.join(map(str, MAP_DIMS))}{tail}"
 
 
 def inverse_claims(spec: MapSpec, inverse: Inverse, points: list[Point]) -> Iterator[Claim]:
@@ -130,7 +132,7 @@ def inverse_claims(spec: MapSpec, inverse: Inverse, points: list[Point]) -> Iter
         if inverse.complete:
             s0 = np.concatenate([at.value(_as_old(exprs[x], spec)) for x in spec.states])
             back = max(back, rel_error(pt.step(s0), image))
-    sizes = _sizes()
+    sizes = _sizes(any(e.rhs.has(Grad) for e in spec.equations))
     for x in exprs:
         yield Claim.measured(f"inverse_{x}", "float64: the inverse after the map", sizes,
                              there[x], ROUND_TRIP_TOL)
@@ -167,12 +169,13 @@ def jacobian_claims(fs, product, dets, det, hess, points: list[Point]) -> Iterat
             worst["dets"] = max(worst["dets"], rel_error(np.linalg.det(m), pt.det(d, hess)))
         worst["det"] = max(worst["det"], _log_det_error(jac, pt.det(det, hess)))
     method = f"complex step (h = {step_text(COMPLEX_STEP)}) of the map"
-    yield Claim.measured("jacobian_factors", method, _sizes(), worst["factors"], JACOBIAN_TOL)
-    yield Claim.measured("jacobian", method, _sizes(), worst["product"], JACOBIAN_TOL)
+    sizes = _sizes(bool(hess))
+    yield Claim.measured("jacobian_factors", method, sizes, worst["factors"], JACOBIAN_TOL)
+    yield Claim.measured("jacobian", method, sizes, worst["product"], JACOBIAN_TOL)
     yield Claim.measured("factor_dets", "float64 determinant of each instantiated factor",
-                         _sizes(), worst["dets"], DET_TOL)
+                         sizes, worst["dets"], DET_TOL)
     yield Claim.measured("det_jacobian", "log |det| of the complex-step Jacobian against the "
-                         "log of the claim, signs compared", _sizes(), worst["det"], DET_TOL)
+                         "log of the claim, signs compared", sizes, worst["det"], DET_TOL)
 
 
 def _chain(mats: list[np.ndarray]) -> np.ndarray:
