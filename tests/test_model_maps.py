@@ -438,3 +438,14 @@ def test_a_map_with_a_root_is_checked_by_the_numeric_routes():
 def test_a_map_without_an_objective_names_none_in_its_evidence():
     problem = map_problem("flow", {"kind": "map", **FLOW}, WHERE)()
     assert problem.checks and all("J" not in c.sizes for c in problem.checks)
+
+
+def test_a_constant_named_by_a_word_prints_upright():
+    """lr is a name, not the product l r: upright; Greek names and single letters are not."""
+    from derive.render.latex import KeyPrinter, Notation
+
+    printer = KeyPrinter(Notation())
+    assert printer.doprint(sp.Symbol("lr") * sp.Symbol("x")) in (r"\mathrm{lr} x",
+                                                                    r"x \mathrm{lr}")
+    assert printer.doprint(sp.Symbol("rho")) == r"\rho"
+    assert printer.doprint(sp.Symbol("b1")) == "b_{1}"

@@ -201,7 +201,12 @@ class KeyPrinter(LatexPrinter):
     def _print_Symbol(self, expr, style="plain"):
         # By name: a problem's symbols carry assumptions (D positive), a set's spelling none.
         spelled = self.notation.symbols.get(expr.name)
-        return spelled if spelled is not None else super()._print_Symbol(expr, style)
+        if spelled is not None:
+            return spelled
+        out = super()._print_Symbol(expr, style)
+        # A name of several letters that is no Greek letter (a set's own "lr") is a word:
+        # upright, so that it cannot be read as a product l r.
+        return r"\mathrm{%s}" % out if _WORD.match(out) else out
 
     def _print_VectorQuantity(self, expr):
         offset = expr.offset  # a fixed step s prints as t + (s - t)
@@ -402,6 +407,10 @@ def _lead_key(a, ordering: Ordering) -> tuple:
         return (0, 1, ordering.read_rank(a.name))
     role = 0 if a.role == "loss" else 1
     return (_step_of(a), role, ordering.assign_rank(_name(a)))
+
+
+#: What SymPy prints for a plain name of two letters or more with no Greek letter in it.
+_WORD = re.compile(r"^[A-Za-z]{2,}$")
 
 
 def _name(q) -> str:
