@@ -62,7 +62,7 @@ class Interpreter:
             deltas = args[len(leading):] if perturbed else ()
             out = []
             for i, e in enumerate(self.parsed):
-                walk = _Walk(env, fns, number, self.weights)
+                walk = Walk(env, fns, number, self.weights)
                 if e.target in moves:  # validated: an outermost call of the registry
                     name, arg = e.tree.children
                     value = fns[str(name)](walk.value(arg) + moves[e.target])
@@ -93,14 +93,20 @@ class Reading:
         return Reading(self.interpreter, self.with_biases, {**self.shifts, **moves})
 
 
-class _Walk:
-    """One right-hand side's value, node by node."""
+class Walk:
+    """One right-hand side's value, node by node: the arithmetic both grammars share
+    (``derive.model.equations.ARITHMETIC``), names looked up in ``env``, functions in
+    ``fns``; ``rules`` evaluates a grammar's own nodes (a map's ``grad``)."""
 
-    def __init__(self, env: dict, fns: dict, number: Callable, weights: Sequence[str]) -> None:
+    def __init__(self, env: dict, fns: dict, number: Callable, weights: Sequence[str] = (),
+                 rules: dict[str, Callable] | None = None) -> None:
         self.env, self.fns, self.number, self.weights = env, fns, number, set(weights)
+        self.rules = rules or {}
 
     def value(self, t) -> Any:
         rule, kids = t.data, t.children
+        if rule in self.rules:
+            return self.rules[rule](self, t)
         if rule == "add":
             return self.value(kids[0]) + self.value(kids[1])
         if rule == "sub":

@@ -33,6 +33,7 @@ import sympy as sp
 from derive.engine.functions import FUNCTIONS, powered
 from derive.errors import InputError
 from derive.model.equations import ARITHMETIC, MAX_EQUATIONS, NAME, Arithmetic, parse_tree
+from derive.model.interpret import Walk
 
 #: What a map's table holds (``kind`` and ``title`` are read by the set, not here).
 KEYS = ("kind", "title", "state", "constants", "equations")
@@ -251,34 +252,15 @@ def _names(table: dict[str, Any], key: str, where: str, least: int, most: int
 # -- the independent forward pass ----------------------------------------------------------------
 def run(spec: MapSpec, state: Mapping[str, np.ndarray], constants: Mapping[str, float],
         grad: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
-    """One step of the map on arrays: the parse trees evaluated in order, with ``grad`` as
-    the objective's gradient; never through SymPy."""
-    current = dict(state)
+    """One step of the map on arrays: the parse trees evaluated in order (the walk a cell
+    written as text runs too), with ``grad`` as the objective's gradient; never through
+    SymPy."""
+    fns = {name: f.numpy for name, f in FUNCTIONS.items()}
+    rules = {"grad": lambda walk, t: grad(walk.value(t.children[1]))}
+    current = {**constants, **state}  # a state is no constant's name (roles are apart)
     for e in spec.equations:
-        current[e.target] = _evaluate(e.tree, current, constants, grad)
-    return current
-
-
-def _evaluate(t, current, constants, grad) -> Any:
-    def ev(u):
-        return _evaluate(u, current, constants, grad)
-
-    rule, kids = t.data, t.children
-    binary = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}
-    if rule in binary:
-        return binary[rule](ev(kids[0]), ev(kids[1]))
-    if rule == "neg":
-        return -ev(kids[0])
-    if rule == "pow":
-        return ev(kids[0]) ** int(kids[1])
-    if rule == "number":
-        return float(kids[0])
-    if rule == "call":
-        return FUNCTIONS[str(kids[0])].numpy(ev(kids[1]))
-    if rule == "grad":
-        return grad(ev(kids[1]))
-    name = str(kids[0])  # a state (as earlier updates left it) or a constant
-    return current[name] if name in current else constants[name]
+        current[e.target] = Walk(current, fns, float, rules=rules).value(e.tree)
+    return {k: v for k, v in current.items() if k not in constants}
 
 
 def map_problem(name: str, table: dict[str, Any], where: str) -> type:
