@@ -25,7 +25,6 @@ import sympy as sp
 from derive import grad as grad_command
 from derive.engine.adjoint import Adjoints
 from derive.engine.cell import Cell, T, bar, param_bar, t, timed, vector_quantity
-from derive.engine.functions import sigma
 from derive.engine.numeric import ScalarSweep, forward, stable_forms, sweep_for
 from derive.engine.spec import CellSpec
 from derive.engine.vector import VectorAdjoints, at_absolute_step
@@ -38,6 +37,7 @@ from derive.problems.recurrent_docs import (
     CELL_CLAIM_NAMES,
     cell_result_docs,
     consumers,
+    gated,
     local_rules,
 )
 from derive.verify import Check, Claim, rel_error
@@ -312,7 +312,7 @@ class RecurrentProblem(Problem):
         return out
 
     def context(self) -> dict[str, Any]:
-        r = self.results
+        r, rules = self.results, local_rules(self.cell)
         vc = self.vector_adjoints.vc
         vstep = {s: vc.sym(s) for s in self.cell.at_step(0)}
         variables = list(reversed(self.cell.variables))
@@ -339,8 +339,8 @@ class RecurrentProblem(Problem):
             "backward_map_entries": self._map_entries(),
             "check_groups": [(n, g) for n, g in self.check_groups() if g],
             "example": self._example_context(),
-            "local_rules": local_rules(self.cell),
-            "gated": any(isinstance(f, sigma) for f, _ in local_rules(self.cell)),
+            "local_rules": rules,
+            "gated": gated(rules),
             "regime": None if self.LIMIT is None else recurrent_limit.context(self),
         }
 
@@ -369,7 +369,7 @@ class RecurrentProblem(Problem):
             "roles": list(self.ROLES),
             "n_states": len(states),
             # Whether the cell uses the logistic sigmoid, which the question names.
-            "sigmoid": any(isinstance(f, sigma) for f, _ in local_rules(self.cell)),
+            "sigmoid": gated(local_rules(self.cell)),
             "forward": self._forward_at_t(),
             "inputs": [timed(x.name) for x in self.cell.inputs],
             "loss_on": [timed(v.name) for v in self.cell.loss_on],

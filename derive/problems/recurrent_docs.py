@@ -7,7 +7,7 @@ from __future__ import annotations
 import sympy as sp
 
 from derive.engine.cell import Cell, timed
-from derive.engine.functions import applied
+from derive.engine.functions import applied, sigma
 from derive.engine.spec import CellSpec
 
 
@@ -89,3 +89,9 @@ LIMIT_CLAIM_NAMES: dict[str, str] = {
     "backward_map_limit_powers": "its powers",
     "weights_bar_limit": "the weight gradients in the regime",
 }
+
+
+def gated(rules: list[tuple[sp.Expr, sp.Expr]]) -> bool:
+    """Whether ``local_rules`` hold the logistic sigmoid: only then do the key and the
+    question name sigma and gates."""
+    return any(isinstance(f, sigma) for f, _ in rules)
