@@ -183,19 +183,14 @@ def _jobs(text: str) -> int:
     return value
 
 
-def _named(key: str, set_file: str | None):
-    """The problem ``key`` as a command builds it: with ``--set FILE`` a problem of that
-    set is built with the set's parameters and declarations (its own model, its worked
+def _named(key: str, pset, set_file: str | None):
+    """The problem ``key`` as a command builds it: a problem of the set ``pset`` (read from
+    ``--set FILE``) with the set's parameters and declarations (its own model, its worked
     example); otherwise the registered problem with its defaults."""
     from derive.problems import REGISTRY
 
-    pset = None
-    if set_file is not None:
-        from derive.sets import get_set
-
-        pset = get_set(set_file)
-        if key in pset.problems:
-            return pset.make_problem(key)
+    if pset is not None and key in pset.problems:
+        return pset.make_problem(key)
     if key not in REGISTRY:
         known = [*REGISTRY, *(k for k in (pset.problems if pset else ()) if k not in REGISTRY)]
         also = f" or in {set_file}" if set_file else " (a set's own model needs --set FILE)"
@@ -203,18 +198,21 @@ def _named(key: str, set_file: str | None):
     return REGISTRY[key]()
 
 
+def _set_of(set_file: str | None):
+    """The set ``--set FILE`` names, read once, or None."""
+    if set_file is None:
+        return None
+    from derive.sets import get_set
+
+    return get_set(set_file)
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from derive.problems import REGISTRY
 
-    if args.problems:
-        keys = args.problems
-    elif args.set is not None:
-        from derive.sets import get_set
-
-        keys = list(get_set(args.set).problems)
-    else:
-        keys = list(REGISTRY)
-    problems = [_named(k, args.set) for k in keys]
+    pset = _set_of(args.set)
+    keys = args.problems or (list(pset.problems) if pset else list(REGISTRY))
+    problems = [_named(k, pset, args.set) for k in keys]
     rows = [(f"{p.key}:{c.claim}", c) for p in problems for c in p.checks]
     wc = max([len("claim")] + [len(n) for n, _ in rows])
     wm = max([len("method")] + [len(c.method) for _, c in rows])
@@ -237,7 +235,7 @@ def _cmd_grad(args: argparse.Namespace) -> int:
     from derive.inputs import read_json
     from derive.problems import REGISTRY
 
-    problem = _named(args.problem, args.set)
+    problem = _named(args.problem, _set_of(args.set), args.set)
     if not hasattr(problem, "grad"):
         able = [k for k, cls in REGISTRY.items() if hasattr(cls, "grad")]
         raise InputError(
