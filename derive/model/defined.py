@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from derive.errors import InputError
-from derive.params import plain_data, show
+from derive.params import show
 from derive.problems.base import Problem
 from derive.tomlread import load_toml
 
@@ -116,16 +116,7 @@ _FACTORIES = {"recurrent": _recurrent, "map": _map}
 
 
 def canonical(table: dict[str, Any]) -> str:
-    """A stable text of a model table: decimals as written and tagged, so that the number
-    0.5 and the string "0.5" stay apart."""
-    return json.dumps(_tagged(table), sort_keys=True, ensure_ascii=True)
-
-
-def _tagged(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _tagged(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_tagged(v) for v in value]
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    return {type(value).__name__: plain_data(value)}  # a Decimal, a date: never a string
+    """A stable text of a model table: a value JSON has no type for (a TOML decimal, a
+    date) as its type and text, so that the number 0.5 and the string "0.5" stay apart."""
+    return json.dumps(table, sort_keys=True, ensure_ascii=True,
+                      default=lambda v: {type(v).__name__: str(v)})
