@@ -163,9 +163,7 @@ def environment(notation: Notation) -> KeyEnvironment:
     env.filters["table_fits"] = breaks.table_fits
     env.filters["entries"] = breaks.entries
     env.filters["power_base"] = breaks.power_base
-    env.globals["evidence_view"] = lambda problem, checks: evidence_view(
-        problem, checks, lambda e: closed(printer.doprint(e))
-    )
+    env.globals["evidence_view"] = _views(printer)
     env.globals["evidence_constants"] = EVIDENCE_CONSTANTS  # what the legend explains
     env.globals["curve_plot"] = curve_plot  # templates place exported series on a plot
     return env
@@ -230,6 +228,21 @@ def render_problem(
             return question
         tpl = env.get_template(problem.template)
         return tpl.render(question=question, **common, **problem.context())
+
+
+def _views(printer: KeyPrinter):
+    """``evidence_view`` for templates, arranged once per problem and checks: a compact key
+    asks for it twice, for the problem's evidence line and for its part of the appendix."""
+    made: dict[tuple, Any] = {}
+
+    def view(problem, checks):
+        key = (id(problem), tuple(map(id, checks)))
+        if key not in made:
+            made[key] = (problem, evidence_view(problem, checks,
+                                                lambda e: closed(printer.doprint(e))))
+        return made[key][1]  # the problem is kept with its view, so its id stays its own
+
+    return view
 
 
 def render_evidence(
