@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from derive.engine.spec import CellSpec, Names
+from derive.engine.spec import CellSpec
 from derive.engine.vector import VectorCell
 from derive.errors import InputError
 from derive.model import equations
@@ -80,7 +80,7 @@ def _roles(value: Any, spec: CellSpec, where: str) -> tuple[str, ...]:
     """Each assigned variable's role, in the order of the equations; () when not given."""
     if value is None:
         return ()
-    assigned = [name for name, _ in spec.equations(Names())]
+    assigned = [e.target for e in spec.interpreter.parsed]  # the equations' own order
     if not isinstance(value, dict):
         raise InputError(f"{where}: expected a table giving each of {', '.join(assigned)} "
                          "a role in words")
