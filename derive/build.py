@@ -22,7 +22,6 @@ from typing import Any
 from derive import fsutil, procs, workers
 from derive.errors import ChecksFailedError, DeriveError, InputError, NoTexEngineError
 from derive.export import export_problem, json_bytes
-from derive.model.defined import canonical as model_text
 from derive.params import plain_data
 from derive.problems import Problem
 from derive.render import pdf
@@ -59,6 +58,8 @@ def _ident(pset: ProblemSet, key: str) -> str:
     original = {k: v for k, v in pset.original.get(key, {}).items() if k in derives}
     tail = ":" + canonical(original) if original else ""
     # A set's own model is its table: two sets may define one name differently.
+    from derive.model.defined import canonical as model_text  # light: after the registry
+
     model = ":model:" + model_text(pset.models[key]) if key in pset.models else ""
     return key + ":" + canonical(pset.params.get(key, {})) + tail + model
 
