@@ -34,7 +34,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:  # the command line imports this module first: keep it light
     from concurrent.futures import Future
@@ -116,7 +116,34 @@ def _session(
     cmd: Sequence[str], cwd: str | Path | None, env: dict[str, str] | None
 ) -> Iterator[subprocess.Popen]:
     """``cmd`` started in a session of its own and registered while the block runs; if the
-    block (or the start) fails in any way, its whole process group is killed first."""
+    block fails in any way, its whole process group is killed first."""
+    proc = spawn(cmd, cwd=cwd, env=env)
+    try:
+        yield proc
+    except BaseException:
+        end(proc, kill=True)
+        raise
+    end(proc, kill=False)
+
+
+def spawn(
+    cmd: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: dict[str, str] | None = None,
+    stdin: int | None = subprocess.DEVNULL,
+    stdout: int | IO[bytes] | None = subprocess.PIPE,
+) -> subprocess.Popen:
+    """Start ``cmd`` in a session of its own (stderr joins ``stdout``) and register it until
+    ``end``: an interruption of derive kills its whole process group.
+
+    Raises
+    ------
+    Interrupted
+        derive is being interrupted (nothing is started then).
+    OSError
+        ``cmd`` could not be started.
+    """
     proc = None
     try:
         with critical(), _lock:
@@ -128,22 +155,27 @@ def _session(
                 list(cmd),
                 cwd=cwd,
                 env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
+                stdin=stdin,
+                stdout=stdout,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
             _groups[proc.pid] = proc
             _refuse_when_stopping()
-        yield proc
     except BaseException:
         if proc is not None:
-            _kill_group(proc)
+            end(proc, kill=True)
         raise
-    finally:
-        if proc is not None:
-            with _lock:
-                _groups.pop(proc.pid, None)
+    return proc
+
+
+def end(proc: subprocess.Popen, *, kill: bool) -> None:
+    """``proc`` (from ``spawn``) is no longer ours to stop; with ``kill``, its whole process
+    group is killed and the leader reaped first."""
+    if kill:
+        _kill_group(proc)
+    with _lock:
+        _groups.pop(proc.pid, None)
 
 
 def _refuse_when_stopping() -> None:

@@ -634,7 +634,7 @@ def test_pdf_without_tex_engine(no_tex, previous: Path, capsys) -> None:
     out, err = capsys.readouterr()
     assert (status, out) == (3, "")
     assert err.startswith("derive: error: no LaTeX engine found")
-    assert "apt-get install" in err and "latexmk" in err
+    assert "apt-get install" in err and "pdflatex" in err
     assert len(err.splitlines()) == 1
     assert unchanged(previous)
 

@@ -1,4 +1,4 @@
-"""Tests for derive.render.pdf; they run the real latexmk and pdflatex.
+"""Tests for derive.render.pdf and its runs (derive.render.passes); they run the real pdflatex.
 
 Without a TeX engine the compiling tests fail (NoTexEngineError) rather than skip.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -15,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from derive.errors import DeriveError, InputError, LatexError, NoTexEngineError
-from derive.render.pdf import _log_excerpt, compile_pdf, find_engine, pdf_text
+from derive.render import passes, pdf
+from derive.render.passes import excerpt
+from derive.render.pdf import compile_pdf, find_engine, pdf_text
 
 pytestmark = pytest.mark.pdf
 OLD = b"%PDF-1.5 previous answer key\n"
@@ -71,7 +75,7 @@ def test_error_reports_log_lines_and_keeps_dest(tmp_path: Path) -> None:
 
 
 def test_failed_rerun_does_not_install_stale_pdf(tmp_path: Path) -> None:
-    # Run 1 succeeds and writes a PDF; the label makes latexmk rerun, and run 2 fails
+    # Run 1 succeeds and writes a PDF; the label makes LaTeX run again, and run 2 fails
     # before shipping a page, so the first run's PDF is still in the work directory.
     body = "\\makeatletter\\ifdefined\\r@x \\undefinedmacro\\fi\\makeatother\n"
     dest = tmp_path / "key.pdf"
@@ -160,18 +164,6 @@ def test_shell_escape_is_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert not marker.exists()
 
 
-def test_user_latexmkrc_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A latexmkrc could redefine the engine command (e.g. with -shell-escape).
-    home = tmp_path / "home"
-    (home / ".config" / "latexmk").mkdir(parents=True)
-    for rc in (home / ".latexmkrc", home / ".config" / "latexmk" / "latexmkrc"):
-        rc.write_text("$pdflatex = 'false %O %S';\n")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    compile_pdf(doc("rc ignored"), tmp_path / "key.pdf")
-    assert "rc ignored" in pdf_text(tmp_path / "key.pdf")
-
-
 def test_no_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty = tmp_path / "bin"
     empty.mkdir()
@@ -184,15 +176,15 @@ def test_no_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "\n" not in message
     assert (
         "apt-get install --no-install-recommends texlive-latex-base "
-        "texlive-latex-recommended latexmk" in message
+        "texlive-latex-recommended" in message
     )
     assert not (tmp_path / "key.pdf").exists()
 
 
-def test_find_engine_returns_latexmk() -> None:
+def test_find_engine_returns_pdflatex() -> None:
     engine = find_engine()
     assert engine is not None
-    assert Path(engine).name == "latexmk"
+    assert Path(engine).name == "pdflatex"
 
 
 def test_parent_is_a_file(tmp_path: Path) -> None:
@@ -213,21 +205,113 @@ def test_dest_is_a_directory(tmp_path: Path) -> None:
     assert list((tmp_path / "key.pdf").iterdir()) == []
 
 
-def test_log_excerpt_is_capped(tmp_path: Path) -> None:
-    log = tmp_path / "answer-key.log"
-    log.write_text("".join(f"! error {i}\nl.{i} context\n\n" for i in range(30)))
-    excerpt = _log_excerpt(log, "ignored").splitlines()
-    assert excerpt[:3] == ["! error 0", "l.0 context", ""]
-    assert len(excerpt) == 20
+def test_log_excerpt_is_capped() -> None:
+    log = "".join(f"! error {i}\nl.{i} context\n\n" for i in range(30))
+    lines = excerpt(log, "ignored").splitlines()
+    assert lines[:3] == ["! error 0", "l.0 context", ""]
+    assert len(lines) == 20
 
 
-def test_log_excerpt_without_log_uses_output_tail(tmp_path: Path) -> None:
-    output = "\n".join(f"line {i}" for i in range(50))
-    excerpt = _log_excerpt(tmp_path / "missing.log", output).splitlines()
-    assert excerpt == [f"line {i}" for i in range(30, 50)]
+def test_log_excerpt_without_log_uses_terminal_tail() -> None:
+    terminal = "\n".join(f"line {i}" for i in range(50))
+    assert excerpt("", terminal).splitlines() == [f"line {i}" for i in range(30, 50)]
 
 
 def test_pdf_text_without_pdftotext(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(DeriveError, match="pdftotext"):
         pdf_text(tmp_path / "any.pdf")
+
+
+# -- runs started ahead (derive.render.passes) -----------------------------------------------------
+def latex_dirs() -> list[Path]:
+    return sorted(Path(tempfile.gettempdir()).glob("derive-latex-*"))
+
+
+def test_runs_started_ahead_give_the_same_bytes() -> None:
+    tex = doc("Started ahead $\\sum_i x_i$ \\today")
+    cold = pdf.typeset(tex)
+    head, _ = passes.split(tex)
+    with pdf.ahead(head, 2):
+        (entry,) = pdf._ahead
+        assert len(entry.ready) == 1 and entry.left == 1  # one document started ahead
+        warm = pdf.typeset(tex)
+        assert len(entry.ready) == 1 and entry.left == 0  # taken, and the next one started
+    assert pdf._ahead == []
+    assert warm == cold
+
+
+def test_unused_runs_are_stopped_and_removed() -> None:
+    before = latex_dirs()
+    head, _ = passes.split(doc("x"))
+    with pdf.ahead(head, 3):
+        (entry,) = pdf._ahead
+        runs = [run.proc for run in entry.ready[0]._runs]
+        assert len(runs) == 2 and all(proc.poll() is None for proc in runs)
+    assert all(proc.poll() is not None for proc in runs)
+    assert latex_dirs() == before
+
+
+def test_cross_references_are_resolved() -> None:
+    data = pdf.typeset(doc("\\section{First}\\label{s}See section~\\ref{s} on page~\\pageref{s}."))
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "k.pdf").write_bytes(data)
+        text = pdf_text(Path(tmp) / "k.pdf")
+    assert "See section 1 on page 1." in text
+    assert "??" not in text
+
+
+def test_runs_that_never_settle_fail() -> None:
+    # Every run writes a count one higher than it read: no run reads what it writes.
+    body = (
+        "\\makeatletter\\ifdefined\\runs\\else\\gdef\\runs{0}\\fi"
+        "\\immediate\\write\\@auxout{\\gdef\\string\\runs{\\the\\numexpr\\runs+1\\relax}}"
+        "\\makeatother Run \\runs."
+    )
+    with pytest.raises(LatexError, match=f"did not settle in {passes.MAX_PASSES} runs"):
+        pdf.typeset(doc(body))
+
+
+def test_split_cuts_at_the_body() -> None:
+    tex = doc("x")
+    head, body = passes.split(tex)
+    assert head + body == tex
+    assert body.startswith("\\begin{document}\n") and "\\begin{document}" not in head
+    assert passes.split("no body here") == ("", "no body here")
+
+
+@pytest.mark.slow
+def test_runs_started_ahead_end_when_derive_is_killed(tmp_path: Path) -> None:
+    """SIGKILL leaves derive no chance to stop them: each run reads the end of its source
+    (the pipe's other end closed with derive) and stops by itself."""
+    code = (
+        "import os, signal, sys\n"
+        "from derive.render import pdf\n"
+        "with pdf.ahead(sys.argv[1], 1):\n"
+        "    (entry,) = pdf._ahead\n"
+        "    print(*(r.proc.pid for r in entry.ready[0]._runs), flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    head, _ = passes.split(doc("x"))
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    run = subprocess.run(
+        [sys.executable, "-c", code, head], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert run.returncode == -signal.SIGKILL
+    pids = [int(p) for p in run.stdout.split()]
+    assert len(pids) == 2
+    end = time.monotonic() + 10
+    while (alive := [p for p in pids if _running(p)]) and time.monotonic() < end:
+        time.sleep(0.05)
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert alive == []
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (an exited process nobody reaped is a zombie: not running)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

@@ -1,4 +1,4 @@
-"""Compile LaTeX source to PDF with latexmk and pdflatex, safely and reproducibly.
+"""Compile LaTeX source to PDF with pdflatex, safely and reproducibly.
 
 Contract for callers:
 
@@ -6,7 +6,10 @@ Contract for callers:
   cannot rely on files next to the destination; ``\\input`` and ``\\include`` may only
   name files below that directory (``openin_any=p``), and absolute paths are refused.
 * Files it includes (``combine``'s PDFs) are written beside it under plain names.
-* Shell escape is off, whatever the user's TeX configuration or ``latexmkrc`` says.
+* Shell escape is off, whatever the user's TeX configuration says.
+* pdflatex runs (``derive.render.passes``) until what a run writes for the next (``.aux``,
+  ``.out``) is what it read, as latexmk would run it; within ``ahead`` the runs for a
+  document start on its preamble before its body exists.
 * Dates are pinned to the Unix epoch (``SOURCE_DATE_EPOCH=0``, ``FORCE_SOURCE_DATE=1``),
   so ``\\today`` prints 1 January 1970; do not use it in an answer key.
 * No preamble line is needed for reproducibility: with ``SOURCE_DATE_EPOCH`` set,
@@ -16,33 +19,24 @@ Contract for callers:
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from derive import procs
-from derive.errors import DeriveError, LatexError, NoTexEngineError
+from derive.errors import DeriveError, NoTexEngineError
 from derive.fsutil import atomic_write, make_parent
+from derive.render import passes
 
-JOB_NAME = "answer-key"
+JOB_NAME = passes.JOB_NAME
 INSTALL_HINT = (
-    "no LaTeX engine found (need latexmk and pdflatex on PATH); on Debian install one "
-    "with: apt-get install --no-install-recommends texlive-latex-base "
-    "texlive-latex-recommended latexmk"
+    "no LaTeX engine found (need pdflatex on PATH); on Debian install it with: "
+    "apt-get install --no-install-recommends texlive-latex-base texlive-latex-recommended"
 )
-PDFLATEX_OPTIONS = (
-    "-no-shell-escape",
-    "-halt-on-error",
-    "-interaction=nonstopmode",
-    "-file-line-error",
-)
-MAX_ERROR_LINES = 20
-CONTEXT_LINES = 2
-# TeX error lines: "! message" or, with -file-line-error, "./file.tex:12: message".
-_ERROR_LINE = re.compile(r"^(!|\S[^:]*:\d+: )")
 
 
 def find_engine() -> str | None:
@@ -51,13 +45,9 @@ def find_engine() -> str | None:
     Returns
     -------
     str or None
-        Path of latexmk if it and pdflatex are both on PATH, else None.
+        Path of pdflatex if it is on PATH, else None.
     """
-    latexmk = shutil.which("latexmk")
-    # latexmk only drives the build; without pdflatex it would fail later and vaguely.
-    if latexmk and shutil.which("pdflatex"):
-        return latexmk
-    return None
+    return shutil.which("pdflatex")
 
 
 def typeset(tex: str, *, files: dict[str, bytes] | None = None, timeout: float = 120.0) -> bytes:
@@ -75,7 +65,7 @@ def typeset(tex: str, *, files: dict[str, bytes] | None = None, timeout: float =
     Raises
     ------
     NoTexEngineError
-        latexmk or pdflatex is not on PATH.
+        pdflatex is not on PATH.
     LatexError
         LaTeX failed or timed out; the message carries the relevant log lines.
     """
@@ -90,20 +80,67 @@ def typeset_with_log(
     engine = find_engine()
     if engine is None:
         raise NoTexEngineError(INSTALL_HINT)
-    with procs.scratch("derive-latex-") as work:
-        (work / f"{JOB_NAME}.tex").write_text(tex, encoding="utf-8")
-        for name, data in (files or {}).items():
-            (work / _plain_name(name)).write_bytes(data)
-        status, output = _run(_command(engine), work, timeout)
-        # Only the exit status counts: a failed rerun leaves the previous run's PDF.
-        if status != 0:
-            excerpt = _log_excerpt(work / f"{JOB_NAME}.log", output)
-            raise LatexError(f"LaTeX failed (latexmk exit status {status}):\n{excerpt}")
-        pdf = work / f"{JOB_NAME}.pdf"
-        if not pdf.is_file():  # defensive: latexmk itself exits nonzero for this
-            raise LatexError(f"LaTeX produced no PDF:\n{_tail(output)}")
-        log = work / f"{JOB_NAME}.log"
-        return pdf.read_bytes(), log.read_text(encoding="utf-8", errors="replace")
+    for name in files or {}:
+        _plain_name(name)
+    head, body = passes.split(tex)
+    with _typesetting(engine, head, files) as doc:
+        return doc.finish(body, timeout)
+
+
+# -- runs started ahead ----------------------------------------------------------------------
+@dataclass
+class _Ahead:
+    """Documents beginning with ``head`` whose runs are started before their text exists:
+    ``left`` still to start, ``ready`` started and not yet taken."""
+
+    engine: str
+    head: str
+    left: int
+    ready: list[passes.Typesetting] = field(default_factory=list)
+
+    def start_next(self) -> None:
+        if self.left > 0 and not self.ready:
+            self.left -= 1
+            self.ready.append(passes.Typesetting(self.engine, self.head))
+
+
+_ahead_lock = threading.Lock()
+_ahead: list[_Ahead] = []
+
+
+@contextlib.contextmanager
+def ahead(head: str, count: int) -> Iterator[None]:
+    """Within the block, LaTeX for ``count`` documents whose preamble is ``head`` starts
+    before their text exists, one document ahead: ``typeset`` of such a document takes the
+    runs started for it (their preamble loaded meanwhile) and starts the next one's.
+
+    Runs not taken are stopped on the way out."""
+    engine = find_engine()
+    if engine is None or count < 1 or not head:
+        yield
+        return
+    entry = _Ahead(engine, head, count)
+    with _ahead_lock:
+        _ahead.append(entry)
+    try:
+        entry.start_next()
+        yield
+    finally:
+        with _ahead_lock:
+            _ahead.remove(entry)
+            unused, entry.ready = entry.ready, []
+        for doc in unused:
+            doc.close()
+
+
+def _typesetting(engine: str, head: str, files: dict[str, bytes] | None) -> passes.Typesetting:
+    """Runs for a document with preamble ``head``: started ahead for it, or now."""
+    with _ahead_lock:
+        entry = next((e for e in _ahead if e.head == head and not files), None)
+        taken = entry.ready.pop() if entry is not None and entry.ready else None
+        if entry is not None and taken is not None:
+            entry.start_next()
+    return taken or passes.Typesetting(engine, head, files)
 
 
 #: TeX's report of a box wider than its line: "Overfull \\hbox (12.3pt too wide) in
@@ -212,49 +249,3 @@ def pdf_text(path: Path) -> str:
     if proc.returncode != 0:
         raise DeriveError(f"pdftotext failed on {path}: {proc.stderr.strip()}")
     return proc.stdout
-
-
-def _command(engine: str) -> list[str]:
-    # -norc: a user's latexmkrc could redefine $pdflatex (e.g. turn on shell escape)
-    # or change the build, which would break both safety and reproducibility.
-    return [engine, "-norc", "-pdf", *PDFLATEX_OPTIONS, f"{JOB_NAME}.tex"]
-
-
-def _tex_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # TEXMFOUTPUT is an extra directory that paranoid mode still lets TeX use.
-    env.pop("TEXMFOUTPUT", None)
-    env.update(
-        openin_any="p",  # read only below the working directory, no absolute paths
-        openout_any="p",  # likewise for writing
-        SOURCE_DATE_EPOCH="0",  # fixed dates and, through them, a fixed /ID
-        FORCE_SOURCE_DATE="1",  # also pin \today and \time, not only PDF metadata
-        max_print_line="10000",  # unwrapped log lines keep "file:line:" intact
-    )
-    return env
-
-
-def _run(cmd: list[str], cwd: Path, timeout: float) -> tuple[int, str]:
-    # procs.run gives latexmk a session of its own: one kill reaches every pdflatex it starts,
-    # on a timeout and on an interruption of derive (the terminal's Ctrl-C no longer reaches it).
-    try:
-        done = procs.run(cmd, cwd=cwd, env=_tex_env(), timeout=timeout)
-    except procs.Timeout:
-        raise LatexError(
-            f"LaTeX timed out after {timeout:g} s (an infinite loop in the source?); killed it"
-        ) from None
-    return done.returncode, done.output.decode("utf-8", errors="replace")
-
-
-def _log_excerpt(log: Path, output: str) -> str:
-    lines = log.read_text(encoding="utf-8", errors="replace").splitlines() if log.is_file() else []
-    starts = [i for i, line in enumerate(lines) if _ERROR_LINE.match(line)]
-    keep = sorted({j for i in starts for j in range(i, i + 1 + CONTEXT_LINES)})
-    picked = [lines[j] for j in keep if j < len(lines)]
-    if not picked:  # no log, or no recognisable error in it: show what latexmk said
-        return _tail(output)
-    return "\n".join(picked[:MAX_ERROR_LINES])
-
-
-def _tail(output: str) -> str:
-    return "\n".join(output.splitlines()[-MAX_ERROR_LINES:])
