@@ -27,6 +27,7 @@ from derive.problems import Problem
 from derive.render import pdf
 from derive.render.document import (
     environment,
+    preamble,
     render,
     render_evidence,
     render_page,
@@ -229,6 +230,8 @@ def _build_all(
     outcomes: list[Future | DeriveError] = []
     try:
         with ExitStack() as stack:
+            if fmt == "pdf" and sets:  # LaTeX loads the preamble while problems are derived
+                stack.enter_context(pdf.ahead(preamble(sets[0], handout=handout), len(sets)))
             futures = _start_jobs(stack, plan, jobs, cache)
             latex = stack.enter_context(ThreadPoolExecutor(max_workers=2))
             for pset in sets:
@@ -442,10 +445,13 @@ def _build_version(task: tuple[Version, Path, Path, str]) -> tuple[list[Path], s
     have once swapped in (``shown``), and the message of a failed check, or ''."""
     version, target, shown, fmt = task
     cache: dict[str, Problem] = {}  # the handout and the key share their problems
-    key = _prepare(version.pset, target, fmt, False, version.student, cache)
-    made = key.files()
-    if fmt != "json":  # a handout has nothing to export
-        made |= _prepare(version.pset, target, fmt, True, version.student, cache).files()
+    with ExitStack() as stack:
+        if fmt == "pdf":  # both documents' LaTeX loads the preamble while this one derives
+            stack.enter_context(pdf.ahead(preamble(version.pset), 2))
+        key = _prepare(version.pset, target, fmt, False, version.student, cache)
+        made = key.files()
+        if fmt != "json":  # a handout has nothing to export
+            made |= _prepare(version.pset, target, fmt, True, version.student, cache).files()
     for name, data in made.items():
         fsutil.atomic_write(target / name, data)
     written = [shown / name for name in made]

@@ -37,7 +37,7 @@ from typing import Any
 import jinja2
 import sympy as sp
 
-from derive.render import breaks
+from derive.render import breaks, passes
 from derive.render.evidence import evidence_view
 from derive.render.latex import KeyPrinter, Notation, Ordering
 from derive.render.numbers import approx, millions, sci, sig3, sig6
@@ -279,6 +279,12 @@ def render_page(
     return env.get_template(page).render(
         pset=pset, body=text, version=version, appendix=extra, detected=detected,
     )
+
+
+def preamble(pset, *, handout: bool = False) -> str:
+    """The LaTeX before the body of ``pset``'s key (or handout): what its LaTeX runs can
+    load before any problem is derived (``derive.render.pdf.ahead``)."""
+    return passes.split(render_page(pset, [], handout=handout))[0]
 
 
 #: How an evidence row prints the verdict of a check that found an error in given data.
