@@ -33,7 +33,7 @@ import sympy as sp
 from derive.engine.functions import FUNCTIONS, powered
 from derive.errors import InputError
 from derive.model.equations import ARITHMETIC, MAX_EQUATIONS, NAME, Arithmetic, parse_tree
-from derive.model.interpret import Walk
+from derive.model.interpret import Compiler
 
 #: What a map's table holds (``kind`` and ``title`` are read by the set, not here).
 KEYS = ("kind", "title", "state", "constants", "equations")
@@ -252,14 +252,19 @@ def _names(table: dict[str, Any], key: str, where: str, least: int, most: int
 # -- the independent forward pass ----------------------------------------------------------------
 def run(spec: MapSpec, state: Mapping[str, np.ndarray], constants: Mapping[str, float],
         grad: Callable[[np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
-    """One step of the map on arrays: the parse trees evaluated in order (the walk a cell
+    """One step of the map on arrays: the parse trees evaluated in order (the reading a cell
     written as text runs too), with ``grad`` as the objective's gradient; never through
     SymPy."""
     fns = {name: f.numpy for name, f in FUNCTIONS.items()}
-    rules = {"grad": lambda walk, t: grad(walk.value(t.children[1]))}
+
+    def gradient(t, compile_rhs: Compiler) -> Callable:
+        at = compile_rhs(t.children[1])
+        return lambda env: grad(at(env))
+
+    compile_rhs = Compiler(fns, float, rules={"grad": gradient})
     current = {**constants, **state}  # a state is no constant's name (roles are apart)
     for e in spec.equations:
-        current[e.target] = Walk(current, fns, float, rules=rules).value(e.tree)
+        current[e.target] = compile_rhs(e.tree)(current)
     return {k: v for k, v in current.items() if k not in constants}
 
 
