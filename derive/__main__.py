@@ -1,7 +1,5 @@
 """``python -m derive``: the command line."""
 
-import sys
+from derive.cli import entry
 
-from derive.cli import main
-
-sys.exit(main())
+entry()

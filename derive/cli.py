@@ -19,6 +19,8 @@ outputs byte-identical.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import dataclasses
 import json
 import os
@@ -27,6 +29,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from derive import procs
 from derive.errors import (
@@ -309,6 +312,22 @@ def _add_build(sub: argparse._SubParsersAction) -> None:
         "--jobs", type=_jobs, default=2, metavar="N", help="worker processes (2; 1: none)"
     )
     b.set_defaults(func=_cmd_build)
+
+
+def entry() -> NoReturn:
+    """The installed ``derive`` command and ``python -m derive``: ``main``, then the end.
+
+    By the time ``main`` returns every output is written and closed, every child reaped and
+    every temporary folder removed; what is left is tearing down the interpreter, which frees
+    each of SymPy's objects one by one (0.14 s of a 1.3 s one-set build).  So the process
+    runs its ``atexit`` handlers, flushes its streams and ends with ``os._exit``.
+    """
+    status = main()
+    atexit._run_exitfuncs()  # private, but the one way to run them before os._exit
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe, a closed stream
+            stream.flush()
+    os._exit(status)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
