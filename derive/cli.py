@@ -11,7 +11,7 @@ standard error and exit with a nonzero status, without a traceback:
     130, 143, 129  interrupted by SIGINT, SIGTERM, SIGHUP
     141 standard output closed early (``derive grad ... | head``)
 
-An interruption stops every process derive started (workers, latexmk and pdflatex, the C
+An interruption stops every process derive started (workers, pdflatex, the C
 compiler), removes temporary and staging folders, prints one line and leaves earlier
 outputs byte-identical.
 """

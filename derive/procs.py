@@ -1,15 +1,15 @@
 """Child processes that end when derive ends, and interruptions that leave nothing behind.
 
-Every program derive runs (latexmk and the pdflatex runs it starts, the C compiler) goes
-through ``run``: in a session of its own, so one signal reaches the program and everything it
-starts, and registered until it has been reaped.  Every worker process is started through
-``start``, which registers it the same way.  Every temporary folder is made by ``scratch``,
-which registers it until it is removed.
+Every program derive runs (pdflatex, the C compiler) goes through ``run``, or ``spawn`` and
+``end`` when it outlives one call: in a session of its own, so one signal reaches the program
+and everything it starts, and registered until it has been reaped.  Every worker process is
+started through ``start``, which registers it the same way.  Every temporary folder is made
+by ``scratch``, which registers it until it is removed.
 
 The command line installs ``signals()``: SIGINT, SIGTERM and SIGHUP (those not ignored when
 derive started, as under ``nohup``) then kill every registered process group and stop every
 worker *at once*, from the signal handler, and raise ``Interrupted`` in the main thread.
-Stopping first matters: a thread waiting for latexmk or for a worker returns as soon as they
+Stopping first matters: a thread waiting for pdflatex or for a worker returns as soon as they
 are gone, so the unwinding that follows (temporary folders, staging folders, joins) is quick
 and complete.  Nothing new starts afterwards.  A second signal ends derive at once, removing
 the registered temporary folders first.  Inside ``critical()`` (starting a process and
@@ -134,7 +134,7 @@ def spawn(
     stdin: int | None = subprocess.DEVNULL,
     stdout: int | IO[bytes] | None = subprocess.PIPE,
 ) -> subprocess.Popen:
-    """Start ``cmd`` in a session of its own (stderr joins ``stdout``) and register it until
+    """Start ``cmd`` in a session of its own (stderr joins ``stdout``), registered until
     ``end``: an interruption of derive kills its whole process group.
 
     Raises
@@ -147,19 +147,12 @@ def spawn(
     proc = None
     try:
         with critical(), _lock:
-            # In the main thread a signal waits for the end of this section; in others, the
-            # handler's stop_all sees this program, or the check below sees the signal (the
-            # handler records it before it takes the lock).
+            # In the main thread a signal waits for this section's end; in others, stop_all
+            # sees this program, or the check below sees the signal (recorded before the
+            # handler takes the lock).
             _refuse_when_stopping()
-            proc = subprocess.Popen(
-                list(cmd),
-                cwd=cwd,
-                env=env,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            proc = subprocess.Popen(list(cmd), cwd=cwd, env=env, stdin=stdin, stdout=stdout,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
             _groups[proc.pid] = proc
             _refuse_when_stopping()
     except BaseException:

@@ -16,8 +16,8 @@ numbers is ``derive.grad``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from functools import cache, cached_property
+from collections.abc import Callable, Iterator
+from functools import cache, cached_property, partial
 from typing import Any, ClassVar
 
 import sympy as sp
@@ -40,7 +40,7 @@ from derive.problems.recurrent_docs import (
     gated,
     local_rules,
 )
-from derive.verify import Check, Claim, rel_error
+from derive.verify import Check, Claim, apart, rel_error
 from derive.verify.gradcheck import (  # scalar_data: lstm.py reads it from here
     METHODS,
     SATURATED,
@@ -201,18 +201,20 @@ class RecurrentProblem(Problem):
 
     @cached_property
     def claim_groups(self) -> list[ClaimGroup]:
-        """Every claim, in the groups the key prints (measured once, on first use)."""
+        """Every claim, in the groups the key prints (measured once, on first use; the
+        vector form's in a second process where one can be forked, ``verify.apart``)."""
         cases = self.cases or self.default_cases()
-        groups = []
+        groups: dict[str, Callable[[], list[Claim]]] = {}
         for form, vector in (("Scalar form", False), ("Vector form, with biases", True)):
             cell, prefix = (self.vector_cell, "vector_") if vector else (self.cell, "")
             for tail, steep in (("", False), (", saturated weights", True)):
                 picked = [c for c in cases if c.vector == vector and (c.scale > 1) == steep]
-                groups.append((form + tail, gradient_claims(cell, picked, prefix=prefix)))
-        groups.append((self.MAP_GROUP, list(self.map_claims())))
+                groups[form + tail] = partial(gradient_claims, cell, picked, prefix=prefix)
+        groups[self.MAP_GROUP] = lambda: list(self.map_claims())
         if self.example is not None:
-            groups.append(("Worked example", list(self._example_claims())))
-        return groups
+            groups["Worked example"] = lambda: list(self._example_claims())
+        measured = apart.measured(list(groups.values()), apart=(2, 3))  # the vector form's
+        return list(zip(groups, measured, strict=True))
 
     def claims(self) -> Iterator[Claim]:
         for _, claims in self.claim_groups:

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+import weakref
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -78,6 +79,20 @@ def tex_env() -> dict[str, str]:
     return env
 
 
+#: The runs whose pipes this process holds open (a forked child closes its copies).
+_OPEN: weakref.WeakSet[Pass] = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    # A child forked from derive (``derive.verify.apart``) must not keep a run's source
+    # open: TeX would then not read its end when derive ends.
+    for run in list(_OPEN):
+        run._close_pipe()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
+
+
 class Pass:
     """One pdflatex run in ``folder``, fed its source through a pipe as it becomes known."""
 
@@ -93,6 +108,7 @@ class Pass:
             (folder / SOURCE).symlink_to(_OWN_STDIN)
             read, self._pipe = os.pipe()
             os.set_blocking(self._pipe, False)
+            _OPEN.add(self)
             try:
                 self._spawn(read)
             except BaseException:

@@ -186,7 +186,7 @@ def combine(parts: list[bytes], *, timeout: float = 120.0) -> bytes:
     names = {f"part-{i:04d}.pdf": data for i, data in enumerate(parts, start=1)}
     tex = "\n".join(
         [
-            r"\nofiles",  # no .aux: latexmk then needs one pdflatex run, not two
+            r"\nofiles",  # no .aux: one pdflatex run, not two
             r"\documentclass{article}",
             r"\usepackage{pdfpages}",
             r"\begin{document}",
