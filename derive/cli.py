@@ -22,6 +22,7 @@ import argparse
 import atexit
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import signal
@@ -322,6 +323,9 @@ def entry() -> NoReturn:
     each of SymPy's objects one by one (0.14 s of a 1.3 s one-set build).  So the process
     runs its ``atexit`` handlers, flushes its streams and ends with ``os._exit``.
     """
+    # A collection every 700 new objects walks SymPy's young objects over and over while it
+    # imports and derives (50 ms of a 1.1 s build); every 10 000 is enough for one command.
+    gc.set_threshold(10_000, 10, 10)
     status = main()
     atexit._run_exitfuncs()  # private, but the one way to run them before os._exit
     for stream in (sys.stdout, sys.stderr):

@@ -275,6 +275,43 @@ def _build_in(
         raise NativeUnavailable(f"the library just compiled does not load: {exc}") from None
 
 
+def load_signed(name: str, most: int) -> bytes | None:
+    """The bytes derive stored as ``name`` in the cache folder (``store_signed``), if they
+    carry their digest under the folder's key; None if absent, unfit or unreadable.  For
+    derive's own compiled data (the templates' code), trusted as its libraries are."""
+    try:
+        folder = _open_folder()
+    except NativeUnavailable:  # not even a private folder: nothing cached
+        return None
+    try:
+        fd, data = folder.read(name, most + len(TRAILER) + _TAG)
+        os.close(fd)
+        key = _key(folder)
+    except (OSError, _Unfit):
+        return None
+    finally:
+        folder.close()
+    end = len(data) - len(TRAILER) - _TAG
+    body, mark, tag = data[:end], data[end:-_TAG], data[-_TAG:]
+    if end < 0 or mark != TRAILER or not hmac.compare_digest(tag, _digest(key, name, body)):
+        return None
+    return body
+
+
+def store_signed(name: str, data: bytes) -> None:
+    """Keep ``data`` as ``name`` in the cache folder, signed; nothing if it cannot be."""
+    try:
+        folder = _open_folder()
+    except NativeUnavailable:
+        return
+    try:
+        folder.write(name, data + TRAILER + _digest(_key(folder), name, data))
+    except OSError:  # read-only or full: the cache is only a saving
+        pass
+    finally:
+        folder.close()
+
+
 class _Unfit(Exception):  # noqa: N818 - a state of a file, like NativeUnavailable
     """A file of the cache that is there but not to be trusted; the message says why."""
 
