@@ -96,6 +96,24 @@ def _cmd_build(args: argparse.Namespace) -> int:
         students = _students(args)
     if args.jobs > 1 and (len(students) > 1 if variants else _jobs_at_least_two(args.sets)):
         workers.warm_up()  # its import of derive runs beside ours
+    with _latex_ahead(args.format == "pdf" and not variants):
+        return _build(args, variants, students if variants else [])
+
+
+@contextlib.contextmanager
+def _latex_ahead(wanted: bool):
+    """A PDF key's LaTeX runs, started now: they load TeX's format while derive imports
+    (the build gives them the preamble, ``derive.render.pdf.ahead``)."""
+    if not wanted:
+        yield
+        return
+    from derive.render import pdf
+
+    with pdf.ahead(None, 1):
+        yield
+
+
+def _build(args: argparse.Namespace, variants: bool, students: list[str]) -> int:
     from derive.build import build_many, build_variants
     from derive.sets import bundled, check_distinct, get_set
 

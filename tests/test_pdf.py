@@ -241,6 +241,30 @@ def test_runs_started_ahead_give_the_same_bytes() -> None:
     assert warm == cold
 
 
+def test_runs_started_before_the_preamble_is_known() -> None:
+    tex = doc("Preamble given later")
+    cold = pdf.typeset(tex)
+    head, _ = passes.split(tex)
+    with pdf.ahead(None, 1):
+        (entry,) = pdf._ahead
+        (waiting,) = entry.ready
+        assert entry.head is None and all(r.proc.poll() is None for r in waiting._runs)
+        with pdf.ahead(head, 2):  # the build names the preamble: it joins the runs
+            assert pdf._ahead == [entry] and entry.head == head and entry.left == 1
+            warm = pdf.typeset(tex)
+        assert entry.ready and entry.ready[0] is not waiting  # the next document's runs
+    assert pdf._ahead == []
+    assert warm == cold
+
+
+def test_runs_never_given_a_preamble_are_stopped() -> None:
+    before = latex_dirs()
+    with pdf.ahead(None, 1):
+        runs = [run.proc for run in pdf._ahead[0].ready[0]._runs]
+    assert all(proc.poll() is not None for proc in runs)
+    assert latex_dirs() == before
+
+
 def test_unused_runs_are_stopped_and_removed() -> None:
     before = latex_dirs()
     head, _ = passes.split(doc("x"))

@@ -202,7 +202,7 @@ class RecurrentProblem(Problem):
     @cached_property
     def claim_groups(self) -> list[ClaimGroup]:
         """Every claim, in the groups the key prints (measured once, on first use; the
-        vector form's and J's in a second process where one can be forked, ``verify.apart``)."""
+        vector form's in a second process where one can be forked, ``verify.apart``)."""
         cases = self.cases or self.default_cases()
         groups: dict[str, Callable[[], list[Claim]]] = {}
         for form, vector in (("Scalar form", False), ("Vector form, with biases", True)):
@@ -213,7 +213,7 @@ class RecurrentProblem(Problem):
         groups[self.MAP_GROUP] = lambda: list(self.map_claims())
         if self.example is not None:
             groups["Worked example"] = lambda: list(self._example_claims())
-        measured = apart.measured(list(groups.values()), apart=(2, 3, 4))  # vector form, J
+        measured = apart.measured(list(groups.values()), apart=(2, 3))  # the vector form
         return list(zip(groups, measured, strict=True))
 
     def claims(self) -> Iterator[Claim]:

@@ -197,15 +197,16 @@ class Pass:
 
 
 class Typesetting:
-    """One document typeset by pdflatex runs in ``work``, the first two started on
-    ``head`` (its preamble) at once; ``finish`` gives them the rest.
+    """One document typeset by pdflatex runs in ``work``, the first two started at once on
+    ``head`` (its preamble), or, while ``head`` is None, waiting for it (``begin``);
+    ``finish`` gives them the rest.
 
     ``close`` (or leaving the ``with`` block) stops every run still going and removes the
     folder.  ``inputs`` are files the document reads (``\\includepdf``), by plain name.
     """
 
     def __init__(
-        self, pdflatex: str, head: str = "", inputs: dict[str, bytes] | None = None
+        self, pdflatex: str, head: str | None = "", inputs: dict[str, bytes] | None = None
     ) -> None:
         self._stack = ExitStack()
         self._work = self._stack.enter_context(procs.scratch("derive-latex-"))
@@ -222,6 +223,14 @@ class Typesetting:
             self.close()
             raise
 
+    def begin(self, head: str) -> None:
+        """The preamble, for runs started without one (they have loaded TeX's format)."""
+        if self.head is not None:
+            raise ValueError("this document's preamble is already given")
+        self.head = head
+        for run in self._runs:
+            run.send(head)
+
     def finish(self, body: str, timeout: float) -> tuple[bytes, str]:
         """Typeset the document ``head + body``: the PDF's bytes and the last run's log.
 
@@ -231,6 +240,8 @@ class Typesetting:
             A run failed (the message carries its log's error lines), ran past ``timeout``
             seconds from now, or runs did not settle within ``MAX_PASSES``.
         """
+        if self.head is None:
+            raise ValueError("no preamble was given (begin)")
         deadline, read = time.monotonic() + timeout, {}
         for number in range(MAX_PASSES):
             run = self._runs[number] if number < len(self._runs) else self._start()
@@ -266,7 +277,8 @@ class Typesetting:
     def _start(self) -> Pass:
         run = Pass(self._pdflatex, self._work / str(len(self._runs) + 1), self._inputs)
         self._runs.append(run)
-        run.send(self.head)
+        if self.head is not None:
+            run.send(self.head)
         return run
 
     def _stop_all(self) -> None:

@@ -90,11 +90,11 @@ def typeset_with_log(
 # -- runs started ahead ----------------------------------------------------------------------
 @dataclass
 class _Ahead:
-    """Documents beginning with ``head`` whose runs are started before their text exists:
-    ``left`` still to start, ``ready`` started and not yet taken."""
+    """Documents beginning with ``head`` (None: not known yet) whose runs are started
+    before their text exists: ``left`` still to start, ``ready`` started, not yet taken."""
 
     engine: str
-    head: str
+    head: str | None
     left: int
     ready: list[passes.Typesetting] = field(default_factory=list)
 
@@ -109,15 +109,20 @@ _ahead: list[_Ahead] = []
 
 
 @contextlib.contextmanager
-def ahead(head: str, count: int) -> Iterator[None]:
+def ahead(head: str | None, count: int) -> Iterator[None]:
     """Within the block, LaTeX for ``count`` documents whose preamble is ``head`` starts
     before their text exists, one document ahead: ``typeset`` of such a document takes the
     runs started for it (their preamble loaded meanwhile) and starts the next one's.
 
+    With ``head`` None the first document's runs start at once and load TeX's format; an
+    ``ahead`` inside the block that names the preamble gives it to them (and its count).
     Runs not taken are stopped on the way out."""
     engine = find_engine()
-    if engine is None or count < 1 or not head:
+    if engine is None or count < 1 or head == "":
         yield
+        return
+    if head is not None and _join(head, count):
+        yield  # the waiting runs are the outer block's to stop
         return
     entry = _Ahead(engine, head, count)
     with _ahead_lock:
@@ -131,6 +136,19 @@ def ahead(head: str, count: int) -> Iterator[None]:
             unused, entry.ready = entry.ready, []
         for doc in unused:
             doc.close()
+
+
+def _join(head: str, count: int) -> bool:
+    """Give ``head`` to runs started without a preamble; whether there were any."""
+    with _ahead_lock:
+        waiting = next((e for e in _ahead if e.head is None), None)
+        if waiting is None:
+            return False
+        waiting.head = head
+        waiting.left = max(waiting.left, count - 1)  # one document is started already
+        for doc in waiting.ready:
+            doc.begin(head)
+    return True
 
 
 def _typesetting(engine: str, head: str, files: dict[str, bytes] | None) -> passes.Typesetting:

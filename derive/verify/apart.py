@@ -42,7 +42,8 @@ def measured(groups: Sequence[Group], apart: Sequence[int]) -> list[list[Claim]]
     try:
         for i, group in enumerate(groups):
             if child is None or i not in away:
-                out[i] = group()
+                # Measured now, while the child works (a claim may measure lazily).
+                out[i] = [Claim.measured(*_row(c)) for c in group()]
     except BaseException:
         if child is not None:
             child[0].terminate()
