@@ -106,11 +106,20 @@ class Run:
 def _workers_busy(procs: list[tuple[int, str]]) -> bool:
     """The forkserver and at least one worker forked from it are alive (deriving)."""
     pythons = [p for p in procs if p[1].startswith("python")]
-    return len(pythons) >= 3 and not any(name == "pdflatex" for _, name in procs)
+    return len(pythons) >= 3 and not _latex_running(procs)
 
 
 def _latex_running(procs: list[tuple[int, str]]) -> bool:
-    return any(name == "pdflatex" for _, name in procs)
+    """A pdflatex run is typesetting a body: it has opened its .aux (at \\begin{document}).
+    Runs waiting for their preamble or their body, which derive starts early, do not count."""
+    return any(name == "pdflatex" and _opened_aux(pid) for pid, name in procs)
+
+
+def _opened_aux(pid: int) -> bool:
+    try:
+        return (Path(os.readlink(f"/proc/{pid}/cwd")) / "answer-key.aux").exists()
+    except OSError:  # gone meanwhile
+        return False
 
 
 def _after(seconds: float) -> Callable[[list], bool]:

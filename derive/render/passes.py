@@ -157,7 +157,8 @@ class Pass:
     def stop(self) -> None:
         """Kill the run (if it still runs) and let it go."""
         self._close_pipe()
-        if self.proc is not None:
+        # A run reaped already is not killed: its process id may be another's by now.
+        if self.proc is not None and self.proc.returncode is None:
             procs.end(self.proc, kill=True)
 
     def carry(self, files: dict[str, bytes]) -> None:
