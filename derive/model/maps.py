@@ -32,7 +32,14 @@ import sympy as sp
 
 from derive.engine.functions import FUNCTIONS, powered
 from derive.errors import InputError
-from derive.model.equations import ARITHMETIC, MAX_EQUATIONS, NAME, Arithmetic, parse_tree
+from derive.model.equations import (
+    ARITHMETIC,
+    MAX_EQUATIONS,
+    NAME,
+    Arithmetic,
+    lalr_parser,
+    parse_tree,
+)
 from derive.model.interpret import Compiler
 
 #: What a map's table holds (``kind`` and ``title`` are read by the set, not here).
@@ -60,7 +67,7 @@ _ALLOWED = "names, numbers, + - * / ^, brackets, x' and grad(J)(...)"
 
 @cache
 def _parser() -> lark.Lark:
-    return lark.Lark(_GRAMMAR, start="equation", parser="lalr", propagate_positions=True)
+    return lalr_parser(_GRAMMAR)
 
 
 class Grad(sp.Function):

@@ -1,13 +1,16 @@
-"""The compiled templates' cache on disk (``derive.render.document._Compiled``)."""
+"""What derive keeps compiled in its cache folder: templates (``derive.render.document.
+_Compiled``) and grammars' parsers (``derive.model.equations.lalr_parser``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import jinja2
+import lark
 import pytest
 
 from derive.engine import native
+from derive.model import equations
 from derive.render import document
 from derive.render.latex import Notation
 
@@ -93,3 +96,21 @@ def test_only_what_derive_signed_is_loaded(cache) -> None:
     assert native.load_signed("template-z.jinja", 100) is None  # absent
     path.write_bytes(signed)
     assert native.load_signed("template-x.jinja", 3) is None  # larger than allowed
+
+
+def test_a_parser_is_built_once_and_then_loaded(cache, monkeypatch) -> None:
+    built = equations.lalr_parser(equations._GRAMMAR)
+    (stored,) = cache.glob("grammar-*.lark")
+    real = lark.Lark.__init__
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a parser was built")
+
+    monkeypatch.setattr(lark.Lark, "__init__", refuse)
+    loaded = equations.lalr_parser(equations._GRAMMAR)
+    text = "h = (1 - f)*h[t-1] + f*tanh(w*x)"
+    assert loaded.parse(text) == built.parse(text)
+    stored.write_bytes(b"not a parser")  # unsigned: built again
+    monkeypatch.setattr(lark.Lark, "__init__", real)
+    assert equations.lalr_parser(equations._GRAMMAR).parse(text) == built.parse(text)
+    assert native.load_signed(stored.name, 2**20) is not None  # and stored again, signed
