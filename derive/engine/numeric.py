@@ -105,6 +105,11 @@ def vector_adjoints_for(cell: Cell) -> VectorAdjoints:
     return per_cell(cell, ("vector adjoints",), lambda: VectorAdjoints(cell))
 
 
+#: lambdify's ``docstring_limit`` for derive's functions: no expression in the docstring,
+#: whose printing took a third of lambdify's time (nothing reads those docstrings).
+NO_DOCSTRING = 0
+
+
 def lambdify_apart(args: list, exprs, modules: list, cse: bool = True) -> Callable:
     """``sympy.lambdify(args, exprs, modules)``, with every argument named like a name the
     generated code reads (a function as ``sigma`` or ``exp``, a module) replaced by a Dummy
@@ -114,13 +119,15 @@ def lambdify_apart(args: list, exprs, modules: list, cse: bool = True) -> Callab
     stays what it was (a Dummy orders after the ``cse`` symbols, a Symbol by its name).
     """
     modules = namespaces(modules)
-    fn = sp.lambdify(args, exprs, modules, cse=cse)
+    fn = sp.lambdify(args, exprs, modules, cse=cse, docstring_limit=NO_DOCSTRING)
     read = set(fn.__globals__) | set(dir(builtins))
     clash = {a: sp.Dummy(a.name) for a in args if isinstance(a, sp.Symbol) and a.name in read}
     if not clash:
         return fn
     exprs = [e.xreplace(clash) for e in exprs] if isinstance(exprs, list) else exprs.xreplace(clash)
-    return sp.lambdify([clash.get(a, a) for a in args], exprs, modules, cse=cse)
+    return sp.lambdify(
+        [clash.get(a, a) for a in args], exprs, modules, cse=cse, docstring_limit=NO_DOCSTRING
+    )
 
 
 def namespaces(modules: list) -> list:
@@ -453,7 +460,9 @@ class ScalarSweep:
         dummies = [sp.Dummy(str(a)) for a in args]
         sub = dict(zip(args, dummies, strict=True))
         exprs = [e.xreplace(sub) for e in outs.values()]
-        fn = sp.lambdify(dummies, exprs, self._modules(kind), cse=True)
+        fn = sp.lambdify(
+            dummies, exprs, self._modules(kind), cse=True, docstring_limit=NO_DOCSTRING
+        )
         return args, fn, list(outs)
 
     def _compile_initial(self, kind: str) -> dict[str, tuple]:

@@ -213,7 +213,7 @@ class RecurrentProblem(Problem):
         groups[self.MAP_GROUP] = lambda: list(self.map_claims())
         if self.example is not None:
             groups["Worked example"] = lambda: list(self._example_claims())
-        measured = apart.measured(list(groups.values()), apart=(2, 3, 4))  # vector form, J
+        measured = apart.measured(list(groups.values()), apart=(2, 3))  # vector form, J
         return list(zip(groups, measured, strict=True))
 
     def claims(self) -> Iterator[Claim]:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -382,6 +383,12 @@ def _point_value(n: Any, where: str) -> int | Decimal:
 
 def bundled() -> dict[str, ProblemSet]:
     """The sets shipped with the package, by id, sorted."""
+    return dict(_bundled())
+
+
+@cache
+def _bundled() -> dict[str, ProblemSet]:
+    # Parsed once per process (a set is frozen): a build of every set asks for each.
     out = {}
     for entry in sorted(resources.files(__name__).iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".toml"):
@@ -392,15 +399,15 @@ def bundled() -> dict[str, ProblemSet]:
 
 def get_set(name: str) -> ProblemSet:
     """A bundled set by id, or a set file by path."""
-    sets = bundled()
-    if name in sets:
-        return sets[name]
     path = Path(name)
-    if path.suffix != ".toml":
+    if path.suffix == ".toml":  # never a set's id (``_ID``: no dot), so no bundled set is read
+        return parse_set(read_text(path, "set file"), str(path))
+    sets = bundled()
+    if name not in sets:
         raise InputError(
             f"unknown set {name!r}; bundled sets: {', '.join(sets)} (or a set file NAME.toml)"
         )
-    return parse_set(read_text(path, "set file"), str(path))
+    return sets[name]
 
 
 def check_distinct(sets: Iterable[ProblemSet], out_dir: Path) -> None:
