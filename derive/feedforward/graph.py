@@ -1,0 +1,231 @@
+"""A feed-forward graph over matrices and its adjoints, derived by reverse-mode rules.
+
+Nodes are named and come in order; each is an operation on earlier nodes.  Rows are
+examples: an input ``X`` is N×D, a layer ``X W + b`` adds the row ``b`` (1×H) to every row
+of ``X W``.  A node of shape 1×1 is a scalar.  The last node is the loss, a scalar.
+
+The rules carry the adjoint Ḡ of a node (∂L/∂node, the node's shape) back to its arguments:
+
+    C = A B              Ā += Ḡ Bᵀ                 B̄ += Aᵀ Ḡ
+    C = A + B            Ā += Ḡ                    B̄ += Ḡ   (B of A's shape)
+    C = A + b            Ā += Ḡ                    b̄ += 1ᵀ Ḡ  (b a row, added to every row)
+    C = c A              Ā += c Ḡ                  (c a constant)
+    C = f(A)             Ā += Ḡ ∘ f'(A)            (f' from the registry, in forward terms)
+    L = CE(S, y)         S̄ += L̄ (P − Y) / N        (P: S's rows through softmax; Y: y one-hot)
+    R = ‖A‖²             Ā += 2 R̄ A
+
+Each rule gives its term in the form a key writes it: the softmax rule is (P − Y)/N, not
+the quotient of exponentials the chain rule would give entry by entry.  SymPy's matrix
+expressions only hold the results (their own derivatives are not safe, FINDINGS); every
+formula is checked numerically against differences of the forward pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import reduce
+
+import sympy as sp
+
+from derive.engine.functions import FUNCTIONS
+from derive.engine.vector import apply_elementwise
+from derive.errors import InputError
+
+Shape = tuple[sp.Expr, sp.Expr]
+SCALAR: Shape = (sp.S.One, sp.S.One)
+#: Operations and their argument count (``const`` and the leaves take none).
+OPS = {"input": 0, "labels": 0, "param": 0, "const": 0, "matmul": 2, "add": 2, "scale": 2,
+       "fn": 1, "softmax_ce": 2, "sumsq": 1}
+
+
+@dataclass(frozen=True)
+class Node:
+    """One named node: its operation, the names of its arguments, its shape, and for
+    ``fn`` the registered function's name."""
+
+    name: str
+    op: str
+    args: tuple[str, ...]
+    shape: Shape
+    fn: str = ""
+
+    @property
+    def symbol(self) -> sp.Expr:
+        """The node as SymPy holds it: a Symbol if scalar, else a MatrixSymbol."""
+        if self.shape == SCALAR:
+            return sp.Symbol(self.name)
+        return sp.MatrixSymbol(self.name, *self.shape)
+
+    @property
+    def bar(self) -> sp.Expr:
+        """The symbol of its adjoint ∂L/∂(node), of the node's shape."""
+        if self.shape == SCALAR:
+            return sp.Symbol(f"bar_{self.name}")
+        return sp.MatrixSymbol(f"bar_{self.name}", *self.shape)
+
+
+class Graph:
+    """A feed-forward graph, built node by node; shapes are checked as nodes are added."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+
+    # -- leaves ---------------------------------------------------------------------------
+    def input(self, name: str, rows, cols) -> Node:
+        """Data the loss is not differentiated in (``X``: one example per row)."""
+        return self._add(Node(name, "input", (), _shape(rows, cols)))
+
+    def labels(self, name: str, rows) -> Node:
+        """Integer class labels, one per row (``y``); enter only a cross-entropy."""
+        return self._add(Node(name, "labels", (), (sp.sympify(rows), sp.S.One)))
+
+    def param(self, name: str, rows, cols) -> Node:
+        """A parameter the key differentiates in (``W``, or a bias row ``b`` of 1×H)."""
+        return self._add(Node(name, "param", (), _shape(rows, cols)))
+
+    def const(self, name: str) -> Node:
+        """A scalar constant (a penalty's weight ``reg``)."""
+        return self._add(Node(name, "const", (), SCALAR))
+
+    # -- operations -----------------------------------------------------------------------
+    def matmul(self, name: str, a: str, b: str) -> Node:
+        (r, k), (k2, c) = self._shape(a), self._shape(b)
+        if sp.simplify(k - k2) != 0:
+            raise InputError(f"{name} = {a} {b}: {a} has {k} columns, {b} has {k2} rows")
+        return self._add(Node(name, "matmul", (a, b), (r, c)))
+
+    def add(self, name: str, a: str, b: str) -> Node:
+        """``a + b``: equal shapes, or ``b`` a row added to every row of ``a``."""
+        sa, sb = self._shape(a), self._shape(b)
+        if sa != sb and not (sb[0] == 1 and sb[1] == sa[1]):
+            raise InputError(f"{name} = {a} + {b}: shapes {_show(sa)} and {_show(sb)} do not "
+                             "add (equal shapes, or a row 1×n added to every row)")
+        return self._add(Node(name, "add", (a, b), sa))
+
+    def scale(self, name: str, c: str, a: str) -> Node:
+        """``c a`` with ``c`` a constant (``const``): the loss is not differentiated in it."""
+        self._shape(c)
+        if self.nodes[c].op != "const":
+            raise InputError(f"{name} = {c} {a}: {c} is not a constant (declare it so)")
+        return self._add(Node(name, "scale", (c, a), self._shape(a)))
+
+    def fn(self, name: str, fn: str, a: str) -> Node:
+        """A registered function applied to every entry of ``a``."""
+        if fn not in FUNCTIONS:
+            raise InputError(f"{name} = {fn}({a}): {fn!r} is not a registered function; "
+                             f"known: {', '.join(sorted(FUNCTIONS))}")
+        return self._add(Node(name, "fn", (a,), self._shape(a), fn))
+
+    def softmax_ce(self, name: str, scores: str, labels: str) -> Node:
+        """The mean over rows of −log softmax(scores row)[label]: a scalar."""
+        if self.nodes[labels].op != "labels":
+            raise InputError(f"{name}: {labels} is not a node of labels")
+        if self._shape(scores)[0] != self._shape(labels)[0]:
+            raise InputError(f"{name}: {scores} and {labels} have different numbers of rows")
+        return self._add(Node(name, "softmax_ce", (scores, labels), SCALAR))
+
+    def sumsq(self, name: str, a: str) -> Node:
+        """‖a‖², the sum of the squares of its entries: a scalar."""
+        return self._add(Node(name, "sumsq", (a,), SCALAR))
+
+    # -- reading --------------------------------------------------------------------------
+    @property
+    def loss(self) -> Node:
+        """The last node, which must be a scalar."""
+        last = list(self.nodes.values())[-1]
+        if last.shape != SCALAR:
+            raise InputError(f"the last node {last.name} is the loss and must be a scalar, "
+                             f"not {_show(last.shape)}")
+        return last
+
+    def params(self) -> list[Node]:
+        return [n for n in self.nodes.values() if n.op == "param"]
+
+    def _shape(self, name: str) -> Shape:
+        if name not in self.nodes:
+            raise InputError(f"{name!r} is used before it is defined")
+        return self.nodes[name].shape
+
+    def _add(self, node: Node) -> Node:
+        if node.name in self.nodes:
+            raise InputError(f"{node.name!r} is defined twice")
+        for a in node.args:
+            self._shape(a)
+        self.nodes[node.name] = node
+        return node
+
+
+def adjoints(graph: Graph) -> dict[str, sp.Expr]:
+    """Every differentiable node's adjoint as the sum of its consumers' rule terms, in the
+    consumers' adjoint symbols (``Node.bar``) and forward quantities: the chain-rule form a
+    key writes, one equation per node, from the loss (whose adjoint is 1) back to the
+    parameters, so each reads only adjoints before it."""
+    loss = graph.loss
+    terms: dict[str, list[sp.Expr]] = {n: [] for n in graph.nodes}
+    for node in reversed(list(graph.nodes.values())):
+        for arg, term in _rule(graph, node):
+            terms[arg].append(term)
+    out = {loss.name: sp.S.One}
+    for name, node in reversed(graph.nodes.items()):  # each after every node it reads
+        if name != loss.name and node.op not in ("input", "labels", "const") and terms[name]:
+            out[name] = reduce(lambda a, b: a + b, terms[name])
+    return out
+
+
+def _rule(graph: Graph, node: Node) -> list[tuple[str, sp.Expr]]:
+    """The terms ``node``'s rule gives each differentiable argument."""
+    g, args = node.bar, [graph.nodes[a] for a in node.args]
+    if node.op == "matmul":
+        a, b = args
+        return _keep(graph, [(a, g * b.symbol.T), (b, a.symbol.T * g)])
+    if node.op == "add":
+        a, b = args
+        rows = node.shape[0]
+        tb = g if b.shape == node.shape else sp.OneMatrix(1, rows) * g
+        return _keep(graph, [(a, g), (b, tb)])
+    if node.op == "scale":
+        c, a = args
+        return _keep(graph, [(a, c.symbol * g)])
+    if node.op == "fn":
+        (a,) = args
+        return _keep(graph, [(a, sp.HadamardProduct(g, _fprime(node, a)))])
+    if node.op == "softmax_ce":
+        s, _ = args
+        p, y = softmax_symbols(s)
+        return _keep(graph, [(s, g * (p - y) / s.shape[0])])
+    if node.op == "sumsq":
+        (a,) = args
+        return _keep(graph, [(a, 2 * g * a.symbol)])
+    return []
+
+
+def softmax_symbols(scores: Node) -> tuple[sp.MatrixSymbol, sp.MatrixSymbol]:
+    """P, the rows of ``scores`` through softmax, and Y, the labels one-hot: named after the
+    scores (``P_S``, ``Y_S``) so that two cross-entropies do not share them."""
+    return (sp.MatrixSymbol(f"P_{scores.name}", *scores.shape),
+            sp.MatrixSymbol(f"Y_{scores.name}", *scores.shape))
+
+
+def _fprime(node: Node, arg: Node) -> sp.MatrixExpr:
+    """f'(A) of ``node = f(A)``, entrywise, in forward terms (u = f(z) is the node)."""
+    u, z = sp.symbols("u z")
+    d = FUNCTIONS[node.fn].derivative(u, z)
+    if d.free_symbols <= {z}:
+        return apply_elementwise(sp.Lambda(z, d), arg.symbol)
+    if d.free_symbols <= {u}:
+        return apply_elementwise(sp.Lambda(u, d), node.symbol)
+    raise InputError(f"{node.name}: the derivative of {node.fn} reads both its argument and "
+                     "its value, which an entrywise formula of one matrix cannot hold")
+
+
+def _keep(graph: Graph, pairs: list[tuple[Node, sp.Expr]]) -> list[tuple[str, sp.Expr]]:
+    # Inputs, labels and constants get no adjoint: the loss is not differentiated in them.
+    return [(n.name, t) for n, t in pairs if n.op not in ("input", "labels", "const")]
+
+
+def _shape(rows, cols) -> Shape:
+    return (sp.sympify(rows), sp.sympify(cols))
+
+
+def _show(shape: Shape) -> str:
+    return f"{shape[0]}×{shape[1]}"

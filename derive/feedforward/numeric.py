@@ -1,0 +1,167 @@
+"""A graph's forward pass on arrays, and any formula ``adjoints`` derived, evaluated.
+
+The forward pass is the graph's own definition, written once per operation in NumPy; it
+is what the checks differentiate (central differences, complex step).  ``evaluate`` reads
+a derived formula (SymPy's matrix expressions: products, sums, transposes, Hadamard
+products, entrywise functions, the ones row) on named arrays, so a gradient is what the
+printed formula says, not a second implementation of the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import reduce
+
+import numpy as np
+import sympy as sp
+from sympy.matrices.expressions.applyfunc import ElementwiseApplyFunction
+
+from derive.engine.functions import FUNCTIONS, lookup
+from derive.errors import InputError
+from derive.feedforward.graph import Graph, adjoints, softmax_symbols
+
+
+def forward(graph: Graph, given: Mapping[str, object]) -> dict[str, np.ndarray]:
+    """Every node's value, from ``given`` (each input, labels, parameter and constant).
+    Arrays may be complex (a complex step); labels are integers."""
+    sizes(graph, given)
+    values: dict[str, np.ndarray] = {}
+    for name, node in graph.nodes.items():
+        args = [values[a] for a in node.args]
+        values[name] = _step(node, args, given)
+    return values
+
+
+def _step(node, args, given):
+    if node.op in ("input", "param", "const"):
+        return np.asarray(given[node.name])
+    if node.op == "labels":
+        return np.asarray(given[node.name], dtype=int)
+    if node.op == "matmul":
+        return args[0] @ args[1]
+    if node.op in ("add", "scale"):
+        return args[0] + args[1] if node.op == "add" else args[0] * args[1]
+    if node.op == "fn":
+        return FUNCTIONS[node.fn].numpy(args[0])
+    if node.op == "softmax_ce":
+        scores, labels = args
+        return np.mean(log_sum_exp(scores) - scores[np.arange(len(labels)), labels])
+    if node.op == "sumsq":
+        return np.sum(args[0] * args[0])
+    raise ValueError(f"unknown operation {node.op!r}")
+
+
+def log_sum_exp(scores: np.ndarray) -> np.ndarray:
+    """log Σ_j exp(s_ij) for each row, shifted by the row's largest real part (no overflow;
+    the shift cancels exactly, so a complex step passes through)."""
+    m = np.max(scores.real, axis=1)
+    return m + np.log(np.sum(np.exp(scores - m[:, None]), axis=1))
+
+
+def gradients(graph: Graph, given: Mapping[str, object]) -> dict[str, np.ndarray]:
+    """Every adjoint ``adjoints`` derives, evaluated in reverse order on the forward values
+    (and P, Y for each cross-entropy): by name of the node."""
+    values = forward(graph, given)
+    env = {**values, **sizes(graph, given)}
+    for node in graph.nodes.values():
+        if node.op == "softmax_ce":
+            scores, labels = (graph.nodes[a] for a in node.args)
+            p, y = softmax_symbols(scores)
+            s = values[scores.name]
+            env[p.name] = np.exp(s - log_sum_exp(s)[:, None])
+            env[y.name] = np.eye(s.shape[1])[values[labels.name]]
+    out = {}
+    for name, formula in adjoints(graph).items():
+        out[name] = evaluate(formula, env)
+        env[graph.nodes[name].bar.name] = out[name]
+    return out
+
+
+def sizes(graph: Graph, given: Mapping[str, object]) -> dict[str, int]:
+    """Each symbolic size (N, D, ...) as the given arrays fix it.
+
+    Raises
+    ------
+    InputError
+        An array is missing, or its shape is not its node's (each named with the shape
+        expected), or two arrays give one size different values.
+    """
+    out: dict[str, tuple[int, str]] = {}
+    for name, node in graph.nodes.items():
+        if node.op not in LEAVES:
+            continue
+        expect = "a number" if node.op == "const" else _show(node, out)
+        if name not in given:
+            raise InputError(f"missing {name}: expected {expect}")
+        shape = np.shape(given[name])
+        want = () if node.op == "const" else (1,) if node.op == "labels" else (1, 1)
+        if len(shape) != len(want):
+            raise InputError(f"{name}: expected {expect}, got an array of shape {shape}")
+        for axis, (dim, n) in enumerate(zip(node.shape, shape, strict=False)):
+            if dim.is_Integer and int(dim) != n:
+                what = "row" if axis == 0 else "column"
+                raise InputError(f"{name}: expected {_show(node, out)}, got {shape} "
+                                 f"(it has {dim} {what}{'s' if dim != 1 else ''})")
+            seen = out.setdefault(str(dim), (n, name)) if isinstance(dim, sp.Symbol) else None
+            if seen and seen[0] != n:
+                raise InputError(f"{name}: expected {_show(node, out)}, got {shape} "
+                                 f"({dim} is {seen[0]} in {seen[1]})")
+    return {k: n for k, (n, _) in out.items()}
+
+
+LEAVES = ("input", "labels", "param", "const")
+
+
+def _show(node, known: dict) -> str:
+    dims = [str(known[str(d)][0]) if str(d) in known else str(d) for d in node.shape]
+    return dims[0] + " labels" if node.op == "labels" else "×".join(dims)
+
+
+def evaluate(e: sp.Expr, env: Mapping[str, np.ndarray]):
+    """The matrix formula ``e`` on the arrays in ``env`` (by symbol name)."""
+    if isinstance(e, sp.MatrixSymbol | sp.Symbol):
+        return env[e.name]
+    if e.is_Number:
+        return float(e)
+    if isinstance(e, sp.OneMatrix):
+        return _ONES  # its size is the one its neighbour in a product needs
+    if isinstance(e, sp.Transpose):
+        return np.swapaxes(evaluate(e.arg, env), -1, -2)
+    if isinstance(e, sp.MatMul | sp.Mul):
+        return reduce(_times, [evaluate(a, env) for a in e.args])
+    if isinstance(e, sp.MatAdd | sp.Add):
+        return reduce(np.add, [evaluate(a, env) for a in e.args])
+    if isinstance(e, sp.HadamardProduct):
+        return reduce(np.multiply, [evaluate(a, env) for a in e.args])
+    if isinstance(e, sp.Pow):
+        return evaluate(e.base, env) ** float(e.exp)
+    if isinstance(e, ElementwiseApplyFunction):
+        return _entrywise(e.function, evaluate(e.expr, env))
+    raise ValueError(f"cannot evaluate {type(e).__name__}: {e}")
+
+
+class _Ones:
+    """A matrix of ones whose size its product fixes: 1ᵀ G sums G's rows, G 1 its columns."""
+
+
+_ONES = _Ones()
+
+
+def _times(a, b):
+    if a is _ONES:
+        return np.sum(b, axis=0, keepdims=True)
+    if b is _ONES:
+        return np.sum(a, axis=1, keepdims=True)
+    return a @ b if np.ndim(a) == 2 and np.ndim(b) == 2 else a * b
+
+
+def _entrywise(fn: sp.Lambda, x: np.ndarray) -> np.ndarray:
+    (var,) = fn.variables
+    body = fn.expr
+    found = lookup(body)
+    if found is not None and body.args[0] == var:
+        return found.numpy(x)
+    f = sp.lambdify([var], body, [{n: e.numpy for n, e in FUNCTIONS.items()}, np],
+                    docstring_limit=0)
+    return np.broadcast_to(f(x), np.shape(x)) * np.ones_like(x)
+

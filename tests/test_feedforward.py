@@ -1,0 +1,200 @@
+"""Tests for derive.feedforward: feed-forward graphs over matrices and their derived adjoints.
+
+Every gradient is checked against two routes that share nothing with the rules: a complex
+step through the graph's forward pass, and autograd on the loss written out by hand.
+"""
+
+from __future__ import annotations
+
+import autograd.numpy as anp
+import numpy as np
+import pytest
+import sympy as sp
+from autograd import grad
+
+from derive.errors import InputError
+from derive.feedforward import Graph, adjoints, numeric
+
+N, D, H, C = sp.symbols("N D H C", positive=True, integer=True)
+PARAMS = ("W1", "b1", "W2", "b2")
+
+
+def two_layer(fn: str = "relu") -> Graph:
+    """affine -> fn -> affine -> softmax cross-entropy, plus (reg/2)(|W1|^2 + |W2|^2)."""
+    g = Graph()
+    g.input("X", N, D)
+    g.labels("y", N)
+    for name, rows, cols in (("W1", D, H), ("b1", 1, H), ("W2", H, C), ("b2", 1, C)):
+        g.param(name, rows, cols)
+    g.const("reg")
+    g.const("half")
+    g.matmul("Z1", "X", "W1")
+    g.add("A1", "Z1", "b1")
+    g.fn("H1", fn, "A1")
+    g.matmul("Z2", "H1", "W2")
+    g.add("S", "Z2", "b2")
+    g.softmax_ce("data", "S", "y")
+    g.sumsq("R1", "W1")
+    g.sumsq("R2", "W2")
+    g.add("R", "R1", "R2")
+    g.scale("halfR", "half", "R")
+    g.scale("penalty", "reg", "halfR")
+    g.add("L", "data", "penalty")
+    return g
+
+
+def data(seed: int, n: int = 6, d: int = 4, h: int = 5, c: int = 3, scale: float = 1.0):
+    rng = np.random.default_rng(seed)
+    return {
+        "X": rng.normal(size=(n, d)) * scale,
+        "y": rng.integers(0, c, size=n),
+        "W1": rng.normal(size=(d, h)), "b1": rng.normal(size=(1, h)),
+        "W2": rng.normal(size=(h, c)), "b2": rng.normal(size=(1, c)),
+        "reg": 0.3, "half": 0.5,
+    }  # fmt: skip
+
+
+def complex_step(g: Graph, given: dict, name: str, step: float = 1e-20) -> np.ndarray:
+    out = np.zeros(np.shape(given[name]))
+    for idx in np.ndindex(out.shape):
+        moved = np.array(given[name], dtype=complex)
+        moved[idx] += step * 1j
+        out[idx] = numeric.forward(g, {**given, name: moved})[g.loss.name].imag / step
+    return out
+
+
+def by_hand(fn):
+    """The same loss written out in autograd's NumPy, from the definitions alone."""
+    act = {"relu": lambda z: anp.maximum(z, 0.0), "tanh": anp.tanh,
+           "sigma": lambda z: 1 / (1 + anp.exp(-z))}[fn]  # fmt: skip
+
+    def loss(w1, b1, w2, b2, x, y, reg):
+        s = act(x @ w1 + b1) @ w2 + b2
+        m = anp.max(s, axis=1, keepdims=True)
+        logp = s - m - anp.log(anp.sum(anp.exp(s - m), axis=1, keepdims=True))
+        n = x.shape[0]
+        data = -anp.sum(logp[np.arange(n), y]) / n
+        return data + 0.5 * reg * (anp.sum(w1 * w1) + anp.sum(w2 * w2))
+
+    return loss
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
+
+
+@pytest.mark.parametrize("fn", ["relu", "tanh", "sigma"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_two_layer_gradients_match_complex_step_and_autograd(fn: str, seed: int) -> None:
+    g, given = two_layer(fn), data(seed)
+    derived = numeric.gradients(g, given)
+    loss = by_hand(fn)
+    args = [given[k] for k in (*PARAMS, "X", "y", "reg")]
+    for i, name in enumerate(PARAMS):
+        assert derived[name].shape == np.shape(given[name])
+        assert rel(derived[name], complex_step(g, given, name)) < 1e-13, name
+        assert rel(derived[name], grad(loss, i)(*args)) < 1e-12, name
+
+
+def test_the_loss_is_the_definition() -> None:
+    g, given = two_layer(), data(4)
+    args = [given[k] for k in (*PARAMS, "X", "y", "reg")]
+    assert numeric.forward(g, given)["L"] == pytest.approx(by_hand("relu")(*args), rel=1e-14)
+
+
+def test_large_scores_do_not_overflow() -> None:
+    g, given = two_layer("tanh"), data(5, scale=1.0)
+    given["W2"] = given["W2"] * 400  # scores near ±2000: exp would overflow unshifted
+    values = numeric.forward(g, given)
+    assert np.isfinite(values["L"])
+    derived = numeric.gradients(g, given)
+    assert all(np.all(np.isfinite(derived[k])) for k in PARAMS)
+    assert rel(derived["b2"], complex_step(g, given, "b2")) < 1e-12
+
+
+def test_rules_give_the_forms_a_key_writes() -> None:
+    g = two_layer()
+    adj = adjoints(g)
+    s, data_loss = g.nodes["S"], g.nodes["data"]
+    p, y = sp.MatrixSymbol("P_S", N, C), sp.MatrixSymbol("Y_S", N, C)
+    # The softmax rule: (P - Y)/N, the loss's adjoint a factor.
+    assert sp.simplify(adj["S"] - data_loss.bar * (p - y) / N) == sp.ZeroMatrix(N, C)
+    # A product's rules: H1ᵀ Z̄2 for W2, Z̄2 W2ᵀ for H1; the penalty adds 2 R̄2 W2.
+    w2, h1, z2 = (g.nodes[k] for k in ("W2", "H1", "Z2"))
+    expected = h1.symbol.T * z2.bar + 2 * g.nodes["R2"].bar * w2.symbol
+    assert sp.simplify(adj["W2"] - expected) == sp.ZeroMatrix(H, C)
+    assert adj["H1"] == z2.bar * w2.symbol.T
+    # A bias row gets the column sums of its sum's adjoint: 1ᵀ Ā1.
+    assert adj["b1"] == sp.OneMatrix(1, N) * g.nodes["A1"].bar
+    assert s.shape == (N, C) and adj["b1"].shape == (1, H)
+    # Every adjoint has its node's shape, and reads only adjoints derived before it.
+    done = set()
+    for name, formula in adj.items():
+        node = g.nodes[name]
+        assert sp.shape(formula) == node.shape if node.shape != (1, 1) else True
+        read = {a.name for a in sp.preorder_traversal(formula)
+                if getattr(a, "name", "").startswith("bar_")}  # fmt: skip
+        assert read <= done, name
+        done.add(node.bar.name)
+
+
+def test_a_derivative_in_the_value_reads_the_node() -> None:
+    # tanh' = 1 - u^2 in terms of u = tanh(z): the formula reads H1, not A1.
+    adj = adjoints(two_layer("tanh"))
+    atoms = {a.name for a in sp.preorder_traversal(adj["A1"]) if isinstance(a, sp.MatrixSymbol)}
+    assert atoms == {"bar_H1", "H1"}
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda g: g.matmul("Z", "X", "X"), "X has D columns, X has N rows"),
+        (lambda g: g.add("Z", "X", "W1"), "shapes N×D and D×H do not add"),
+        (lambda g: g.fn("Z", "gelu", "X"), "'gelu' is not a registered function"),
+        (lambda g: g.scale("Z", "W1", "X"), "W1 is not a constant"),
+        (lambda g: g.matmul("X", "X", "W1"), "'X' is defined twice"),
+        (lambda g: g.matmul("Z", "Q", "W1"), "'Q' is used before it is defined"),
+        (lambda g: g.softmax_ce("L", "X", "W1"), "W1 is not a node of labels"),
+        (lambda g: g.softmax_ce("L", "W1", "y"), "W1 and y have different numbers of rows"),
+    ],
+)
+def test_ill_formed_graphs_are_one_line_errors(build, message: str) -> None:
+    g = Graph()
+    g.input("X", N, D)
+    g.labels("y", N)
+    g.param("W1", D, H)
+    with pytest.raises(InputError, match=message) as info:
+        build(g)
+    assert "\n" not in str(info.value)
+
+
+def test_the_loss_must_be_a_scalar() -> None:
+    g = Graph()
+    g.input("X", N, D)
+    g.param("W", D, H)
+    g.matmul("Z", "X", "W")
+    with pytest.raises(InputError, match="the last node Z is the loss and must be a scalar"):
+        adjoints(g)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"W1": np.ones((5, 5))}, r"W1: expected 4×H, got \(5, 5\) \(D is 4 in X\)"),
+        ({"b1": np.ones(5)}, r"b1: expected 1×5, got an array of shape \(5,\)"),
+        ({"b1": np.ones((2, 5))}, r"b1: expected 1×5, got \(2, 5\) \(it has 1 row\)"),
+        ({"y": np.zeros((6, 1))}, r"y: expected 6 labels, got an array of shape \(6, 1\)"),
+        ({"reg": [0.1, 0.2]}, r"reg: expected a number, got an array of shape \(2,\)"),
+    ],
+)
+def test_mis_shaped_arrays_are_named_with_their_shape(change: dict, message: str) -> None:
+    g, given = two_layer(), {**data(6), **change}
+    with pytest.raises(InputError, match=message):
+        numeric.gradients(g, given)
+
+
+def test_a_missing_array_is_named() -> None:
+    g, given = two_layer(), data(6)
+    del given["W2"]
+    with pytest.raises(InputError, match="missing W2: expected 5×C"):
+        numeric.forward(g, given)
