@@ -13,7 +13,7 @@ import sympy as sp
 from autograd import grad
 
 from derive.errors import InputError
-from derive.feedforward import Graph, adjoints, numeric
+from derive.feedforward import Graph, adjoints, numeric, text
 
 N, D, H, C = sp.symbols("N D H C", positive=True, integer=True)
 PARAMS = ("W1", "b1", "W2", "b2")
@@ -27,7 +27,6 @@ def two_layer(fn: str = "relu") -> Graph:
     for name, rows, cols in (("W1", D, H), ("b1", 1, H), ("W2", H, C), ("b2", 1, C)):
         g.param(name, rows, cols)
     g.const("reg")
-    g.const("half")
     g.matmul("Z1", "X", "W1")
     g.add("A1", "Z1", "b1")
     g.fn("H1", fn, "A1")
@@ -37,7 +36,7 @@ def two_layer(fn: str = "relu") -> Graph:
     g.sumsq("R1", "W1")
     g.sumsq("R2", "W2")
     g.add("R", "R1", "R2")
-    g.scale("halfR", "half", "R")
+    g.scale("halfR", sp.Rational(1, 2), "R")
     g.scale("penalty", "reg", "halfR")
     g.add("L", "data", "penalty")
     return g
@@ -50,7 +49,7 @@ def data(seed: int, n: int = 6, d: int = 4, h: int = 5, c: int = 3, scale: float
         "y": rng.integers(0, c, size=n),
         "W1": rng.normal(size=(d, h)), "b1": rng.normal(size=(1, h)),
         "W2": rng.normal(size=(h, c)), "b2": rng.normal(size=(1, c)),
-        "reg": 0.3, "half": 0.5,
+        "reg": 0.3,
     }  # fmt: skip
 
 
@@ -152,6 +151,9 @@ def test_a_derivative_in_the_value_reads_the_node() -> None:
         (lambda g: g.add("Z", "X", "W1"), "shapes N×D and D×H do not add"),
         (lambda g: g.fn("Z", "gelu", "X"), "'gelu' is not a registered function"),
         (lambda g: g.scale("Z", "W1", "X"), "W1 is not a constant"),
+        (lambda g: g.scale("Z", sp.Symbol("W1") / 2, "X"), "the factor W1/2 reads something"),
+        (lambda g: g.hadamard("Z", "X", "W1"), "an entrywise product needs equal shapes"),
+        (lambda g: g.sub("Z", "X", "W1"), r"Z = X - W1: shapes N×D and D×H do not add"),
         (lambda g: g.matmul("X", "X", "W1"), "'X' is defined twice"),
         (lambda g: g.matmul("Z", "Q", "W1"), "'Q' is used before it is defined"),
         (lambda g: g.softmax_ce("L", "X", "W1"), "W1 is not a node of labels"),
@@ -198,3 +200,81 @@ def test_a_missing_array_is_named() -> None:
     del given["W2"]
     with pytest.raises(InputError, match="missing W2: expected 5×C"):
         numeric.forward(g, given)
+
+
+# -- the graph language (derive.feedforward.text) ------------------------------------------------
+TWO_LAYER = {
+    "sizes": ["N", "D", "H", "C"],
+    "inputs": {"X": ["N", "D"]},
+    "labels": {"y": "N"},
+    "params": {"W1": ["D", "H"], "b1": [1, "H"], "W2": ["H", "C"], "b2": [1, "C"]},
+    "constants": ["reg"],
+    "equations": [
+        "H1 = relu(X @ W1 + b1)",
+        "S = H1 @ W2 + b2",
+        "L = softmax_ce(S, y) + reg/2*(sumsq(W1) + sumsq(W2))",
+    ],
+}
+
+
+def test_the_two_layer_net_as_text_is_the_graph() -> None:
+    g, given = text.graph_from_table(TWO_LAYER, "models.net"), data(7)
+    assert [n.name for n in g.params()] == list(PARAMS)
+    assert g.nodes["S"].shape == (N, C) and g.loss.name == "L"
+    derived, built = numeric.gradients(g, given), numeric.gradients(two_layer(), given)
+    args = [given[k] for k in (*PARAMS, "X", "y", "reg")]
+    for i, name in enumerate(PARAMS):
+        assert rel(derived[name], built[name]) < 1e-14, name
+        assert rel(derived[name], grad(by_hand("relu"), i)(*args)) < 1e-12, name
+
+
+def test_differences_entrywise_products_and_numbers() -> None:
+    # A gated layer (tanh ∘ σ) and half a squared error: sub, hadamard and scaling.
+    table = {
+        "sizes": ["N", "D", "H"],
+        "inputs": {"X": ["N", "D"], "T": ["N", "H"]},
+        "params": {"W": ["D", "H"], "V": ["D", "H"], "c": [1, "H"]},
+        "equations": ["G = tanh(X @ W) * sigma(X @ V + c)",
+                      "L = 0.5*sumsq(G - T) - sumsq(-c)/4"],
+    }  # fmt: skip
+    g = text.graph_from_table(table, "models.gate")
+    rng = np.random.default_rng(8)
+    given = {"X": rng.normal(size=(5, 3)), "T": rng.normal(size=(5, 4)),
+             "W": rng.normal(size=(3, 4)), "V": rng.normal(size=(3, 4)),
+             "c": rng.normal(size=(1, 4))}  # fmt: skip
+    derived = numeric.gradients(g, given)
+
+    def loss(w, v, c, x, t):
+        gate = anp.tanh(x @ w) * (1 / (1 + anp.exp(-(x @ v + c))))
+        return 0.5 * anp.sum((gate - t) ** 2) - anp.sum(c * c) / 4
+
+    args = [given[k] for k in ("W", "V", "c", "X", "T")]
+    for i, name in enumerate(("W", "V", "c")):
+        assert rel(derived[name], complex_step(g, given, name)) < 1e-13, name
+        assert rel(derived[name], grad(loss, i)(*args)) < 1e-12, name
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"equations": ["L = relu(Q)"]}, "'Q' is not declared nor assigned before"),
+        ({"equations": ["L = gelu(X)"]}, "'gelu' is not a function; known:"),
+        ({"equations": ["L = softmax_ce(X)"]}, "softmax_ce takes 2 argument"),
+        ({"equations": ["L = 2 + X"]}, "a number or constant added to a matrix"),
+        ({"equations": ["L = X / X"]}, "divided by a matrix"),
+        ({"equations": ["L = X ^ 2"]}, "a power of a matrix; write A\\*A"),
+        ({"equations": ["L = reg*2"]}, "only numbers and constants"),
+        ({"equations": ["L = X @ W1"]}, "the last node L is the loss and must be a scalar"),
+        ({"equations": ["L = sumsq(X) +"]}, "column 14: unexpected end of the equation"),
+        ({"equations": ["L = sumsq(X) $ 1"]}, "unexpected character '\\$'"),
+        ({"equations": []}, "expected 1 to 32 equations"),
+        ({"params": {"W1": ["D", "K"]}}, r"expected \[rows, columns\], each a declared size"),
+        ({"params": {"sigma": ["D", "H"]}}, "'sigma' is not allowed as a name"),
+        ({"sizes": ["N", 3]}, "expected a list of size names"),
+    ],
+)
+def test_bad_graph_tables_are_one_line_errors(change: dict, message: str) -> None:
+    table = {**TWO_LAYER, **change}
+    with pytest.raises(InputError, match=message) as info:
+        text.graph_from_table(table, "models.net")
+    assert "\n" not in str(info.value) and str(info.value).startswith("models.net")

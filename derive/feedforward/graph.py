@@ -9,7 +9,9 @@ The rules carry the adjoint Ḡ of a node (∂L/∂node, the node's shape) back 
     C = A B              Ā += Ḡ Bᵀ                 B̄ += Aᵀ Ḡ
     C = A + B            Ā += Ḡ                    B̄ += Ḡ   (B of A's shape)
     C = A + b            Ā += Ḡ                    b̄ += 1ᵀ Ḡ  (b a row, added to every row)
-    C = c A              Ā += c Ḡ                  (c a constant)
+    C = A − B            Ā += Ḡ                    B̄ −= Ḡ   (or −1ᵀ Ḡ for a row)
+    C = A ∘ B            Ā += Ḡ ∘ B                B̄ += Ḡ ∘ A  (entrywise; equal shapes)
+    C = c A              Ā += c Ḡ                  (c a number or constants' product)
     C = f(A)             Ā += Ḡ ∘ f'(A)            (f' from the registry, in forward terms)
     L = CE(S, y)         S̄ += L̄ (P − Y) / N        (P: S's rows through softmax; Y: y one-hot)
     R = ‖A‖²             Ā += 2 R̄ A
@@ -33,21 +35,20 @@ from derive.errors import InputError
 
 Shape = tuple[sp.Expr, sp.Expr]
 SCALAR: Shape = (sp.S.One, sp.S.One)
-#: Operations and their argument count (``const`` and the leaves take none).
-OPS = {"input": 0, "labels": 0, "param": 0, "const": 0, "matmul": 2, "add": 2, "scale": 2,
-       "fn": 1, "softmax_ce": 2, "sumsq": 1}
 
 
 @dataclass(frozen=True)
 class Node:
-    """One named node: its operation, the names of its arguments, its shape, and for
-    ``fn`` the registered function's name."""
+    """One named node: its operation, the names of its arguments, its shape, for ``fn``
+    the registered function's name and for ``scale`` its factor."""
 
     name: str
     op: str
     args: tuple[str, ...]
     shape: Shape
     fn: str = ""
+    #: ``scale``'s factor: a number, or a product of constants' symbols and numbers.
+    coeff: sp.Expr = sp.S.One
 
     @property
     def symbol(self) -> sp.Expr:
@@ -96,18 +97,41 @@ class Graph:
 
     def add(self, name: str, a: str, b: str) -> Node:
         """``a + b``: equal shapes, or ``b`` a row added to every row of ``a``."""
+        return self._add(Node(name, "add", (a, b), self._sum_shape(name, "+", a, b)))
+
+    def sub(self, name: str, a: str, b: str) -> Node:
+        """``a − b``: equal shapes, or ``b`` a row taken from every row of ``a``."""
+        return self._add(Node(name, "sub", (a, b), self._sum_shape(name, "-", a, b)))
+
+    def hadamard(self, name: str, a: str, b: str) -> Node:
+        """``a ∘ b``, entry by entry (for scalars, their product)."""
+        sa, sb = self._shape(a), self._shape(b)
+        if sa != sb:
+            raise InputError(f"{name} = {a} * {b}: an entrywise product needs equal shapes, "
+                             f"not {_show(sa)} and {_show(sb)} (a matrix product is @)")
+        return self._add(Node(name, "hadamard", (a, b), sa))
+
+    def scale(self, name: str, coeff: sp.Expr | str, a: str) -> Node:
+        """``coeff a``: ``coeff`` a number, a constant's name, or a product of constants'
+        symbols and numbers (the loss is not differentiated in constants)."""
+        if isinstance(coeff, str):
+            self._shape(coeff)
+            if self.nodes[coeff].op != "const":
+                raise InputError(f"{name} = {coeff} {a}: {coeff} is not a constant (declare "
+                                 "it so)")
+            coeff = self.nodes[coeff].symbol
+        consts = {n.symbol for n in self.nodes.values() if n.op == "const"}
+        if not sp.sympify(coeff).free_symbols <= consts:
+            raise InputError(f"{name}: the factor {coeff} reads something that is not a "
+                             "constant")
+        return self._add(Node(name, "scale", (a,), self._shape(a), coeff=sp.sympify(coeff)))
+
+    def _sum_shape(self, name: str, op: str, a: str, b: str) -> Shape:
         sa, sb = self._shape(a), self._shape(b)
         if sa != sb and not (sb[0] == 1 and sb[1] == sa[1]):
-            raise InputError(f"{name} = {a} + {b}: shapes {_show(sa)} and {_show(sb)} do not "
-                             "add (equal shapes, or a row 1×n added to every row)")
-        return self._add(Node(name, "add", (a, b), sa))
-
-    def scale(self, name: str, c: str, a: str) -> Node:
-        """``c a`` with ``c`` a constant (``const``): the loss is not differentiated in it."""
-        self._shape(c)
-        if self.nodes[c].op != "const":
-            raise InputError(f"{name} = {c} {a}: {c} is not a constant (declare it so)")
-        return self._add(Node(name, "scale", (c, a), self._shape(a)))
+            raise InputError(f"{name} = {a} {op} {b}: shapes {_show(sa)} and {_show(sb)} do "
+                             "not add (equal shapes, or a row 1×n added to every row)")
+        return sa
 
     def fn(self, name: str, fn: str, a: str) -> Node:
         """A registered function applied to every entry of ``a``."""
@@ -178,14 +202,19 @@ def _rule(graph: Graph, node: Node) -> list[tuple[str, sp.Expr]]:
     if node.op == "matmul":
         a, b = args
         return _keep(graph, [(a, g * b.symbol.T), (b, a.symbol.T * g)])
-    if node.op == "add":
+    if node.op in ("add", "sub"):
         a, b = args
-        rows = node.shape[0]
-        tb = g if b.shape == node.shape else sp.OneMatrix(1, rows) * g
-        return _keep(graph, [(a, g), (b, tb)])
+        tb = g if b.shape == node.shape else sp.OneMatrix(1, node.shape[0]) * g
+        return _keep(graph, [(a, g), (b, tb if node.op == "add" else -tb)])
+    if node.op == "hadamard":
+        a, b = args
+        if node.shape == SCALAR:
+            return _keep(graph, [(a, g * b.symbol), (b, g * a.symbol)])
+        return _keep(graph, [(a, sp.HadamardProduct(g, b.symbol)),
+                             (b, sp.HadamardProduct(g, a.symbol))])
     if node.op == "scale":
-        c, a = args
-        return _keep(graph, [(a, c.symbol * g)])
+        (a,) = args
+        return _keep(graph, [(a, node.coeff * g)])
     if node.op == "fn":
         (a,) = args
         return _keep(graph, [(a, sp.HadamardProduct(g, _fprime(node, a)))])

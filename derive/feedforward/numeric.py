@@ -39,8 +39,11 @@ def _step(node, args, given):
         return np.asarray(given[node.name], dtype=int)
     if node.op == "matmul":
         return args[0] @ args[1]
-    if node.op in ("add", "scale"):
-        return args[0] + args[1] if node.op == "add" else args[0] * args[1]
+    if node.op in ("add", "sub", "hadamard"):
+        a, b = args
+        return a + b if node.op == "add" else a - b if node.op == "sub" else a * b
+    if node.op == "scale":
+        return evaluate(node.coeff, given) * args[0]
     if node.op == "fn":
         return FUNCTIONS[node.fn].numpy(args[0])
     if node.op == "softmax_ce":
