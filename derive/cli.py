@@ -1,4 +1,4 @@
-"""The ``derive`` command line: list, build, new, check, grad.
+"""The ``derive`` command line: list, build, new, check, grad, eval.
 
 User mistakes (a bad file, an unknown name, a missing TeX engine) print one line on
 standard error and exit with a nonzero status, without a traceback:
@@ -270,6 +270,24 @@ def _cmd_grad(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from derive.inputs import read_json
+    from derive.problems import REGISTRY
+
+    problem = _named(args.problem, _set_of(args.set), args.set)
+    if not hasattr(problem, "eval") and not hasattr(problem, "grad"):
+        able = [k for k, cls in REGISTRY.items() if hasattr(cls, "eval") or hasattr(cls, "grad")]
+        raise InputError(
+            f"problem {args.problem!r} has no numeric evaluation; problems with one: "
+            f"{', '.join(able)}, and any network or cell a set file defines"
+        )
+    data = read_json(args.input)  # bounded, standard input included
+    out = problem.eval(data) if hasattr(problem, "eval") else problem.grad(data)
+    json.dump(out, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with usage errors on one line like every other error."""
 
@@ -308,6 +326,12 @@ def parser() -> argparse.ArgumentParser:
         help="the equations compiled to C, or NumPy (auto: C if a C compiler is there)",
     )
     g.set_defaults(func=_cmd_grad)
+
+    e = sub.add_parser("eval", help="evaluate a problem's derived equations on numbers (JSON)")
+    e.add_argument("problem", metavar="PROBLEM")
+    e.add_argument("--input", required=True, metavar="FILE", help="JSON file, or - for stdin")
+    e.add_argument("--set", metavar="FILE", help="a set file whose models may be named")
+    e.set_defaults(func=_cmd_eval)
     return top
 
 

@@ -22,6 +22,8 @@ __all__ = ["InputError"]
 
 #: The largest JSON input read (32 MiB): 10^5 steps of an LSTM's scalar input are 4 MB.
 MAX_INPUT_BYTES = 32 * 2**20
+#: The most rows or columns of one matrix in an input.
+MAX_SIDE = 4096
 
 
 def read_json(path: str, most: int = MAX_INPUT_BYTES) -> Any:

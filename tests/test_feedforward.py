@@ -6,14 +6,23 @@ step through the graph's forward pass, and autograd on the loss written out by h
 
 from __future__ import annotations
 
+import json
+import re
+import tomllib
+from pathlib import Path
+
 import autograd.numpy as anp
 import numpy as np
 import pytest
 import sympy as sp
 from autograd import grad
 
+from derive.cli import main
 from derive.errors import InputError
 from derive.feedforward import Graph, adjoints, numeric, text
+from derive.model.defined import model_class
+from derive.render.document import render
+from derive.sets import get_set
 
 N, D, H, C = sp.symbols("N D H C", positive=True, integer=True)
 PARAMS = ("W1", "b1", "W2", "b2")
@@ -278,3 +287,117 @@ def test_bad_graph_tables_are_one_line_errors(change: dict, message: str) -> Non
     with pytest.raises(InputError, match=message) as info:
         text.graph_from_table(table, "models.net")
     assert "\n" not in str(info.value) and str(info.value).startswith("models.net")
+
+
+# -- a network as a problem of a set file (kind = "graph") -----------------------------------------
+GRAPH_SET = Path(__file__).resolve().parent / "models" / "graphs" / "two_layer.toml"
+
+
+@pytest.fixture(scope="module")
+def net():
+    return get_set(str(GRAPH_SET)).make_problem("two_layer_net")
+
+
+def test_every_claim_of_the_network_passes(net) -> None:
+    claims = {(c.claim, c.method) for c in net.checks}
+    assert all(c.passed for c in net.checks)
+    names = ("S", "H1", "W1", "b1", "W2", "b2")
+    assert claims == {(f"{n}_bar", f"{m} on the forward pass") for n in names
+                      for m in ("complex step", "central difference")}  # fmt: skip
+
+
+def test_the_printed_formulas_are_autograds_gradients(net) -> None:
+    # The key's formulas (hidden steps inlined) on fresh data, against autograd.
+    sizes = net.check_sizes()
+    given = net.data(sizes, np.random.default_rng(99))
+    derived = net.evaluated(given, sizes)
+    args = [given[k] for k in (*PARAMS, "X", "y", "reg")]
+    for i, name in enumerate(PARAMS):
+        assert rel(derived[name], grad(by_hand("relu"), i)(*args)) < 1e-12, name
+
+
+def test_the_key_writes_the_forms_of_a_key(net) -> None:
+    tex = render(get_set(str(GRAPH_SET)), [net])
+    assert r"\overline{S} &= \frac{1}{N} (P - Y)" in tex
+    assert r"\overline{H_{1}} &= \overline{S} W_{2}^{\top}" in tex
+    assert r"\overline{b_{2}} &= \mathbf{1}^{\top} \overline{S}" in tex
+    assert r"\operatorname{step}(X W_{1} + \mathbf{1} b_{1})" in tex
+    assert "Bar" not in tex and "bar_" not in tex
+
+
+def test_the_network_exports_to_json(tmp_path) -> None:
+    assert main(["build", str(GRAPH_SET), "--format", "json", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "graph_two_layer" / "derivations.json").read_text())
+    results = data["problems"]["two_layer_net"]["results"]
+    assert {"W1_bar", "b1_bar", "W2_bar", "b2_bar", "S_bar", "H1_bar"} <= set(results)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"params": {}}, "expected at least one parameter"),
+        ({"colour": "red"}, "models.two_layer_net.colour: unknown key"),
+        ({"title": ""}, "models.two_layer_net.title: expected a non-empty string"),
+    ],
+)
+def test_bad_network_models_are_one_line_errors(tmp_path, change, message) -> None:
+    text_ = GRAPH_SET.read_text()
+    table = tomllib.loads(text_)
+    model = {**table["models"]["two_layer_net"], **change}
+    if change == {"params": {}}:
+        model["equations"] = ["L = sumsq(X)"]
+    with pytest.raises(InputError, match=message):
+        model_class("two_layer_net", model, "models.two_layer_net")
+
+
+# -- derive eval ---------------------------------------------------------------------------------
+def eval_input(seed: int = 21) -> dict:
+    given = data(seed, n=4)
+    out = {k: np.asarray(v).tolist() for k, v in given.items()}
+    out["b1"], out["b2"] = out["b1"][0], out["b2"][0]  # rows as flat lists (H), (C)
+    return out
+
+
+def run_eval(payload, capsys, tmp_path) -> tuple[int, str, str]:
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(payload))
+    status = main(["eval", "two_layer_net", "--set", str(GRAPH_SET), "--input", str(path)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_eval_gives_the_loss_and_autograds_gradients(capsys, tmp_path) -> None:
+    payload = eval_input()
+    status, out, err = run_eval(payload, capsys, tmp_path)
+    assert (status, err) == (0, "")
+    got = json.loads(out)
+    given = {k: np.asarray(v) for k, v in payload.items()}
+    given["b1"], given["b2"] = given["b1"][None, :], given["b2"][None, :]
+    args = [given[k] for k in (*PARAMS, "X", "y", "reg")]
+    assert got["loss"] == pytest.approx(by_hand("relu")(*args), rel=1e-14)
+    for i, name in enumerate(PARAMS):
+        want = grad(by_hand("relu"), i)(*args)
+        assert rel(np.asarray(got["grad"][name]).reshape(want.shape), want) < 1e-12, name
+    assert np.ndim(got["grad"]["b1"]) == 1  # a row comes back as it was given
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"W2": None}, "input: missing key 'W2'"),
+        ({"W1": [[1.0, 2.0], [3.0]]}, "input.W1: ragged matrix"),
+        ({"W1": [[1.0] * 6] * 4}, r"b1: expected 1×6, got \(1, 5\) \(H is 6 in W1\)"),
+        ({"X": [[1.0] * 4] * 3}, r"y: expected 3 labels, got \(4,\) \(N is 3 in X\)"),
+        ({"y": [0, 1, 7, 0]}, r"input.y\[2\]: expected a class index 0..2, got 7"),
+        ({"y": [0, 1.5, 0, 0]}, "input.y: expected a non-empty list of whole-number labels"),
+        ({"reg": "0.1"}, "input.reg: expected a finite number"),
+        ({"extra": 1}, "input: unknown key 'extra'"),
+    ],
+)
+def test_eval_refuses_bad_arrays_in_one_line(capsys, tmp_path, change, message) -> None:
+    payload = {**eval_input(), **change}
+    payload = {k: v for k, v in payload.items() if v is not None}
+    status, out, err = run_eval(payload, capsys, tmp_path)
+    assert (status, out) == (2, "")
+    assert err.startswith("derive: error: ") and err.count("\n") == 1
+    assert re.search(message, err), err

@@ -70,6 +70,9 @@ class Graph:
 
     def __init__(self) -> None:
         self.nodes: dict[str, Node] = {}
+        #: Nodes no equation names (``X @ W1`` inside ``H1 = relu(X @ W1 + b1)``): a key
+        #: writes their values and adjoints inline (``derive.feedforward.display``).
+        self.hidden: set[str] = set()
 
     # -- leaves ---------------------------------------------------------------------------
     def input(self, name: str, rows, cols) -> Node:
@@ -221,7 +224,8 @@ def _rule(graph: Graph, node: Node) -> list[tuple[str, sp.Expr]]:
     if node.op == "softmax_ce":
         s, _ = args
         p, y = softmax_symbols(s)
-        return _keep(graph, [(s, g * (p - y) / s.shape[0])])
+        # P − Y as written (SymPy's canonical order would print −Y + P).
+        return _keep(graph, [(s, sp.MatMul(g / s.shape[0], sp.MatAdd(p, -y)))])
     if node.op == "sumsq":
         (a,) = args
         return _keep(graph, [(a, 2 * g * a.symbol)])

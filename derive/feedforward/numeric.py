@@ -21,14 +21,18 @@ from derive.errors import InputError
 from derive.feedforward.graph import Graph, adjoints, softmax_symbols
 
 
-def forward(graph: Graph, given: Mapping[str, object]) -> dict[str, np.ndarray]:
+def forward(graph: Graph, given: Mapping[str, object],
+            moved: Mapping[str, object] | None = None) -> dict[str, np.ndarray]:
     """Every node's value, from ``given`` (each input, labels, parameter and constant).
-    Arrays may be complex (a complex step); labels are integers."""
+    Arrays may be complex (a complex step); labels are integers.  ``moved`` adds to a
+    computed node's value right after it is computed (the probe of its adjoint)."""
     sizes(graph, given)
     values: dict[str, np.ndarray] = {}
     for name, node in graph.nodes.items():
         args = [values[a] for a in node.args]
         values[name] = _step(node, args, given)
+        if moved and name in moved:
+            values[name] = values[name] + moved[name]
     return values
 
 
@@ -62,10 +66,20 @@ def log_sum_exp(scores: np.ndarray) -> np.ndarray:
 
 
 def gradients(graph: Graph, given: Mapping[str, object]) -> dict[str, np.ndarray]:
-    """Every adjoint ``adjoints`` derives, evaluated in reverse order on the forward values
-    (and P, Y for each cross-entropy): by name of the node."""
+    """Every adjoint ``adjoints`` derives, evaluated in order on the forward values: by
+    name of the node."""
+    env = environment(graph, given)
+    out = {}
+    for name, formula in adjoints(graph).items():
+        out[name] = env[graph.nodes[name].bar.name] = evaluate(formula, env)
+    return out
+
+
+def environment(graph: Graph, given: Mapping[str, object]) -> dict[str, object]:
+    """What a derived formula reads, by symbol name: every node's value, every size, and
+    for each cross-entropy P (its scores' rows through softmax) and Y (its labels one-hot)."""
     values = forward(graph, given)
-    env = {**values, **sizes(graph, given)}
+    env: dict[str, object] = {**values, **sizes(graph, given)}
     for node in graph.nodes.values():
         if node.op == "softmax_ce":
             scores, labels = (graph.nodes[a] for a in node.args)
@@ -73,11 +87,7 @@ def gradients(graph: Graph, given: Mapping[str, object]) -> dict[str, np.ndarray
             s = values[scores.name]
             env[p.name] = np.exp(s - log_sum_exp(s)[:, None])
             env[y.name] = np.eye(s.shape[1])[values[labels.name]]
-    out = {}
-    for name, formula in adjoints(graph).items():
-        out[name] = evaluate(formula, env)
-        env[graph.nodes[name].bar.name] = out[name]
-    return out
+    return env
 
 
 def sizes(graph: Graph, given: Mapping[str, object]) -> dict[str, int]:
@@ -127,7 +137,7 @@ def evaluate(e: sp.Expr, env: Mapping[str, np.ndarray]):
     if e.is_Number:
         return float(e)
     if isinstance(e, sp.OneMatrix):
-        return _ONES  # its size is the one its neighbour in a product needs
+        return np.ones(tuple(_size(d, env) for d in e.shape))
     if isinstance(e, sp.Transpose):
         return np.swapaxes(evaluate(e.arg, env), -1, -2)
     if isinstance(e, sp.MatMul | sp.Mul):
@@ -143,18 +153,11 @@ def evaluate(e: sp.Expr, env: Mapping[str, np.ndarray]):
     raise ValueError(f"cannot evaluate {type(e).__name__}: {e}")
 
 
-class _Ones:
-    """A matrix of ones whose size its product fixes: 1ᵀ G sums G's rows, G 1 its columns."""
-
-
-_ONES = _Ones()
+def _size(d: sp.Expr, env: Mapping[str, object]) -> int:
+    return int(d) if d.is_Integer else int(env[str(d)])
 
 
 def _times(a, b):
-    if a is _ONES:
-        return np.sum(b, axis=0, keepdims=True)
-    if b is _ONES:
-        return np.sum(a, axis=1, keepdims=True)
     return a @ b if np.ndim(a) == 2 and np.ndim(b) == 2 else a * b
 
 

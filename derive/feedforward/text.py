@@ -160,11 +160,13 @@ class _Compile:
         self.count += 1
         name = f"{self.target}_{self.count}"
         getattr(self.g, op)(name, *args)
+        self.g.hidden.add(name)
         return "node", name
 
     def _rename(self, name: str) -> None:
         # The equation's last node takes the target's name (it is the one others read).
         node = self.g.nodes.pop(name)
+        self.g.hidden.discard(name)
         self.g.nodes[self.target] = type(node)(self.target, node.op, node.args, node.shape,
                                                node.fn, node.coeff)
 

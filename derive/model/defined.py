@@ -29,7 +29,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 #: Longest title and noun (they reach TeX through the text gate).
 MAX_TITLE = 120
 #: The kinds of model and what each table may hold besides ``kind`` and ``title``.
-KINDS = ("recurrent", "map")
+KINDS = ("recurrent", "map", "graph")
 
 
 def parse_model(source: str | Mapping[str, Any], name: str | None = None) -> type[Problem]:
@@ -112,7 +112,13 @@ def _map() -> Callable[[str, dict, str], type[Problem]]:
     return map_problem
 
 
-_FACTORIES = {"recurrent": _recurrent, "map": _map}
+def _graph() -> Callable[[str, dict, str], type[Problem]]:
+    from derive.model.graph import graph_problem
+
+    return graph_problem
+
+
+_FACTORIES = {"recurrent": _recurrent, "map": _map, "graph": _graph}
 
 
 def canonical(table: dict[str, Any]) -> str:

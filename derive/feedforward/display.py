@@ -1,0 +1,145 @@
+"""A graph as a key writes it: named quantities only, each printed by its name.
+
+An equation's unnamed steps (``X W_1`` inside ``H_1 = relu(X W_1 + b_1)``) are written
+inline: their values as the expression they compute (``forward_forms``), their adjoints
+substituted into the adjoints that read them (``named_adjoints``).  What a key prints is
+then one equation per named quantity, in the names the model gives.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from derive.engine.functions import FUNCTIONS
+from derive.engine.vector import apply_elementwise
+from derive.feedforward.graph import Graph, Node, adjoints, softmax_symbols
+
+
+class Shown(sp.MatrixSymbol):
+    """A graph's matrix printed as the set's notation spells its name (W1 as W_{1})."""
+
+    def _latex(self, printer) -> str:
+        return printer._print(sp.Symbol(self.name))
+
+
+class ShownBar(sp.MatrixSymbol):
+    """The adjoint of a graph's matrix: its name under a bar."""
+
+    def _latex(self, printer) -> str:
+        return r"\overline{%s}" % printer._print(sp.Symbol(self.name))
+
+
+class OnesRow(sp.MatrixSymbol):
+    """The row of ones 1ᵀ (1×n): 1ᵀ Ḡ sums Ḡ's rows."""
+
+    def _latex(self, printer) -> str:
+        return r"\mathbf{1}^{\top}"
+
+
+class ShownScalar(sp.Symbol):
+    """A scalar of the graph (a constant, a loss term), or with ``bar`` its adjoint."""
+
+    def _latex(self, printer) -> str:
+        core = printer._print(sp.Symbol(self.name.removeprefix("bar_")))
+        return r"\overline{%s}" % core if self.name.startswith("bar_") else core
+
+
+class CE(sp.Function):
+    """The mean cross-entropy of the rows of scores against labels, as a key writes it."""
+
+    nargs = 2
+
+    def _latex(self, printer, exp=None) -> str:
+        s, y = (printer._print(a) for a in self.args)
+        return r"\operatorname{CE}\left(%s, %s\right)" % (s, y)
+
+
+class SumSq(sp.Function):
+    """‖A‖², the squared Frobenius norm."""
+
+    nargs = 1
+
+    def _latex(self, printer, exp=None) -> str:
+        return r"\lVert %s \rVert^{2}" % printer._print(self.args[0])
+
+
+def shown(graph: Graph) -> dict[sp.Expr, sp.Expr]:
+    """Every node's symbol, adjoint symbol and softmax symbols, as the key prints them."""
+    out: dict[sp.Expr, sp.Expr] = {}
+    softmaxes = [n for n in graph.nodes.values() if n.op == "softmax_ce"]
+    for node in graph.nodes.values():
+        if node.shape == (1, 1):
+            out[node.symbol] = ShownScalar(node.name)
+            out[node.bar] = ShownScalar(f"bar_{node.name}")
+        else:
+            out[node.symbol] = Shown(node.name, *node.shape)
+            out[node.bar] = ShownBar(node.name, *node.shape)
+    for node in graph.nodes.values():  # a bias row's adjoint sums over the rows: 1ᵀ
+        if node.shape != (1, 1):
+            out[sp.OneMatrix(1, node.shape[0])] = OnesRow("1", 1, node.shape[0])
+    for ce in softmaxes:
+        scores = graph.nodes[ce.args[0]]
+        p, y = softmax_symbols(scores)
+        tag = "" if len(softmaxes) == 1 else f"_{scores.name}"
+        out[p], out[y] = Shown(f"P{tag}", *p.shape), Shown(f"Y{tag}", *y.shape)
+    return out
+
+
+def forward_forms(graph: Graph, symbols: dict | None = None) -> dict[str, sp.Expr]:
+    """Each node's value in terms of named nodes (a hidden node's written out), in the
+    nodes' symbols or, given ``symbols`` (``shown``), in those: built in them, a scalar sum
+    keeps the order it is written in (a substitution afterwards would reorder it)."""
+    forms: dict[str, sp.Expr] = {}
+    symbols = symbols or {}
+
+    def of(name: str) -> sp.Expr:
+        symbol = graph.nodes[name].symbol
+        return forms[name] if name in graph.hidden else symbols.get(symbol, symbol)
+
+    for name, node in graph.nodes.items():
+        forms[name] = _form(node, [of(a) for a in node.args], graph)
+    return forms
+
+
+def _form(node: Node, args: list, graph: Graph) -> sp.Expr:
+    if node.op in ("input", "labels", "param", "const"):
+        return node.symbol
+    if node.op == "matmul":
+        return sp.MatMul(*args)
+    if node.op in ("add", "sub"):
+        a, b = args
+        shape_b = graph.nodes[node.args[1]].shape
+        if shape_b != node.shape:  # a row added to every row: 1 b
+            b = sp.OneMatrix(node.shape[0], 1) * b
+        if node.shape == (1, 1):  # as written: CE(S, y) + ..., not SymPy's order
+            return sp.Add(a, b if node.op == "add" else -b, evaluate=False)
+        return sp.MatAdd(a, b if node.op == "add" else -b)
+    if node.op == "hadamard":
+        return sp.HadamardProduct(*args) if node.shape != (1, 1) else args[0] * args[1]
+    if node.op == "scale":
+        if node.shape == (1, 1):
+            return sp.Mul(node.coeff, args[0], evaluate=False)
+        return sp.MatMul(node.coeff, args[0])
+    if node.op == "fn":
+        fn = FUNCTIONS[node.fn]
+        return apply_elementwise(fn, args[0]) if node.shape != (1, 1) else fn(args[0])
+    if node.op == "softmax_ce":
+        return CE(*args)
+    return SumSq(args[0])
+
+
+def named_adjoints(graph: Graph) -> dict[str, sp.Expr]:
+    """The adjoints of the named nodes, from the loss back, each in named nodes' adjoints
+    and forward values (hidden ones inlined)."""
+    forms = forward_forms(graph)
+    values = {graph.nodes[h].symbol: forms[h] for h in graph.hidden}
+    # The loss's adjoint is 1: a key writes P − Y, not L̄ (P − Y).
+    inline: dict[sp.Expr, sp.Expr] = {graph.loss.bar: sp.S.One}
+    out = {}
+    for name, formula in adjoints(graph).items():
+        formula = formula.xreplace(inline).xreplace(values)
+        if name in graph.hidden:
+            inline[graph.nodes[name].bar] = formula
+        else:
+            out[name] = formula
+    return out

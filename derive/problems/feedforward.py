@@ -1,0 +1,238 @@
+"""A feed-forward network defined as a graph over matrices (``kind = "graph"``).
+
+The key derives, from the loss back, the adjoint of every quantity the equations name and
+the gradient of every parameter, in matrix notation with shapes (``derive.feedforward``).
+Each gradient is checked at fixed random data for three seeds: its printed formula,
+evaluated on the data, against a complex step and a central difference through the
+network's forward pass, entry by entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any, ClassVar
+
+import numpy as np
+import sympy as sp
+
+from derive import inputs
+from derive.errors import InputError
+from derive.feedforward import Graph, numeric
+from derive.feedforward import display as shown_as
+from derive.problems.base import Problem, Result
+from derive.verify import Claim, rel_error, routes
+from derive.verify.gradcheck import METHODS
+
+#: Each declared size's value in the checks, in the order the sizes are declared.
+CHECK_SIZES = (5, 4, 3, 6, 2, 7)
+SEEDS = (11, 12, 13)
+#: Complex step and central difference, with the tolerances every gradient check uses.
+TOLERANCES = {m: METHODS[m] for m in ("complex step", "central difference")}
+
+
+class GraphProblem(Problem):
+    """Backpropagation through a feed-forward network given as equations over matrices."""
+
+    GRAPH: ClassVar[Graph]
+    TEMPLATE: ClassVar[str | None] = "graph"
+    LABELS = ("backward", "gradients")
+    NOUN: ClassVar[str] = "network"
+
+    # -- derivation ---------------------------------------------------------------------------
+    @cached_property
+    def adjoints(self) -> dict[str, sp.Expr]:
+        """The named quantities' adjoints from the loss back (the loss's own is left out)."""
+        named = shown_as.named_adjoints(self.GRAPH)
+        named.pop(self.GRAPH.loss.name)
+        return named
+
+    def derive(self) -> dict[str, Result]:
+        """Each named quantity's adjoint, in the names the key prints (W1 as W_1)."""
+        nodes = self.GRAPH.nodes
+        return {f"{n}_bar": Result(f"{n}_bar", self._show(e), self._show(nodes[n].bar))
+                for n, e in self.adjoints.items()}
+
+    # -- claims -------------------------------------------------------------------------------
+    def claims(self) -> Iterator[Claim]:
+        sizes = self.check_sizes()
+        text = ", ".join(f"{k} = {v}" for k, v in sizes.items())
+        text += f"; seeds {', '.join(map(str, SEEDS))}"
+        errors = self._errors(sizes)
+        for name in self.adjoints:
+            for method, tol in TOLERANCES.items():
+                yield Claim.measured(f"{name}_bar", f"{method} on the forward pass", text,
+                                     errors[name, method], tol)
+
+    def check_sizes(self) -> dict[str, int]:
+        """The declared sizes' values in the checks (N = 5, D = 4, ...)."""
+        symbols = sorted({d for n in self.GRAPH.nodes.values() for d in n.shape
+                          if isinstance(d, sp.Symbol)}, key=self._declared)
+        return dict(zip(map(str, symbols), CHECK_SIZES, strict=False))
+
+    def _declared(self, s: sp.Symbol) -> int:
+        order = list(self.TABLE.get("sizes", []))
+        return order.index(s.name) if s.name in order else len(order)
+
+    def _errors(self, sizes: dict[str, int]) -> dict[tuple[str, str], float]:
+        worst: dict[tuple[str, str], float] = {}
+        for seed in SEEDS:
+            given = self.data(sizes, np.random.default_rng(seed))
+            derived = self.evaluated(given, sizes)
+            for name in self.adjoints:
+                for method in TOLERANCES:
+                    err = rel_error(derived[name], self._reference(given, name, method))
+                    worst[name, method] = max(worst.get((name, method), 0.0), err)
+        return worst
+
+    def data(self, sizes: dict[str, int], rng: np.random.Generator) -> dict[str, Any]:
+        """Random arrays for every leaf: entries of inputs and parameters from N(0, 1),
+        labels uniform over the columns of the scores they index, constants in [0.1, 1]."""
+        given: dict[str, Any] = {}
+        for name, node in self.GRAPH.nodes.items():
+            dims = tuple(int(d) if d.is_Integer else sizes[str(d)] for d in node.shape)
+            if node.op in ("input", "param"):
+                given[name] = rng.normal(size=dims)
+            elif node.op == "labels":
+                given[name] = rng.integers(0, self._classes(name, sizes), size=dims[0])
+            elif node.op == "const":
+                given[name] = float(rng.uniform(0.1, 1.0))
+        return given
+
+    def _classes(self, labels: str, sizes: dict[str, int]) -> int:
+        for node in self.GRAPH.nodes.values():
+            if node.op == "softmax_ce" and node.args[1] == labels:
+                cols = self.GRAPH.nodes[node.args[0]].shape[1]
+                return int(cols) if cols.is_Integer else sizes[str(cols)]
+        return 2
+
+    def evaluated(self, given: dict[str, Any], sizes: dict[str, int]) -> dict[str, np.ndarray]:
+        """The key's formulas (``adjoints``, as printed) evaluated on ``given``."""
+        env = numeric.environment(self.GRAPH, given)
+        env[self.GRAPH.loss.bar.name] = 1.0
+        out = {}
+        for name, formula in self.adjoints.items():
+            out[name] = env[self.GRAPH.nodes[name].bar.name] = numeric.evaluate(formula, env)
+        return out
+
+    def _reference(self, given: dict[str, Any], name: str, method: str) -> np.ndarray:
+        """∂L/∂(each entry of ``name``) by ``method``: a parameter's entry moved, or a
+        computed quantity's right after it is computed, in the forward pass."""
+        route = routes.complex_step if method == "complex step" else routes.central_difference
+        node, loss = self.GRAPH.nodes[name], self.GRAPH.loss.name
+        shape = tuple(self.data_shape(node, given))
+        out = np.zeros(shape)
+        for idx in np.ndindex(shape):
+            unit = np.zeros(shape)
+            unit[idx] = 1.0
+
+            def probe(d, unit=unit):
+                if node.op == "param":
+                    moved = {**given, name: np.asarray(given[name], dtype=float) + d * unit}
+                    return numeric.forward(self.GRAPH, moved)[loss]
+                return numeric.forward(self.GRAPH, given, {name: d * unit})[loss]
+
+            out[idx] = route(probe)
+        return out
+
+    def data_shape(self, node, given: dict[str, Any]) -> tuple[int, ...]:
+        """The shape of ``node``'s value on ``given``."""
+        sizes = numeric.sizes(self.GRAPH, given)
+        return tuple(int(d) if d.is_Integer else sizes[str(d)] for d in node.shape)
+
+    # -- numbers in and out (derive eval) -----------------------------------------------------
+    def eval(self, data: Any) -> dict[str, Any]:
+        """The loss and every parameter's gradient on ``data`` (JSON: each leaf by its name;
+        a 1×n row may be a flat list), by the key's formulas; one-line errors name a
+        missing, ragged or mis-shaped array with its expected shape."""
+        g = self.GRAPH
+        leaves = [n for n in g.nodes.values() if n.op in numeric.LEAVES]
+        inputs.mapping(data, "input", [n.name for n in leaves])
+        given = {n.name: _leaf(n, data[n.name]) for n in leaves}
+        sizes = numeric.sizes(g, given)
+        for n in leaves:
+            if n.op == "labels":
+                _labels_in_range(n.name, given[n.name], self._classes(n.name, sizes))
+        loss = float(numeric.forward(g, given)[g.loss.name])
+        derived = self.evaluated(given, sizes)
+        grads = {p.name: _plain(derived[p.name], p) for p in g.params()}
+        return inputs.finite_output({"loss": loss, "grad": grads}, "the gradient")
+
+    # -- rendering ----------------------------------------------------------------------------
+    @cached_property
+    def shown(self) -> dict[sp.Expr, sp.Expr]:
+        return shown_as.shown(self.GRAPH)
+
+    def question_data(self) -> dict[str, Any]:
+        """The equations (each named quantity's value), the leaves with their shapes."""
+        g, forms = self.GRAPH, shown_as.forward_forms(self.GRAPH, self.shown)
+        computed = [n for n in g.nodes.values() if n.op not in numeric.LEAVES
+                    and n.name not in g.hidden]
+        return {
+            "noun": self.NOUN,
+            "equations": [(self._show(n.symbol), forms[n.name]) for n in computed],
+            "inputs": self._leaves("input"), "params": self._leaves("param"),
+            "labels": self._leaves("labels"), "constants": self._leaves("const"),
+            "loss": self._show(g.loss.symbol),
+            "uses_ce": any(n.op == "softmax_ce" for n in g.nodes.values()),
+            "uses_sumsq": any(n.op == "sumsq" for n in g.nodes.values()),
+            "ones": any(isinstance(a, sp.OneMatrix) for f in forms.values()
+                        for a in sp.preorder_traversal(f)),
+        }
+
+    def _leaves(self, op: str) -> list[tuple[sp.Expr, tuple]]:
+        return [(self._show(n.symbol), n.shape) for n in self.GRAPH.nodes.values()
+                if n.op == op]
+
+    def _show(self, e: sp.Expr) -> sp.Expr:
+        return e.xreplace(self.shown)
+
+    def context(self) -> dict[str, Any]:
+        g, r = self.GRAPH, self.results
+        params = {p.name for p in g.params()}
+        non_params = [n for n in self.adjoints if n not in params]
+        rows = {n: (r[f"{n}_bar"].lhs, r[f"{n}_bar"].expr, g.nodes[n].shape)
+                for n in self.adjoints}
+        return {
+            **super().context(),
+            "backward": [row for n, row in rows.items() if n not in params],
+            # In the order the parameters are declared.
+            "gradients": [rows[p.name] for p in g.params()],
+            # Where step(z) first appears, the key says what it is.
+            "step": next((part for part, names in (("backward", non_params),
+                                                   ("gradients", [p.name for p in g.params()]))
+                          if any("step" in str(self.adjoints[n]) for n in names)), None),
+            **self.stated(),
+        }
+
+    def stated(self) -> dict[str, Any]:
+        """The sizes and seeds of the checks."""
+        return {"check_sizes": list(self.check_sizes().items()), "seeds": list(SEEDS)}
+
+
+def _leaf(node, value: Any) -> Any:
+    """One leaf's JSON value as an array of its node's kind (numbers checked finite)."""
+    field = f"input.{node.name}"
+    if node.op == "const":
+        return inputs.number(value, field)
+    if node.op == "labels":
+        if not isinstance(value, list) or not value or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise InputError(f"{field}: expected a non-empty list of whole-number labels")
+        return np.array(value, dtype=int)
+    if node.shape[0] == 1 and isinstance(value, list) and value and not isinstance(value[0], list):
+        value = [value]  # a row given as a flat list
+    return inputs.matrix(value, field, most=inputs.MAX_SIDE)
+
+
+def _labels_in_range(name: str, labels: np.ndarray, classes: int) -> None:
+    bad = [i for i, v in enumerate(labels) if not 0 <= v < classes]
+    if bad:
+        i = bad[0]
+        raise InputError(f"input.{name}[{i}]: expected a class index 0..{classes - 1}, "
+                         f"got {labels[i]}")
+
+
+def _plain(value: np.ndarray, node) -> list:
+    """An array as JSON lists, a 1×n row as a flat list."""
+    return value[0].tolist() if node.shape[0] == 1 else value.tolist()
