@@ -59,10 +59,16 @@ class GraphProblem(Problem):
         text = ", ".join(f"{k} = {v}" for k, v in sizes.items())
         text += f"; seeds {', '.join(map(str, SEEDS))}"
         errors = self._errors(sizes)
-        for name in self.adjoints:
+        for name in self.shown_order():
             for method, tol in TOLERANCES.items():
                 yield Claim.measured(f"{name}_bar", f"{method} on the forward pass", text,
                                      errors[name, method], tol)
+
+    def shown_order(self) -> list[str]:
+        """The named quantities in the key's order: from the loss back, then the
+        parameters as declared."""
+        params = [p.name for p in self.GRAPH.params()]
+        return [n for n in self.adjoints if n not in params] + params
 
     def check_sizes(self) -> dict[str, int]:
         """The declared sizes' values in the checks (N = 5, D = 4, ...)."""
