@@ -298,6 +298,11 @@ class KeyPrinter(LatexPrinter):
         sign = "-" if expr.p < 0 else ""
         return f"{sign}{whole}.{frac:0{digits}d}" if digits else f"{sign}{whole}"
 
+    def _print_MatMul(self, expr):
+        # A word (a set's constant "reg") is set upright and, in TeX's math, touches the
+        # next factor ("regW"): a thin space keeps them apart.
+        return _WORD_FACTOR.sub(r"\1\\, ", super()._print_MatMul(expr))
+
     def _print_OneMatrix(self, expr):
         return r"\mathbf{1}"
 
@@ -411,6 +416,8 @@ def _lead_key(a, ordering: Ordering) -> tuple:
 
 #: What SymPy prints for a plain name of two letters or more with no Greek letter in it.
 _WORD = re.compile(r"^[A-Za-z]{2,}$")
+#: An upright word followed by another factor of a matrix product.
+_WORD_FACTOR = re.compile(r"(\\mathrm\{[A-Za-z]{2,}\}) (?=[A-Za-z\\(])")
 
 
 def _name(q) -> str:
