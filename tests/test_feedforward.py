@@ -269,8 +269,8 @@ def test_differences_entrywise_products_and_numbers() -> None:
         ({"equations": ["L = relu(Q)"]}, "'Q' is not declared nor assigned before"),
         ({"equations": ["L = gelu(X)"]}, "'gelu' is not a function; known:"),
         ({"equations": ["L = softmax_ce(X)"]}, "softmax_ce takes 2 argument"),
-        ({"equations": ["L = 2 + X"]}, "a number or constant added to a matrix"),
-        ({"equations": ["L = X / X"]}, "divided by a matrix"),
+        ({"equations": ["L = sum(2 / X)"]}, "a number or constant divided by a matrix"),
+        ({"equations": ["L = sum(X @ 2)"]}, "or in a matrix product"),
         ({"equations": ["L = X ^ 2"]}, "a power of a matrix; write A\\*A"),
         ({"equations": ["L = reg*2"]}, "only numbers and constants"),
         ({"equations": ["L = X @ W1"]}, "the last node L is the loss and must be a scalar"),
@@ -348,6 +348,35 @@ def test_bad_network_models_are_one_line_errors(tmp_path, change, message) -> No
         model["equations"] = ["L = sumsq(X)"]
     with pytest.raises(InputError, match=message):
         model_class("two_layer_net", model, "models.two_layer_net")
+
+
+def test_batch_normalization_by_reductions_and_entrywise_rules() -> None:
+    # mean over the rows, a row taken from every row, entrywise squares, a constant added,
+    # division by a row, a row multiplying every row, the sum of all entries.
+    table = {
+        "sizes": ["N", "D"],
+        "inputs": {"G": ["N", "D"]},
+        "params": {"X": ["N", "D"], "gamma": [1, "D"], "beta": [1, "D"]},
+        "constants": ["eps"],
+        "equations": ["mu = mean(X)", "Xc = X - mu", "v = mean(Xc*Xc)",
+                      "Xh = Xc / sqrt(v + eps)", "out = gamma*Xh + beta", "L = sum(G*out)"],
+    }  # fmt: skip
+    g = text.graph_from_table(table, "models.bn")
+    rng = np.random.default_rng(31)
+    given = {"X": rng.normal(size=(6, 3)) * 2 + 1, "G": rng.normal(size=(6, 3)),
+             "gamma": rng.normal(size=(1, 3)), "beta": rng.normal(size=(1, 3)), "eps": 1e-5}
+    derived = numeric.gradients(g, given)
+
+    def loss(x, gamma, beta, dout):
+        xc = x - anp.mean(x, axis=0, keepdims=True)
+        xh = xc / anp.sqrt(anp.mean(xc * xc, axis=0, keepdims=True) + 1e-5)
+        return anp.sum(dout * (gamma * xh + beta))
+
+    args = [given[k] for k in ("X", "gamma", "beta", "G")]
+    for i, name in enumerate(("X", "gamma", "beta")):
+        assert rel(derived[name], complex_step(g, given, name)) < 1e-12, name
+        assert rel(derived[name], grad(loss, i)(*args)) < 1e-12, name
+    assert g.nodes["mu"].shape == (1, sp.Symbol("D", positive=True, integer=True))
 
 
 # -- derive eval ---------------------------------------------------------------------------------

@@ -54,6 +54,15 @@ class CE(sp.Function):
         return r"\operatorname{CE}\left(%s, %s\right)" % (s, y)
 
 
+class EntrySum(sp.Function):
+    """The sum of all entries of a matrix, 1ᵀ A 1."""
+
+    nargs = 1
+
+    def _latex(self, printer, exp=None) -> str:
+        return r"\mathbf{1}^{\top} %s \mathbf{1}" % printer.parenthesize(self.args[0], 50)
+
+
 class SumSq(sp.Function):
     """‖A‖², the squared Frobenius norm."""
 
@@ -97,7 +106,10 @@ def forward_forms(graph: Graph, symbols: dict | None = None) -> dict[str, sp.Exp
         return forms[name] if name in graph.hidden else symbols.get(symbol, symbol)
 
     for name, node in graph.nodes.items():
-        forms[name] = _form(node, [of(a) for a in node.args], graph)
+        form = _form(node, [of(a) for a in node.args], graph)
+        # The row of ones 1ᵀ as the key prints it (safe to substitute: no scalar sum in it).
+        ones = {k: v for k, v in symbols.items() if isinstance(k, sp.OneMatrix)}
+        forms[name] = form.xreplace(ones) if ones and node.shape != (1, 1) else form
     return forms
 
 
@@ -114,8 +126,20 @@ def _form(node: Node, args: list, graph: Graph) -> sp.Expr:
         if node.shape == (1, 1):  # as written: CE(S, y) + ..., not SymPy's order
             return sp.Add(a, b if node.op == "add" else -b, evaluate=False)
         return sp.MatAdd(a, b if node.op == "add" else -b)
-    if node.op == "hadamard":
-        return sp.HadamardProduct(*args) if node.shape != (1, 1) else args[0] * args[1]
+    if node.op in ("hadamard", "divide"):
+        a, b = args
+        if node.shape == (1, 1):
+            return a * b if node.op == "hadamard" else a / b
+        if graph.nodes[node.args[1]].shape != node.shape:  # a row, for every row: 1 b
+            b = sp.OneMatrix(node.shape[0], 1) * b
+        return sp.HadamardProduct(a, b if node.op == "hadamard" else sp.HadamardPower(b, -1))
+    if node.op == "shift":
+        return sp.MatAdd(args[0], node.coeff * sp.OneMatrix(*node.shape))
+    if node.op == "mean":
+        rows = graph.nodes[node.args[0]].shape[0]
+        return sp.MatMul(sp.S.One / rows, sp.OneMatrix(1, rows), args[0])
+    if node.op == "total":
+        return EntrySum(args[0])
     if node.op == "scale":
         if node.shape == (1, 1):
             return sp.Mul(node.coeff, args[0], evaluate=False)
@@ -137,9 +161,25 @@ def named_adjoints(graph: Graph) -> dict[str, sp.Expr]:
     inline: dict[sp.Expr, sp.Expr] = {graph.loss.bar: sp.S.One}
     out = {}
     for name, formula in adjoints(graph).items():
-        formula = formula.xreplace(inline).xreplace(values)
+        formula = _tidy(formula.xreplace(inline).xreplace(values))
         if name in graph.hidden:
             inline[graph.nodes[name].bar] = formula
         else:
             out[name] = formula
     return out
+
+
+def _tidy(e: sp.Expr) -> sp.Expr:
+    """What inlining the loss's adjoint 1 leaves: 1 · A is A, and an entrywise product
+    with the all-ones matrix, 1 ⊙ A, is A."""
+    e = e.replace(lambda x: isinstance(x, sp.MatMul) and x.args[0] == 1 and len(x.args) > 1,
+                  lambda x: _joined(sp.MatMul, list(x.args[1:])))
+    return e.replace(
+        lambda x: isinstance(x, sp.HadamardProduct)
+        and any(isinstance(a, sp.OneMatrix) for a in x.args),
+        lambda x: _joined(sp.HadamardProduct,
+                          [a for a in x.args if not isinstance(a, sp.OneMatrix)]))
+
+
+def _joined(product, factors: list) -> sp.Expr:
+    return factors[0] if len(factors) == 1 else product(*factors)

@@ -10,7 +10,11 @@ The rules carry the adjoint Ḡ of a node (∂L/∂node, the node's shape) back 
     C = A + B            Ā += Ḡ                    B̄ += Ḡ   (B of A's shape)
     C = A + b            Ā += Ḡ                    b̄ += 1ᵀ Ḡ  (b a row, added to every row)
     C = A − B            Ā += Ḡ                    B̄ −= Ḡ   (or −1ᵀ Ḡ for a row)
-    C = A ∘ B            Ā += Ḡ ∘ B                B̄ += Ḡ ∘ A  (entrywise; equal shapes)
+    C = A ∘ B            Ā += Ḡ ∘ B                B̄ += Ḡ ∘ A  (entrywise; B̄ summed 1ᵀ for a row)
+    C = A ⊘ B            Ā += Ḡ ⊘ B                B̄ −= Ḡ ∘ A ⊘ B²  (likewise)
+    C = A + c            Ā += Ḡ                    (c a number or constants, every entry)
+    m = mean(A)          Ā += (1/N) 1 m̄            (the mean of A's N rows, a row)
+    s = sum(A)           Ā += s̄ 1 1ᵀ               (all entries summed, a scalar)
     C = c A              Ā += c Ḡ                  (c a number or constants' product)
     C = f(A)             Ā += Ḡ ∘ f'(A)            (f' from the registry, in forward terms)
     L = CE(S, y)         S̄ += L̄ (P − Y) / N        (P: S's rows through softmax; Y: y one-hot)
@@ -107,12 +111,37 @@ class Graph:
         return self._add(Node(name, "sub", (a, b), self._sum_shape(name, "-", a, b)))
 
     def hadamard(self, name: str, a: str, b: str) -> Node:
-        """``a ∘ b``, entry by entry (for scalars, their product)."""
+        """``a ∘ b``, entry by entry (for scalars, their product); ``b`` may be a row,
+        multiplying every row of ``a``."""
+        if self._shape(a)[0] == 1 and self._shape(b)[0] != 1:  # the row second: a ∘ b = b ∘ a
+            a, b = b, a
+        return self._add(Node(name, "hadamard", (a, b), self._entrywise(name, "*", a, b)))
+
+    def divide(self, name: str, a: str, b: str) -> Node:
+        """``a ⊘ b``, entry by entry; ``b`` may be a row, dividing every row of ``a``."""
+        return self._add(Node(name, "divide", (a, b), self._entrywise(name, "/", a, b)))
+
+    def shift(self, name: str, coeff: sp.Expr, a: str) -> Node:
+        """``a + coeff`` in every entry, ``coeff`` a number or a factor of constants."""
+        self._constant_factor(name, coeff)
+        return self._add(Node(name, "shift", (a,), self._shape(a), coeff=sp.sympify(coeff)))
+
+    def mean(self, name: str, a: str) -> Node:
+        """The mean of the rows of ``a``: a row (1×n)."""
+        return self._add(Node(name, "mean", (a,), (sp.S.One, self._shape(a)[1])))
+
+    def total(self, name: str, a: str) -> Node:
+        """The sum of all entries of ``a``: a scalar."""
+        return self._add(Node(name, "total", (a,), SCALAR))
+
+    def _entrywise(self, name: str, op: str, a: str, b: str) -> Shape:
         sa, sb = self._shape(a), self._shape(b)
-        if sa != sb:
-            raise InputError(f"{name} = {a} * {b}: an entrywise product needs equal shapes, "
-                             f"not {_show(sa)} and {_show(sb)} (a matrix product is @)")
-        return self._add(Node(name, "hadamard", (a, b), sa))
+        if sa != sb and not (sb[0] == 1 and sb[1] == sa[1]):
+            what = "product" if op == "*" else "quotient"
+            raise InputError(f"{name} = {a} {op} {b}: an entrywise {what} needs equal shapes "
+                             f"or a row, not {_show(sa)} and {_show(sb)} (a matrix product "
+                             "is @)")
+        return sa
 
     def scale(self, name: str, coeff: sp.Expr | str, a: str) -> Node:
         """``coeff a``: ``coeff`` a number, a constant's name, or a product of constants'
@@ -123,11 +152,14 @@ class Graph:
                 raise InputError(f"{name} = {coeff} {a}: {coeff} is not a constant (declare "
                                  "it so)")
             coeff = self.nodes[coeff].symbol
+        self._constant_factor(name, coeff)
+        return self._add(Node(name, "scale", (a,), self._shape(a), coeff=sp.sympify(coeff)))
+
+    def _constant_factor(self, name: str, coeff: sp.Expr) -> None:
         consts = {n.symbol for n in self.nodes.values() if n.op == "const"}
         if not sp.sympify(coeff).free_symbols <= consts:
             raise InputError(f"{name}: the factor {coeff} reads something that is not a "
                              "constant")
-        return self._add(Node(name, "scale", (a,), self._shape(a), coeff=sp.sympify(coeff)))
 
     def _sum_shape(self, name: str, op: str, a: str, b: str) -> Shape:
         sa, sb = self._shape(a), self._shape(b)
@@ -209,12 +241,17 @@ def _rule(graph: Graph, node: Node) -> list[tuple[str, sp.Expr]]:
         a, b = args
         tb = g if b.shape == node.shape else sp.OneMatrix(1, node.shape[0]) * g
         return _keep(graph, [(a, g), (b, tb if node.op == "add" else -tb)])
-    if node.op == "hadamard":
-        a, b = args
-        if node.shape == SCALAR:
-            return _keep(graph, [(a, g * b.symbol), (b, g * a.symbol)])
-        return _keep(graph, [(a, sp.HadamardProduct(g, b.symbol)),
-                             (b, sp.HadamardProduct(g, a.symbol))])
+    if node.op in ("hadamard", "divide"):
+        return _keep(graph, _entrywise_rule(node, g, *args))
+    if node.op == "shift":
+        return _keep(graph, [(args[0], g)])
+    if node.op == "mean":
+        (a,) = args
+        rows = a.shape[0]
+        return _keep(graph, [(a, sp.MatMul(sp.S.One / rows, sp.OneMatrix(rows, 1), g))])
+    if node.op == "total":
+        (a,) = args
+        return _keep(graph, [(a, g * sp.OneMatrix(*a.shape))])
     if node.op == "scale":
         (a,) = args
         return _keep(graph, [(a, node.coeff * g)])
@@ -230,6 +267,23 @@ def _rule(graph: Graph, node: Node) -> list[tuple[str, sp.Expr]]:
         (a,) = args
         return _keep(graph, [(a, 2 * g * a.symbol)])
     return []
+
+
+def _entrywise_rule(node: Node, g: sp.Expr, a: Node, b: Node) -> list[tuple[Node, sp.Expr]]:
+    """The terms of ``a ∘ b`` or ``a ⊘ b`` (``b`` equal in shape, or a row: its term is then
+    summed over the rows, 1ᵀ(...))."""
+    if node.shape == SCALAR:
+        if node.op == "hadamard":
+            return [(a, g * b.symbol), (b, g * a.symbol)]
+        return [(a, g / b.symbol), (b, -g * a.symbol / b.symbol**2)]
+    row = b.shape != node.shape
+    wide = sp.OneMatrix(node.shape[0], 1) * b.symbol if row else b.symbol
+    if node.op == "hadamard":
+        ta, tb = sp.HadamardProduct(g, wide), sp.HadamardProduct(g, a.symbol)
+    else:
+        ta = sp.HadamardProduct(g, sp.HadamardPower(wide, -1))
+        tb = -sp.HadamardProduct(g, a.symbol, sp.HadamardPower(wide, -2))
+    return [(a, ta), (b, sp.OneMatrix(1, node.shape[0]) * tb if row else tb)]
 
 
 def softmax_symbols(scores: Node) -> tuple[sp.MatrixSymbol, sp.MatrixSymbol]:

@@ -48,6 +48,14 @@ def _step(node, args, given):
         return a + b if node.op == "add" else a - b if node.op == "sub" else a * b
     if node.op == "scale":
         return evaluate(node.coeff, given) * args[0]
+    if node.op == "divide":
+        return args[0] / args[1]
+    if node.op == "shift":
+        return args[0] + evaluate(node.coeff, given)
+    if node.op == "mean":
+        return np.mean(args[0], axis=0, keepdims=True)
+    if node.op == "total":
+        return np.sum(args[0])
     if node.op == "fn":
         return FUNCTIONS[node.fn].numpy(args[0])
     if node.op == "softmax_ce":
@@ -146,6 +154,8 @@ def evaluate(e: sp.Expr, env: Mapping[str, np.ndarray]):
         return reduce(np.add, [evaluate(a, env) for a in e.args])
     if isinstance(e, sp.HadamardProduct):
         return reduce(np.multiply, [evaluate(a, env) for a in e.args])
+    if isinstance(e, sp.HadamardPower):
+        return evaluate(e.base, env) ** float(e.exp)
     if isinstance(e, sp.Pow):
         return evaluate(e.base, env) ** float(e.exp)
     if isinstance(e, ElementwiseApplyFunction):

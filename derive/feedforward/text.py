@@ -14,10 +14,12 @@ loss, the last one assigned::
       "L = softmax_ce(S, y) + reg/2*(sumsq(W1) + sumsq(W2))",
     ]
 
-``@`` is the matrix product; ``*`` between matrices is entrywise, and a factor made of
-numbers and constants scales; ``+`` and ``-`` add equal shapes or a row to every row.
-Functions are the registry's (entrywise), ``softmax_ce(scores, labels)`` (the mean
-cross-entropy) and ``sumsq(A)`` (‖A‖²).  The arithmetic is the grammar every model
+``@`` is the matrix product; ``*`` and ``/`` between matrices are entrywise (the second
+may be a row, for every row), and a factor made of numbers and constants scales or is
+added to every entry; ``+`` and ``-`` add equal shapes or a row to every row.  Functions
+are the registry's (entrywise), ``softmax_ce(scores, labels)`` (the mean cross-entropy),
+``sumsq(A)`` (‖A‖²), ``mean(A)`` (the mean of the rows, a row) and ``sum(A)`` (of all
+entries).  The arithmetic is the grammar every model
 shares (``derive.model.equations.ARITHMETIC``), parsed by lark, never evaluated.
 """
 
@@ -36,7 +38,9 @@ from derive.model.equations import ARITHMETIC, MAX_EQUATIONS, NAME, lalr_parser,
 
 KEYS = ("sizes", "inputs", "labels", "params", "constants", "equations")
 #: Functions of the graph language besides the registry's, with their argument counts.
-OWN = {"softmax_ce": 2, "sumsq": 1}
+OWN = {"softmax_ce": 2, "sumsq": 1, "mean": 1, "sum": 1}
+#: The graph operation of each of those functions.
+_OWN_OPS = {"softmax_ce": "softmax_ce", "sumsq": "sumsq", "mean": "mean", "sum": "total"}
 
 _GRAMMAR = r"""
     equation: NAME "=" sum
@@ -128,11 +132,16 @@ class _Compile:
             return self._node("scale", va if ka == "coeff" else vb, vb if ka == "coeff" else va)
         if rule == "div" and kb == "coeff":
             return self._node("scale", 1 / vb, va)
-        if "coeff" in (ka, kb) or rule == "div":
-            what = "divided by a matrix" if rule == "div" else "added to a matrix"
-            raise InputError(f"{self.where}: a number or constant {what}; a factor of "
-                             "numbers and constants may only multiply or divide")
-        op = {"add": "add", "sub": "sub", "mul": "hadamard", "matmul": "matmul"}[rule]
+        if rule in ("add", "sub") and "coeff" in (ka, kb):  # a number in every entry
+            if ka == "coeff":
+                node = vb if rule == "add" else self._node("scale", -1, vb)[1]
+                return self._node("shift", va, node)
+            return self._node("shift", vb if rule == "add" else -vb, va)
+        if "coeff" in (ka, kb):
+            raise InputError(f"{self.where}: a number or constant divided by a matrix, or "
+                             "in a matrix product; it may multiply, divide or be added")
+        op = {"add": "add", "sub": "sub", "mul": "hadamard", "div": "divide",
+              "matmul": "matmul"}[rule]
         return self._node(op, va, vb)
 
     def _call(self, fn: str, args: list) -> tuple[str, str]:
@@ -148,7 +157,7 @@ class _Compile:
         names = [v for _, v in values]
         if fn in FUNCTIONS:
             return self._node("fn", fn, names[0])
-        return self._node(fn, *names)
+        return self._node(_OWN_OPS[fn], *names)
 
     def _name(self, name: str) -> tuple[str, Any]:
         node = self.g.nodes.get(name)

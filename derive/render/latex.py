@@ -299,9 +299,15 @@ class KeyPrinter(LatexPrinter):
         return f"{sign}{whole}.{frac:0{digits}d}" if digits else f"{sign}{whole}"
 
     def _print_MatMul(self, expr):
+        # SymPy prints -1 1ᵀ (A ∘ B) as "- 1ᵀ A ∘ B", dropping the brackets it keeps
+        # without the sign: the sign goes first, the rest is printed as a product.
+        if expr.args[0] == -1 and len(expr.args) > 2:
+            out = "- " + self._print_MatMul(sp.MatMul(*expr.args[1:]))
+        else:
+            out = super()._print_MatMul(expr)
         # A word (a set's constant "reg") is set upright and, in TeX's math, touches the
         # next factor ("regW"): a thin space keeps them apart.
-        return _WORD_FACTOR.sub(r"\1\\, ", super()._print_MatMul(expr))
+        return _WORD_FACTOR.sub(r"\1\\, ", out)
 
     def _print_OneMatrix(self, expr):
         return r"\mathbf{1}"
@@ -417,7 +423,7 @@ def _lead_key(a, ordering: Ordering) -> tuple:
 #: What SymPy prints for a plain name of two letters or more with no Greek letter in it.
 _WORD = re.compile(r"^[A-Za-z]{2,}$")
 #: An upright word followed by another factor of a matrix product.
-_WORD_FACTOR = re.compile(r"(\\mathrm\{[A-Za-z]{2,}\}) (?=[A-Za-z\\(])")
+_WORD_FACTOR = re.compile(r"(\\mathrm\{[A-Za-z]{2,}\}) (?=[A-Za-z(]|\\(?!odot|cdot))")
 
 
 def _name(q) -> str:
