@@ -350,33 +350,37 @@ def test_bad_network_models_are_one_line_errors(tmp_path, change, message) -> No
         model_class("two_layer_net", model, "models.two_layer_net")
 
 
-def test_batch_normalization_by_reductions_and_entrywise_rules() -> None:
-    # mean over the rows, a row taken from every row, entrywise squares, a constant added,
-    # division by a row, a row multiplying every row, the sum of all entries.
+@pytest.mark.parametrize(("reduce", "axis"), [("mean", 0), ("rowmean", 1)],
+                         ids=["batch norm", "layer norm"])
+def test_normalization_by_reductions_and_spread_values(reduce: str, axis: int) -> None:
+    # Batch norm: the mean of the rows (a row), taken from and dividing every row; layer
+    # norm: each row's mean (a column), over every column.  Besides: entrywise squares, a
+    # constant added to every entry, a row multiplying every row, the sum of all entries.
     table = {
         "sizes": ["N", "D"],
         "inputs": {"G": ["N", "D"]},
         "params": {"X": ["N", "D"], "gamma": [1, "D"], "beta": [1, "D"]},
         "constants": ["eps"],
-        "equations": ["mu = mean(X)", "Xc = X - mu", "v = mean(Xc*Xc)",
+        "equations": [f"mu = {reduce}(X)", "Xc = X - mu", f"v = {reduce}(Xc*Xc)",
                       "Xh = Xc / sqrt(v + eps)", "out = gamma*Xh + beta", "L = sum(G*out)"],
     }  # fmt: skip
-    g = text.graph_from_table(table, "models.bn")
-    rng = np.random.default_rng(31)
+    g = text.graph_from_table(table, "models.norm")
+    n, d = (sp.Symbol(k, positive=True, integer=True) for k in ("N", "D"))
+    assert g.nodes["mu"].shape == ((1, d) if axis == 0 else (n, 1))
+    rng = np.random.default_rng(31 + axis)
     given = {"X": rng.normal(size=(6, 3)) * 2 + 1, "G": rng.normal(size=(6, 3)),
              "gamma": rng.normal(size=(1, 3)), "beta": rng.normal(size=(1, 3)), "eps": 1e-5}
     derived = numeric.gradients(g, given)
 
     def loss(x, gamma, beta, dout):
-        xc = x - anp.mean(x, axis=0, keepdims=True)
-        xh = xc / anp.sqrt(anp.mean(xc * xc, axis=0, keepdims=True) + 1e-5)
+        xc = x - anp.mean(x, axis=axis, keepdims=True)
+        xh = xc / anp.sqrt(anp.mean(xc * xc, axis=axis, keepdims=True) + 1e-5)
         return anp.sum(dout * (gamma * xh + beta))
 
     args = [given[k] for k in ("X", "gamma", "beta", "G")]
     for i, name in enumerate(("X", "gamma", "beta")):
         assert rel(derived[name], complex_step(g, given, name)) < 1e-12, name
         assert rel(derived[name], grad(loss, i)(*args)) < 1e-12, name
-    assert g.nodes["mu"].shape == (1, sp.Symbol("D", positive=True, integer=True))
 
 
 # -- derive eval ---------------------------------------------------------------------------------

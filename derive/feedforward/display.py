@@ -12,7 +12,7 @@ import sympy as sp
 
 from derive.engine.functions import FUNCTIONS
 from derive.engine.vector import apply_elementwise
-from derive.feedforward.graph import Graph, Node, adjoints, softmax_symbols
+from derive.feedforward.graph import Graph, Node, adjoints, softmax_symbols, spread, widened
 
 
 class Shown(sp.MatrixSymbol):
@@ -83,9 +83,9 @@ def shown(graph: Graph) -> dict[sp.Expr, sp.Expr]:
         else:
             out[node.symbol] = Shown(node.name, *node.shape)
             out[node.bar] = ShownBar(node.name, *node.shape)
-    for node in graph.nodes.values():  # a bias row's adjoint sums over the rows: 1ᵀ
-        if node.shape != (1, 1):
-            out[sp.OneMatrix(1, node.shape[0])] = OnesRow("1", 1, node.shape[0])
+    for node in graph.nodes.values():  # a row's adjoint sums over the rows: 1ᵀ
+        for k in node.shape if node.shape != (1, 1) else ():
+            out[sp.OneMatrix(1, k)] = OnesRow("1", 1, k)
     for ce in softmaxes:
         scores = graph.nodes[ce.args[0]]
         p, y = softmax_symbols(scores)
@@ -120,9 +120,7 @@ def _form(node: Node, args: list, graph: Graph) -> sp.Expr:
         return sp.MatMul(*args)
     if node.op in ("add", "sub"):
         a, b = args
-        shape_b = graph.nodes[node.args[1]].shape
-        if shape_b != node.shape:  # a row added to every row: 1 b
-            b = sp.OneMatrix(node.shape[0], 1) * b
+        b = widened(b, spread(node.shape, graph.nodes[node.args[1]].shape), node.shape)
         if node.shape == (1, 1):  # as written: CE(S, y) + ..., not SymPy's order
             return sp.Add(a, b if node.op == "add" else -b, evaluate=False)
         return sp.MatAdd(a, b if node.op == "add" else -b)
@@ -130,14 +128,16 @@ def _form(node: Node, args: list, graph: Graph) -> sp.Expr:
         a, b = args
         if node.shape == (1, 1):
             return a * b if node.op == "hadamard" else a / b
-        if graph.nodes[node.args[1]].shape != node.shape:  # a row, for every row: 1 b
-            b = sp.OneMatrix(node.shape[0], 1) * b
+        b = widened(b, spread(node.shape, graph.nodes[node.args[1]].shape), node.shape)
         return sp.HadamardProduct(a, b if node.op == "hadamard" else sp.HadamardPower(b, -1))
     if node.op == "shift":
         return sp.MatAdd(args[0], node.coeff * sp.OneMatrix(*node.shape))
     if node.op == "mean":
         rows = graph.nodes[node.args[0]].shape[0]
         return sp.MatMul(sp.S.One / rows, sp.OneMatrix(1, rows), args[0])
+    if node.op == "rowmean":
+        cols = graph.nodes[node.args[0]].shape[1]
+        return sp.MatMul(sp.S.One / cols, args[0], sp.OneMatrix(cols, 1))
     if node.op == "total":
         return EntrySum(args[0])
     if node.op == "scale":

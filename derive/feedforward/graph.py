@@ -8,12 +8,14 @@ The rules carry the adjoint Ḡ of a node (∂L/∂node, the node's shape) back 
 
     C = A B              Ā += Ḡ Bᵀ                 B̄ += Aᵀ Ḡ
     C = A + B            Ā += Ḡ                    B̄ += Ḡ   (B of A's shape)
-    C = A + b            Ā += Ḡ                    b̄ += 1ᵀ Ḡ  (b a row, added to every row)
+    C = A + b            Ā += Ḡ                    b̄ += 1ᵀ Ḡ  (b a row, added to every row;
+                                                        Ḡ 1 for a column, to every column)
     C = A − B            Ā += Ḡ                    B̄ −= Ḡ   (or −1ᵀ Ḡ for a row)
     C = A ∘ B            Ā += Ḡ ∘ B                B̄ += Ḡ ∘ A  (entrywise; B̄ summed 1ᵀ for a row)
     C = A ⊘ B            Ā += Ḡ ⊘ B                B̄ −= Ḡ ∘ A ⊘ B²  (likewise)
     C = A + c            Ā += Ḡ                    (c a number or constants, every entry)
     m = mean(A)          Ā += (1/N) 1 m̄            (the mean of A's N rows, a row)
+    m = rowmean(A)       Ā += (1/n) m̄ 1ᵀ           (each row's mean, a column)
     s = sum(A)           Ā += s̄ 1 1ᵀ               (all entries summed, a scalar)
     C = c A              Ā += c Ḡ                  (c a number or constants' product)
     C = f(A)             Ā += Ḡ ∘ f'(A)            (f' from the registry, in forward terms)
@@ -130,17 +132,21 @@ class Graph:
         """The mean of the rows of ``a``: a row (1×n)."""
         return self._add(Node(name, "mean", (a,), (sp.S.One, self._shape(a)[1])))
 
+    def rowmean(self, name: str, a: str) -> Node:
+        """The mean of each row's entries: a column (N×1)."""
+        return self._add(Node(name, "rowmean", (a,), (self._shape(a)[0], sp.S.One)))
+
     def total(self, name: str, a: str) -> Node:
         """The sum of all entries of ``a``: a scalar."""
         return self._add(Node(name, "total", (a,), SCALAR))
 
     def _entrywise(self, name: str, op: str, a: str, b: str) -> Shape:
         sa, sb = self._shape(a), self._shape(b)
-        if sa != sb and not (sb[0] == 1 and sb[1] == sa[1]):
+        if spread(sa, sb) is None:
             what = "product" if op == "*" else "quotient"
-            raise InputError(f"{name} = {a} {op} {b}: an entrywise {what} needs equal shapes "
-                             f"or a row, not {_show(sa)} and {_show(sb)} (a matrix product "
-                             "is @)")
+            raise InputError(f"{name} = {a} {op} {b}: an entrywise {what} needs equal shapes, "
+                             f"a row or a column, not {_show(sa)} and {_show(sb)} (a matrix "
+                             "product is @)")
         return sa
 
     def scale(self, name: str, coeff: sp.Expr | str, a: str) -> Node:
@@ -163,9 +169,10 @@ class Graph:
 
     def _sum_shape(self, name: str, op: str, a: str, b: str) -> Shape:
         sa, sb = self._shape(a), self._shape(b)
-        if sa != sb and not (sb[0] == 1 and sb[1] == sa[1]):
+        if spread(sa, sb) is None:
             raise InputError(f"{name} = {a} {op} {b}: shapes {_show(sa)} and {_show(sb)} do "
-                             "not add (equal shapes, or a row 1×n added to every row)")
+                             "not add (equal shapes, a row 1×n added to every row, or a "
+                             "column N×1 to every column)")
         return sa
 
     def fn(self, name: str, fn: str, a: str) -> Node:
@@ -239,7 +246,7 @@ def _rule(graph: Graph, node: Node) -> list[tuple[str, sp.Expr]]:
         return _keep(graph, [(a, g * b.symbol.T), (b, a.symbol.T * g)])
     if node.op in ("add", "sub"):
         a, b = args
-        tb = g if b.shape == node.shape else sp.OneMatrix(1, node.shape[0]) * g
+        tb = collected(g, spread(node.shape, b.shape), node.shape)
         return _keep(graph, [(a, g), (b, tb if node.op == "add" else -tb)])
     if node.op in ("hadamard", "divide"):
         return _keep(graph, _entrywise_rule(node, g, *args))
@@ -249,6 +256,10 @@ def _rule(graph: Graph, node: Node) -> list[tuple[str, sp.Expr]]:
         (a,) = args
         rows = a.shape[0]
         return _keep(graph, [(a, sp.MatMul(sp.S.One / rows, sp.OneMatrix(rows, 1), g))])
+    if node.op == "rowmean":
+        (a,) = args
+        cols = a.shape[1]
+        return _keep(graph, [(a, sp.MatMul(sp.S.One / cols, g, sp.OneMatrix(1, cols)))])
     if node.op == "total":
         (a,) = args
         return _keep(graph, [(a, g * sp.OneMatrix(*a.shape))])
@@ -276,14 +287,45 @@ def _entrywise_rule(node: Node, g: sp.Expr, a: Node, b: Node) -> list[tuple[Node
         if node.op == "hadamard":
             return [(a, g * b.symbol), (b, g * a.symbol)]
         return [(a, g / b.symbol), (b, -g * a.symbol / b.symbol**2)]
-    row = b.shape != node.shape
-    wide = sp.OneMatrix(node.shape[0], 1) * b.symbol if row else b.symbol
+    how = spread(node.shape, b.shape)
+    wide = widened(b.symbol, how, node.shape)
     if node.op == "hadamard":
         ta, tb = sp.HadamardProduct(g, wide), sp.HadamardProduct(g, a.symbol)
     else:
         ta = sp.HadamardProduct(g, sp.HadamardPower(wide, -1))
         tb = -sp.HadamardProduct(g, a.symbol, sp.HadamardPower(wide, -2))
-    return [(a, ta), (b, sp.OneMatrix(1, node.shape[0]) * tb if row else tb)]
+    return [(a, ta), (b, collected(tb, how, node.shape))]
+
+
+def spread(shape: Shape, of: Shape) -> str | None:
+    """How a value of shape ``of`` fills ``shape`` in a sum or an entrywise product:
+    "same", "row" (1×n, in every row), "column" (N×1, in every column), or None."""
+    if of == shape:
+        return "same"
+    if of[0] == 1 and of[1] == shape[1]:
+        return "row"
+    if of[1] == 1 and of[0] == shape[0]:
+        return "column"
+    return None
+
+
+def widened(v: sp.Expr, how: str | None, shape: Shape) -> sp.Expr:
+    """``v`` spread over ``shape``: a row as 1 v, a column as v 1ᵀ."""
+    if how == "row":
+        return sp.OneMatrix(shape[0], 1) * v
+    if how == "column":
+        return v * sp.OneMatrix(1, shape[1])
+    return v
+
+
+def collected(t: sp.Expr, how: str | None, shape: Shape) -> sp.Expr:
+    """A term for the spread value, summed back to its own shape: 1ᵀ t for a row, t 1
+    for a column."""
+    if how == "row":
+        return sp.OneMatrix(1, shape[0]) * t
+    if how == "column":
+        return t * sp.OneMatrix(shape[1], 1)
+    return t
 
 
 def softmax_symbols(scores: Node) -> tuple[sp.MatrixSymbol, sp.MatrixSymbol]:

@@ -54,6 +54,8 @@ def _step(node, args, given):
         return args[0] + evaluate(node.coeff, given)
     if node.op == "mean":
         return np.mean(args[0], axis=0, keepdims=True)
+    if node.op == "rowmean":
+        return np.mean(args[0], axis=1, keepdims=True)
     if node.op == "total":
         return np.sum(args[0])
     if node.op == "fn":

@@ -18,8 +18,8 @@ loss, the last one assigned::
 may be a row, for every row), and a factor made of numbers and constants scales or is
 added to every entry; ``+`` and ``-`` add equal shapes or a row to every row.  Functions
 are the registry's (entrywise), ``softmax_ce(scores, labels)`` (the mean cross-entropy),
-``sumsq(A)`` (‖A‖²), ``mean(A)`` (the mean of the rows, a row) and ``sum(A)`` (of all
-entries).  The arithmetic is the grammar every model
+``sumsq(A)`` (‖A‖²), ``mean(A)`` (the mean of the rows, a row), ``rowmean(A)`` (each
+row's mean, a column) and ``sum(A)`` (of all entries).  The arithmetic is the grammar every model
 shares (``derive.model.equations.ARITHMETIC``), parsed by lark, never evaluated.
 """
 
@@ -38,9 +38,10 @@ from derive.model.equations import ARITHMETIC, MAX_EQUATIONS, NAME, lalr_parser,
 
 KEYS = ("sizes", "inputs", "labels", "params", "constants", "equations")
 #: Functions of the graph language besides the registry's, with their argument counts.
-OWN = {"softmax_ce": 2, "sumsq": 1, "mean": 1, "sum": 1}
+OWN = {"softmax_ce": 2, "sumsq": 1, "mean": 1, "rowmean": 1, "sum": 1}
 #: The graph operation of each of those functions.
-_OWN_OPS = {"softmax_ce": "softmax_ce", "sumsq": "sumsq", "mean": "mean", "sum": "total"}
+_OWN_OPS = {"softmax_ce": "softmax_ce", "sumsq": "sumsq", "mean": "mean",
+            "rowmean": "rowmean", "sum": "total"}
 
 _GRAMMAR = r"""
     equation: NAME "=" sum
