@@ -20,6 +20,7 @@ from derive import inputs
 from derive.errors import InputError
 from derive.feedforward import Graph, numeric
 from derive.feedforward import display as shown_as
+from derive.feedforward.graph import spread
 from derive.problems.base import Problem, Result
 from derive.verify import Claim, rel_error, routes
 from derive.verify.gradcheck import METHODS
@@ -194,6 +195,11 @@ class GraphProblem(Problem):
             "uses_sumsq": any(n.op == "sumsq" for n in g.nodes.values()),
             "ones": any(isinstance(a, sp.OneMatrix) for f in forms.values()
                         for a in sp.preorder_traversal(f)),
+            # How a row or a column fills a matrix, for each way the equations use.
+            "spreads": sorted({how for n in g.nodes.values() if len(n.args) == 2
+                               and n.op in ("add", "sub", "hadamard", "divide")
+                               and (how := spread(n.shape, g.nodes[n.args[1]].shape))
+                               in ("row", "column")}, reverse=True),
         }
 
     def _leaves(self, op: str) -> list[tuple[sp.Expr, tuple]]:
