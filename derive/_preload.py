@@ -11,10 +11,11 @@ from __future__ import annotations
 import sympy as sp
 
 import derive.build  # noqa: F401 - the import is the point
+from derive.engine.numeric import lambdify
 from derive.model import build_grammars
 from derive.render.document import precompile
 
 _x = sp.Symbol("x")
-sp.lambdify([_x], [_x + 1], "numpy", cse=True)(1.0)
+lambdify([_x], [_x + 1], "numpy", cse=True)(1.0)
 precompile()
 build_grammars()

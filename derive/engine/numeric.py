@@ -105,9 +105,14 @@ def vector_adjoints_for(cell: Cell) -> VectorAdjoints:
     return per_cell(cell, ("vector adjoints",), lambda: VectorAdjoints(cell))
 
 
-#: lambdify's ``docstring_limit`` for derive's functions: no expression in the docstring,
-#: whose printing took a third of lambdify's time (nothing reads those docstrings).
-NO_DOCSTRING = 0
+def lambdify(args, exprs, modules: list | str, cse: bool = False) -> Callable:
+    """``sympy.lambdify`` as derive calls it everywhere: ``"numpy"`` given as the module
+    itself (the code printed is NumPy's, without lambdify's ``from numpy import *``, 60 ms
+    that imported numpy.f2py, numpy.ma, numpy.testing and more), and no expression printed
+    into the docstring (a third of lambdify's time; nothing reads those docstrings)."""
+    listed = [modules] if isinstance(modules, str) else modules
+    return sp.lambdify(args, exprs, [np if m == "numpy" else m for m in listed], cse=cse,
+                       docstring_limit=0)
 
 
 def lambdify_apart(args: list, exprs, modules: list, cse: bool = True) -> Callable:
@@ -118,23 +123,13 @@ def lambdify_apart(args: list, exprs, modules: list, cse: bool = True) -> Callab
     Only such arguments are replaced, so the code of every other cell, and its rounding,
     stays what it was (a Dummy orders after the ``cse`` symbols, a Symbol by its name).
     """
-    modules = namespaces(modules)
-    fn = sp.lambdify(args, exprs, modules, cse=cse, docstring_limit=NO_DOCSTRING)
+    fn = lambdify(args, exprs, modules, cse=cse)
     read = set(fn.__globals__) | set(dir(builtins))
     clash = {a: sp.Dummy(a.name) for a in args if isinstance(a, sp.Symbol) and a.name in read}
     if not clash:
         return fn
     exprs = [e.xreplace(clash) for e in exprs] if isinstance(exprs, list) else exprs.xreplace(clash)
-    return sp.lambdify(
-        [clash.get(a, a) for a in args], exprs, modules, cse=cse, docstring_limit=NO_DOCSTRING
-    )
-
-
-def namespaces(modules: list) -> list:
-    """lambdify's ``modules`` with ``"numpy"`` given as the module itself: the code printed
-    is NumPy's as before, without lambdify's ``from numpy import *`` (60 ms, which imports
-    numpy.f2py, numpy.ma, numpy.testing and more, none of which the code calls)."""
-    return [np if m == "numpy" else m for m in modules]
+    return lambdify([clash.get(a, a) for a in args], exprs, modules, cse=cse)
 
 
 def like_numpy(fast: Callable, numpy: Callable[[], Callable]) -> Callable:
@@ -429,7 +424,7 @@ class ScalarSweep:
         self._by_kind: dict[str, tuple] = {}
 
     def _modules(self, kind: str) -> list:
-        return namespaces([_by_name(kind), kind])
+        return [_by_name(kind), kind]
 
     @property
     def _compiled(self) -> tuple[list[sp.Expr], Callable, list[str], dict]:
@@ -460,9 +455,7 @@ class ScalarSweep:
         dummies = [sp.Dummy(str(a)) for a in args]
         sub = dict(zip(args, dummies, strict=True))
         exprs = [e.xreplace(sub) for e in outs.values()]
-        fn = sp.lambdify(
-            dummies, exprs, self._modules(kind), cse=True, docstring_limit=NO_DOCSTRING
-        )
+        fn = lambdify(dummies, exprs, self._modules(kind), cse=True)
         return args, fn, list(outs)
 
     def _compile_initial(self, kind: str) -> dict[str, tuple]:

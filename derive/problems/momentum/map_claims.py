@@ -19,6 +19,7 @@ import numpy as np
 import sympy as sp
 
 from derive.engine.functions import numeric
+from derive.engine.numeric import lambdify
 from derive.model.maps import Grad, MapSpec, constant, new, old, run
 from derive.problems.momentum.claims import ROUND_TRIP_TOL
 from derive.problems.momentum.mapping import DiagOf, EntryProduct, Inverse, residual
@@ -47,7 +48,7 @@ class Compiled:
 
     def __call__(self, expr: sp.Expr):
         if expr not in self.done:
-            self.done[expr] = sp.lambdify(
+            self.done[expr] = lambdify(
                 self.args, expr,
                 modules=[{"Grad": lambda _, u: grad_j(u)}, numeric("numpy"), "numpy"])
         return self.done[expr]

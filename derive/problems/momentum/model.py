@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from derive.engine.numeric import lambdify
+
 #: Constants of the numeric experiments (the derivation itself is symbolic).
 ALPHA_EXACT, BETA_EXACT = sp.Rational(1, 10), sp.Rational(9, 10)
 ALPHA, BETA = float(ALPHA_EXACT), float(BETA_EXACT)
@@ -171,7 +173,7 @@ def forward(s: np.ndarray, a: float = ALPHA, b: float = BETA) -> np.ndarray:
 def inverse_map(inverse: tuple[sp.Expr, sp.Expr, sp.Expr]):
     """The derived inverse (``solve_inverse``'s), compiled: s' ↦ s with the numeric ∇J."""
     th, _, pp = inverse
-    f = sp.lambdify(
+    f = lambdify(
         (theta_next, p_next, alpha, beta), (th, pp), modules=[{"GradJ": grad_j}, "numpy"]
     )
 
