@@ -11,7 +11,7 @@ from typing import Any
 
 from derive.errors import InputError
 from derive.feedforward import text
-from derive.model.recurrent import _lowered, _words
+from derive.model.naming import title_and_noun
 from derive.problems.feedforward import GraphProblem
 
 WORDS = ("kind", "title", "noun")
@@ -27,9 +27,7 @@ def graph_problem(name: str, table: dict[str, Any], where: str) -> type[GraphPro
     if not graph.params():
         raise InputError(f"{where}.params: expected at least one parameter (the gradients "
                          "the key derives are the parameters')")
-    title = _words(table.get("title"), f"{where}.title")
-    noun = table.get("noun")
-    noun = _words(noun, f"{where}.noun") if noun is not None else _lowered(title)
+    title, noun = title_and_noun(table, where)
     named = [n for n in graph.nodes if n not in graph.hidden and n != graph.loss.name
              and graph.nodes[n].op not in ("input", "labels", "const")]
     attrs = {

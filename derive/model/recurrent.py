@@ -15,14 +15,11 @@ from derive.engine.spec import CellSpec
 from derive.engine.vector import VectorCell
 from derive.errors import InputError
 from derive.model import equations
-from derive.params import show
+from derive.model.naming import title_and_noun, words
 from derive.problems.recurrent import RecurrentProblem
-from derive.render import texgate
 
 #: What a recurrent model's table holds besides the cell itself.
 WORDS = ("kind", "title", "noun", "roles", "limit")
-#: Longest title, noun and role (each reaches TeX through the text gate).
-MAX_WORDS = 120
 
 
 def recurrent_problem(name: str, table: dict[str, Any], where: str) -> type[RecurrentProblem]:
@@ -41,9 +38,7 @@ def recurrent_problem(name: str, table: dict[str, Any], where: str) -> type[Recu
     if not spec.weights:
         raise InputError(f"{where}.weights: expected at least one weight (the gradients "
                          "the key derives are the weights')")
-    title = _words(table.get("title"), f"{where}.title")
-    noun = table.get("noun")
-    noun = _words(noun, f"{where}.noun") if noun is not None else _lowered(title)
+    title, noun = title_and_noun(table, where)
     attrs = {
         "key": name,
         "title": title,
@@ -59,21 +54,6 @@ def recurrent_problem(name: str, table: dict[str, Any], where: str) -> type[Recu
 
         attrs["LIMIT"] = parse_limit(spec, table["limit"], f"{where}.limit")
     return type(f"Model_{name}", (RecurrentProblem,), attrs)
-
-
-def _words(value: Any, where: str) -> str:
-    if value is None:
-        raise InputError(f"{where}: missing; expected a non-empty string")
-    if not isinstance(value, str) or not value.strip():
-        raise InputError(f"{where}: expected a non-empty string, got {show(value)}")
-    return texgate.text(value, where, MAX_WORDS)
-
-
-def _lowered(title: str) -> str:
-    """The title as a noun: "Minimal gated unit" -> "minimal gated unit", but an acronym
-    stays ("LSTM with coupled gates")."""
-    first = title.split()[0]
-    return title if first[1:2].isupper() else title[:1].lower() + title[1:]
 
 
 def _roles(value: Any, spec: CellSpec, where: str) -> tuple[str, ...]:
@@ -92,4 +72,4 @@ def _roles(value: Any, spec: CellSpec, where: str) -> tuple[str, ...]:
     if missing:
         raise InputError(f"{where}: no role for {', '.join(missing)}; give every assigned "
                          "variable one, or none")
-    return tuple(_words(value[v], f"{where}.{v}") for v in assigned)
+    return tuple(words(value[v], f"{where}.{v}") for v in assigned)
