@@ -257,17 +257,10 @@ def test_runs_started_before_the_preamble_is_known() -> None:
     assert warm == cold
 
 
-def test_runs_never_given_a_preamble_are_stopped() -> None:
+@pytest.mark.parametrize("given", [True, False], ids=["preamble given", "never given"])
+def test_unused_runs_are_stopped_and_removed(given: bool) -> None:
     before = latex_dirs()
-    with pdf.ahead(None, 1):
-        runs = [run.proc for run in pdf._ahead[0].ready[0]._runs]
-    assert all(proc.poll() is not None for proc in runs)
-    assert latex_dirs() == before
-
-
-def test_unused_runs_are_stopped_and_removed() -> None:
-    before = latex_dirs()
-    head, _ = passes.split(doc("x"))
+    head = passes.split(doc("x"))[0] if given else None
     with pdf.ahead(head, 3):
         (entry,) = pdf._ahead
         runs = [run.proc for run in entry.ready[0]._runs]

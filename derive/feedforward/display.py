@@ -105,10 +105,11 @@ def forward_forms(graph: Graph, symbols: dict | None = None) -> dict[str, sp.Exp
         symbol = graph.nodes[name].symbol
         return forms[name] if name in graph.hidden else symbols.get(symbol, symbol)
 
+    # The row of ones 1ᵀ as the key prints it (safe to substitute in a matrix's form: no
+    # scalar sum in it to reorder).
+    ones = {k: v for k, v in symbols.items() if isinstance(k, sp.OneMatrix)}
     for name, node in graph.nodes.items():
         form = _form(node, [of(a) for a in node.args], graph)
-        # The row of ones 1ᵀ as the key prints it (safe to substitute: no scalar sum in it).
-        ones = {k: v for k, v in symbols.items() if isinstance(k, sp.OneMatrix)}
         forms[name] = form.xreplace(ones) if ones and node.shape != (1, 1) else form
     return forms
 

@@ -25,6 +25,7 @@ shares (``derive.model.equations.ARITHMETIC``), parsed by lark, never evaluated.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import cache
 from typing import Any
 
@@ -177,8 +178,7 @@ class _Compile:
         # The equation's last node takes the target's name (it is the one others read).
         node = self.g.nodes.pop(name)
         self.g.hidden.discard(name)
-        self.g.nodes[self.target] = type(node)(self.target, node.op, node.args, node.shape,
-                                               node.fn, node.coeff)
+        self.g.nodes[self.target] = dataclasses.replace(node, name=self.target)
 
 
 def _sizes(value: Any, where: str) -> dict[str, sp.Symbol]:

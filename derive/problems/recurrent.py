@@ -213,8 +213,8 @@ class RecurrentProblem(Problem):
         groups[self.MAP_GROUP] = lambda: list(self.map_claims())
         if self.example is not None:
             groups["Worked example"] = lambda: list(self._example_claims())
-        measured = apart.measured(list(groups.values()), apart=(2, 3))  # vector form, J
-        return list(zip(groups, measured, strict=True))
+        away = [i for i, name in enumerate(groups) if name.startswith("Vector form")]
+        return list(zip(groups, apart.measured(list(groups.values()), away), strict=True))
 
     def claims(self) -> Iterator[Claim]:
         for _, claims in self.claim_groups:
