@@ -101,3 +101,13 @@ def _open_files() -> list[str]:
         except OSError:  # the descriptor listdir itself used
             pass
     return out
+
+
+def test_a_failing_child_prints_nothing(capfd) -> None:
+    def broken():
+        raise ZeroDivisionError("a bug in a claim")
+
+    with pytest.raises(ZeroDivisionError):
+        apart.measured([pid_group("a"), broken], apart=[1])
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")  # the parent's raise is the one report

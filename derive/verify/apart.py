@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -78,9 +79,16 @@ def _child(groups: list[Group], send) -> None:
     procs.worker_init()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    rows = [[_row(c) for c in group()] for group in groups]
-    send.send(rows)
-    send.close()
+    try:
+        rows = [[_row(c) for c in group()] for group in groups]
+        send.send(rows)
+        send.close()
+    except BaseException:
+        # Nothing to print here: the parent measures these groups again (where an error
+        # in them surfaces, as without the child), or it is being interrupted itself.  An
+        # interruption can surface inside C code as another exception, whose traceback
+        # multiprocessing would print.
+        os._exit(1)
 
 
 def _row(claim: Claim) -> tuple:
