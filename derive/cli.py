@@ -208,13 +208,25 @@ def _jobs(text: str) -> int:
 def _named(key: str, pset, set_file: str | None):
     """The problem ``key`` as a command builds it: a problem of the set ``pset`` (read from
     ``--set FILE``) with the set's parameters and declarations (its own model, its worked
-    example); otherwise the registered problem with its defaults."""
+    example); otherwise the registered problem with its defaults, or a model a bundled set
+    defines, as that set states it."""
     from derive.problems import REGISTRY
 
     if pset is not None and key in pset.problems:
         return pset.make_problem(key)
+    if key not in REGISTRY and pset is None:
+        # A model one of derive's own sets defines (dl_foundations' two_layer_net).
+        from derive.sets import bundled
+
+        owner = next((s for s in bundled().values() if key in s.models), None)
+        if owner is not None:
+            return owner.make_problem(key)
     if key not in REGISTRY:
-        known = [*REGISTRY, *(k for k in (pset.problems if pset else ()) if k not in REGISTRY)]
+        from derive.sets import bundled
+
+        own = [k for s in bundled().values() for k in s.models] if pset is None else []
+        known = [*REGISTRY, *own,
+                 *(k for k in (pset.problems if pset else ()) if k not in REGISTRY)]
         also = f" or in {set_file}" if set_file else " (a set's own model needs --set FILE)"
         raise InputError(f"unknown problem {key!r}; known problems: {', '.join(known)}{also}")
     return REGISTRY[key]()

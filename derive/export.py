@@ -101,7 +101,9 @@ def namespace() -> dict[str, Any]:
 
     Raises ``RuntimeError`` if two of derive's classes share a name, or one shadows SymPy's.
     """
-    # Every problem's classes (derive.problems), and a defined map's (not in the registry).
+    # Every problem's classes (derive.problems), a defined map's and a defined network's
+    # (not in the registry).
+    import derive.problems.feedforward_ce
     import derive.problems.momentum.defined  # noqa: F401
     from derive.engine.cell import quantity_class
 

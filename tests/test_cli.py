@@ -22,7 +22,8 @@ from derive.cli import main
 from derive.problems import REGISTRY
 from derive.sets import bundled
 
-KNOWN = ", ".join(REGISTRY)
+# Registered problems, then the models derive's own sets define (dl_foundations').
+KNOWN = ", ".join([*REGISTRY, "softmax_ce", "two_layer_net", "batchnorm", "layernorm"])
 
 REPO = Path(__file__).resolve().parents[1]
 GATES = ("i", "f", "o", "g")

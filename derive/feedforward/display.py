@@ -12,7 +12,16 @@ import sympy as sp
 
 from derive.engine.functions import FUNCTIONS
 from derive.engine.vector import apply_elementwise
-from derive.feedforward.graph import Graph, Node, adjoints, softmax_symbols, spread, widened
+from derive.feedforward.graph import (
+    Graph,
+    Node,
+    OnesRow,
+    adjoints,
+    norm_symbols,
+    softmax_symbols,
+    spread,
+    widened,
+)
 
 
 class Shown(sp.MatrixSymbol):
@@ -29,18 +38,16 @@ class ShownBar(sp.MatrixSymbol):
         return r"\overline{%s}" % printer._print(sp.Symbol(self.name))
 
 
-class OnesRow(sp.MatrixSymbol):
-    """The row of ones 1ᵀ (1×n): 1ᵀ Ḡ sums Ḡ's rows."""
-
-    def _latex(self, printer) -> str:
-        return r"\mathbf{1}^{\top}"
+#: Names a key spells as the letter they abbreviate.
+SPELLED = {"eps": "epsilon"}
 
 
 class ShownScalar(sp.Symbol):
     """A scalar of the graph (a constant, a loss term), or with ``bar`` its adjoint."""
 
     def _latex(self, printer) -> str:
-        core = printer._print(sp.Symbol(self.name.removeprefix("bar_")))
+        name = self.name.removeprefix("bar_")
+        core = printer._print(sp.Symbol(SPELLED.get(name, name)))
         return r"\overline{%s}" % core if self.name.startswith("bar_") else core
 
 
@@ -91,7 +98,41 @@ def shown(graph: Graph) -> dict[sp.Expr, sp.Expr]:
         p, y = softmax_symbols(scores)
         tag = "" if len(softmaxes) == 1 else f"_{scores.name}"
         out[p], out[y] = Shown(f"P{tag}", *p.shape), Shown(f"Y{tag}", *y.shape)
+    norms = normalizations(graph)
+    for node in norms:
+        sigma, mu = norm_symbols(node), mean_symbol(node)
+        # μ and σ, tagged by the normalised quantity where two normalisations (or a node
+        # the model calls mu or sigma) would share them.
+        tag = "" if len(norms) == 1 and not {"mu", "sigma"} & set(graph.nodes) else \
+            f"_{{{node.name}}}"
+        out[sigma] = Shown(f"sigma{tag}", *sigma.shape)
+        out[mu] = Shown(f"mu{tag}", *mu.shape)
     return out
+
+
+def normalizations(graph: Graph) -> list[Node]:
+    """The graph's normalisation nodes, in order."""
+    return [n for n in graph.nodes.values() if n.op in ("normalize", "rownormalize")]
+
+
+def mean_symbol(node: Node) -> sp.MatrixSymbol:
+    """μ of a normalisation (its columns' means, a row; or its rows', a column): only the
+    key's text reads it, in the forward form and the definition of σ."""
+    return sp.MatrixSymbol(f"mu_{node.name}", *norm_symbols(node).shape)
+
+
+def norm_parts(node: Node, arg: sp.Expr) -> tuple[sp.Expr, sp.Expr]:
+    """μ and the variance of ``node = normalize(arg)`` written out (the mean over the
+    normalised axis, and the mean of the centred squares), as the question defines them."""
+    rows, cols = node.shape
+    mu = mean_symbol(node)
+    if node.op == "normalize":
+        mean = lambda t: sp.MatMul(sp.S.One / rows, sp.OneMatrix(1, rows), t)  # noqa: E731
+        wide = sp.OneMatrix(rows, 1) * mu
+    else:
+        mean = lambda t: sp.MatMul(sp.S.One / cols, t, sp.OneMatrix(cols, 1))  # noqa: E731
+        wide = mu * sp.OneMatrix(1, cols)
+    return mean(arg), mean(sp.HadamardPower(sp.MatAdd(arg, -wide), 2))
 
 
 def forward_forms(graph: Graph, symbols: dict | None = None) -> dict[str, sp.Expr]:
@@ -109,12 +150,12 @@ def forward_forms(graph: Graph, symbols: dict | None = None) -> dict[str, sp.Exp
     # scalar sum in it to reorder).
     ones = {k: v for k, v in symbols.items() if isinstance(k, sp.OneMatrix)}
     for name, node in graph.nodes.items():
-        form = _form(node, [of(a) for a in node.args], graph)
+        form = _form(node, [of(a) for a in node.args], graph, symbols)
         forms[name] = form.xreplace(ones) if ones and node.shape != (1, 1) else form
     return forms
 
 
-def _form(node: Node, args: list, graph: Graph) -> sp.Expr:
+def _form(node: Node, args: list, graph: Graph, symbols: dict) -> sp.Expr:
     if node.op in ("input", "labels", "param", "const"):
         return node.symbol
     if node.op == "matmul":
@@ -150,7 +191,20 @@ def _form(node: Node, args: list, graph: Graph) -> sp.Expr:
         return apply_elementwise(fn, args[0]) if node.shape != (1, 1) else fn(args[0])
     if node.op == "softmax_ce":
         return CE(*args)
+    if node.op in ("normalize", "rownormalize"):
+        return _norm_form(node, args[0], symbols)
     return SumSq(args[0])
+
+
+def _norm_form(node: Node, arg: sp.Expr, symbols: dict) -> sp.Expr:
+    """(A − 1μ) ⊘ 1σ, or (A − μ1ᵀ) ⊘ σ1ᵀ for each row."""
+    sigma, mu = (symbols.get(s, s) for s in (norm_symbols(node), mean_symbol(node)))
+    rows, cols = node.shape
+    if node.op == "normalize":
+        mu, sigma = sp.OneMatrix(rows, 1) * mu, sp.OneMatrix(rows, 1) * sigma
+    else:
+        mu, sigma = mu * sp.OneMatrix(1, cols), sigma * sp.OneMatrix(1, cols)
+    return sp.HadamardProduct(sp.MatAdd(arg, -mu), sp.HadamardPower(sigma, -1))
 
 
 def named_adjoints(graph: Graph) -> dict[str, sp.Expr]:

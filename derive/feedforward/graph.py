@@ -21,6 +21,13 @@ The rules carry the adjoint Ḡ of a node (∂L/∂node, the node's shape) back 
     C = f(A)             Ā += Ḡ ∘ f'(A)            (f' from the registry, in forward terms)
     L = CE(S, y)         S̄ += L̄ (P − Y) / N        (P: S's rows through softmax; Y: y one-hot)
     R = ‖A‖²             Ā += 2 R̄ A
+    Â = norm(A, ε)       Ā += (1/N) (N Ḡ − 1 1ᵀḠ − Â ∘ 1 1ᵀ(Ḡ ∘ Â)) ⊘ 1σ
+                         (each column of A centred and scaled over its N rows, σ its
+                         standard deviation with ε; ``rownorm`` the same for each row)
+
+The normalisation's rule is the chain through its mean and variance with the terms
+collected, using that each column of Â sums to zero; the checks compare it with that chain
+(``Graph.expanded``) as well as with differences.
 
 Each rule gives its term in the form a key writes it: the softmax rule is (P − Y)/N, not
 the quotient of exponentials the chain rule would give entry by entry.  SymPy's matrix
@@ -71,6 +78,19 @@ class Node:
         return sp.MatrixSymbol(f"bar_{self.name}", *self.shape)
 
 
+class OnesRow(sp.MatrixSymbol):
+    """The row of ones 1ᵀ (1×n) as a symbol: 1ᵀ Ḡ sums Ḡ's rows, and 1 1ᵀ Ḡ stays that
+    (SymPy would merge two of its ``OneMatrix`` into one square matrix of ones)."""
+
+    def _latex(self, printer) -> str:
+        return r"\mathbf{1}^{\top}"
+
+
+def ones_row(n: sp.Expr) -> OnesRow:
+    """1ᵀ of length ``n``."""
+    return OnesRow("1", sp.S.One, n)
+
+
 class Graph:
     """A feed-forward graph, built node by node; shapes are checked as nodes are added."""
 
@@ -79,6 +99,9 @@ class Graph:
         #: Nodes no equation names (``X @ W1`` inside ``H1 = relu(X @ W1 + b1)``): a key
         #: writes their values and adjoints inline (``derive.feedforward.display``).
         self.hidden: set[str] = set()
+        #: Leaves the key gives the gradient in besides the parameters (an input ``x`` of a
+        #: layer whose backward pass is asked for).
+        self.wrt: list[str] = []
 
     # -- leaves ---------------------------------------------------------------------------
     def input(self, name: str, rows, cols) -> Node:
@@ -194,6 +217,34 @@ class Graph:
         """‖a‖², the sum of the squares of its entries: a scalar."""
         return self._add(Node(name, "sumsq", (a,), SCALAR))
 
+    def normalize(self, name: str, a: str, eps: sp.Expr, over: str = "rows") -> Node:
+        """``a`` with each column centred and scaled over the rows (``over="rows"``: batch
+        normalisation) or each row over its columns (``"columns"``: layer normalisation),
+        ``eps`` (numbers and constants) added to the variance."""
+        self._constant_factor(name, eps)
+        op = "normalize" if over == "rows" else "rownormalize"
+        return self._add(Node(name, op, (a,), self._shape(a), coeff=sp.sympify(eps)))
+
+    def expanded(self) -> Graph:
+        """The same graph with every normalisation written as its parts (mean, centring,
+        variance, square root, quotient): the chain rule through them is an independent
+        derivation of the normalisation's rule."""
+        g = Graph()
+        g.hidden, g.wrt = set(self.hidden), list(self.wrt)
+        for node in self.nodes.values():
+            if node.op not in ("normalize", "rownormalize"):
+                g.nodes[node.name] = node
+                continue
+            (a,), n, mean = node.args, node.name, g.mean if node.op == "normalize" else g.rowmean
+            mean(f"{n}__mu", a)
+            g.sub(f"{n}__c", a, f"{n}__mu")
+            g.hadamard(f"{n}__c2", f"{n}__c", f"{n}__c")
+            mean(f"{n}__v", f"{n}__c2")
+            g.shift(f"{n}__ve", node.coeff, f"{n}__v")
+            g.fn(f"{n}__s", "sqrt", f"{n}__ve")
+            g.divide(n, f"{n}__c", f"{n}__s")
+        return g
+
     # -- reading --------------------------------------------------------------------------
     @property
     def loss(self) -> Node:
@@ -206,6 +257,12 @@ class Graph:
 
     def params(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.op == "param"]
+
+    def targets(self) -> list[Node]:
+        """What the key gives the loss's gradient in: the inputs named in ``wrt``, then the
+        parameters, each in the order declared."""
+        wrt = [n for n in self.nodes.values() if n.op == "input" and n.name in self.wrt]
+        return wrt + self.params()
 
     def _shape(self, name: str) -> Shape:
         if name not in self.nodes:
@@ -232,8 +289,9 @@ def adjoints(graph: Graph) -> dict[str, sp.Expr]:
         for arg, term in _rule(graph, node):
             terms[arg].append(term)
     out = {loss.name: sp.S.One}
-    for name, node in reversed(graph.nodes.items()):  # each after every node it reads
-        if name != loss.name and node.op not in ("input", "labels", "const") and terms[name]:
+    for name in reversed(graph.nodes):  # each after every node it reads
+        # Only what _keep lets through has terms (no input outside ``wrt``, no constant).
+        if name != loss.name and terms[name]:
             out[name] = reduce(lambda a, b: a + b, terms[name])
     return out
 
@@ -252,14 +310,12 @@ def _rule(graph: Graph, node: Node) -> list[tuple[str, sp.Expr]]:
         return _keep(graph, _entrywise_rule(node, g, *args))
     if node.op == "shift":
         return _keep(graph, [(args[0], g)])
-    if node.op == "mean":
+    if node.op in ("mean", "rowmean"):
         (a,) = args
-        rows = a.shape[0]
-        return _keep(graph, [(a, sp.MatMul(sp.S.One / rows, sp.OneMatrix(rows, 1), g))])
-    if node.op == "rowmean":
-        (a,) = args
-        cols = a.shape[1]
-        return _keep(graph, [(a, sp.MatMul(sp.S.One / cols, g, sp.OneMatrix(1, cols)))])
+        rows, cols = a.shape
+        term = (sp.MatMul(sp.S.One / rows, sp.OneMatrix(rows, 1), g) if node.op == "mean"
+                else sp.MatMul(sp.S.One / cols, g, sp.OneMatrix(1, cols)))
+        return _keep(graph, [(a, term)])
     if node.op == "total":
         (a,) = args
         return _keep(graph, [(a, g * sp.OneMatrix(*a.shape))])
@@ -277,7 +333,34 @@ def _rule(graph: Graph, node: Node) -> list[tuple[str, sp.Expr]]:
     if node.op == "sumsq":
         (a,) = args
         return _keep(graph, [(a, 2 * g * a.symbol)])
+    if node.op in ("normalize", "rownormalize"):
+        return _keep(graph, [(args[0], _normalize_rule(node, g))])
     return []
+
+
+def _normalize_rule(node: Node, g: sp.Expr) -> sp.Expr:
+    """Ā of Â = norm(A): (1/n) (n Ḡ − S(Ḡ) − Â ∘ S(Ḡ ∘ Â)) ⊘ σ spread, with S the sum
+    over the normalised axis spread back over it (1 1ᵀ over rows, · 1 1ᵀ over columns)."""
+    rows, cols = node.shape
+    sigma = norm_symbols(node)
+    if node.op == "normalize":
+        n, total = rows, lambda t: sp.MatMul(sp.OneMatrix(rows, 1), ones_row(rows), t)
+        wide = sp.OneMatrix(rows, 1) * sigma
+    else:
+        n, total = cols, lambda t: sp.MatMul(t, sp.OneMatrix(cols, 1), ones_row(cols))
+        wide = sigma * ones_row(cols)
+    xh = node.symbol
+    inner = sp.MatAdd(sp.MatMul(n, g), sp.MatMul(-1, total(g)),
+                      sp.MatMul(-1, sp.HadamardProduct(xh, total(sp.HadamardProduct(g, xh)))))
+    return sp.MatMul(sp.S.One / n, sp.HadamardProduct(inner, sp.HadamardPower(wide, -1)))
+
+
+def norm_symbols(node: Node) -> sp.MatrixSymbol:
+    """σ of a normalisation: its columns' standard deviations with ε (a row), or its rows'
+    (a column), named after the node (``sigma_Xh``)."""
+    rows, cols = node.shape
+    shape = (sp.S.One, cols) if node.op == "normalize" else (rows, sp.S.One)
+    return sp.MatrixSymbol(f"sigma_{node.name}", *shape)
 
 
 def _entrywise_rule(node: Node, g: sp.Expr, a: Node, b: Node) -> list[tuple[Node, sp.Expr]]:
@@ -348,8 +431,10 @@ def _fprime(node: Node, arg: Node) -> sp.MatrixExpr:
 
 
 def _keep(graph: Graph, pairs: list[tuple[Node, sp.Expr]]) -> list[tuple[str, sp.Expr]]:
-    # Inputs, labels and constants get no adjoint: the loss is not differentiated in them.
-    return [(n.name, t) for n, t in pairs if n.op not in ("input", "labels", "const")]
+    # Inputs (unless named in ``wrt``), labels and constants get no adjoint: the loss is
+    # not differentiated in them.
+    return [(n.name, t) for n, t in pairs if n.op not in ("input", "labels", "const")
+            or (n.op == "input" and n.name in graph.wrt)]
 
 
 def _shape(rows, cols) -> Shape:

@@ -20,7 +20,8 @@ from derive.engine.functions import FUNCTIONS, lookup
 from derive.engine.functions import numeric as registry
 from derive.engine.numeric import lambdify
 from derive.errors import InputError
-from derive.feedforward.graph import Graph, adjoints, softmax_symbols
+from derive.feedforward.graph import Graph, OnesRow, adjoints, norm_symbols, softmax_symbols
+from derive.feedforward.second import DiagColumn
 
 
 def forward(graph: Graph, given: Mapping[str, object],
@@ -67,6 +68,10 @@ def _step(node, args, given):
         return np.mean(log_sum_exp(scores) - scores[np.arange(len(labels)), labels])
     if node.op == "sumsq":
         return np.sum(args[0] * args[0])
+    if node.op in ("normalize", "rownormalize"):
+        axis = 0 if node.op == "normalize" else 1
+        centred = args[0] - np.mean(args[0], axis=axis, keepdims=True)
+        return centred / deviation(centred, axis, evaluate(node.coeff, given))
     raise ValueError(f"unknown operation {node.op!r}")
 
 
@@ -75,6 +80,12 @@ def log_sum_exp(scores: np.ndarray) -> np.ndarray:
     the shift cancels exactly, so a complex step passes through)."""
     m = np.max(scores.real, axis=1)
     return m + np.log(np.sum(np.exp(scores - m[:, None]), axis=1))
+
+
+def deviation(centred: np.ndarray, axis: int, eps) -> np.ndarray:
+    """sqrt(mean of squares + ε) along ``axis`` (kept), of a centred array; no conjugate,
+    so a complex step passes through."""
+    return np.sqrt(np.mean(centred * centred, axis=axis, keepdims=True) + eps)
 
 
 def gradients(graph: Graph, given: Mapping[str, object]) -> dict[str, np.ndarray]:
@@ -87,10 +98,12 @@ def gradients(graph: Graph, given: Mapping[str, object]) -> dict[str, np.ndarray
     return out
 
 
-def environment(graph: Graph, given: Mapping[str, object]) -> dict[str, object]:
-    """What a derived formula reads, by symbol name: every node's value, every size, and
-    for each cross-entropy P (its scores' rows through softmax) and Y (its labels one-hot)."""
-    values = forward(graph, given)
+def environment(graph: Graph, given: Mapping[str, object],
+                moved: Mapping[str, object] | None = None) -> dict[str, object]:
+    """What a derived formula reads, by symbol name: every node's value, every size, for
+    each cross-entropy P (its scores' rows through softmax) and Y (its labels one-hot), and
+    for each normalisation σ; ``moved`` as in ``forward``."""
+    values = forward(graph, given, moved)
     env: dict[str, object] = {**values, **sizes(graph, given)}
     for node in graph.nodes.values():
         if node.op == "softmax_ce":
@@ -99,11 +112,18 @@ def environment(graph: Graph, given: Mapping[str, object]) -> dict[str, object]:
             s = values[scores.name]
             env[p.name] = np.exp(s - log_sum_exp(s)[:, None])
             env[y.name] = np.eye(s.shape[1])[values[labels.name]]
+        if node.op in ("normalize", "rownormalize"):
+            axis = 0 if node.op == "normalize" else 1
+            a = values[node.args[0]]
+            centred = a - np.mean(a, axis=axis, keepdims=True)
+            env[norm_symbols(node).name] = deviation(centred, axis,
+                                                     evaluate(node.coeff, given))
     return env
 
 
-def sizes(graph: Graph, given: Mapping[str, object]) -> dict[str, int]:
-    """Each symbolic size (N, D, ...) as the given arrays fix it.
+def sizes(graph: Graph, given: Mapping[str, object], partial: bool = False) -> dict[str, int]:
+    """Each symbolic size (N, D, ...) as the given arrays fix it; with ``partial``, those
+    the arrays given fix (a missing array is skipped).
 
     Raises
     ------
@@ -117,6 +137,8 @@ def sizes(graph: Graph, given: Mapping[str, object]) -> dict[str, int]:
             continue
         expect = "a number" if node.op == "const" else _show(node, out)
         if name not in given:
+            if partial:
+                continue
             raise InputError(f"missing {name}: expected {expect}")
         shape = np.shape(given[name])
         want = () if node.op == "const" else (1,) if node.op == "labels" else (1, 1)
@@ -144,6 +166,10 @@ def _show(node, known: dict) -> str:
 
 def evaluate(e: sp.Expr, env: Mapping[str, np.ndarray]):
     """The matrix formula ``e`` on the arrays in ``env`` (by symbol name)."""
+    if isinstance(e, DiagColumn):
+        return np.diag(np.ravel(env[e.column.name]))
+    if isinstance(e, OnesRow):
+        return np.ones((1, _size(e.shape[1], env)))
     if isinstance(e, sp.MatrixSymbol | sp.Symbol):
         return env[e.name]
     if e.is_Number:

@@ -19,7 +19,10 @@ may be a row, for every row), and a factor made of numbers and constants scales 
 added to every entry; ``+`` and ``-`` add equal shapes or a row to every row.  Functions
 are the registry's (entrywise), ``softmax_ce(scores, labels)`` (the mean cross-entropy),
 ``sumsq(A)`` (‖A‖²), ``mean(A)`` (the mean of the rows, a row), ``rowmean(A)`` (each
-row's mean, a column) and ``sum(A)`` (of all entries).  The arithmetic is the grammar every model
+row's mean, a column), ``sum(A)`` (of all entries) and ``normalize(A, eps)`` (each column
+centred and divided by its standard deviation over the rows, with ``eps`` added to the
+variance; ``rownormalize`` each row over its columns).  ``wrt`` lists inputs whose
+gradient the key gives besides the parameters'.  The arithmetic is the grammar every model
 shares (``derive.model.equations.ARITHMETIC``), parsed by lark, never evaluated.
 """
 
@@ -37,12 +40,15 @@ from derive.errors import InputError
 from derive.feedforward.graph import Graph
 from derive.model.equations import ARITHMETIC, MAX_EQUATIONS, NAME, lalr_parser, parse_tree
 
-KEYS = ("sizes", "inputs", "labels", "params", "constants", "equations")
+KEYS = ("sizes", "inputs", "labels", "params", "constants", "equations", "wrt")
 #: Functions of the graph language besides the registry's, with their argument counts.
-OWN = {"softmax_ce": 2, "sumsq": 1, "mean": 1, "rowmean": 1, "sum": 1}
+OWN = {"softmax_ce": 2, "sumsq": 1, "mean": 1, "rowmean": 1, "sum": 1, "normalize": 2,
+       "rownormalize": 2}
 #: The graph operation of each of those functions.
 _OWN_OPS = {"softmax_ce": "softmax_ce", "sumsq": "sumsq", "mean": "mean",
             "rowmean": "rowmean", "sum": "total"}
+#: Functions whose second argument is a factor of numbers and constants (ε).
+_WITH_FACTOR = {"normalize": "rows", "rownormalize": "columns"}
 
 _GRAMMAR = r"""
     equation: NAME "=" sum
@@ -71,11 +77,20 @@ def graph_from_table(table: dict[str, Any], where: str) -> Graph:
         g.labels(_name(name, where, "labels"), _dims([rows, 1], sizes, f"{where}.labels")[0])
     for name in _list(table, "constants", where):
         g.const(_name(name, where, "constants"))
+    for name in _list(table, "wrt", where):
+        if name not in g.nodes or g.nodes[name].op != "input":
+            raise InputError(f"{where}.wrt: {name!r} is not a declared input (wrt names the "
+                             "inputs the key differentiates in, besides the parameters)")
+        g.wrt.append(name)
     equations = _list(table, "equations", where)
     if not 0 < len(equations) <= MAX_EQUATIONS:
         raise InputError(f"{where}.equations: expected 1 to {MAX_EQUATIONS} equations")
     for i, text in enumerate(equations, start=1):
         _Compile(g, f"{where}.equations[{i}] {text!r}").equation(text)
+    for name in g.hidden:
+        if g.nodes[name].op in ("normalize", "rownormalize"):
+            raise InputError(f"{where}.equations: give {g.nodes[name].op}(...) an equation of "
+                             "its own (its gradient reads its value by name)")
     try:
         g.loss  # noqa: B018 - the last node must be the scalar loss
     except InputError as exc:
@@ -154,6 +169,16 @@ class _Compile:
         if len(args) != want:
             raise InputError(f"{self.where}: {fn} takes {want} argument(s), got {len(args)}")
         values = [self.value(a) for a in args]
+        if fn in _WITH_FACTOR:
+            (ka, a), (ke, eps) = values
+            if ka == "coeff" or ke != "coeff":
+                raise InputError(f"{self.where}: {fn}(A, eps) takes a matrix and a factor "
+                                 "of numbers and constants (eps)")
+            self.count += 1
+            name = f"{self.target}_{self.count}"
+            self.g.normalize(name, a, eps, _WITH_FACTOR[fn])
+            self.g.hidden.add(name)
+            return "node", name
         if any(k == "coeff" for k, _ in values):
             raise InputError(f"{self.where}: {fn} of a number or constant")
         names = [v for _, v in values]

@@ -20,7 +20,9 @@ from derive import inputs
 from derive.errors import InputError
 from derive.feedforward import Graph, numeric
 from derive.feedforward import display as shown_as
+from derive.feedforward.graph import norm_symbols as graph_norm_symbol
 from derive.feedforward.graph import spread
+from derive.problems import feedforward_ce as second_order
 from derive.problems.base import Problem, Result
 from derive.verify import Claim, rel_error, routes
 from derive.verify.gradcheck import METHODS
@@ -30,12 +32,24 @@ CHECK_SIZES = (5, 4, 3, 6, 2, 7)
 SEEDS = (11, 12, 13)
 #: Complex step and central difference, with the tolerances every gradient check uses.
 TOLERANCES = {m: METHODS[m] for m in ("complex step", "central difference")}
+#: The third route where a rule collects a chain (a normalisation): the chain itself, in
+#: the same floating point, so it agrees to rounding.
+CHAIN = "chain rule through its parts"
+CHAIN_TOL = METHODS["complex step"]
 
 
 class GraphProblem(Problem):
     """Backpropagation through a feed-forward network given as equations over matrices."""
 
     GRAPH: ClassVar[Graph]
+    #: Leaves ``derive eval`` fills when the input leaves them out, with the value of every
+    #: entry (``dout = 1``: the gradient of the sum of the outputs).
+    OPTIONAL: ClassVar[dict[str, float]] = {}
+    #: The computed quantities ``derive eval`` returns in place of the loss.
+    OUTPUTS: ClassVar[tuple[str, ...]] = ()
+    #: The scores of a cross-entropy whose Hessian (and log-sum-exp shift) the key
+    #: derives (``derive.problems.feedforward_ce``), or "".
+    HESSIAN: ClassVar[str] = ""
     TEMPLATE: ClassVar[str | None] = "graph"
     LABELS = ("backward", "gradients")
     NOUN: ClassVar[str] = "network"
@@ -51,8 +65,9 @@ class GraphProblem(Problem):
     def derive(self) -> dict[str, Result]:
         """Each named quantity's adjoint, in the names the key prints (W1 as W_1)."""
         nodes = self.GRAPH.nodes
-        return {f"{n}_bar": Result(f"{n}_bar", self._show(e), self._show(nodes[n].bar))
-                for n, e in self.adjoints.items()}
+        out = {f"{n}_bar": Result(f"{n}_bar", self._show(e), self._show(nodes[n].bar))
+               for n, e in self.adjoints.items()}
+        return out | (second_order.results(self) if self.HESSIAN else {})
 
     # -- claims -------------------------------------------------------------------------------
     def claims(self) -> Iterator[Claim]:
@@ -60,16 +75,48 @@ class GraphProblem(Problem):
         text = ", ".join(f"{k} = {v}" for k, v in sizes.items())
         text += f"; seeds {', '.join(map(str, SEEDS))}"
         errors = self._errors(sizes)
+        chain = self._chain_errors(sizes) if self._through_rules() else {}
         for name in self.shown_order():
             for method, tol in TOLERANCES.items():
                 yield Claim.measured(f"{name}_bar", f"{method} on the forward pass", text,
                                      errors[name, method], tol)
+            if name in self._through_rules():
+                yield Claim.measured(f"{name}_bar", CHAIN, text, chain[name], CHAIN_TOL)
+        if self.HESSIAN:
+            yield from second_order.claims(self)
+
+    def _through_rules(self) -> set[str]:
+        """The named quantities whose adjoint passes through a normalisation's rule: what
+        a normalisation reads, and what that reads, back to the leaves."""
+        nodes, out = self.GRAPH.nodes, set()
+        stack = [a for n in nodes.values() if n.op in ("normalize", "rownormalize")
+                 for a in n.args]
+        while stack:
+            name = stack.pop()
+            if name not in out:
+                out.add(name)
+                stack.extend(nodes[name].args)
+        return out & set(self.adjoints)
+
+    def _chain_errors(self, sizes: dict[str, int]) -> dict[str, float]:
+        """Each formula's worst error over the seeds against the chain rule through the
+        parts of every normalisation (its mean, variance and quotient, each by its own
+        rule), evaluated on the same data."""
+        expanded, worst = self.GRAPH.expanded(), {}
+        for seed in SEEDS:
+            given = self.data(sizes, np.random.default_rng(seed))
+            derived = self.evaluated(given, sizes)
+            chained = numeric.gradients(expanded, given)
+            for name in self.adjoints:
+                err = rel_error(derived[name], chained[name])
+                worst[name] = max(worst.get(name, 0.0), err)
+        return worst
 
     def shown_order(self) -> list[str]:
         """The named quantities in the key's order: from the loss back, then the
         parameters as declared."""
-        params = [p.name for p in self.GRAPH.params()]
-        return [n for n in self.adjoints if n not in params] + params
+        targets = [p.name for p in self.GRAPH.targets()]
+        return [n for n in self.adjoints if n not in targets] + targets
 
     def check_sizes(self) -> dict[str, int]:
         """The declared sizes' values in the checks (N = 5, D = 4, ...)."""
@@ -87,7 +134,7 @@ class GraphProblem(Problem):
         kind in the case (the parameters' gradients, or the other adjoints), as every
         gradient check does (``Reading the evidence``); the complex step, itself."""
         worst: dict[tuple[str, str], float] = {}
-        params = {p.name for p in self.GRAPH.params()}
+        params = {p.name for p in self.GRAPH.targets()}
         for seed in SEEDS:
             given = self.data(sizes, np.random.default_rng(seed))
             derived = self.evaluated(given, sizes)
@@ -164,16 +211,26 @@ class GraphProblem(Problem):
         missing, ragged or mis-shaped array with its expected shape."""
         g = self.GRAPH
         leaves = [n for n in g.nodes.values() if n.op in numeric.LEAVES]
-        inputs.mapping(data, "input", [n.name for n in leaves])
-        given = {n.name: _leaf(n, data[n.name]) for n in leaves}
+        inputs.mapping(data, "input", [n.name for n in leaves if n.name not in self.OPTIONAL],
+                       list(self.OPTIONAL))
+        given = {n.name: _leaf(n, data[n.name]) for n in leaves if n.name in data}
+        for name, fill in self.OPTIONAL.items():  # an upstream gradient of ones, say
+            if name not in given:
+                node = g.nodes[name]
+                known = numeric.sizes(g, given, partial=True)
+                given[name] = (fill if node.op == "const" else
+                               np.full([known[str(d)] if str(d) in known else int(d)
+                                        for d in node.shape], float(fill)))
         sizes = numeric.sizes(g, given)
         for n in leaves:
             if n.op == "labels":
                 _labels_in_range(n.name, given[n.name], self._classes(n.name, sizes))
         loss = float(numeric.forward(g, given)[g.loss.name])
         derived = self.evaluated(given, sizes)
-        grads = {p.name: _plain(derived[p.name], p) for p in g.params()}
-        return inputs.finite_output({"loss": loss, "grad": grads}, "the gradient")
+        grads = {p.name: _plain(derived[p.name], p) for p in g.targets()}
+        values = numeric.forward(g, given) if self.OUTPUTS else {}
+        out = {n: _plain(values[n], g.nodes[n]) for n in self.OUTPUTS} or {"loss": loss}
+        return inputs.finite_output({**out, "grad": grads}, "the gradient")
 
     # -- rendering ----------------------------------------------------------------------------
     @cached_property
@@ -189,9 +246,13 @@ class GraphProblem(Problem):
             "noun": self.NOUN,
             "equations": [(self._show(n.symbol), forms[n.name]) for n in computed],
             "inputs": self._leaves("input"), "params": self._leaves("param"),
+            "targets": [(self._show(n.symbol), n.shape) for n in g.targets()],
+            "norms": [self._norm(n, forms) for n in shown_as.normalizations(g)],
+            "hessian": self._show(g.nodes[self.HESSIAN].symbol) if self.HESSIAN else None,
             "labels": self._leaves("labels"), "constants": self._leaves("const"),
             "loss": self._show(g.loss.symbol),
             "uses_ce": any(n.op == "softmax_ce" for n in g.nodes.values()),
+            "uses_fn": any(n.op == "fn" for n in g.nodes.values()),
             "uses_sumsq": any(n.op == "sumsq" for n in g.nodes.values()),
             "ones": any(isinstance(a, sp.OneMatrix) for f in forms.values()
                         for a in sp.preorder_traversal(f)),
@@ -202,6 +263,18 @@ class GraphProblem(Problem):
                                in ("row", "column")}, reverse=True),
         }
 
+    def _norm(self, node, forms: dict[str, sp.Expr]) -> dict[str, Any]:
+        """What the question says of one normalisation: μ and σ with their definitions,
+        the axis and the number of entries each statistic is taken over."""
+        arg = self.GRAPH.nodes[node.args[0]]
+        mu, var = shown_as.norm_parts(node, self._show(arg.symbol))
+        rows = node.op == "normalize"
+        return {"node": self._show(node.symbol), "arg": self._show(arg.symbol),
+                "mu": self._show(shown_as.mean_symbol(node)), "mu_def": self._show(mu),
+                "sigma": self._show(graph_norm_symbol(node)), "var": self._show(var),
+                "each": "column" if rows else "row", "over": node.shape[0 if rows else 1],
+                "eps": self._show(node.coeff)}
+
     def _leaves(self, op: str) -> list[tuple[sp.Expr, tuple]]:
         return [(self._show(n.symbol), n.shape) for n in self.GRAPH.nodes.values()
                 if n.op == op]
@@ -211,7 +284,7 @@ class GraphProblem(Problem):
 
     def context(self) -> dict[str, Any]:
         g, r = self.GRAPH, self.results
-        params = {p.name for p in g.params()}
+        params = {p.name for p in g.targets()}
         non_params = [n for n in self.adjoints if n not in params]
         rows = {n: (r[f"{n}_bar"].lhs, r[f"{n}_bar"].expr, g.nodes[n].shape)
                 for n in self.adjoints}
@@ -219,12 +292,13 @@ class GraphProblem(Problem):
             **super().context(),
             "backward": [row for n, row in rows.items() if n not in params],
             # In the order the parameters are declared.
-            "gradients": [rows[p.name] for p in g.params()],
+            "gradients": [rows[p.name] for p in g.targets()],
             # Where step(z) first appears, the key says what it is.
             "step": next((part for part, names in (("backward", non_params),
-                                                   ("gradients", [p.name for p in g.params()]))
+                                                   ("gradients", list(params)))
                           if any("step" in str(self.adjoints[n]) for n in names)), None),
             **self.stated(),
+            **(second_order.context(self) if self.HESSIAN else {}),
         }
 
     def stated(self) -> dict[str, Any]:

@@ -303,6 +303,10 @@ class KeyPrinter(LatexPrinter):
         # without the sign: the sign goes first, the rest is printed as a product.
         if expr.args[0] == -1 and len(expr.args) > 2:
             out = "- " + self._print_MatMul(sp.MatMul(*expr.args[1:]))
+        elif (len(expr.args) == 2 and not expr.args[0].is_Matrix and expr.args[0].is_positive
+              and isinstance(expr.args[1], sp.HadamardProduct)):
+            # A number times A ⊙ B scales the product: \frac{1}{N} A ⊘ B needs no brackets.
+            out = self._print(expr.args[0]) + " " + self._print(expr.args[1])
         else:
             out = super()._print_MatMul(expr)
         # A word (a set's constant "reg") is set upright and, in TeX's math, touches the
@@ -315,10 +319,16 @@ class KeyPrinter(LatexPrinter):
     def _print_HadamardProduct(self, expr):
         # Adjoints first, as an answer key writes bar u * du/dv; then as a scalar product.
         ordering, inside = self.ordering or Ordering(), _inside(expr.args)
+        # A factor to the power −1 divides: A ⊘ B, written after the factors that multiply.
+        over = [a for a in expr.args if isinstance(a, sp.HadamardPower) and a.exp == -1]
         args = sorted(
-            expr.args, key=lambda a: (_hadamard_rank(a), *_group_key(a, ordering, inside))
+            (a for a in expr.args if a not in over),
+            key=lambda a: (_hadamard_rank(a), *_group_key(a, ordering, inside)),
         )
-        return r" \odot ".join(self.parenthesize(a, 50) for a in args)
+        out = r" \odot ".join(self.parenthesize(a, 50) for a in args) if args else "1"
+        for a in over:
+            out += r" \oslash " + self.parenthesize(a.base, 50)
+        return out
 
     def _print_Tuple(self, expr):
         # An index pair as a handout writes it: (G - 1, G - 1).
