@@ -23,7 +23,8 @@ from derive.problems import REGISTRY
 from derive.sets import bundled
 
 # Registered problems, then the models derive's own sets define (dl_foundations').
-KNOWN = ", ".join([*REGISTRY, "softmax_ce", "two_layer_net", "batchnorm", "layernorm"])
+KNOWN = ", ".join([*REGISTRY, "softmax_ce", "two_layer_net", "batchnorm", "layernorm",
+                   "attention"])
 
 REPO = Path(__file__).resolve().parents[1]
 GATES = ("i", "f", "o", "g")

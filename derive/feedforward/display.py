@@ -23,12 +23,15 @@ from derive.feedforward.graph import (
     widened,
 )
 
+#: Names a key spells as the letter they stand for (an input named as a program names it).
+SPELLED = {"eps": "epsilon", "mask": "M"}
+
 
 class Shown(sp.MatrixSymbol):
     """A graph's matrix printed as the set's notation spells its name (W1 as W_{1})."""
 
     def _latex(self, printer) -> str:
-        return printer._print(sp.Symbol(self.name))
+        return printer._print(sp.Symbol(SPELLED.get(self.name, self.name)))
 
 
 class ShownBar(sp.MatrixSymbol):
@@ -38,8 +41,6 @@ class ShownBar(sp.MatrixSymbol):
         return r"\overline{%s}" % printer._print(sp.Symbol(self.name))
 
 
-#: Names a key spells as the letter they abbreviate.
-SPELLED = {"eps": "epsilon"}
 
 
 class ShownScalar(sp.Symbol):
@@ -59,6 +60,25 @@ class CE(sp.Function):
     def _latex(self, printer, exp=None) -> str:
         s, y = (printer._print(a) for a in self.args)
         return r"\operatorname{CE}\left(%s, %s\right)" % (s, y)
+
+
+class RowSoftmax(sp.Function):
+    """Each row of a matrix through softmax."""
+
+    nargs = 1
+
+    def _latex(self, printer, exp=None) -> str:
+        return r"\operatorname{softmax}\left(%s\right)" % printer._print(self.args[0])
+
+
+class Masked(sp.Function):
+    """A matrix where a boolean mask holds, −∞ elsewhere."""
+
+    nargs = 2
+
+    def _latex(self, printer, exp=None) -> str:
+        a, m = (printer._print(x) for x in self.args)
+        return r"\operatorname{mask}\left(%s, %s\right)" % (a, m)
 
 
 class EntrySum(sp.Function):
@@ -155,8 +175,15 @@ def forward_forms(graph: Graph, symbols: dict | None = None) -> dict[str, sp.Exp
     return forms
 
 
+#: Operations written as a function of their arguments.
+_APPLIED = {"total": EntrySum, "transpose": sp.Transpose, "softmax": RowSoftmax,
+            "masked": Masked, "softmax_ce": CE}
+
+
 def _form(node: Node, args: list, graph: Graph, symbols: dict) -> sp.Expr:
-    if node.op in ("input", "labels", "param", "const"):
+    if node.op in _APPLIED:
+        return _APPLIED[node.op](*args)
+    if node.op in ("input", "labels", "param", "const", "mask"):
         return node.symbol
     if node.op == "matmul":
         return sp.MatMul(*args)
@@ -180,17 +207,14 @@ def _form(node: Node, args: list, graph: Graph, symbols: dict) -> sp.Expr:
     if node.op == "rowmean":
         cols = graph.nodes[node.args[0]].shape[1]
         return sp.MatMul(sp.S.One / cols, args[0], sp.OneMatrix(cols, 1))
-    if node.op == "total":
-        return EntrySum(args[0])
     if node.op == "scale":
         if node.shape == (1, 1):
             return sp.Mul(node.coeff, args[0], evaluate=False)
-        return sp.MatMul(node.coeff, args[0])
+        inner = args[0].args if isinstance(args[0], sp.MatMul) else (args[0],)
+        return sp.MatMul(node.coeff, *inner)
     if node.op == "fn":
         fn = FUNCTIONS[node.fn]
         return apply_elementwise(fn, args[0]) if node.shape != (1, 1) else fn(args[0])
-    if node.op == "softmax_ce":
-        return CE(*args)
     if node.op in ("normalize", "rownormalize"):
         return _norm_form(node, args[0], symbols)
     return SumSq(args[0])
@@ -225,8 +249,16 @@ def named_adjoints(graph: Graph) -> dict[str, sp.Expr]:
 
 
 def _tidy(e: sp.Expr) -> sp.Expr:
-    """What inlining the loss's adjoint 1 leaves: 1 · A is A, and an entrywise product
-    with the all-ones matrix, 1 ⊙ A, is A."""
+    """What inlining leaves: 1 · A is A, an entrywise product with the all-ones matrix,
+    1 ⊙ A, is A; a transpose is carried into what it transposes ((Kᵀ)ᵀ is K, (A B)ᵀ is
+    Bᵀ Aᵀ), and a product of products is one product."""
+    e = e.replace(lambda x: isinstance(x, sp.Transpose), lambda x: x.doit())
+    e = e.replace(lambda x: isinstance(x, sp.MatMul) and any(isinstance(a, sp.MatMul)
+                                                             for a in x.args),
+                  lambda x: sp.MatMul(*_flat(x, sp.MatMul)))
+    e = e.replace(lambda x: isinstance(x, sp.HadamardProduct) and any(
+        isinstance(a, sp.HadamardProduct) for a in x.args),
+        lambda x: sp.HadamardProduct(*_flat(x, sp.HadamardProduct)))
     e = e.replace(lambda x: isinstance(x, sp.MatMul) and x.args[0] == 1 and len(x.args) > 1,
                   lambda x: _joined(sp.MatMul, list(x.args[1:])))
     return e.replace(
@@ -234,6 +266,11 @@ def _tidy(e: sp.Expr) -> sp.Expr:
         and any(isinstance(a, sp.OneMatrix) for a in x.args),
         lambda x: _joined(sp.HadamardProduct,
                           [a for a in x.args if not isinstance(a, sp.OneMatrix)]))
+
+
+def _flat(x: sp.Expr, product) -> list:
+    """The factors of nested ``product``s, in order."""
+    return [f for a in x.args for f in (_flat(a, product) if isinstance(a, product) else [a])]
 
 
 def _joined(product, factors: list) -> sp.Expr:

@@ -21,6 +21,10 @@ The rules carry the adjoint Ḡ of a node (∂L/∂node, the node's shape) back 
     C = f(A)             Ā += Ḡ ∘ f'(A)            (f' from the registry, in forward terms)
     L = CE(S, y)         S̄ += L̄ (P − Y) / N        (P: S's rows through softmax; Y: y one-hot)
     R = ‖A‖²             Ā += 2 R̄ A
+    C = Aᵀ               Ā += Ḡᵀ
+    P = softmax(A)       Ā += P ∘ (Ḡ − (Ḡ ∘ P) 1 1ᵀ)   (each row through softmax: a row's
+                         Jacobian is diag(p) − p pᵀ)
+    C = mask(A, M)       Ā += Ḡ ∘ M                (M boolean: A where M holds, −∞ elsewhere)
     Â = norm(A, ε)       Ā += (1/N) (N Ḡ − 1 1ᵀḠ − Â ∘ 1 1ᵀ(Ḡ ∘ Â)) ⊘ 1σ
                          (each column of A centred and scaled over its N rows, σ its
                          standard deviation with ε; ``rownorm`` the same for each row)
@@ -102,6 +106,8 @@ class Graph:
         #: Leaves the key gives the gradient in besides the parameters (an input ``x`` of a
         #: layer whose backward pass is asked for).
         self.wrt: list[str] = []
+        #: The declared sizes by name (a factor may read one: 1/sqrt(d)).
+        self.sizes: dict[str, sp.Symbol] = {}
 
     # -- leaves ---------------------------------------------------------------------------
     def input(self, name: str, rows, cols) -> Node:
@@ -115,6 +121,11 @@ class Graph:
     def param(self, name: str, rows, cols) -> Node:
         """A parameter the key differentiates in (``W``, or a bias row ``b`` of 1×H)."""
         return self._add(Node(name, "param", (), _shape(rows, cols)))
+
+    def mask(self, name: str, rows, cols) -> Node:
+        """A boolean matrix (true where an entry is kept), the loss not differentiated in
+        it: ``mask(A, M)`` sets A's other entries to −∞."""
+        return self._add(Node(name, "mask", (), _shape(rows, cols)))
 
     def const(self, name: str) -> Node:
         """A scalar constant (a penalty's weight ``reg``)."""
@@ -186,7 +197,8 @@ class Graph:
 
     def _constant_factor(self, name: str, coeff: sp.Expr) -> None:
         consts = {n.symbol for n in self.nodes.values() if n.op == "const"}
-        if not sp.sympify(coeff).free_symbols <= consts:
+        sizes = {d for n in self.nodes.values() for d in n.shape if isinstance(d, sp.Symbol)}
+        if not sp.sympify(coeff).free_symbols <= consts | sizes:
             raise InputError(f"{name}: the factor {coeff} reads something that is not a "
                              "constant")
 
@@ -217,6 +229,25 @@ class Graph:
         """‖a‖², the sum of the squares of its entries: a scalar."""
         return self._add(Node(name, "sumsq", (a,), SCALAR))
 
+    def transpose(self, name: str, a: str) -> Node:
+        """``aᵀ``."""
+        rows, cols = self._shape(a)
+        return self._add(Node(name, "transpose", (a,), (cols, rows)))
+
+    def softmax(self, name: str, a: str) -> Node:
+        """Each row of ``a`` through softmax."""
+        return self._add(Node(name, "softmax", (a,), self._shape(a)))
+
+    def masked(self, name: str, a: str, mask: str) -> Node:
+        """``a`` where the mask holds, −∞ elsewhere (a softmax then gives those entries
+        weight 0)."""
+        if self.nodes[mask].op != "mask":
+            raise InputError(f"{name}: {mask} is not declared among the masks")
+        if self._shape(mask) != self._shape(a):
+            raise InputError(f"{name}: the mask {mask} is {_show(self._shape(mask))}, "
+                             f"{a} is {_show(self._shape(a))}")
+        return self._add(Node(name, "masked", (a, mask), self._shape(a)))
+
     def normalize(self, name: str, a: str, eps: sp.Expr, over: str = "rows") -> Node:
         """``a`` with each column centred and scaled over the rows (``over="rows"``: batch
         normalisation) or each row over its columns (``"columns"``: layer normalisation),
@@ -230,7 +261,7 @@ class Graph:
         variance, square root, quotient): the chain rule through them is an independent
         derivation of the normalisation's rule."""
         g = Graph()
-        g.hidden, g.wrt = set(self.hidden), list(self.wrt)
+        g.hidden, g.wrt, g.sizes = set(self.hidden), list(self.wrt), dict(self.sizes)
         for node in self.nodes.values():
             if node.op not in ("normalize", "rownormalize"):
                 g.nodes[node.name] = node
@@ -333,8 +364,23 @@ def _rule(graph: Graph, node: Node) -> list[tuple[str, sp.Expr]]:
     if node.op == "sumsq":
         (a,) = args
         return _keep(graph, [(a, 2 * g * a.symbol)])
+    return _keep(graph, _structured_rule(node, g, args))
+
+
+def _structured_rule(node: Node, g: sp.Expr, args: list[Node]) -> list[tuple[Node, sp.Expr]]:
+    """The rules of the operations that act on a whole row or column, and of the
+    transpose and the mask."""
     if node.op in ("normalize", "rownormalize"):
-        return _keep(graph, [(args[0], _normalize_rule(node, g))])
+        return [(args[0], _normalize_rule(node, g))]
+    if node.op == "transpose":
+        return [(args[0], sp.Transpose(g))]
+    if node.op == "softmax":
+        p, cols = node.symbol, node.shape[1]
+        spread_sum = sp.MatMul(sp.HadamardProduct(g, p), sp.OneMatrix(cols, 1), ones_row(cols))
+        return [(args[0], sp.HadamardProduct(p, sp.MatAdd(g, -spread_sum)))]
+    if node.op == "masked":
+        a, m = args
+        return [(a, sp.HadamardProduct(g, m.symbol))]
     return []
 
 
@@ -433,7 +479,7 @@ def _fprime(node: Node, arg: Node) -> sp.MatrixExpr:
 def _keep(graph: Graph, pairs: list[tuple[Node, sp.Expr]]) -> list[tuple[str, sp.Expr]]:
     # Inputs (unless named in ``wrt``), labels and constants get no adjoint: the loss is
     # not differentiated in them.
-    return [(n.name, t) for n, t in pairs if n.op not in ("input", "labels", "const")
+    return [(n.name, t) for n, t in pairs if n.op not in ("input", "labels", "const", "mask")
             or (n.op == "input" and n.name in graph.wrt)]
 
 

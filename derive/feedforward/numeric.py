@@ -29,11 +29,12 @@ def forward(graph: Graph, given: Mapping[str, object],
     """Every node's value, from ``given`` (each input, labels, parameter and constant).
     Arrays may be complex (a complex step); labels are integers.  ``moved`` adds to a
     computed node's value right after it is computed (the probe of its adjoint)."""
-    sizes(graph, given)
+    # Factors read constants and sizes (1/sqrt(d)).
+    scope = {**given, **sizes(graph, given)}
     values: dict[str, np.ndarray] = {}
     for name, node in graph.nodes.items():
         args = [values[a] for a in node.args]
-        values[name] = _step(node, args, given)
+        values[name] = _step(node, args, scope)
         if moved and name in moved:
             values[name] = values[name] + moved[name]
     return values
@@ -44,6 +45,8 @@ def _step(node, args, given):
         return np.asarray(given[node.name])
     if node.op == "labels":
         return np.asarray(given[node.name], dtype=int)
+    if node.op == "mask":
+        return np.asarray(given[node.name], dtype=bool)
     if node.op == "matmul":
         return args[0] @ args[1]
     if node.op in ("add", "sub", "hadamard"):
@@ -68,10 +71,20 @@ def _step(node, args, given):
         return np.mean(log_sum_exp(scores) - scores[np.arange(len(labels)), labels])
     if node.op == "sumsq":
         return np.sum(args[0] * args[0])
+    return _structured_step(node, args, given)
+
+
+def _structured_step(node, args, given):
     if node.op in ("normalize", "rownormalize"):
         axis = 0 if node.op == "normalize" else 1
         centred = args[0] - np.mean(args[0], axis=axis, keepdims=True)
         return centred / deviation(centred, axis, evaluate(node.coeff, given))
+    if node.op == "transpose":
+        return args[0].T
+    if node.op == "softmax":
+        return np.exp(args[0] - log_sum_exp(args[0])[:, None])
+    if node.op == "masked":
+        return np.where(args[1], args[0], -np.inf)
     raise ValueError(f"unknown operation {node.op!r}")
 
 
@@ -117,7 +130,7 @@ def environment(graph: Graph, given: Mapping[str, object],
             a = values[node.args[0]]
             centred = a - np.mean(a, axis=axis, keepdims=True)
             env[norm_symbols(node).name] = deviation(centred, axis,
-                                                     evaluate(node.coeff, given))
+                                                     evaluate(node.coeff, env))
     return env
 
 
@@ -156,7 +169,7 @@ def sizes(graph: Graph, given: Mapping[str, object], partial: bool = False) -> d
     return {k: n for k, (n, _) in out.items()}
 
 
-LEAVES = ("input", "labels", "param", "const")
+LEAVES = ("input", "labels", "param", "const", "mask")
 
 
 def _show(node, known: dict) -> str:

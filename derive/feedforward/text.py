@@ -40,13 +40,14 @@ from derive.errors import InputError
 from derive.feedforward.graph import Graph
 from derive.model.equations import ARITHMETIC, MAX_EQUATIONS, NAME, lalr_parser, parse_tree
 
-KEYS = ("sizes", "inputs", "labels", "params", "constants", "equations", "wrt")
+KEYS = ("sizes", "inputs", "labels", "masks", "params", "constants", "equations", "wrt")
 #: Functions of the graph language besides the registry's, with their argument counts.
 OWN = {"softmax_ce": 2, "sumsq": 1, "mean": 1, "rowmean": 1, "sum": 1, "normalize": 2,
-       "rownormalize": 2}
+       "rownormalize": 2, "softmax": 1, "transpose": 1, "masked": 2}
 #: The graph operation of each of those functions.
 _OWN_OPS = {"softmax_ce": "softmax_ce", "sumsq": "sumsq", "mean": "mean",
-            "rowmean": "rowmean", "sum": "total"}
+            "rowmean": "rowmean", "sum": "total", "softmax": "softmax",
+            "transpose": "transpose", "masked": "masked"}
 #: Functions whose second argument is a factor of numbers and constants (ε).
 _WITH_FACTOR = {"normalize": "rows", "rownormalize": "columns"}
 
@@ -75,8 +76,12 @@ def graph_from_table(table: dict[str, Any], where: str) -> Graph:
             (g.input if role == "inputs" else g.param)(_name(name, where, role), rows, cols)
     for name, rows in _table(table, "labels", where).items():
         g.labels(_name(name, where, "labels"), _dims([rows, 1], sizes, f"{where}.labels")[0])
+    for name, dims in _table(table, "masks", where).items():
+        rows, cols = _dims(dims, sizes, f"{where}.masks.{name}")
+        g.mask(_name(name, where, "masks"), rows, cols)
     for name in _list(table, "constants", where):
         g.const(_name(name, where, "constants"))
+    g.sizes = dict(sizes)
     for name in _list(table, "wrt", where):
         if name not in g.nodes or g.nodes[name].op != "input":
             raise InputError(f"{where}.wrt: {name!r} is not a declared input (wrt names the "
@@ -88,7 +93,7 @@ def graph_from_table(table: dict[str, Any], where: str) -> Graph:
     for i, text in enumerate(equations, start=1):
         _Compile(g, f"{where}.equations[{i}] {text!r}").equation(text)
     for name in g.hidden:
-        if g.nodes[name].op in ("normalize", "rownormalize"):
+        if g.nodes[name].op in ("normalize", "rownormalize", "softmax"):
             raise InputError(f"{where}.equations: give {g.nodes[name].op}(...) an equation of "
                              "its own (its gradient reads its value by name)")
     try:
@@ -169,16 +174,14 @@ class _Compile:
         if len(args) != want:
             raise InputError(f"{self.where}: {fn} takes {want} argument(s), got {len(args)}")
         values = [self.value(a) for a in args]
+        if fn in FUNCTIONS and values[0][0] == "coeff":  # sqrt(d): a factor
+            return "coeff", FUNCTIONS[fn](values[0][1])
         if fn in _WITH_FACTOR:
             (ka, a), (ke, eps) = values
             if ka == "coeff" or ke != "coeff":
                 raise InputError(f"{self.where}: {fn}(A, eps) takes a matrix and a factor "
                                  "of numbers and constants (eps)")
-            self.count += 1
-            name = f"{self.target}_{self.count}"
-            self.g.normalize(name, a, eps, _WITH_FACTOR[fn])
-            self.g.hidden.add(name)
-            return "node", name
+            return self._node("normalize", a, eps, _WITH_FACTOR[fn])
         if any(k == "coeff" for k, _ in values):
             raise InputError(f"{self.where}: {fn} of a number or constant")
         names = [v for _, v in values]
@@ -187,6 +190,8 @@ class _Compile:
         return self._node(_OWN_OPS[fn], *names)
 
     def _name(self, name: str) -> tuple[str, Any]:
+        if name in self.g.sizes:  # a size is a number in a factor (1/sqrt(d))
+            return "coeff", self.g.sizes[name]
         node = self.g.nodes.get(name)
         if node is None:
             raise InputError(f"{self.where}: {name!r} is not declared nor assigned before")
@@ -195,7 +200,10 @@ class _Compile:
     def _node(self, op: str, *args) -> tuple[str, str]:
         self.count += 1
         name = f"{self.target}_{self.count}"
-        getattr(self.g, op)(name, *args)
+        try:
+            getattr(self.g, op)(name, *args)
+        except InputError as exc:  # say which equation (its steps are named S_1, S_2, ...)
+            raise InputError(f"{self.where}: {exc}") from None
         self.g.hidden.add(name)
         return "node", name
 

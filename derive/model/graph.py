@@ -24,12 +24,13 @@ def graph_problem(name: str, table: dict[str, Any], where: str) -> type[GraphPro
         if key not in allowed:
             raise InputError(f"{where}.{key}: unknown key; allowed are {', '.join(allowed)}")
     graph = text.graph_from_table({k: v for k, v in table.items() if k in text.KEYS}, where)
-    if not graph.params():
-        raise InputError(f"{where}.params: expected at least one parameter (the gradients "
-                         "the key derives are the parameters')")
+    if not graph.targets():
+        raise InputError(f"{where}.params: expected at least one parameter, or an input "
+                         "named in wrt (the gradients the key derives are theirs)")
     title, noun = title_and_noun(table, where)
     named = [n for n in graph.nodes if n not in graph.hidden and n != graph.loss.name
-             and (graph.nodes[n].op not in ("input", "labels", "const") or n in graph.wrt)]
+             and (graph.nodes[n].op not in ("input", "labels", "const", "mask")
+                  or n in graph.wrt)]
     attrs = {
         "key": name,
         "title": title,
@@ -60,8 +61,8 @@ def _optional(value: Any, graph, where: str) -> dict[str, float]:
     out = {}
     for name, fill in value.items():
         node = graph.nodes.get(name)
-        if node is None or node.op not in ("input", "const"):
-            raise InputError(f"{where}.{name}: not a declared input or constant")
+        if node is None or node.op not in ("input", "const", "mask"):
+            raise InputError(f"{where}.{name}: not a declared input, mask or constant")
         if isinstance(fill, bool) or not isinstance(fill, int | float):
             raise InputError(f"{where}.{name}: expected a number (every entry's value)")
         out[name] = float(fill)
@@ -72,7 +73,8 @@ def _outputs(value: Any, graph, where: str) -> tuple[str, ...]:
     """Computed quantities ``derive eval`` returns in place of the loss."""
     ok = isinstance(value, list) and all(
         isinstance(v, str) and v in graph.nodes and v not in graph.hidden
-        and graph.nodes[v].op not in ("input", "labels", "param", "const") for v in value)
+        and graph.nodes[v].op not in ("input", "labels", "param", "const", "mask")
+        for v in value)
     if not ok:
         raise InputError(f"{where}: expected a list of quantities the equations name")
     return tuple(value)

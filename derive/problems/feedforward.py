@@ -161,6 +161,10 @@ class GraphProblem(Problem):
                 given[name] = rng.integers(0, self._classes(name, sizes), size=dims[0])
             elif node.op == "const":
                 given[name] = float(rng.uniform(0.1, 1.0))
+            elif node.op == "mask":  # about a third masked; every row keeps an entry
+                keep = rng.random(dims) < 0.7
+                keep[np.arange(dims[0]), np.arange(dims[0]) % dims[1]] = True
+                given[name] = keep
         return given
 
     def _classes(self, labels: str, sizes: dict[str, int]) -> int:
@@ -218,13 +222,17 @@ class GraphProblem(Problem):
             if name not in given:
                 node = g.nodes[name]
                 known = numeric.sizes(g, given, partial=True)
-                given[name] = (fill if node.op == "const" else
-                               np.full([known[str(d)] if str(d) in known else int(d)
-                                        for d in node.shape], float(fill)))
+                dims = [known[str(d)] if str(d) in known else int(d) for d in node.shape]
+                given[name] = (fill if node.op == "const" else np.full(dims, bool(fill))
+                               if node.op == "mask" else np.full(dims, float(fill)))
         sizes = numeric.sizes(g, given)
         for n in leaves:
             if n.op == "labels":
                 _labels_in_range(n.name, given[n.name], self._classes(n.name, sizes))
+            if n.op == "mask" and not np.all(np.any(given[n.name], axis=1)):
+                row = int(np.argmin(np.any(given[n.name], axis=1)))
+                raise InputError(f"input.{n.name}[{row}]: the mask keeps no entry of this "
+                                 "row; a softmax needs at least one")
         loss = float(numeric.forward(g, given)[g.loss.name])
         derived = self.evaluated(given, sizes)
         grads = {p.name: _plain(derived[p.name], p) for p in g.targets()}
@@ -250,6 +258,9 @@ class GraphProblem(Problem):
             "norms": [self._norm(n, forms) for n in shown_as.normalizations(g)],
             "hessian": self._show(g.nodes[self.HESSIAN].symbol) if self.HESSIAN else None,
             "labels": self._leaves("labels"), "constants": self._leaves("const"),
+            "masks": self._leaves("mask"),
+            "uses_softmax": any(n.op == "softmax" for n in g.nodes.values()),
+            "uses_transpose": any(n.op == "transpose" for n in g.nodes.values()),
             "loss": self._show(g.loss.symbol),
             "uses_ce": any(n.op == "softmax_ce" for n in g.nodes.values()),
             "uses_fn": any(n.op == "fn" for n in g.nodes.values()),
@@ -311,6 +322,8 @@ def _leaf(node, value: Any) -> Any:
     field = f"input.{node.name}"
     if node.op == "const":
         return inputs.number(value, field)
+    if node.op == "mask":
+        return _mask(value, field)
     if node.op == "labels":
         if not isinstance(value, list) or not value or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value):
@@ -319,6 +332,19 @@ def _leaf(node, value: Any) -> Any:
     if node.shape[0] == 1 and isinstance(value, list) and value and not isinstance(value[0], list):
         value = [value]  # a row given as a flat list
     return inputs.matrix(value, field, most=inputs.MAX_SIDE)
+
+
+def _mask(value: Any, field: str) -> np.ndarray:
+    """A matrix of booleans (true: the entry is kept), rows of equal length."""
+    ok = isinstance(value, list) and value and all(
+        isinstance(r, list) and r and all(isinstance(v, bool) for v in r) for r in value)
+    if not ok:
+        raise InputError(f"{field}: expected a matrix of true/false as a non-empty list of rows")
+    if len({len(r) for r in value}) != 1:
+        raise InputError(f"{field}: ragged matrix; every row needs the same, nonzero length")
+    if max(len(value), len(value[0])) > inputs.MAX_SIDE:
+        raise InputError(f"{field}: expected at most {inputs.MAX_SIDE} rows and columns")
+    return np.array(value, dtype=bool)
 
 
 def _labels_in_range(name: str, labels: np.ndarray, classes: int) -> None:
