@@ -24,7 +24,7 @@ from derive.sets import bundled
 
 # Registered problems, then the models derive's own sets define (dl_foundations').
 KNOWN = ", ".join([*REGISTRY, "softmax_ce", "two_layer_net", "batchnorm", "layernorm",
-                   "attention"])
+                   "attention", "word2vec", "word2vec_neg"])
 
 REPO = Path(__file__).resolve().parents[1]
 GATES = ("i", "f", "o", "g")

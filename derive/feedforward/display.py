@@ -13,25 +13,24 @@ import sympy as sp
 from derive.engine.functions import FUNCTIONS
 from derive.engine.vector import apply_elementwise
 from derive.feedforward.graph import (
+    AsScalar,
     Graph,
     Node,
     OnesRow,
     adjoints,
     norm_symbols,
+    selection_symbol,
     softmax_symbols,
     spread,
     widened,
 )
-
-#: Names a key spells as the letter they stand for (an input named as a program names it).
-SPELLED = {"eps": "epsilon", "mask": "M"}
 
 
 class Shown(sp.MatrixSymbol):
     """A graph's matrix printed as the set's notation spells its name (W1 as W_{1})."""
 
     def _latex(self, printer) -> str:
-        return printer._print(sp.Symbol(SPELLED.get(self.name, self.name)))
+        return printer._print(sp.Symbol(self.name))
 
 
 class ShownBar(sp.MatrixSymbol):
@@ -48,7 +47,7 @@ class ShownScalar(sp.Symbol):
 
     def _latex(self, printer) -> str:
         name = self.name.removeprefix("bar_")
-        core = printer._print(sp.Symbol(SPELLED.get(name, name)))
+        core = printer._print(sp.Symbol(name))
         return r"\overline{%s}" % core if self.name.startswith("bar_") else core
 
 
@@ -104,15 +103,22 @@ def shown(graph: Graph) -> dict[sp.Expr, sp.Expr]:
     out: dict[sp.Expr, sp.Expr] = {}
     softmaxes = [n for n in graph.nodes.values() if n.op == "softmax_ce"]
     for node in graph.nodes.values():
+        # The model's own spelling of a name (eps as epsilon, mask as M), else the name.
+        name = graph.spelled.get(node.name, node.name)
         if node.shape == (1, 1):
-            out[node.symbol] = ShownScalar(node.name)
-            out[node.bar] = ShownScalar(f"bar_{node.name}")
+            out[node.symbol] = ShownScalar(name)
+            out[node.bar] = ShownScalar(f"bar_{name}")
         else:
-            out[node.symbol] = Shown(node.name, *node.shape)
-            out[node.bar] = ShownBar(node.name, *node.shape)
+            out[node.symbol] = Shown(name, *node.shape)
+            out[node.bar] = ShownBar(name, *node.shape)
     for node in graph.nodes.values():  # a row's adjoint sums over the rows: 1ᵀ
         for k in node.shape if node.shape != (1, 1) else ():
             out[sp.OneMatrix(1, k)] = OnesRow("1", 1, k)
+    for node in graph.nodes.values():
+        if node.op == "rows":
+            e = selection_symbol(graph, node)
+            label = graph.spelled.get(node.args[1], node.args[1])
+            out[e] = Shown(f"E_{{{label}}}", *e.shape)
     for ce in softmaxes:
         scores = graph.nodes[ce.args[0]]
         p, y = softmax_symbols(scores)
@@ -171,6 +177,8 @@ def forward_forms(graph: Graph, symbols: dict | None = None) -> dict[str, sp.Exp
     ones = {k: v for k, v in symbols.items() if isinstance(k, sp.OneMatrix)}
     for name, node in graph.nodes.items():
         form = _form(node, [of(a) for a in node.args], graph, symbols)
+        if node.shape == (1, 1) and isinstance(form, sp.MatrixExpr):
+            form = AsScalar(form)  # u vᵀ of two rows is a number
         forms[name] = form.xreplace(ones) if ones and node.shape != (1, 1) else form
     return forms
 
@@ -217,6 +225,8 @@ def _form(node: Node, args: list, graph: Graph, symbols: dict) -> sp.Expr:
         return apply_elementwise(fn, args[0]) if node.shape != (1, 1) else fn(args[0])
     if node.op in ("normalize", "rownormalize"):
         return _norm_form(node, args[0], symbols)
+    if node.op == "rows":  # E A, E's rows one-hot at the labels
+        return sp.MatMul(symbols.get(e := selection_symbol(graph, node), e), args[0])
     return SumSq(args[0])
 
 

@@ -25,6 +25,7 @@ The rules carry the adjoint Ḡ of a node (∂L/∂node, the node's shape) back 
     P = softmax(A)       Ā += P ∘ (Ḡ − (Ḡ ∘ P) 1 1ᵀ)   (each row through softmax: a row's
                          Jacobian is diag(p) − p pᵀ)
     C = mask(A, M)       Ā += Ḡ ∘ M                (M boolean: A where M holds, −∞ elsewhere)
+    C = rows(A, k)       Ā += Eᵀ Ḡ                 (C = E A, E's rows one-hot at the labels k)
     Â = norm(A, ε)       Ā += (1/N) (N Ḡ − 1 1ᵀḠ − Â ∘ 1 1ᵀ(Ḡ ∘ Â)) ⊘ 1σ
                          (each column of A centred and scaled over its N rows, σ its
                          standard deviation with ε; ``rownorm`` the same for each row)
@@ -90,6 +91,18 @@ class OnesRow(sp.MatrixSymbol):
         return r"\mathbf{1}^{\top}"
 
 
+class AsScalar(sp.Function):
+    """A 1×1 matrix expression as the number it holds (u vᵀ of two rows), so that it can
+    stand where a graph's scalar node does."""
+
+    nargs = 1
+    is_commutative = True
+
+    def _latex(self, printer, exp=None) -> str:
+        inner = printer._print(self.args[0])
+        return inner if exp is None else r"\left(%s\right)^{%s}" % (inner, exp)
+
+
 def ones_row(n: sp.Expr) -> OnesRow:
     """1ᵀ of length ``n``."""
     return OnesRow("1", sp.S.One, n)
@@ -108,6 +121,8 @@ class Graph:
         self.wrt: list[str] = []
         #: The declared sizes by name (a factor may read one: 1/sqrt(d)).
         self.sizes: dict[str, sp.Symbol] = {}
+        #: How a key spells a name the model uses (eps as epsilon, mask as M).
+        self.spelled: dict[str, str] = {}
 
     # -- leaves ---------------------------------------------------------------------------
     def input(self, name: str, rows, cols) -> Node:
@@ -234,6 +249,14 @@ class Graph:
         rows, cols = self._shape(a)
         return self._add(Node(name, "transpose", (a,), (cols, rows)))
 
+    def rows(self, name: str, a: str, labels: str) -> Node:
+        """The rows of ``a`` that the integer labels pick, in their order (a row may be
+        picked twice): E ``a``, with E's row k one-hot at label k."""
+        if self.nodes[labels].op != "labels":
+            raise InputError(f"{name}: {labels} is not declared among the labels")
+        return self._add(Node(name, "rows", (a, labels),
+                              (self._shape(labels)[0], self._shape(a)[1])))
+
     def softmax(self, name: str, a: str) -> Node:
         """Each row of ``a`` through softmax."""
         return self._add(Node(name, "softmax", (a,), self._shape(a)))
@@ -262,6 +285,7 @@ class Graph:
         derivation of the normalisation's rule."""
         g = Graph()
         g.hidden, g.wrt, g.sizes = set(self.hidden), list(self.wrt), dict(self.sizes)
+        g.spelled = dict(self.spelled)
         for node in self.nodes.values():
             if node.op not in ("normalize", "rownormalize"):
                 g.nodes[node.name] = node
@@ -355,7 +379,8 @@ def _rule(graph: Graph, node: Node) -> list[tuple[str, sp.Expr]]:
         return _keep(graph, [(a, node.coeff * g)])
     if node.op == "fn":
         (a,) = args
-        return _keep(graph, [(a, sp.HadamardProduct(g, _fprime(node, a)))])
+        d = _fprime(node, a)
+        return _keep(graph, [(a, g * d if node.shape == SCALAR else sp.HadamardProduct(g, d))])
     if node.op == "softmax_ce":
         s, _ = args
         p, y = softmax_symbols(s)
@@ -373,7 +398,7 @@ def _structured_rule(node: Node, g: sp.Expr, args: list[Node]) -> list[tuple[Nod
     if node.op in ("normalize", "rownormalize"):
         return [(args[0], _normalize_rule(node, g))]
     if node.op == "transpose":
-        return [(args[0], sp.Transpose(g))]
+        return [(args[0], g if node.shape == SCALAR else sp.Transpose(g))]
     if node.op == "softmax":
         p, cols = node.symbol, node.shape[1]
         spread_sum = sp.MatMul(sp.HadamardProduct(g, p), sp.OneMatrix(cols, 1), ones_row(cols))
@@ -381,7 +406,17 @@ def _structured_rule(node: Node, g: sp.Expr, args: list[Node]) -> list[tuple[Nod
     if node.op == "masked":
         a, m = args
         return [(a, sp.HadamardProduct(g, m.symbol))]
+    if node.op == "rows":  # each row of Ḡ goes back to the row it was picked from
+        return [(args[0], sp.MatMul(sp.Transpose(selection_symbol(None, node, args[0])), g))]
     return []
+
+
+def selection_symbol(graph: Graph | None, node: Node, source: Node | None = None
+                     ) -> sp.MatrixSymbol:
+    """E of ``node = rows(A, labels)``: K×V, row k one-hot at label k (named after the
+    labels, ``E_outside``)."""
+    source = source or graph.nodes[node.args[0]]
+    return sp.MatrixSymbol(f"E_{node.args[1]}", node.shape[0], source.shape[0])
 
 
 def _normalize_rule(node: Node, g: sp.Expr) -> sp.Expr:
@@ -465,13 +500,15 @@ def softmax_symbols(scores: Node) -> tuple[sp.MatrixSymbol, sp.MatrixSymbol]:
 
 
 def _fprime(node: Node, arg: Node) -> sp.MatrixExpr:
-    """f'(A) of ``node = f(A)``, entrywise, in forward terms (u = f(z) is the node)."""
+    """f'(A) of ``node = f(A)``, entrywise, in forward terms (u = f(z) is the node); of a
+    scalar, f'(a) itself."""
     u, z = sp.symbols("u z")
     d = FUNCTIONS[node.fn].derivative(u, z)
+    apply = (lambda f, x: f(x)) if node.shape == SCALAR else apply_elementwise
     if d.free_symbols <= {z}:
-        return apply_elementwise(sp.Lambda(z, d), arg.symbol)
+        return apply(sp.Lambda(z, d), arg.symbol)
     if d.free_symbols <= {u}:
-        return apply_elementwise(sp.Lambda(u, d), node.symbol)
+        return apply(sp.Lambda(u, d), node.symbol)
     raise InputError(f"{node.name}: the derivative of {node.fn} reads both its argument and "
                      "its value, which an entrywise formula of one matrix cannot hold")
 

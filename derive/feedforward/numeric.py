@@ -20,7 +20,16 @@ from derive.engine.functions import FUNCTIONS, lookup
 from derive.engine.functions import numeric as registry
 from derive.engine.numeric import lambdify
 from derive.errors import InputError
-from derive.feedforward.graph import Graph, OnesRow, adjoints, norm_symbols, softmax_symbols
+from derive.feedforward.graph import (
+    SCALAR,
+    AsScalar,
+    Graph,
+    OnesRow,
+    adjoints,
+    norm_symbols,
+    selection_symbol,
+    softmax_symbols,
+)
 from derive.feedforward.second import DiagColumn
 
 
@@ -35,6 +44,8 @@ def forward(graph: Graph, given: Mapping[str, object],
     for name, node in graph.nodes.items():
         args = [values[a] for a in node.args]
         values[name] = _step(node, args, scope)
+        if node.shape == SCALAR and node.op not in LEAVES:  # u vᵀ of two rows: a number
+            values[name] = np.asarray(values[name]).reshape(())
         if moved and name in moved:
             values[name] = values[name] + moved[name]
     return values
@@ -85,6 +96,8 @@ def _structured_step(node, args, given):
         return np.exp(args[0] - log_sum_exp(args[0])[:, None])
     if node.op == "masked":
         return np.where(args[1], args[0], -np.inf)
+    if node.op == "rows":
+        return args[0][args[1]]
     raise ValueError(f"unknown operation {node.op!r}")
 
 
@@ -125,6 +138,9 @@ def environment(graph: Graph, given: Mapping[str, object],
             s = values[scores.name]
             env[p.name] = np.exp(s - log_sum_exp(s)[:, None])
             env[y.name] = np.eye(s.shape[1])[values[labels.name]]
+        if node.op == "rows":
+            picked = values[node.args[1]]
+            env[selection_symbol(graph, node).name] = np.eye(len(values[node.args[0]]))[picked]
         if node.op in ("normalize", "rownormalize"):
             axis = 0 if node.op == "normalize" else 1
             a = values[node.args[0]]
@@ -179,6 +195,8 @@ def _show(node, known: dict) -> str:
 
 def evaluate(e: sp.Expr, env: Mapping[str, np.ndarray]):
     """The matrix formula ``e`` on the arrays in ``env`` (by symbol name)."""
+    if isinstance(e, AsScalar):
+        return np.asarray(evaluate(e.args[0], env)).reshape(())
     if isinstance(e, DiagColumn):
         return np.diag(np.ravel(env[e.column.name]))
     if isinstance(e, OnesRow):
@@ -203,6 +221,8 @@ def evaluate(e: sp.Expr, env: Mapping[str, np.ndarray]):
         return evaluate(e.base, env) ** float(e.exp)
     if isinstance(e, ElementwiseApplyFunction):
         return _entrywise(e.function, evaluate(e.expr, env))
+    if isinstance(e, sp.Function) and (found := lookup(e)) is not None:  # f(a) of a scalar
+        return found.numpy(evaluate(e.args[0], env))
     raise ValueError(f"cannot evaluate {type(e).__name__}: {e}")
 
 

@@ -40,14 +40,15 @@ from derive.errors import InputError
 from derive.feedforward.graph import Graph
 from derive.model.equations import ARITHMETIC, MAX_EQUATIONS, NAME, lalr_parser, parse_tree
 
-KEYS = ("sizes", "inputs", "labels", "masks", "params", "constants", "equations", "wrt")
+KEYS = ("sizes", "inputs", "labels", "masks", "params", "constants", "equations", "wrt",
+        "spelled")
 #: Functions of the graph language besides the registry's, with their argument counts.
 OWN = {"softmax_ce": 2, "sumsq": 1, "mean": 1, "rowmean": 1, "sum": 1, "normalize": 2,
-       "rownormalize": 2, "softmax": 1, "transpose": 1, "masked": 2}
+       "rownormalize": 2, "softmax": 1, "transpose": 1, "masked": 2, "rows": 2}
 #: The graph operation of each of those functions.
 _OWN_OPS = {"softmax_ce": "softmax_ce", "sumsq": "sumsq", "mean": "mean",
             "rowmean": "rowmean", "sum": "total", "softmax": "softmax",
-            "transpose": "transpose", "masked": "masked"}
+            "transpose": "transpose", "masked": "masked", "rows": "rows"}
 #: Functions whose second argument is a factor of numbers and constants (ε).
 _WITH_FACTOR = {"normalize": "rows", "rownormalize": "columns"}
 
@@ -92,6 +93,7 @@ def graph_from_table(table: dict[str, Any], where: str) -> Graph:
         raise InputError(f"{where}.equations: expected 1 to {MAX_EQUATIONS} equations")
     for i, text in enumerate(equations, start=1):
         _Compile(g, f"{where}.equations[{i}] {text!r}").equation(text)
+    g.spelled = _spelled(table.get("spelled", {}), g, f"{where}.spelled")
     for name in g.hidden:
         if g.nodes[name].op in ("normalize", "rownormalize", "softmax"):
             raise InputError(f"{where}.equations: give {g.nodes[name].op}(...) an equation of "
@@ -212,6 +214,20 @@ class _Compile:
         node = self.g.nodes.pop(name)
         self.g.hidden.discard(name)
         self.g.nodes[self.target] = dataclasses.replace(node, name=self.target)
+
+
+def _spelled(value: Any, g: Graph, where: str) -> dict[str, str]:
+    """How the key spells declared names: each a name the key prints as a symbol
+    (``epsilon``, ``M``, ``v_c``)."""
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: expected a table of declared names to their spelling")
+    for name, shown in value.items():
+        if name not in g.nodes or g.nodes[name].op not in ("input", "labels", "mask",
+                                                           "param", "const"):
+            raise InputError(f"{where}.{name}: not a declared name")
+        if not isinstance(shown, str) or not NAME.match(shown):
+            raise InputError(f"{where}.{name}: expected a name such as epsilon, M or v_c")
+    return dict(value)
 
 
 def _sizes(value: Any, where: str) -> dict[str, sp.Symbol]:

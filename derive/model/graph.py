@@ -14,7 +14,7 @@ from derive.feedforward import text
 from derive.model.naming import title_and_noun
 from derive.problems.feedforward import GraphProblem
 
-WORDS = ("kind", "title", "noun", "optional", "outputs", "hessian")
+WORDS = ("kind", "title", "noun", "optional", "outputs", "hessian", "alternative")
 
 
 def graph_problem(name: str, table: dict[str, Any], where: str) -> type[GraphProblem]:
@@ -38,6 +38,7 @@ def graph_problem(name: str, table: dict[str, Any], where: str) -> type[GraphPro
         "NOUN": noun,
         "OPTIONAL": _optional(table.get("optional", {}), graph, f"{where}.optional"),
         "OUTPUTS": _outputs(table.get("outputs", []), graph, f"{where}.outputs"),
+        "ALTERNATIVE": _alternative(table.get("alternative"), f"{where}.alternative"),
         "HESSIAN": _hessian(table.get("hessian", ""), graph, f"{where}.hessian"),
         "LABELS": ("backward", "gradients", *(("hessian", "shift") if "hessian" in table
                                                else ())),
@@ -93,3 +94,16 @@ def _hessian(value: Any, graph, where: str) -> str:
         raise InputError(f"{where}: {value} is read by more than the cross-entropy, so the "
                          "loss's Hessian in it is not the cross-entropy's alone")
     return value
+
+
+def _alternative(value: Any, where: str) -> tuple[str, str] | None:
+    """(key, model): ``derive eval`` of an input holding ``key`` evaluates the set's model
+    ``model`` instead (word2vec given negatives: the negative-sampling loss)."""
+    if value is None:
+        return None
+    ok = isinstance(value, dict) and set(value) == {"when", "model"} and all(
+        isinstance(v, str) for v in value.values())
+    if not ok:
+        raise InputError(f"{where}: expected {{ when = \"<input key>\", model = \"<a model of "
+                         "the set>\" }")
+    return value["when"], value["model"]

@@ -21,6 +21,7 @@ from derive.errors import InputError
 from derive.feedforward import Graph, numeric
 from derive.feedforward import display as shown_as
 from derive.feedforward.graph import norm_symbols as graph_norm_symbol
+from derive.feedforward.graph import selection_symbol as graph_selection
 from derive.feedforward.graph import spread
 from derive.problems import feedforward_ce as second_order
 from derive.problems.base import Problem, Result
@@ -50,6 +51,9 @@ class GraphProblem(Problem):
     #: The scores of a cross-entropy whose Hessian (and log-sum-exp shift) the key
     #: derives (``derive.problems.feedforward_ce``), or "".
     HESSIAN: ClassVar[str] = ""
+    #: (input key, model): derive eval hands an input holding the key to the set's other
+    #: model (``ALTERNATIVE_CLASS``, set by the set), or None.
+    ALTERNATIVE: ClassVar[tuple[str, str] | None] = None
     TEMPLATE: ClassVar[str | None] = "graph"
     LABELS = ("backward", "gradients")
     NOUN: ClassVar[str] = "network"
@@ -169,9 +173,11 @@ class GraphProblem(Problem):
 
     def _classes(self, labels: str, sizes: dict[str, int]) -> int:
         for node in self.GRAPH.nodes.values():
-            if node.op == "softmax_ce" and node.args[1] == labels:
-                cols = self.GRAPH.nodes[node.args[0]].shape[1]
-                return int(cols) if cols.is_Integer else sizes[str(cols)]
+            if node.args[1:] == (labels,) and node.op in ("softmax_ce", "rows"):
+                # A cross-entropy's scores have a column per class; rows picks a row.
+                read = self.GRAPH.nodes[node.args[0]].shape
+                n = read[1] if node.op == "softmax_ce" else read[0]
+                return int(n) if n.is_Integer else sizes[str(n)]
         return 2
 
     def evaluated(self, given: dict[str, Any], sizes: dict[str, int]) -> dict[str, np.ndarray]:
@@ -213,6 +219,9 @@ class GraphProblem(Problem):
         """The loss and every parameter's gradient on ``data`` (JSON: each leaf by its name;
         a 1×n row may be a flat list), by the key's formulas; one-line errors name a
         missing, ragged or mis-shaped array with its expected shape."""
+        alternative = getattr(self, "ALTERNATIVE", None)
+        if alternative and isinstance(data, dict) and alternative[0] in data:
+            return self.ALTERNATIVE_CLASS().eval(data)
         g = self.GRAPH
         leaves = [n for n in g.nodes.values() if n.op in numeric.LEAVES]
         inputs.mapping(data, "input", [n.name for n in leaves if n.name not in self.OPTIONAL],
@@ -259,6 +268,12 @@ class GraphProblem(Problem):
             "hessian": self._show(g.nodes[self.HESSIAN].symbol) if self.HESSIAN else None,
             "labels": self._leaves("labels"), "constants": self._leaves("const"),
             "masks": self._leaves("mask"),
+            "selections": [(self._show(graph_selection(g, n)),
+                            self._show(g.nodes[n.args[1]].symbol),
+                            self._show(g.nodes[n.args[0]].symbol))
+                           for n in g.nodes.values() if n.op == "rows"],
+            "ce_rows": next((g.nodes[n.args[0]].shape[0] for n in g.nodes.values()
+                             if n.op == "softmax_ce"), None),
             "uses_softmax": any(n.op == "softmax" for n in g.nodes.values()),
             "uses_transpose": any(n.op == "transpose" for n in g.nodes.values()),
             "loss": self._show(g.loss.symbol),
@@ -325,6 +340,8 @@ def _leaf(node, value: Any) -> Any:
     if node.op == "mask":
         return _mask(value, field)
     if node.op == "labels":
+        if node.shape[0] == 1 and isinstance(value, int) and not isinstance(value, bool):
+            value = [value]  # one label given as a number
         if not isinstance(value, list) or not value or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise InputError(f"{field}: expected a non-empty list of whole-number labels")

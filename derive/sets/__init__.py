@@ -81,7 +81,13 @@ class ProblemSet:
         """The class of problem ``key``: the set's own model of that name, else the
         registered problem."""
         if key in self.models:
-            return model_class(key, self.models[key], f"{self.where}: models.{key}")
+            cls = model_class(key, self.models[key], f"{self.where}: models.{key}")
+            alternative = getattr(cls, "ALTERNATIVE", None)
+            if alternative:  # the set's other model that derive eval may hand over to
+                other = self.problem_class(alternative[1])
+                return type(cls.__name__, (cls,), {"ALTERNATIVE_CLASS": other,
+                                                   "__module__": cls.__module__})
+            return cls
         return REGISTRY[key]
 
     def make_problem(self, key: str) -> Problem:
@@ -212,8 +218,15 @@ def _models(value: Any, where: str) -> dict[str, type[Problem]]:
     """``[models.<name>]``: each table's problem class (``derive.model.defined``)."""
     if not isinstance(value, dict):
         raise InputError(f"{where}: models: expected a table of models, one per name")
-    return {name: model_class(name, table, f"{where}: models.{_key(name)}")
-            for name, table in value.items()}
+    out = {name: model_class(name, table, f"{where}: models.{_key(name)}")
+           for name, table in value.items()}
+    for name, cls in out.items():
+        alternative = getattr(cls, "ALTERNATIVE", None)
+        if alternative and (alternative[1] not in out or alternative[1] == name
+                            or not hasattr(out[alternative[1]], "GRAPH")):
+            raise InputError(f"{where}: models.{_key(name)}.alternative: "
+                             f"{show(alternative[1])} is not another network of this set")
+    return out
 
 
 def _problems(value: Any, where: str, models: dict[str, type[Problem]]
