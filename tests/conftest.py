@@ -188,3 +188,16 @@ def previous(tmp_path):
     (out / "mine").mkdir(parents=True)
     (out / "mine" / "answer-key.tex").write_bytes(OLD)
     return out
+
+
+def eval_json(problem: str, data, capsys, tmp_path) -> tuple[int, str, str]:
+    """``derive eval PROBLEM --input FILE`` on ``data`` (as JSON): status, stdout, stderr."""
+    import json
+
+    from derive.cli import main
+
+    path = tmp_path / "in.json"
+    path.write_text(json.dumps(data))
+    status = main(["eval", problem, "--input", str(path)])
+    out, err = capsys.readouterr()
+    return status, out, err

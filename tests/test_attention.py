@@ -11,8 +11,8 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 from autograd import grad
+from conftest import eval_json
 
-from derive.cli import main
 from derive.errors import InputError
 from derive.feedforward import text
 from derive.sets import get_set
@@ -51,11 +51,7 @@ def payload(seed: int, n=4, m=5, d=3, dv=2, masked=True) -> dict:
 
 
 def run_eval(data, capsys, tmp_path):
-    path = tmp_path / "in.json"
-    path.write_text(json.dumps(data))
-    status = main(["eval", "attention", "--input", str(path)])
-    out, err = capsys.readouterr()
-    return status, out, err
+    return eval_json("attention", data, capsys, tmp_path)
 
 
 @pytest.mark.parametrize("masked", [True, False])

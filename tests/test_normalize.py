@@ -15,8 +15,8 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 from autograd import grad
+from conftest import eval_json
 
-from derive.cli import main
 from derive.errors import InputError
 from derive.feedforward import numeric, text
 from derive.sets import get_set
@@ -62,11 +62,7 @@ def payload(seed: int, n: int = 5, d: int = 4, dout: bool = True) -> dict:
 
 
 def run_eval(problem: str, data, capsys, tmp_path) -> tuple[int, str, str]:
-    path = tmp_path / "in.json"
-    path.write_text(json.dumps(data))
-    status = main(["eval", problem, "--input", str(path)])
-    out, err = capsys.readouterr()
-    return status, out, err
+    return eval_json(problem, data, capsys, tmp_path)
 
 
 def rel(a, b) -> float:

@@ -10,8 +10,8 @@ import autograd.numpy as anp
 import numpy as np
 import pytest
 from autograd import grad
+from conftest import eval_json
 
-from derive.cli import main
 from derive.errors import InputError
 from derive.sets import get_set, parse_set
 
@@ -40,11 +40,7 @@ def payload(seed: int, vocab=6, d=3, negatives=None) -> dict:
 
 
 def run_eval(data, capsys, tmp_path):
-    path = tmp_path / "in.json"
-    path.write_text(json.dumps(data))
-    status = main(["eval", "word2vec", "--input", str(path)])
-    out, err = capsys.readouterr()
-    return status, out, err
+    return eval_json("word2vec", data, capsys, tmp_path)
 
 
 @pytest.mark.parametrize("negatives", [None, [0, 4, 5], [4, 4, 1, 3]])
