@@ -211,25 +211,20 @@ def _named(key: str, pset, set_file: str | None):
     example); otherwise the registered problem with its defaults, or a model a bundled set
     defines, as that set states it."""
     from derive.problems import REGISTRY
+    from derive.sets import bundled
 
     if pset is not None and key in pset.problems:
         return pset.make_problem(key)
-    if key not in REGISTRY and pset is None:
-        # A model one of derive's own sets defines (dl_foundations' two_layer_net).
-        from derive.sets import bundled
-
-        owner = next((s for s in bundled().values() if key in s.models), None)
-        if owner is not None:
-            return owner.make_problem(key)
-    if key not in REGISTRY:
-        from derive.sets import bundled
-
-        own = [k for s in bundled().values() for k in s.models] if pset is None else []
-        known = [*REGISTRY, *own,
-                 *(k for k in (pset.problems if pset else ()) if k not in REGISTRY)]
-        also = f" or in {set_file}" if set_file else " (a set's own model needs --set FILE)"
-        raise InputError(f"unknown problem {key!r}; known problems: {', '.join(known)}{also}")
-    return REGISTRY[key]()
+    if key in REGISTRY:
+        return REGISTRY[key]()
+    # Without --set, the models derive's own sets define (dl_foundations' two_layer_net);
+    # the bundled sets are read only for a name the registry lacks.
+    own = {k: s for s in bundled().values() for k in s.models} if pset is None else {}
+    if key in own:
+        return own[key].make_problem(key)
+    known = [*REGISTRY, *own, *(k for k in (pset.problems if pset else ()) if k not in REGISTRY)]
+    also = f" or in {set_file}" if set_file else " (a set's own model needs --set FILE)"
+    raise InputError(f"unknown problem {key!r}; known problems: {', '.join(known)}{also}")
 
 
 def _set_of(set_file: str | None):

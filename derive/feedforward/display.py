@@ -51,33 +51,32 @@ class ShownScalar(sp.Symbol):
         return r"\overline{%s}" % core if self.name.startswith("bar_") else core
 
 
-class CE(sp.Function):
-    """The mean cross-entropy of the rows of scores against labels, as a key writes it."""
+class _Operator(sp.Function):
+    """An operation a key writes by its name, \\operatorname{word}(a, b)."""
 
-    nargs = 2
+    WORD = ""
 
     def _latex(self, printer, exp=None) -> str:
-        s, y = (printer._print(a) for a in self.args)
-        return r"\operatorname{CE}\left(%s, %s\right)" % (s, y)
+        args = ", ".join(printer._print(a) for a in self.args)
+        return r"\operatorname{%s}\left(%s\right)" % (self.WORD, args)
 
 
-class RowSoftmax(sp.Function):
+class CE(_Operator):
+    """The mean cross-entropy of the rows of scores against labels."""
+
+    nargs, WORD = 2, "CE"
+
+
+class RowSoftmax(_Operator):
     """Each row of a matrix through softmax."""
 
-    nargs = 1
-
-    def _latex(self, printer, exp=None) -> str:
-        return r"\operatorname{softmax}\left(%s\right)" % printer._print(self.args[0])
+    nargs, WORD = 1, "softmax"
 
 
-class Masked(sp.Function):
+class Masked(_Operator):
     """A matrix where a boolean mask holds, −∞ elsewhere."""
 
-    nargs = 2
-
-    def _latex(self, printer, exp=None) -> str:
-        a, m = (printer._print(x) for x in self.args)
-        return r"\operatorname{mask}\left(%s, %s\right)" % (a, m)
+    nargs, WORD = 2, "mask"
 
 
 class EntrySum(sp.Function):

@@ -79,12 +79,13 @@ class GraphProblem(Problem):
         text = ", ".join(f"{k} = {v}" for k, v in sizes.items())
         text += f"; seeds {', '.join(map(str, SEEDS))}"
         errors = self._errors(sizes)
-        chain = self._chain_errors(sizes) if self._through_rules() else {}
+        through = self._through_rules()
+        chain = self._chain_errors(sizes) if through else {}
         for name in self.shown_order():
             for method, tol in TOLERANCES.items():
                 yield Claim.measured(f"{name}_bar", f"{method} on the forward pass", text,
                                      errors[name, method], tol)
-            if name in self._through_rules():
+            if name in through:
                 yield Claim.measured(f"{name}_bar", CHAIN, text, chain[name], CHAIN_TOL)
         if self.HESSIAN:
             yield from second_order.claims(self)
