@@ -281,7 +281,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from derive.inputs import read_json
     from derive.problems import REGISTRY
 
-    problem = _named(args.problem, _set_of(args.set), args.set)
+    pset = _set_of(args.set)
+    choice = _choice(args.problem, pset)
+    if choice is not None:
+        data = read_json(args.input)
+        return _dump(choice[0].eval(data, choice[1]))
+    problem = _named(args.problem, pset, args.set)
     if not hasattr(problem, "eval") and not hasattr(problem, "grad"):
         able = [k for k, cls in REGISTRY.items() if hasattr(cls, "eval") or hasattr(cls, "grad")]
         raise InputError(
@@ -289,7 +294,21 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             f"{', '.join(able)}, and any network or cell a set file defines"
         )
     data = read_json(args.input)  # bounded, standard input included
-    out = problem.eval(data) if hasattr(problem, "eval") else problem.grad(data)
+    return _dump(problem.eval(data) if hasattr(problem, "eval") else problem.grad(data))
+
+
+def _choice(key: str, pset):
+    """The choice ``key`` (``[choices.<key>]``) of ``pset``, else of a bundled set, with
+    its set; None if no set declares it."""
+    from derive.sets import bundled
+
+    for s in [pset] if pset is not None else bundled().values():
+        if key in s.choices:
+            return s.choices[key], s
+    return None
+
+
+def _dump(out: dict) -> int:
     json.dump(out, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -24,7 +24,8 @@ from derive.sets import bundled
 
 # Registered problems, then the models derive's own sets define (dl_foundations').
 KNOWN = ", ".join([*REGISTRY, "softmax_ce", "two_layer_net", "batchnorm", "layernorm",
-                   "attention", "word2vec", "word2vec_neg"])
+                   "attention", "word2vec", "word2vec_neg", "sgd", "sgd_momentum", "nesterov",
+                   "rmsprop", "adam"])
 
 REPO = Path(__file__).resolve().parents[1]
 GATES = ("i", "f", "o", "g")

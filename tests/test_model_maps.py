@@ -214,7 +214,7 @@ def test_the_class_is_rebuilt_alike_in_another_process(nesterov):
 E = WHERE + ".equations"
 BAD = [
     ({"state": ["x"], "equations": ["x' = x"], "bias": []},
-     f"{WHERE}.bias: unknown key; allowed are kind, title, state, constants, equations"),
+     f"{WHERE}.bias: unknown key; allowed are kind, title, state, constants, step, equations"),
     ({"equations": ["x' = x"]}, f"{WHERE}.state: expected 1 to 8 names"),
     ({"state": "x", "equations": ["x' = x"]}, f"{WHERE}.state: expected a list of names"),
     ({"state": ["x"], "constants": ["x"], "equations": ["x' = x"]},

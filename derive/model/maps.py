@@ -43,7 +43,7 @@ from derive.model.equations import (
 from derive.model.interpret import Compiler
 
 #: What a map's table holds (``kind`` and ``title`` are read by the set, not here).
-KEYS = ("kind", "title", "state", "constants", "equations")
+KEYS = ("kind", "title", "state", "constants", "step", "equations")
 #: Most states, most constants, most gradient evaluations in one map.
 MAX_STATES, MAX_CONSTANTS, MAX_GRADS = 8, 16, 8
 #: Names a map may not declare: the grammar's keyword, and the dimension, Hessian, identity
@@ -61,7 +61,10 @@ _GRAMMAR = r"""
         | NAME "(" sum ")"  -> call
         | "grad" "(" NAME ")" "(" sum ")" -> grad
         | "(" sum ")"
-""" + ARITHMETIC
+""" + ARITHMETIC + r"""
+    %extend power: atom ("^" | "**") NAME -> pow_name
+        | atom ("^" | "**") NAME "'" -> pow_updated
+"""
 _ALLOWED = "names, numbers, + - * / ^, brackets, x' and grad(J)(...)"
 
 
@@ -116,6 +119,10 @@ class MapSpec:
     constants: tuple[str, ...]
     objective: str | None
     equations: tuple[MapEquation, ...]
+    #: The counter of completed steps (Adam's t), a scalar the step increments before
+    #: update ``step_at`` runs; the derivation treats it as a constant, one of ``constants``.
+    step: str | None = None
+    step_at: int = 0
 
     def updates(self) -> list[sp.Eq]:
         """The updates as equations x^(k+1) = ..., as written, in the order they run."""
@@ -135,7 +142,11 @@ class _MapBuild(Arithmetic):
             return self._call(tok, self.expr(t.children[1]))
         if t.data == "grad":
             return self._grad(tok, self.expr(t.children[1]))
+        if t.data in ("pow_name", "pow_updated"):
+            return self._power(t)
         name, states = str(tok), self.spec["states"]
+        if name == self.spec.get("step"):
+            return self._step(tok, t.data == "updated")
         if t.data == "updated":
             if name not in states:
                 raise self._fail(tok, f"{name}': only a state has an updated value; states "
@@ -156,6 +167,28 @@ class _MapBuild(Arithmetic):
         allowed = ", ".join([*states, *self.spec["constants"]])
         raise self._fail(tok, f"{name!r} is not declared; allowed are {allowed}, a state's "
                               "updated value x' and grad(J)(...)")
+
+    def _step(self, tok, updated: bool) -> sp.Expr:
+        """The step counter t before its increment, or t' = t + 1 after it."""
+        name, stepped = str(tok), self.spec.get("stepped", False)
+        if updated != stepped:
+            why = (f"{name}' is read before {name}' = {name} + 1" if updated else
+                   f"{name!r} is read after {name}' = {name} + 1; write {name}'")
+            raise self._fail(tok, why)
+        t = constant(name)
+        return self.binary("add", t, sp.Integer(1)) if updated else t
+
+    def _power(self, t) -> sp.Expr:
+        """``a ^ c`` with c a constant or the step counter (Adam's beta1^t')."""
+        base, tok = self.expr(t.children[0]), t.children[1]
+        name, updated = str(tok), t.data == "pow_updated"
+        if name == self.spec.get("step"):
+            return self.binary("pow", base, self._step(tok, updated))
+        if name in self.spec["constants"] and not updated:
+            return self.binary("pow", base, constant(name))
+        prime = "'" if updated else ""
+        raise self._fail(tok, f"power {name}{prime}: an exponent is a whole number, a "
+                              "constant or the step counter")
 
     def _grad(self, tok, point: sp.Expr) -> sp.Expr:
         name = str(tok)
@@ -207,21 +240,44 @@ def map_spec(name: str, table: dict[str, Any], where: str) -> MapSpec:
     texts = table.get("equations")
     if not isinstance(texts, list) or not 0 < len(texts) <= MAX_EQUATIONS:
         raise InputError(f"{where}.equations: expected a list of 1 to {MAX_EQUATIONS} updates")
-    roles: dict[str, Any] = {"states": states, "constants": constants}
+    step = _step_name(table, where, {*states, *constants})
+    roles: dict[str, Any] = {"states": states, "constants": constants, "step": step}
     done: set[str] = set()
-    equations = tuple(_equation(t, f"{where}.equations[{i}]", roles, done)
-                      for i, t in enumerate(texts))
+    parsed = [_equation(t, f"{where}.equations[{i}]", roles, done)
+              for i, t in enumerate(texts)]
     for s in states:
         if s not in done:
             raise InputError(f"{where}.equations: the state {s!r} is never updated; write "
                              f"an update {s}' = ...")
-    return MapSpec(name, title, states, constants, roles.get("objective"), equations)
+    if step and not roles.get("stepped"):
+        raise InputError(f"{where}.equations: the step counter {step!r} is never "
+                         f"incremented; write {step}' = {step} + 1")
+    equations = tuple(e for e in parsed if e is not None)
+    return MapSpec(name, title, states, (*constants, *([step] if step else [])),
+                   roles.get("objective"), equations, step, roles.get("step_at", 0))
+
+
+def _step_name(table: dict[str, Any], where: str, taken: set[str]) -> str | None:
+    """The declared step counter (``step = "t"``), or None."""
+    step = table.get("step")
+    if step is None:
+        return None
+    if (not isinstance(step, str) or not NAME.match(step) or step in FUNCTIONS
+            or step in RESERVED or KEY_NAMES.match(step)):
+        raise InputError(f"{where}.step: expected the name of the step counter, a letter "
+                         "then letters, digits or _, not a function's name")
+    if step in taken:
+        raise InputError(f"{where}.step: {step!r} is declared as a state or constant too; "
+                         "a name has one role")
+    return step
 
 
 def _equation(text: Any, where: str, roles: dict[str, Any], done: set[str]) -> MapEquation:
     tree = parse_tree(_parser(), text, where, _ALLOWED)
     tok, rhs = tree.children
     target = str(tok)
+    if target == roles["step"]:
+        return _increment(tok, rhs, where, roles, done)
     if target not in roles["states"]:
         raise InputError(f"{where}: column {tok.column}: {target}' = ...: {target!r} is not "
                          f"a state; states are {', '.join(roles['states'])}")
@@ -236,6 +292,18 @@ def _equation(text: Any, where: str, roles: dict[str, Any], done: set[str]) -> M
     shown = _Shown(dict(roles, grads=0), done, where).expr(rhs)
     done.add(target)
     return MapEquation(target, expr, shown, rhs, text)
+
+
+def _increment(tok, rhs, where: str, roles: dict[str, Any], done: set[str]) -> None:
+    """The step counter's update, which must be ``t' = t + 1``; later updates read t'."""
+    t = str(tok)
+    if roles.get("stepped"):
+        raise InputError(f"{where}: column {tok.column}: the step counter {t!r} is "
+                         "incremented twice; it is incremented once")
+    if _MapBuild(roles, done, where).expr(rhs) != constant(t) + 1:
+        raise InputError(f"{where}: column {tok.column}: the step counter's update must be "
+                         f"{t}' = {t} + 1")
+    roles["stepped"], roles["step_at"] = True, len(done)
 
 
 def _names(table: dict[str, Any], key: str, where: str, least: int, most: int
@@ -268,9 +336,16 @@ def run(spec: MapSpec, state: Mapping[str, np.ndarray], constants: Mapping[str, 
         at = compile_rhs(t.children[1])
         return lambda env: grad(at(env))
 
-    compile_rhs = Compiler(fns, float, rules={"grad": gradient})
+    def power(t, compile_rhs: Compiler) -> Callable:
+        base, name = compile_rhs(t.children[0]), str(t.children[1])
+        return lambda env: base(env) ** env[name]  # t' once the counter is incremented
+
+    rules = {"grad": gradient, "pow_name": power, "pow_updated": power}
+    compile_rhs = Compiler(fns, float, rules=rules)
     current = {**constants, **state}  # a state is no constant's name (roles are apart)
-    for e in spec.equations:
+    for i, e in enumerate(spec.equations):
+        if spec.step and i == spec.step_at:
+            current[spec.step] = current[spec.step] + 1
         current[e.target] = compile_rhs(e.tree)(current)
     return {k: v for k, v in current.items() if k not in constants}
 

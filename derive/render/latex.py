@@ -203,9 +203,14 @@ class KeyPrinter(LatexPrinter):
         spelled = self.notation.symbols.get(expr.name)
         if spelled is not None:
             return spelled
+        stepped = _STEPPED.match(expr.name)
+        if stepped and stepped[1] in self.notation.symbols:  # a map's state, x^(k)
+            return "%s^{(%s)}" % (self.notation.symbols[stepped[1]], stepped[2])
         out = super()._print_Symbol(expr, style)
         # A name of several letters that is no Greek letter (a set's own "lr") is a word:
-        # upright, so that it cannot be read as a product l r.
+        # upright, so that it cannot be read as a product l r; so is a map's state "cache".
+        if stepped and _WORD.match(stepped[1]) and out.startswith(stepped[1] + "^"):
+            return r"\mathrm{%s}%s" % (stepped[1], out[len(stepped[1]):])
         return r"\mathrm{%s}" % out if _WORD.match(out) else out
 
     def _print_VectorQuantity(self, expr):
@@ -432,6 +437,8 @@ def _lead_key(a, ordering: Ordering) -> tuple:
 
 #: What SymPy prints for a plain name of two letters or more with no Greek letter in it.
 _WORD = re.compile(r"^[A-Za-z]{2,}$")
+#: A map's state before or after a step, as named: ``cache^(k+1)``.
+_STEPPED = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)\^\((k|k\+1|n)\)$")
 #: An upright word followed by another factor of a matrix product.
 _WORD_FACTOR = re.compile(r"(\\mathrm\{[A-Za-z]{2,}\}) (?=[A-Za-z(]|\\(?!odot|cdot))")
 

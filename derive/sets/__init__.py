@@ -29,7 +29,7 @@ from derive.tomlread import INT_RANGE, MAX_DEPTH, load_toml
 
 _KEYS = {
     "id", "title", "course", "source", "problems", "notation", "out_of_scope", "labels",
-    "params", "vary", "key", "original", "points", "models", "questions",
+    "params", "vary", "key", "original", "points", "models", "questions", "choices",
 }
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 #: Free text longer than this is surely a mistake (a pasted file, say).
@@ -76,6 +76,9 @@ class ProblemSet:
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: The set's words for its questions (``[questions.<key>]``, ``derive.sets.wording``).
     questions: dict[str, wording.Wording] = field(default_factory=dict)
+    #: Names ``derive eval`` hands over to one of the set's problems by a field of its
+    #: input (``[choices.optimizers]``: ``rule = "adam"`` runs the problem ``adam``).
+    choices: dict[str, Choice] = field(default_factory=dict)
 
     def problem_class(self, key: str) -> type[Problem]:
         """The class of problem ``key``: the set's own model of that name, else the
@@ -130,10 +133,58 @@ def parse_set(text: str, where: str) -> ProblemSet:
         _points(data.get("points", {}), chosen, where),
         {name: models[name] for name in problems if name in models},
         wording.parse(data, chosen, where, MAX_TEXT),
+        _choices(data.get("choices", {}), chosen, where),
     )
     for key, cls in chosen.items():  # every parameter now: a bad value fails before output
         cls.parse_params(pset.params.get(key, {}), where)
     return pset
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A name ``derive eval`` accepts that hands over, by the input's field ``by``, to one
+    of the set's problems: ``options`` maps each allowed value to a problem's key."""
+
+    name: str
+    by: str
+    options: dict[str, str]
+
+    def eval(self, data: Any, pset: ProblemSet) -> dict[str, Any]:
+        """The chosen problem of ``pset`` evaluated on ``data`` without the field ``by``."""
+        allowed = ", ".join(map(show, self.options))
+        if not isinstance(data, dict) or self.by not in data:
+            raise InputError(f"input: missing key {self.by!r}; expected one of {allowed}")
+        pick = data[self.by]
+        if not isinstance(pick, str) or pick not in self.options:
+            raise InputError(f"{self.by}: expected one of {allowed}, got {show(pick)}")
+        rest = {k: v for k, v in data.items() if k != self.by}
+        return pset.make_problem(self.options[pick]).eval(rest)
+
+
+def _choices(value: Any, problems: dict[str, type[Problem]], where: str
+             ) -> dict[str, Choice]:
+    """``[choices.<name>]``: ``by`` (the input's field) and ``options`` (value -> problem)."""
+    if not isinstance(value, dict):
+        raise InputError(f"{where}: choices: expected a table of choices, one per name")
+    out = {}
+    for name, table in value.items():
+        at = f"{where}: choices.{_key(name)}"
+        if not _ID.match(name) or name in problems:
+            raise InputError(f"{at}: expected a new name (lowercase letters, digits, _), "
+                             "not one of the set's problems")
+        _known_keys(table if isinstance(table, dict) else {}, {"by", "options"}, where,
+                    f"choices.{_key(name)}")
+        by, options = (table.get(k) if isinstance(table, dict) else None
+                       for k in ("by", "options"))
+        if not isinstance(by, str) or not _PLAIN_NAME.match(by):
+            raise InputError(f"{at}.by: expected the name of the input's field that chooses")
+        if (not isinstance(options, dict) or not options
+                or not all(isinstance(k, str) and v in problems and hasattr(problems[v], "eval")
+                           for k, v in options.items())):
+            raise InputError(f"{at}.options: expected a table of values, each naming a "
+                             "problem of this set that evaluates on numbers")
+        out[name] = Choice(name, by, dict(options))
+    return out
 
 
 def _out_of_scope(value: Any, where: str) -> tuple[str, ...]:

@@ -21,16 +21,19 @@ import numpy as np
 import sympy as sp
 
 from derive.model.maps import MapSpec, constant, map_spec, new, old
-from derive.params import Exact, Param
+from derive.params import Exact, Int, Param
 from derive.problems.base import Problem, Result
+from derive.problems.momentum import averages, map_eval, map_instances, mapping
 from derive.problems.momentum import map_claims as mc
-from derive.problems.momentum import map_instances, mapping
+from derive.problems.momentum.averages import has_gradient
 from derive.problems.momentum.model import D
 from derive.verify import Claim
 
 SEED = 20261201
 #: The bounds of a constant's value in the numeric checks.
 VALUE_BOUND = sp.Integer(10)
+#: The most completed steps a step counter may be given in the numeric checks.
+STEP_BOUND = 10**6
 
 #: What each result of a defined map is (``{x}``: each state's name).
 MAP_RESULT_DOCS = {
@@ -40,6 +43,10 @@ MAP_RESULT_DOCS = {
     "jacobian": "The Jacobian of one step, block by block.",
     "factor_dets": "The determinants of the factors, in the order the updates run.",
     "det_jacobian": "The determinant of the Jacobian, for symbolic D.",
+    "average_{x}": "For each state that is a moving average x' = a x + (1 - a) u: E[x] over "
+                   "E[u] after n steps from x = 0, 1 - a^n.",
+    "corrected": "Whether the map divides each moving average by that factor (Adam's bias "
+                 "correction); only for a map with moving averages.",
 }
 
 
@@ -63,6 +70,7 @@ class MapProblem(Problem):
     #: the states the inverse recovers (on first use of ``result_docs``).
     DIAGONALS: ClassVar[int]
     SOLVED: ClassVar[tuple[str, ...]]
+    AVERAGED: ClassVar[tuple[str, ...]]
     TEMPLATE: ClassVar[str | None] = "map"
     MAIN = "det_jacobian"
     LABELS = ("inverse", "det")
@@ -71,6 +79,7 @@ class MapProblem(Problem):
         "jacobian": "the Jacobian as one block matrix",
         "factor_dets": "determinants of the factors",
         "det_jacobian": "determinant of the Jacobian",
+        "corrected": "the bias correction",
     }
 
     def __init__(self, **values: sp.Rational) -> None:
@@ -99,12 +108,27 @@ class MapProblem(Problem):
         out = {f"inverse_{x}": Result(f"inverse_{x}", expr, old(x), chain=chain)
                for x, chain, expr, _ in self.inverse.solved}
         shown = sp.MatMul(*reversed(fs), evaluate=False) if len(fs) > 1 else fs[0]
-        return out | {
+        return out | self.derive_averages() | {
             "jacobian_factors": Result("jacobian_factors", shown, sp.Symbol("J")),
             "jacobian": Result("jacobian", mapping.product(fs), sp.Symbol("J")),
             "factor_dets": Result("factor_dets", sp.Tuple(*dets), value=list(dets)),
             "det_jacobian": Result("det_jacobian", det, value=det),
         }
+
+    @cached_property
+    def moving(self) -> list[averages.Average]:
+        """The states that are moving averages (Adam's m and v)."""
+        return averages.averages(self.SPEC)
+
+    def derive_averages(self) -> dict[str, Result]:
+        """Each moving average's bias from zero, and whether the map corrects it."""
+        out = {f"average_{a.name}": Result(f"average_{a.name}", a.factor,
+                                           sp.Symbol(f"{a.name}^(n)"), value=a.factor)
+               for a in self.moving}
+        if self.moving:
+            done = averages.corrected(self.SPEC, self.moving)
+            out["corrected"] = Result("corrected", done, value=done)
+        return out
 
     # -- claims -------------------------------------------------------------------------------
     def claims(self) -> Iterator[Claim]:
@@ -118,6 +142,15 @@ class MapProblem(Problem):
         yield from mc.jacobian_claims(*derived, points)
         if map_instances.small(spec, self.factors):
             yield from map_instances.instance_claims(spec, *derived)
+        yield from averages.average_claims(self.moving, self.values)
+        if "corrected" in r and has_gradient(spec):
+            yield averages.correction_claim(spec, self.moving, values,
+                                            np.random.default_rng(SEED), r["corrected"].value)
+
+    def eval(self, data: Any) -> dict[str, Any]:
+        """One step of the map on numbers: the states, the gradient at each state the map
+        reads it at (``dw``), the constants and the step counter in; the next state out."""
+        return map_eval.evaluate(self.SPEC, data, self.WHERE)
 
     # -- rendering ----------------------------------------------------------------------------
     def question_data(self) -> dict[str, Any]:
@@ -127,7 +160,9 @@ class MapProblem(Problem):
             "updates": spec.updates(),
             "olds": [old(x) for x in spec.states],
             "news": [new(x) for x in spec.states],
-            "constants": [constant(c) for c in spec.constants],
+            "constants": [constant(c) for c in spec.constants if c != spec.step],
+            "step": constant(spec.step) if spec.step else None,
+            "averages": [sp.Symbol(a.name) for a in self.moving],
             "objective": sp.Symbol(spec.objective) if spec.objective else None,
             "D": D,
         }
@@ -149,8 +184,14 @@ class MapProblem(Problem):
         (the same whatever the parameters: solving the updates is symbolic)."""
         if "SOLVED" not in cls.__dict__:  # once per class, from its own table alone
             cls.SOLVED = tuple(x for x, *_ in mapping.solve_inverse(cls.SPEC).solved)
-        return {f"inverse_{x}": f"{x}_k from the next step's state." for x in cls.SOLVED
-                } | super().result_docs()
+        if "AVERAGED" not in cls.__dict__:
+            cls.AVERAGED = tuple(a.name for a in averages.averages(cls.SPEC))
+        docs = {f"inverse_{x}": f"{x}_k from the next step's state." for x in cls.SOLVED}
+        docs |= {f"average_{x}": f"E[{x}] over E[its input] after n steps from {x} = 0."
+                 for x in cls.AVERAGED}
+        if cls.AVERAGED:
+            docs["corrected"] = MAP_RESULT_DOCS["corrected"]
+        return docs | super().result_docs()
 
     @classmethod
     def symbols(cls) -> frozenset[str]:
@@ -180,9 +221,19 @@ class MapProblem(Problem):
                           if isinstance(d, mapping.DiagOf)],
             "hessians": [(h, u) for u, h in self.hessians.items()],
             "product": named(r["jacobian"].expr.blocks),
+            "averages": [(sp.Symbol(f"{a.name}^(n)"), a.rate, a.input, a.factor)
+                         for a in self.moving],
+            "readers": [new(e.target) for e in self.SPEC.equations
+                        if e.rhs.has(*(new(a.name) for a in self.moving))],
+            "first": [(a.rate, a.factor.xreplace({averages.N_STEPS: 1, **self.at()}))
+                      for a in self.moving],
             "det": named(r["det_jacobian"].expr),
             **self.stated(),
         }
+
+    def at(self) -> dict[sp.Symbol, sp.Rational]:
+        """The constants' values in the checks, by symbol."""
+        return {constant(c): v for c, v in self.values.items()}
 
     def stated(self) -> dict[str, Any]:
         """The constants' values and the sizes of the numeric checks."""
@@ -194,19 +245,26 @@ def map_problem(name: str, table: dict[str, Any], where: str) -> type[Problem]:
     """The problem class of the map ``table`` defines (``kind = "map"``), keyed ``name``;
     ``where`` names the table in messages.  Equal tables give classes that behave alike."""
     spec = map_spec(name, table, where)
-    defaults = default_values(spec.constants)
+    scalars = tuple(c for c in spec.constants if c != spec.step)
+    defaults = default_values(scalars)
     params = tuple(
         Param(c, Exact(-VALUE_BOUND, VALUE_BOUND), defaults[c],
               f"value of {c} in the numeric checks (-{VALUE_BOUND} <= {c} <= {VALUE_BOUND})")
-        for c in spec.constants)
+        for c in scalars)
+    if spec.step:  # steps completed before this one: 2, so that t' = 3 and powers show
+        params += (Param(spec.step, Int(0, STEP_BOUND), 2,
+                         f"steps completed before the step the checks take "
+                         f"(0 <= {spec.step} <= {STEP_BOUND})"),)
     hess = [h.name for h in mapping.hessians(spec).values()]
     symbols = ("D", *hess, *spec.constants, *([spec.objective] if spec.objective else []),
                *(f"{x}^(k)" for x in spec.states), *(f"{x}^(k+1)" for x in spec.states))
-    docs = {k: v for k, v in MAP_RESULT_DOCS.items() if "{x}" not in k}
+    docs = {k: v for k, v in MAP_RESULT_DOCS.items() if "{x}" not in k and k != "corrected"}
     attrs = {
         "__module__": __name__, "__doc__": f"{spec.title}: {MapProblem.__doc__}",
         "key": name, "title": spec.title, "SPEC": spec, "TABLE": copy.deepcopy(dict(table)),
         "WHERE": where,
         "PARAMS": params, "SYMBOLS": symbols, "RESULTS": docs,
     }
+    if averages.averages(spec):  # a part on the averages' bias
+        attrs["LABELS"] = (*MapProblem.LABELS, "bias")
     return type(f"Map_{name}", (MapProblem,), attrs)

@@ -137,6 +137,11 @@ def explicit_block(x: sp.MatrixExpr, n: int, hess, values: dict | None = None, l
             for y in factors[1:]:
                 out = out @ block(y) if numeric else out * block(y)
             return out
+        if isinstance(x, sp.MatPow) and x.exp.is_Integer and x.exp > 0:
+            base, out = block(x.base), block(x.base)  # (mu I)^2, from mu v' in an update
+            for _ in range(int(x.exp) - 1):
+                out = out @ base if numeric else out * base
+            return out
         found = leaf(x) if leaf is not None else None
         if found is None:
             raise ValueError(f"cannot instantiate the block {x}")
