@@ -587,9 +587,9 @@ class MatrixEvaluator:
     def _constant(self, e):
         try:
             rows, cols = (int(sp.sympify(s).xreplace(self.sizes)) for s in e.shape)
-        except TypeError:  # symbolic size: only a vector of ones can stand in (broadcast)
-            if isinstance(e, sp.OneMatrix):
-                return 1.0
+        except TypeError:  # symbolic size: ones and zeros stand in as numbers (broadcast)
+            if isinstance(e, sp.OneMatrix | sp.ZeroMatrix):
+                return 1.0 if isinstance(e, sp.OneMatrix) else 0.0
             raise
         if isinstance(e, sp.Identity):
             return np.eye(rows)
@@ -703,11 +703,17 @@ class VectorSweep:
         )
         for k in range(steps, 0, -1):
             for n, fn, where in bar_eqs:
-                bars[n][k] = fn(*[v[k + o] for v, o in where])
+                bars[n][k] = _shaped(fn(*[v[k + o] for v, o in where]), bars[n][k])
             for p, fn, where in param_eqs:
                 grads[p] = grads[p] + fn(*[v[k + o] for v, o in where])
-        initial = {s: fn(*[v[o] for v, o in where]) for s, fn, where in initial_eqs}
+        initial = {s: _shaped(fn(*[v[o] for v, o in where]), 0 * traj[s][0])
+                   for s, fn, where in initial_eqs}
         return Gradients(bars, grads, initial)
+
+
+def _shaped(value, zero):
+    """``value`` with the shape of ``zero``: a zero adjoint compiles to the number 0."""
+    return value if np.ndim(value) else zero + value
 
 
 def _reads(eqs: dict, first: int, series: Callable) -> list:

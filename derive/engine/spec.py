@@ -16,6 +16,7 @@ from typing import Any
 import sympy as sp
 
 from derive.engine.cell import Cell
+from derive.errors import InputError
 
 
 class Names:
@@ -58,6 +59,12 @@ class CellSpec:
     #: A cell written as text: the forward step read off its parse trees, which every
     #: check runs (``derive.model.interpret.Interpreter``); None for a cell in Python.
     interpreter: Any = None
+
+    def __post_init__(self) -> None:
+        if not self.states:  # backprop through time needs something carried across steps
+            raise InputError(f"cell {self.name}: a recurrent cell carries at least one state; "
+                             "a network without states is a feed-forward graph "
+                             '(kind = "graph")')
 
     def build(self, biases: bool = False) -> Cell:
         """The cell, with bias vectors (the vector form) or without (the scalar form)."""

@@ -55,7 +55,9 @@ class VectorCell:
                 self.rows(e)
             except InputError as exc:
                 raise InputError(f"the equation of {u}: {exc} (a weight multiplies the "
-                                 "elementwise product of the factors beside it)") from None
+                                 "elementwise product of the factors beside it; a scalar "
+                                 "rate, as an optimizer's, is no weight: write such an "
+                                 'update as a map, kind = "map")') from None
 
     # -- shapes ---------------------------------------------------------------------------
     def rows(self, e: sp.Expr) -> sp.Expr | None:
@@ -263,7 +265,9 @@ class VectorAdjoints:
         parts = [self._term(term.consumer, term.step, v) for term in adj.terms]
         if loss:
             parts.insert(0, self.vc.sym(v, 0, "loss"))
-        return _sum(parts)
+        found = _sum(parts)
+        # Nothing the loss depends on reads v (a state no later step reads): v has no gradient.
+        return sp.ZeroMatrix(*self.vc.shape(v)) if found is None else found
 
     @cached_property
     def variables(self) -> dict[str, sp.MatrixExpr]:
@@ -287,7 +291,9 @@ class VectorAdjoints:
         """The adjoint of a state's initial value: only the step-1 consumers reach it."""
         v = sp.Symbol(state)
         adj = self.scalar.variables[state]
-        return _sum([self._term(term.consumer, 1, v) for term in adj.terms if term.step == 1])
+        found = _sum([self._term(term.consumer, 1, v) for term in adj.terms if term.step == 1])
+        # A state no step reads back (c = u x, its c_prev unread) leaves c(0) no gradient.
+        return sp.ZeroMatrix(*self.vc.shape(v)) if found is None else found
 
     def shapes(self) -> dict[str, tuple[sp.Expr, sp.Expr]]:
         """Shape of every input, variable and parameter (each adjoint has its quantity's)."""
