@@ -40,6 +40,9 @@ _X = ["1.5", "-0.25", "2", "0.125", "-1.5", "1", "0.5", "-0.5", "2", "1", "-1", 
 _DL_DH = ["1", "0", "-2", "1", "1", "-1", "0.5", "2", "-3", "1", "1", "0", "0", "1", "2", "-1",
           "1", "0.5", "-0.5", "3"]
 EXTREMES: list[tuple[str, dict]] = [
+    # The longest fractions dropout prints, and init's largest fans (long surds).
+    ("dropout", {"p": "997/999", "n": 12}),
+    ("init", {"n_in": 4093, "n_out": 4091}),
     # Entries of 10^6 with denominators near 10^6 and irrational eigenvalues: long surds in
     # Q, Lambda, Q^-1, the regimes' eigenvalues; n = 200, the largest power.
     ("eigen_power", {"W": [["999999/1000000", "1000000"], ["999997/1000000", "-999998/999983"]],

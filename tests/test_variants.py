@@ -53,6 +53,9 @@ TWO_VALUES: dict[tuple[str, str], tuple[dict, object, object]] = {
     ("momentum", "volume_D"): ({}, 10, 20),
     ("mdrnn", "grid"): ({}, 4, 6),
     ("vanilla_rnn", "T"): ({}, 2, 4),
+    ("dropout", "p"): ({}, "1/2", "1/5"),
+    ("init", "n_in"): ({}, 100, 30),
+    ("init", "n_out"): ({}, 50, 70),
     **{
         (k, "example"): ({}, _example(k, [1, 2]), _example(k, [1, -2]))
         for k in ("lstm", "gru", "mgu")

@@ -31,8 +31,10 @@ from derive.errors import InputError
 from derive.problems.base import Problem, Result
 from derive.problems.binary_adder import BinaryAdder
 from derive.problems.cnn_params import CNNParams
+from derive.problems.dropout import Dropout
 from derive.problems.eigen_power import EigenPower
 from derive.problems.gru import GRU
+from derive.problems.init_variance import Init
 from derive.problems.lstm import LSTM
 from derive.problems.lstm_cell import LSTMCell
 from derive.problems.mdrnn import MDRNN
@@ -55,6 +57,8 @@ REGISTRY: dict[str, type[Problem]] = {
     "cnn_params": CNNParams,
     "resnet_bn": ResnetBN,
     "pixelcnn_mdrnn": PixelCNNMDRNN,
+    "dropout": Dropout,
+    "init": Init,
 }
 #: The keys of the bundled problems (``register`` never replaces one of these by accident).
 BUNDLED = frozenset(REGISTRY)
