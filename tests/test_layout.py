@@ -43,6 +43,9 @@ EXTREMES: list[tuple[str, dict]] = [
     # The longest fractions dropout prints, and init's largest fans (long surds).
     ("dropout", {"p": "997/999", "n": 12}),
     ("init", {"n_in": 4093, "n_out": 4091}),
+    # The largest layer a set may give: long index sums, wide shape tables.
+    ("conv_pool", {"input_shape": [4, 4, 16, 16], "filter_shape": [8, 7, 7], "stride": 1,
+                   "pad": 3, "pool": [4, 4, 4]}),
     # Entries of 10^6 with denominators near 10^6 and irrational eigenvalues: long surds in
     # Q, Lambda, Q^-1, the regimes' eigenvalues; n = 200, the largest power.
     ("eigen_power", {"W": [["999999/1000000", "1000000"], ["999997/1000000", "-999998/999983"]],

@@ -54,6 +54,11 @@ TWO_VALUES: dict[tuple[str, str], tuple[dict, object, object]] = {
     ("mdrnn", "grid"): ({}, 4, 6),
     ("vanilla_rnn", "T"): ({}, 2, 4),
     ("dropout", "p"): ({}, "1/2", "1/5"),
+    ("conv_pool", "input_shape"): ({}, [2, 3, 7, 7], [1, 3, 7, 7]),
+    ("conv_pool", "filter_shape"): ({}, [4, 3, 3], [2, 3, 3]),
+    ("conv_pool", "stride"): ({"pool": [1, 1, 1]}, 1, 2),
+    ("conv_pool", "pad"): ({"stride": 1, "pool": [1, 1, 1]}, 0, 1),
+    ("conv_pool", "pool"): ({}, [2, 2, 2], [4, 4, 1]),
     ("init", "n_in"): ({}, 100, 30),
     ("init", "n_out"): ({}, 50, 70),
     **{

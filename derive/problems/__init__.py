@@ -31,6 +31,7 @@ from derive.errors import InputError
 from derive.problems.base import Problem, Result
 from derive.problems.binary_adder import BinaryAdder
 from derive.problems.cnn_params import CNNParams
+from derive.problems.conv_pool import ConvPool
 from derive.problems.dropout import Dropout
 from derive.problems.eigen_power import EigenPower
 from derive.problems.gru import GRU
@@ -55,6 +56,7 @@ REGISTRY: dict[str, type[Problem]] = {
     "momentum": Momentum,
     "mdrnn": MDRNN,
     "cnn_params": CNNParams,
+    "conv_pool": ConvPool,
     "resnet_bn": ResnetBN,
     "pixelcnn_mdrnn": PixelCNNMDRNN,
     "dropout": Dropout,
