@@ -254,9 +254,13 @@ class KeyPrinter(LatexPrinter):
         else:
             ordered = sorted(factors, key=self._factor_key(factors))
         sign = "- " if coeff == -1 else "" if coeff == 1 else self._print(coeff) + " "
-        return sign + " ".join(
-            r"\left(%s\right)" % self._print(f) if f.is_Add else self._print(f) for f in ordered
-        )
+        parts = [r"\left(%s\right)" % self._print(f) if f.is_Add else self._print(f)
+                 for f in ordered]
+        # An upright word touches its neighbours in TeX's math (rho cache reads "ρcache"):
+        # a thin space keeps a word apart from the factors beside it.
+        return sign + "".join(
+            ((r"\, " if _WORD_START.match(p) or _WORD_END.search(parts[k - 1]) else " ")
+             if k else "") + p for k, p in enumerate(parts))
 
     def _factor_key(self, factors):
         """Order of the factors of a product of a cell's quantities: adjoint (or a derivative
@@ -439,6 +443,9 @@ def _lead_key(a, ordering: Ordering) -> tuple:
 _WORD = re.compile(r"^[A-Za-z]{2,}$")
 #: A map's state before or after a step, as named: ``cache^(k+1)``.
 _STEPPED = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)\^\((k|k\+1|n)\)$")
+#: A factor that begins with an upright word (a map's state "cache").
+_WORD_START = re.compile(r"^\\mathrm\{[A-Za-z]{2,}\}")
+_WORD_END = re.compile(r"\\mathrm\{[A-Za-z]{2,}\}(\^\{[^{}]*\})?$")
 #: An upright word followed by another factor of a matrix product.
 _WORD_FACTOR = re.compile(r"(\\mathrm\{[A-Za-z]{2,}\}) (?=[A-Za-z(]|\\(?!odot|cdot))")
 
