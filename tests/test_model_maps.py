@@ -445,7 +445,8 @@ def test_a_constant_named_by_a_word_prints_upright():
     from derive.render.latex import KeyPrinter, Notation
 
     printer = KeyPrinter(Notation())
-    assert printer.doprint(sp.Symbol("lr") * sp.Symbol("x")) in (r"\mathrm{lr} x",
-                                                                    r"x \mathrm{lr}")
+    # and a thin space keeps it apart from the factor beside it
+    assert printer.doprint(sp.Symbol("lr") * sp.Symbol("x")) in (r"\mathrm{lr}\, x",
+                                                                    r"x\, \mathrm{lr}")
     assert printer.doprint(sp.Symbol("rho")) == r"\rho"
     assert printer.doprint(sp.Symbol("b1")) == "b_{1}"

@@ -21,6 +21,13 @@ from derive.render.latex import Notation
 from derive.sets import ProblemSet
 
 OWN_SWEEPS = {"eigen_power", "resnet_bn"}
+#: What an end needs beside it to be a valid instance: a convolution's stride must divide
+#: the padded input's overhang, and the pool's stride the convolution's output.
+COMPANIONS = {
+    ("conv_pool", "stride", 1): {"pool": [1, 1, 1]},
+    ("conv_pool", "stride", 4): {"input_shape": [2, 3, 9, 9], "pool": [1, 1, 1]},
+    ("conv_pool", "pad", 0): {"pool": [1, 1, 1]},
+}
 
 
 def _ends() -> list[tuple[str, str, object]]:
@@ -39,7 +46,7 @@ def _ends() -> list[tuple[str, str, object]]:
 
 @pytest.mark.parametrize(("key", "name", "value"), _ends(), ids=lambda v: str(v))
 def test_each_end_of_each_range_is_verified_and_rendered(key: str, name: str, value) -> None:
-    problem = REGISTRY[key].from_params({name: value})
+    problem = REGISTRY[key].from_params({name: value, **COMPANIONS.get((key, name, value), {})})
     failed = [f"{c.claim} ({c.method})" for c in problem.checks if not c.passed]
     assert failed == []
     pset = ProblemSet("k", "K", "C", "s", (key,), Notation())

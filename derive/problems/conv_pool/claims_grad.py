@@ -39,7 +39,8 @@ STEP = routes.SUMMED_CENTRAL_STEP
 CENTRAL = (f"central differences (step {routes.step_text(STEP)}) of the naive-loop forward "
            "pass, one probe per entry")
 #: The pool is linear only between ties: the default step, far below the gap GAP.
-POOL_CENTRAL = "central differences of the naive-loop forward pass, one probe per entry"
+POOL_CENTRAL = (f"central differences (step {routes.step_text(STEP)}) of the naive-loop "
+                "forward pass, one probe per entry")
 EXACT = ("exact integers: the explicit matrix of the map, its transpose times the upstream "
          "gradient entry by entry, and the adjoint identity; entries that differ")
 TIES = ("exact integers, windows full of ties: the first maximum in row-major order, "
@@ -153,8 +154,9 @@ def pool_claims(maps: dict[str, LinearMap], rules: dict[str, sp.Expr], g: Geomet
         u = (rng.permutation(int(np.prod(shape))) * GAP).reshape(shape)  # no ties
         got = evaluate(maps["pool_backward"], {"dy": dy, "M": max_pool(u, *pool)[1]}, sizes)
         worst[LOOPS] = max(worst[LOOPS], rel_error(got, loops.pool_backward(dy, u, *pool)))
+        # A probe moves L = sum(dy * y), a sum of many terms, as in the convolution's claims.
         ref = _gradient(lambda v, pool=pool: loops.pool_forward(v, *pool), u, dy,
-                        routes.central_difference)
+                        lambda f: routes.central_difference(f, STEP))
         worst[POOL_CENTRAL] = max(worst[POOL_CENTRAL], rel_error(got, ref))
         tied, dy_int = rng.integers(0, 3, size=shape), rng.integers(-3, 4, size=dy.shape)
         got = evaluate(maps["pool_backward"], {"dy": dy_int, "M": max_pool(tied, *pool)[1]},
