@@ -2,9 +2,11 @@
 
 A model table names its ``kind`` and its ``title`` and then the model itself: a recurrent
 cell (``kind = "recurrent"``: inputs, states, weights, biases, loss_on, equations, and an
-optional regime ``limit``) or a map of a state (``kind = "map"``).  ``model_class`` turns
-the table into a problem class, as a bundled problem is one, so everything downstream
-(derivation, checks, templates, export, ``derive grad``) treats the two alike.
+optional regime ``limit``), a map of a state (``kind = "map"``), a network (``kind =
+"graph"``) or independent random variables and the quantities whose mean and variance the
+key derives (``kind = "moments"``).  ``model_class`` turns the table into a problem
+class, as a bundled problem is one, so everything downstream (derivation, checks,
+templates, export, ``derive grad``) treats the two alike.
 
 The class is a pure function of the table: a set carries its tables (plain data) to the
 worker processes, and each rebuilds the class from them (``ProblemSet.problem_class``).
@@ -29,7 +31,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 #: Longest title and noun (they reach TeX through the text gate).
 MAX_TITLE = 120
 #: The kinds of model and what each table may hold besides ``kind`` and ``title``.
-KINDS = ("recurrent", "map", "graph")
+KINDS = ("recurrent", "map", "graph", "moments")
 
 
 def parse_model(source: str | Mapping[str, Any], name: str | None = None) -> type[Problem]:
@@ -118,7 +120,13 @@ def _graph() -> Callable[[str, dict, str], type[Problem]]:
     return graph_problem
 
 
-_FACTORIES = {"recurrent": _recurrent, "map": _map, "graph": _graph}
+def _moments() -> Callable[[str, dict, str], type[Problem]]:
+    from derive.model.moments import moments_problem
+
+    return moments_problem
+
+
+_FACTORIES = {"recurrent": _recurrent, "map": _map, "graph": _graph, "moments": _moments}
 
 
 def canonical(table: dict[str, Any]) -> str:

@@ -177,6 +177,32 @@ class Declared:
         return {*self.inputs, *self.weights, *self.biases}
 
 
+@dataclass(frozen=True)
+class Written:
+    """One equation of a model given as text: the quantity it assigns, its right-hand side
+    in SymPy, the same as written (unevaluated, for display), its parse tree and text."""
+
+    target: str
+    rhs: sp.Expr
+    shown: sp.Expr
+    tree: Any
+    text: str
+
+
+def unevaluated(rule: str, a: sp.Expr, b: sp.Expr) -> sp.Expr:
+    """``a`` and ``b`` combined by ``rule`` as written: nothing combined or reordered (the
+    form a question shows)."""
+    if rule == "add":
+        return sp.Add(a, b, evaluate=False)
+    if rule == "sub":
+        return sp.Add(a, sp.Mul(-1, b, evaluate=False), evaluate=False)
+    if rule == "mul":
+        return sp.Mul(a, b, evaluate=False)
+    if rule == "div":
+        return sp.Mul(a, sp.Pow(b, -1, evaluate=False), evaluate=False)
+    return sp.Pow(a, b, evaluate=False)
+
+
 class Arithmetic:
     """A right-hand side's tree as SymPy: the arithmetic shared by every grammar here; a
     subclass reads the grammar's own atoms (``atom``) and says where it is (``where``)."""

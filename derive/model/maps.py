@@ -37,8 +37,10 @@ from derive.model.equations import (
     MAX_EQUATIONS,
     NAME,
     Arithmetic,
+    Written,
     lalr_parser,
     parse_tree,
+    unevaluated,
 )
 from derive.model.interpret import Compiler
 
@@ -97,16 +99,8 @@ def constant(c: str) -> sp.Symbol:
     return sp.Symbol(c)
 
 
-@dataclass(frozen=True)
-class MapEquation:
-    """One update: the state it assigns, its right-hand side (SymPy, in x^(k) and x^(k+1)),
-    the same as written (unevaluated, for display), its parse tree and text."""
-
-    target: str
-    rhs: sp.Expr
-    shown: sp.Expr
-    tree: Any
-    text: str
+#: One update: the state it assigns and its right-hand side, in x^(k) and x^(k+1).
+MapEquation = Written
 
 
 @dataclass(frozen=True)
@@ -208,15 +202,7 @@ class _Shown(_MapBuild):
     """The same right-hand side as written: nothing combined or reordered."""
 
     def binary(self, rule: str, a: sp.Expr, b: sp.Expr) -> sp.Expr:
-        if rule == "add":
-            return sp.Add(a, b, evaluate=False)
-        if rule == "sub":
-            return sp.Add(a, sp.Mul(-1, b, evaluate=False), evaluate=False)
-        if rule == "mul":
-            return sp.Mul(a, b, evaluate=False)
-        if rule == "div":
-            return sp.Mul(a, sp.Pow(b, -1, evaluate=False), evaluate=False)
-        return sp.Pow(a, b, evaluate=False)
+        return unevaluated(rule, a, b)
 
 
 def map_spec(name: str, table: dict[str, Any], where: str) -> MapSpec:
