@@ -271,10 +271,16 @@ class GraphProblem(Problem):
             "masks": self._leaves("mask"),
             "selections": [(self._show(graph_selection(g, n)),
                             self._show(g.nodes[n.args[1]].symbol),
-                            self._show(g.nodes[n.args[0]].symbol))
+                            self._show(g.nodes[n.args[0]].symbol),
+                            g.nodes[n.args[1]].shape[0] == 1)  # one label: one row
                            for n in g.nodes.values() if n.op == "rows"],
             "ce_rows": next((g.nodes[n.args[0]].shape[0] for n in g.nodes.values()
                              if n.op == "softmax_ce"), None),
+            # The letter the question's "for any quantity" uses: one the model does not.
+            "any": next(c for c in ("V", "Z", "T", "G", "Q", "R")
+                        if c not in {*g.nodes, *g.sizes, *self.GRAPH.spelled.values()}),
+            "ce_label": next((self._show(g.nodes[n.args[1]].symbol) for n in g.nodes.values()
+                              if n.op == "softmax_ce"), None),
             "uses_softmax": any(n.op == "softmax" for n in g.nodes.values()),
             "uses_transpose": any(n.op == "transpose" for n in g.nodes.values()),
             "loss": self._show(g.loss.symbol),

@@ -322,6 +322,10 @@ class KeyPrinter(LatexPrinter):
         # next factor ("regW"): a thin space keeps them apart.
         return _WORD_FACTOR.sub(r"\1\\, ", out)
 
+    def _print_Determinant(self, expr):
+        # det(M), not |M|: bars read as an absolute value beside the scalars around them.
+        return r"\det\left(%s\right)" % self._print(expr.arg)
+
     def _print_OneMatrix(self, expr):
         return r"\mathbf{1}"
 

@@ -79,7 +79,7 @@ class MapProblem(Problem):
         "jacobian": "the Jacobian as one block matrix",
         "factor_dets": "determinants of the factors",
         "det_jacobian": "determinant of the Jacobian",
-        "corrected": "the bias correction",
+        "corrected": "whether the averages' bias is divided out",
     }
 
     def __init__(self, **values: sp.Rational) -> None:
@@ -221,8 +221,10 @@ class MapProblem(Problem):
                           if isinstance(d, mapping.DiagOf)],
             "hessians": [(h, u) for u, h in self.hessians.items()],
             "product": named(r["jacobian"].expr.blocks),
-            "averages": [(sp.Symbol(f"{a.name}^(n)"), a.rate, a.input, a.factor)
-                         for a in self.moving],
+            # The input at no particular step (w, not w^(k)): its mean is the same at all.
+            "averages": [(sp.Symbol(f"{a.name}^(n)"), a.rate,
+                          a.input.xreplace({old(x): sp.Symbol(x) for x in self.SPEC.states}),
+                          a.factor) for a in self.moving],
             "readers": [new(e.target) for e in self.SPEC.equations
                         if e.rhs.has(*(new(a.name) for a in self.moving))],
             "first": [(a.rate, a.factor.xreplace({averages.N_STEPS: 1, **self.at()}))

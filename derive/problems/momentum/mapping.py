@@ -112,10 +112,27 @@ def factors(spec: MapSpec) -> list[sp.BlockMatrix]:
 
 
 def product(fs: list[sp.BlockMatrix]) -> sp.BlockMatrix:
-    """The Jacobian F_m ⋯ F_1 block by block."""
+    """The Jacobian F_m ⋯ F_1 block by block, each block tidied (``tidy``)."""
     if len(fs) == 1:
         return fs[0]
-    return sp.block_collapse(sp.MatMul(*reversed(fs)))
+    blocks = sp.block_collapse(sp.MatMul(*reversed(fs))).blocks
+    return sp.BlockMatrix(blocks.applyfunc(tidy))
+
+
+def tidy(block: sp.MatrixExpr) -> sp.MatrixExpr:
+    """A block as a key writes it: (c I)^n as c^n I, and each term's scalar factored, so
+    that (−η − ημ) H reads −η (μ + 1) H."""
+    if isinstance(block, sp.MatAdd):
+        return sp.MatAdd(*(tidy(t) for t in block.args))
+    if isinstance(block, sp.MatPow) and block.exp.is_Integer:
+        coeff, mats = block.base.as_coeff_mmul()
+        if all(isinstance(m, sp.Identity) for m in mats.args):
+            return sp.MatMul(coeff**block.exp, sp.Identity(block.shape[0]))
+        return block
+    if isinstance(block, sp.MatMul):
+        coeff, mats = block.as_coeff_mmul()
+        return sp.MatMul(sp.factor(coeff), *mats.args) if coeff != 1 else block
+    return block
 
 
 def diagonals(fs: list[sp.BlockMatrix]) -> list[DiagOf]:
