@@ -248,8 +248,7 @@ def _step_name(table: dict[str, Any], where: str, taken: set[str]) -> str | None
     step = table.get("step")
     if step is None:
         return None
-    if (not isinstance(step, str) or not NAME.match(step) or step in FUNCTIONS
-            or step in RESERVED or KEY_NAMES.match(step)):
+    if not isinstance(step, str) or not _allowed(step):
         raise InputError(f"{where}.step: expected the name of the step counter, a letter "
                          "then letters, digits or _, not a function's name")
     if step in taken:
@@ -292,6 +291,12 @@ def _increment(tok, rhs, where: str, roles: dict[str, Any], done: set[str]) -> N
     roles["stepped"], roles["step_at"] = True, len(done)
 
 
+def _allowed(name: str) -> bool:
+    """A name a map may declare: no function's, no reserved one, none the key prints."""
+    return bool(NAME.match(name)) and name not in FUNCTIONS and name not in RESERVED \
+        and not KEY_NAMES.match(name)
+
+
 def _names(table: dict[str, Any], key: str, where: str, least: int, most: int
            ) -> tuple[str, ...]:
     value = table.get(key, [])
@@ -300,7 +305,7 @@ def _names(table: dict[str, Any], key: str, where: str, least: int, most: int
     if not least <= len(value) <= most:
         raise InputError(f"{where}.{key}: expected {least} to {most} names")
     for v in value:
-        if not NAME.match(v) or v in FUNCTIONS or v in RESERVED or KEY_NAMES.match(v):
+        if not _allowed(v):
             raise InputError(f"{where}.{key}: {v!r} is not allowed as a name; use a letter "
                              "then letters, digits or _, at most 32, not a function's name "
                              f"nor one of {', '.join(sorted(RESERVED))}, H_1, H_2, ..., "

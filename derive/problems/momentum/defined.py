@@ -184,8 +184,6 @@ class MapProblem(Problem):
         (the same whatever the parameters: solving the updates is symbolic)."""
         if "SOLVED" not in cls.__dict__:  # once per class, from its own table alone
             cls.SOLVED = tuple(x for x, *_ in mapping.solve_inverse(cls.SPEC).solved)
-        if "AVERAGED" not in cls.__dict__:
-            cls.AVERAGED = tuple(a.name for a in averages.averages(cls.SPEC))
         docs = {f"inverse_{x}": f"{x}_k from the next step's state." for x in cls.SOLVED}
         docs |= {f"average_{x}": f"E[{x}] over E[its input] after n steps from {x} = 0."
                  for x in cls.AVERAGED}
@@ -267,6 +265,8 @@ def map_problem(name: str, table: dict[str, Any], where: str) -> type[Problem]:
         "WHERE": where,
         "PARAMS": params, "SYMBOLS": symbols, "RESULTS": docs,
     }
-    if averages.averages(spec):  # a part on the averages' bias
+    # The moving averages, found once per class: their docs and a part on their bias.
+    attrs["AVERAGED"] = tuple(a.name for a in averages.averages(spec))
+    if attrs["AVERAGED"]:
         attrs["LABELS"] = (*MapProblem.LABELS, "bias")
     return type(f"Map_{name}", (MapProblem,), attrs)
