@@ -43,6 +43,7 @@ from derive.model.equations import (
     unevaluated,
 )
 from derive.model.interpret import Compiler
+from derive.model.naming import table_title
 
 #: What a map's table holds (``kind`` and ``title`` are read by the set, not here).
 KEYS = ("kind", "title", "state", "constants", "step", "equations")
@@ -209,14 +210,7 @@ def map_spec(name: str, table: dict[str, Any], where: str) -> MapSpec:
     """The ``MapSpec`` of the map ``table`` declares (``state``, ``constants``,
     ``equations``; ``kind`` and ``title`` are accepted); ``where`` names the model in
     messages (``set.toml: models.nesterov``)."""
-    if not isinstance(table, Mapping):
-        raise InputError(f"{where}: expected a table with {', '.join(KEYS)}")
-    unknown = sorted(set(table) - set(KEYS))
-    if unknown:
-        raise InputError(f"{where}.{unknown[0]}: unknown key; allowed are {', '.join(KEYS)}")
-    title = table.get("title", name)
-    if not isinstance(title, str) or not 0 < len(title) <= 120:
-        raise InputError(f"{where}.title: expected a text of 1 to 120 characters")
+    title = table_title(name, table, KEYS, where)
     states = _names(table, "state", where, 1, MAX_STATES)
     constants = _names(table, "constants", where, 0, MAX_CONSTANTS)
     both = sorted(set(states) & set(constants))

@@ -22,6 +22,7 @@ apart from SymPy (``derive.model.interpret.Compiler``).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -32,6 +33,7 @@ import sympy as sp
 
 from derive.engine.functions import FUNCTIONS
 from derive.errors import InputError
+from derive.model import moments_terms as terms_
 from derive.model.equations import (
     ARITHMETIC,
     MAX_EQUATIONS,
@@ -42,14 +44,16 @@ from derive.model.equations import (
     parse_tree,
     unevaluated,
 )
+from derive.model.moments_solve import Goal, solve_table
+from derive.model.naming import table_title
 
 #: What a moments table holds (``kind`` and ``title`` are read by the set, too).
-KEYS = ("kind", "title", "inputs", "constants", "random", "equations", "moments")
+KEYS = ("kind", "title", "inputs", "constants", "random", "equations", "moments", "solve")
 #: Most inputs, constants, random variables and quantities in one table: 2^8 outcomes of
 #: eight Bernoulli variables are still enumerated at once.
 MAX_INPUTS, MAX_CONSTANTS, MAX_RANDOM, MAX_MOMENTS = 8, 16, 8, 8
 #: Names the key prints for itself (expectation, variance).
-RESERVED = frozenset({"E", "Var"})
+RESERVED = frozenset({"E", "Var", "sum"})
 #: Each distribution: its parameters' names, in order.
 DISTRIBUTIONS = {"bernoulli": ("q",), "normal": ("mu", "var"), "uniform": ("a", "b")}
 ALLOWED_DISTRIBUTIONS = "bernoulli(q), normal(mu, var), uniform(a, b)"
@@ -57,6 +61,7 @@ ALLOWED_DISTRIBUTIONS = "bernoulli(q), normal(mu, var), uniform(a, b)"
 _ATOMS = r"""
     ?atom: NUMBER           -> number
         | NAME              -> name
+        | "sum" "(" sum "," sum ")" -> copies
         | NAME "(" sum ")"  -> call
         | "(" sum ")"
 """
@@ -111,6 +116,10 @@ class MomentsSpec:
     random: tuple[Random, ...]
     equations: tuple[MomentsEquation, ...]
     moments: tuple[str, ...]
+    #: The constants that count a sum's copies (whole numbers in the checks).
+    counts: tuple[str, ...] = ()
+    #: The constants solved for (``derive.model.moments_solve``).
+    goals: tuple[Goal, ...] = ()
 
     def value(self, target: str) -> sp.Expr:
         """The quantity ``target`` in inputs, constants and random variables alone."""
@@ -127,22 +136,30 @@ class MomentsSpec:
 
 class _Build(Arithmetic):
     """A right-hand side as SymPy, every name checked against its role; a quantity stays a
-    polynomial in the random variables."""
+    polynomial in the random variables, in sums of their copies and in functions of one
+    (``derive.model.moments_terms``)."""
 
     def __init__(self, roles: dict[str, str], where: str, random_ok: bool = True,
-                 noisy: frozenset[str] = frozenset()) -> None:
+                 noisy: frozenset[str] = frozenset(), terms: terms_.Terms | None = None
+                 ) -> None:
         self.roles, self.where, self.random_ok = roles, where, random_ok
         # The random variables, and the earlier quantities that depend on them.
         self.randoms = {symbol(n) for n, r in roles.items() if r == "random" or n in noisy}
+        self.noisy, self.terms = noisy, terms
 
     def atom(self, t) -> sp.Expr:
+        if t.data == "copies":
+            if self.terms is None:
+                raise self._fail(t.meta, "sum(...) is allowed in equations only")
+            return self.terms.copies(self, t)
         tok = t.children[0]
         if t.data == "call":
             arg = self.expr(t.children[1])
             if arg.free_symbols & self.randoms:
-                raise self._fail(tok, f"{tok}(...) of a random variable; a quantity must be a "
-                                      "polynomial in the random variables, so that its "
-                                      "moments follow from theirs")
+                if self.terms is None:
+                    raise self._fail(tok, f"{tok}(...) of a random variable is allowed in "
+                                          "equations only")
+                self.terms.check_call(self, tok, arg)
             return self._call(tok, arg)
         name = str(tok)
         role = self.roles.get(name)
@@ -160,6 +177,15 @@ class _Build(Arithmetic):
                              "its moments follow from theirs")
         return super().binary(rule, a, b)
 
+    def copy(self, **change) -> _Build:
+        """The same builder with ``change`` (``random_ok``, ``noisy``) for a sub-tree."""
+        out = copy.copy(self)
+        for k, v in change.items():
+            setattr(out, k, v)
+        if "noisy" in change:
+            out.randoms = {symbol(n) for n, r in self.roles.items() if r == "random"}
+        return out
+
 
 _ARTICLE = {"random": "a random variable", "input": "an input", "target": "a quantity",
             "constant": "a constant"}
@@ -176,21 +202,18 @@ def moments_spec(name: str, table: dict[str, Any], where: str) -> MomentsSpec:
     """The ``MomentsSpec`` of the table (``inputs``, ``constants``, ``random``,
     ``equations``, ``moments``; ``kind`` and ``title`` are accepted); ``where`` names the
     model in messages (``set.toml: models.dropout_text``)."""
-    if not isinstance(table, Mapping):
-        raise InputError(f"{where}: expected a table with {', '.join(KEYS)}")
-    unknown = sorted(set(table) - set(KEYS))
-    if unknown:
-        raise InputError(f"{where}.{unknown[0]}: unknown key; allowed are {', '.join(KEYS)}")
-    title = table.get("title", name)
-    if not isinstance(title, str) or not 0 < len(title) <= 120:
-        raise InputError(f"{where}.title: expected a text of 1 to 120 characters")
+    title = table_title(name, table, KEYS, where)
     roles: dict[str, str] = {}
     inputs = _names(table, "inputs", where, 0, MAX_INPUTS, roles, "input")
     constants = _names(table, "constants", where, 0, MAX_CONSTANTS, roles, "constant")
     randoms = _randoms(table.get("random"), f"{where}.random", roles)
-    equations = _equations(table.get("equations"), f"{where}.equations", roles)
+    counts: set[str] = set()
+    equations = _equations(table.get("equations"), f"{where}.equations", roles,
+                           {r.name: r.family for r in randoms}, counts)
     moments = _moments(table.get("moments"), f"{where}.moments", roles)
-    spec = MomentsSpec(name, title, inputs, constants, randoms, equations, moments)
+    goals = solve_table(table.get("solve", {}), f"{where}.solve", roles, moments, counts)
+    spec = MomentsSpec(name, title, inputs, constants, randoms, equations, moments,
+                       tuple(c for c in constants if c in counts), goals)
     _check_used(spec, where)
     return spec
 
@@ -250,23 +273,29 @@ def _distribution(name: str, text: Any, where: str, roles: dict[str, str]) -> Ra
     return Random(name, str(family), params, tuple(args), text)
 
 
-def _equations(texts: Any, where: str, roles: dict[str, str]) -> tuple[MomentsEquation, ...]:
+def _equations(texts: Any, where: str, roles: dict[str, str], families: dict[str, str],
+               counts: set[str]) -> tuple[MomentsEquation, ...]:
     if not isinstance(texts, list) or not 0 < len(texts) <= MAX_EQUATIONS:
         raise InputError(f"{where}: expected a list of 1 to {MAX_EQUATIONS} equations")
-    out, noisy = [], set()
+    out, noisy, values = [], set(), {}
     randoms = {symbol(n) for n, r in roles.items() if r == "random"}
     for i, text in enumerate(texts):
         at = f"{where}[{i}]"
         tree = parse_tree(_parser(_EQUATION), text, at, _ALLOWED)
         tok, rhs = tree.children
-        build = _Build(roles, at, noisy=frozenset(noisy))
+        # Both readings number their sums alike, so that each sum is one draw in both.
+        build, shown = (cls(roles, at, noisy=frozenset(noisy),
+                            terms=terms_.Terms(families, counts, 100 * i))
+                        for cls in (_Build, _Shown))
         expr = build.expr(rhs)  # before the target is declared: no self-reading
-        shown = _Shown(roles, at, noisy=frozenset(noisy)).expr(rhs)
+        shown = shown.expr(rhs)
         target = str(tok)
         if target in roles:
             raise InputError(f"{at}: column {tok.column}: {target!r} is declared already, as "
                              f"{_ARTICLE[roles[target]]}; an equation assigns a new name once")
         _declare(target, at, roles, "target")
+        values[symbol(target)] = expr.xreplace(values)
+        terms_.check_independent(values[symbol(target)], randoms, at)
         if expr.free_symbols & (randoms | {symbol(n) for n in noisy}):
             noisy.add(target)
         out.append(MomentsEquation(target, expr, shown, rhs, text))
@@ -297,6 +326,8 @@ def _check_used(spec: MomentsSpec, where: str) -> None:
     for r in spec.random:
         read |= set().union(*(p.free_symbols for p in r.params))
     read |= {symbol(m) for m in spec.moments}
+    for g in spec.goals:
+        read |= (g.lhs - g.rhs).free_symbols
     for key, names in (("inputs", spec.inputs), ("constants", spec.constants),
                        ("random", [r.name for r in spec.random]),
                        ("equations", [e.target for e in spec.equations])):
@@ -315,6 +346,9 @@ MOMENTS_RESULT_DOCS = {
     "mean_{y}": "E[y] given the inputs, for each quantity y the table's moments names.",
     "second_{y}": "E[y^2] given the inputs.",
     "variance_{y}": "Var(y) = E[y^2] - E[y]^2 given the inputs.",
+    "mean_{f}_{r}": "E[f(r)] of each function f of a random variable r a quantity reads.",
+    "square_{f}_{r}": "E[f(r)^2] of each such function.",
+    "solution_{c}": "The positive value of each constant c the table's solve names.",
 }
 
 

@@ -3,6 +3,7 @@ uses, each text that reaches TeX through the text gate."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from derive.errors import InputError
@@ -11,6 +12,20 @@ from derive.render import texgate
 
 #: Longest title, noun and role.
 MAX_WORDS = 120
+
+
+def table_title(name: str, table: Any, keys: tuple[str, ...], where: str) -> str:
+    """The title of a model's table (``name`` unless it gives one), once the table is
+    found to be one and to hold only ``keys``."""
+    if not isinstance(table, Mapping):
+        raise InputError(f"{where}: expected a table with {', '.join(keys)}")
+    unknown = sorted(set(table) - set(keys))
+    if unknown:
+        raise InputError(f"{where}.{unknown[0]}: unknown key; allowed are {', '.join(keys)}")
+    title = table.get("title", name)
+    if not isinstance(title, str) or not 0 < len(title) <= MAX_WORDS:
+        raise InputError(f"{where}.title: expected a text of 1 to {MAX_WORDS} characters")
+    return title
 
 
 def title_and_noun(table: dict[str, Any], where: str) -> tuple[str, str]:

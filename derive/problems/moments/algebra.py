@@ -23,7 +23,9 @@ from functools import cache
 import sympy as sp
 import sympy.stats as st
 
+from derive.model import moments_terms as terms
 from derive.model.moments import MomentsSpec, Random, symbol
+from derive.problems.moments import aggregate
 
 
 def variable(r: Random) -> tuple[sp.Expr, dict[sp.Symbol, sp.Expr]]:
@@ -40,21 +42,36 @@ def variable(r: Random) -> tuple[sp.Expr, dict[sp.Symbol, sp.Expr]]:
 
 
 @cache
-def _power(r: Random, j: int) -> sp.Expr:
+def power(r: Random, j: int) -> sp.Expr:
     """E[r^j], from the distribution."""
     rv, back = variable(r)
     return sp.expand(st.E(rv**j)).xreplace(back)
 
 
-def expectation(expr: sp.Expr, spec: MomentsSpec) -> sp.Expr:
-    """E[expr] for a polynomial ``expr`` in the spec's random variables (as plain symbols):
-    each monomial's coefficient times the product of its factors' moments."""
-    gens = [symbol(r.name) for r in spec.random]
-    poly = sp.Poly(sp.expand(expr), *gens)
+def generators(expr: sp.Expr, spec: MomentsSpec) -> list[sp.Expr]:
+    """What ``expr`` is a polynomial in: its plain random variables, sums of copies and
+    functions of one variable (``derive.model.moments_terms``)."""
+    return terms.generators(expr, {symbol(r.name) for r in spec.random})
+
+
+def polynomial(expr: sp.Expr, power: int, spec: MomentsSpec) -> tuple[sp.Poly, list]:
+    """``expr^power`` as a polynomial in the generators of ``expr``, and those generators
+    (each stands for a symbol meanwhile, so that exp(m)^2 is not merged into exp(2 m))."""
+    gens = generators(expr, spec)
+    stand = [sp.Dummy(f"g{i}") for i in range(len(gens))]
+    held = expr.xreplace(dict(zip(gens, stand, strict=True)))
+    return sp.Poly(sp.expand(held**power), *stand) if gens else sp.Poly(held**power,
+                                                                          sp.Dummy()), gens
+
+
+def expectation(expr: sp.Expr, spec: MomentsSpec, power: int = 1) -> sp.Expr:
+    """E[expr^power] for ``expr`` a polynomial in independent generators: each
+    monomial's coefficient times the product of its factors' moments."""
+    poly, gens = polynomial(expr, power, spec)
     total = sp.Integer(0)
     for powers, coeff in poly.terms():
-        total += coeff * sp.Mul(*(_power(r, j) for r, j in zip(spec.random, powers,
-                                                                 strict=True) if j))
+        total += coeff * sp.Mul(*(aggregate.raw(g, j, spec) for g, j in zip(gens, powers,
+                                                                           strict=False) if j))
     return total
 
 
@@ -63,14 +80,37 @@ def derivation(spec: MomentsSpec) -> dict[str, sp.Expr]:
     Var(y) of each quantity the spec names."""
     out: dict[str, sp.Expr] = {}
     for r in spec.random:
-        out[f"mean_{r.name}"] = _power(r, 1)
-        out[f"square_{r.name}"] = _power(r, 2)
+        out[f"mean_{r.name}"] = power(r, 1)
+        out[f"square_{r.name}"] = power(r, 2)
     for y in spec.moments:
         value = spec.value(y)
-        mean, second = expectation(value, spec), expectation(value**2, spec)
+        mean, second = expectation(value, spec), expectation(value, spec, 2)
         out[f"mean_{y}"], out[f"second_{y}"] = mean, second
         out[f"variance_{y}"] = second - mean**2
-    return {k: readable(v, spec) for k, v in out.items()}
+    for key, (g, r) in calls(spec).items():
+        out[f"mean_{key}"] = aggregate.call_moment(g, 1, r)
+        out[f"square_{key}"] = aggregate.call_moment(g, 2, r)
+    out = {k: readable(v, spec) for k, v in out.items()}
+    for goal in spec.goals:
+        out[f"solution_{goal.constant}"] = readable(
+            aggregate.solved(goal, out, spec, f"models.{spec.name}.solve.{goal.constant}"), spec)
+    return out
+
+
+def calls(spec: MomentsSpec) -> dict[str, tuple[sp.Expr, Random]]:
+    """Each function of a random variable the quantities read (in sums, too), by its
+    results' key ``relu_z``, with its variable."""
+    randoms = {symbol(r.name): r for r in spec.random}
+    out: dict[str, tuple[sp.Expr, Random]] = {}
+    todo = [spec.value(y) for y in spec.moments]
+    while todo:
+        for g in generators(todo.pop(), spec):
+            if isinstance(g, terms.Copies):
+                todo.append(g.body)
+            elif not isinstance(g, sp.Symbol):
+                (s,) = g.free_symbols & set(randoms)
+                out[f"{terms.function_name(g)}_{s.name}"] = (g, randoms[s])
+    return dict(sorted(out.items()))
 
 
 def keep_forms(spec: MomentsSpec) -> dict[sp.Symbol, tuple[sp.Expr, sp.Dummy, sp.Expr]]:
@@ -125,22 +165,21 @@ def _positive(expr: sp.Expr) -> sp.Expr:
 
 
 def multilinear(spec: MomentsSpec, y: str) -> bool:
-    """Whether each random variable enters ``y`` at most to the first power: then E[y] is y
-    with each variable replaced by its mean, and E[y^2] needs only E[r] and E[r^2]."""
-    gens = [symbol(r.name) for r in spec.random]
-    poly = sp.Poly(sp.expand(spec.value(y)), *gens)
+    """Whether each generator enters ``y`` at most to the first power: then E[y] is y with
+    each replaced by its mean, and E[y^2] needs only first and second moments."""
+    poly, _ = polynomial(spec.value(y), 1, spec)
     return all(max(p) <= 1 for p in poly.monoms()) if poly.monoms() else True
 
 
 def expanded(spec: MomentsSpec, y: str, power: int) -> sp.Expr:
-    """``y`` (or y^2) written as a sum over products of the random variables, each with its
+    """``y`` (or y^2) written as a sum over products of its generators, each with its
     coefficient gathered and written as the results are (``readable``): the form the
     linearity step reads."""
-    gens = [symbol(r.name) for r in spec.random]
-    poly = sp.Poly(sp.expand(spec.value(y) ** power), *gens)
-    return sp.Add(*(readable(coeff, spec) * sp.Mul(*(g**j for g, j in zip(gens, powers,
-                                                                        strict=True)))
-                    for powers, coeff in poly.terms()))
+    poly, gens = polynomial(spec.value(y), power, spec)
+    return sp.Add(*(readable(coeff, spec) * sp.Mul(*(
+        sp.Pow(g, j, evaluate=False) if j > 1 else g
+        for g, j in zip(gens, powers, strict=False) if j))
+        for powers, coeff in poly.terms()))
 
 
 def degree(spec: MomentsSpec, variables: list[Random]) -> int:
@@ -148,3 +187,10 @@ def degree(spec: MomentsSpec, variables: list[Random]) -> int:
     gens = [symbol(r.name) for r in variables]
     return max(sp.Poly(sp.expand(spec.value(y) ** 2), *gens).degree(g)
                for y in spec.moments for g in gens)
+
+
+def aggregated(spec: MomentsSpec) -> bool:
+    """Whether a quantity holds a sum of copies or a function of a random variable."""
+    randoms = {symbol(r.name) for r in spec.random}
+    return any(not isinstance(g, sp.Symbol) for y in spec.moments
+               for g in generators(spec.value(y), spec)) and bool(randoms)

@@ -26,13 +26,14 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
+import lark
 import mpmath
 import numpy as np
 import sympy as sp
 
 from derive.engine.functions import FUNCTIONS
 from derive.model.interpret import Compiler
-from derive.model.moments import MomentsSpec, symbol
+from derive.model.moments import MomentsSpec, Random, symbol
 from derive.verify import Claim, rel_error
 from derive.verify.routes import SAMPLING_SIGMAS, sampled
 
@@ -47,6 +48,8 @@ DPS, DIGITS_TOLERANCE = 30, 1e-20
 #: than MAX_CONTINUOUS variables would take NODES^3 passes per point: sampling alone then.
 NODES, GUARD, MAX_CONTINUOUS = 20, 10, 2
 MAX_DEGREE = 2 * NODES - 1
+#: The most outcomes an enumeration runs over (beyond, sampling alone).
+MAX_OUTCOMES = 2**14
 #: A standard error below this fraction of the value is rounding (a draw without spread).
 ROUNDING = 1e-12
 #: The inputs' two check points: input i takes entry i of each row.
@@ -72,11 +75,12 @@ def quantities(spec: MomentsSpec) -> dict[str, Callable[[dict], Any]]:
 
 def runner(spec: MomentsSpec, backend: str, number: Callable) -> Callable[[dict], dict]:
     """The equations as one pass over an outcome's values (``env``: inputs, constants and
-    random variables by name), from their parse trees; ``backend`` names the registry's
-    numeric functions (``numpy``, ``mpmath``; none for exact fractions)."""
+    random variables by name, the k-th copy of ``w`` in a sum as ``w@k``), from their parse
+    trees; ``backend`` names the registry's numeric functions (``numpy``, ``mpmath``; none
+    for exact fractions)."""
     fns = {} if backend == "fraction" else {n: f.spelling(backend) for n, f in
                                             FUNCTIONS.items()}
-    compile_rhs = Compiler(fns, number)
+    compile_rhs = Compiler(fns, number, rules={"copies": _copies})
     codes = [(e.target, compile_rhs(e.tree)) for e in spec.equations]
 
     def run(env: dict) -> dict:
@@ -86,6 +90,55 @@ def runner(spec: MomentsSpec, backend: str, number: Callable) -> Callable[[dict]
         return env
 
     return run
+
+
+def _copies(t, compile_rhs: Compiler) -> Callable[[dict], Any]:
+    """``sum(n, body)``: the body at each copy k, its random variables read as ``r@k``."""
+    count, body = (compile_rhs(c) for c in t.children)
+
+    def value(env: dict) -> Any:
+        total = 0
+        for k in range(1, int(count(env)) + 1):
+            total = total + body(_copy(env, f"@{k}"))
+        return total
+
+    return value
+
+
+def _copy(env: dict, mark: str) -> dict:
+    """``env`` with each ``r@k...`` read as ``r...`` (one level of copies peeled)."""
+    out = dict(env)
+    for key, v in env.items():
+        base, at, rest = key.partition("@")
+        tail = at + rest
+        if tail.startswith(mark) and tail[len(mark):len(mark) + 1] in ("", "@"):
+            out[base + tail[len(mark):]] = v
+    return out
+
+
+def names(spec: MomentsSpec, values: dict) -> list[tuple[str, Random]]:
+    """Every draw an outcome holds: each variable by its name, and each copy a sum makes
+    of it (``w@2``, ``w@2@1`` in a sum inside a sum), with the counts at ``values``."""
+    found: dict[str, Random] = {r.name: r for r in spec.random}
+    by_name = dict(found)
+
+    def walk(t, mark: str) -> None:
+        if t.data == "copies":
+            count, body = t.children
+            n = int(values[str(count.children[0])]) if count.data == "name" else int(
+                str(count.children[0]))
+            for k in range(1, n + 1):
+                walk(body, f"{mark}@{k}")
+            return
+        for c in t.children:
+            if isinstance(c, lark.Tree):
+                walk(c, mark)
+            elif t.data == "name" and str(c) in by_name and mark:
+                found[str(c) + mark] = by_name[str(c)]
+
+    for e in spec.equations:
+        walk(e.tree, "")
+    return list(found.items())
 
 
 def parameters(spec: MomentsSpec, values: dict[str, Any], number: Callable) -> dict:
@@ -112,13 +165,14 @@ def enumerated(spec: MomentsSpec, probs: dict, fixed: dict, number: Callable,
     """Every moment as the sum over all outcomes of the Bernoulli variables, each weighted
     by its probability (products of q and 1 - q)."""
     run, values = runner(spec, backend, number), quantities(spec)
-    names = [r.name for r in spec.random]
+    drawn = names(spec, fixed)
     total = dict.fromkeys(values, number(0))
-    for outcome in itertools.product((0, 1), repeat=len(names)):
+    for outcome in itertools.product((0, 1), repeat=len(drawn)):
         weight = number(1)
-        for n, o in zip(names, outcome, strict=True):
-            weight *= probs[n][0] if o else 1 - probs[n][0]
-        env = run({**fixed, **{n: number(o) for n, o in zip(names, outcome, strict=True)}})
+        for (_, r), o in zip(drawn, outcome, strict=True):
+            weight *= probs[r.name][0] if o else 1 - probs[r.name][0]
+        env = run({**fixed, **{n: number(o) for (n, _), o in zip(drawn, outcome,
+                                                                 strict=True)}})
         for key, value in values.items():
             total[key] += weight * value(env)
     return _variances(spec, total)
@@ -145,7 +199,7 @@ def enumeration_claims(spec: MomentsSpec, formulas: dict[str, sp.Expr],
     method = ("exact enumeration over every outcome" if exact else
               f"enumeration over every outcome at {DPS} digits")
     for key, error in bad.items():
-        yield Claim.measured(key, method, _sizes(spec, values, f"all {2 ** len(spec.random)} "
+        yield Claim.measured(key, method, _sizes(spec, values, f"all {outcomes(spec, values)} "
                                                  "outcomes"), error,
                              0.0 if exact else DIGITS_TOLERANCE)
 
@@ -250,16 +304,23 @@ def samples(spec: MomentsSpec, params: dict) -> int:
     return min(MAX_SAMPLES, max(MIN_SAMPLES, need))
 
 
-def _draw(spec: MomentsSpec, params: dict, g: np.random.Generator, k: int) -> dict:
+def outcomes(spec: MomentsSpec, values: dict) -> int:
+    """How many outcomes an enumeration runs over, the copies of sums counted."""
+    return 2 ** len(names(spec, values))
+
+
+def draws_of(spec: MomentsSpec, params: dict, values: dict, g: np.random.Generator, k: int
+         ) -> dict:
+    """``k`` draws of every variable and of each copy a sum makes of one."""
     out = {}
-    for r in spec.random:
+    for name, r in names(spec, values):
         a = params[r.name]
         if r.family == "bernoulli":
-            out[r.name] = (g.random(k) < a[0]).astype(float)
+            out[name] = (g.random(k) < a[0]).astype(float)
         elif r.family == "normal":
-            out[r.name] = g.normal(a[0], math.sqrt(a[1]), k)
+            out[name] = g.normal(a[0], math.sqrt(a[1]), k)
         else:
-            out[r.name] = g.uniform(a[0], a[1], k)
+            out[name] = g.uniform(a[0], a[1], k)
     return out
 
 
@@ -278,7 +339,7 @@ def sampling_claims(spec: MomentsSpec, formulas: dict[str, sp.Expr],
             f"variance_{y}": lambda env, y=y, mu=means[y]: (env[y] - mu) ** 2 for y in spec.moments}
         for key, value in draws.items():
             def draw(g, k, v=value, base=fixed):
-                return v(run(base | _draw(spec, params, g, k)))
+                return v(run(base | draws_of(spec, params, base, g, k)))
             mean, err = sampled(draw, count, rng)
             exact = float(formula_at(formulas[key], at))
             # A quantity without spread (y - E[y] the same for every draw): only rounding.

@@ -19,23 +19,30 @@ import sympy as sp
 
 from derive.errors import InputError
 from derive.model.moments import MomentsSpec, moments_spec, symbol
-from derive.params import Exact, Param
+from derive.model.moments_terms import Copies
+from derive.params import Exact, Int, Param
 from derive.problems.base import Problem, Result
 from derive.problems.moments import algebra
 from derive.problems.moments import claims as mc
+from derive.problems.moments import claims_terms as ct
 from derive.verify import Claim
 from derive.verify.routes import SAMPLING_SIGMAS
 
 #: The bounds of a constant's check value.
 VALUE_BOUND = sp.Integer(10)
+#: A count of copies in the checks unless a set gives one, and the most it may be: the
+#: copies of Bernoulli variables are enumerated, 2^(variables x count) outcomes.
+DEFAULT_COUNT, MAX_COUNT = 3, 6
 
 
-def default_values(constants: tuple[str, ...]) -> dict[str, sp.Rational]:
+def default_values(constants: tuple[str, ...], counts: tuple[str, ...] = ()
+                   ) -> dict[str, sp.Rational]:
     """The constants' check values unless a set gives them: k/(n + 2) for the k-th of n,
     all in (0, 1) (a probability, a variance) and none 1/2, where the variance of dropout's
-    output has no spread to sample."""
+    output has no spread to sample; a count of copies ``DEFAULT_COUNT``."""
     n = len(constants)
-    return {c: sp.Rational(k, n + 2) for k, c in enumerate(constants, 1)}
+    return {c: sp.Integer(DEFAULT_COUNT) if c in counts else sp.Rational(k, n + 2)
+            for k, c in enumerate(constants, 1)}
 
 
 def check_values(spec: MomentsSpec, values: dict[str, sp.Rational], key: str) -> None:
@@ -95,6 +102,8 @@ class MomentsProblem(Problem):
         elif route == "integration":
             yield from mc.integration_claims(spec, formulas, values)
         yield from mc.sampling_claims(spec, formulas, values)
+        yield from ct.call_claims(spec, formulas, values)
+        yield from ct.solve_claims(spec, formulas, values)
 
     def route(self) -> str:
         """The checks' exact or high-precision route: ``enumeration`` where every variable
@@ -103,7 +112,10 @@ class MomentsProblem(Problem):
         ``sampling`` (which runs in every case)."""
         continuous = [r for r in self.SPEC.random if r.family != "bernoulli"]
         if not continuous:
-            return "enumeration"
+            fits = mc.outcomes(self.SPEC, self.values) <= mc.MAX_OUTCOMES
+            return "enumeration" if fits else "sampling"
+        if algebra.aggregated(self.SPEC):  # a kink, or copies beyond the product rule
+            return "sampling"
         if (len(continuous) <= mc.MAX_CONTINUOUS
                 and algebra.degree(self.SPEC, continuous) <= mc.MAX_DEGREE):
             return "integration"
@@ -121,6 +133,13 @@ class MomentsProblem(Problem):
             "equations": [sp.Eq(symbol(e.target), e.shown, evaluate=False)
                           for e in spec.equations],
             "moments": [symbol(y) for y in spec.moments],
+            "sums": [{"sum": g, "count": g.count, "body": g.body, "letter": g.letter,
+                      "copies": [sp.Symbol(f"{r.name}_{g.letter}", real=True)
+                                 for r in g.args[4]], "plain": list(g.args[4])}
+                     for e in spec.equations for g in sorted(e.shown.atoms(Copies),
+                                                             key=sp.default_sort_key)],
+            "goals": [{"constant": symbol(g.constant), "lhs": g.lhs, "rhs": g.rhs}
+                      for g in spec.goals],
         }
 
     def context(self) -> dict[str, Any]:
@@ -131,6 +150,10 @@ class MomentsProblem(Problem):
                            "mean": r[f"mean_{v.name}"].expr,
                            "square": r[f"square_{v.name}"].expr} for v in spec.random],
             "quantities": [self._quantity(y) for y in spec.moments],
+            "calls": [{"expr": g, "mean": r[f"mean_{k}"].expr, "square": r[f"square_{k}"].expr,
+                       "family": v.family} for k, (g, v) in algebra.calls(spec).items()],
+            "goals": [{"constant": symbol(g.constant), "lhs": g.lhs, "rhs": g.rhs,
+                       "solution": r[f"solution_{g.constant}"].expr} for g in spec.goals],
             **self.stated(),
         }
 
@@ -140,7 +163,16 @@ class MomentsProblem(Problem):
                 "square": algebra.expanded(spec, y, 2),
                 "multilinear": algebra.multilinear(spec, y),
                 "mean": r[f"mean_{y}"].expr, "second": r[f"second_{y}"].expr,
-                "variance": r[f"variance_{y}"].expr}
+                "variance": r[f"variance_{y}"].expr, "sums": self._sums(y)}
+
+    def _sums(self, y: str) -> list[dict[str, Any]]:
+        """Each sum of copies in ``y``: one copy's mean and second moment."""
+        spec = self.SPEC
+        gens = algebra.generators(spec.value(y), spec)
+        return [{"sum": g, "one": g.indexed(), "count": g.count,
+                 "mean": algebra.readable(algebra.expectation(g.body, spec), spec),
+                 "square": algebra.readable(algebra.expectation(g.body, spec, 2), spec)}
+                for g in gens if isinstance(g, Copies)]
 
     def stated(self) -> dict[str, Any]:
         """The checks' settings: constants' values, the inputs' points, draws, seed."""
@@ -151,7 +183,7 @@ class MomentsProblem(Problem):
             "check_points": [[(symbol(x), sp.Rational(str(p[x]))) for x in spec.inputs]
                        for p in mc.points(spec)],
             "route": self.route(),
-            "exact": not spec.calls, "outcomes": 2 ** len(spec.random), "dps": mc.DPS,
+            "exact": not spec.calls, "outcomes": mc.outcomes(spec, self.values), "dps": mc.DPS,
             "samples": mc.samples(spec, params), "seed": mc.SEED, "sigmas": SAMPLING_SIGMAS,
         }
 
@@ -166,6 +198,11 @@ def _claim_names(spec: MomentsSpec) -> dict[str, str]:
         t = sp.latex(symbol(y))
         out |= {f"mean_{y}": f"$E[{t}]$", f"second_{y}": f"$E[{t}^2]$",
                 f"variance_{y}": f"$\\operatorname{{Var}}({t})$"}
+    for key, (g, _) in algebra.calls(spec).items():
+        t = sp.latex(g)
+        out[f"mean_{key}"], out[f"square_{key}"] = f"$E[{t}]$", f"$E[{t}^2]$"
+    for g in spec.goals:
+        out[f"solution_{g.constant}"] = f"${sp.latex(symbol(g.constant))}$ solved"
     return out
 
 
@@ -178,6 +215,11 @@ def _results(spec: MomentsSpec) -> dict[str, str]:
         out[f"mean_{y}"] = f"E[{y}] given the inputs."
         out[f"second_{y}"] = f"E[{y}^2] given the inputs."
         out[f"variance_{y}"] = f"Var({y}) = E[{y}^2] - E[{y}]^2 given the inputs."
+    for key, (g, v) in algebra.calls(spec).items():
+        out[f"mean_{key}"] = f"E[{g}] for {v.name} ~ {v.text}."
+        out[f"square_{key}"] = f"E[{g}^2] for {v.name} ~ {v.text}."
+    for g in spec.goals:
+        out[f"solution_{g.constant}"] = f"The positive {g.constant} with {g.text}."
     return out
 
 
@@ -185,8 +227,10 @@ def moments_problem(name: str, table: dict[str, Any], where: str) -> type[Proble
     """The problem class of the table (``kind = "moments"``), keyed ``name``; ``where``
     names the table in messages.  Equal tables give classes that behave alike."""
     spec = moments_spec(name, table, where)
-    defaults = default_values(spec.constants)
+    defaults = default_values(spec.constants, spec.counts)
     params = tuple(
+        Param(c, Int(1, MAX_COUNT), int(defaults[c]), f"copies {c} counts in the numeric "
+              f"checks (1 <= {c} <= {MAX_COUNT})") if c in spec.counts else
         Param(c, Exact(-VALUE_BOUND, VALUE_BOUND), defaults[c],
               f"value of {c} in the numeric checks (-{VALUE_BOUND} <= {c} <= {VALUE_BOUND})")
         for c in spec.constants)
@@ -196,7 +240,9 @@ def moments_problem(name: str, table: dict[str, Any], where: str) -> type[Proble
         "__module__": __name__, "__doc__": f"{spec.title}: {MomentsProblem.__doc__}",
         "key": name, "title": spec.title, "SPEC": spec, "TABLE": copy.deepcopy(dict(table)),
         "WHERE": where, "PARAMS": params, "SYMBOLS": names,
-        "MAIN": f"variance_{spec.moments[0]}", "RESULTS": _results(spec),
+        "MAIN": (f"solution_{spec.goals[0].constant}" if spec.goals
+                 else f"variance_{spec.moments[0]}"), "RESULTS": _results(spec),
+        "LABELS": ("mean", "variance", *(("solve",) if spec.goals else ())),
         "CLAIM_NAMES": _claim_names(spec),
     }
     return type(f"Moments_{name}", (MomentsProblem,), attrs)
