@@ -298,6 +298,7 @@ described in README.md ("The JSON contract") and in `derive/schema/derivations.s
 
 def results_markdown() -> str:
     """docs/results.md: every registered problem's result keys and what each is."""
+    from derive.model.indexed import INDEXED_RESULT_DOCS
     from derive.model.moments import MOMENTS_RESULT_DOCS
     from derive.problems import REGISTRY
     from derive.problems.momentum.defined import MAP_RESULT_DOCS
@@ -310,6 +311,10 @@ def results_markdown() -> str:
     parts.append(_docs_section('Random variables defined in a set file (`kind = "moments"`; '
                                "`{r}` stands for each random variable, `{y}` for each "
                                "quantity of `moments`)", MOMENTS_RESULT_DOCS))
+    parts.append(_docs_section('Arrays in index notation defined in a set file (`kind = '
+                               '"indexed"`; `{t}` stands for each equation\'s target, `{a}` '
+                               "for each array whose gradient is derived, `{y}` for the last "
+                               "target)", INDEXED_RESULT_DOCS))
     return "".join(parts)
 
 

@@ -50,10 +50,11 @@ M = "mine.toml: models.mgu"
 BAD = [
     # -- kind and the words of the key
     ("kind-typo", model(kind='"recurent"'),
-     f"{M}.kind: expected one of 'recurrent', 'map', 'graph', 'moments', got 'recurent'"),
+     f"{M}.kind: expected one of 'recurrent', 'map', 'graph', 'moments', 'indexed', "
+     "got 'recurent'"),
     ("kind-missing", model(kind=None), f"{M}.kind: missing; expected one of 'recurrent'"),
     ("kind-number", model(kind="3"),
-     f"{M}.kind: expected one of 'recurrent', 'map', 'graph', 'moments', got 3"),
+     f"{M}.kind: expected one of 'recurrent', 'map', 'graph', 'moments', 'indexed', got 3"),
     ("title-missing", model(title=None), f"{M}.title: missing; expected a non-empty string"),
     ("title-blank", model(title='"  "'), f"{M}.title: expected a non-empty string, got '  '"),
     ("title-number", model(title="5"), f"{M}.title: expected a non-empty string, got 5"),

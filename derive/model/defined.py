@@ -3,8 +3,9 @@
 A model table names its ``kind`` and its ``title`` and then the model itself: a recurrent
 cell (``kind = "recurrent"``: inputs, states, weights, biases, loss_on, equations, and an
 optional regime ``limit``), a map of a state (``kind = "map"``), a network (``kind =
-"graph"``) or independent random variables and the quantities whose mean and variance the
-key derives (``kind = "moments"``).  ``model_class`` turns the table into a problem
+"graph"``), independent random variables and the quantities whose mean and variance the
+key derives (``kind = "moments"``), or arrays written entry by entry in index notation
+(``kind = "indexed"``: a convolution, a pool).  ``model_class`` turns the table into a problem
 class, as a bundled problem is one, so everything downstream (derivation, checks,
 templates, export, ``derive grad``) treats the two alike.
 
@@ -31,7 +32,7 @@ NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 #: Longest title and noun (they reach TeX through the text gate).
 MAX_TITLE = 120
 #: The kinds of model and what each table may hold besides ``kind`` and ``title``.
-KINDS = ("recurrent", "map", "graph", "moments")
+KINDS = ("recurrent", "map", "graph", "moments", "indexed")
 
 
 def parse_model(source: str | Mapping[str, Any], name: str | None = None) -> type[Problem]:
@@ -126,7 +127,14 @@ def _moments() -> Callable[[str, dict, str], type[Problem]]:
     return moments_problem
 
 
-_FACTORIES = {"recurrent": _recurrent, "map": _map, "graph": _graph, "moments": _moments}
+def _indexed() -> Callable[[str, dict, str], type[Problem]]:
+    from derive.model.indexed import indexed_problem
+
+    return indexed_problem
+
+
+_FACTORIES = {"recurrent": _recurrent, "map": _map, "graph": _graph, "moments": _moments,
+              "indexed": _indexed}
 
 
 def canonical(table: dict[str, Any]) -> str:

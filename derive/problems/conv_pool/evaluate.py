@@ -6,7 +6,8 @@ The summed indices that share an index expression with another index (``a`` in
 index runs over the interval on which all the term's entries and supports are in range,
 each entry is gathered there, and the product is contracted, so the work is that of the
 nonzero terms alone.  The arrays' dtype is kept: integer arrays give exact integers,
-complex ones complex results.
+arrays of fractions exact fractions (a coefficient 1/4 among them), complex ones complex
+results.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 import string
+from fractions import Fraction
 
 import numpy as np
 import sympy as sp
@@ -38,6 +40,9 @@ def evaluate(m: LinearMap, arrays: dict[str, np.ndarray], sizes: dict[sp.Symbol,
     """
     dtype = np.result_type(*(arrays[str(e.base)] for t in m.terms
                              for e in _entries(t.factor)[1]))
+    if dtype.kind in "iub" and not all(_number(_entries(t.factor)[0], sizes, dtype) % 1 == 0
+                                       for t in m.terms):
+        dtype = np.dtype(object)  # whole numbers times a fraction: exact fractions
     out = np.zeros(tuple(_whole(n, sizes) for _, n in m.free), dtype=dtype)
     for term in m.terms:
         _add_term(out, term, [s for s, _ in m.free], arrays, sizes)
@@ -77,11 +82,17 @@ def _add_term(out: np.ndarray, term: Term, free: list[sp.Symbol],
         fixed = dict(zip(coupled, values, strict=True))
         spans = _spans(counts, axes, supports, fixed)
         if spans is not None:
-            _contract(out, _number(coeff), free, axes, spans, fixed)
+            _contract(out, _number(coeff, sizes, out.dtype), free, axes, spans, fixed)
 
 
-def _number(c: sp.Expr) -> int | float:
-    return int(c) if c.is_Integer else float(c)
+def _number(c: sp.Expr, sizes: dict[sp.Symbol, int], dtype: np.dtype) -> int | float | Fraction:
+    """The coefficient at the sizes: exact (a fraction) on exact arrays, else a float."""
+    c = sp.sympify(c).xreplace({k: sp.Integer(v) for k, v in sizes.items()})
+    if c.is_Integer:
+        return int(c)
+    if dtype.kind in "iubO" and c.is_Rational:
+        return Fraction(int(c.p), int(c.q))
+    return float(c)
 
 
 def _at(a: Affine, fixed: dict) -> Affine:

@@ -51,6 +51,8 @@ def product_tex(expr: sp.Expr, printer) -> str:
 
 
 def _written_rank(factor: sp.Expr) -> int:
+    if not factor.atoms(sp.Indexed):  # a coefficient (1/A^2) leads its product
+        return -1
     name = str(factor.base) if isinstance(factor, sp.Indexed) else ""
     return WRITTEN.index(name) if name in WRITTEN else len(WRITTEN)
 
@@ -78,7 +80,10 @@ def _term_tex(term: sp.Expr, printer) -> str:
     if not term.is_Mul:
         return printer._print(term)
     factors = sorted(term.args, key=lambda f: (not f.is_Number, _is_index(f)))
-    return " ".join(printer._print(f) for f in factors)
+    # An upright size of several letters (SP) keeps a thin space from its index: SP i.
+    printed = [printer._print(f) for f in factors]
+    return "".join(p + (r"\," if p.startswith(r"\mathrm") and k < len(printed) - 1 else " ")
+                   for k, p in enumerate(printed)).rstrip()
 
 
 def _is_index(s: sp.Expr) -> bool:
