@@ -4,8 +4,8 @@ LaTeX compiles, as ``derive build`` runs it (``render.pdf.typeset_with_log``), e
 set's key in each form and its handout, the README's set, and one document holding every
 problem at the extremes of its parameters (long sums and products, wide matrices, many
 steps, long layer lists); the test fails on any ``Overfull \\hbox`` wider than 1 pt and
-prints the source lines it came from.  Documents compile two at a time; the problems are
-derived once.  The rules that break formulas (``render.breaks``) are tested on their own
+prints the source lines it came from.  Each set is one test, so that test workers share
+them out.  The rules that break formulas (``render.breaks``) are tested on their own
 below, without LaTeX.
 """
 
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -99,30 +98,39 @@ def readme_set() -> ProblemSet:
     return parse_set(block.group(1), "README.md")
 
 
-def _set_documents() -> dict[str, str]:
-    """Every bundled set and the README's: the key in each form, and the handout; and the
-    full key and handout of each set of tests/models (cells defined in a set file)."""
-    sets = {**bundled(), "dl101_hw2": readme_set()}
-    cache: dict = {}
-    docs = {}
-    for sid, pset in sets.items():
-        problems = make_problems(pset, cache)
-        for name, form in FORMS.items():
-            docs[f"{sid} key ({name})"] = render(dataclasses.replace(pset, form=form), problems)
-        docs[f"{sid} handout"] = render(pset, problems, handout=True)
-    for path in sorted(MODELS.rglob("*.toml")):
-        pset = get_set(str(path))
-        problems = make_problems(pset, cache)
-        docs[f"model {path.stem} key"] = render(pset, problems)
-        docs[f"model {path.stem} handout"] = render(pset, problems, handout=True)
+#: The extremes are derived in this many groups (deriving them all takes half a minute).
+EXTREME_CHUNKS = 4
+#: Each group of documents one test compiles: a bundled set (its key in each form and its
+#: handout), the README's set, a set file of tests/models (key and handout), the extremes.
+GROUPS = ([f"set {sid}" for sid in bundled()] + ["readme"]
+          + [f"model {p.relative_to(MODELS).as_posix()}" for p in sorted(MODELS.rglob("*.toml"))]
+          + [f"extremes {k}" for k in range(EXTREME_CHUNKS)])
+
+
+def _documents(group: str) -> dict[str, str]:
+    """The documents of one group, by name."""
+    kind, _, name = group.partition(" ")
+    if kind == "extremes":
+        return _extreme_documents(EXTREMES[int(name)::EXTREME_CHUNKS])
+    if kind == "model":
+        pset = get_set(str(MODELS / name))
+        problems = make_problems(pset, {})
+        return {f"{name} key": render(pset, problems),
+                f"{name} handout": render(pset, problems, handout=True)}
+    pset = readme_set() if kind == "readme" else bundled()[name]
+    problems = make_problems(pset, {})
+    docs = {f"{group} key ({form_name})": render(dataclasses.replace(pset, form=form), problems)
+            for form_name, form in FORMS.items()}
+    docs[f"{group} handout"] = render(pset, problems, handout=True)
     return docs
 
 
-def _extreme_documents() -> dict[str, str]:
-    """One document per form holding every extreme instance, and one handout of them."""
+def _extreme_documents(extremes: list[tuple[str, dict]]) -> dict[str, str]:
+    """One document per form holding the ``extremes``' instances, and one handout of
+    them."""
     pset = ProblemSet("extremes", "Extremes", "Course", "test", tuple(REGISTRY), Notation())
     env = environment(pset.notation)
-    instances = [REGISTRY[key].from_params(params) for key, params in EXTREMES]
+    instances = [REGISTRY[key].from_params(params) for key, params in extremes]
     docs = {}
     for name, form in FORMS.items():
         shaped = dataclasses.replace(pset, form=form)
@@ -148,53 +156,25 @@ def _report(name: str, tex: str, log: str) -> list[str]:
     return out
 
 
-@pytest.fixture(scope="module")
-def overfull() -> dict[str, list[str]]:
-    """Every document's overfull boxes over ``LIMIT_PT``, by document."""
+def test_every_bundled_set_and_model_file_is_a_group():
+    assert sum(g.startswith("set ") for g in GROUPS) == len(bundled())
+    assert sum(g.startswith("model ") for g in GROUPS) == len(list(MODELS.rglob("*.toml")))
+    assert {key for key, _ in EXTREMES} == set(REGISTRY)  # every problem is stressed
+
+
+@pytest.mark.pdf
+@pytest.mark.slow
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_document_stays_in_the_text_block(group):
+    """Each of the group's documents compiles with no overfull box over ``LIMIT_PT`` (a
+    bundled set gives three forms of its key and a handout, a model file a key and a
+    handout)."""
     if find_engine() is None:
         pytest.skip("no LaTeX engine (latexmk and pdflatex)")
-
-    def one(name: str, tex: str) -> list[str]:
-        return _report(name, tex, typeset_with_log(tex)[1])
-
-    # Two compile at a time (the two cores CI has); the sets' documents compile while the
-    # extreme instances are derived.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        jobs = {name: pool.submit(one, name, tex) for name, tex in _set_documents().items()}
-        jobs |= {name: pool.submit(one, name, tex) for name, tex in _extreme_documents().items()}
-        return {name: job.result() for name, job in jobs.items()}
-
-
-@pytest.mark.pdf
-@pytest.mark.slow
-def test_bundled_keys_and_handouts_stay_in_the_text_block(overfull):
-    names = [n for n in overfull if not n.startswith(("extremes", "dl101_hw2", "model "))]
-    assert len(names) == 4 * len(bundled())  # three forms and a handout per set
-    found = [line for n in names for line in overfull[n]]
-    assert not found, "\n".join(found)
-
-
-@pytest.mark.pdf
-@pytest.mark.slow
-def test_readme_set_stays_in_the_text_block(overfull):
-    found = [line for n in overfull if n.startswith("dl101_hw2") for line in overfull[n]]
-    assert not found, "\n".join(found)
-
-
-@pytest.mark.pdf
-@pytest.mark.slow
-def test_cells_defined_in_set_files_stay_in_the_text_block(overfull):
-    names = [n for n in overfull if n.startswith("model ")]
-    assert len(names) == 2 * len(list(MODELS.rglob("*.toml")))
-    found = [line for n in names for line in overfull[n]]
-    assert not found, "\n".join(found)
-
-
-@pytest.mark.pdf
-@pytest.mark.slow
-def test_every_problem_at_its_extremes_stays_in_the_text_block(overfull):
-    assert {key for key, _ in EXTREMES} == set(REGISTRY)  # every problem is stressed
-    found = [line for n in overfull if n.startswith("extremes") for line in overfull[n]]
+    docs = _documents(group)
+    assert len(docs) == (2 if group.startswith("model ") else 1 + len(FORMS))
+    found = [line for name, tex in docs.items()
+             for line in _report(name, tex, typeset_with_log(tex)[1])]
     assert not found, "\n".join(found)
 
 
