@@ -109,11 +109,22 @@ def bundled_keys(tmp_path_factory) -> Path:
 
     Shared by the golden and the readability tests: read it, and write elsewhere.
     """
+    import fcntl
+    import os
+
     from derive.cli import main
     from derive.sets import bundled
 
-    out = tmp_path_factory.mktemp("bundled_keys")
-    assert main(["build", *sorted(bundled()), "--out", str(out), "--format", "tex"]) == 0
+    # Test workers (pytest-xdist) share one build: their temporary folders have one parent.
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    out, done = root / "bundled_keys", root / "bundled_keys.done"
+    with open(root / "bundled_keys.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            assert main(["build", *sorted(bundled()), "--out", str(out), "--format",
+                         "tex"]) == 0
+            done.touch()
     return out
 
 
