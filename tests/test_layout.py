@@ -99,12 +99,17 @@ def readme_set() -> ProblemSet:
 
 
 #: The extremes are derived in this many groups (deriving them all takes half a minute).
-EXTREME_CHUNKS = 4
+EXTREME_CHUNKS = 2
 #: Each group of documents one test compiles: a bundled set (its key in each form and its
 #: handout), the README's set, a set file of tests/models (key and handout), the extremes.
 GROUPS = ([f"set {sid}" for sid in bundled()] + ["readme"]
           + [f"model {p.relative_to(MODELS).as_posix()}" for p in sorted(MODELS.rglob("*.toml"))]
           + [f"extremes {k}" for k in range(EXTREME_CHUNKS)])
+
+
+#: Problems of the bundled sets derived in this worker, shared by the groups it runs (a
+#: set file's own models may reuse a bundled problem's key, so they are not kept here).
+_DERIVED: dict = {}
 
 
 def _documents(group: str) -> dict[str, str]:
@@ -118,7 +123,7 @@ def _documents(group: str) -> dict[str, str]:
         return {f"{name} key": render(pset, problems),
                 f"{name} handout": render(pset, problems, handout=True)}
     pset = readme_set() if kind == "readme" else bundled()[name]
-    problems = make_problems(pset, {})
+    problems = make_problems(pset, {} if kind == "readme" else _DERIVED)
     docs = {f"{group} key ({form_name})": render(dataclasses.replace(pset, form=form), problems)
             for form_name, form in FORMS.items()}
     docs[f"{group} handout"] = render(pset, problems, handout=True)
