@@ -214,20 +214,34 @@ def stop_all() -> None:
             if p.is_alive():
                 p.kill()
                 p.join()
+                _remove_scratch_of(p.pid)
 
 
 @contextlib.contextmanager
 def scratch(prefix: str) -> Iterator[Path]:
-    """A new temporary folder, removed on the way out (and by a forced exit)."""
-    path = tempfile.mkdtemp(prefix=prefix)
-    with _lock:
+    """A new temporary folder, removed on the way out (and by a forced exit).
+
+    Its name carries this process's id, so that a worker killed before it could clean up
+    leaves nothing: its parent removes what it named (``stop_all``).  Making and removing
+    it are critical sections: an interruption cut between making and registering the
+    folder, or in the middle of removing it, would leave it behind."""
+    with critical(), _lock:
+        path = tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-")
         _scratch.add(path)
     try:
         yield Path(path)
     finally:
-        shutil.rmtree(path, ignore_errors=True)
-        with _lock:
-            _scratch.discard(path)
+        with critical():
+            shutil.rmtree(path, ignore_errors=True)
+            with _lock:
+                _scratch.discard(path)
+
+
+def _remove_scratch_of(pid: int) -> None:
+    """The temporary folders a killed process ``pid`` made with ``scratch``."""
+    for path in Path(tempfile.gettempdir()).glob(f"derive-*{pid}-*"):
+        if path.name.split("-")[-2:-1] == [str(pid)]:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # -- signals -----------------------------------------------------------------------------------
