@@ -40,7 +40,7 @@ def table():
 
 
 #: The restated model's names for the bundled ones (sizes, arrays, indices).
-RENAME = {"Ho": mo.H1, "Wo": mo.W1, "Hp": mo.H2, "Wp": mo.W2, "SP": mo.S_p, "q": mo.b_}
+RENAME = {"Ho": mo.H1, "Wo": mo.W1, "Hp": mo.H2, "Wp": mo.W2, "S_p": mo.S_p, "q": mo.b_}
 
 
 def _bundled_names(m: LinearMap) -> set:
@@ -141,7 +141,7 @@ def _with(table, **changes):
 EQ = ["xpad[n, c, h, k] = x[n, c, h - P, k - P]",
       "out[n, f, i, j] = b[f] + sum(c < C, a < HH, q < WW: xpad[n, c, S*i + a, S*j + q] * "
       "w[f, c, a, q])",
-      "y[n, f, i, j] = max(a < HP, q < WP: out[n, f, SP*i + a, SP*j + q])"]
+      "y[n, f, i, j] = max(a < HP, q < WP: out[n, f, S_p*i + a, S_p*j + q])"]
 
 
 def _eq(k: int, text: str) -> list[str]:
@@ -172,7 +172,7 @@ BAD = [
      f"{WHERE}.equations[1]: column 53: the gradient of xpad through xpad[n, c, S*i + 2*a, "
      "S*j + q] cannot be found by index substitution"),
     ("max-inside", {"equations": _eq(2, "y[n, f, i, j] = 2*max(a < HP, q < WP: out[n, f, "
-                                        "SP*i + a, SP*j + q])")},
+                                        "S_p*i + a, S_p*j + q])")},
      f"{WHERE}.equations[2]: column 19: max(...) must be the whole right side"),
     ("reads-later", {"equations": _eq(0, "xpad[n, c, h, k] = out[n, c, h, k]")},
      f"{WHERE}.equations[0]: column 20: 'out' is assigned by this or a later equation"),

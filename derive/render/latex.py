@@ -237,6 +237,10 @@ class KeyPrinter(LatexPrinter):
         return r"\frac{\partial%s %s}{\partial %s}" % (power, num, scripted(den, power))
 
     def _print_Transpose(self, expr):
+        from derive.feedforward.graph import OnesRow  # it imports the printer's module
+
+        if isinstance(expr.arg, OnesRow):  # (1^T)^T is the column of ones
+            return r"\mathbf{1}"
         arg = self._print(expr.arg)
         if not isinstance(expr.arg, sp.MatrixSymbol):
             return r"\left(%s\right)^{\top}" % arg
