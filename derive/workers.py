@@ -24,9 +24,12 @@ import contextlib
 import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
+import multiprocessing.util
+import os
 import pickle
 import signal
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,6 +59,7 @@ def warm_up() -> None:
     # it is in the terminal's process group, and a Ctrl-C during its imports would print a
     # traceback of its own.  Ours stays pending and arrives once this returns.  The resource
     # tracker the server needs is started first: starting it unblocks SIGINT.
+    _short_socket_folder()
     with procs.critical():
         multiprocessing.resource_tracker.ensure_running()
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -63,6 +67,25 @@ def warm_up() -> None:
             multiprocessing.forkserver.ensure_running()
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+#: The longest path an AF_UNIX socket may have (the kernel's sun_path, less its final NUL),
+#: and what multiprocessing adds to its temporary folder for the forkserver's socket.
+_SOCKET_PATH, _SOCKET_NAME = 107, len("/pymp-xxxxxxxx/listener-xxxxxxxx")
+
+
+def _short_socket_folder() -> None:
+    """Under a long TMPDIR the forkserver's socket path would be too long to bind; then
+    multiprocessing's folder for it is made in /tmp (it removes the folder at exit)."""
+    if len(tempfile.gettempdir()) + _SOCKET_NAME <= _SOCKET_PATH or not os.access(
+            "/tmp", os.W_OK):
+        return
+    saved = tempfile.tempdir
+    tempfile.tempdir = "/tmp"
+    try:
+        multiprocessing.util.get_temp_dir()  # made once per process, then reused
+    finally:
+        tempfile.tempdir = saved
 
 
 class RemoteTraceback(Exception):  # noqa: N818 - it is a traceback, shown as the cause

@@ -303,3 +303,19 @@ def test_workers_start_early_only_for_two_or_more_problems(tmp_path: Path, monke
     assert not _jobs_at_least_two([str(one), str(one)])
     # No names: every bundled set, each of which holds two problems or more.
     assert _jobs_at_least_two([]) and all(len(p.problems) >= 2 for p in bundled().values())
+
+
+def test_a_build_runs_under_a_temporary_folder_too_long_for_a_socket(tmp_path: Path) -> None:
+    """The forkserver's socket lives in multiprocessing's temporary folder; under a TMPDIR
+    of 90 characters its path passed the 107 bytes AF_UNIX allows and the build died with
+    an internal error."""
+    long = tmp_path / ("t" * max(1, 90 - len(str(tmp_path))))
+    long.mkdir()
+    assert len(str(long)) >= 90
+    run = subprocess.run(
+        [sys.executable, "-m", "derive", "build", "lmu_ex5", "--out", str(tmp_path / "out"),
+         "--format", "tex"], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "TMPDIR": str(long)}, check=False)
+    assert run.returncode == 0, run.stderr[-800:]
+    assert (tmp_path / "out" / "lmu_ex5" / "answer-key.tex").is_file()
+    assert list(long.iterdir()) == []
