@@ -163,7 +163,7 @@ BAD = [
      f"{WHERE}.sizes: Ho = 1 + (H + 2*P - HH)/S is 9/2 at H = 8, HH = 3, S = 2, P = 1; it "
      "must come out a whole number of at least 1"),
     ("shape-length", {"equations": _eq(0, "xpad[n, c, h] = x[n, c, h, h]")},
-     f"{WHERE}.equations[0]: column 1: xpad[...] names 3 indices; xpad has 4 axes"),
+     f"{WHERE}.equations[0]: column 1: xpad[...] has 3 indices; xpad has 4 axes"),
     ("entry-rank", {"equations": _eq(0, "xpad[n, c, h, k] = x[n, c, h]")},
      f"{WHERE}.equations[0]: column 20: x[...] has 3 indices; x has 4 axes (N, C, H, W)"),
     ("free-missing", {"equations": _eq(0, "xpad[n, c, h, k] = x[n, c, h, r]")},

@@ -65,6 +65,14 @@ class TermBuilder:
         return IndexedEquation(target, free, tuple(terms), window, mask, tuple(self.reads),
                                rhs, self.text)
 
+    def _axes(self, name: str, idx: list, tok) -> list:
+        """``name``'s declared axes, once its entry ``name[idx]`` names one index per axis."""
+        axes = self.scope.shapes[name]
+        if len(idx) != len(axes):
+            raise self.fail(tok.column, f"{name}[...] has {len(idx)} indices; {name} has "
+                                        f"{len(axes)} axes ({_counts(axes)})")
+        return axes
+
     def _lhs(self, lhs) -> tuple[str, tuple[Limit, ...]]:
         tok, *idx = lhs.children
         target, shapes = str(tok), self.scope.shapes
@@ -74,10 +82,7 @@ class TermBuilder:
         if target in self.scope.targets:
             raise self.fail(tok.column, f"{target!r} is assigned already; an equation assigns a "
                                         "new array once")
-        axes = shapes[target]
-        if len(idx) != len(axes):
-            raise self.fail(tok.column, f"{target}[...] names {len(idx)} indices; {target} has "
-                                        f"{len(axes)} axes ({_counts(axes)})")
+        axes = self._axes(target, idx, tok)
         free = []
         for t, (_, count, _) in zip(idx, axes, strict=True):
             if t.data != "name":
@@ -184,10 +189,7 @@ class TermBuilder:
         if name not in targets and name in self.scope.assigned:
             raise self.fail(tok.column, f"{name!r} is assigned by this or a later equation; an "
                                         "equation reads given arrays and earlier targets")
-        axes = shapes[name]
-        if len(idx) != len(axes):
-            raise self.fail(tok.column, f"{name}[...] has {len(idx)} indices; {name} has "
-                                        f"{len(axes)} axes ({_counts(axes)})")
+        self._axes(name, idx, tok)
         entry = sp.IndexedBase(name)[tuple(self._index(x) for x in idx)]
         text = self.text[t.meta.start_pos:t.meta.end_pos]
         self.reads.append((name, entry, text, tok.column))

@@ -48,9 +48,7 @@ def _random(spec: MomentsSpec, s: sp.Symbol) -> Random:
 @cache
 def call_moment(g: sp.Expr, j: int, r: Random) -> sp.Expr:
     """E[f(a r + b)^j] for ``g`` = f(a r + b) (see the module doc)."""
-    s, entry, arg = symbol(r.name), lookup(g), g.args[0]
-    if entry is None:  # sqrt of a Bernoulli variable prints as a power
-        entry, arg = lookup(sp.sqrt(s)), g.base
+    s, entry, arg = symbol(r.name), lookup(g), g.args[0]  # sqrt(m) is a power: args[0] is m
     exact = lambda v: entry.exact(arg.xreplace({s: v})) ** j  # noqa: E731
     if r.family == "bernoulli":
         q = r.params[0]
@@ -118,6 +116,12 @@ def moments_of(kappa: list[sp.Expr], j: int) -> list[sp.Expr]:
     return mu
 
 
+def in_formulas(expr: sp.Expr, formulas: dict[str, sp.Expr]) -> sp.Expr:
+    """``expr`` (a goal's side) with each E(y) and Var(y) replaced by its formula."""
+    return expr.replace(
+        Moment, lambda kind, y: formulas[("mean_" if kind == 1 else "variance_") + y.name])
+
+
 def solved(goal: Goal, formulas: dict[str, sp.Expr], spec: MomentsSpec, where: str
            ) -> sp.Expr:
     """The positive value of the goal's constant at which its equation holds (a count of
@@ -125,8 +129,7 @@ def solved(goal: Goal, formulas: dict[str, sp.Expr], spec: MomentsSpec, where: s
     c = symbol(goal.constant)
     stand = {c: sp.Dummy(goal.constant, positive=True)} | {
         symbol(n): sp.Dummy(n, positive=True, integer=True) for n in spec.counts}
-    equation = (goal.lhs - goal.rhs).replace(
-        Moment, lambda kind, y: formulas[("mean_" if kind == 1 else "variance_") + y.name])
+    equation = in_formulas(goal.lhs - goal.rhs, formulas)
     back = {v: k for k, v in stand.items()}
     roots = [z.xreplace(back) for z in sp.solve(sp.together(equation.xreplace(stand)),
                                                  stand[c])

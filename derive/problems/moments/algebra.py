@@ -191,6 +191,5 @@ def degree(spec: MomentsSpec, variables: list[Random]) -> int:
 
 def aggregated(spec: MomentsSpec) -> bool:
     """Whether a quantity holds a sum of copies or a function of a random variable."""
-    randoms = {symbol(r.name) for r in spec.random}
     return any(not isinstance(g, sp.Symbol) for y in spec.moments
-               for g in generators(spec.value(y), spec)) and bool(randoms)
+               for g in generators(spec.value(y), spec))

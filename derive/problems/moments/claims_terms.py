@@ -27,6 +27,7 @@ from derive.model.moments_solve import Goal, Moment
 from derive.model.moments_terms import affine, function_name
 from derive.problems.moments import algebra
 from derive.problems.moments import claims as mc
+from derive.problems.moments.aggregate import in_formulas
 from derive.verify import Claim, rel_error
 from derive.verify.routes import SAMPLING_SIGMAS
 
@@ -41,7 +42,6 @@ def call_claims(spec: MomentsSpec, formulas: dict[str, sp.Expr],
         s = symbol(r.name)
         a, b = (mpmath.mpf(sp.Rational(c).p) / sp.Rational(c).q for c in affine(g.args[0], s))
         fn = FUNCTIONS[function_name(g)].mpmath
-        worst = 0.0
         with mpmath.workdps(mc.DPS):
             params = mc.parameters(spec, {k: mc._mpf(v) for k, v in values.items()},
                                    mpmath.mpf)[r.name]
@@ -49,12 +49,12 @@ def call_claims(spec: MomentsSpec, formulas: dict[str, sp.Expr],
                 got = _moment(r.family, params, lambda t, f=fn, a=a, b=b, j=j: f(a * t + b) ** j,
                               -b / a)
                 want = mpmath.mpf(sp.N(mc.formula_at(formulas[name], values), mc.DPS))
-                worst = rel_error([want], [got], scale=max(abs(want), mpmath.mpf(1)))
+                error = rel_error([want], [got], scale=max(abs(want), mpmath.mpf(1)))
                 method = (f"adaptive quadrature against the density at {mc.DPS} digits"
                           if r.family == "normal" else
                           f"the two outcomes at {mc.DPS} digits")
                 yield Claim.measured(name, method, mc._sizes(spec, values, f"{r.name} ~ "
-                                                           f"{r.text}"), worst,
+                                                           f"{r.text}"), error,
                                      mc.DIGITS_TOLERANCE)
 
 
@@ -95,15 +95,10 @@ def solve_claims(spec: MomentsSpec, formulas: dict[str, sp.Expr],
                                                     f"seed {mc.SEED}"), z, SAMPLING_SIGMAS)
 
 
-def _equation(goal: Goal, formulas: dict[str, sp.Expr]) -> sp.Expr:
-    return (goal.lhs - goal.rhs).replace(
-        Moment, lambda kind, y: formulas[("mean_" if kind == 1 else "variance_") + y.name])
-
-
 def _roots(goal: Goal, formulas: dict[str, sp.Expr], others: dict) -> list:
     """The positive roots of the goal's equation in its constant, the others fixed."""
     c = symbol(goal.constant)
-    f = sp.lambdify(c, mc.formula_at(_equation(goal, formulas), others), "mpmath")
+    f = sp.lambdify(c, mc.formula_at(in_formulas(goal.lhs - goal.rhs, formulas), others), "mpmath")
     grid = [mpmath.mpf(10) ** (mpmath.mpf(k) / PER_DECADE)
             for k in range(-DECADES * PER_DECADE, DECADES * PER_DECADE + 1)]
     roots = []
